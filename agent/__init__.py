@@ -1,0 +1,1 @@
+"""`burrow`: the agent that dials out to an edge and forwards proxied streams upstream."""

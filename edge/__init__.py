@@ -1,0 +1,1 @@
+"""`burrow-edge`: the edge that authenticates agents and serves their public endpoints."""

@@ -1,0 +1,1 @@
+"""The wire: muxado framing, the sans-IO session, typed-stream RPC and the trio adapter."""
