@@ -1,0 +1,306 @@
+"""The development CA: real certificates, verified by the stdlib `ssl` module over loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from edge.certs import (
+    CA_VALIDITY,
+    LEAF_VALIDITY,
+    CertError,
+    DevCA,
+    IssuedCert,
+    client_context,
+    server_context_from_pem,
+)
+
+TIMEOUT = 10.0  # seconds: a handshake on loopback takes milliseconds; a hang fails fast
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> DevCA:
+    return DevCA.load_or_create(tmp_path_factory.mktemp("data"))
+
+
+def handshake(
+    server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: str
+) -> tuple[bytes, BaseException | None]:
+    """Run one TLS handshake over loopback TCP and echo a line through it.
+
+    Returns what the client read back and the server side's exception, if any. Raises the
+    client side's exception (a verification failure, say).
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+    server_error: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            connection, _ = listener.accept()
+            connection.settimeout(TIMEOUT)
+            with server.wrap_socket(connection, server_side=True) as tls:
+                tls.sendall(tls.recv(1024))
+        except (OSError, ssl.SSLError) as exc:
+            server_error.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with (
+            socket.create_connection(listener.getsockname(), timeout=TIMEOUT) as raw,
+            client.wrap_socket(raw, server_hostname=server_hostname) as tls,
+        ):
+            tls.sendall(b"ping\n")
+            echoed = tls.recv(1024)
+    finally:
+        thread.join(TIMEOUT)
+        listener.close()
+    assert not thread.is_alive()
+    return echoed, server_error[0] if server_error else None
+
+
+def leaf_of(issued: IssuedCert) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(issued.cert_pem)
+
+
+def test_files_and_modes(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ca = DevCA.load_or_create(data_dir)
+    assert ca.ca_path == data_dir / "ca.pem"
+    assert stat.S_IMODE((data_dir / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data_dir / "ca.pem").stat().st_mode) == 0o644
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert (data_dir / "ca.pem").read_bytes() == ca.ca_pem
+    assert sorted(p.name for p in data_dir.iterdir()) == ["ca.key", "ca.pem"]
+
+
+def test_reloading_gives_the_same_ca(tmp_path: Path) -> None:
+    first = DevCA.load_or_create(tmp_path)
+    second = DevCA.load_or_create(tmp_path, common_name="ignored on reload")
+    assert second.ca_pem == first.ca_pem
+    # The reloaded CA signs leaves the first one's certificate verifies.
+    leaf = leaf_of(second.issue(["localhost"]))
+    leaf.verify_directly_issued_by(first.certificate)
+
+
+def test_ca_certificate_fields(tmp_path: Path) -> None:
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    ca = DevCA.load_or_create(tmp_path, common_name="Acme Dev CA", now=now)
+    cert = ca.certificate
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "Acme Dev CA"
+    assert cert.issuer == cert.subject
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    assert isinstance(cert.public_key().curve, ec.SECP256R1)  # type: ignore[union-attr]
+    assert cert.not_valid_after_utc == now + CA_VALIDITY
+    assert cert.not_valid_before_utc < now
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical
+    assert (constraints.value.ca, constraints.value.path_length) == (True, 0)
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical
+    assert usage.value.key_cert_sign
+    assert usage.value.crl_sign
+    assert not usage.value.digital_signature
+    cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+
+
+def test_leaf_fields(ca: DevCA) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    issued = ca.issue(
+        ["Connect.Burrow.Localhost.", "localhost", "*.burrow.localhost", "127.0.0.1", "::1"],
+        now=now,
+    )
+    leaf = leaf_of(issued)
+    leaf.verify_directly_issued_by(ca.certificate)
+    assert issued.hostnames == (
+        "connect.burrow.localhost",
+        "localhost",
+        "*.burrow.localhost",
+        "127.0.0.1",
+        "::1",
+    )
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [
+        "connect.burrow.localhost",
+        "localhost",
+        "*.burrow.localhost",
+    ]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    ]
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
+    assert issued.not_after == now + LEAF_VALIDITY == leaf.not_valid_after_utc
+    assert issued.chain_pem == issued.cert_pem + ca.ca_pem
+    assert b"PRIVATE KEY" in issued.key_pem
+    assert "PRIVATE" not in repr(issued)
+
+
+def test_leaf_never_outlives_the_ca(ca: DevCA) -> None:
+    late = ca.certificate.not_valid_after_utc - timedelta(days=10)
+    issued = ca.issue(["localhost"], now=late)
+    assert issued.not_after == ca.certificate.not_valid_after_utc
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [],
+        ["bad_name"],
+        ["-leading.hyphen"],
+        ["*"],
+        ["*.localhost"],
+        ["foo.*.example"],
+        ["a..b"],
+        ["exämple.test"],
+        ["a" * 64 + ".test"],
+    ],
+)
+def test_issue_rejects_bad_names(ca: DevCA, names: list[str]) -> None:
+    with pytest.raises(CertError):
+        ca.issue(names)
+
+
+def test_issue_rejects_a_bare_string(ca: DevCA) -> None:
+    with pytest.raises(CertError, match="list of names"):
+        ca.issue("localhost")
+
+
+@pytest.mark.parametrize(
+    "server_hostname",
+    ["connect.burrow.localhost", "localhost", "anything.burrow.localhost", "127.0.0.1"],
+)
+def test_handshake_verifies(ca: DevCA, server_hostname: str) -> None:
+    server = ca.server_context(
+        ["connect.burrow.localhost", "localhost", "*.burrow.localhost", "127.0.0.1"]
+    )
+    echoed, server_error = handshake(server, client_context(ca.ca_path), server_hostname)
+    assert echoed == b"ping\n"
+    assert server_error is None
+
+
+@pytest.mark.parametrize(
+    "server_hostname", ["example.com", "burrow.localhost", "a.b.burrow.localhost", "127.0.0.2"]
+)
+def test_handshake_refuses_an_unrelated_name(ca: DevCA, server_hostname: str) -> None:
+    # `burrow.localhost` and `a.b.burrow.localhost`: a wildcard covers exactly one label.
+    server = ca.server_context(["connect.burrow.localhost", "*.burrow.localhost", "127.0.0.1"])
+    with pytest.raises(ssl.SSLCertVerificationError, match="match"):
+        handshake(server, client_context(ca.ca_path), server_hostname)
+
+
+def test_handshake_refuses_another_ca(ca: DevCA, tmp_path: Path) -> None:
+    stranger = DevCA.load_or_create(tmp_path)
+    server = stranger.server_context(["localhost"])
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+        handshake(server, client_context(ca.ca_path), "localhost")
+
+
+def test_handshake_refuses_an_expired_leaf(ca: DevCA) -> None:
+    long_ago = datetime.now(UTC) - LEAF_VALIDITY - timedelta(days=1)
+    server = ca.server_context(["localhost"], now=long_ago)
+    with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
+        handshake(server, client_context(ca.ca_path), "localhost")
+
+
+def test_server_context_settings(ca: DevCA) -> None:
+    server = ca.server_context(["localhost"])
+    assert server.minimum_version == ssl.TLSVersion.TLSv1_2
+    # TLS 1.2 is still accepted, for older clients.
+    client = client_context(ca.ca_path)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    echoed, server_error = handshake(server, client, "localhost")
+    assert (echoed, server_error) == (b"ping\n", None)
+
+
+def test_client_context_settings(ca: DevCA) -> None:
+    context = client_context(ca.ca_path)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert [c["subject"] for c in context.get_ca_certs()] == [
+        ((("organizationName", "Burrow"),), (("commonName", "Burrow Development CA"),))
+    ]
+
+
+def test_server_context_from_pem_rejects_a_mismatched_key(ca: DevCA) -> None:
+    one = ca.issue(["localhost"])
+    other = ca.issue(["localhost"])
+    with pytest.raises(CertError, match="do not load"):
+        server_context_from_pem(one.chain_pem, other.key_pem)
+
+
+def test_key_without_certificate_is_replaced(tmp_path: Path) -> None:
+    # A crash after writing the key and before the certificate: nobody trusts that CA yet.
+    (tmp_path / "ca.key").write_bytes(b"half-made")
+    ca = DevCA.load_or_create(tmp_path)
+    assert DevCA.load_or_create(tmp_path).ca_pem == ca.ca_pem
+
+
+def test_certificate_without_key_is_a_clear_error(tmp_path: Path) -> None:
+    DevCA.load_or_create(tmp_path)
+    (tmp_path / "ca.key").unlink()
+    with pytest.raises(CertError, match=r"ca\.key does not; restore the key or delete"):
+        DevCA.load_or_create(tmp_path)
+
+
+def test_mismatched_key_is_a_clear_error(tmp_path: Path) -> None:
+    DevCA.load_or_create(tmp_path / "one")
+    DevCA.load_or_create(tmp_path / "two")
+    shutil.copy(tmp_path / "two" / "ca.key", tmp_path / "one" / "ca.key")
+    with pytest.raises(CertError, match="is not the key of"):
+        DevCA.load_or_create(tmp_path / "one")
+
+
+def test_corrupt_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    DevCA.load_or_create(tmp_path)
+    (tmp_path / "ca.pem").write_text("garbage")
+    with pytest.raises(CertError, match="cannot read the CA certificate") as caught:
+        DevCA.load_or_create(tmp_path)
+    assert "delete" in str(caught.value)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_openssl_verifies_the_leaf(ca: DevCA, tmp_path: Path) -> None:
+    issued = ca.issue(["connect.burrow.localhost", "*.burrow.localhost"])
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(issued.cert_pem)
+    result = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-verify_hostname",
+            "x.burrow.localhost",
+            "-CAfile",
+            str(ca.ca_path),
+            str(leaf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("OK")
