@@ -283,6 +283,10 @@ class MuxSession:
     def open_stream_count(self) -> int:
         return self._conn.open_streams
 
+    def allow_window_growth(self) -> None:
+        """Call once the peer is known to honour large windows (see `protocol/windows.py`)."""
+        self._conn.allow_window_growth()
+
     async def open_stream(self) -> MuxStream:
         """Open a stream; nothing is sent until its first write (muxado's lazy SYN)."""
         await checkpoint()

@@ -79,6 +79,11 @@ class SessionConfig:
     max_streams: int = 4096
     #: Ceiling for one stream's auto-tuned receive window.
     max_stream_window: int = DEFAULT_MAX_STREAM_WINDOW
+    #: Grow receive windows past 256 KiB from the start. Only safe when the peer's sender keeps
+    #: credit beyond its initial window: ngrok's muxado implementations clamp their send window
+    #: at 256 KiB and would silently lose the extra credit (a deadlock), so growth stays off
+    #: until the handshake shows a Burrow peer (`allow_window_growth`).
+    window_growth: bool = False
     #: Window growth over all streams of the session together (beyond the 256 KiB each).
     session_window_budget: int = DEFAULT_SESSION_BUDGET
     #: Largest DATA payload we send: big enough that headers cost nothing, small enough that a
@@ -114,6 +119,9 @@ class Session:
         self._skip = 0  # payload bytes of a dropped frame still to be skipped
         self._out = bytearray()
         self._last_remote_id = 0
+        self._window_ceiling = (
+            self.config.max_stream_window if self.config.window_growth else INITIAL_WINDOW
+        )
         self.local_goaway = False
         self.remote_goaway = False
         self.terminated = False
@@ -277,7 +285,7 @@ class Session:
                 stream = _Stream(
                     sid,
                     transition(StreamState.IDLE, StreamInput.RECV_SYN, stream_id=sid),
-                    ReceiveWindow(self._budget, self.config.max_stream_window),
+                    ReceiveWindow(self._budget, self._window_ceiling),
                 )
                 self._streams[sid] = stream
                 self._last_remote_id = max(self._last_remote_id, sid)
@@ -354,7 +362,7 @@ class Session:
         stream = _Stream(
             sid,
             transition(StreamState.IDLE, StreamInput.SEND_SYN, stream_id=sid),
-            ReceiveWindow(self._budget, self.config.max_stream_window),
+            ReceiveWindow(self._budget, self._window_ceiling),
         )
         stream.syn_pending = True
         self._streams[sid] = stream
@@ -428,6 +436,12 @@ class Session:
         increment = stream.recv.consume(length)
         if increment and stream.state in (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL):
             self._out += frames.wndinc_frame(stream_id, increment)
+
+    def allow_window_growth(self) -> None:
+        """The peer's sender honours credit past 256 KiB (a Burrow peer): let windows grow."""
+        self._window_ceiling = self.config.max_stream_window
+        for stream in self._streams.values():
+            stream.recv.max_size = self._window_ceiling
 
     def go_away(self, code: int = ErrorCode.NO_ERROR, debug: bytes = b"") -> None:
         """Tell the peer we accept no new streams; existing ones carry on. Sent at most once."""

@@ -14,6 +14,10 @@ benefit too):
   ceiling and only while the session-wide budget has room. A slow or stalled reader leaves data
   unread, so its window never grows: a slow reader slows its sender instead of growing memory.
 
+Growth needs a sender that keeps credit past the initial window. ngrok's muxado implementations
+clamp their send window at 256 KiB, so a receiver facing them must never grant beyond it: the
+session keeps `max_size` at `INITIAL_WINDOW` until the handshake shows a Burrow peer.
+
 Memory per stream is therefore at most `size` (bounded by `max_size`), and the growth of all the
 streams of one session together is bounded by `SessionBudget`.
 """

@@ -1,0 +1,865 @@
+"""The agent's configuration: ngrok's v3 file format, validated once into frozen dataclasses.
+
+Theory of operation: each file is parsed with PyYAML's composer, so every key and list item keeps
+the line it came from; the files then merge left to right as ngrok merges them (later scalars
+win, a later list replaces the earlier one, maps merge key by key), the `BURROW_*` environment
+overrides go on top, and only then is the result validated. Each value remembers where it came
+from (file and line, or the environment variable), so an error can say
+
+    /etc/burrow/burrow.yml:7: endpoints[1].upstream.urll: unknown key; did you mean url?
+
+Unknown keys are errors, as in ngrok 3.x. `agent:` keys that ngrok documents but Burrow does not
+act on (`console_ui`, `web_addr`, ...) are type-checked and kept in `AgentSettings.ngrok_options`,
+so ngrok users' files load unchanged. Relative paths in a file are relative to that file's
+directory (the agent often runs as a service whose working directory is `/`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hmac
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from protocol.urls import (
+    EndpointURL,
+    UpstreamURL,
+    URLError,
+    infer_binding,
+    parse_endpoint_url,
+    parse_upstream_url,
+    validate_endpoint_url,
+)
+
+__all__ = [
+    "DEFAULT_CONNECT_URL",
+    "AgentConfig",
+    "AgentSettings",
+    "AgentTLSTermination",
+    "ConfigError",
+    "EndpointSettings",
+    "Secret",
+    "UpstreamSettings",
+    "default_config_path",
+    "load_config",
+    "parse_duration",
+    "validate_connect_url",
+]
+
+# Burrow's development edge (`./dev demo`): `.localhost` names resolve to loopback (RFC 6761)
+# and 8443 needs no root. A deployment sets `connect_url` to its own edge (`edge.acme.com:443`).
+DEFAULT_CONNECT_URL = "connect.burrow.localhost:8443"
+DEFAULT_CONNECT_PORT = 443  # ngrok agents always dial 443 (reference §7)
+MAX_METADATA_LENGTH = 4096  # ngrok's documented limit for session and endpoint metadata
+# Config files are a few dozen lines; the cap stops a YAML alias bomb from expanding for ever.
+MAX_YAML_NODES = 100_000
+SECRET_VISIBLE_CHARS = 4
+SECRET_MIN_LENGTH_TO_SHOW = 12  # below this, 4 visible characters would give too much away
+
+_Path = tuple[str | int, ...]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class ConfigError(Exception):
+    """A configuration problem: `<file>:<line>: <key path>: <what is wrong>; <what to do>`."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        where = f"{source}:{line}" if source and line else source
+        super().__init__(": ".join(part for part in (where, key, reason) if part))
+        self.reason = reason
+        self.source = source
+        self.line = line
+        self.key = key
+        self.code = code
+
+
+class Secret:
+    """A string that prints masked (`***` plus its last 4 characters); `.reveal()` gives it back.
+
+    Deliberately not a dataclass, so `dataclasses.asdict()` of a config cannot unwrap it.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        if len(self._value) < SECRET_MIN_LENGTH_TO_SHOW:
+            return "***"
+        return "***" + self._value[-SECRET_VISIBLE_CHARS:]
+
+    def __repr__(self) -> str:
+        return f"Secret({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The `agent:` section. Durations are seconds."""
+
+    authtoken: Secret | None = None
+    connect_url: str = DEFAULT_CONNECT_URL  # host:port, port always present
+    connect_cas: str = "trusted"  # "trusted" | "host" | an absolute path to a PEM file
+    heartbeat_interval: float = 10.0  # ngrok's default
+    heartbeat_tolerance: float = 15.0  # ngrok's default
+    connect_timeout: float = 10.0  # ngrok's default
+    metadata: str = ""
+    log: str = "false"  # "stdout" | "stderr" | "false" | an absolute path
+    log_level: str = "info"
+    log_format: str = "term"  # "term" | "logfmt" | "json"
+    # Documented ngrok keys Burrow accepts, type-checks and keeps, but does not act on.
+    ngrok_options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def connect_address(self) -> tuple[str, int]:
+        return validate_connect_url(self.connect_url)
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    url: str  # canonical, e.g. "http://localhost:8080" for `url: 8080`
+    protocol: str | None  # "http1" | "http2"; None = not given (http1)
+    proxy_protocol: int | None  # 1 | 2; None = no PROXY header
+    target: UpstreamURL
+
+
+@dataclass(frozen=True)
+class AgentTLSTermination:
+    """Each value is an absolute path to a PEM file or inline PEM text."""
+
+    server_certificate: str
+    server_private_key: str = field(repr=False)  # may be an inline key: never print it
+    mutual_tls_certificate_authorities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    name: str
+    url: str  # canonical, e.g. "https://" (random) or "tcp://db.example.internal:5432"
+    upstream: UpstreamSettings
+    pooling_enabled: bool
+    description: str
+    metadata: str
+    bindings: tuple[str, ...]  # always exactly one; inferred from the URL when not given
+    traffic_policy: dict[str, object] | None
+    traffic_policy_file: str | None  # an absolute path
+    agent_tls_termination: AgentTLSTermination | None
+    inspect: bool  # accepted because ngrok's agent API shows it; Burrow does not inspect yet
+    endpoint_url: EndpointURL
+
+    @property
+    def binding(self) -> str:
+        return self.bindings[0]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent: AgentSettings
+    endpoints: tuple[EndpointSettings, ...]
+    sources: tuple[Path, ...]
+
+    def endpoint(self, name: str) -> EndpointSettings | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """`$XDG_CONFIG_HOME/burrow/burrow.yml`, else `~/.config/burrow/burrow.yml`."""
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative values
+        return Path(xdg) / "burrow" / "burrow.yml"
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".config" / "burrow" / "burrow.yml"
+
+
+def validate_connect_url(text: str) -> tuple[str, int]:
+    """Check a `host:port` connect URL (port defaults to 443); raise `ConfigError` if bad."""
+    if "://" in text:
+        raise ConfigError(
+            f"{text!r} has a scheme; connect_url is host:port, e.g. connect.example.com:443"
+        )
+    try:
+        url = parse_endpoint_url(text, default_scheme="tcp")
+    except URLError as exc:
+        raise ConfigError(f"{exc}; write host:port, e.g. connect.example.com:443") from None
+    if url.is_random or url.is_wildcard:
+        raise ConfigError(f"{text!r} needs a host name; write host:port, e.g. edge.example.com:443")
+    return url.host, DEFAULT_CONNECT_PORT if url.port is None else url.port
+
+
+_DURATION = re.compile(r"([0-9]*\.?[0-9]+|[0-9]+\.)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go-style duration (`10s`, `1m30s`, `250ms`, `0`) into seconds; ValueError if bad."""
+    text = text.strip()
+    if text == "0":
+        return 0.0
+    position, total = 0, 0.0
+    while position < len(text):
+        match = _DURATION.match(text, position)
+        if match is None:
+            raise ValueError(f"{text!r} is not a duration; write e.g. 10s, 1m30s or 250ms")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position == 0:
+        raise ValueError("empty duration; write e.g. 10s, 1m30s or 250ms")
+    return total
+
+
+@dataclass(frozen=True)
+class _Where:
+    source: str  # a file path, or "environment variable NAME"
+    line: int | None
+    directory: Path | None  # what relative paths are relative to; None = working directory
+
+
+class _Context:
+    """Where each key path came from, to build errors that point at the right file and line."""
+
+    def __init__(self, origins: dict[_Path, _Where], sources: Sequence[Path]) -> None:
+        self.origins = origins
+        self.sources = sources
+
+    def where(self, path: _Path) -> _Where | None:
+        for length in range(len(path), -1, -1):
+            found = self.origins.get(path[:length])
+            if found is not None:
+                return found
+        return None
+
+    def error(self, path: _Path, reason: str, code: str | None = None) -> ConfigError:
+        where = self.where(path)
+        source = where.source if where else ", ".join(str(p) for p in self.sources) or None
+        line = where.line if where else None
+        return ConfigError(reason, source=source, line=line, key=_format_path(path), code=code)
+
+    def resolve_file(self, path: _Path, text: str) -> str:
+        """An absolute path for `text`, relative to the file that set it; it must exist."""
+        where = self.where(path)
+        base = where.directory if where and where.directory else Path.cwd()
+        resolved = base / Path(text).expanduser()
+        if not resolved.is_file():
+            raise self.error(
+                path,
+                f"{str(resolved)!r} is not a readable file; fix the path (relative paths are "
+                "relative to the config file's directory)",
+            )
+        return str(resolved)
+
+
+def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
+    """Load, merge (left to right) and validate config files, then apply `BURROW_*` overrides.
+
+    With no paths, the result is the defaults plus the environment. Raises `ConfigError` for
+    unreadable files, YAML errors and every invalid value; nothing is half-loaded.
+    """
+    merged: dict[str, object] = {}
+    origins: dict[_Path, _Where] = {}
+    for path in paths:
+        data, file_origins = _read_yaml(path)
+        _check_version(_Context(file_origins, [path]), data)
+        _merge(merged, data, (), origins)
+        origins.update(file_origins)
+    for variable, key in _ENV_OVERRIDES.items():
+        value = env.get(variable, "")
+        if value:
+            agent = merged.setdefault("agent", {})
+            if agent is None:  # `agent:` with nothing under it
+                agent = merged["agent"] = {}
+            if isinstance(agent, dict):  # anything else is reported by validation below
+                agent[key] = value
+            origins[("agent", key)] = _Where(f"environment variable {variable}", None, None)
+    ctx = _Context(origins, paths)
+    if paths:
+        _check_keys(ctx, merged, (), _TOP_KEYS, _TOP_HINTS)
+        if "version" not in merged:
+            raise ctx.error(("version",), "missing; add `version: 3` at the top of the file")
+    agent = _agent_settings(ctx, _mapping(ctx, merged.get("agent"), ("agent",)))
+    endpoints = _endpoints(ctx, merged.get("endpoints"))
+    return AgentConfig(agent=agent, endpoints=endpoints, sources=tuple(paths))
+
+
+_ENV_OVERRIDES = {
+    "BURROW_AUTHTOKEN": "authtoken",
+    "BURROW_CONNECT_URL": "connect_url",
+    "BURROW_CONNECT_CAS": "connect_cas",
+}
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, object], dict[_Path, _Where]]:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot read: {reason}; check the path", source=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text ({exc.reason}); save it as UTF-8", source=source
+        ) from None
+    directory = path.resolve().parent
+    origins: dict[_Path, _Where] = {(): _Where(source, None, directory)}
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:  # an empty file
+            return {}, origins
+        walker = _NodeWalker(loader, source, directory, origins)
+        data = walker.value(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = f"invalid YAML: {exc.problem or exc.context}"
+        if exc.problem and exc.context:  # e.g. "while parsing a flow sequence" + its start line
+            started = f" (line {exc.context_mark.line + 1})" if exc.context_mark else ""
+            reason = f"invalid YAML: {exc.context}{started}: {exc.problem}"
+        lines = text.splitlines()
+        if line is not None and line <= len(lines) and "\t" in lines[line - 1]:
+            reason += "; YAML does not allow tabs: indent with spaces"
+        raise ConfigError(reason, source=source, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", source=source) from None
+    except ValueError as exc:  # PyYAML's constructors, e.g. a timestamp with month 13
+        raise ConfigError(f"invalid YAML value: {exc}", source=source) from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the file holds {_describe(data)}, not a mapping; start it with `version: 3`",
+            source=source,
+            line=1,
+        )
+    return data, origins
+
+
+class _NodeWalker:
+    """Turns composed YAML nodes into plain values, recording each key's file and line."""
+
+    def __init__(
+        self,
+        loader: yaml.SafeLoader,
+        source: str,
+        directory: Path,
+        origins: dict[_Path, _Where],
+    ) -> None:
+        self.loader = loader
+        self.source = source
+        self.directory = directory
+        self.origins = origins
+        self.count = 0
+        self.active: set[int] = set()  # ids of nodes being walked: a recursive alias loops
+        self.explicit: dict[int, set[int]] = {}  # mapping node id -> its explicit key nodes
+
+    def value(self, node: yaml.Node, path: _Path) -> object:
+        self.count += 1
+        line = node.start_mark.line + 1
+        if self.count > MAX_YAML_NODES:
+            raise ConfigError("too many YAML nodes (alias bomb?)", source=self.source, line=line)
+        if id(node) in self.active:
+            raise ConfigError("recursive YAML alias", source=self.source, line=line)
+        if isinstance(node, yaml.ScalarNode):
+            return self.loader.construct_object(node, deep=True)
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                items = []
+                for index, item in enumerate(node.value):
+                    self._record((*path, index), item)
+                    items.append(self.value(item, (*path, index)))
+                return items
+            assert isinstance(node, yaml.MappingNode)
+            # `<<: *anchor` merge keys: flatten_mapping puts the merged pairs first, so the
+            # explicit ones override them. Only explicit keys may not repeat. An aliased node
+            # is walked again, already flattened, so remember its explicit keys from the start.
+            explicit = self.explicit.setdefault(
+                id(node), {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+            )
+            self.loader.flatten_mapping(node)
+            result: dict[str, object] = {}
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if not isinstance(key, str):
+                    raise ConfigError(
+                        f"{_format_path(path) or 'top level'}: key {key!r} is not a string; "
+                        "quote it",
+                        source=self.source,
+                        line=line,
+                    )
+                if id(key_node) in explicit and key in seen:
+                    raise ConfigError(
+                        "duplicate key; remove one of them",
+                        source=self.source,
+                        line=line,
+                        key=_format_path((*path, key)),
+                    )
+                seen.update([key] if id(key_node) in explicit else [])
+                self._record((*path, key), key_node)
+                result[key] = self.value(value_node, (*path, key))
+            return result
+        finally:
+            self.active.discard(id(node))
+
+    def _record(self, path: _Path, node: yaml.Node) -> None:
+        self.origins[path] = _Where(self.source, node.start_mark.line + 1, self.directory)
+
+
+def _merge(
+    base: dict[str, object], top: Mapping[str, object], path: _Path, origins: dict[_Path, _Where]
+) -> None:
+    """Merge `top` into `base` in place: maps by key, anything else (lists too) replaced."""
+    for key, value in top.items():
+        old = base.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            _merge(old, value, (*path, key), origins)
+            continue
+        prefix = (*path, key)
+        for stale in [p for p in origins if p[: len(prefix)] == prefix]:
+            del origins[stale]  # the replaced value's lines no longer describe anything
+        base[key] = value
+
+
+def _check_version(ctx: _Context, data: Mapping[str, object]) -> None:
+    if "version" not in data:
+        return
+    version = data["version"]
+    if version in (3, "3"):
+        return
+    if version in (2, "2", 1, "1"):
+        raise ctx.error(
+            ("version",),
+            f"version {version} files are not supported; Burrow reads the v3 format (agent "
+            "options under `agent:`, an `endpoints:` list): run `ngrok config upgrade` on the "
+            "file or see deploy/agent.example.yml",
+        )
+    raise ctx.error(("version",), f"must be 3, found {version!r}; write `version: 3`")
+
+
+_TOP_KEYS = ("version", "agent", "endpoints")
+_TOP_HINTS = {
+    "tunnels": "v2-style tunnels are not supported by Burrow; define them under endpoints: "
+    "(see deploy/agent.example.yml)",
+    "server_addr": "v3 files spell it agent.connect_url",
+    "root_cas": "v3 files spell it agent.connect_cas",
+}
+_USED_AGENT_KEYS = (
+    "authtoken",
+    "connect_url",
+    "connect_cas",
+    "connect_timeout",
+    "heartbeat_interval",
+    "heartbeat_tolerance",
+    "metadata",
+    "log",
+    "log_level",
+    "log_format",
+)
+_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+_LOG_FORMATS = ("term", "logfmt", "json")
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_proxy_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://", "socks5://"))
+
+
+# ngrok keys Burrow keeps but ignores: what each must look like, and a check for it.
+_NGROK_ONLY_AGENT_KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "api_key": ("a string", _is_str),
+    "connect_interface": ("an interface name", _is_str),
+    "console_ui": ("true, false or iftty", lambda v: _is_bool(v) or v == "iftty"),
+    "console_ui_color": ("transparent or black", lambda v: v in ("transparent", "black")),
+    "crl_noverify": ("true or false", _is_bool),
+    "crl_url": ("a URL", _is_str),
+    "dns_resolver_ips": ("a list of IP addresses", _is_str_list),
+    "inspect_db_size": ("a whole number of bytes", lambda v: type(v) is int),
+    "local_storage": ("anything", lambda v: True),  # shape undocumented (reference §1.3)
+    "proxy_url": ("an http://, https:// or socks5:// URL", _is_proxy_url),
+    "remote_management": ("true or false", _is_bool),
+    "update_channel": ("stable, beta or unstable", lambda v: v in ("stable", "beta", "unstable")),
+    "update_check": ("true or false", _is_bool),
+    "web_addr": ("host:port or false", lambda v: _is_str(v) or v is False),
+    "web_allow_hosts": ("a list of hosts, IPs or CIDRs", _is_str_list),
+}
+
+
+def _agent_settings(ctx: _Context, data: Mapping[str, object]) -> AgentSettings:
+    p: _Path = ("agent",)
+    _check_keys(ctx, data, p, _USED_AGENT_KEYS + tuple(_NGROK_ONLY_AGENT_KEYS))
+    kept: dict[str, object] = {}
+    for key, (wanted, check) in _NGROK_ONLY_AGENT_KEYS.items():
+        if key in data and data[key] is not None:
+            if not check(data[key]):
+                raise ctx.error((*p, key), f"expected {wanted}, found {_describe(data[key])}")
+            kept[key] = Secret(str(data[key])) if key == "api_key" else data[key]
+    token = _str(ctx, data, p, "authtoken", "")
+    connect_url = _str(ctx, data, p, "connect_url", DEFAULT_CONNECT_URL)
+    try:
+        host, port = validate_connect_url(connect_url)
+    except ConfigError as exc:
+        raise ctx.error((*p, "connect_url"), exc.reason) from None
+    cas = _str(ctx, data, p, "connect_cas", "trusted")
+    if cas not in ("trusted", "host"):
+        cas = ctx.resolve_file((*p, "connect_cas"), cas)
+    log = data.get("log", "false")
+    if log is False:  # YAML reads `log: false` as a boolean
+        log = "false"
+    if not isinstance(log, str) or log == "":
+        raise ctx.error(
+            (*p, "log"), f"expected stdout, stderr, false or a file path, found {_describe(log)}"
+        )
+    if log not in ("stdout", "stderr", "false"):
+        where = ctx.where((*p, "log"))
+        base = where.directory if where and where.directory else Path.cwd()
+        log = str(base / Path(log).expanduser())
+    metadata = _str(ctx, data, p, "metadata", "")
+    _check_length(ctx, (*p, "metadata"), metadata)
+    return AgentSettings(
+        authtoken=Secret(token) if token else None,
+        connect_url=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        connect_cas=cas,
+        heartbeat_interval=_duration(ctx, data, p, "heartbeat_interval", 10.0),
+        heartbeat_tolerance=_duration(ctx, data, p, "heartbeat_tolerance", 15.0),
+        connect_timeout=_duration(ctx, data, p, "connect_timeout", 10.0),
+        metadata=metadata,
+        log=log,
+        log_level=_choice(ctx, data, p, "log_level", _LOG_LEVELS, "info"),
+        log_format=_choice(ctx, data, p, "log_format", _LOG_FORMATS, "term"),
+        ngrok_options=kept,
+    )
+
+
+_ENDPOINT_KEYS = (
+    "name",
+    "url",
+    "upstream",
+    "traffic_policy",
+    "traffic_policy_file",
+    "pooling_enabled",
+    "bindings",
+    "description",
+    "metadata",
+    "agent_tls_termination",
+    "inspect",
+)
+_ENDPOINT_HINTS = {
+    "addr": "v3 endpoints spell it upstream.url",
+    "proto": "v3 endpoints put the scheme in url, e.g. url: tcp://",
+    "domain": "v3 endpoints put the host in url, e.g. url: https://app.example.com",
+    "hostname": "v3 endpoints put the host in url, e.g. url: https://app.example.com",
+    "subdomain": "v3 endpoints put the host in url, e.g. url: https://app.example.com",
+    "remote_addr": "v3 endpoints put the address in url, e.g. url: tcp://host:12345",
+    "policy": "v3 endpoints spell it traffic_policy",
+}
+_UPSTREAM_KEYS = ("url", "protocol", "proxy_protocol")
+_TLS_KEYS = ("server_certificate", "server_private_key", "mutual_tls_certificate_authorities")
+
+
+def _endpoints(ctx: _Context, value: object) -> tuple[EndpointSettings, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ctx.error(("endpoints",), f"expected a list of endpoints, found {_describe(value)}")
+    endpoints = [_endpoint(ctx, item, ("endpoints", index)) for index, item in enumerate(value)]
+    first_by_name: dict[str, int] = {}
+    for index, endpoint in enumerate(endpoints):
+        if endpoint.name in first_by_name:
+            raise ctx.error(
+                ("endpoints", index, "name"),
+                f"{endpoint.name!r} is already the name of "
+                f"endpoints[{first_by_name[endpoint.name]}]; endpoint names must be unique",
+            )
+        first_by_name[endpoint.name] = index
+    return tuple(endpoints)
+
+
+def _endpoint(ctx: _Context, value: object, p: _Path) -> EndpointSettings:
+    data = _mapping(ctx, value, p)
+    _check_keys(ctx, data, p, _ENDPOINT_KEYS, _ENDPOINT_HINTS)
+    name = _str(ctx, data, p, "name", "")
+    if not name.strip():
+        raise ctx.error((*p, "name"), "missing or empty; every endpoint needs a unique name")
+    try:
+        url = parse_endpoint_url(_str(ctx, data, p, "url", ""))
+    except URLError as exc:
+        raise ctx.error((*p, "url"), str(exc), exc.code) from None
+    bindings = _str_list(ctx, data, p, "bindings")
+    if bindings is not None and len(bindings) != 1:
+        raise ctx.error((*p, "bindings"), "must list exactly one of public, internal or kubernetes")
+    binding = bindings[0] if bindings else infer_binding(url)
+    try:
+        validate_endpoint_url(url, binding=binding)
+    except URLError as exc:
+        key = "bindings" if exc.code == "ERR_NGROK_15005" else "url"
+        raise ctx.error((*p, key), str(exc), exc.code) from None
+    upstream = _upstream(ctx, data.get("upstream"), (*p, "upstream"), url)
+    policy = data.get("traffic_policy")
+    if policy is not None:
+        policy = dict(_mapping(ctx, policy, (*p, "traffic_policy")))
+    policy_file = _str(ctx, data, p, "traffic_policy_file", "") or None
+    if policy_file is not None:
+        if policy is not None:
+            raise ctx.error(
+                (*p, "traffic_policy_file"),
+                "conflicts with traffic_policy; give the policy inline or in a file, not both",
+            )
+        policy_file = ctx.resolve_file((*p, "traffic_policy_file"), policy_file)
+    termination = None
+    if data.get("agent_tls_termination") is not None:
+        if url.scheme != "tls":
+            raise ctx.error(
+                (*p, "agent_tls_termination"),
+                f"only tls:// endpoints can terminate TLS at the agent, and url is {url}; "
+                "change url to tls://... or remove this section",
+            )
+        termination = _tls_termination(ctx, data["agent_tls_termination"], p)
+    for key in ("description", "metadata"):
+        _check_length(ctx, (*p, key), _str(ctx, data, p, key, ""))
+    return EndpointSettings(
+        name=name,
+        url=str(url),
+        upstream=upstream,
+        pooling_enabled=_bool(ctx, data, p, "pooling_enabled", False),
+        description=_str(ctx, data, p, "description", ""),
+        metadata=_str(ctx, data, p, "metadata", ""),
+        bindings=(binding,),
+        traffic_policy=policy,
+        traffic_policy_file=policy_file,
+        agent_tls_termination=termination,
+        inspect=_bool(ctx, data, p, "inspect", True),
+        endpoint_url=url,
+    )
+
+
+def _upstream(ctx: _Context, value: object, p: _Path, url: EndpointURL) -> UpstreamSettings:
+    if value is None:
+        raise ctx.error(p, "missing; add `upstream: {url: 8080}` (where to forward traffic)")
+    data = _mapping(ctx, value, p)
+    _check_keys(ctx, data, p, _UPSTREAM_KEYS)
+    raw = data.get("url")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)  # `url: 8080` is a YAML number
+    if raw is None:
+        raise ctx.error((*p, "url"), "missing; give a port (8080), host:port or a URL")
+    if not isinstance(raw, str):
+        raise ctx.error((*p, "url"), f"expected a port, host:port or URL, found {_describe(raw)}")
+    try:
+        target = parse_upstream_url(raw, endpoint_scheme=url.scheme)
+    except URLError as exc:
+        raise ctx.error((*p, "url"), str(exc), exc.code) from None
+    protocol = _str(ctx, data, p, "protocol", "") or None
+    if protocol is not None:
+        if protocol not in ("http1", "http2"):
+            raise ctx.error((*p, "protocol"), f"{protocol!r} is not http1 or http2")
+        if url.scheme not in ("http", "https"):
+            raise ctx.error(
+                (*p, "protocol"),
+                f"only http and https endpoints have an upstream protocol, and url is {url}; "
+                "remove it",
+            )
+    proxy = data.get("proxy_protocol")
+    if proxy in ("", None):
+        proxy_protocol = None
+    elif proxy in (1, 2, "1", "2") and not isinstance(proxy, bool):
+        proxy_protocol = int(str(proxy))
+    else:
+        raise ctx.error((*p, "proxy_protocol"), f"expected 1 or 2, found {_describe(proxy)}")
+    return UpstreamSettings(
+        url=str(target), protocol=protocol, proxy_protocol=proxy_protocol, target=target
+    )
+
+
+def _tls_termination(ctx: _Context, value: object, endpoint: _Path) -> AgentTLSTermination:
+    p = (*endpoint, "agent_tls_termination")
+    data = _mapping(ctx, value, p)
+    _check_keys(ctx, data, p, _TLS_KEYS)
+
+    def pem(path: _Path, text: str) -> str:
+        return text if text.lstrip().startswith("-----BEGIN") else ctx.resolve_file(path, text)
+
+    found = {}
+    for key in ("server_certificate", "server_private_key"):
+        text = _str(ctx, data, p, key, "")
+        if not text:
+            raise ctx.error((*p, key), "missing; give a PEM file path or inline PEM")
+        found[key] = pem((*p, key), text)
+    cas = _str_list(ctx, data, p, "mutual_tls_certificate_authorities") or ()
+    return AgentTLSTermination(
+        server_certificate=found["server_certificate"],
+        server_private_key=found["server_private_key"],
+        mutual_tls_certificate_authorities=tuple(
+            pem((*p, "mutual_tls_certificate_authorities", i), ca) for i, ca in enumerate(cas)
+        ),
+    )
+
+
+def _check_keys(
+    ctx: _Context,
+    data: Mapping[str, object],
+    p: _Path,
+    allowed: Sequence[str],
+    hints: Mapping[str, str] | None = None,
+) -> None:
+    for key in data:
+        if key in allowed:
+            continue
+        hint = (hints or {}).get(key)
+        if hint is None and p == () and key in _USED_AGENT_KEYS + tuple(_NGROK_ONLY_AGENT_KEYS):
+            hint = f"v3 files put it under agent:, as agent.{key}"
+        if hint is None:
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7) or [
+                known for known in allowed if known.startswith(key) or key.startswith(known)
+            ]
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(allowed)}"
+        raise ctx.error((*p, key), f"unknown key; {hint}")
+
+
+def _mapping(ctx: _Context, value: object, p: _Path) -> Mapping[str, object]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ctx.error(p, f"expected a mapping (key: value lines), found {_describe(value)}")
+    return value
+
+
+def _str(ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ctx.error((*p, key), f"expected a string, found {_describe(value)}; quote it")
+    return value
+
+
+def _bool(ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default: bool) -> bool:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ctx.error((*p, key), f"expected true or false, found {_describe(value)}")
+    return value
+
+
+def _choice(
+    ctx: _Context,
+    data: Mapping[str, object],
+    p: _Path,
+    key: str,
+    choices: Sequence[str],
+    default: str,
+) -> str:
+    value = _str(ctx, data, p, key, default)
+    if value not in choices:
+        raise ctx.error((*p, key), f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _duration(
+    ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default: float
+) -> float:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ctx.error((*p, key), f"expected a duration such as 10s, found {_describe(value)}")
+    if not isinstance(value, str):
+        # Go would read a bare number as nanoseconds; a unit makes the intent plain.
+        raise ctx.error((*p, key), f"{value} has no unit; write e.g. {value}s or {value}ms")
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ctx.error((*p, key), str(exc)) from None
+    if seconds <= 0:
+        raise ctx.error((*p, key), f"must be longer than zero, found {value!r}")
+    return seconds
+
+
+def _str_list(
+    ctx: _Context, data: Mapping[str, object], p: _Path, key: str
+) -> tuple[str, ...] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ctx.error((*p, key), f"expected a list such as [a, b], found {_describe(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ctx.error((*p, key, index), f"expected a string, found {_describe(item)}")
+    return tuple(value)
+
+
+def _check_length(ctx: _Context, p: _Path, text: str) -> None:
+    if len(text) > MAX_METADATA_LENGTH:
+        raise ctx.error(
+            p, f"is {len(text)} characters long; the limit is {MAX_METADATA_LENGTH}; shorten it"
+        )
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"{type(value).__name__} ({value!r})"
+
+
+def _format_path(path: _Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text

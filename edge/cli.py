@@ -1,0 +1,141 @@
+"""`burrow-edge`: run the edge and manage its credentials from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from edge.certs import CertError, DevCA
+from edge.config import ConfigError, EdgeConfig, load_edge_config
+from edge.server import prepare_data_dir, serve_edge
+from edge.store import SQLiteStore, StoreError
+
+log = logging.getLogger("burrow-edge")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "burrow-edge"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="burrow-edge", description="Burrow's self-hosted edge (ngrok-compatible)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_dir_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=default_data_dir(),
+            help="where the store and the development CA live (default: %(default)s)",
+        )
+
+    serve = commands.add_parser("serve", help="run the edge")
+    data_dir_option(serve)
+    serve.add_argument("--config", type=Path, help="edge.yml (see deploy/edge.example.yml)")
+    serve.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+    credential = commands.add_parser("credential", help="manage authtokens")
+    cred_commands = credential.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = cred_commands.add_parser("create", help="create an authtoken (shown once)")
+    data_dir_option(create)
+    create.add_argument("--description", default="")
+    create.add_argument("--metadata", default="")
+    create.add_argument("--acl", action="append", default=[], help="bind rule, e.g. bind:*")
+    listing = cred_commands.add_parser("list", help="list credentials (never their tokens)")
+    data_dir_option(listing)
+    delete = cred_commands.add_parser("delete", help="delete a credential")
+    data_dir_option(delete)
+    delete.add_argument("id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _credential(args)
+    except (ConfigError, StoreError, CertError) as exc:
+        print(f"burrow-edge: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = load_edge_config(args.config)
+    ca, store = prepare_data_dir(args.data_dir)
+    try:
+        trio.run(_serve_until_signalled, config, ca, store)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    print("burrow-edge: stopped", file=sys.stderr)
+    return 0
+
+
+async def _serve_until_signalled(config: EdgeConfig, ca: DevCA, store: SQLiteStore) -> None:
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(serve_edge, config, ca, store)
+        print(f"burrow-edge ready: agents={_hostport(host, port)}", flush=True)
+        print(
+            f"  agents connect to {config.connect_host}:{port} and trust {ca.ca_path}\n"
+            f"  create an authtoken with: burrow-edge credential create "
+            f"--data-dir {store.path.parent}",
+            file=sys.stderr,
+            flush=True,
+        )
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                log.info("SIGTERM: shutting down")
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _credential(args: argparse.Namespace) -> int:
+    args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with SQLiteStore.open(args.data_dir / "burrow.db") as store:
+        if args.action == "create":
+            credential, token = store.create_credential(
+                description=args.description, metadata=args.metadata, acl=args.acl
+            )
+            print(f"credential {credential.id} created; its authtoken (shown only now):")
+            print(token)
+        elif args.action == "list":
+            for credential in store.list_credentials():
+                acl = ",".join(credential.acl) or "-"
+                state = "active" if credential.active else "inactive"
+                print(
+                    f"{credential.id}  {credential.created_at:%Y-%m-%dT%H:%M:%SZ}  "
+                    f"{state}  acl={acl}  {credential.description}"
+                )
+        elif args.action == "delete":
+            if not store.delete_credential(args.id):
+                print(f"burrow-edge: no credential {args.id}", file=sys.stderr)
+                return 1
+            print(f"credential {args.id} deleted")
+    return 0
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The shared state of one edge process: config, store, online endpoints and live sessions.
+
+Every agent session holds a reference to the hub; the hub holds no I/O of its own. Resumption
+lives here: an agent that reconnects with the ClientId and Cookie of a previous session takes over
+that session (which is stopped at once), so its endpoints come back without an "already bound"
+error while the dead session would otherwise still be timing out.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge.config import EdgeConfig
+from edge.registry import EndpointRegistry
+from edge.store import Store
+
+
+class Stoppable(Protocol):
+    id: str
+    client_id: str
+
+    def stop(self, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Resumable:
+    cookie: str
+    credential_id: str
+    session: Stoppable | None
+
+
+#: Client ids remembered for resumption after their session ended.
+MAX_RESUMABLE = 10_000
+
+
+class EdgeHub:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        store: Store,
+        *,
+        rng: random.Random | None = None,
+        token_source: Callable[[int], str] = secrets.token_urlsafe,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.rng = rng or random.Random()
+        self.new_token = token_source
+        self.registry = EndpointRegistry(rng=self.rng)
+        self.sessions: dict[str, Stoppable] = {}
+        self._resumable: dict[str, _Resumable] = {}
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{self.new_token(18)}"
+
+    def register(self, session: Stoppable, *, credential_id: str) -> str:
+        """Record a session that authenticated; returns the Cookie it can resume with."""
+        self.sessions[session.id] = session
+        cookie = self.new_token(24)
+        self._resumable[session.client_id] = _Resumable(cookie, credential_id, session)
+        while len(self._resumable) > MAX_RESUMABLE:
+            self._resumable.pop(next(iter(self._resumable)))
+        return cookie
+
+    def resume(self, client_id: str, cookie: str, credential_id: str) -> bool:
+        """True if (client_id, cookie) names an earlier session of this credential; that session,
+        if still running, is stopped now so that the new one can take its endpoints."""
+        entry = self._resumable.get(client_id)
+        if entry is None or not cookie or entry.credential_id != credential_id:
+            return False
+        if not hmac.compare_digest(entry.cookie, cookie):
+            return False
+        if entry.session is not None:
+            entry.session.stop("replaced by a reconnecting session of the same agent")
+        return True
+
+    def unregister(self, session: Stoppable) -> None:
+        self.sessions.pop(session.id, None)
+        entry = self._resumable.get(session.client_id)
+        if entry is not None and entry.session is session:
+            entry.session = None

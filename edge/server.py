@@ -1,0 +1,87 @@
+"""The edge process: the agent listener and the wiring between store, certificates and sessions."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from edge.certs import DevCA, server_context_from_pem
+from edge.config import EdgeConfig
+from edge.hub import EdgeHub
+from edge.session import AgentSession
+from edge.store import SQLiteStore
+from protocol.errors import ErrorCode
+from protocol.mux import MuxConfig, open_mux_session
+from protocol.session import Role, SessionConfig
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "burrow.db"
+
+
+def agent_tls_context(config: EdgeConfig, ca: DevCA) -> ssl.SSLContext:
+    """The certificate agents see: the configured PEM files, else one from the development CA
+    covering the connect host plus `localhost` (ngrok's SDKs resolve names with the system
+    resolver, which knows `localhost` but not `connect.burrow.localhost`)."""
+    if config.tls.cert is not None and config.tls.key is not None:
+        return server_context_from_pem(config.tls.cert.read_bytes(), config.tls.key.read_bytes())
+    return ca.server_context([config.connect_host, "localhost", "127.0.0.1", "::1"])
+
+
+def mux_config(config: EdgeConfig) -> MuxConfig:
+    limits = config.limits
+    return MuxConfig(
+        session=SessionConfig(
+            max_streams=limits.max_streams_per_session,
+            max_stream_window=limits.stream_window_max,
+            session_window_budget=limits.session_buffer_bytes,
+        ),
+        accept_backlog=limits.accept_backlog,
+    )
+
+
+def prepare_data_dir(data_dir: Path) -> tuple[DevCA, SQLiteStore]:
+    """Create the data directory, development CA and store on first run; load them after."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return DevCA.load_or_create(data_dir), SQLiteStore.open(data_dir / STORE_FILE)
+
+
+async def serve_edge(
+    config: EdgeConfig,
+    ca: DevCA,
+    store: SQLiteStore,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the edge until cancelled; `task_status.started` gets the agent listener's address."""
+    hub = EdgeHub(config, store)
+    tls = agent_tls_context(config, ca)
+    host, port = config.listen.agents
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    address = listeners[0].socket.getsockname()
+    task_status.started((address[0], address[1]))
+    log.info("agents: %s:%d (SNI %s)", address[0], address[1], config.connect_host)
+    await trio.serve_listeners(partial(_handle_agent, hub, tls), listeners)
+
+
+async def _handle_agent(hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStream) -> None:
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    peer = conn.socket.getpeername()
+    remote = (str(peer[0]), int(peer[1]))
+    stream = trio.SSLStream(conn, tls, server_side=True)
+    try:
+        with trio.fail_after(hub.config.limits.auth_timeout):
+            await stream.do_handshake()
+    except (trio.TooSlowError, trio.BrokenResourceError) as exc:
+        log.info("agent connection from %s:%d: TLS handshake failed: %s", *remote, exc)
+        await trio.aclose_forcefully(conn)
+        return
+    async with open_mux_session(stream, Role.SERVER, mux_config(hub.config)) as mux:
+        session = AgentSession(hub, mux, remote)
+        await session.run()
+        await mux.aclose(ErrorCode.NO_ERROR, session.stop_reason or "session closed")

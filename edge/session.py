@@ -1,0 +1,397 @@
+"""One agent session at the edge: Auth, Bind/Unbind, heartbeats, and proxy streams.
+
+Theory of operation: the session accepts the agent's typed streams and handles each in its own
+task. Until Auth succeeds only heartbeats and Auth are served, and Auth must arrive within
+`limits.auth_timeout`. Auth fixes the session's codec (JSON for ngrok's SDKs, msgpack for
+Burrow's agent) from the first byte of its body. Each bound endpoint runs in its own cancel scope
+inside the session's nursery, so the session ending (transport loss, missed heartbeats, GOAWAY,
+a resuming agent taking over) releases every endpoint at once: the registry forgets them in the
+same step in which their listeners are cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+
+from edge.hub import EdgeHub
+from edge.registry import EndpointRecord
+from edge.store import Credential
+from edge.tcp_endpoint import open_tcp_endpoint_listeners, serve_tcp_endpoint
+from protocol import errcodes
+from protocol.codec import Codec
+from protocol.errors import ErrorCode
+from protocol.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
+from protocol.messages import (
+    Auth,
+    AuthResp,
+    AuthRespExtra,
+    Bind,
+    BindResp,
+    BindRespExtra,
+    SrvInfo,
+    SrvInfoResp,
+    StreamType,
+    Unbind,
+    UnbindResp,
+)
+from protocol.mux import MuxSession, MuxStream, read_stream_type
+from protocol.rpc import RpcError, read_message, respond
+from protocol.urls import URLError, parse_endpoint_url
+
+log = logging.getLogger(__name__)
+
+EDGE_VERSION = "0.1.0"
+#: AuthResp.Extra.Version: Burrow's agent reads the "burrow-edge/" prefix as "this edge's
+#: sender keeps credit past 256 KiB", and only then lets its receive windows grow.
+EDGE_VERSION_STRING = f"burrow-edge/{EDGE_VERSION}"
+#: Auth.Extra.ClientType of Burrow's agent, whose sender honours large windows likewise.
+BURROW_CLIENT_TYPE = "burrow"
+#: A stream's 4-byte type must arrive this quickly once the stream is open.
+STREAM_TYPE_TIMEOUT = 10.0
+#: An RPC request body must arrive this quickly once its stream is open.
+RPC_TIMEOUT = 10.0
+
+
+class BindRefused(Exception):  # noqa: N818 - a refusal, answered to the agent as a value
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def wire(self) -> str:
+        if self.code is None:
+            return self.message
+        return errcodes.format_wire_error(self.message, self.code)
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    record: EndpointRecord
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class AgentSession:
+    def __init__(self, hub: EdgeHub, mux: MuxSession, remote: tuple[str, int]) -> None:
+        self.hub = hub
+        self.mux = mux
+        self.remote = remote
+        self.id = hub.new_id("ts")
+        self.client_id = ""
+        self.codec: Codec | None = None
+        self.credential: Credential | None = None
+        self.auth: Auth | None = None
+        self.stop_reason = ""
+        self._authenticated = trio.Event()
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        """Serve the session until it ends; every endpoint is released before this returns."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._enforce_auth_deadline)
+                    while True:
+                        try:
+                            stream = await self.mux.accept_stream()
+                        except trio.BrokenResourceError:
+                            self.stop_reason = self.stop_reason or f"transport: {self.mux.error}"
+                            break
+                        nursery.start_soon(self._handle_stream, stream)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._release_all()
+            if self.credential is not None:
+                self.hub.unregister(self)
+            log.info(
+                "session %s ended (%s): %d endpoints released",
+                self.id,
+                self.stop_reason or "closed",
+                len(self._endpoints),
+            )
+
+    def stop(self, reason: str) -> None:
+        """End the session now (endpoints are released at once; GOAWAY follows)."""
+        self.stop_reason = reason
+        self._release_all()
+        self._scope.cancel()
+
+    async def _enforce_auth_deadline(self) -> None:
+        with trio.move_on_after(self.hub.config.limits.auth_timeout):
+            await self._authenticated.wait()
+            return
+        log.warning("session %s from %s: no Auth in time; closing", self.id, self._peer())
+        self.stop("no Auth before the deadline")
+
+    async def _handle_stream(self, stream: MuxStream) -> None:
+        try:
+            with trio.fail_after(STREAM_TYPE_TIMEOUT):
+                stream_type = await read_stream_type(stream)
+            if stream_type == StreamType.HEARTBEAT:
+                await answer_heartbeats(stream)
+            elif stream_type == StreamType.AUTH:
+                await self._serve_auth(stream)
+            elif not self._authenticated.is_set():
+                log.warning("session %s: stream type %d before Auth", self.id, stream_type)
+            elif stream_type == StreamType.BIND:
+                await self._serve_bind(stream)
+            elif stream_type == StreamType.UNBIND:
+                await self._serve_unbind(stream)
+            elif stream_type == StreamType.SRV_INFO:
+                await self._serve_rpc_srv_info(stream)
+            else:
+                log.info("session %s: ignoring stream type %d", self.id, stream_type)
+        except trio.TooSlowError:
+            log.warning("session %s: stream %d sent no type in time", self.id, stream.stream_id)
+        except RpcError as exc:
+            log.warning("session %s: bad request on stream %d: %s", self.id, stream.stream_id, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            stream.close_now()
+
+    # ---------------------------------------------------------------------------------- auth
+
+    async def _serve_auth(self, stream: MuxStream) -> None:
+        with trio.fail_after(RPC_TIMEOUT):
+            auth, codec = await read_message(stream, Auth, None)
+        if self.codec is not None:
+            log.warning("session %s: a second Auth; closing", self.id)
+            self.stop("a second Auth")
+            return
+        self.codec = codec
+        self.auth = auth
+        token = auth.extra.authtoken
+        credential = self.hub.store.authenticate(token) if token else None
+        if credential is None:
+            code = errcodes.ERR_NGROK_4018 if not token else errcodes.ERR_NGROK_107
+            message = (
+                "Usage of Burrow requires an authtoken. Pass --authtoken or set BURROW_AUTHTOKEN."
+                if not token
+                else "The authtoken you specified is invalid. "
+                "Ask the edge's operator for a new one (burrow-edge credential create)."
+            )
+            log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
+            await respond(
+                stream,
+                AuthResp(version="2", error=errcodes.format_wire_error(message, code)),
+                codec,
+            )
+            await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
+            self.stop(f"auth refused: {code}")
+            return
+        self.credential = credential
+        if auth.client_id and self.hub.resume(auth.client_id, auth.extra.cookie, credential.id):
+            self.client_id = auth.client_id
+            log.info("session %s resumes client %s", self.id, self.client_id)
+        else:
+            self.client_id = self.hub.new_id("cl")
+        cookie = self.hub.register(self, credential_id=credential.id)
+        await respond(
+            stream,
+            AuthResp(
+                version="2",
+                client_id=self.client_id,
+                extra=AuthRespExtra(
+                    version=EDGE_VERSION_STRING,
+                    region="local",
+                    cookie=cookie,
+                    account_name=credential.account_id,
+                    plan_name="self-hosted",
+                    agent_session_id=self.id,
+                ),
+            ),
+            codec,
+        )
+        if auth.extra.client_type == BURROW_CLIENT_TYPE:
+            self.mux.allow_window_growth()
+        self._authenticated.set()
+        log.info(
+            "session %s from %s authenticated: credential %s, %s %s",
+            self.id,
+            self._peer(),
+            credential.id,
+            auth.extra.client_type or "agent",
+            auth.extra.version,
+        )
+        assert self._nursery is not None
+        self._nursery.start_soon(self._heartbeat)
+
+    async def _heartbeat(self) -> None:
+        beats = self.hub.config.heartbeat
+        try:
+            await send_heartbeats(self.mux, interval=beats.interval, tolerance=beats.tolerance)
+        except HeartbeatTimeout as exc:
+            log.warning("session %s: %s; dropping it", self.id, exc)
+            self.stop(f"heartbeat: {exc}")
+
+    # ---------------------------------------------------------------------------------- bind
+
+    async def _serve_bind(self, stream: MuxStream) -> None:
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            bind, _ = await read_message(stream, Bind, self.codec)
+        try:
+            response = await self._bind(bind)
+        except BindRefused as exc:
+            log.warning("session %s: bind refused: %s (%s)", self.id, exc.message, exc.code)
+            response = BindResp(id=bind.id, proto=bind.proto, opts=bind.opts, error=exc.wire())
+        await respond(stream, response, self.codec)
+
+    async def _bind(self, bind: Bind) -> BindResp:
+        limits = self.hub.config.limits
+        if len(self._endpoints) >= limits.max_endpoints_per_session:
+            raise BindRefused(
+                f"Your session may serve at most {limits.max_endpoints_per_session} endpoints.",
+                errcodes.ERR_NGROK_324,
+            )
+        if bind.proto != "tcp":
+            raise BindRefused(
+                f"This Burrow edge does not serve '{bind.proto}' endpoints yet; "
+                "use a tcp:// endpoint."
+            )
+        port = self._requested_tcp_port(bind)
+        tcp = self.hub.config.tcp
+        if port is None:
+            port = self.hub.registry.allocate_port(tcp.port_range)
+            if port is None:
+                raise BindRefused(
+                    f"Every tcp port in this edge's range {_span(tcp.port_range)} is in use."
+                )
+        elif port not in tcp.port_range:
+            raise BindRefused(
+                f"tcp port {port} is outside this edge's range {_span(tcp.port_range)}; "
+                "ask for a port in that range, or for tcp:// to get a free one."
+            )
+        url = f"tcp://{_host_for_url(tcp.public_host)}:{port}"
+        if self.hub.registry.lookup(url) is not None:
+            raise BindRefused(
+                f"The tunnel '{url}' is already bound to another tunnel session",
+                errcodes.ERR_NGROK_334,
+            )
+        try:
+            listeners = await open_tcp_endpoint_listeners(tcp.bind_host, port)
+        except OSError as exc:
+            raise BindRefused(
+                f"tcp port {port} is in use on the edge's host ({exc.strerror}); ask for another."
+            ) from exc
+        bind_id = bind.id or self.hub.new_id("tun")
+        token = bind.extra.token or self.hub.new_token(24)
+        record = EndpointRecord(
+            url=url,
+            proto="tcp",
+            bind_id=bind_id,
+            token=token,
+            session_id=self.id,
+            client_id=self.client_id,
+            port=port,
+        )
+        old = self._endpoints.pop(bind_id, None)
+        if old is not None:
+            self._release(old)
+        self.hub.registry.add(record)
+        endpoint = _Endpoint(record)
+        self._endpoints[bind_id] = endpoint
+        assert self._nursery is not None
+        self._nursery.start_soon(self._serve_tcp, endpoint, listeners)
+        log.info("session %s bound %s (id %s)", self.id, url, bind_id)
+        opts = dict(bind.opts)
+        opts["Addr"] = f"{_host_for_url(tcp.public_host)}:{port}"
+        opts.setdefault("ProxyProto", 0)
+        return BindResp(
+            id=bind_id,
+            url=url,
+            proto="tcp",
+            opts=opts,
+            extra=BindRespExtra(token=token),
+        )
+
+    def _requested_tcp_port(self, bind: Bind) -> int | None:
+        """The port the agent asked for: Opts.URL, else Opts.Addr, else the URL this bind token
+        held before (a resuming agent); None = any free port."""
+        text = bind.opts.get("URL") or bind.opts.get("Addr") or ""
+        if not isinstance(text, str):
+            raise BindRefused("Bind Opts.URL and Opts.Addr must be strings.")
+        if not text:
+            text = self.hub.registry.recent_url(bind.extra.token) or ""
+        if not text:
+            return None
+        if "://" not in text:
+            text = f"tcp://{text}"
+        try:
+            url = parse_endpoint_url(text, default_scheme="tcp")
+        except URLError as exc:
+            raise BindRefused(exc.message, exc.code) from exc
+        if url.scheme != "tcp":
+            raise BindRefused(f"A tcp endpoint cannot have the URL '{text}'.")
+        tcp = self.hub.config.tcp
+        allowed = {"", tcp.public_host.lower(), self.hub.config.domain.lower()}
+        if url.host not in allowed:
+            raise BindRefused(
+                f"tcp endpoints on this edge live at {tcp.public_host}; "
+                f"ask for tcp://{_host_for_url(tcp.public_host)}:PORT or tcp:// for any port."
+            )
+        return url.port
+
+    async def _serve_tcp(self, endpoint: _Endpoint, listeners: list[trio.SocketListener]) -> None:
+        record = endpoint.record
+        with endpoint.scope:
+            await serve_tcp_endpoint(
+                listeners,
+                mux=self.mux,
+                bind_id=record.bind_id,
+                codec=self.codec or Codec.JSON,
+            )
+
+    async def _serve_unbind(self, stream: MuxStream) -> None:
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            unbind, _ = await read_message(stream, Unbind, self.codec)
+        endpoint = self._endpoints.pop(unbind.id, None)
+        if endpoint is None:
+            error = errcodes.format_wire_error(
+                f"No endpoint with id '{unbind.id}' in this session.", errcodes.ERR_NGROK_3209
+            )
+            await respond(stream, UnbindResp(error=error), self.codec)
+            return
+        self._release(endpoint)
+        log.info("session %s unbound %s", self.id, endpoint.record.url)
+        await respond(stream, UnbindResp(), self.codec)
+
+    async def _serve_rpc_srv_info(self, stream: MuxStream) -> None:
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            await read_message(stream, SrvInfo, self.codec)
+        await respond(stream, SrvInfoResp(region="local"), self.codec)
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _release(self, endpoint: _Endpoint) -> None:
+        self.hub.registry.remove(endpoint.record)
+        endpoint.scope.cancel()
+
+    def _release_all(self) -> None:
+        for endpoint in self._endpoints.values():
+            self._release(endpoint)
+
+    def _peer(self) -> str:
+        return f"{self.remote[0]}:{self.remote[1]}"
+
+
+async def close_session(mux: MuxSession, reason: str) -> None:
+    await mux.aclose(ErrorCode.NO_ERROR, reason)
+
+
+def _span(ports: range) -> str:
+    return f"{ports.start}-{ports.stop - 1}"
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,541 @@
+"""Tests for agent/config.py: fixture folders, the example config, merging, env, masking."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.config import (
+    DEFAULT_CONNECT_URL,
+    AgentConfig,
+    AgentSettings,
+    ConfigError,
+    Secret,
+    default_config_path,
+    load_config,
+    parse_duration,
+    validate_connect_url,
+)
+from protocol.urls import EndpointURL, UpstreamURL
+
+HERE = Path(__file__).parent
+VALID = sorted((HERE / "configs" / "valid").glob("*.yml"))
+INVALID = sorted((HERE / "configs" / "invalid").glob("*.yml"))
+EXAMPLE = HERE.parent.parent / "deploy" / "agent.example.yml"
+ERROR_PREFIX = "# error: "
+
+
+def load(*paths: Path, env: dict[str, str] | None = None) -> AgentConfig:
+    return load_config(list(paths), env or {})
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_fixture_folders_are_not_empty() -> None:
+    assert len(VALID) >= 8
+    assert len(INVALID) >= 40
+
+
+@pytest.mark.parametrize("path", VALID, ids=[p.stem for p in VALID])
+def test_valid_fixture_loads(path: Path) -> None:
+    config = load(path)
+    assert config.sources == (path,)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_fixture_fails_with_its_message(path: Path) -> None:
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith(ERROR_PREFIX), f"{path.name} lacks an '# error:' line"
+    expected = first_line.removeprefix(ERROR_PREFIX).strip()
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert expected in message
+    assert message.startswith(str(path)), "every error names the file first"
+
+
+def test_example_config_parses() -> None:
+    config = load(EXAMPLE)
+    assert config.agent.connect_url == DEFAULT_CONNECT_URL
+    assert config.agent.authtoken is None
+    assert [e.name for e in config.endpoints] == ["api", "db"]
+    api, db = config.endpoints
+    assert api.url == "https://api.clinic-a.internal"
+    assert api.binding == "internal"
+    assert api.upstream.target == UpstreamURL("http", "10.0.0.5", 8080)
+    assert db.endpoint_url == EndpointURL("tcp", "db.clinic-a.internal", 5432)
+    assert db.upstream.proxy_protocol == 2
+    assert db.upstream.url == "tcp://10.0.0.6:5432"
+
+
+def test_representative_file_values() -> None:
+    config = load(HERE / "configs" / "valid" / "representative.yml")
+    agent = config.agent
+    assert agent.authtoken is not None
+    assert agent.authtoken.reveal() == "2abcdefghijklmnopqrstuvwxyz_token"
+    assert agent.connect_url == "connect.example.com:443"
+    assert agent.connect_address == ("connect.example.com", 443)
+    assert agent.connect_cas == "host"
+    assert (agent.heartbeat_interval, agent.heartbeat_tolerance) == (10.0, 15.0)
+    assert (agent.log, agent.log_format, agent.log_level) == ("stdout", "json", "info")
+    assert agent.ngrok_options == {"web_addr": "127.0.0.1:4040"}
+    api = config.endpoint("api")
+    assert api is not None
+    assert api.pooling_enabled
+    assert api.bindings == ("internal",)
+    assert api.upstream.url == "http://localhost:8080"
+    assert api.upstream.protocol == "http1"
+    ssh = config.endpoint("ssh")
+    assert ssh is not None
+    assert ssh.url == "tcp://ssh.internal:22"
+    assert ssh.upstream.url == "tcp://localhost:22"
+    tls = config.endpoint("tlsdemo")
+    assert tls is not None
+    assert tls.agent_tls_termination is not None
+    assert tls.agent_tls_termination.server_certificate.startswith("-----BEGIN CERTIFICATE")
+    assert "MIIBsecret" not in repr(tls.agent_tls_termination)
+    front = config.endpoint("front")
+    assert front is not None
+    assert front.binding == "public"
+    assert front.traffic_policy == {
+        "on_http_request": [
+            {"actions": [{"type": "forward-internal", "config": {"url": "https://api.internal"}}]}
+        ]
+    }
+    assert config.endpoint("missing") is None
+
+
+def test_all_agent_keys_are_kept() -> None:
+    config = load(HERE / "configs" / "valid" / "all_agent_keys.yml")
+    agent = config.agent
+    assert agent.connect_url == "[::1]:8443"
+    assert agent.connect_address == ("::1", 8443)
+    assert agent.connect_timeout == 90.0
+    assert agent.heartbeat_interval == 0.25
+    assert agent.heartbeat_tolerance == 3600.0
+    assert agent.log == "false"
+    assert agent.log_level == "debug"
+    options = agent.ngrok_options
+    assert options["console_ui"] == "iftty"
+    assert options["web_addr"] is False
+    assert options["inspect_db_size"] == -1
+    assert options["dns_resolver_ips"] == ["1.1.1.1", "8.8.8.8"]
+    api_key = options["api_key"]
+    assert isinstance(api_key, Secret)
+    assert api_key.reveal() == "key_all_agent_keys_4567"
+    assert "key_all_agent_keys" not in repr(config)
+
+
+def test_all_endpoint_keys() -> None:
+    config = load(HERE / "configs" / "valid" / "all_endpoint_keys.yml")
+    everything, k8s = config.endpoints
+    assert everything.bindings == ("internal",)
+    assert everything.inspect is False
+    assert everything.upstream.proxy_protocol == 1
+    assert everything.upstream.target == UpstreamURL("tcp", "10.0.0.6", 5432)
+    assert everything.description == "all the keys"
+    assert everything.metadata == '{"team": "db"}'
+    termination = everything.agent_tls_termination
+    assert termination is not None
+    assert len(termination.mutual_tls_certificate_authorities) == 1
+    assert k8s.binding == "kubernetes"
+    assert k8s.upstream.url == "http://web.example.org:80"
+    assert k8s.upstream.protocol == "http2"
+
+
+def test_url_forms_canonicalise() -> None:
+    config = load(HERE / "configs" / "valid" / "url_forms.yml")
+    urls = {e.name: e.url for e in config.endpoints}
+    assert urls == {
+        "empty": "https://",
+        "empty-string": "https://",
+        "domain": "https://example.org",
+        "origin": "https://x.example.com",
+        "http": "http://x.example.com",
+        "scheme-only": "tcp://",
+        "tcp": "tcp://1.tcp.example.com:12345",
+        "tls": "tls://x.example.com",
+        "internal-domain": "https://foo.internal",
+        "internal-port": "https://example.internal:1234",
+        "internal-wildcard": "https://*.svc.internal",
+        "wildcard": "https://*.example.com",
+        "ipv6": "tcp://[2001:db8::1]:9000",
+        "five-parts": "https://a.b.c.d.internal",
+    }
+    bindings = {e.name: e.binding for e in config.endpoints}
+    assert bindings["internal-domain"] == "internal"
+    assert bindings["empty"] == "public"
+
+
+def test_upstream_forms_canonicalise() -> None:
+    config = load(HERE / "configs" / "valid" / "upstream_forms.yml")
+    upstreams = {e.name: e.upstream.url for e in config.endpoints}
+    assert upstreams == {
+        "port": "http://localhost:8080",
+        "port-string": "http://localhost:8080",
+        "host-port": "http://10.0.0.5:8080",
+        "https-origin": "https://example.org:443",
+        "http-origin-port": "http://example.org:8000",
+        "domain": "http://example.org:80",
+        "scheme-only": "https://localhost:443",
+        "ipv6": "http://[::1]:80",
+        "tcp-port": "tcp://localhost:22",
+        "tcp-origin": "tcp://127.0.0.1:80",
+        "tls-to-tls": "tls://db.local:5433",
+    }
+
+
+def test_yaml_anchors_and_merge_keys() -> None:
+    config = load(HERE / "configs" / "valid" / "yaml_features.yml")
+    one, two, three = config.endpoints
+    assert two.pooling_enabled and two.upstream == one.upstream
+    assert three.upstream.url == "http://localhost:8080"
+    assert (one.url, two.url) == ("https://one.example.internal", "https://two.example.internal")
+
+
+def test_empty_sections_mean_defaults() -> None:
+    config = load(HERE / "configs" / "valid" / "empty_sections.yml")
+    assert config.agent == AgentSettings()
+    assert config.endpoints == ()
+
+
+def test_no_files_gives_defaults_and_environment() -> None:
+    config = load_config([], {"BURROW_AUTHTOKEN": "tok_from_environment_01"})
+    assert config.sources == ()
+    assert config.agent.connect_url == DEFAULT_CONNECT_URL
+    assert config.agent.connect_cas == "trusted"
+    assert config.agent.authtoken == Secret("tok_from_environment_01")
+
+
+def test_merge_scalars_lists_and_maps(tmp_path: Path) -> None:
+    base = write(
+        tmp_path,
+        "base.yml",
+        "version: 3\n"
+        "agent:\n  authtoken: tok_base_0123456789\n  log: stdout\n  web_addr: 127.0.0.1:4040\n"
+        "endpoints:\n  - {name: a, upstream: {url: 1}}\n  - {name: b, upstream: {url: 2}}\n",
+    )
+    site = write(
+        tmp_path,
+        "site.yml",
+        "agent:\n  log: stderr\n  update_check: false\n"
+        "endpoints:\n  - {name: c, upstream: {url: 3}}\n",
+    )
+    config = load(base, site)
+    assert config.sources == (base, site)
+    assert config.agent.authtoken == Secret("tok_base_0123456789")  # map merged by key
+    assert config.agent.log == "stderr"  # later scalar wins
+    assert config.agent.ngrok_options == {"web_addr": "127.0.0.1:4040", "update_check": False}
+    assert [e.name for e in config.endpoints] == ["c"]  # later list replaces
+
+
+def test_merged_error_names_the_file_that_set_the_key(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yml", "version: 3\nagent:\n  log_level: loud\n")
+    site = write(tmp_path, "site.yml", "agent:\n  log: stdout\n")
+    with pytest.raises(ConfigError) as caught:
+        load(base, site)
+    assert str(caught.value).startswith(f"{base}:3: agent.log_level: 'loud' is not one of")
+    assert caught.value.source == str(base)
+    assert caught.value.line == 3
+    assert caught.value.key == "agent.log_level"
+
+
+def test_replaced_list_does_not_keep_old_line_numbers(tmp_path: Path) -> None:
+    base = write(
+        tmp_path,
+        "base.yml",
+        "version: 3\nagent: {}\nendpoints:\n  - name: a\n    upstream: {url: 1}\n",
+    )
+    site = write(tmp_path, "site.yml", "endpoints:\n  - name: b\n")
+    with pytest.raises(ConfigError) as caught:
+        load(base, site)
+    assert str(caught.value).startswith(f"{site}:2: endpoints[0].upstream: missing")
+
+
+def test_version_is_checked_in_every_file(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yml", "version: 3\nagent: {}\n")
+    old = write(tmp_path, "old.yml", "version: 2\n")
+    with pytest.raises(ConfigError, match="version 2 files are not supported") as caught:
+        load(base, old)
+    assert caught.value.source == str(old)
+
+
+def test_environment_overrides_win(tmp_path: Path) -> None:
+    ca = write(tmp_path, "edge-ca.pem", "-----BEGIN CERTIFICATE-----\n")
+    path = write(
+        tmp_path,
+        "burrow.yml",
+        "version: 3\nagent:\n  authtoken: tok_file_0123456789\n  connect_url: a.example.com:443\n",
+    )
+    env = {
+        "BURROW_AUTHTOKEN": "tok_env_9876543210",
+        "BURROW_CONNECT_URL": "edge.example.com",
+        "BURROW_CONNECT_CAS": str(ca),
+    }
+    agent = load(path, env=env).agent
+    assert agent.authtoken == Secret("tok_env_9876543210")
+    assert agent.connect_url == "edge.example.com:443"
+    assert agent.connect_cas == str(ca)
+
+
+def test_empty_environment_values_are_ignored(tmp_path: Path) -> None:
+    path = write(tmp_path, "burrow.yml", "version: 3\nagent:\n  authtoken: tok_file_0123456\n")
+    agent = load(path, env={"BURROW_AUTHTOKEN": ""}).agent
+    assert agent.authtoken == Secret("tok_file_0123456")
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "burrow.yml", "version: 3\nagent: {}\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={"BURROW_CONNECT_URL": "tls://edge.example.com"})
+    assert str(caught.value).startswith(
+        "environment variable BURROW_CONNECT_URL: agent.connect_url: 'tls://edge.example.com' "
+        "has a scheme"
+    )
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    write(conf, "policy.yml", "on_http_request: []\n")
+    write(conf, "edge-ca.pem", "-----BEGIN CERTIFICATE-----\n")
+    write(conf, "site.crt", "-----BEGIN CERTIFICATE-----\n")
+    write(conf, "site.key", "-----BEGIN PRIVATE KEY-----\n")
+    path = write(
+        conf,
+        "burrow.yml",
+        "version: 3\n"
+        "agent:\n  connect_cas: edge-ca.pem\n  log: logs/agent.log\n"
+        "endpoints:\n"
+        "  - {name: web, upstream: {url: 80}, traffic_policy_file: policy.yml}\n"
+        "  - name: db\n    url: tls://db.example.com\n    upstream: {url: 5432}\n"
+        "    agent_tls_termination:\n"
+        "      server_certificate: site.crt\n      server_private_key: site.key\n"
+        "      mutual_tls_certificate_authorities: [edge-ca.pem]\n",
+    )
+    config = load(path)
+    directory = path.resolve().parent
+    assert config.agent.connect_cas == str(directory / "edge-ca.pem")
+    assert config.agent.log == str(directory / "logs" / "agent.log")
+    web, db = config.endpoints
+    assert web.traffic_policy_file == str(directory / "policy.yml")
+    assert db.agent_tls_termination is not None
+    assert db.agent_tls_termination.server_private_key == str(directory / "site.key")
+    assert db.agent_tls_termination.mutual_tls_certificate_authorities == (
+        str(directory / "edge-ca.pem"),
+    )
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(ConfigError) as caught:
+        load(missing)
+    assert str(caught.value) == f"{missing}: cannot read: No such file or directory; check the path"
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yml"
+    path.write_bytes(b"version: 3\nagent:\n  metadata: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load(path)
+
+
+def test_empty_file_needs_a_version(tmp_path: Path) -> None:
+    path = write(tmp_path, "empty.yml", "")
+    with pytest.raises(ConfigError, match=r"version: missing; add `version: 3`"):
+        load(path)
+
+
+def test_recursive_alias_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "loop.yml", "version: 3\nagent:\n  dns_resolver_ips: &a [*a]\n")
+    with pytest.raises(ConfigError, match="recursive YAML alias"):
+        load(path)
+
+
+def test_alias_bomb_is_rejected(tmp_path: Path) -> None:
+    lines = ["version: 3", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    path = write(tmp_path, "bomb.yml", "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="too many YAML nodes"):
+        load(path)
+
+
+def test_invalid_timestamp_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "date.yml", "version: 3\nagent:\n  metadata: 2024-13-45\n")
+    with pytest.raises(ConfigError, match="invalid YAML value"):
+        load(path)
+
+
+def test_metadata_length_limit(tmp_path: Path) -> None:
+    path = write(tmp_path, "long.yml", f"version: 3\nagent:\n  metadata: {'m' * 4097}\n")
+    with pytest.raises(ConfigError, match=r"agent\.metadata: is 4097 characters long"):
+        load(path)
+
+
+def test_config_error_carries_the_ngrok_code(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yml",
+        "version: 3\nagent: {}\nendpoints:\n  - {name: x, url: 'tcp://h.internal:0', "
+        "upstream: {url: 1}}\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.code == "ERR_NGROK_9030"
+
+
+def test_secret_masks_itself() -> None:
+    token = Secret("2abcdefghijklmnopqrstuvwxyz1234")
+    assert str(token) == "***1234"
+    assert repr(token) == "Secret('***1234')"
+    assert f"{token}" == "***1234"
+    assert token.reveal() == "2abcdefghijklmnopqrstuvwxyz1234"
+    assert str(Secret("short1234")) == "***"
+    assert token == Secret("2abcdefghijklmnopqrstuvwxyz1234")
+    assert token != Secret("other")
+    assert len({token, Secret("2abcdefghijklmnopqrstuvwxyz1234")}) == 1
+
+
+def test_config_repr_and_asdict_never_show_the_token() -> None:
+    config = load(HERE / "configs" / "valid" / "representative.yml")
+    assert "2abcdefghijklmnopqrstuvwxyz" not in repr(config)
+    assert "2abcdefghijklmnopqrstuvwxyz" not in str(dataclasses.asdict(config.agent))
+
+
+def test_config_is_frozen() -> None:
+    config = load(EXAMPLE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.agent.log = "stdout"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("10s", 10.0),
+        ("1m30s", 90.0),
+        ("250ms", 0.25),
+        ("1h", 3600.0),
+        ("1.5s", 1.5),
+        ("500us", 0.0005),
+        ("500µs", 0.0005),
+        ("100ns", 1e-7),
+        ("0", 0.0),
+        (" 2m ", 120.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "s", "10 s", "-1s", "1d", "1.2.3s", "10sec"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_default_config_path() -> None:
+    assert default_config_path({"HOME": "/home/ana"}) == Path("/home/ana/.config/burrow/burrow.yml")
+    assert default_config_path({"HOME": "/home/ana", "XDG_CONFIG_HOME": "/xdg"}) == Path(
+        "/xdg/burrow/burrow.yml"
+    )
+    # The XDG spec says a relative XDG_CONFIG_HOME is invalid and must be ignored.
+    assert default_config_path({"HOME": "/home/ana", "XDG_CONFIG_HOME": "rel"}) == Path(
+        "/home/ana/.config/burrow/burrow.yml"
+    )
+    assert default_config_path({}) == Path.home() / ".config" / "burrow" / "burrow.yml"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("connect.example.com:443", ("connect.example.com", 443)),
+        ("connect.example.com", ("connect.example.com", 443)),
+        ("Connect.Burrow.Localhost:8443", ("connect.burrow.localhost", 8443)),
+        ("127.0.0.1:8443", ("127.0.0.1", 8443)),
+        ("[::1]:8443", ("::1", 8443)),
+        ("[::1]", ("::1", 443)),
+    ],
+)
+def test_validate_connect_url(text: str, expected: tuple[str, int]) -> None:
+    assert validate_connect_url(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "needs a host name"),
+        ("tls://edge.example.com", "has a scheme"),
+        ("edge.example.com:99999", "outside the range 1-65535"),
+        ("edge.example.com:abc", "is not a number"),
+        ("*.example.com:443", "needs a host name"),
+        ("::1:443", "write IPv6 addresses in brackets"),
+        ("edge.example.com:443/path", "has a path"),
+    ],
+)
+def test_validate_connect_url_rejects(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_connect_url(text)
+
+
+# Config-file-shaped text: real keys and YAML punctuation joined at random.
+_YAMLISH = st.lists(
+    st.sampled_from(
+        [
+            "version: 3\n",
+            "agent:\n",
+            "endpoints:\n",
+            "  - ",
+            "  ",
+            "name: a\n",
+            "url: ",
+            "upstream: {url: 80}\n",
+            "upstream:\n    url: tcp://",
+            "bindings: [internal]\n",
+            "authtoken: tok\n",
+            "heartbeat_interval: 1m\n",
+            "connect_url: ",
+            "x.internal:22\n",
+            "&a ",
+            "*a\n",
+            "<<: ",
+            "{",
+            "}",
+            "[",
+            "]",
+            ": ",
+            "\t",
+            "\n",
+            "- ",
+            "'",
+            '"',
+            "#",
+            "!!binary ",
+            "---\n",
+            "null\n",
+            "true\n",
+            "1\n",
+        ]
+    ),
+    max_size=25,
+).map("".join)
+
+
+@settings(deadline=None, max_examples=300)
+@given(_YAMLISH)
+def test_any_file_loads_or_raises_config_error(text: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "fuzz.yml"
+        path.write_text(text)
+        try:
+            load(path)
+        except ConfigError as exc:
+            assert str(exc).startswith(str(path))

@@ -1,0 +1,211 @@
+"""Real processes for end-to-end tests: an edge, credentials, agents, and simple upstreams.
+
+Everything listens on 127.0.0.1. Each helper waits for the line a process prints when it is
+ready (never a sleep), with a generous timeout that only catches hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT = 30.0
+
+
+def _read_line_matching(proc: subprocess.Popen[str], pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = pattern.search(line)
+        if match:
+            return match
+    raise AssertionError(
+        f"{proc.args!r} did not print {pattern.pattern!r} within {timeout}s "
+        f"(exit {proc.poll()}); stdout so far: {''.join(seen)!r}"
+    )
+
+
+@dataclass
+class Edge:
+    data_dir: Path
+    config_path: Path
+    port_range: tuple[int, int]
+    proc: subprocess.Popen[str] | None = None
+    agents_port: int = 0
+    log_path: Path = field(default_factory=Path)
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / "ca.pem"
+
+    @property
+    def connect_url(self) -> str:
+        return f"connect.burrow.localhost:{self.agents_port}"
+
+    def start(self) -> Edge:
+        self.log_path = self.data_dir.parent / f"edge-{self.data_dir.name}.log"
+        log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            [str(BIN / "burrow-edge"), "serve", "--data-dir", str(self.data_dir),
+             "--config", str(self.config_path), "--log-level", "debug"],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+        )
+        match = _read_line_matching(self.proc, re.compile(r"burrow-edge ready: agents=\S+:(\d+)"), READY_TIMEOUT)
+        self.agents_port = int(match.group(1))
+        return self
+
+    def credential(self, *extra: str) -> str:
+        out = subprocess.run(
+            [str(BIN / "burrow-edge"), "credential", "create", "--data-dir", str(self.data_dir), *extra],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout
+        return out.strip().splitlines()[-1]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def make_edge(tmp_path: Path, *, agents_port: int = 0, port_range: tuple[int, int] = (21000, 21999), heartbeat: str = "") -> Edge:
+    data_dir = tmp_path / "edge-data"
+    config = tmp_path / "edge.yml"
+    config.write_text(
+        f'listen: {{agents: "127.0.0.1:{agents_port}"}}\n'
+        f'tcp: {{bind_host: 127.0.0.1, public_host: 127.0.0.1, port_range: "{port_range[0]}-{port_range[1]}"}}\n'
+        + heartbeat
+    )
+    return Edge(data_dir=data_dir, config_path=config, port_range=port_range)
+
+
+FORWARDING = re.compile(r"Forwarding (tcp://(\S+):(\d+)) -> (\S+)")
+
+
+@dataclass
+class Agent:
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[str] | None = None
+    url: str = ""
+    port: int = 0
+
+    def start(self) -> Agent:
+        log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            [str(BIN / "burrow"), *self.args], stdout=subprocess.PIPE, stderr=log, text=True, env=self.env
+        )
+        self.wait_forwarding()
+        return self
+
+    def wait_forwarding(self, timeout: float = READY_TIMEOUT) -> str:
+        assert self.proc is not None
+        match = _read_line_matching(self.proc, FORWARDING, timeout)
+        self.url, self.port = match.group(1), int(match.group(3))
+        return self.url
+
+    def interrupt(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=20)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def make_agent(edge: Edge, token: str, upstream: str, tmp_path: Path, *extra: str, name: str = "agent") -> Agent:
+    env = dict(os.environ)
+    env.update(
+        BURROW_CONNECT_URL=edge.connect_url,
+        BURROW_CONNECT_CAS=str(edge.ca_path),
+        HOME=str(tmp_path),  # no stray ~/.config/burrow/burrow.yml
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
+    return Agent(["tcp", upstream, "--authtoken", token, "--log", "stderr", *extra], env, tmp_path / f"{name}.log")
+
+
+class EchoServer:
+    """A threaded TCP echo server on 127.0.0.1 (the upstream of most tests)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            try:
+                while data := conn.recv(262144):
+                    conn.sendall(data)
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def roundtrip(port: int, payload: bytes, timeout: float = 30.0) -> bytes:
+    """Send `payload`, half-close, and read everything back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        received = bytearray()
+
+        def reader() -> None:
+            while data := conn.recv(262144):
+                received.extend(data)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        thread.join(timeout)
+        assert not thread.is_alive(), "reply did not finish in time"
+        return bytes(received)
