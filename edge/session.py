@@ -4,9 +4,9 @@ Theory of operation: the session accepts the agent's typed streams and handles e
 task. Until Auth succeeds only heartbeats and Auth are served, and Auth must arrive within
 `limits.auth_timeout`. Auth fixes the session's codec (JSON for ngrok's SDKs, msgpack for
 Burrow's agent) from the first byte of its body. Each bound endpoint runs in its own cancel scope
-inside the session's nursery, so the session ending (transport loss, missed heartbeats, GOAWAY,
-a resuming agent taking over) releases every endpoint at once: the registry forgets them in the
-same step in which their listeners are cancelled.
+inside the session's nursery, so the session ending (transport loss, missed heartbeats, a
+resuming agent taking over, the edge shutting down) releases every endpoint at once: the
+registry forgets them in the same step in which their listeners are cancelled.
 """
 
 from __future__ import annotations
@@ -25,20 +25,24 @@ from protocol.codec import Codec
 from protocol.errors import ErrorCode
 from protocol.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
 from protocol.messages import (
+    BURROW_EDGE_VERSION_PREFIX,
     Auth,
     AuthResp,
     AuthRespExtra,
     Bind,
     BindResp,
     BindRespExtra,
+    PatchTunnelStateResp,
     SrvInfo,
     SrvInfoResp,
+    StartTunnelWithLabelResp,
     StreamType,
     Unbind,
     UnbindResp,
+    agent_keeps_large_windows,
 )
 from protocol.mux import MuxSession, MuxStream, read_stream_type
-from protocol.rpc import RpcError, read_message, respond
+from protocol.rpc import RpcError, read_message, read_value, respond
 from protocol.urls import URLError, parse_endpoint_url
 
 log = logging.getLogger(__name__)
@@ -46,13 +50,24 @@ log = logging.getLogger(__name__)
 EDGE_VERSION = "0.1.0"
 #: AuthResp.Extra.Version: Burrow's agent reads the "burrow-edge/" prefix as "this edge's
 #: sender keeps credit past 256 KiB", and only then lets its receive windows grow.
-EDGE_VERSION_STRING = f"burrow-edge/{EDGE_VERSION}"
-#: Auth.Extra.ClientType of Burrow's agent, whose sender honours large windows likewise.
-BURROW_CLIENT_TYPE = "burrow"
+EDGE_VERSION_STRING = f"{BURROW_EDGE_VERSION_PREFIX}{EDGE_VERSION}"
 #: A stream's 4-byte type must arrive this quickly once the stream is open.
 STREAM_TYPE_TIMEOUT = 10.0
 #: An RPC request body must arrive this quickly once its stream is open.
 RPC_TIMEOUT = 10.0
+#: Requests ngrok's agents may send that this edge answers with an error.
+UNSUPPORTED_REQUESTS: dict[
+    int, tuple[str, type[StartTunnelWithLabelResp | PatchTunnelStateResp]]
+] = {
+    StreamType.START_TUNNEL_WITH_LABEL: (
+        "labeled tunnels (ngrok Edges); bind an endpoint URL instead",
+        StartTunnelWithLabelResp,
+    ),
+    StreamType.PATCH_TUNNEL_STATE: (
+        "changing a live endpoint; restart it instead",
+        PatchTunnelStateResp,
+    ),
+}
 
 
 class BindRefused(Exception):  # noqa: N818 - a refusal, answered to the agent as a value
@@ -146,10 +161,14 @@ class AgentSession:
                 await self._serve_unbind(stream)
             elif stream_type == StreamType.SRV_INFO:
                 await self._serve_rpc_srv_info(stream)
+            elif stream_type in UNSUPPORTED_REQUESTS:
+                await self._refuse_request(stream, *UNSUPPORTED_REQUESTS[stream_type])
             else:
                 log.info("session %s: ignoring stream type %d", self.id, stream_type)
         except trio.TooSlowError:
-            log.warning("session %s: stream %d sent no type in time", self.id, stream.stream_id)
+            log.warning(
+                "session %s: stream %d stalled before its request", self.id, stream.stream_id
+            )
         except RpcError as exc:
             log.warning("session %s: bad request on stream %d: %s", self.id, stream.stream_id, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -210,7 +229,7 @@ class AgentSession:
             ),
             codec,
         )
-        if auth.extra.client_type == BURROW_CLIENT_TYPE:
+        if agent_keeps_large_windows(auth):
             self.mux.allow_window_growth()
         self._authenticated.set()
         log.info(
@@ -271,6 +290,10 @@ class AgentSession:
                 "ask for a port in that range, or for tcp:// to get a free one."
             )
         url = f"tcp://{_host_for_url(tcp.public_host)}:{port}"
+        previous = self._endpoints.get(bind.id) if bind.id else None
+        if previous is not None and previous.record.url == url:
+            # The same bind id asking for its own URL again: replace, don't refuse.
+            self._release(self._endpoints.pop(bind.id))
         if self.hub.registry.lookup(url) is not None:
             raise BindRefused(
                 f"The tunnel '{url}' is already bound to another tunnel session",
@@ -364,6 +387,19 @@ class AgentSession:
         self._release(endpoint)
         log.info("session %s unbound %s", self.id, endpoint.record.url)
         await respond(stream, UnbindResp(), self.codec)
+
+    async def _refuse_request(
+        self,
+        stream: MuxStream,
+        what: str,
+        response: type[StartTunnelWithLabelResp | PatchTunnelStateResp],
+    ) -> None:
+        """Answer a request Burrow does not implement with an Error string (not a bare EOF)."""
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            await read_value(stream, self.codec)
+        message = f"This Burrow edge does not support {what}."
+        await respond(stream, response(error=message), self.codec)
 
     async def _serve_rpc_srv_info(self, stream: MuxStream) -> None:
         assert self.codec is not None

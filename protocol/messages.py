@@ -652,3 +652,21 @@ RPC_MESSAGES: Mapping[StreamType, tuple[type[Message], type[Message] | None]] = 
         StreamType.PATCH_TUNNEL_STATE: (PatchTunnelState, PatchTunnelStateResp),
     }
 )
+
+
+# --- Burrow's own capability signals ---------------------------------------------------------
+# Burrow peers keep send credit past muxado's 256 KiB window (ngrok's implementations clamp it),
+# so each side lets its receive windows grow only once the handshake names a Burrow peer.
+
+#: `Auth.Extra.ClientType` sent by Burrow's agent.
+BURROW_CLIENT_TYPE = "burrow"
+#: Prefix of `AuthResp.Extra.Version` sent by a Burrow edge.
+BURROW_EDGE_VERSION_PREFIX = "burrow-edge/"
+
+
+def agent_keeps_large_windows(auth: Auth) -> bool:
+    return auth.extra.client_type == BURROW_CLIENT_TYPE
+
+
+def edge_keeps_large_windows(resp: AuthResp) -> bool:
+    return resp.extra.version.startswith(BURROW_EDGE_VERSION_PREFIX)

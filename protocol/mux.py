@@ -25,7 +25,7 @@ import operator
 import struct
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -267,6 +267,8 @@ class MuxSession:
         self._accept_lot = ParkingLot()
         self._drained_lot = ParkingLot()
         self._wake = trio.Event()
+        #: Held by whoever writes to the transport (the writer task, or a closing flush).
+        self._send_lock = trio.Lock()
         self._closing = False
         #: Set once the session is over (transport gone, protocol error, or closed locally).
         self.closed = trio.Event()
@@ -327,10 +329,8 @@ class MuxSession:
             return
         self._closing = True
         self._conn.go_away(code, debug.encode())
-        self._kick()
-        with trio.CancelScope(shield=True), trio.move_on_after(GOAWAY_FLUSH_TIMEOUT):
-            while self._conn.outbound_size and not self.closed.is_set():
-                await self._drained_lot.park()
+        with trio.CancelScope(shield=True):
+            await self._flush_goaway()
         self._finish(StreamGoneError("the session was closed", code=ErrorCode.SESSION_CLOSED))
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self._transport)
@@ -347,7 +347,7 @@ class MuxSession:
                     events = conn.receive_data(data)
                 except RemoteProtocolError as exc:
                     log.warning("mux session: peer broke the protocol: %s", exc)
-                    self._kick()
+                    await self._flush_goaway()
                     self._finish(exc)
                     return
                 self._dispatch(events)
@@ -425,14 +425,27 @@ class MuxSession:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                while conn.outbound_size:
-                    await transport.send_all(conn.data_to_send())
+                async with self._send_lock:
+                    while conn.outbound_size:
+                        await transport.send_all(conn.data_to_send())
                 self._drained_lot.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._finish(StreamGoneError(f"transport failed: {exc}", code=ErrorCode.PEER_EOF))
             self._drained_lot.unpark_all()
 
     # ---------------------------------------------------------------------------- helpers
+
+    async def _flush_goaway(self) -> None:
+        """Put what is queued (the GOAWAY last) on the wire within GOAWAY_FLUSH_TIMEOUT.
+
+        Writes directly under the send lock rather than waiting for the writer task, which may
+        already be cancelled when the session is being torn down by cancellation."""
+        with trio.move_on_after(GOAWAY_FLUSH_TIMEOUT):
+            async with self._send_lock:
+                data = self._conn.data_to_send()
+                if data and not self.closed.is_set():
+                    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self._transport.send_all(data)
 
     def _kick(self) -> None:
         self._wake.set()

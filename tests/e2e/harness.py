@@ -22,7 +22,9 @@ BIN = Path(sys.executable).parent
 READY_TIMEOUT = 30.0
 
 
-def _read_line_matching(proc: subprocess.Popen[str], pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+def _read_line_matching(
+    proc: subprocess.Popen[str], pattern: re.Pattern[str], timeout: float
+) -> re.Match[str]:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     seen: list[str] = []
@@ -66,18 +68,40 @@ class Edge:
         self.log_path = self.data_dir.parent / f"edge-{self.data_dir.name}.log"
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            [str(BIN / "burrow-edge"), "serve", "--data-dir", str(self.data_dir),
-             "--config", str(self.config_path), "--log-level", "debug"],
-            stdout=subprocess.PIPE, stderr=log, text=True,
+            [
+                str(BIN / "burrow-edge"),
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--config",
+                str(self.config_path),
+                "--log-level",
+                "debug",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
         )
-        match = _read_line_matching(self.proc, re.compile(r"burrow-edge ready: agents=\S+:(\d+)"), READY_TIMEOUT)
+        match = _read_line_matching(
+            self.proc, re.compile(r"burrow-edge ready: agents=\S+:(\d+)"), READY_TIMEOUT
+        )
         self.agents_port = int(match.group(1))
         return self
 
     def credential(self, *extra: str) -> str:
         out = subprocess.run(
-            [str(BIN / "burrow-edge"), "credential", "create", "--data-dir", str(self.data_dir), *extra],
-            check=True, capture_output=True, text=True, timeout=60,
+            [
+                str(BIN / "burrow-edge"),
+                "credential",
+                "create",
+                "--data-dir",
+                str(self.data_dir),
+                *extra,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout
         return out.strip().splitlines()[-1]
 
@@ -99,13 +123,19 @@ class Edge:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
-def make_edge(tmp_path: Path, *, agents_port: int = 0, port_range: tuple[int, int] = (21000, 21999), heartbeat: str = "") -> Edge:
+def make_edge(
+    tmp_path: Path,
+    *,
+    agents_port: int = 0,
+    port_range: tuple[int, int] = (21000, 21999),
+    heartbeat: str = "",
+) -> Edge:
     data_dir = tmp_path / "edge-data"
     config = tmp_path / "edge.yml"
     config.write_text(
         f'listen: {{agents: "127.0.0.1:{agents_port}"}}\n'
-        f'tcp: {{bind_host: 127.0.0.1, public_host: 127.0.0.1, port_range: "{port_range[0]}-{port_range[1]}"}}\n'
-        + heartbeat
+        "tcp: {bind_host: 127.0.0.1, public_host: 127.0.0.1, "
+        f'port_range: "{port_range[0]}-{port_range[1]}"}}\n' + heartbeat
     )
     return Edge(data_dir=data_dir, config_path=config, port_range=port_range)
 
@@ -125,10 +155,25 @@ class Agent:
     def start(self) -> Agent:
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            [str(BIN / "burrow"), *self.args], stdout=subprocess.PIPE, stderr=log, text=True, env=self.env
+            [str(BIN / "burrow"), *self.args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=self.env,
         )
         self.wait_forwarding()
         return self
+
+    def run_to_exit(self, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run the agent expecting it to give up (refusals are fatal); output is captured."""
+        return subprocess.run(
+            [str(BIN / "burrow"), *self.args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def wait_forwarding(self, timeout: float = READY_TIMEOUT) -> str:
         assert self.proc is not None
@@ -150,7 +195,9 @@ class Agent:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
-def make_agent(edge: Edge, token: str, upstream: str, tmp_path: Path, *extra: str, name: str = "agent") -> Agent:
+def make_agent(
+    edge: Edge, token: str, upstream: str, tmp_path: Path, *extra: str, name: str = "agent"
+) -> Agent:
     env = dict(os.environ)
     env.update(
         BURROW_CONNECT_URL=edge.connect_url,
@@ -158,7 +205,11 @@ def make_agent(edge: Edge, token: str, upstream: str, tmp_path: Path, *extra: st
         HOME=str(tmp_path),  # no stray ~/.config/burrow/burrow.yml
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
     )
-    return Agent(["tcp", upstream, "--authtoken", token, "--log", "stderr", *extra], env, tmp_path / f"{name}.log")
+    return Agent(
+        ["tcp", upstream, "--authtoken", token, "--log", "stderr", *extra],
+        env,
+        tmp_path / f"{name}.log",
+    )
 
 
 class EchoServer:
@@ -209,3 +260,11 @@ def roundtrip(port: int, payload: bytes, timeout: float = 30.0) -> bytes:
         thread.join(timeout)
         assert not thread.is_alive(), "reply did not finish in time"
         return bytes(received)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")

@@ -1,0 +1,542 @@
+"""The agent's session lifecycle: dial, TLS, Auth, Bind, heartbeat, serve, reconnect.
+
+Theory of operation
+-------------------
+`Agent.run` loops over sessions. Each attempt dials the edge's `connect_url` over TCP, wraps
+it in TLS (SNI = the connect host, the edge's certificate verified), starts a muxado session
+as the client, and then, in one nursery per session:
+
+* an accept loop hands each edge-opened stream to its own task, which reads the 4-byte type:
+  PROXY goes to `agent.forward`, HEARTBEAT is echoed, STOP is answered and ends the agent,
+  RESTART and UPDATE are refused with a reason, STOP_TUNNEL stops one endpoint;
+* a heartbeat requester pings the edge every `heartbeat_interval` and ends the session when no
+  echo comes within interval + tolerance;
+* the session's own task sends Auth, then one Bind per endpoint, prints a `Forwarding` line
+  for each, and waits.
+
+A session ends when the transport or the mux breaks, a heartbeat is missed, or an RPC fails
+(all "lost": reconnect after a backoff delay), or when the edge sends Stop ("stopped": `run`
+returns). A refusal the user must act on (a bad authtoken, a URL that is not ours on the first
+connect) raises `AgentError` out of `run`; there is no point retrying it.
+
+Resume: AuthResp's ClientId and Cookie and each BindResp's Id and Token are kept in
+`ResumeState` and sent again on the next session, so the edge can hand this agent its own
+endpoints back (same URLs) instead of refusing them while the dead session times out. If the
+edge still refuses with ERR_NGROK_334 on a reconnect, the attempt counts as failed and backs
+off, as ngrok-go does.
+
+Backoff (`backoff_delays`) starts at 0.5 s and doubles up to 30 s (ngrok-go's schedule), with
+jitter so a fleet of agents that lost the same edge does not come back in lockstep. It resets
+after a session that authenticated and bound all its endpoints; a session that authenticates
+and then fails its rebind keeps backing off.
+
+Trust: `connect_cas` is a PEM path (the edge's CA, e.g. the development edge's `ca.pem`), or
+`host` / `trusted`, which both mean the operating system's store. Burrow bundles no root of its
+own: unlike ngrok, there is no single vendor edge to pin.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+from typing import TextIO
+
+import trio
+
+from agent.backoff import backoff_delays
+from agent.config import AgentSettings, EndpointSettings
+from agent.errors import AgentError
+from agent.forward import Route, dial_tcp, handle_proxy_stream
+from agent.requests import (
+    RESTART_UNSUPPORTED,
+    UPDATE_UNSUPPORTED,
+    HostInfo,
+    ResumeState,
+    build_auth,
+    build_bind,
+    check_supported,
+    upstream_display,
+)
+from protocol import rpc
+from protocol.codec import Codec
+from protocol.errcodes import ERR_NGROK_108, ERR_NGROK_334, parse_wire_error
+from protocol.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
+from protocol.messages import (
+    AuthResp,
+    BindResp,
+    Message,
+    Restart,
+    RestartResp,
+    Stop,
+    StopResp,
+    StopTunnel,
+    StreamType,
+    Update,
+    UpdateResp,
+    edge_keeps_large_windows,
+)
+from protocol.mux import MuxConfig, MuxSession, MuxStream, open_mux_session, read_stream_type
+from protocol.session import Role
+
+__all__ = ["Agent", "AgentError", "Reporter", "edge_tls_context", "wrap_edge_tls"]
+
+log = logging.getLogger(__name__)
+
+#: The first bytes of an edge-opened stream (its type) arrive with its SYN; one that sends
+#: nothing for this long is closed.
+STREAM_TYPE_TIMEOUT = 10.0
+#: A Stop/Restart/Update/StopTunnel request body is tiny and sent at once.
+COMMAND_TIMEOUT = 10.0
+
+# How reading or answering one edge command can fail; each just drops that command.
+_COMMAND_ERRORS = (
+    rpc.RpcError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+)
+_DialFn = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+def edge_tls_context(connect_cas: str) -> ssl.SSLContext:
+    """The client context that verifies the edge: a PEM file path, or the OS store for `host`
+    and `trusted` (Burrow bundles no roots). Raises AgentError if the file is unusable."""
+    try:
+        if connect_cas in ("host", "trusted"):
+            context = ssl.create_default_context()
+        else:
+            context = ssl.create_default_context(cafile=connect_cas)
+    except (OSError, ssl.SSLError) as exc:
+        raise AgentError(
+            f"connect_cas {connect_cas!r}: cannot load CA certificates ({exc}); "
+            "give a PEM file such as the edge's ca.pem"
+        ) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # ngrok's agents require TLS 1.2 or later
+    return context
+
+
+async def wrap_edge_tls(
+    transport: trio.abc.Stream, context: ssl.SSLContext, server_hostname: str
+) -> trio.abc.Stream:
+    """The one place the edge connection gets its TLS layer (swap in protocol.tls here):
+    wrap `transport` and complete the handshake. On failure (BrokenResourceError whose cause
+    is the ssl error, or cancellation) the transport is closed."""
+    tls = trio.SSLStream(transport, context, server_hostname=server_hostname)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tls)
+        raise
+    return tls
+
+
+class Reporter:
+    """What a person at the terminal sees: `Forwarding` lines on `out` (tests and benchmarks
+    parse them), session news on `err`. Diagnostics go to logging instead."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self._out = out
+        self._err = err
+
+    def forwarding(self, url: str, upstream: str) -> None:
+        print(f"Forwarding {url} -> {upstream}", file=self._out, flush=True)
+
+    def notice(self, text: str) -> None:
+        print(f"burrow: {text}", file=self._err, flush=True)
+
+
+# --- the I/O shell ---------------------------------------------------------------------------
+
+
+class _Ending(enum.Enum):
+    LOST = "lost"  # reconnect after a backoff delay
+    STOPPED = "stopped"  # the edge sent Stop, or stop() was called: run() returns
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    ending: _Ending
+    reason: str
+    established: bool
+
+
+class Agent:
+    """One agent: a session to the edge, re-established forever, serving `endpoints`.
+
+    `dial` opens the transport to the edge (default: TCP + TLS to `settings.connect_url`);
+    `random` drives the backoff jitter; `host` is what Auth says about this machine.
+    Raises AgentError at construction for endpoint settings it cannot serve.
+    """
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        endpoints: Sequence[EndpointSettings],
+        *,
+        reporter: Reporter,
+        random: Random | None = None,
+        host: HostInfo | None = None,
+        dial: _DialFn | None = None,
+        mux_config: MuxConfig | None = None,
+    ) -> None:
+        check_supported(endpoints)
+        self.settings = settings
+        self.resume = ResumeState()
+        self._endpoints = {endpoint.name: endpoint for endpoint in endpoints}
+        self._policies = {e.name: _policy_text(e) for e in endpoints}
+        self._reporter = reporter
+        self._random = random or Random()
+        self._host = host or HostInfo.current()
+        self._dial = dial or self._dial_edge
+        self._dials_edge = dial is None
+        self._mux_config = mux_config or MuxConfig()
+        self._tls_context: ssl.SSLContext | None = None
+        #: True once a session has authenticated and bound every endpoint.
+        self.established_once = False
+        #: The last heartbeat round trip, in seconds (None before the first).
+        self.last_rtt: float | None = None
+        self._stopping = False
+        self._stop_requested = trio.Event()
+        self._session: _Session | None = None
+        self._dial_scope: trio.CancelScope | None = None
+
+    @property
+    def endpoints(self) -> tuple[EndpointSettings, ...]:
+        """The endpoints still served (the edge may stop some with StopTunnel)."""
+        return tuple(self._endpoints.values())
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called."""
+        return self._stopping
+
+    def stop(self) -> None:
+        """Ask `run` to end cleanly: the open session sends GOAWAY and closes, a dial or a
+        backoff wait in progress is abandoned, and `run` returns. Safe to call at any time."""
+        self._stopping = True
+        self._stop_requested.set()
+        if self._dial_scope is not None:
+            self._dial_scope.cancel()
+        if self._session is not None:
+            self._session._end(_Ending.STOPPED, "stopped")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until the edge sends Stop or `stop()` is called (returns), or the edge refuses
+        us for good (raises AgentError).
+
+        `task_status.started()` is called once the first session has bound every endpoint.
+        Prefer `stop()` to cancelling: a cancelled session cannot flush its GOAWAY.
+        """
+        if self._dials_edge:
+            self._tls_context = edge_tls_context(self.settings.connect_cas)
+        started = False
+
+        def on_established() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        delays = backoff_delays(self._random.random)
+        while True:
+            outcome = await self._attempt(on_established)
+            if self._stopping or outcome.ending is _Ending.STOPPED:
+                self._reporter.notice(outcome.reason if not self._stopping else "stopped")
+                return
+            if outcome.established:
+                delays = backoff_delays(self._random.random)
+            delay = next(delays)
+            self._reporter.notice(f"{outcome.reason}; reconnecting in {delay:.1f}s")
+            with trio.move_on_after(delay):
+                await self._stop_requested.wait()
+
+    async def _attempt(self, on_established: Callable[[], None]) -> _Outcome:
+        host, port = self.settings.connect_address
+        with trio.CancelScope() as dialing:
+            self._dial_scope = dialing
+            if self._stopping:
+                dialing.cancel()
+            try:
+                transport = await self._dial()
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError) as exc:
+                return _Outcome(
+                    _Ending.LOST,
+                    f"cannot connect to the edge at {host}:{port}: {_why(exc)}",
+                    False,
+                )
+        self._dial_scope = None
+        if dialing.cancelled_caught:
+            return _Outcome(_Ending.STOPPED, "stopped", False)
+        if self._stopping:  # stop() came just as the dial finished
+            await trio.aclose_forcefully(transport)
+            return _Outcome(_Ending.STOPPED, "stopped", False)
+        session = _Session(self, transport, on_established)
+        self._session = session
+        try:
+            return await session.run()
+        finally:
+            self._session = None
+
+    async def _dial_edge(self) -> trio.abc.Stream:
+        """TCP + TLS to `connect_url`, both within `connect_timeout`."""
+        host, port = self.settings.connect_address
+        assert self._tls_context is not None
+        timeout = self.settings.connect_timeout
+        with trio.fail_after(timeout):
+            tcp = await dial_tcp(host, port, connect_timeout=timeout)
+            return await wrap_edge_tls(tcp, self._tls_context, host)
+
+    # --- called by sessions ---------------------------------------------------------------
+
+    def _stop_endpoint(self, name: str) -> None:
+        self._endpoints.pop(name, None)
+        self.resume.binds.pop(name, None)
+
+
+class _Session:
+    """One session's tasks and state; `run` returns how it ended or raises AgentError."""
+
+    def __init__(
+        self, agent: Agent, transport: trio.abc.Stream, on_established: Callable[[], None]
+    ) -> None:
+        self.agent = agent
+        self.transport = transport
+        self.on_established = on_established
+        self.routes: dict[str, Route] = {}
+        self.ending: tuple[_Ending, str] | None = None
+        self.fatal: AgentError | None = None
+        self.established = False
+        self._cancel = trio.CancelScope()
+
+    def _end(self, ending: _Ending, reason: str) -> None:
+        if self.ending is None:
+            self.ending = (ending, reason)
+        self._cancel.cancel()
+
+    async def run(self) -> _Outcome:
+        agent = self.agent
+        async with open_mux_session(self.transport, Role.CLIENT, agent._mux_config) as mux:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._accept_loop, mux, nursery)
+                    nursery.start_soon(self._heartbeat, mux)
+                    await self._establish(mux)
+                    await trio.sleep_forever()
+        if self.fatal is not None:
+            raise self.fatal
+        ending, reason = self.ending or (_Ending.LOST, "session ended")
+        return _Outcome(ending, reason, self.established)
+
+    # --- auth and binds --------------------------------------------------------------------
+
+    async def _establish(self, mux: MuxSession) -> None:
+        agent = self.agent
+        timeout = agent.settings.connect_timeout
+        try:
+            with trio.fail_after(timeout):
+                auth = build_auth(agent.settings, agent.resume, agent._host)
+                response = await rpc.call(mux, StreamType.AUTH, auth, AuthResp, Codec.MSGPACK)
+            if response.error:
+                self._refused_auth(response.error)
+                return
+            agent.resume.authenticated(response)
+            if edge_keeps_large_windows(response):
+                mux.allow_window_growth()
+            log.info("authenticated as client %s", response.client_id)
+            if response.extra.banner:
+                agent._reporter.notice(response.extra.banner)
+            for endpoint in list(agent.endpoints):
+                with trio.fail_after(timeout):
+                    ok = await self._bind(mux, endpoint)
+                if not ok:
+                    return
+        except trio.TooSlowError:
+            self._end(_Ending.LOST, f"the edge did not answer within {timeout:g}s")
+            return
+        except (rpc.RpcError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._end(_Ending.LOST, f"session failed during setup: {_describe_mux(mux, exc)}")
+            return
+        self.established = True
+        agent.established_once = True
+        self.on_established()
+
+    def _refused_auth(self, error: str) -> None:
+        parsed = parse_wire_error(error)
+        message = parsed.message or "authentication failed"
+        if self.agent.established_once and parsed.code == ERR_NGROK_108:
+            # Our previous session may still be counted against the limit until it expires.
+            self._end(_Ending.LOST, f"the edge refused the session: {message} ({parsed.code})")
+            return
+        self.fatal = AgentError(f"the edge refused the session: {message}", parsed.code)
+        self._cancel.cancel()
+
+    async def _bind(self, mux: MuxSession, endpoint: EndpointSettings) -> bool:
+        agent = self.agent
+        previous = agent.resume.binds.get(endpoint.name)
+        request = build_bind(endpoint, previous, traffic_policy=agent._policies.get(endpoint.name))
+        response = await rpc.call(mux, StreamType.BIND, request, BindResp, Codec.MSGPACK)
+        if response.error:
+            parsed = parse_wire_error(response.error)
+            message = f"endpoint {endpoint.name!r} ({endpoint.url}): {parsed.message}"
+            if agent.established_once and parsed.code == ERR_NGROK_334:
+                self._end(_Ending.LOST, f"{message} ({parsed.code})")
+            else:
+                self.fatal = AgentError(message, parsed.code)
+                self._cancel.cancel()
+            return False
+        bound = agent.resume.bound(endpoint.name, response)
+        self.routes[bound.bind_id] = Route(
+            name=endpoint.name,
+            url=bound.url,
+            proto=endpoint.endpoint_url.scheme,
+            upstream=endpoint.upstream.target,
+        )
+        agent._reporter.forwarding(bound.url, upstream_display(endpoint))
+        return True
+
+    # --- background tasks --------------------------------------------------------------------
+
+    async def _heartbeat(self, mux: MuxSession) -> None:
+        settings = self.agent.settings
+
+        def on_rtt(rtt: float) -> None:
+            self.agent.last_rtt = rtt
+
+        try:
+            await send_heartbeats(
+                mux,
+                interval=settings.heartbeat_interval,
+                tolerance=settings.heartbeat_tolerance,
+                on_rtt=on_rtt,
+            )
+        except HeartbeatTimeout as exc:
+            self._end(_Ending.LOST, f"the edge stopped answering heartbeats: {exc}")
+
+    async def _accept_loop(self, mux: MuxSession, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await mux.accept_stream()
+            except trio.BrokenResourceError as exc:
+                self._end(_Ending.LOST, f"session lost: {_describe_mux(mux, exc)}")
+                return
+            nursery.start_soon(self._handle_stream, stream)
+
+    async def _handle_stream(self, stream: MuxStream) -> None:
+        try:
+            with trio.fail_after(STREAM_TYPE_TIMEOUT):
+                kind = await read_stream_type(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            stream.close_now()
+            return
+        if kind == StreamType.PROXY:
+            await handle_proxy_stream(stream, self.routes, Codec.MSGPACK)
+        elif kind == StreamType.HEARTBEAT:
+            try:
+                await answer_heartbeats(stream)
+            finally:
+                stream.close_now()
+        elif kind in (StreamType.STOP, StreamType.RESTART, StreamType.UPDATE):
+            await self._command(stream, StreamType(kind))
+        elif kind == StreamType.STOP_TUNNEL:
+            await self._stop_tunnel(stream)
+        else:
+            log.debug("closing edge stream %d of unknown type %d", stream.stream_id, kind)
+            stream.close_now()
+
+    async def _command(self, stream: MuxStream, kind: StreamType) -> None:
+        """Answer Stop (supported), Restart and Update (refused, with the reason)."""
+        request: type[Message]
+        response: Message
+        if kind == StreamType.STOP:
+            request, response = Stop, StopResp(error="")
+        elif kind == StreamType.RESTART:
+            request, response = Restart, RestartResp(error=RESTART_UNSUPPORTED)
+        else:
+            request, response = Update, UpdateResp(error=UPDATE_UNSUPPORTED)
+        try:
+            with trio.fail_after(COMMAND_TIMEOUT):
+                _, codec = await rpc.read_message(stream, request, None)
+                await rpc.respond(stream, response, codec)
+        except _COMMAND_ERRORS:
+            log.warning("edge %s request could not be read; ignored", kind.name)
+            return
+        finally:
+            stream.close_now()
+        if kind == StreamType.STOP:
+            self._end(_Ending.STOPPED, "stopped by the edge")
+        else:
+            log.warning("refused the edge's %s request: not supported", kind.name)
+
+    async def _stop_tunnel(self, stream: MuxStream) -> None:
+        try:
+            with trio.fail_after(COMMAND_TIMEOUT):
+                request, _ = await rpc.read_message(stream, StopTunnel, None)
+        except _COMMAND_ERRORS:
+            log.warning("edge StopTunnel request could not be read; ignored")
+            return
+        finally:
+            stream.close_now()
+        route = self.routes.pop(request.id, None)
+        if route is None:
+            log.warning("the edge stopped endpoint id %r, which is not ours", request.id)
+            return
+        self.agent._stop_endpoint(route.name)
+        code = f" ({request.error_code})" if request.error_code else ""
+        message = request.message or "no reason given"
+        self.agent._reporter.notice(
+            f"the edge stopped endpoint {route.name!r} ({route.url}): {message}{code}"
+        )
+
+
+def _policy_text(endpoint: EndpointSettings) -> str | None:
+    """The endpoint's traffic policy as text for Bind's TrafficPolicy option, if it has one."""
+    if endpoint.traffic_policy is not None:
+        return json.dumps(endpoint.traffic_policy)
+    if endpoint.traffic_policy_file is not None:
+        try:
+            return Path(endpoint.traffic_policy_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AgentError(
+                f"endpoint {endpoint.name!r}: cannot read traffic_policy_file "
+                f"{endpoint.traffic_policy_file}: {exc}"
+            ) from None
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    """A one-line reason for a dial failure, with a hint for the common TLS trust problem."""
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
+    if isinstance(cause.__cause__, BaseExceptionGroup):
+        # trio.open_tcp_stream: "all attempts to connect to H:P failed" from one error per
+        # address tried; the addresses' own reasons are what a person needs.
+        reasons = [
+            error.strerror or str(error)
+            for error in cause.__cause__.exceptions
+            if isinstance(error, OSError)
+        ]
+        return "; ".join(dict.fromkeys(reasons)) or str(cause)
+    text = str(cause) or type(cause).__name__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        text += (
+            "; if the edge uses its own CA, set connect_cas (or BURROW_CONNECT_CAS) to its "
+            "CA certificate, e.g. the edge's ca.pem"
+        )
+    return text
+
+
+def _describe_mux(mux: MuxSession, exc: BaseException) -> str:
+    if mux.goaway is not None:
+        debug = mux.goaway.debug.decode(errors="replace")
+        return f"the edge closed the session ({debug or 'no reason given'})"
+    if mux.error is not None:
+        # e.g. "transport failed: " when the socket closed without a word: drop the empty tail.
+        return str(mux.error).rstrip(": ") or "the connection to the edge was lost"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,1 @@
+"""Burrow's benchmarks: `python -m benchmarks` (see __main__.py)."""

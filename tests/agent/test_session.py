@@ -1,0 +1,341 @@
+"""The agent's session lifecycle against a scripted in-memory edge (tests/agent/fake_edge.py)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import AsyncIterator
+from functools import partial
+from random import Random
+
+import pytest
+import trio
+
+from agent.cli import tcp_endpoint
+from agent.config import AgentSettings, EndpointSettings, Secret
+from agent.errors import AgentError
+from agent.requests import HostInfo
+from agent.session import Agent, Reporter, edge_tls_context
+from protocol.codec import Codec, encode, encode_proxy_header
+from protocol.errcodes import format_wire_error
+from protocol.messages import (
+    ProxyHeader,
+    Restart,
+    RestartResp,
+    Stop,
+    StopResp,
+    StopTunnel,
+    StreamType,
+    Update,
+    UpdateResp,
+)
+from protocol.mux import receive_exactly
+from protocol.rpc import read_message
+from tests.agent.fake_edge import FakeEdge
+
+HOST = HostInfo(os="linux", arch="x86_64", hostname="clinic-box")
+
+
+def settings(**overrides: object) -> AgentSettings:
+    values: dict[str, object] = {
+        "authtoken": Secret("tok_secret_1234567890"),
+        "heartbeat_interval": 1.0,
+        "heartbeat_tolerance": 1.0,
+        "connect_timeout": 5.0,
+    }
+    values.update(overrides)
+    return AgentSettings(**values)  # type: ignore[arg-type]
+
+
+def endpoint(
+    addr: str = "127.0.0.1:5432", url: str | None = None, name: str = "db"
+) -> EndpointSettings:
+    return tcp_endpoint(addr, url=url, name=name, pooling=False)
+
+
+class Harness:
+    def __init__(self, nursery: trio.Nursery, endpoints: list[EndpointSettings], **kw: object):
+        self.out = io.StringIO()
+        self.err = io.StringIO()
+        self.edge = FakeEdge(nursery, endpoints=len(endpoints))
+        self.agent = Agent(
+            settings(**kw),
+            endpoints,
+            reporter=Reporter(self.out, self.err),
+            random=Random(7),
+            host=HOST,
+            dial=self.edge.dial,
+        )
+
+
+@pytest.fixture
+async def nursery() -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+async def echo_server(nursery: trio.Nursery) -> int:
+    async def echo(stream: trio.SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+
+    listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def test_first_session_authenticates_binds_and_prints_forwarding(
+    nursery: trio.Nursery,
+) -> None:
+    h = Harness(nursery, [endpoint("127.0.0.1:5432", "tcp://db.example.com:5432")])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+    assert h.out.getvalue() == "Forwarding tcp://edge.localhost:20001 -> 127.0.0.1:5432\n"
+    (auth,) = h.edge.auths
+    assert auth.client_id == ""
+    assert auth.extra.authtoken == "tok_secret_1234567890"
+    assert auth.extra.client_type == "burrow"
+    assert auth.extra.heartbeat_interval == 1_000_000_000
+    (bind,) = h.edge.binds
+    assert bind.id == ""
+    assert bind.proto == "tcp"
+    assert bind.opts == {
+        "URL": "tcp://db.example.com:5432",
+        "Addr": "db.example.com:5432",
+        "ProxyProto": 0,
+    }
+    assert h.agent.resume.client_id == "cl_1"
+    assert h.agent.resume.cookie == "cookie-1"
+
+
+async def test_proxy_stream_is_piped_to_the_upstream(nursery: trio.Nursery) -> None:
+    port = await echo_server(nursery)
+    h = Harness(nursery, [endpoint(f"127.0.0.1:{port}")])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        mux = h.edge.sessions[0].mux
+        stream = await mux.open_typed_stream(StreamType.PROXY)
+        header = encode_proxy_header(
+            ProxyHeader(id="bind_1", client_addr="203.0.113.5:4000", proto="tcp"), Codec.MSGPACK
+        )
+        # The header split across writes, with payload in the same write as its tail.
+        await stream.send_all(header[:5])
+        await stream.send_all(header[5:] + b"hello ")
+        await stream.send_all(b"world")
+        assert await receive_exactly(stream, 11) == b"hello world"
+        await stream.send_eof()
+        assert await stream.receive_some() == b""
+
+
+async def test_proxy_stream_for_an_unknown_id_is_closed(nursery: trio.Nursery) -> None:
+    h = Harness(nursery, [endpoint()])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        stream = await h.edge.sessions[0].mux.open_typed_stream(StreamType.PROXY)
+        await stream.send_all(encode_proxy_header(ProxyHeader(id="nope"), Codec.MSGPACK))
+        assert await stream.receive_some() == b""  # the agent closed it
+
+
+async def test_auth_refusal_is_fatal_with_its_code(nursery: trio.Nursery) -> None:
+    h = Harness(nursery, [endpoint()])
+    h.edge.auth_errors.append(format_wire_error("The authtoken you specified is invalid.", 107))
+    with trio.fail_after(5), pytest.raises(AgentError) as caught:
+        await h.agent.run()
+    assert caught.value.code == "ERR_NGROK_107"
+    assert "authtoken you specified is invalid" in str(caught.value)
+    assert len(h.edge.auths) == 1
+
+
+async def test_bind_refusal_on_the_first_connect_is_fatal(nursery: trio.Nursery) -> None:
+    h = Harness(nursery, [endpoint(url="tcp://db.example.com:5432")])
+    h.edge.bind_errors.append(format_wire_error("The endpoint is already online.", 334))
+    with trio.fail_after(5), pytest.raises(AgentError) as caught:
+        await h.agent.run()
+    assert caught.value.code == "ERR_NGROK_334"
+    assert "'db' (tcp://db.example.com:5432)" in str(caught.value)
+    assert h.out.getvalue() == ""
+
+
+async def test_reconnect_resumes_client_id_cookie_bind_ids_and_tokens(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    h = Harness(nursery, [endpoint(name="a"), endpoint(name="b", addr="127.0.0.1:6000")])
+    with trio.fail_after(10):
+        await nursery.start(h.agent.run)
+        h.edge.sessions[0].close()
+        await h.edge.wait_session(2)
+    _, second = h.edge.auths
+    assert (second.client_id, second.extra.cookie) == ("cl_1", "cookie-1")
+    assert [(b.id, b.extra.token) for b in h.edge.binds[2:]] == [
+        ("bind_1", "token_1"),
+        ("bind_2", "token_2"),
+    ]
+    lines = h.out.getvalue().splitlines()
+    assert lines[2:] == lines[:2]  # the same URLs again
+    assert "reconnecting in" in h.err.getvalue()
+
+
+async def test_already_bound_on_reconnect_backs_off_and_retries(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    h = Harness(nursery, [endpoint()])
+    with trio.fail_after(10):
+        await nursery.start(h.agent.run)
+        h.edge.bind_errors.extend([format_wire_error("already bound", 334)] * 2)
+        h.edge.sessions[0].close()
+        await h.edge.wait_session(4)
+    assert len(h.edge.auths) == 4
+    assert h.err.getvalue().count("ERR_NGROK_334") == 2
+
+
+async def test_heartbeat_timeout_ends_the_session_and_reconnects(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    h = Harness(nursery, [endpoint()], heartbeat_interval=0.05, heartbeat_tolerance=0.05)
+    h.edge.answer_heartbeats = False
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        h.edge.answer_heartbeats = True
+        await h.edge.wait_session(2)
+    assert "stopped answering heartbeats" in h.err.getvalue()
+
+
+async def test_stop_request_is_answered_and_run_returns(nursery: trio.Nursery) -> None:
+    h = Harness(nursery, [endpoint()])
+    done = trio.Event()
+
+    async def run() -> None:
+        await h.agent.run()
+        done.set()
+
+    with trio.fail_after(5):
+        nursery.start_soon(run)
+        session = await h.edge.wait_session(1)
+        stream = await session.mux.open_typed_stream(StreamType.STOP)
+        await stream.send_all(encode(Stop(), Codec.MSGPACK))
+        response, _ = await read_message(stream, StopResp, Codec.MSGPACK)
+        assert response.error == ""
+        await done.wait()
+    assert "stopped by the edge" in h.err.getvalue()
+    assert len(h.edge.sessions) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_message", "response_cls", "words"),
+    [
+        (StreamType.RESTART, Restart(), RestartResp, "remote restart"),
+        (StreamType.UPDATE, Update(version="9"), UpdateResp, "remote update"),
+    ],
+)
+async def test_restart_and_update_are_refused_with_a_reason(
+    nursery: trio.Nursery,
+    kind: StreamType,
+    request_message: Restart | Update,
+    response_cls: type[RestartResp] | type[UpdateResp],
+    words: str,
+) -> None:
+    h = Harness(nursery, [endpoint()])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        stream = await h.edge.sessions[0].mux.open_typed_stream(kind)
+        await stream.send_all(encode(request_message, Codec.JSON))  # the codec is detected
+        response, codec = await read_message(stream, response_cls, None)
+    assert codec is Codec.JSON
+    assert "Burrow does not support" in response.error
+    assert words in response.error
+
+
+async def test_stop_tunnel_stops_that_endpoint_and_is_not_rebound(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    h = Harness(nursery, [endpoint(name="a"), endpoint(name="b", addr="127.0.0.1:6000")])
+    with trio.fail_after(10):
+        await nursery.start(h.agent.run)
+        stream = await h.edge.sessions[0].mux.open_typed_stream(StreamType.STOP_TUNNEL)
+        request = StopTunnel(id="bind_1", message="credential revoked", error_code="ERR_NGROK_300")
+        await stream.send_all(encode(request, Codec.MSGPACK))
+        await stream.send_eof()
+        while len(h.agent.endpoints) != 1:
+            await trio.sleep(0.01)
+        h.edge.endpoints = 1
+        h.edge.sessions[0].close()
+        await h.edge.wait_session(2)
+    assert [e.name for e in h.agent.endpoints] == ["b"]
+    assert [b.extra.name for b in h.edge.binds[2:]] == ["b"]
+    assert "the edge stopped endpoint 'a'" in h.err.getvalue()
+    assert "credential revoked (ERR_NGROK_300)" in h.err.getvalue()
+
+
+async def test_unreachable_edge_is_retried_with_backoff(autojump_clock: trio.abc.Clock) -> None:
+    attempts: list[float] = []
+
+    async def refuse() -> trio.abc.Stream:
+        attempts.append(trio.current_time())
+        raise OSError(111, "Connection refused")
+
+    err = io.StringIO()
+    agent = Agent(
+        settings(),
+        [endpoint()],
+        reporter=Reporter(io.StringIO(), err),
+        random=Random(1),
+        host=HOST,
+        dial=refuse,
+    )
+    with trio.move_on_after(20):
+        await agent.run()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(gaps) >= 5
+    for index, gap in enumerate(gaps[:5]):
+        base = 0.5 * 2**index
+        assert base * 0.75 <= gap <= base
+    assert "cannot connect to the edge at connect.burrow.localhost:8443" in err.getvalue()
+    assert "Connection refused" in err.getvalue()
+
+
+def test_edge_tls_context_rejects_an_unusable_ca_file() -> None:
+    with pytest.raises(AgentError, match="cannot load CA certificates"):
+        edge_tls_context("/nonexistent/ca.pem")
+    assert edge_tls_context("host").verify_mode.name == "CERT_REQUIRED"
+
+
+async def test_stop_closes_the_session_with_goaway_and_run_returns(nursery: trio.Nursery) -> None:
+    h = Harness(nursery, [endpoint()])
+    done = trio.Event()
+
+    async def run() -> None:
+        await h.agent.run()
+        done.set()
+
+    with trio.fail_after(5):
+        nursery.start_soon(run)
+        session = await h.edge.wait_session(1)
+        h.agent.stop()
+        await done.wait()
+        await session.mux.closed.wait()
+    assert session.mux.goaway is not None
+    assert session.mux.goaway.error_code == 0
+    assert h.err.getvalue().endswith("burrow: stopped\n")
+
+
+async def test_stop_during_a_backoff_wait_returns_at_once(autojump_clock: trio.abc.Clock) -> None:
+    async def refuse() -> trio.abc.Stream:
+        raise OSError(111, "Connection refused")
+
+    err = io.StringIO()
+    agent = Agent(
+        settings(),
+        [endpoint()],
+        reporter=Reporter(io.StringIO(), err),
+        random=Random(1),
+        host=HOST,
+        dial=refuse,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(agent.run)
+        await trio.sleep(40)  # the backoff is at its 30 s cap by now
+        started = trio.current_time()
+        agent.stop()
+    assert trio.current_time() - started < 0.01
+    assert err.getvalue().endswith("burrow: stopped\n")

@@ -1,0 +1,238 @@
+"""A raw TLS peer misbehaving against a real edge process, while a real agent keeps serving.
+
+Each case checks the edge's answer on the wire (GOAWAY or RST with the right code, or an
+AuthResp refusal), that the edge process is still alive, and that the well-behaved agent's
+endpoint carries traffic throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from protocol import frames
+from protocol.errors import ErrorCode
+from protocol.frames import Flags, FrameType
+from protocol.messages import StreamType
+from tests.e2e.harness import Agent, EchoServer, Edge, make_agent, make_edge, roundtrip, rss_kib
+
+
+class RawPeer:
+    """A TLS connection to the edge's agent port that writes whatever bytes it is told to."""
+
+    def __init__(self, edge: Edge) -> None:
+        context = ssl.create_default_context(cafile=str(edge.ca_path))
+        raw = socket.create_connection(("127.0.0.1", edge.agents_port), timeout=20)
+        self.sock = context.wrap_socket(raw, server_hostname="connect.burrow.localhost")
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def frames_until_closed(self, timeout: float = 20.0) -> list[tuple[int, int, int, bytes]]:
+        """Every frame the edge sends until it closes the connection (or the timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+                data = self.sock.recv(65536)
+            except (TimeoutError, ssl.SSLError, ConnectionError):
+                break
+            if not data:
+                break
+            self.buf += data
+        return self.parse()
+
+    def read_frames(self, until: float) -> list[tuple[int, int, int, bytes]]:
+        deadline = time.monotonic() + until
+        while time.monotonic() < deadline:
+            try:
+                self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+                data = self.sock.recv(65536)
+            except (TimeoutError, ssl.SSLError):
+                break
+            if not data:
+                break
+            self.buf += data
+        return self.parse()
+
+    def parse(self) -> list[tuple[int, int, int, bytes]]:
+        out = []
+        pos = 0
+        while len(self.buf) - pos >= 8:
+            length, ftype, flags, sid = frames.unpack_header(self.buf, pos)
+            if len(self.buf) - pos - 8 < length:
+                break
+            out.append((ftype, flags, sid, self.buf[pos + 8 : pos + 8 + length]))
+            pos += 8 + length
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def goaway_code(received: list[tuple[int, int, int, bytes]]) -> int | None:
+    for ftype, _, _, body in received:
+        if ftype == FrameType.GOAWAY:
+            return int(struct.unpack(">I", body[4:8])[0])
+    return None
+
+
+def rst_codes(received: list[tuple[int, int, int, bytes]], sid: int) -> list[int]:
+    return [
+        int(struct.unpack(">I", body)[0])
+        for ftype, _, s, body in received
+        if ftype == FrameType.RST and s == sid
+    ]
+
+
+def typed_open(sid: int, stream_type: int, payload: bytes = b"") -> bytes:
+    return frames.data_frame(sid, struct.pack(">I", stream_type) + payload, Flags.SYN)
+
+
+def auth_body(token: str) -> bytes:
+    return json.dumps(
+        {"Version": ["3", "2"], "ClientId": "", "Extra": {"Authtoken": token}}
+    ).encode()
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[tuple[Edge, Agent]]:
+    """An edge with a short auth timeout, and a well-behaved agent serving an echo upstream."""
+    echo = EchoServer()
+    edge = make_edge(tmp_path)
+    edge.config_path.write_text(edge.config_path.read_text() + "limits: {auth_timeout: 2s}\n")
+    edge.start()
+    agent = make_agent(edge, edge.credential(), f"127.0.0.1:{echo.port}", tmp_path).start()
+    try:
+        yield edge, agent
+    finally:
+        agent.kill()
+        edge.stop()
+        echo.close()
+
+
+def assert_still_serving(edge: Edge, agent: Agent) -> None:
+    assert edge.proc is not None and edge.proc.poll() is None, "the edge died"
+    assert roundtrip(agent.port, b"unaffected") == b"unaffected"
+
+
+@pytest.mark.parametrize(
+    ("attack", "code"),
+    [
+        (b"\x00" * 3 + b"\x00" + b"\x00\x00\x00\x01" + b"\x00\x00\x00", ErrorCode.FRAME_SIZE_ERROR),
+        (frames.pack_header(5, FrameType.WNDINC, 0, 1) + b"\x00" * 5, ErrorCode.FRAME_SIZE_ERROR),
+        (frames.pack_header(4, FrameType.GOAWAY, 0, 0) + b"\x00" * 4, ErrorCode.FRAME_SIZE_ERROR),
+        (frames.data_frame(0, b"x"), ErrorCode.PROTOCOL_ERROR),
+        (
+            frames.goaway_frame(0, 0)[:4] + b"\x00\x00\x00\x07" + b"\x00" * 8,
+            ErrorCode.PROTOCOL_ERROR,
+        ),
+        (frames.data_frame(2, b"\x00\x00\x00\x00", Flags.SYN), ErrorCode.PROTOCOL_ERROR),
+    ],
+    ids=["rst-short", "wndinc-long", "goaway-short", "data-on-0", "goaway-on-stream", "our-parity"],
+)
+def test_malformed_frames_end_only_that_session(
+    serving: tuple[Edge, Agent], attack: bytes, code: int
+) -> None:
+    edge, agent = serving
+    peer = RawPeer(edge)
+    peer.send(attack)
+    received = peer.frames_until_closed()
+    peer.close()
+    assert goaway_code(received) == code, received
+    assert_still_serving(edge, agent)
+    assert "broke the protocol" in edge.log()
+
+
+def test_oversized_frame_is_refused_without_buffering(serving: tuple[Edge, Agent]) -> None:
+    edge, agent = serving
+    assert edge.proc is not None
+    peer = RawPeer(edge)
+    peer.send(typed_open(1, StreamType.AUTH, auth_body(edge.credential())))
+    # A new stream whose first frame claims 16 MiB: more than the 256 KiB window.
+    peer.send(frames.pack_header(frames.MAX_FRAME_LENGTH, FrameType.DATA, Flags.SYN, 3))
+    chunk = b"\x00" * 65536
+    before = rss_kib(edge.proc.pid)
+    for _ in range(64):  # 4 MiB of it; the edge skips it as it arrives
+        peer.send(chunk)
+    received = peer.read_frames(until=1.0)
+    assert rss_kib(edge.proc.pid) - before < 8 * 1024, "the edge buffered the frame"
+    assert ErrorCode.FLOW_CONTROL_ERROR in rst_codes(received, 3), received
+    assert goaway_code(received) is None  # a stream error, not a session error
+    assert_still_serving(edge, agent)
+    peer.close()
+
+
+def test_stream_flood_is_bounded(serving: tuple[Edge, Agent]) -> None:
+    edge, agent = serving
+    assert edge.proc is not None
+    peer = RawPeer(edge)
+    peer.send(typed_open(1, StreamType.AUTH, auth_body(edge.credential())))
+    # 20,000 streams that send one byte of their type and then nothing.
+    burst = b"".join(frames.data_frame(sid, b"\x00", Flags.SYN) for sid in range(3, 40_003, 2))
+    peer.send(burst)
+    received = peer.read_frames(until=3.0)
+    refused = [f for f in received if f[0] == FrameType.RST]
+    assert refused, "no stream was refused"
+    assert_still_serving(edge, agent)
+    peer.close()
+
+
+def test_undecodable_auth_gets_no_session(serving: tuple[Edge, Agent]) -> None:
+    edge, agent = serving
+    peer = RawPeer(edge)
+    peer.send(typed_open(1, StreamType.AUTH, b"{this is not json") + frames.data_frame(1, b"", 1))
+    received = peer.frames_until_closed()
+    peer.close()
+    assert not any(f[0] == FrameType.DATA and b"ClientId" in f[3] for f in received)
+    assert "bad request" in edge.log()
+    assert_still_serving(edge, agent)
+
+
+def test_wrong_token_gets_err_ngrok_107_then_goaway(serving: tuple[Edge, Agent]) -> None:
+    edge, agent = serving
+    peer = RawPeer(edge)
+    peer.send(
+        typed_open(1, StreamType.AUTH, auth_body("cr_nope_nope")) + frames.data_frame(1, b"", 1)
+    )
+    received = peer.frames_until_closed()
+    peer.close()
+    body = b"".join(f[3] for f in received if f[0] == FrameType.DATA and f[2] == 1)
+    assert b"ERR_NGROK_107" in body
+    assert goaway_code(received) == ErrorCode.NO_ERROR
+    assert_still_serving(edge, agent)
+
+
+def test_silent_peer_is_dropped_after_auth_timeout(serving: tuple[Edge, Agent]) -> None:
+    edge, agent = serving
+    peer = RawPeer(edge)
+    started = time.monotonic()
+    received = peer.frames_until_closed(timeout=20)
+    peer.close()
+    assert goaway_code(received) is not None
+    assert time.monotonic() - started < 10
+    assert "no Auth in time" in edge.log()
+    assert_still_serving(edge, agent)
+
+
+def test_data_for_a_reset_stream_is_answered_with_rst(serving: tuple[Edge, Agent]) -> None:
+    edge, agent = serving
+    peer = RawPeer(edge)
+    peer.send(typed_open(1, StreamType.AUTH, auth_body(edge.credential())))
+    peer.send(typed_open(3, 0xABCD))  # an unknown type: the edge closes it
+    time.sleep(0.3)
+    peer.send(frames.rst_frame(3, ErrorCode.STREAM_CANCELLED))
+    peer.send(frames.data_frame(3, b"late data"))
+    received = peer.read_frames(until=1.0)
+    assert ErrorCode.STREAM_CLOSED in rst_codes(received, 3), received
+    assert goaway_code(received) is None
+    assert_still_serving(edge, agent)
+    peer.close()

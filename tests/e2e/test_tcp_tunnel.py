@@ -1,0 +1,304 @@
+"""A real edge and a real agent (separate processes) carrying tcp:// traffic on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import EchoServer, Edge, make_agent, make_edge, roundtrip, rss_kib
+
+MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HashServer:
+    """Upstream for the integrity test. A client sends an 8-byte length M, then its payload,
+    then half-closes; the server answers sha256(payload), then M random bytes, then their
+    sha256. Both directions are verified end to end."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _serve(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while len(head) < 8:
+                chunk = conn.recv(8 - len(head))
+                if not chunk:
+                    return
+                head += chunk
+            (wanted,) = struct.unpack(">Q", head)
+            digest = hashlib.sha256()
+            while data := conn.recv(262144):
+                digest.update(data)
+            reply = random.randbytes(wanted)
+            conn.sendall(digest.digest() + reply + hashlib.sha256(reply).digest())
+            conn.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def hash_server() -> Iterator[HashServer]:
+    server = HashServer()
+    yield server
+    server.close()
+
+
+def exchange(port: int, up: int, down: int, seed: int) -> None:
+    rng = random.Random(seed)
+    payload = rng.randbytes(up)
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as conn:
+        received = bytearray()
+
+        def reader() -> None:
+            while data := conn.recv(262144):
+                received.extend(data)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        conn.sendall(struct.pack(">Q", down) + payload)
+        conn.shutdown(socket.SHUT_WR)
+        thread.join(120)
+    assert len(received) == 32 + down + 32, (seed, len(received), down)
+    assert bytes(received[:32]) == hashlib.sha256(payload).digest(), f"upload {seed} corrupted"
+    body = bytes(received[32 : 32 + down])
+    assert hashlib.sha256(body).digest() == bytes(received[32 + down :]), (
+        f"download {seed} corrupted"
+    )
+
+
+def test_hundred_concurrent_connections_verified_by_sha256(
+    edge: Edge, hash_server: HashServer, tmp_path: Path
+) -> None:
+    agent = make_agent(edge, edge.credential(), f"127.0.0.1:{hash_server.port}", tmp_path).start()
+    try:
+        rng = random.Random(20261127)
+        jobs = [(rng.randint(0, 8 * MiB), rng.randint(0, 8 * MiB), seed) for seed in range(100)]
+        jobs[0] = (0, 0, 0)  # empty both ways
+        jobs[1] = (8 * MiB, 8 * MiB, 1)  # the largest both ways
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            for future in [
+                pool.submit(exchange, agent.port, up, down, seed) for up, down, seed in jobs
+            ]:
+                future.result(timeout=300)
+    finally:
+        agent.kill()
+
+
+def test_half_close_client_first(edge: Edge, echo: EchoServer, tmp_path: Path) -> None:
+    """The client shuts down its write side first and still gets every byte of the reply."""
+    agent = make_agent(edge, edge.credential(), f"127.0.0.1:{echo.port}", tmp_path).start()
+    try:
+        payload = random.randbytes(3 * MiB + 5)
+        assert roundtrip(agent.port, payload) == payload
+    finally:
+        agent.kill()
+
+
+def test_half_close_upstream_first(edge: Edge, tmp_path: Path) -> None:
+    """The upstream finishes its reply and half-closes while the client is still sending."""
+    server = socket.create_server(("127.0.0.1", 0))
+    got = bytearray()
+    done = threading.Event()
+
+    def upstream() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"greeting first\n")
+            conn.shutdown(socket.SHUT_WR)
+            while data := conn.recv(65536):
+                got.extend(data)
+        done.set()
+
+    threading.Thread(target=upstream, daemon=True).start()
+    agent = make_agent(
+        edge, edge.credential(), f"127.0.0.1:{server.getsockname()[1]}", tmp_path
+    ).start()
+    try:
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=30) as conn:
+            reply = bytearray()
+            while data := conn.recv(65536):
+                reply.extend(data)
+            assert reply == b"greeting first\n"  # EOF seen while our side is still open
+            late = random.randbytes(MiB)
+            conn.sendall(late)  # the other direction still works after the peer's FIN
+            conn.shutdown(socket.SHUT_WR)
+            assert done.wait(30)
+        assert got == late
+    finally:
+        agent.kill()
+        server.close()
+
+
+def test_stalled_upstream_keeps_memory_bounded(edge: Edge, tmp_path: Path) -> None:
+    """An upstream that never reads: the client's sends block; edge and agent stay small."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def upstream() -> None:
+        conn, _ = server.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        held.append(conn)  # accepted, never read
+
+    threading.Thread(target=upstream, daemon=True).start()
+    agent = make_agent(
+        edge, edge.credential(), f"127.0.0.1:{server.getsockname()[1]}", tmp_path
+    ).start()
+    assert edge.proc is not None and agent.proc is not None
+    try:
+        before = (rss_kib(edge.proc.pid), rss_kib(agent.proc.pid))
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=30) as conn:
+            conn.setblocking(False)
+            chunk = b"z" * 65536
+            sent = 0
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline and sent < 512 * MiB:
+                try:
+                    sent += conn.send(chunk)
+                except BlockingIOError:
+                    time.sleep(0.01)
+            after = (rss_kib(edge.proc.pid), rss_kib(agent.proc.pid))
+        # Kernel buffers on four sockets plus one 256 KiB window: far below what was offered.
+        assert sent < 64 * MiB, f"the sender was not held back: {sent} bytes accepted"
+        assert after[0] - before[0] < 32 * 1024, f"edge grew {after[0] - before[0]} KiB"
+        assert after[1] - before[1] < 32 * 1024, f"agent grew {after[1] - before[1]} KiB"
+    finally:
+        agent.kill()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_killing_the_agent_frees_its_endpoint_at_once(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    token = edge.credential()
+    port = edge.port_range[0] + 7
+    first = make_agent(
+        edge,
+        token,
+        f"127.0.0.1:{echo.port}",
+        tmp_path,
+        "--url",
+        f"tcp://127.0.0.1:{port}",
+        name="first",
+    ).start()
+    assert first.port == port
+    first.kill()  # SIGKILL: no GOAWAY, the edge sees the TCP connection close
+    second = make_agent(
+        edge,
+        token,
+        f"127.0.0.1:{echo.port}",
+        tmp_path,
+        "--url",
+        f"tcp://127.0.0.1:{port}",
+        name="second",
+    ).start()
+    try:
+        assert second.port == port
+        assert roundtrip(port, b"after takeover") == b"after takeover"
+    finally:
+        second.kill()
+
+
+def test_ctrl_c_stops_cleanly_and_releases_the_endpoint(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    token = edge.credential()
+    agent = make_agent(edge, token, f"127.0.0.1:{echo.port}", tmp_path).start()
+    port = agent.port
+    assert agent.interrupt() == 0
+    assert "burrow: stopped" in agent.log()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    again = make_agent(
+        edge,
+        token,
+        f"127.0.0.1:{echo.port}",
+        tmp_path,
+        "--url",
+        f"tcp://127.0.0.1:{port}",
+        name="again",
+    ).start()
+    again.kill()
+
+
+def test_restarting_the_edge_brings_the_endpoint_back(tmp_path: Path) -> None:
+    echo = EchoServer()
+    edge = make_edge(tmp_path, agents_port=free_port()).start()
+    token = edge.credential()
+    port = edge.port_range[0] + 11
+    agent = make_agent(
+        edge, token, f"127.0.0.1:{echo.port}", tmp_path, "--url", f"tcp://127.0.0.1:{port}"
+    ).start()
+    try:
+        assert roundtrip(port, b"before") == b"before"
+        edge.kill()
+        edge.start()  # same data dir (same CA, same credential), same agents port
+        agent.wait_forwarding(timeout=60)
+        assert agent.port == port
+        assert roundtrip(port, b"after restart") == b"after restart"
+    finally:
+        agent.kill()
+        edge.stop()
+        echo.close()
+
+
+def test_bad_token_is_refused_with_err_ngrok_107(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    out = make_agent(edge, "wrong_token", f"127.0.0.1:{echo.port}", tmp_path).run_to_exit()
+    assert out.returncode != 0
+    assert "ERR_NGROK_107" in out.stderr + out.stdout
+
+
+def test_second_bind_of_a_url_gets_err_ngrok_334(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    token = edge.credential()
+    url = f"tcp://127.0.0.1:{edge.port_range[0] + 3}"
+    upstream = f"127.0.0.1:{echo.port}"
+    first = make_agent(edge, token, upstream, tmp_path, "--url", url, name="first").start()
+    try:
+        out = make_agent(edge, token, upstream, tmp_path, "--url", url, name="second").run_to_exit()
+        assert out.returncode != 0
+        assert "ERR_NGROK_334" in out.stderr + out.stdout
+        assert url in out.stderr + out.stdout
+        assert roundtrip(first.port, b"first still serves") == b"first still serves"
+    finally:
+        first.kill()
+
+
+def test_port_outside_the_range_is_refused(edge: Edge, echo: EchoServer, tmp_path: Path) -> None:
+    upstream = f"127.0.0.1:{echo.port}"
+    agent = make_agent(edge, edge.credential(), upstream, tmp_path, "--url", "tcp://127.0.0.1:80")
+    out = agent.run_to_exit()
+    assert out.returncode != 0
+    assert "outside this edge's range" in out.stderr + out.stdout
