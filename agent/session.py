@@ -83,6 +83,7 @@ from protocol.messages import (
 )
 from protocol.mux import MuxConfig, MuxSession, MuxStream, open_mux_session, read_stream_type
 from protocol.session import Role
+from protocol.tls import TLSStream
 
 __all__ = ["Agent", "AgentError", "Reporter", "edge_tls_context", "wrap_edge_tls"]
 
@@ -124,10 +125,11 @@ def edge_tls_context(connect_cas: str) -> ssl.SSLContext:
 async def wrap_edge_tls(
     transport: trio.abc.Stream, context: ssl.SSLContext, server_hostname: str
 ) -> trio.abc.Stream:
-    """The one place the edge connection gets its TLS layer (swap in protocol.tls here):
-    wrap `transport` and complete the handshake. On failure (BrokenResourceError whose cause
-    is the ssl error, or cancellation) the transport is closed."""
-    tls = trio.SSLStream(transport, context, server_hostname=server_hostname)
+    """The one place the edge connection gets its TLS layer: wrap `transport` in
+    `protocol.tls.TLSStream` (which drains every ready TLS record per read) and complete the
+    handshake. On failure (BrokenResourceError whose cause is the ssl error, or cancellation)
+    the transport is closed."""
+    tls = TLSStream(transport, context, server_hostname=server_hostname)
     try:
         await tls.do_handshake()
     except BaseException:

@@ -18,6 +18,7 @@ from edge.store import SQLiteStore
 from protocol.errors import ErrorCode
 from protocol.mux import MuxConfig, open_mux_session
 from protocol.session import Role, SessionConfig
+from protocol.tls import TLSStream
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ async def _handle_agent(hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStre
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
     peer = conn.socket.getpeername()
     remote = (str(peer[0]), int(peer[1]))
-    stream = trio.SSLStream(conn, tls, server_side=True)
+    stream = TLSStream(conn, tls, server_side=True)
     try:
         with trio.fail_after(hub.config.limits.auth_timeout):
             await stream.do_handshake()
