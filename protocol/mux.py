@@ -27,11 +27,11 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
 
+from protocol.conflict import ConflictDetector
 from protocol.errors import (
     ErrorCode,
     MuxError,
@@ -73,29 +73,6 @@ class MuxConfig:
     outbound_high_water: int = 1024 * 1024
 
 
-class _Busy:
-    """Raises BusyResourceError when two tasks use the same side of a stream at once."""
-
-    __slots__ = ("_held", "_what")
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._held = False
-
-    def __enter__(self) -> None:
-        if self._held:
-            raise trio.BusyResourceError(f"another task is already {self._what} this stream")
-        self._held = True
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._held = False
-
-
 class MuxStream(trio.abc.HalfCloseableStream):
     """One muxado stream as a trio `HalfCloseableStream`.
 
@@ -118,8 +95,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._eof_sent = False
         self._recv_lot = ParkingLot()
         self._send_lot = ParkingLot()
-        self._recv_busy = _Busy("receiving on")
-        self._send_busy = _Busy("sending on")
+        self._recv_busy = ConflictDetector("another task is already receiving on this stream")
+        self._send_busy = ConflictDetector("another task is already sending on this stream")
 
     def __repr__(self) -> str:
         return f"<MuxStream {self.stream_id}>"

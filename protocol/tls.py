@@ -48,11 +48,12 @@ from __future__ import annotations
 import operator
 import ssl
 from enum import Enum
-from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
+
+from protocol.conflict import ConflictDetector
 
 __all__ = [
     "DEFAULT_MAX_RECEIVE_CHUNK",
@@ -77,29 +78,6 @@ class _State(Enum):
     OK = "ok"
     BROKEN = "broken"
     CLOSED = "closed"
-
-
-class _ConflictDetector:
-    """Raise `trio.BusyResourceError` when two tasks enter the same operation at once."""
-
-    __slots__ = ("_held", "_message")
-
-    def __init__(self, message: str) -> None:
-        self._message = message
-        self._held = False
-
-    def __enter__(self) -> None:
-        if self._held:
-            raise trio.BusyResourceError(self._message)
-        self._held = True
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._held = False
 
 
 class TLSStream(trio.abc.Stream, Generic[T_Stream]):
@@ -166,10 +144,10 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         # A fatal TLS error met while draining, raised once the data before it is returned.
         self._receive_error: BaseException | None = None
 
-        self._send_conflict = _ConflictDetector(
+        self._send_conflict = ConflictDetector(
             "another task is currently sending data on this TLSStream"
         )
-        self._receive_conflict = _ConflictDetector(
+        self._receive_conflict = ConflictDetector(
             "another task is currently receiving data on this TLSStream"
         )
 
