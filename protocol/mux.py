@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 import trio
-from trio.lowlevel import ParkingLot, checkpoint
+from trio.lowlevel import ParkingLot, checkpoint, checkpoint_if_cancelled
 
 from protocol.conflict import ConflictDetector
 from protocol.errors import (
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes asked of the transport per read: large reads amortise per-call cost (performance.md).
 RECEIVE_CHUNK = 256 * 1024
+#: Unsent bytes a sending task may write itself instead of waking the writer task.
+DIRECT_WRITE_LIMIT = 64 * 1024
 #: Bytes one `send_all` hands the session before checking the outbound high-water mark.
 SEND_CHUNK = 256 * 1024
 #: How long a closing session waits for its GOAWAY to be written (muxado uses 250 ms).
@@ -157,7 +159,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
             view = memoryview(data)
             total = len(view)
             offset = 0
-            await checkpoint()
+            if not total:
+                await checkpoint()
             while offset < total:
                 self._check_sendable()
                 try:
@@ -169,8 +172,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     raise trio.BrokenResourceError(str(exc)) from exc
                 if taken:
                     offset += taken
-                    session._kick()
-                    await session._wait_outbound_room()
+                    await session._write_soon()
                 else:
                     await self._send_lot.park()
 
@@ -423,6 +425,34 @@ class MuxSession:
                 if data and not self.closed.is_set():
                     with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                         await self._transport.send_all(data)
+
+    async def _write_soon(self) -> None:
+        """Get what is queued on its way, then wait while too much is unsent. Always a checkpoint.
+
+        A small batch goes out from the calling task when no write is in progress: one task
+        switch fewer per message, which is most of the latency a small round trip pays. Larger
+        batches, or any while a write is in flight, are left to the writer task, which coalesces
+        them. The direct write is shielded: a cancelled caller must not leave half a frame on
+        the wire (the batch is small, so the shield is brief unless the session is dead, and a
+        dead session's transport fails the write)."""
+        conn = self._conn
+        lock = self._send_lock
+        if conn.outbound_size > DIRECT_WRITE_LIMIT or lock.locked() or self.closed.is_set():
+            self._kick()
+            await checkpoint()
+            await self._wait_outbound_room()
+            return
+        lock.acquire_nowait()
+        try:
+            with trio.CancelScope(shield=True):
+                await self._transport.send_all(conn.data_to_send())
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._finish(StreamGoneError(f"transport failed: {exc}", code=ErrorCode.PEER_EOF))
+        finally:
+            lock.release()
+        if conn.outbound_size:
+            self._kick()
+        await checkpoint_if_cancelled()
 
     def _kick(self) -> None:
         self._wake.set()
