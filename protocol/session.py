@@ -92,6 +92,17 @@ class SessionConfig:
     #: GOAWAY debug text kept; the rest is skipped (muxado reads at most 1 MiB).
     max_goaway_debug: int = 64 * 1024
 
+    def __post_init__(self) -> None:
+        for name in ("max_streams", "max_send_frame"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SessionConfig.{name} must be at least 1")
+        if not INITIAL_WINDOW <= self.max_stream_window <= frames.MAX_WINDOW_INCREMENT:
+            raise ValueError("SessionConfig.max_stream_window must be between 256 KiB and 2 GiB")
+        if self.max_send_frame > frames.MAX_FRAME_LENGTH:
+            raise ValueError(
+                f"SessionConfig.max_send_frame must be at most {frames.MAX_FRAME_LENGTH}"
+            )
+
 
 class _Stream:
     __slots__ = ("id", "read_closed", "recv", "send_window", "state", "syn_pending")
@@ -176,7 +187,8 @@ class Session:
         try:
             pos = self._parse(buf, events)
         except RemoteProtocolError as exc:
-            self._out += frames.goaway_frame(self._last_remote_id, exc.code, str(exc).encode())
+            if not self.local_goaway:  # at most one GOAWAY per session
+                self._out += frames.goaway_frame(self._last_remote_id, exc.code, str(exc).encode())
             self.local_goaway = True
             self._terminate()
             buf.clear()
