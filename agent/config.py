@@ -1,10 +1,8 @@
 """The agent's configuration: ngrok's v3 file format, validated once into frozen dataclasses.
 
-Theory of operation: each file is parsed with PyYAML's composer, so every key and list item keeps
-the line it came from; the files then merge left to right as ngrok merges them (later scalars
-win, a later list replaces the earlier one, maps merge key by key), the `BURROW_*` environment
-overrides go on top, and only then is the result validated. Each value remembers where it came
-from (file and line, or the environment variable), so an error can say
+Theory of operation: `agent.config_source` reads the files, merges them left to right as ngrok
+does and puts the `BURROW_*` environment overrides on top, remembering where every key path came
+from; only then is the result validated, here, so an error can say
 
     /etc/burrow/burrow.yml:7: endpoints[1].upstream.urll: unknown key; did you mean url?
 
@@ -18,13 +16,19 @@ from __future__ import annotations
 
 import difflib
 import hmac
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from agent.config_source import (
+    ConfigError,
+    SourceMap,
+    Where,
+    apply_env_overrides,
+    merge_into,
+    read_config_file,
+)
+from protocol import units
 from protocol.urls import (
     EndpointURL,
     UpstreamURL,
@@ -34,6 +38,7 @@ from protocol.urls import (
     parse_upstream_url,
     validate_endpoint_url,
 )
+from protocol.yamldoc import KeyPath
 
 __all__ = [
     "DEFAULT_CONNECT_URL",
@@ -55,34 +60,8 @@ __all__ = [
 DEFAULT_CONNECT_URL = "connect.burrow.localhost:8443"
 DEFAULT_CONNECT_PORT = 443  # ngrok agents always dial 443 (reference §7)
 MAX_METADATA_LENGTH = 4096  # ngrok's documented limit for session and endpoint metadata
-# Config files are a few dozen lines; the cap stops a YAML alias bomb from expanding for ever.
-MAX_YAML_NODES = 100_000
 SECRET_VISIBLE_CHARS = 4
 SECRET_MIN_LENGTH_TO_SHOW = 12  # below this, 4 visible characters would give too much away
-
-_Path = tuple[str | int, ...]
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class ConfigError(Exception):
-    """A configuration problem: `<file>:<line>: <key path>: <what is wrong>; <what to do>`."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        source: str | None = None,
-        line: int | None = None,
-        key: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        where = f"{source}:{line}" if source and line else source
-        super().__init__(": ".join(part for part in (where, key, reason) if part))
-        self.reason = reason
-        self.source = source
-        self.line = line
-        self.key = key
-        self.code = code
 
 
 class Secret:
@@ -209,75 +188,12 @@ def validate_connect_url(text: str) -> tuple[str, int]:
     return url.host, DEFAULT_CONNECT_PORT if url.port is None else url.port
 
 
-_DURATION = re.compile(r"([0-9]*\.?[0-9]+|[0-9]+\.)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
+def parse_duration(value: str | float) -> float:
+    """Seconds from a Go-style duration (`10s`, `1m30s`, `250ms`, `0`), as ngrok reads one.
 
-
-def parse_duration(text: str) -> float:
-    """Parse a Go-style duration (`10s`, `1m30s`, `250ms`, `0`) into seconds; ValueError if bad."""
-    text = text.strip()
-    if text == "0":
-        return 0.0
-    position, total = 0, 0.0
-    while position < len(text):
-        match = _DURATION.match(text, position)
-        if match is None:
-            raise ValueError(f"{text!r} is not a duration; write e.g. 10s, 1m30s or 250ms")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if position == 0:
-        raise ValueError("empty duration; write e.g. 10s, 1m30s or 250ms")
-    return total
-
-
-@dataclass(frozen=True)
-class _Where:
-    source: str  # a file path, or "environment variable NAME"
-    line: int | None
-    directory: Path | None  # what relative paths are relative to; None = working directory
-
-
-class _Context:
-    """Where each key path came from, to build errors that point at the right file and line."""
-
-    def __init__(self, origins: dict[_Path, _Where], sources: Sequence[Path]) -> None:
-        self.origins = origins
-        self.sources = sources
-
-    def where(self, path: _Path) -> _Where | None:
-        for length in range(len(path), -1, -1):
-            found = self.origins.get(path[:length])
-            if found is not None:
-                return found
-        return None
-
-    def error(self, path: _Path, reason: str, code: str | None = None) -> ConfigError:
-        where = self.where(path)
-        source = where.source if where else ", ".join(str(p) for p in self.sources) or None
-        line = where.line if where else None
-        return ConfigError(reason, source=source, line=line, key=_format_path(path), code=code)
-
-    def resolve_file(self, path: _Path, text: str) -> str:
-        """An absolute path for `text`, relative to the file that set it; it must exist."""
-        where = self.where(path)
-        base = where.directory if where and where.directory else Path.cwd()
-        resolved = base / Path(text).expanduser()
-        if not resolved.is_file():
-            raise self.error(
-                path,
-                f"{str(resolved)!r} is not a readable file; fix the path (relative paths are "
-                "relative to the config file's directory)",
-            )
-        return str(resolved)
+    A number without a unit is refused: Go would read it as nanoseconds. `ValueError` if bad.
+    """
+    return units.parse_duration(value, syntax=units.DurationSyntax.GO)
 
 
 def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
@@ -287,22 +203,20 @@ def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
     unreadable files, YAML errors and every invalid value; nothing is half-loaded.
     """
     merged: dict[str, object] = {}
-    origins: dict[_Path, _Where] = {}
+    origins: dict[KeyPath, Where] = {}
     for path in paths:
-        data, file_origins = _read_yaml(path)
-        _check_version(_Context(file_origins, [path]), data)
-        _merge(merged, data, (), origins)
+        data, file_origins = read_config_file(path)
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"the file holds {_describe(data)}, not a mapping; start it with `version: 3`",
+                source=str(path),
+                line=1,
+            )
+        _check_version(SourceMap(file_origins, [path]), data)
+        merge_into(merged, data, origins)
         origins.update(file_origins)
-    for variable, key in _ENV_OVERRIDES.items():
-        value = env.get(variable, "")
-        if value:
-            agent = merged.setdefault("agent", {})
-            if agent is None:  # `agent:` with nothing under it
-                agent = merged["agent"] = {}
-            if isinstance(agent, dict):  # anything else is reported by validation below
-                agent[key] = value
-            origins[("agent", key)] = _Where(f"environment variable {variable}", None, None)
-    ctx = _Context(origins, paths)
+    apply_env_overrides(merged, origins, env)
+    ctx = SourceMap(origins, paths)
     if paths:
         _check_keys(ctx, merged, (), _TOP_KEYS, _TOP_HINTS)
         if "version" not in merged:
@@ -312,150 +226,7 @@ def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
     return AgentConfig(agent=agent, endpoints=endpoints, sources=tuple(paths))
 
 
-_ENV_OVERRIDES = {
-    "BURROW_AUTHTOKEN": "authtoken",
-    "BURROW_CONNECT_URL": "connect_url",
-    "BURROW_CONNECT_CAS": "connect_cas",
-}
-
-
-def _read_yaml(path: Path) -> tuple[dict[str, object], dict[_Path, _Where]]:
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(f"cannot read: {reason}; check the path", source=source) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not UTF-8 text ({exc.reason}); save it as UTF-8", source=source
-        ) from None
-    directory = path.resolve().parent
-    origins: dict[_Path, _Where] = {(): _Where(source, None, directory)}
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:  # an empty file
-            return {}, origins
-        walker = _NodeWalker(loader, source, directory, origins)
-        data = walker.value(node, ())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        reason = f"invalid YAML: {exc.problem or exc.context}"
-        if exc.problem and exc.context:  # e.g. "while parsing a flow sequence" + its start line
-            started = f" (line {exc.context_mark.line + 1})" if exc.context_mark else ""
-            reason = f"invalid YAML: {exc.context}{started}: {exc.problem}"
-        lines = text.splitlines()
-        if line is not None and line <= len(lines) and "\t" in lines[line - 1]:
-            reason += "; YAML does not allow tabs: indent with spaces"
-        raise ConfigError(reason, source=source, line=line) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", source=source) from None
-    except RecursionError:
-        raise ConfigError("invalid YAML: nested too deeply", source=source) from None
-    except ValueError as exc:  # PyYAML's constructors, e.g. a timestamp with month 13
-        raise ConfigError(f"invalid YAML value: {exc}", source=source) from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"the file holds {_describe(data)}, not a mapping; start it with `version: 3`",
-            source=source,
-            line=1,
-        )
-    return data, origins
-
-
-class _NodeWalker:
-    """Turns composed YAML nodes into plain values, recording each key's file and line."""
-
-    def __init__(
-        self,
-        loader: yaml.SafeLoader,
-        source: str,
-        directory: Path,
-        origins: dict[_Path, _Where],
-    ) -> None:
-        self.loader = loader
-        self.source = source
-        self.directory = directory
-        self.origins = origins
-        self.count = 0
-        self.active: set[int] = set()  # ids of nodes being walked: a recursive alias loops
-        self.explicit: dict[int, set[int]] = {}  # mapping node id -> its explicit key nodes
-
-    def value(self, node: yaml.Node, path: _Path) -> object:
-        self.count += 1
-        line = node.start_mark.line + 1
-        if self.count > MAX_YAML_NODES:
-            raise ConfigError("too many YAML nodes (alias bomb?)", source=self.source, line=line)
-        if id(node) in self.active:
-            raise ConfigError("recursive YAML alias", source=self.source, line=line)
-        if isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node, deep=True)
-        self.active.add(id(node))
-        try:
-            if isinstance(node, yaml.SequenceNode):
-                items = []
-                for index, item in enumerate(node.value):
-                    self._record((*path, index), item)
-                    items.append(self.value(item, (*path, index)))
-                return items
-            assert isinstance(node, yaml.MappingNode)
-            # `<<: *anchor` merge keys: flatten_mapping puts the merged pairs first, so the
-            # explicit ones override them. Only explicit keys may not repeat. An aliased node
-            # is walked again, already flattened, so remember its explicit keys from the start.
-            explicit = self.explicit.setdefault(
-                id(node), {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
-            )
-            self.loader.flatten_mapping(node)
-            result: dict[str, object] = {}
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
-                line = key_node.start_mark.line + 1
-                if not isinstance(key, str):
-                    raise ConfigError(
-                        f"{_format_path(path) or 'top level'}: key {key!r} is not a string; "
-                        "quote it",
-                        source=self.source,
-                        line=line,
-                    )
-                if id(key_node) in explicit and key in seen:
-                    raise ConfigError(
-                        "duplicate key; remove one of them",
-                        source=self.source,
-                        line=line,
-                        key=_format_path((*path, key)),
-                    )
-                seen.update([key] if id(key_node) in explicit else [])
-                self._record((*path, key), key_node)
-                result[key] = self.value(value_node, (*path, key))
-            return result
-        finally:
-            self.active.discard(id(node))
-
-    def _record(self, path: _Path, node: yaml.Node) -> None:
-        self.origins[path] = _Where(self.source, node.start_mark.line + 1, self.directory)
-
-
-def _merge(
-    base: dict[str, object], top: Mapping[str, object], path: _Path, origins: dict[_Path, _Where]
-) -> None:
-    """Merge `top` into `base` in place: maps by key, anything else (lists too) replaced."""
-    for key, value in top.items():
-        old = base.get(key)
-        if isinstance(old, dict) and isinstance(value, dict):
-            _merge(old, value, (*path, key), origins)
-            continue
-        prefix = (*path, key)
-        for stale in [p for p in origins if p[: len(prefix)] == prefix]:
-            del origins[stale]  # the replaced value's lines no longer describe anything
-        base[key] = value
-
-
-def _check_version(ctx: _Context, data: Mapping[str, object]) -> None:
+def _check_version(ctx: SourceMap, data: Mapping[str, object]) -> None:
     if "version" not in data:
         return
     version = data["version"]
@@ -530,8 +301,8 @@ _NGROK_ONLY_AGENT_KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 
 
-def _agent_settings(ctx: _Context, data: Mapping[str, object]) -> AgentSettings:
-    p: _Path = ("agent",)
+def _agent_settings(ctx: SourceMap, data: Mapping[str, object]) -> AgentSettings:
+    p: KeyPath = ("agent",)
     _check_keys(ctx, data, p, _USED_AGENT_KEYS + tuple(_NGROK_ONLY_AGENT_KEYS))
     kept: dict[str, object] = {}
     for key, (wanted, check) in _NGROK_ONLY_AGENT_KEYS.items():
@@ -602,7 +373,7 @@ _UPSTREAM_KEYS = ("url", "protocol", "proxy_protocol")
 _TLS_KEYS = ("server_certificate", "server_private_key", "mutual_tls_certificate_authorities")
 
 
-def _endpoints(ctx: _Context, value: object) -> tuple[EndpointSettings, ...]:
+def _endpoints(ctx: SourceMap, value: object) -> tuple[EndpointSettings, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -620,7 +391,7 @@ def _endpoints(ctx: _Context, value: object) -> tuple[EndpointSettings, ...]:
     return tuple(endpoints)
 
 
-def _endpoint(ctx: _Context, value: object, p: _Path) -> EndpointSettings:
+def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
     data = _mapping(ctx, value, p)
     _check_keys(ctx, data, p, _ENDPOINT_KEYS, _ENDPOINT_HINTS)
     name = _str(ctx, data, p, "name", "")
@@ -678,7 +449,7 @@ def _endpoint(ctx: _Context, value: object, p: _Path) -> EndpointSettings:
     )
 
 
-def _upstream(ctx: _Context, value: object, p: _Path, url: EndpointURL) -> UpstreamSettings:
+def _upstream(ctx: SourceMap, value: object, p: KeyPath, url: EndpointURL) -> UpstreamSettings:
     if value is None:
         raise ctx.error(p, "missing; add `upstream: {url: 8080}` (where to forward traffic)")
     data = _mapping(ctx, value, p)
@@ -716,12 +487,12 @@ def _upstream(ctx: _Context, value: object, p: _Path, url: EndpointURL) -> Upstr
     )
 
 
-def _tls_termination(ctx: _Context, value: object, endpoint: _Path) -> AgentTLSTermination:
+def _tls_termination(ctx: SourceMap, value: object, endpoint: KeyPath) -> AgentTLSTermination:
     p = (*endpoint, "agent_tls_termination")
     data = _mapping(ctx, value, p)
     _check_keys(ctx, data, p, _TLS_KEYS)
 
-    def pem(path: _Path, text: str) -> str:
+    def pem(path: KeyPath, text: str) -> str:
         return text if text.lstrip().startswith("-----BEGIN") else ctx.resolve_file(path, text)
 
     found = {}
@@ -741,9 +512,9 @@ def _tls_termination(ctx: _Context, value: object, endpoint: _Path) -> AgentTLST
 
 
 def _check_keys(
-    ctx: _Context,
+    ctx: SourceMap,
     data: Mapping[str, object],
-    p: _Path,
+    p: KeyPath,
     allowed: Sequence[str],
     hints: Mapping[str, str] | None = None,
 ) -> None:
@@ -761,7 +532,7 @@ def _check_keys(
         raise ctx.error((*p, key), f"unknown key; {hint}")
 
 
-def _mapping(ctx: _Context, value: object, p: _Path) -> Mapping[str, object]:
+def _mapping(ctx: SourceMap, value: object, p: KeyPath) -> Mapping[str, object]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -769,7 +540,7 @@ def _mapping(ctx: _Context, value: object, p: _Path) -> Mapping[str, object]:
     return value
 
 
-def _str(ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default: str) -> str:
+def _str(ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str, default: str) -> str:
     value = data.get(key)
     if value is None:
         return default
@@ -778,7 +549,7 @@ def _str(ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default:
     return value
 
 
-def _bool(ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default: bool) -> bool:
+def _bool(ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str, default: bool) -> bool:
     value = data.get(key)
     if value is None:
         return default
@@ -788,9 +559,9 @@ def _bool(ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default
 
 
 def _choice(
-    ctx: _Context,
+    ctx: SourceMap,
     data: Mapping[str, object],
-    p: _Path,
+    p: KeyPath,
     key: str,
     choices: Sequence[str],
     default: str,
@@ -802,16 +573,13 @@ def _choice(
 
 
 def _duration(
-    ctx: _Context, data: Mapping[str, object], p: _Path, key: str, default: float
+    ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str, default: float
 ) -> float:
     value = data.get(key)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ctx.error((*p, key), f"expected a duration such as 10s, found {_describe(value)}")
-    if not isinstance(value, str):
-        # Go would read a bare number as nanoseconds; a unit makes the intent plain.
-        raise ctx.error((*p, key), f"{value} has no unit; write e.g. {value}s or {value}ms")
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
@@ -822,7 +590,7 @@ def _duration(
 
 
 def _str_list(
-    ctx: _Context, data: Mapping[str, object], p: _Path, key: str
+    ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str
 ) -> tuple[str, ...] | None:
     value = data.get(key)
     if value is None:
@@ -835,7 +603,7 @@ def _str_list(
     return tuple(value)
 
 
-def _check_length(ctx: _Context, p: _Path, text: str) -> None:
+def _check_length(ctx: SourceMap, p: KeyPath, text: str) -> None:
     if len(text) > MAX_METADATA_LENGTH:
         raise ctx.error(
             p, f"is {len(text)} characters long; the limit is {MAX_METADATA_LENGTH}; shorten it"
@@ -856,10 +624,3 @@ def _describe(value: object) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"{type(value).__name__} ({value!r})"
-
-
-def _format_path(path: _Path) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text

@@ -7,21 +7,30 @@ default.
 
 The value parsers (`parse_duration`, `parse_size`, `parse_hostport`, `parse_port_range`) are
 public: they take the text a person writes and raise `ValueError` with a message fit to show.
+Durations and sizes are `protocol.units`' grammar, shared with the agent's file; here a bare
+number of seconds is a duration.
 """
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-import yaml
+from protocol import units
+from protocol.units import KiB, MiB, parse_size
+from protocol.yamldoc import (
+    DuplicateKeyError,
+    NonStringKeyError,
+    YAMLDocumentError,
+    YAMLSyntaxError,
+    format_key_path,
+    read_yaml,
+)
 
 __all__ = [
     "ConfigError",
@@ -41,10 +50,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 # muxado gives every stream an implicit 256 KiB receive window before any WNDINC, so a receiver
 # must be able to hold at least that much per stream (reference/ngrok.md §8.3).
@@ -147,19 +152,6 @@ class ConfigError(Exception):
 # Value parsers
 
 
-_DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
-_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_SIZE_UNITS = {
-    "B": 1,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "KiB": KiB,
-    "MiB": MiB,
-    "GiB": GiB,
-}
-_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?([A-Za-z]*)")
 _PORT_MAX = 65535
 _DNS_NAME_MAX = 253
 _LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -171,58 +163,7 @@ def parse_duration(value: str | float) -> float:
     Raises `ValueError` for anything else, including negative and non-finite numbers, and
     `TypeError` for a bool.
     """
-    expected = "expected a duration like 250ms, 10s, 1m30s or 2h, or a number of seconds"
-    if isinstance(value, bool):
-        raise TypeError(f"{expected}, got {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{expected}, got {value!r}")
-        return float(value)
-    text = value.strip()
-    if not text:
-        raise ValueError(f"{expected}, got an empty string")
-    if _NUMBER_RE.fullmatch(text):
-        total = Decimal(text)
-    else:
-        total = Decimal(0)
-        position = 0
-        while position < len(text):
-            match = _DURATION_PART_RE.match(text, position)
-            if match is None:
-                raise ValueError(f"{expected}, got {value!r}")
-            total += Decimal(match[1]) * _DURATION_UNITS[match[2]]
-            position = match.end()
-    seconds = float(total)
-    if not math.isfinite(seconds):
-        raise ValueError(f"{value!r} is too long a duration")
-    return seconds
-
-
-def parse_size(value: str | int) -> int:
-    """Bytes from `64MiB`, `512 KiB`, `1.5GB`, a bare number of bytes, or an int.
-
-    Units: B, KB, MB, GB (powers of 1000) and KiB, MiB, GiB (powers of 1024). Raises
-    `ValueError` for anything else and for a size that is not a whole number of bytes, and
-    `TypeError` for a bool.
-    """
-    units = ", ".join(_SIZE_UNITS)
-    expected = f"expected a size like 64MiB or a number of bytes (units: {units})"
-    if isinstance(value, bool):
-        raise TypeError(f"{expected}, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{expected}, got {value!r}")
-        return value
-    match = _SIZE_RE.fullmatch(value.strip())
-    if match is None:
-        raise ValueError(f"{expected}, got {value!r}")
-    number, unit = Decimal(match[1]), match[2] or "B"
-    if unit not in _SIZE_UNITS:
-        raise ValueError(f"unknown size unit {unit!r} in {value!r}; use one of {units}")
-    size = number * _SIZE_UNITS[unit]
-    if size != size.to_integral_value():
-        raise ValueError(f"{value!r} is not a whole number of bytes")
-    return int(size)
+    return units.parse_duration(value, syntax=units.DurationSyntax.SECONDS)
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -327,55 +268,35 @@ def load_edge_config(path: Path | None) -> EdgeConfig:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc}", file=path) from exc
-    data, lines = _parse_yaml(path, text)
-    if data is None:
-        return EdgeConfig()
-    return _Loader(path, lines).edge(data)
-
-
-def _parse_yaml(path: Path, text: str) -> tuple[object, dict[str, int]]:
-    """The document's value, and the line of every key path in it."""
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        data = None if node is None else loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(
-            f"{where}: the file is not valid YAML: {problem}; fix the syntax at that line",
+        document = read_yaml(text)
+    except YAMLDocumentError as exc:
+        raise _yaml_error(path, exc) from None
+    if document is None or document.value is None:
+        return EdgeConfig()
+    lines = {format_key_path(key_path): line for key_path, line in document.lines.items()}
+    return _Loader(path, lines).edge(document.value)
+
+
+def _yaml_error(path: Path, exc: YAMLDocumentError) -> ConfigError:
+    where = str(path) if exc.line is None else f"{path}:{exc.line}"
+    if isinstance(exc, DuplicateKeyError):
+        key = format_key_path(exc.path)
+        return ConfigError(
+            f"{where}: {key}: duplicate key (first set on line {exc.first_line}); keep one of them",
             file=path,
-            line=None if mark is None else mark.line + 1,
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: the file is not valid YAML: {exc}", file=path) from exc
-    finally:
-        loader.dispose()
-    lines: dict[str, int] = {}
-    if node is not None:
-        _collect_lines(path, node, "", lines)
-    return data, lines
-
-
-def _collect_lines(path: Path, node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
-    if not isinstance(node, yaml.MappingNode):
-        return
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            continue  # reported as a non-string key when the mapping is read
-        key_path = prefix + str(key_node.value)
-        line = key_node.start_mark.line + 1
-        if key_path in lines:
-            raise ConfigError(
-                f"{path}:{line}: {key_path}: duplicate key (first set on line "
-                f"{lines[key_path]}); keep one of them",
-                file=path,
-                key=key_path,
-                line=line,
-            )
-        lines[key_path] = line
-        _collect_lines(path, value_node, key_path + ".", lines)
+            key=key,
+            line=exc.line,
+        )
+    if isinstance(exc, NonStringKeyError):
+        key = format_key_path(exc.path)
+        subject = f"{where}: {key}" if key else where
+        problem = f"keys must be strings, got {_describe(exc.key)}"
+        return ConfigError(f"{subject}: {problem}", file=path, key=key, line=exc.line)
+    fix = "; fix the syntax at that line" if isinstance(exc, YAMLSyntaxError) and exc.line else ""
+    return ConfigError(
+        f"{where}: the file is not valid YAML: {exc.problem}{fix}", file=path, line=exc.line
+    )
 
 
 _TYPE_NAMES: dict[type, str] = {
@@ -523,9 +444,7 @@ class _Loader:
             self._fail(key, f"expected a mapping of keys, got {_describe(data)}")
         known = [f.name for f in fields(schema)]
         prefix = f"{key}." if key else ""
-        for name in data:
-            if not isinstance(name, str):
-                self._fail(key, f"keys must be strings, got {_describe(name)}")
+        for name in data:  # read_yaml has checked that every key is a string
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"did you mean {prefix}{close[0]}?" if close else "remove it"

@@ -305,3 +305,20 @@ def test_config_error_carries_the_key_and_line() -> None:
     with pytest.raises(ConfigError) as caught:
         load_edge_config(path)
     assert (caught.value.file, caught.value.key, caught.value.line) == (path, "listen.agentz", 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("limits: &a\n  x: *a\n", "edge.yml:1: the file is not valid YAML: recursive YAML alias"),
+        ("domain: &a [*a]\n", "the file is not valid YAML: recursive YAML alias"),
+        ("limits: 2024-13-45\n", "the file is not valid YAML: month must be in 1..12"),
+    ],
+)
+def test_hostile_yaml_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
+    config_file = tmp_path / "edge.yml"
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_edge_config(config_file)
+    assert message in str(caught.value)
+    assert str(caught.value).startswith(str(config_file))
