@@ -342,7 +342,7 @@ class AgentSession:
         text = bind.opts.get("URL") or bind.opts.get("Addr") or ""
         if not isinstance(text, str):
             raise BindRefused("Bind Opts.URL and Opts.Addr must be strings.")
-        if not text:
+        if text in ("", "tcp://"):
             text = self.hub.registry.recent_url(bind.extra.token) or ""
         if not text:
             return None
