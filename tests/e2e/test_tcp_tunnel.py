@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 import socket
 import struct
 import threading
@@ -236,6 +237,7 @@ def test_ctrl_c_stops_cleanly_and_releases_the_endpoint(
     port = agent.port
     assert agent.interrupt() == 0
     assert "burrow: stopped" in agent.log()
+    assert "peer sent GOAWAY (NO_ERROR)" in edge.log()  # the agent said goodbye on the wire
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     again = make_agent(
@@ -302,3 +304,30 @@ def test_port_outside_the_range_is_refused(edge: Edge, echo: EchoServer, tmp_pat
     out = agent.run_to_exit()
     assert out.returncode != 0
     assert "outside this edge's range" in out.stderr + out.stdout
+
+
+def test_edge_drops_a_silent_agent_and_frees_its_endpoint(tmp_path: Path) -> None:
+    """A frozen agent (SIGSTOP: its TCP connection stays open) misses the edge's heartbeats;
+    the edge ends the session and frees the URL for another agent."""
+    echo = EchoServer()
+    edge = make_edge(tmp_path, heartbeat="heartbeat: {interval: 500ms, tolerance: 1s}\n").start()
+    token = edge.credential()
+    url = f"tcp://127.0.0.1:{edge.port_range[0] + 9}"
+    frozen = make_agent(edge, token, f"127.0.0.1:{echo.port}", tmp_path, "--url", url, name="a")
+    frozen.start()
+    assert frozen.proc is not None
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 30
+        while "heartbeat" not in edge.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "no heartbeat reply" in edge.log()
+        second = make_agent(edge, token, f"127.0.0.1:{echo.port}", tmp_path, "--url", url, name="b")
+        second.start()
+        assert roundtrip(second.port, b"the new agent serves") == b"the new agent serves"
+        second.kill()
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+        frozen.kill()
+        edge.stop()
+        echo.close()
