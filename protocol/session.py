@@ -182,10 +182,16 @@ class Session:
             )
             return events
         buf = self._inbuf
-        buf += data
+        # Parse straight from the caller's bytes when nothing is pending (the usual case for
+        # large reads); only an incomplete tail is copied into the buffer.
+        if buf:
+            buf += data
+            view: bytes | bytearray | memoryview = buf
+        else:
+            view = data
         pos = 0
         try:
-            pos = self._parse(buf, events)
+            pos = self._parse(view, events)
         except RemoteProtocolError as exc:
             if not self.local_goaway:  # at most one GOAWAY per session
                 self._out += frames.goaway_frame(self._last_remote_id, exc.code, str(exc).encode())
@@ -193,10 +199,13 @@ class Session:
             self._terminate()
             buf.clear()
             raise
-        del buf[:pos]
+        if view is buf:
+            del buf[:pos]
+        elif pos < len(view):
+            buf += memoryview(view)[pos:]
         return events
 
-    def _parse(self, buf: bytearray, events: list[Event]) -> int:
+    def _parse(self, buf: bytes | bytearray | memoryview, events: list[Event]) -> int:
         pos = 0
         end = len(buf)
         while True:
