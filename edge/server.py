@@ -75,14 +75,16 @@ async def _handle_agent(hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStre
     peer = conn.socket.getpeername()
     remote = (str(peer[0]), int(peer[1]))
     stream = TLSStream(conn, tls, server_side=True)
+    # One budget from accept to Auth: a slow handshake leaves less time to authenticate.
+    auth_deadline = trio.current_time() + hub.config.limits.auth_timeout
     try:
-        with trio.fail_after(hub.config.limits.auth_timeout):
+        with trio.fail_at(auth_deadline):
             await stream.do_handshake()
     except (trio.TooSlowError, trio.BrokenResourceError) as exc:
         log.info("agent connection from %s:%d: TLS handshake failed: %s", *remote, exc)
         await trio.aclose_forcefully(conn)
         return
     async with open_mux_session(stream, Role.SERVER, mux_config(hub.config)) as mux:
-        session = AgentSession(hub, mux, remote)
+        session = AgentSession(hub, mux, remote, auth_deadline=auth_deadline)
         await session.run()
         await mux.aclose(ErrorCode.NO_ERROR, session.stop_reason or "session closed")

@@ -1,12 +1,13 @@
 """One agent session at the edge: Auth, Bind/Unbind, heartbeats, and proxy streams.
 
 Theory of operation: the session accepts the agent's typed streams and handles each in its own
-task. Until Auth succeeds only heartbeats and Auth are served, and Auth must arrive within
-`limits.auth_timeout`. Auth fixes the session's codec (JSON for ngrok's SDKs, msgpack for
-Burrow's agent) from the first byte of its body. Each bound endpoint runs in its own cancel scope
-inside the session's nursery, so the session ending (transport loss, missed heartbeats, a
-resuming agent taking over, the edge shutting down) releases every endpoint at once: the
-registry forgets them in the same step in which their listeners are cancelled.
+task. Until Auth succeeds only heartbeats and Auth are served, and Auth must succeed within
+`limits.auth_timeout` of the TCP accept (the TLS handshake counts). Auth fixes the session's
+codec (JSON for ngrok's SDKs, msgpack for Burrow's agent) from the first byte of its body.
+Each bound endpoint runs in its own cancel scope inside the session's nursery, so the session
+ending (transport loss, missed heartbeats, a resuming agent taking over, the edge shutting
+down) releases every endpoint at once: the registry forgets them in the same step in which
+their listeners are cancelled.
 """
 
 from __future__ import annotations
@@ -89,8 +90,17 @@ class _Endpoint:
 
 
 class AgentSession:
-    def __init__(self, hub: EdgeHub, mux: MuxSession, remote: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        hub: EdgeHub,
+        mux: MuxSession,
+        remote: tuple[str, int],
+        *,
+        auth_deadline: float | None = None,
+    ) -> None:
         self.hub = hub
+        #: trio time by which Auth must have succeeded (counted from the TCP accept).
+        self.auth_deadline = auth_deadline
         self.mux = mux
         self.remote = remote
         self.id = hub.new_id("ts")
@@ -139,7 +149,10 @@ class AgentSession:
         self._scope.cancel()
 
     async def _enforce_auth_deadline(self) -> None:
-        with trio.move_on_after(self.hub.config.limits.auth_timeout):
+        deadline = self.auth_deadline
+        if deadline is None:
+            deadline = trio.current_time() + self.hub.config.limits.auth_timeout
+        with trio.move_on_at(deadline):
             await self._authenticated.wait()
             return
         log.warning("session %s from %s: no Auth in time; closing", self.id, self._peer())
