@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import shutil
 import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,11 +22,19 @@ from hypothesis import strategies as st
 from edge.store import (
     DEFAULT_ACCOUNT_ID,
     MIGRATIONS,
+    ApiKey,
+    ConflictError,
     Credential,
+    DeletedServiceUser,
+    Event,
+    NotFoundError,
+    ServiceUser,
     SQLiteStore,
     Store,
     StoreError,
 )
+from tests.edge.stores.make_v1 import CREDENTIALS as V1_CREDENTIALS
+from tests.edge.stores.make_v1 import write_v1_store
 
 NOW = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 
@@ -340,3 +350,511 @@ async def test_usable_from_trio_through_a_thread(store: SQLiteStore) -> None:
     with trio.fail_after(10):
         credential, token = await trio.to_thread.run_sync(store.create_credential)
         assert await trio.to_thread.run_sync(store.authenticate, token) == credential
+
+
+# --- schema version 2: service users, owned credentials, API keys, events ------------------
+
+
+V1_FIXTURE = Path(__file__).parent / "stores" / "v1.db"
+
+
+def test_a_version_1_store_upgrades_and_keeps_its_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    shutil.copyfile(V1_FIXTURE, path)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    with SQLiteStore.open(path) as store:
+        assert store.schema_version == len(MIGRATIONS) >= 2
+        listed = store.list_credentials()
+        assert [c.id for c in listed] == [c["id"] for c in reversed(V1_CREDENTIALS)]
+        for old in V1_CREDENTIALS:
+            credential = store.get_credential(old["id"])
+            assert credential is not None
+            assert credential.owner_id is None
+            assert credential.acl == tuple(old["acl"])
+            assert credential.created_at == datetime.fromisoformat(old["created_at"])
+            expected = credential if old["active"] else None
+            assert store.authenticate(old["token"]) == expected
+        # The new tables work on the upgraded file.
+        user = store.create_service_user("clinic-a")
+        owned, token = store.create_credential(owner_id=user.id)
+        assert store.authenticate(token) == owned
+    with SQLiteStore.open(path) as store:  # and a second open applies nothing
+        assert store.schema_version == len(MIGRATIONS)
+        assert len(store.list_credentials()) == len(V1_CREDENTIALS) + 1
+
+
+def test_the_v1_fixture_is_what_its_script_writes(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    write_v1_store(path)
+
+    def dump(file: Path) -> list[object]:
+        with sqlite3.connect(file) as raw:
+            schema = raw.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+            rows = raw.execute("SELECT * FROM credentials ORDER BY rowid")
+            version = raw.execute("PRAGMA user_version").fetchone()
+            return [schema.fetchall(), rows.fetchall(), version]
+
+    assert dump(path) == dump(V1_FIXTURE)
+
+
+def test_migration_2_alone_is_one_transaction(tmp_path: Path) -> None:
+    # Version 1 present, and a table migration 2 wants already there: version 2 fails whole,
+    # the file stays a working version 1 store.
+    path = tmp_path / "burrow.db"
+    shutil.copyfile(V1_FIXTURE, path)
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE events (x INTEGER)")
+    with pytest.raises(StoreError, match="cannot migrate"):
+        SQLiteStore.open(path)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(credentials)")}
+    assert "service_users" not in tables
+    assert "owner_id" not in columns
+
+
+def test_a_newer_store_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    shutil.copyfile(V1_FIXTURE, path)
+    SQLiteStore.open(path).close()
+    newer = len(MIGRATIONS) + 1
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore.open(path)
+    assert str(caught.value) == (
+        f"the store at {path} has schema version {newer}, but this burrow-edge knows only "
+        f"versions up to {len(MIGRATIONS)}; upgrade burrow-edge to the release that wrote it"
+    )
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == newer
+        assert len(raw.execute("SELECT id FROM credentials").fetchall()) == len(V1_CREDENTIALS)
+
+
+def test_two_stores_share_service_users_and_events(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    with SQLiteStore.open(path) as edge, SQLiteStore.open(path) as cli:
+        user = cli.create_service_user("clinic-a")
+        credential, token = cli.create_credential(owner_id=user.id)
+        assert edge.authenticate(token) == credential
+        with pytest.raises(ConflictError):
+            edge.create_service_user("clinic-a")
+        edge.update_service_user(user.id, active=False)
+        assert cli.authenticate(token) is None
+        event = edge.append_event("agent_session_start.v0", {"x": 1}, principal=None)
+        assert cli.list_events() == [event]
+
+
+def test_concurrent_opens_of_a_new_file_migrate_once(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    stores: list[SQLiteStore] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            stores.append(SQLiteStore.open(path))
+        except BaseException as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    try:
+        assert errors == []
+        assert {store.schema_version for store in stores} == {len(MIGRATIONS)}
+        stores[0].create_service_user("once")
+        assert [u.name for u in stores[-1].list_service_users()] == ["once"]
+    finally:
+        for store in stores:
+            store.close()
+
+
+# --- service users ---------------------------------------------------------------------------
+
+
+def test_service_user_crud(tmp_path: Path) -> None:
+    with SQLiteStore.open(tmp_path / "burrow.db", clock=lambda: NOW) as store:
+        user = store.create_service_user("clinic-a")
+        assert re.fullmatch(r"service_[A-Z2-7]{26}", user.id)
+        assert user == ServiceUser(
+            id=user.id,
+            account_id=DEFAULT_ACCOUNT_ID,
+            name="clinic-a",
+            active=True,
+            created_at=NOW.replace(microsecond=0),
+        )
+        assert store.get_service_user(user.id) == user
+        other = store.create_service_user("clinic-b", active=False)
+        assert other.active is False
+        assert store.list_service_users() == [other, user]
+
+        renamed = store.update_service_user(user.id, name="clinic-a2")
+        assert renamed == replace(user, name="clinic-a2")
+        off = store.update_service_user(user.id, active=False)
+        assert off == replace(user, name="clinic-a2", active=False)
+        assert store.update_service_user(user.id) == off  # nothing to change
+        assert store.update_service_user(user.id, name="clinic-a2") == off  # its own name
+        assert store.get_service_user(user.id) == off
+        assert store.update_service_user("service_nope", active=True) is None
+
+        deleted = store.delete_service_user(user.id)
+        assert deleted == DeletedServiceUser(service_user=off, credential_ids=(), api_key_ids=())
+        assert store.get_service_user(user.id) is None
+        assert store.delete_service_user(user.id) is None
+        assert store.list_service_users() == [other]
+
+
+def test_service_user_names_are_unique_per_account(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    with SQLiteStore.open(path) as store:
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "INSERT INTO accounts (id, name, created_at) VALUES ('acct_two', 'two', ?)",
+                ("2025-01-01T00:00:00Z",),
+            )
+        first = store.create_service_user("clinic-a")
+        with pytest.raises(ConflictError, match="'clinic-a' already exists") as caught:
+            store.create_service_user("clinic-a")
+        assert first.id in str(caught.value)
+        assert isinstance(caught.value, StoreError)
+        elsewhere = store.create_service_user("clinic-a", account_id="acct_two")
+        assert store.list_service_users(account_id="acct_two") == [elsewhere]
+        assert store.list_service_users(account_id=DEFAULT_ACCOUNT_ID) == [first]
+
+        second = store.create_service_user("clinic-b")
+        with pytest.raises(ConflictError, match="'clinic-a' already exists"):
+            store.update_service_user(second.id, name="clinic-a", active=False)
+        assert store.get_service_user(second.id) == second  # nothing half-written
+        assert len(store.list_service_users()) == 3
+
+
+def test_service_user_bad_input(store: SQLiteStore) -> None:
+    with pytest.raises(StoreError, match="name must not be empty"):
+        store.create_service_user("")
+    with pytest.raises(StoreError, match="name must not be empty"):
+        store.create_service_user("   ")
+    with pytest.raises(StoreError, match="name is 256 bytes; the limit is 255"):
+        store.create_service_user("n" * 256)
+    with pytest.raises(StoreError, match="name must be a string"):
+        store.create_service_user(7)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="active must be true or false"):
+        store.create_service_user("x", active=1)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="acct_nobody"):
+        store.create_service_user("x", account_id="acct_nobody")
+    user = store.create_service_user("ok")
+    with pytest.raises(StoreError, match="name must not be empty"):
+        store.update_service_user(user.id, name="")
+    with pytest.raises(StoreError, match="active must be true or false"):
+        store.update_service_user(user.id, active="no")  # type: ignore[arg-type]
+    assert store.list_service_users() == [user]
+
+
+# --- owned credentials -----------------------------------------------------------------------
+
+
+def test_credential_with_an_owner(store: SQLiteStore) -> None:
+    user = store.create_service_user("clinic-a")
+    credential, token = store.create_credential(owner_id=user.id, acl=["bind:*.a.internal"])
+    assert credential.owner_id == user.id
+    assert store.get_credential(credential.id) == credential
+    assert store.authenticate(token) == credential
+    unowned, _ = store.create_credential()
+    assert store.list_credentials(owner_id=user.id) == [credential]
+    assert store.list_credentials() == [unowned, credential]
+
+
+def test_credential_owner_must_exist_in_the_account(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    with SQLiteStore.open(path) as store:
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "INSERT INTO accounts (id, name, created_at) VALUES ('acct_two', 'two', ?)",
+                ("2025-01-01T00:00:00Z",),
+            )
+        with pytest.raises(NotFoundError, match="'service_nope' is not a service user"):
+            store.create_credential(owner_id="service_nope")
+        foreign = store.create_service_user("clinic-a", account_id="acct_two")
+        with pytest.raises(NotFoundError, match="of account 'acct_default'"):
+            store.create_credential(owner_id=foreign.id)
+        assert store.list_credentials() == []
+
+
+def test_inactive_owner_stops_its_credentials(store: SQLiteStore) -> None:
+    user = store.create_service_user("clinic-a")
+    credential, token = store.create_credential(owner_id=user.id)
+    _, other_token = store.create_credential()
+    store.update_service_user(user.id, active=False)
+    assert store.authenticate(token) is None
+    assert store.authenticate(other_token) is not None
+    assert store.get_credential(credential.id) == credential  # still active itself
+    store.update_service_user(user.id, active=True)
+    assert store.authenticate(token) == credential
+
+
+def test_a_service_user_created_inactive_owns_tokens_that_do_not_work(store: SQLiteStore) -> None:
+    user = store.create_service_user("later", active=False)
+    _, token = store.create_credential(owner_id=user.id)
+    assert store.authenticate(token) is None
+
+
+def test_deleting_a_service_user_deletes_what_it_owns(store: SQLiteStore) -> None:
+    user = store.create_service_user("clinic-a")
+    first, first_token = store.create_credential(owner_id=user.id)
+    second, second_token = store.create_credential(owner_id=user.id)
+    key, key_token = store.create_api_key(owner_id=user.id)
+    kept, kept_token = store.create_credential()
+    deleted = store.delete_service_user(user.id)
+    assert deleted is not None
+    assert deleted.credential_ids == (first.id, second.id)
+    assert deleted.api_key_ids == (key.id,)
+    assert store.authenticate(first_token) is None
+    assert store.authenticate(second_token) is None
+    assert store.authenticate_api_key(key_token) is None
+    assert store.list_credentials() == [kept]
+    assert store.list_api_keys() == []
+    assert store.authenticate(kept_token) == kept
+
+
+def test_set_credential_active(store: SQLiteStore) -> None:
+    credential, token = store.create_credential()
+    off = store.set_credential_active(credential.id, False)
+    assert off == replace(credential, active=False)
+    assert store.authenticate(token) is None
+    assert store.get_credential(credential.id) == off
+    on = store.set_credential_active(credential.id, True)
+    assert on == credential
+    assert store.authenticate(token) == credential
+    assert store.set_credential_active("cr_nope", False) is None
+    with pytest.raises(StoreError, match="active must be true or false"):
+        store.set_credential_active(credential.id, 0)  # type: ignore[arg-type]
+
+
+def test_an_acl_that_does_not_parse_is_refused_with_its_code(store: SQLiteStore) -> None:
+    with pytest.raises(StoreError, match=r"ACL rule 2 \('example.com'\)") as caught:
+        store.create_credential(acl=["bind:ok.test", "example.com"])
+    assert caught.value.code == "ERR_NGROK_10007"
+    with pytest.raises(StoreError, match="is not a host name"):
+        store.create_credential(acl=["bind:a.*.test"])
+    store.create_credential(acl=["*", "bind:*", "bind:a.test", "bind:*.b.test", "bind:k=v"])
+    assert len(store.list_credentials()) == 1
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+
+def test_api_key_lifecycle(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    with SQLiteStore.open(path, clock=lambda: NOW) as store:
+        user = store.create_service_user("automation")
+        key, token = store.create_api_key(
+            description="ci", metadata='{"team": "ops"}', owner_id=user.id
+        )
+        assert re.fullmatch(r"ak_[A-Z2-7]{26}", key.id)
+        assert key == ApiKey(
+            id=key.id,
+            account_id=DEFAULT_ACCOUNT_ID,
+            created_at=NOW.replace(microsecond=0),
+            description="ci",
+            metadata='{"team": "ops"}',
+            owner_id=user.id,
+        )
+        assert "ak_" + token.partition("_")[0] == key.id
+        assert store.authenticate_api_key(token) == key
+        assert store.authenticate(token) is None  # an API key is not an authtoken
+        assert store.get_api_key(key.id) == key
+        plain, plain_token = store.create_api_key()
+        assert plain.owner_id is None
+        assert store.list_api_keys() == [plain, key]
+        assert store.list_api_keys(owner_id=user.id) == [key]
+        assert store.list_api_keys(account_id="acct_none") == []
+
+        store.update_service_user(user.id, active=False)
+        assert store.authenticate_api_key(token) is None
+        store.update_service_user(user.id, active=True)
+
+        assert store.delete_api_key(key.id) is True
+        assert store.authenticate_api_key(token) is None
+        assert store.get_api_key(key.id) is None
+        assert store.delete_api_key(key.id) is False
+        assert store.authenticate_api_key(plain_token) == plain
+    with sqlite3.connect(path) as raw:
+        (stored,) = raw.execute("SELECT token_hash FROM api_keys").fetchone()
+    assert stored == hashlib.sha256(plain_token.partition("_")[2].encode()).digest()
+    for file in tmp_path.glob("burrow.db*"):
+        assert plain_token.partition("_")[2].encode() not in file.read_bytes()
+
+
+def test_api_key_bad_input(store: SQLiteStore) -> None:
+    with pytest.raises(StoreError, match="API key description is 256 bytes"):
+        store.create_api_key(description="d" * 256)
+    with pytest.raises(StoreError, match="API key metadata is 4097 bytes"):
+        store.create_api_key(metadata="m" * 4097)
+    with pytest.raises(NotFoundError, match="service_nope"):
+        store.create_api_key(owner_id="service_nope")
+    with pytest.raises(StoreError, match="acct_nobody"):
+        store.create_api_key(account_id="acct_nobody")
+    assert store.list_api_keys() == []
+
+
+def test_authenticate_api_key_refuses_credentials_and_junk(store: SQLiteStore) -> None:
+    _, credential_token = store.create_credential()
+    _, key_token = store.create_api_key()
+    id_part, _, secret = key_token.partition("_")
+    flipped = ("A" if secret[0] != "A" else "B") + secret[1:]
+    for bad in [
+        "",
+        credential_token,
+        f"{id_part}_{flipped}",
+        "ak_" + key_token,
+        "\ud800",
+        "x" * 9999,
+    ]:
+        assert store.authenticate_api_key(bad) is None, bad
+
+
+@given(token=st.text() | st.from_regex(r"[A-Z2-7]{26}_[A-Za-z0-9_-]{32,50}", fullmatch=True))
+def test_authenticate_api_key_never_raises(shared_store: SQLiteStore, token: str) -> None:
+    assert shared_store.authenticate_api_key(token) is None
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+PRINCIPAL = {
+    "id": "service_X",
+    "subject": "clinic-a",
+    "source": "API",
+    "credential": {"id": "cr_Y", "uri": ""},
+}
+
+
+def ticking_clock() -> Callable[[], datetime]:
+    """A clock that moves one millisecond a call, from NOW."""
+    ticks = itertools.count()
+    return lambda: NOW + timedelta(milliseconds=next(ticks))
+
+
+def test_append_and_read_an_event(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    with SQLiteStore.open(path, clock=lambda: NOW, random_bytes=counting_bytes()) as store:
+        event = store.append_event(
+            "agent_session_start.v0",
+            {"session": {"id": "ts_1"}, "agent_ip": "203.0.113.9", "os": "linux", "n": (1, 2)},
+            principal=PRINCIPAL,
+        )
+        assert event == Event(
+            id="ev_AEAQCAIBAEAQCAIBAEAQCAIBAE",
+            account_id=DEFAULT_ACCOUNT_ID,
+            event_type="agent_session_start.v0",
+            timestamp=NOW,  # microseconds kept
+            principal=PRINCIPAL,
+            object={
+                "session": {"id": "ts_1"},
+                "agent_ip": "203.0.113.9",
+                "os": "linux",
+                "n": [1, 2],  # as JSON gives it back
+            },
+        )
+        assert store.list_events() == [event]
+    with sqlite3.connect(path) as raw:
+        (timestamp,) = raw.execute("SELECT timestamp FROM events").fetchone()
+    assert timestamp == "2025-03-14T15:09:26.535897Z"
+
+
+def test_events_list_newest_first_with_filters_and_paging(tmp_path: Path) -> None:
+    with SQLiteStore.open(tmp_path / "burrow.db", clock=ticking_clock()) as store:
+        other = {**PRINCIPAL, "id": "service_Z"}
+        made = [
+            store.append_event("agent_session_start.v0", {"i": 0}, principal=PRINCIPAL),
+            store.append_event("agent_session_start.v0", {"i": 1}, principal=other),
+            store.append_event("agent_session_stop.v0", {"i": 2}, principal=PRINCIPAL),
+            store.append_event("tunnel_credential_created.v0", {"i": 3}, principal=None),
+            store.append_event("agent_session_stop.v0", {"i": 4}, principal=other),
+        ]
+        newest_first = made[::-1]
+        assert store.list_events() == newest_first
+        assert store.list_events(limit=2) == newest_first[:2]
+        assert store.list_events(limit=2, before_id=newest_first[1].id) == newest_first[2:4]
+        assert store.list_events(before_id=made[0].id) == []
+        assert store.list_events(event_type="agent_session_stop.v0") == [made[4], made[2]]
+        assert store.list_events(principal_id="service_X") == [made[2], made[0]]
+        assert store.list_events(principal_id="service_Z", event_type="agent_session_start.v0") == [
+            made[1]
+        ]
+        assert store.list_events(event_type="agent_session_start.v0", before_id=made[1].id) == [
+            made[0]
+        ]
+        assert store.list_events(account_id=DEFAULT_ACCOUNT_ID) == newest_first
+        assert store.list_events(account_id="acct_none") == []
+        assert store.list_events(event_type="nothing.v0") == []
+
+
+def test_paging_walks_every_event_once_even_within_one_timestamp(tmp_path: Path) -> None:
+    # Every event in the same microsecond: order must come from the sequence, not the clock.
+    with SQLiteStore.open(tmp_path / "burrow.db", clock=lambda: NOW) as store:
+        made = [store.append_event("x.v0", {"i": i}, principal=None) for i in range(23)]
+        seen: list[Event] = []
+        page = store.list_events(limit=5)
+        while page:
+            seen.extend(page)
+            page = store.list_events(limit=5, before_id=page[-1].id)
+        assert seen == made[::-1]
+
+
+def test_event_bad_input(store: SQLiteStore) -> None:
+    for bad_type in [
+        "",
+        "Agent.v0",
+        "agent_session_start",
+        "a.v",
+        "a b.v0",
+        "a.v0\n",
+        7,
+        "a" * 200 + ".v0",
+    ]:
+        with pytest.raises(StoreError, match=r"is not of the form 'name\.v0'"):
+            store.append_event(bad_type, {}, principal=None)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="event object must be a JSON object"):
+        store.append_event("a.v0", [1], principal=None)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="event principal must be a JSON object"):
+        store.append_event("a.v0", {}, principal="service_X")  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="event object is not JSON"):
+        store.append_event("a.v0", {"when": datetime.now(UTC)}, principal=None)
+    with pytest.raises(StoreError, match="event object is not JSON"):
+        store.append_event("a.v0", {"x": float("nan")}, principal=None)
+    with pytest.raises(StoreError, match="principal id must be a string"):
+        store.append_event("a.v0", {}, principal={"id": 7})
+    with pytest.raises(StoreError, match="the limit is 65536"):
+        store.append_event("a.v0", {"big": "x" * 65536}, principal=None)
+    with pytest.raises(StoreError, match="acct_nobody"):
+        store.append_event("a.v0", {}, principal=None, account_id="acct_nobody")
+    assert store.list_events() == []
+    for bad_limit in [0, -1, 1001, True, 2.5]:
+        with pytest.raises(StoreError, match="limit must be from 1 to 1000"):
+            store.list_events(limit=bad_limit)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError, match="no event 'ev_nope'"):
+        store.list_events(before_id="ev_nope")
+
+
+def test_events_outlive_the_principal_they_name(store: SQLiteStore) -> None:
+    user = store.create_service_user("clinic-a")
+    event = store.append_event(
+        "agent_session_start.v0", {}, principal={"id": user.id, "subject": user.name}
+    )
+    store.delete_service_user(user.id)
+    assert store.list_events(principal_id=user.id) == [event]
+
+
+def test_new_methods_on_a_closed_store_raise_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore.open(tmp_path / "burrow.db")
+    store.close()
+    with pytest.raises(StoreError, match="is closed"):
+        store.create_service_user("x")
+    with pytest.raises(StoreError, match="is closed"):
+        store.append_event("a.v0", {}, principal=None)
+    with pytest.raises(StoreError, match="is closed"):
+        store.authenticate_api_key("AEAQCAIBAEAQCAIBAEAQCAIBAE_" + "A" * 43)
