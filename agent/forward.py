@@ -91,7 +91,11 @@ async def dial_tcp(host: str, port: int, *, connect_timeout: float) -> trio.Sock
         stream = await trio.open_tcp_stream(resolve_host(host), port)
     # trio already sets TCP_NODELAY on the streams it opens; say so explicitly because the
     # tunnel's latency depends on it (small writes must not wait for Nagle's algorithm).
-    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        await trio.aclose_forcefully(stream)
+        raise
     return stream
 
 

@@ -15,6 +15,7 @@ from edge.config import EdgeConfig
 from edge.hub import EdgeHub
 from edge.session import AgentSession
 from edge.store import SQLiteStore
+from edge.tcp_endpoint import peer_address
 from protocol.errors import ErrorCode
 from protocol.mux import MuxConfig, open_mux_session
 from protocol.session import Role, SessionConfig
@@ -71,9 +72,23 @@ async def serve_edge(
 
 
 async def _handle_agent(hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStream) -> None:
+    """One agent connection. Whatever goes wrong with it is logged and ends it alone: no error
+    of one connection may reach `serve_listeners` and stop the edge."""
+    try:
+        await _serve_agent_connection(hub, tls, conn)
+    except Exception:
+        log.exception("agent connection failed unexpectedly; closing it")
+        await trio.aclose_forcefully(conn)
+
+
+async def _serve_agent_connection(
+    hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStream
+) -> None:
+    remote = peer_address(conn)
+    if remote is None:
+        await trio.aclose_forcefully(conn)  # reset before we got to it
+        return
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-    peer = conn.socket.getpeername()
-    remote = (str(peer[0]), int(peer[1]))
     stream = TLSStream(conn, tls, server_side=True)
     # One budget from accept to Auth: a slow handshake leaves less time to authenticate.
     auth_deadline = trio.current_time() + hub.config.limits.auth_timeout

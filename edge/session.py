@@ -56,6 +56,10 @@ EDGE_VERSION_STRING = f"{BURROW_EDGE_VERSION_PREFIX}{EDGE_VERSION}"
 STREAM_TYPE_TIMEOUT = 10.0
 #: An RPC request body must arrive this quickly once its stream is open.
 RPC_TIMEOUT = 10.0
+#: Streams an unauthenticated peer may hold open (Auth, heartbeat, and a little slack).
+PREAUTH_MAX_STREAMS = 4
+#: An Auth body is about 1 KiB; more than this before authentication is not an Auth.
+MAX_AUTH_SIZE = 64 * 1024
 #: Requests ngrok's agents may send that this edge answers with an error.
 UNSUPPORTED_REQUESTS: dict[
     int, tuple[str, type[StartTunnelWithLabelResp | PatchTunnelStateResp]]
@@ -86,6 +90,7 @@ class BindRefused(Exception):  # noqa: N818 - a refusal, answered to the agent a
 @dataclass(slots=True)
 class _Endpoint:
     record: EndpointRecord
+    listeners: list[trio.SocketListener]
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -110,6 +115,11 @@ class AgentSession:
         self.auth: Auth | None = None
         self.stop_reason = ""
         self._authenticated = trio.Event()
+        self._auth_started = False
+        self._peer_heartbeat = False
+        # Until Auth succeeds a connection may hold only a few streams (Auth, a heartbeat and
+        # little else), so an unauthenticated peer cannot make the edge buffer much.
+        mux.limit_streams(PREAUTH_MAX_STREAMS)
         self._endpoints: dict[str, _Endpoint] = {}
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
@@ -163,8 +173,17 @@ class AgentSession:
             with trio.fail_after(STREAM_TYPE_TIMEOUT):
                 stream_type = await read_stream_type(stream)
             if stream_type == StreamType.HEARTBEAT:
+                if self._peer_heartbeat:
+                    log.warning("session %s: a second heartbeat stream; closing it", self.id)
+                    return
+                self._peer_heartbeat = True
                 await answer_heartbeats(stream)
             elif stream_type == StreamType.AUTH:
+                if self._auth_started:
+                    log.warning("session %s: a second Auth; closing the session", self.id)
+                    self.stop("a second Auth")
+                    return
+                self._auth_started = True
                 await self._serve_auth(stream)
             elif not self._authenticated.is_set():
                 log.warning("session %s: stream type %d before Auth", self.id, stream_type)
@@ -193,11 +212,7 @@ class AgentSession:
 
     async def _serve_auth(self, stream: MuxStream) -> None:
         with trio.fail_after(RPC_TIMEOUT):
-            auth, codec = await read_message(stream, Auth, None)
-        if self.codec is not None:
-            log.warning("session %s: a second Auth; closing", self.id)
-            self.stop("a second Auth")
-            return
+            auth, codec = await read_message(stream, Auth, None, max_size=MAX_AUTH_SIZE)
         self.codec = codec
         self.auth = auth
         token = auth.extra.authtoken
@@ -242,6 +257,7 @@ class AgentSession:
             ),
             codec,
         )
+        self.mux.limit_streams(self.hub.config.limits.max_streams_per_session)
         if agent_keeps_large_windows(auth):
             self.mux.allow_window_growth()
         self._authenticated.set()
@@ -315,8 +331,12 @@ class AgentSession:
         try:
             listeners = await open_tcp_endpoint_listeners(tcp.bind_host, port)
         except OSError as exc:
+            # Another program holds the port. Say 334 (already bound) so that an agent
+            # reconnecting after an outage backs off and retries instead of giving up.
             raise BindRefused(
-                f"tcp port {port} is in use on the edge's host ({exc.strerror}); ask for another."
+                f"tcp port {port} is in use on the edge's host ({exc.strerror}); "
+                "ask for another port, or free this one.",
+                errcodes.ERR_NGROK_334,
             ) from exc
         bind_id = bind.id or self.hub.new_id("tun")
         token = bind.extra.token or self.hub.new_token(24)
@@ -333,10 +353,10 @@ class AgentSession:
         if old is not None:
             self._release(old)
         self.hub.registry.add(record)
-        endpoint = _Endpoint(record)
+        endpoint = _Endpoint(record, listeners)
         self._endpoints[bind_id] = endpoint
         assert self._nursery is not None
-        self._nursery.start_soon(self._serve_tcp, endpoint, listeners)
+        self._nursery.start_soon(self._serve_tcp, endpoint)
         log.info("session %s bound %s (id %s)", self.id, url, bind_id)
         opts = dict(bind.opts)
         opts["Addr"] = f"{_host_for_url(tcp.public_host)}:{port}"
@@ -376,11 +396,11 @@ class AgentSession:
             )
         return url.port
 
-    async def _serve_tcp(self, endpoint: _Endpoint, listeners: list[trio.SocketListener]) -> None:
+    async def _serve_tcp(self, endpoint: _Endpoint) -> None:
         record = endpoint.record
         with endpoint.scope:
             await serve_tcp_endpoint(
-                listeners,
+                endpoint.listeners,
                 mux=self.mux,
                 bind_id=record.bind_id,
                 codec=self.codec or Codec.JSON,
@@ -423,8 +443,12 @@ class AgentSession:
     # ------------------------------------------------------------------------------ helpers
 
     def _release(self, endpoint: _Endpoint) -> None:
+        """Forget the endpoint and free its port now: the listening sockets close in this step
+        (not when its tasks finish unwinding), so the URL can be bound again at once."""
         self.hub.registry.remove(endpoint.record)
         endpoint.scope.cancel()
+        for listener in endpoint.listeners:
+            listener.socket.close()
 
     def _release_all(self) -> None:
         for endpoint in self._endpoints.values():

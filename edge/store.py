@@ -45,6 +45,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -1112,17 +1113,41 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _configure(connection: sqlite3.Connection, path: Path) -> None:
     try:
+        # First, so that every statement below waits for a busy file instead of failing (two
+        # processes opening one new file race to switch it to WAL).
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # The first read of the file: this is where a file that is not SQLite fails.
         connection.execute("PRAGMA schema_version").fetchone()
         # WAL lets readers (the CLI, a status page) run while the edge writes.
-        connection.execute("PRAGMA journal_mode = WAL").fetchone()
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _switch_to_wal(connection)
         connection.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise StoreError(f"{path} could not be opened: {exc}") from exc
+        raise StoreError(
+            f"{path} stayed locked by another process for {BUSY_TIMEOUT_MS / 1000:g}s "
+            f"(SQLite says: {exc}); try again, or check what else holds it"
+        ) from exc
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"{path} is not a Burrow store (SQLite says: {exc}); move the file aside or point "
             "burrow-edge at another data directory"
         ) from exc
+
+
+def _switch_to_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting out other openers. SQLite reports "locked" at once,
+    without its busy handler, when two connections race to change a new file's journal mode,
+    so this retries for up to BUSY_TIMEOUT_MS."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _migrate(connection: sqlite3.Connection, path: Path) -> None:

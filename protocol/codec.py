@@ -198,9 +198,13 @@ class MessageReader:
 
     def _next_json(self) -> dict[str, object] | None:
         buf = self._buffer
-        start = 0
-        while start < len(buf) and buf[start] in _JSON_WHITESPACE:
-            start += 1
+        # Skip whitespace between values in C (a Python loop here let a peer burn CPU), and
+        # drop a run longer than max_size so that whitespace cannot grow the buffer unbounded.
+        start = len(buf) - len(buf.lstrip(_JSON_WHITESPACE)) if buf[:1].isspace() else 0
+        if start > self.max_size:
+            del buf[:start]
+            self._scan_pos = max(0, self._scan_pos - start)
+            start = 0
         if start == len(buf):
             return None
         if buf[start] != 0x7B:

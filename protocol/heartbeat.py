@@ -54,8 +54,8 @@ async def send_heartbeats(
         while True:
             beat = random_bytes(BEAT_SIZE)
             started = trio.current_time()
-            await stream.send_all(beat)
             with trio.move_on_after(interval + tolerance) as scope:
+                await stream.send_all(beat)  # a peer that stops reading times out here too
                 echo = await receive_exactly(stream, BEAT_SIZE)
             if scope.cancelled_caught:
                 raise HeartbeatTimeout(f"no heartbeat reply within {interval + tolerance:g}s")

@@ -73,6 +73,10 @@ class MuxConfig:
     accept_backlog: int = 256
     #: Unsent bytes at which senders pause until the writer catches up (about 4 TLS writes).
     outbound_high_water: int = 1024 * 1024
+    #: A small write the peer does not take within this long ends the session (WRITE_TIMEOUT).
+    #: Such writes are shielded from cancellation (half a frame must never go out), so this
+    #: is what bounds them when the peer stops reading.
+    write_timeout: float = 15.0
 
 
 class MuxStream(trio.abc.HalfCloseableStream):
@@ -264,6 +268,10 @@ class MuxSession:
     def open_stream_count(self) -> int:
         return self._conn.open_streams
 
+    def limit_streams(self, limit: int) -> None:
+        """Lower (or restore) how many streams may be open at once; see `Session.limit_streams`."""
+        self._conn.limit_streams(limit)
+
     def allow_window_growth(self) -> None:
         """Call once the peer is known to honour large windows (see `protocol/windows.py`)."""
         self._conn.allow_window_growth()
@@ -379,7 +387,7 @@ class MuxSession:
         stream = MuxStream(self, stream_id)
         self._streams[stream_id] = stream
         self._backlog.append(stream)
-        self._accept_lot.unpark()
+        self._accept_lot.unpark_all()  # woken acceptors that find nothing park again
 
     def _on_reset(self, event: StreamReset) -> None:
         stream = self._streams.pop(event.stream_id, None)
@@ -444,8 +452,20 @@ class MuxSession:
             return
         lock.acquire_nowait()
         try:
-            with trio.CancelScope(shield=True):
+            deadline = trio.current_time() + self.config.write_timeout
+            with trio.CancelScope(shield=True, deadline=deadline) as scope:
                 await self._transport.send_all(conn.data_to_send())
+            if scope.cancelled_caught:
+                # The peer has not taken a small write for write_timeout: it is gone, and half
+                # a frame may be on the wire. End the session rather than wait on it.
+                self._finish(
+                    StreamGoneError(
+                        f"the peer took no data for {self.config.write_timeout:g}s",
+                        code=ErrorCode.WRITE_TIMEOUT,
+                    )
+                )
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(self._transport)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._finish(StreamGoneError(f"transport failed: {exc}", code=ErrorCode.PEER_EOF))
         finally:

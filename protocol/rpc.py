@@ -52,9 +52,13 @@ async def read_value(
 
 
 async def read_message(
-    stream: trio.abc.ReceiveStream, cls: type[M], codec: Codec | None
+    stream: trio.abc.ReceiveStream,
+    cls: type[M],
+    codec: Codec | None,
+    *,
+    max_size: int = MAX_MESSAGE_SIZE,
 ) -> tuple[M, Codec]:
-    value, codec = await read_value(stream, codec)
+    value, codec = await read_value(stream, codec, max_size=max_size)
     try:
         return from_wire(cls, value), codec
     except RpcDecodeError as exc:

@@ -136,6 +136,9 @@ class Session:
         self.local_goaway = False
         self.remote_goaway = False
         self.terminated = False
+        #: Streams open at once; starts at `config.max_streams` and may be lowered (e.g. until
+        #: a peer has authenticated) with `limit_streams`.
+        self.max_streams = self.config.max_streams
 
     # ----------------------------------------------------------------------------- inspection
 
@@ -279,7 +282,7 @@ class Session:
                 if self.local_goaway:
                     self._refuse(sid, ErrorCode.STREAM_REFUSED, events)
                     return False
-                if len(self._streams) >= self.config.max_streams:
+                if len(self._streams) >= self.max_streams:
                     self._refuse(sid, ErrorCode.STREAM_REFUSED, events)
                     return False
                 if length > INITIAL_WINDOW:
@@ -376,6 +379,10 @@ class Session:
             raise RemoteGoneAwayError("the peer sent GOAWAY; no new streams")
         if self.local_goaway:
             raise LocalProtocolError("this session sent GOAWAY; no new streams")
+        if len(self._streams) >= self.max_streams:
+            raise StreamGoneError(
+                f"{self.max_streams} streams are already open", code=ErrorCode.STREAMS_EXHAUSTED
+            )
         sid = self._next_id
         if sid > frames.MAX_STREAM_ID:
             raise StreamGoneError("stream ids exhausted", code=ErrorCode.STREAMS_EXHAUSTED)
@@ -457,6 +464,11 @@ class Session:
         increment = stream.recv.consume(length)
         if increment and stream.state in (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL):
             self._out += frames.wndinc_frame(stream_id, increment)
+
+    def limit_streams(self, limit: int) -> None:
+        """Change how many streams may be open at once (never above `config.max_streams`).
+        Streams already open stay; new ones past the limit are refused."""
+        self.max_streams = max(1, min(limit, self.config.max_streams))
 
     def allow_window_growth(self) -> None:
         """The peer's sender honours credit past 256 KiB (a Burrow peer): let windows grow."""

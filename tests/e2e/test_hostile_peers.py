@@ -236,3 +236,35 @@ def test_data_for_a_reset_stream_is_answered_with_rst(serving: tuple[Edge, Agent
     assert goaway_code(received) is None
     assert_still_serving(edge, agent)
     peer.close()
+
+
+def test_connections_reset_at_once_do_not_take_the_edge_down(serving: tuple[Edge, Agent]) -> None:
+    """A client that resets its connection before the edge looks at it (found in review: the
+    edge's getpeername() raised ENOTCONN and the error ended the whole process)."""
+    edge, agent = serving
+    for port in (edge.agents_port, agent.port) * 50:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+    time.sleep(0.5)
+    assert_still_serving(edge, agent)
+
+
+def test_unauthenticated_peer_may_hold_only_a_few_streams(serving: tuple[Edge, Agent]) -> None:
+    edge, agent = serving
+    assert edge.proc is not None
+    peer = RawPeer(edge)
+    before = rss_kib(edge.proc.pid)
+    # 200 streams before any Auth, each trying to park 200 KiB with the edge.
+    junk = b"x" * (200 * 1024)
+    for sid in range(1, 401, 2):
+        peer.send(typed_open(sid, 0x77, junk))
+    received = peer.read_frames(until=1.5)
+    # Past the pre-auth limit streams are refused outright (STREAM_REFUSED); the few admitted
+    # are closed with their data unread (STREAM_CLOSED). Either way every one is reset.
+    reset = {f[2]: f[3] for f in received if f[0] == FrameType.RST}
+    assert set(reset) == set(range(1, 401, 2))
+    assert sum(code == b"\x00\x00\x00\x05" for code in reset.values()) > 0
+    assert rss_kib(edge.proc.pid) - before < 16 * 1024
+    assert_still_serving(edge, agent)
+    peer.close()

@@ -436,3 +436,14 @@ def test_proxy_header_max_size_is_configurable() -> None:
 def test_proxy_header_bad_body(codec: Codec, body: bytes) -> None:
     with pytest.raises(RpcDecodeError):
         parse_proxy_header(struct.pack("<q", len(body)) + body, codec)
+
+
+def test_json_whitespace_between_values_is_dropped_not_buffered() -> None:
+    """A peer streaming whitespace costs neither memory nor rescans (found in review)."""
+    reader = MessageReader(Codec.JSON, max_size=1024)
+    for _ in range(200):
+        reader.feed(b" \r\n\t" * 4096)
+        assert reader.next_value() is None
+        assert len(reader._buffer) <= 2 * 1024 + 16 * 1024
+    reader.feed(b'  {"Id": "x"}  ')
+    assert reader.next_value() == {"Id": "x"}

@@ -27,9 +27,10 @@ from protocol.windows import INITIAL_WINDOW
 @asynccontextmanager
 async def mux_pair(config: MuxConfig | None = None) -> AsyncIterator[tuple[MuxSession, MuxSession]]:
     left, right = trio.testing.memory_stream_pair()
-    async with open_mux_session(left, Role.CLIENT, config) as client, open_mux_session(
-        right, Role.SERVER, config
-    ) as server:
+    async with (
+        open_mux_session(left, Role.CLIENT, config) as client,
+        open_mux_session(right, Role.SERVER, config) as server,
+    ):
         yield client, server
 
 
@@ -180,9 +181,10 @@ async def _run_tcp_pair(body: Callable[[MuxSession, MuxSession], Awaitable[None]
         nursery.start_soon(accept)
         client_sock = await trio.open_tcp_stream("127.0.0.1", port)
         server_sock = await incoming.receive()
-        async with open_mux_session(client_sock, Role.CLIENT) as c, open_mux_session(
-            server_sock, Role.SERVER
-        ) as s:
+        async with (
+            open_mux_session(client_sock, Role.CLIENT) as c,
+            open_mux_session(server_sock, Role.SERVER) as s,
+        ):
             await body(c, s)
         await listeners[0].aclose()
 
@@ -225,3 +227,58 @@ async def test_many_streams_over_real_tcp() -> None:
 
     with trio.fail_after(30):
         await _run_tcp_pair(body)
+
+
+class _StallingStream(trio.abc.Stream):
+    """A transport that accepts `budget` bytes and then never takes another: a peer that
+    stopped reading (its TCP window is full)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.closed = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) > self.budget:
+            await trio.sleep_forever()
+        self.budget -= len(data)
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await self.closed.wait()
+        raise trio.ClosedResourceError
+
+    async def aclose(self) -> None:
+        self.closed.set()
+        await trio.lowlevel.checkpoint()
+
+
+async def test_write_to_a_peer_that_stopped_reading_times_out() -> None:
+    """Small writes are shielded (no half frames); write_timeout still bounds them."""
+    transport = _StallingStream(budget=100)
+    config = MuxConfig(write_timeout=0.5)
+    with trio.fail_after(10):
+        async with open_mux_session(transport, Role.CLIENT, config) as session:
+            stream = await session.open_stream()
+            with trio.move_on_after(0.1):  # a caller's own timeout cannot cut the shield...
+                await stream.send_all(b"x" * 1000)
+            # ...but the session gives up on the peer after write_timeout.
+            await session.closed.wait()
+            assert session.error is not None
+            assert session.error.code == ErrorCode.WRITE_TIMEOUT
+            assert transport.closed.is_set()
+
+
+async def test_heartbeat_times_out_when_the_peer_goes_silent() -> None:
+    """The peer takes every byte but never answers: no echo within interval + tolerance."""
+    from protocol.heartbeat import HeartbeatTimeout, send_heartbeats
+
+    transport = _StallingStream(budget=1 << 30)
+    with trio.fail_after(10):
+        async with open_mux_session(transport, Role.CLIENT) as session:
+            started = trio.current_time()
+            with pytest.raises(HeartbeatTimeout):
+                await send_heartbeats(session, interval=0.2, tolerance=0.3)
+            assert trio.current_time() - started < 2
