@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from edge.acl import parse_acl
 from edge.hub import EdgeHub
 from edge.registry import EndpointRecord
 from edge.store import Credential
@@ -319,6 +320,7 @@ class AgentSession:
                 "ask for a port in that range, or for tcp:// to get a free one."
             )
         url = f"tcp://{_host_for_url(tcp.public_host)}:{port}"
+        self._check_acl(url, tcp.public_host)
         previous = self._endpoints.get(bind.id) if bind.id else None
         if previous is not None and previous.record.url == url:
             # The same bind id asking for its own URL again: replace, don't refuse.
@@ -368,6 +370,18 @@ class AgentSession:
             opts=opts,
             extra=BindRespExtra(token=token),
         )
+
+    def _check_acl(self, url: str, host: str) -> None:
+        """Refuse with ERR_NGROK_308 a URL the credential's bind ACL does not allow."""
+        assert self.credential is not None
+        acl = parse_acl(self.credential.acl)  # validated when the credential was created
+        if not acl.allows(host):
+            rules = ", ".join(self.credential.acl)
+            raise BindRefused(
+                f"Your authtoken may not bind '{url}': its ACL allows only {rules}. Use a "
+                f"credential whose ACL includes bind:{host}.",
+                errcodes.ERR_NGROK_308,
+            )
 
     def _requested_tcp_port(self, bind: Bind) -> int | None:
         """The port the agent asked for: Opts.URL, else Opts.Addr, else the URL this bind token

@@ -331,3 +331,19 @@ def test_edge_drops_a_silent_agent_and_frees_its_endpoint(tmp_path: Path) -> Non
         frozen.kill()
         edge.stop()
         echo.close()
+
+
+def test_bind_outside_the_credentials_acl_gets_err_ngrok_308(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    upstream = f"127.0.0.1:{echo.port}"
+    scoped = edge.credential("--acl", "bind:*.clinic-a.internal")
+    out = make_agent(edge, scoped, upstream, tmp_path, name="scoped").run_to_exit()
+    assert out.returncode != 0
+    assert "ERR_NGROK_308" in out.stderr + out.stdout
+    allowed = edge.credential("--acl", "bind:127.0.0.1")
+    agent = make_agent(edge, allowed, upstream, tmp_path, name="allowed").start()
+    try:
+        assert roundtrip(agent.port, b"allowed") == b"allowed"
+    finally:
+        agent.kill()
