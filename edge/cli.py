@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -14,7 +15,8 @@ import trio
 
 from edge.certs import CertError, DevCA
 from edge.config import ConfigError, EdgeConfig, load_edge_config
-from edge.server import prepare_data_dir, serve_edge
+from edge.events import envelope
+from edge.server import STORE_FILE, prepare_data_dir, serve_edge
 from edge.store import SQLiteStore, StoreError
 
 log = logging.getLogger("burrow-edge")
@@ -42,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the edge")
     data_dir_option(serve)
     serve.add_argument("--config", type=Path, help="edge.yml (see deploy/edge.example.yml)")
-    serve.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     credential = commands.add_parser("credential", help="manage authtokens")
     cred_commands = credential.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     delete = cred_commands.add_parser("delete", help="delete a credential")
     data_dir_option(delete)
     delete.add_argument("id")
+    events = commands.add_parser("events", help="audit events")
+    event_commands = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    event_list = event_commands.add_parser("list", help="newest first, one JSON object a line")
+    data_dir_option(event_list)
+    event_list.add_argument("--type", dest="event_type", help="e.g. agent_session_start.v0")
+    event_list.add_argument("--principal", help="a service user or credential id")
+    event_list.add_argument("--limit", type=int, default=100)
     return parser
 
 
@@ -66,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "events":
+            return _events(args)
         return _credential(args)
     except (ConfigError, StoreError, CertError) as exc:
         print(f"burrow-edge: {exc}", file=sys.stderr)
@@ -110,7 +119,7 @@ async def _serve_until_signalled(config: EdgeConfig, ca: DevCA, store: SQLiteSto
 
 def _credential(args: argparse.Namespace) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with SQLiteStore.open(args.data_dir / "burrow.db") as store:
+    with SQLiteStore.open(args.data_dir / STORE_FILE) as store:
         if args.action == "create":
             credential, token = store.create_credential(
                 description=args.description, metadata=args.metadata, acl=args.acl
@@ -130,6 +139,15 @@ def _credential(args: argparse.Namespace) -> int:
                 print(f"burrow-edge: no credential {args.id}", file=sys.stderr)
                 return 1
             print(f"credential {args.id} deleted")
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    with SQLiteStore.open(args.data_dir / STORE_FILE) as store:
+        for event in store.list_events(
+            limit=args.limit, event_type=args.event_type, principal_id=args.principal
+        ):
+            print(json.dumps(envelope(event), separators=(",", ":")))
     return 0
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edge.config import EdgeConfig
+from edge.events import EventLog
 from edge.registry import EndpointRegistry
 from edge.store import Store
 
@@ -46,9 +47,11 @@ class EdgeHub:
         *,
         rng: random.Random | None = None,
         token_source: Callable[[int], str] = secrets.token_urlsafe,
+        events: EventLog | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.events = events or EventLog(store, None)
         self.rng = rng or random.Random()
         self.new_token = token_source
         self.registry = EndpointRegistry(rng=self.rng)

@@ -12,6 +12,7 @@ import trio
 
 from edge.certs import DevCA, server_context_from_pem
 from edge.config import EdgeConfig
+from edge.events import EVENTS_FILE, EventLog
 from edge.hub import EdgeHub
 from edge.session import AgentSession
 from edge.store import SQLiteStore
@@ -61,7 +62,7 @@ async def serve_edge(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the edge until cancelled; `task_status.started` gets the agent listener's address."""
-    hub = EdgeHub(config, store)
+    hub = EdgeHub(config, store, events=EventLog(store, store.path.parent / EVENTS_FILE))
     tls = agent_tls_context(config, ca)
     host, port = config.listen.agents
     listeners = await trio.open_tcp_listeners(port, host=host)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import trio
 
@@ -24,7 +25,7 @@ from edge.store import Credential
 from edge.tcp_endpoint import open_tcp_endpoint_listeners, serve_tcp_endpoint
 from protocol import errcodes
 from protocol.codec import Codec
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, describe
 from protocol.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
 from protocol.messages import (
     BURROW_EDGE_VERSION_PREFIX,
@@ -115,6 +116,7 @@ class AgentSession:
         self.credential: Credential | None = None
         self.auth: Auth | None = None
         self.stop_reason = ""
+        self.started_at: datetime | None = None
         self._authenticated = trio.Event()
         self._auth_started = False
         self._peer_heartbeat = False
@@ -138,7 +140,7 @@ class AgentSession:
                         try:
                             stream = await self.mux.accept_stream()
                         except trio.BrokenResourceError:
-                            self.stop_reason = self.stop_reason or f"transport: {self.mux.error}"
+                            self.stop_reason = self.stop_reason or self._ended_by_peer()
                             break
                         nursery.start_soon(self._handle_stream, stream)
                     nursery.cancel_scope.cancel()
@@ -146,6 +148,7 @@ class AgentSession:
             self._release_all()
             if self.credential is not None:
                 self.hub.unregister(self)
+                self._record("agent_session_stop.v0", stopped=True)
             log.info(
                 "session %s ended (%s): %d endpoints released",
                 self.id,
@@ -262,6 +265,8 @@ class AgentSession:
         if agent_keeps_large_windows(auth):
             self.mux.allow_window_growth()
         self._authenticated.set()
+        self.started_at = datetime.now(UTC)
+        self._record("agent_session_start.v0", stopped=False)
         log.info(
             "session %s from %s authenticated: credential %s, %s %s",
             self.id,
@@ -456,6 +461,48 @@ class AgentSession:
 
     # ------------------------------------------------------------------------------ helpers
 
+    def _ended_by_peer(self) -> str:
+        goaway = self.mux.goaway
+        if goaway is not None:
+            why = describe(goaway.error_code)
+            debug = goaway.debug.decode(errors="replace")
+            return (
+                f"agent closed the session ({why}: {debug})"
+                if debug
+                else (f"agent closed the session ({why})")
+            )
+        return f"transport closed: {self.mux.error}"
+
+    def _record(self, event_type: str, *, stopped: bool) -> None:
+        """An audit event in ngrok's shape: who (principal: the credential's owning service
+        user, else the credential), which session, from where, and why it stopped."""
+        credential, auth = self.credential, self.auth
+        assert credential is not None and auth is not None
+        credential_ref = {"id": credential.id, "uri": f"/credentials/{credential.id}"}
+        principal = {
+            "id": credential.owner_id or credential.id,
+            "source": "agent",
+            "credential": credential_ref,
+        }
+        obj: dict[str, object] = {
+            "session": {"id": self.id, "uri": f"/tunnel_sessions/{self.id}"},
+            "credential": credential_ref,
+            "agent_ip": self.remote[0],
+            "region": "local",
+            "ingress_hostname": self.hub.config.connect_host,
+            "user_agent": auth.extra.user_agent,
+            "metadata": auth.extra.metadata,
+            "os": auth.extra.os,
+            "arch": auth.extra.arch,
+            "version": auth.extra.version,
+            "transport": "muxado",
+            "started_at": _rfc3339(self.started_at),
+            "error": self.stop_reason if stopped else "",
+        }
+        if stopped:
+            obj["stopped_at"] = _rfc3339(datetime.now(UTC))
+        self.hub.events.record(event_type, obj, principal=principal)
+
     def _release(self, endpoint: _Endpoint) -> None:
         """Forget the endpoint and free its port now: the listening sockets close in this step
         (not when its tasks finish unwinding), so the URL can be bound again at once."""
@@ -474,6 +521,10 @@ class AgentSession:
 
 async def close_session(mux: MuxSession, reason: str) -> None:
     await mux.aclose(ErrorCode.NO_ERROR, reason)
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
 
 
 def _span(ports: range) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import EchoServer, Edge, make_agent, make_edge, roundtrip, rss_kib
+from tests.e2e.harness import BIN, EchoServer, Edge, make_agent, make_edge, roundtrip, rss_kib
 
 MiB = 1024 * 1024
 
@@ -347,3 +349,33 @@ def test_bind_outside_the_credentials_acl_gets_err_ngrok_308(
         assert roundtrip(agent.port, b"allowed") == b"allowed"
     finally:
         agent.kill()
+
+
+def test_session_start_and_stop_are_audited(edge: Edge, echo: EchoServer, tmp_path: Path) -> None:
+    token = edge.credential("--description", "clinic a")
+    agent = make_agent(edge, token, f"127.0.0.1:{echo.port}", tmp_path).start()
+    assert agent.interrupt() == 0
+    out = subprocess.run(
+        [str(BIN / "burrow-edge"), "events", "list", "--data-dir", str(edge.data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event_type"] for e in events[:2]] == [
+        "agent_session_stop.v0",
+        "agent_session_start.v0",
+    ]
+    stop, start = events[0]["object"], events[1]["object"]
+    assert stop["session"]["id"] == start["session"]["id"]
+    assert start["credential"]["id"].startswith("cr_")
+    assert start["agent_ip"] == "127.0.0.1" and start["transport"] == "muxado"
+    assert start["user_agent"].startswith("burrow/") and start["error"] == ""
+    assert "agent closed the session" in stop["error"] and stop["stopped_at"]
+    assert events[0]["principal"]["credential"]["id"] == start["credential"]["id"]
+    shipped = (edge.data_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event_id"] for line in shipped][-2:] == [
+        events[1]["event_id"],
+        events[0]["event_id"],
+    ]
