@@ -53,11 +53,33 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     create.add_argument("--metadata", default="")
     create.add_argument("--acl", action="append", default=[], help="bind rule, e.g. bind:*")
+    create.add_argument("--owner", help="the service user that owns it (service_...)")
     listing = cred_commands.add_parser("list", help="list credentials (never their tokens)")
     data_dir_option(listing)
-    delete = cred_commands.add_parser("delete", help="delete a credential")
-    data_dir_option(delete)
-    delete.add_argument("id")
+    for action, text in (
+        ("delete", "delete a credential: its live sessions end within a second"),
+        ("revoke", "deactivate a credential: its live sessions end within a second"),
+        ("activate", "activate a deactivated credential again"),
+    ):
+        one = cred_commands.add_parser(action, help=text)
+        data_dir_option(one)
+        one.add_argument("id")
+
+    users = commands.add_parser("service-user", help="manage service users (own credentials)")
+    user_commands = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    user_create = user_commands.add_parser("create", help="create a service user")
+    data_dir_option(user_create)
+    user_create.add_argument("name")
+    user_list = user_commands.add_parser("list", help="list service users")
+    data_dir_option(user_list)
+    for action, text in (
+        ("deactivate", "deactivate: every credential it owns stops working at once"),
+        ("activate", "activate again"),
+        ("delete", "delete it and every credential and API key it owns"),
+    ):
+        one = user_commands.add_parser(action, help=text)
+        data_dir_option(one)
+        one.add_argument("id")
     events = commands.add_parser("events", help="audit events")
     event_commands = events.add_subparsers(dest="action", required=True, metavar="ACTION")
     event_list = event_commands.add_parser("list", help="newest first, one JSON object a line")
@@ -75,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "events":
             return _events(args)
+        if args.command == "service-user":
+            return _service_user(args)
         return _credential(args)
     except (ConfigError, StoreError, CertError) as exc:
         print(f"burrow-edge: {exc}", file=sys.stderr)
@@ -122,7 +146,10 @@ def _credential(args: argparse.Namespace) -> int:
     with SQLiteStore.open(args.data_dir / STORE_FILE) as store:
         if args.action == "create":
             credential, token = store.create_credential(
-                description=args.description, metadata=args.metadata, acl=args.acl
+                description=args.description,
+                metadata=args.metadata,
+                acl=args.acl,
+                owner_id=args.owner,
             )
             print(f"credential {credential.id} created; its authtoken (shown only now):")
             print(token)
@@ -139,6 +166,38 @@ def _credential(args: argparse.Namespace) -> int:
                 print(f"burrow-edge: no credential {args.id}", file=sys.stderr)
                 return 1
             print(f"credential {args.id} deleted")
+        elif store.set_credential_active(args.id, args.action == "activate") is None:
+            print(f"burrow-edge: no credential {args.id}", file=sys.stderr)
+            return 1
+        else:
+            print(f"credential {args.id} {'activated' if args.action == 'activate' else 'revoked'}")
+    return 0
+
+
+def _service_user(args: argparse.Namespace) -> int:
+    args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with SQLiteStore.open(args.data_dir / STORE_FILE) as store:
+        if args.action == "create":
+            user = store.create_service_user(args.name)
+            print(f"service user {user.id} ({user.name}) created")
+        elif args.action == "list":
+            for user in store.list_service_users():
+                state = "active" if user.active else "inactive"
+                print(f"{user.id}  {user.created_at:%Y-%m-%dT%H:%M:%SZ}  {state}  {user.name}")
+        elif args.action == "delete":
+            deleted = store.delete_service_user(args.id)
+            if deleted is None:
+                print(f"burrow-edge: no service user {args.id}", file=sys.stderr)
+                return 1
+            print(
+                f"service user {args.id} deleted with {len(deleted.credential_ids)} credential(s)"
+                f" and {len(deleted.api_key_ids)} API key(s)"
+            )
+        elif store.update_service_user(args.id, active=args.action == "activate") is None:
+            print(f"burrow-edge: no service user {args.id}", file=sys.stderr)
+            return 1
+        else:
+            print(f"service user {args.id} {args.action}d")
     return 0
 
 

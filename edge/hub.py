@@ -25,6 +25,9 @@ class Stoppable(Protocol):
     id: str
     client_id: str
 
+    @property
+    def credential_id(self) -> str | None: ...
+
     def stop(self, reason: str) -> None: ...
 
 
@@ -81,6 +84,25 @@ class EdgeHub:
         if entry.session is not None:
             entry.session.stop("replaced by a reconnecting session of the same agent")
         return True
+
+    def stop_revoked_sessions(self) -> int:
+        """End every live session whose credential can no longer authenticate (deleted,
+        deactivated, or its service user deactivated); returns how many were stopped."""
+        by_credential: dict[str, list[Stoppable]] = {}
+        for session in self.sessions.values():
+            if session.credential_id is not None:
+                by_credential.setdefault(session.credential_id, []).append(session)
+        if not by_credential:
+            return 0
+        usable = self.store.usable_credentials(by_credential)
+        stopped = 0
+        for credential_id, sessions in by_credential.items():
+            if credential_id in usable:
+                continue
+            for session in sessions:
+                session.stop(f"credential {credential_id} was revoked")
+                stopped += 1
+        return stopped
 
     def unregister(self, session: Stoppable) -> None:
         self.sessions.pop(session.id, None)

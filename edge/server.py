@@ -15,7 +15,7 @@ from edge.config import EdgeConfig
 from edge.events import EVENTS_FILE, EventLog
 from edge.hub import EdgeHub
 from edge.session import AgentSession
-from edge.store import SQLiteStore
+from edge.store import SQLiteStore, StoreError
 from edge.tcp_endpoint import peer_address
 from protocol.errors import ErrorCode
 from protocol.mux import MuxConfig, open_mux_session
@@ -25,6 +25,8 @@ from protocol.tls import TLSStream
 log = logging.getLogger(__name__)
 
 STORE_FILE = "burrow.db"
+#: How often live sessions are checked against revoked credentials (the issue asks for 1 s).
+REVOCATION_POLL = 0.5
 
 
 def agent_tls_context(config: EdgeConfig, ca: DevCA) -> ssl.SSLContext:
@@ -69,7 +71,23 @@ async def serve_edge(
     address = listeners[0].socket.getsockname()
     task_status.started((address[0], address[1]))
     log.info("agents: %s:%d (SNI %s)", address[0], address[1], config.connect_host)
-    await trio.serve_listeners(partial(_handle_agent, hub, tls), listeners)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_revocations, hub)
+        await trio.serve_listeners(partial(_handle_agent, hub, tls), listeners)
+
+
+async def _watch_revocations(hub: EdgeHub) -> None:
+    """Revocation reaches live sessions within REVOCATION_POLL: the store may be changed by
+    another process (the CLI), so the edge asks it rather than waiting to be told."""
+    while True:
+        await trio.sleep(REVOCATION_POLL)
+        try:
+            stopped = hub.stop_revoked_sessions()
+        except StoreError:
+            log.exception("could not check for revoked credentials; will try again")
+            continue
+        if stopped:
+            log.info("stopped %d session(s) whose credential was revoked", stopped)
 
 
 async def _handle_agent(hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStream) -> None:

@@ -156,6 +156,10 @@ class AgentSession:
                 len(self._endpoints),
             )
 
+    @property
+    def credential_id(self) -> str | None:
+        return self.credential.id if self.credential is not None else None
+
     def stop(self, reason: str) -> None:
         """End the session now (endpoints are released at once; GOAWAY follows)."""
         self.stop_reason = reason
@@ -222,13 +226,25 @@ class AgentSession:
         token = auth.extra.authtoken
         credential = self.hub.store.authenticate(token) if token else None
         if credential is None:
-            code = errcodes.ERR_NGROK_4018 if not token else errcodes.ERR_NGROK_107
-            message = (
-                "Usage of Burrow requires an authtoken. Pass --authtoken or set BURROW_AUTHTOKEN."
-                if not token
-                else "The authtoken you specified is invalid. "
-                "Ask the edge's operator for a new one (burrow-edge credential create)."
-            )
+            revoked = self.hub.store.revoked_credential_id(token) if token else None
+            if not token:
+                code = errcodes.ERR_NGROK_4018
+                message = (
+                    "Usage of Burrow requires an authtoken. "
+                    "Pass --authtoken or set BURROW_AUTHTOKEN."
+                )
+            elif revoked is not None:
+                code = errcodes.ERR_NGROK_300
+                message = (
+                    f"The authtoken credential {revoked} has been revoked. "
+                    "Ask the edge's operator for a new one."
+                )
+            else:
+                code = errcodes.ERR_NGROK_107
+                message = (
+                    "The authtoken you specified is invalid. "
+                    "Ask the edge's operator for a new one (burrow-edge credential create)."
+                )
             log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
             await respond(
                 stream,

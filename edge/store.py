@@ -47,7 +47,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -216,6 +216,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_by_type ON events (event_type, seq)",
         "CREATE INDEX events_by_principal ON events (principal_id, seq)",
     ),
+    (
+        # A deleted credential leaves its id and token hash behind, so that its token is
+        # answered "revoked" (ERR_NGROK_300) rather than "invalid", and only for that token.
+        """
+        CREATE TABLE revoked_credentials (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL,
+            token_hash BLOB NOT NULL,
+            revoked_at TEXT NOT NULL
+        ) STRICT
+        """,
+    ),
 )
 
 
@@ -343,6 +355,16 @@ class Store(ABC):
     @abstractmethod
     def delete_credential(self, credential_id: str) -> bool:
         """Delete a credential; its token stops authenticating. False if it did not exist."""
+
+    @abstractmethod
+    def revoked_credential_id(self, token: str) -> str | None:
+        """The id of the credential `token` belonged to, if that credential was deleted or
+        deactivated (or its owner deactivated); None otherwise. Never raises for any string."""
+
+    @abstractmethod
+    def usable_credentials(self, credential_ids: Collection[str]) -> set[str]:
+        """Of `credential_ids`, those that can still authenticate (exist, active, and owned by
+        an active service user or by none). One query: the edge polls it for live sessions."""
 
     @abstractmethod
     def create_service_user(
@@ -594,9 +616,39 @@ class SQLiteStore(Store):
         return [_credential_from_row(row) for row in rows]
 
     def delete_credential(self, credential_id: str) -> bool:
-        with self._locked() as connection:
+        with self._transaction() as connection:
+            _tombstone(connection, "WHERE id = ?", (credential_id,), self._now())
             cursor = connection.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
         return cursor.rowcount > 0
+
+    def revoked_credential_id(self, token: str) -> str | None:
+        row = self._verify_token(
+            token,
+            CREDENTIAL_ID_PREFIX,
+            "SELECT c.id, c.token_hash, NULL FROM credentials AS c"
+            " LEFT JOIN service_users AS owner ON owner.id = c.owner_id"
+            " WHERE c.id = ? AND (c.active = 0 OR owner.active = 0)"
+            " UNION ALL SELECT id, token_hash, NULL FROM revoked_credentials WHERE id = ?",
+            repeat=2,
+        )
+        return None if row is None else str(row[0])
+
+    def usable_credentials(self, credential_ids: Collection[str]) -> set[str]:
+        ids = list(set(credential_ids))
+        usable: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's variable limit is 999 at the least
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            with self._locked() as connection:
+                rows = connection.execute(
+                    "SELECT c.id FROM credentials AS c"
+                    " LEFT JOIN service_users AS owner ON owner.id = c.owner_id"
+                    f" WHERE c.id IN ({marks}) AND c.active = 1"
+                    " AND (owner.id IS NULL OR owner.active = 1)",
+                    chunk,
+                ).fetchall()
+            usable.update(str(r[0]) for r in rows)
+        return usable
 
     # --- service users -------------------------------------------------------------------------
 
@@ -692,6 +744,7 @@ class SQLiteStore(Store):
             api_key_ids = connection.execute(
                 "SELECT id FROM api_keys WHERE owner_id = ? ORDER BY rowid", (service_user_id,)
             ).fetchall()
+            _tombstone(connection, "WHERE owner_id = ?", (service_user_id,), self._now())
             # ON DELETE CASCADE removes the credentials and API keys in the same statement.
             connection.execute("DELETE FROM service_users WHERE id = ?", (service_user_id,))
         return DeletedServiceUser(
@@ -929,7 +982,9 @@ class SQLiteStore(Store):
         secret = base64.urlsafe_b64encode(self._random_bytes(_SECRET_RANDOM_BYTES))
         return id_part, secret.decode("ascii").rstrip("=")
 
-    def _verify_token(self, token: str, prefix: str, query: str) -> tuple[object, ...] | None:
+    def _verify_token(
+        self, token: str, prefix: str, query: str, *, repeat: int = 1
+    ) -> tuple[object, ...] | None:
         """The row `query` finds for the token's id (the row's second-last column being the
         stored hash) if the token's secret matches it, else None. Never raises for any string;
         an unknown id costs the same hash and comparison as a wrong secret."""
@@ -940,11 +995,22 @@ class SQLiteStore(Store):
             return None
         offered = _hash_secret(match["secret"])
         with self._locked() as connection:
-            row = connection.execute(query, (prefix + match["id"],)).fetchone()
+            row = connection.execute(query, (prefix + match["id"],) * repeat).fetchone()
         stored = bytes(row[-2]) if row is not None else _DUMMY_HASH
         if not hmac.compare_digest(offered, stored) or row is None:
             return None
         return tuple(row)
+
+
+def _tombstone(
+    connection: sqlite3.Connection, where: str, params: tuple[object, ...], now: datetime
+) -> None:
+    """Remember the credentials about to be deleted (id and token hash) as revoked."""
+    connection.execute(
+        "INSERT OR REPLACE INTO revoked_credentials (id, account_id, token_hash, revoked_at)"
+        f" SELECT id, account_id, token_hash, ? FROM credentials {where}",
+        (_rfc3339(now), *params),
+    )
 
 
 _CREDENTIAL_COLUMNS = (

@@ -858,3 +858,41 @@ def test_new_methods_on_a_closed_store_raise_store_error(tmp_path: Path) -> None
         store.append_event("a.v0", {}, principal=None)
     with pytest.raises(StoreError, match="is closed"):
         store.authenticate_api_key("AEAQCAIBAEAQCAIBAEAQCAIBAE_" + "A" * 43)
+
+
+# --- revocation ----------------------------------------------------------------------------
+
+
+def test_revoked_tokens_are_told_apart_from_invalid_ones(store: SQLiteStore) -> None:
+    kept, kept_token = store.create_credential()
+    deleted, deleted_token = store.create_credential()
+    paused, paused_token = store.create_credential()
+    assert store.delete_credential(deleted.id)
+    store.set_credential_active(paused.id, False)
+    assert store.revoked_credential_id(deleted_token) == deleted.id
+    assert store.revoked_credential_id(paused_token) == paused.id
+    assert store.revoked_credential_id(kept_token) is None
+    # Knowing a revoked credential's id is not enough: the secret must match too.
+    forged = deleted_token.rsplit("_", 1)[0] + "_" + "A" * 43
+    assert store.revoked_credential_id(forged) is None
+    assert store.revoked_credential_id("garbage") is None
+    assert store.usable_credentials([kept.id, deleted.id, paused.id, "cr_unknown"]) == {kept.id}
+
+
+def test_a_deactivated_or_deleted_owner_revokes_its_credentials(store: SQLiteStore) -> None:
+    user = store.create_service_user("clinic-a")
+    owned, token = store.create_credential(owner_id=user.id)
+    assert store.usable_credentials([owned.id]) == {owned.id}
+    store.update_service_user(user.id, active=False)
+    assert store.usable_credentials([owned.id]) == set()
+    assert store.revoked_credential_id(token) == owned.id
+    store.update_service_user(user.id, active=True)
+    assert store.usable_credentials([owned.id]) == {owned.id}
+    store.delete_service_user(user.id)
+    assert store.revoked_credential_id(token) == owned.id
+
+
+def test_usable_credentials_handles_many_ids(store: SQLiteStore) -> None:
+    made = [store.create_credential()[0].id for _ in range(3)]
+    asked = made + [f"cr_missing{i}" for i in range(1200)]
+    assert store.usable_credentials(asked) == set(made)

@@ -1,0 +1,83 @@
+"""Per-customer isolation: service users own credentials; revoking one cuts only its agents."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.e2e.harness import BIN, EchoServer, Edge, make_agent, roundtrip
+
+
+def edge_cli(edge: Edge, *args: str) -> str:
+    return subprocess.run(
+        [str(BIN / "burrow-edge"), *args, "--data-dir", str(edge.data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_revoking_one_customer_cuts_only_its_agent(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    users = {}
+    for name in ("clinic-a", "clinic-b"):
+        out = edge_cli(edge, "service-user", "create", name)
+        users[name] = re.search(r"service user (service_\S+)", out).group(1)  # type: ignore[union-attr]
+    tokens = {name: edge.credential("--owner", uid) for name, uid in users.items()}
+    upstream = f"127.0.0.1:{echo.port}"
+    a = make_agent(edge, tokens["clinic-a"], upstream, tmp_path, name="a").start()
+    b = make_agent(edge, tokens["clinic-b"], upstream, tmp_path, name="b").start()
+    assert a.proc is not None and b.proc is not None
+    try:
+        assert roundtrip(a.port, b"a") == b"a" and roundtrip(b.port, b"b") == b"b"
+        credential_a = json.loads(
+            edge_cli(
+                edge,
+                "events",
+                "list",
+                "--type",
+                "agent_session_start.v0",
+                "--principal",
+                users["clinic-a"],
+            ).splitlines()[0]
+        )["object"]["credential"]["id"]
+        revoked_at = time.monotonic()
+        edge_cli(edge, "credential", "revoke", credential_a)
+        while not refused(a.port) and time.monotonic() - revoked_at < 10:
+            time.sleep(0.05)
+        assert time.monotonic() - revoked_at < 1.5, "the revoked agent's endpoint stayed up"
+        # The revoked agent reconnects once, hears ERR_NGROK_300 and stops for good.
+        assert a.proc.wait(timeout=30) != 0
+        assert "ERR_NGROK_300" in a.log()
+        # The other customer never noticed.
+        assert roundtrip(b.port, b"still here") == b"still here"
+        assert b.proc.poll() is None
+        stops = [
+            json.loads(line)
+            for line in edge_cli(
+                edge, "events", "list", "--type", "agent_session_stop.v0"
+            ).splitlines()
+        ]
+        assert [s["principal"]["id"] for s in stops] == [users["clinic-a"]]
+        assert "revoked" in stops[0]["object"]["error"]
+        # Deactivating a service user cuts its agents the same way.
+        edge_cli(edge, "service-user", "deactivate", users["clinic-b"])
+        assert b.proc.wait(timeout=30) != 0
+        assert "ERR_NGROK_300" in b.log()
+    finally:
+        a.kill()
+        b.kill()
