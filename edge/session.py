@@ -25,7 +25,7 @@ from edge.store import Credential
 from edge.tcp_endpoint import open_tcp_endpoint_listeners, serve_tcp_endpoint
 from protocol import errcodes
 from protocol.codec import Codec
-from protocol.errors import ErrorCode, describe
+from protocol.errors import describe
 from protocol.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
 from protocol.messages import (
     BURROW_EDGE_VERSION_PREFIX,
@@ -533,10 +533,6 @@ class AgentSession:
 
     def _peer(self) -> str:
         return f"{self.remote[0]}:{self.remote[1]}"
-
-
-async def close_session(mux: MuxSession, reason: str) -> None:
-    await mux.aclose(ErrorCode.NO_ERROR, reason)
 
 
 def _rfc3339(moment: datetime | None) -> str | None:
