@@ -440,9 +440,9 @@ class MuxSession:
         A small batch goes out from the calling task when no write is in progress: one task
         switch fewer per message, which is most of the latency a small round trip pays. Larger
         batches, or any while a write is in flight, are left to the writer task, which coalesces
-        them. The direct write is shielded: a cancelled caller must not leave half a frame on
-        the wire (the batch is small, so the shield is brief unless the session is dead, and a
-        dead session's transport fails the write)."""
+        them. The direct write is shielded, because a cancelled caller must not leave half a
+        frame on the wire; `MuxConfig.write_timeout` bounds the shield, after which the peer is
+        taken for dead and the session ends with WRITE_TIMEOUT."""
         conn = self._conn
         lock = self._send_lock
         if conn.outbound_size > DIRECT_WRITE_LIMIT or lock.locked() or self.closed.is_set():
