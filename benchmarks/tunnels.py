@@ -341,6 +341,7 @@ class Burrow(Tunnel):
         (d / "edge.yml").write_text(
             'listen: {agents: "127.0.0.1:0"}\n'
             'tcp: {bind_host: 127.0.0.1, public_host: 127.0.0.1, port_range: "21000-21999"}\n'
+            "admin: {enabled: false}\n"
         )
         edge_log = d / "edge.log"
         self.edge = subprocess.Popen(

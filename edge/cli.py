@@ -13,10 +13,11 @@ from pathlib import Path
 
 import trio
 
+from edge.admin.resources import api_key_json
 from edge.certs import CertError, DevCA
 from edge.config import ConfigError, EdgeConfig, load_edge_config
-from edge.events import envelope
-from edge.server import STORE_FILE, prepare_data_dir, serve_edge
+from edge.events import EVENTS_FILE, EventLog, envelope
+from edge.server import STORE_FILE, EdgeAddresses, prepare_data_dir, serve_edge
 from edge.store import SQLiteStore, StoreError
 
 log = logging.getLogger("burrow-edge")
@@ -80,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
         one = user_commands.add_parser(action, help=text)
         data_dir_option(one)
         one.add_argument("id")
+    keys = commands.add_parser("api-key", help="manage admin API keys")
+    key_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    key_create = key_commands.add_parser(
+        "create", help="create an API key for the admin API (shown once, on the last line)"
+    )
+    data_dir_option(key_create)
+    key_create.add_argument("--description", default="")
+    key_create.add_argument("--metadata", default="")
+    key_create.add_argument("--owner", help="the service user that owns it (service_...)")
+    init = commands.add_parser(
+        "init",
+        help="set up a data directory (CA, store) and print its first API key (last line)",
+    )
+    data_dir_option(init)
+    init.add_argument("--description", default="first API key, from burrow-edge init")
+    init.add_argument("--metadata", default="")
+    init.add_argument("--owner", help=argparse.SUPPRESS)
     events = commands.add_parser("events", help="audit events")
     event_commands = events.add_subparsers(dest="action", required=True, metavar="ACTION")
     event_list = event_commands.add_parser("list", help="newest first, one JSON object a line")
@@ -99,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _events(args)
         if args.command == "service-user":
             return _service_user(args)
+        if args.command in ("api-key", "init"):
+            return _api_key(args)
         return _credential(args)
     except (ConfigError, StoreError, CertError) as exc:
         print(f"burrow-edge: {exc}", file=sys.stderr)
@@ -125,11 +145,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _serve_until_signalled(config: EdgeConfig, ca: DevCA, store: SQLiteStore) -> None:
     async with trio.open_nursery() as nursery:
-        host, port = await nursery.start(serve_edge, config, ca, store)
-        print(f"burrow-edge ready: agents={_hostport(host, port)}", flush=True)
+        addresses: EdgeAddresses = await nursery.start(serve_edge, config, ca, store)
+        host, port = addresses.agents
+        admin = "off" if addresses.admin is None else _hostport(*addresses.admin)
+        print(f"burrow-edge ready: agents={_hostport(host, port)} admin={admin}", flush=True)
         print(
             f"  agents connect to {config.connect_host}:{port} and trust {ca.ca_path}\n"
             f"  create an authtoken with: burrow-edge credential create "
+            f"--data-dir {store.path.parent}\n"
+            f"  create an admin API key with: burrow-edge api-key create "
             f"--data-dir {store.path.parent}",
             file=sys.stderr,
             flush=True,
@@ -198,6 +222,30 @@ def _service_user(args: argparse.Namespace) -> int:
             return 1
         else:
             print(f"service user {args.id} {args.action}d")
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    """Create an API key offline, straight in the store: how the first key comes to be (every
+    later one can come from the API itself). `init` also makes the CA, as a first run would."""
+    if args.command == "init":
+        ca, store = prepare_data_dir(args.data_dir)
+        print(f"data directory {args.data_dir} ready; agents trust {ca.ca_path}")
+    else:
+        args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = SQLiteStore.open(args.data_dir / STORE_FILE)
+    with store:
+        api_key, token = store.create_api_key(
+            description=args.description, metadata=args.metadata, owner_id=args.owner
+        )
+        EventLog(store, args.data_dir / EVENTS_FILE).record(
+            "api_key_created.v0",
+            api_key_json("", api_key),
+            principal={"id": "cli", "subject": os.environ.get("USER", ""), "source": "CLI"},
+        )
+        print(f"API key {api_key.id} created; use it as 'Authorization: Bearer <key>'.")
+        print("Its token (shown only now):")
+        print(token)
     return 0
 
 

@@ -33,6 +33,7 @@ from protocol.yamldoc import (
 )
 
 __all__ = [
+    "AdminConfig",
     "ConfigError",
     "EdgeConfig",
     "HeartbeatConfig",
@@ -83,6 +84,19 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AdminConfig:
+    # The admin REST API (ngrok's /credentials, /service_users, ... shapes). On by default so a
+    # first run can be managed with ngrok's API clients; off leaves only the offline CLI.
+    enabled: bool = True
+    # Loopback by default: the API manages every credential, so exposing it is a deliberate act.
+    # 4041 sits next to the ngrok agent's local API port (4040). Port 0 picks a free port.
+    listen: tuple[str, int] = ("127.0.0.1", 4041)
+    # A certificate chain and key (PEM paths) to serve the API over HTTPS; None for both means
+    # plain HTTP, which is what a loopback listener needs.
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
 class HeartbeatConfig:
     # Seconds between heartbeats on an idle session: ngrok's agent default, so ngrok peers and
     # Burrow agents behave alike.
@@ -126,6 +140,7 @@ class EdgeConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
     def __post_init__(self) -> None:
         # Resolve the names that default to something under `domain`, so every EdgeConfig holds
@@ -342,6 +357,7 @@ class _Loader:
             tls=self._tls(top.get("tls")),
             heartbeat=self._heartbeat(top.get("heartbeat")),
             limits=self._limits(top.get("limits")),
+            admin=self._admin(top.get("admin")),
         )
 
     def _listen(self, data: object) -> ListenConfig:
@@ -379,18 +395,40 @@ class _Loader:
             port_range=default.port_range if port_range is None else ports,
         )
 
-    def _tls(self, data: object) -> TlsConfig:
-        section = self._mapping("tls", data, TlsConfig)
-        cert = self._file(section, "tls.cert")
-        key = self._file(section, "tls.key")
+    def _tls(
+        self, data: object, key_path: str = "tls", neither: str = "to use the development CA"
+    ) -> TlsConfig:
+        section = self._mapping(key_path, data, TlsConfig)
+        cert = self._file(section, f"{key_path}.cert")
+        key = self._file(section, f"{key_path}.key")
         if (cert is None) != (key is None):
-            given, missing = ("tls.cert", "tls.key") if key is None else ("tls.key", "tls.cert")
+            given, missing = (f"{key_path}.cert", f"{key_path}.key")
+            if key is not None:
+                given, missing = missing, given
             self._fail(
                 given,
                 f"{given} is set but {missing} is not; set both (a PEM certificate chain and "
-                "its key), or neither to use the development CA",
+                f"its key), or neither {neither}",
             )
         return TlsConfig(cert=cert, key=key)
+
+    def _admin(self, data: object) -> AdminConfig:
+        section = self._mapping("admin", data, AdminConfig)
+        default = AdminConfig()
+        enabled = section.get("enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            self._fail("admin.enabled", f"expected true or false, got {_describe(enabled)}")
+        listen = self._text(
+            section,
+            "admin.listen",
+            parse_hostport,
+            'host:port like 127.0.0.1:4041 (quote IPv6 addresses: "[::1]:4041")',
+        )
+        return AdminConfig(
+            enabled=default.enabled if enabled is None else enabled,
+            listen=listen or default.listen,
+            tls=self._tls(section.get("tls"), "admin.tls", "to serve plain HTTP"),
+        )
 
     def _heartbeat(self, data: object) -> HeartbeatConfig:
         section = self._mapping("heartbeat", data, HeartbeatConfig)

@@ -1,15 +1,20 @@
-"""The edge process: the agent listener and the wiring between store, certificates and sessions."""
+"""The edge process: the agent listener, the admin API listener, and the wiring between store,
+certificates and sessions."""
 
 from __future__ import annotations
 
 import logging
 import socket
 import ssl
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import trio
 
+from edge.admin.http import serve_admin
+from edge.admin.live import HubLiveState
+from edge.admin.routes import AdminApi
 from edge.certs import DevCA, server_context_from_pem
 from edge.config import EdgeConfig
 from edge.events import EVENTS_FILE, EventLog
@@ -50,6 +55,22 @@ def mux_config(config: EdgeConfig) -> MuxConfig:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class EdgeAddresses:
+    """Where a running edge listens (port 0 in the config is resolved here)."""
+
+    agents: tuple[str, int]
+    admin: tuple[str, int] | None  # None when the admin API is disabled
+
+
+def admin_tls_context(config: EdgeConfig) -> ssl.SSLContext | None:
+    """The admin API's certificate, if the config names one; None serves plain HTTP."""
+    tls = config.admin.tls
+    if tls.cert is None or tls.key is None:
+        return None
+    return server_context_from_pem(tls.cert.read_bytes(), tls.key.read_bytes())
+
+
 def prepare_data_dir(data_dir: Path) -> tuple[DevCA, SQLiteStore]:
     """Create the data directory, development CA and store on first run; load them after."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -61,17 +82,27 @@ async def serve_edge(
     ca: DevCA,
     store: SQLiteStore,
     *,
-    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[EdgeAddresses] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the edge until cancelled; `task_status.started` gets the agent listener's address."""
+    """Run the edge until cancelled; `task_status.started` gets the listeners' addresses.
+
+    `OSError` if a listener's address cannot be bound (the edge then does not start)."""
     hub = EdgeHub(config, store, events=EventLog(store, store.path.parent / EVENTS_FILE))
     tls = agent_tls_context(config, ca)
+    admin_tls = admin_tls_context(config)
     host, port = config.listen.agents
     listeners = await trio.open_tcp_listeners(port, host=host)
     address = listeners[0].socket.getsockname()
-    task_status.started((address[0], address[1]))
     log.info("agents: %s:%d (SNI %s)", address[0], address[1], config.connect_host)
     async with trio.open_nursery() as nursery:
+        admin_address = None
+        if config.admin.enabled:
+            api = AdminApi(store, HubLiveState(hub), hub.events)
+            admin_host, admin_port = config.admin.listen
+            admin_address = await nursery.start(
+                partial(serve_admin, api, admin_host, admin_port, tls=admin_tls)
+            )
+        task_status.started(EdgeAddresses(agents=(address[0], address[1]), admin=admin_address))
         nursery.start_soon(_watch_revocations, hub)
         await trio.serve_listeners(partial(_handle_agent, hub, tls), listeners)
 

@@ -54,6 +54,7 @@ class Edge:
     port_range: tuple[int, int]
     proc: subprocess.Popen[str] | None = None
     agents_port: int = 0
+    admin_port: int = 0  # 0 until started, and when the admin API is off
     log_path: Path = field(default_factory=Path)
 
     @property
@@ -63,6 +64,10 @@ class Edge:
     @property
     def connect_url(self) -> str:
         return f"connect.burrow.localhost:{self.agents_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> Edge:
         self.log_path = self.data_dir.parent / f"edge-{self.data_dir.name}.log"
@@ -83,9 +88,12 @@ class Edge:
             text=True,
         )
         match = _read_line_matching(
-            self.proc, re.compile(r"burrow-edge ready: agents=\S+:(\d+)"), READY_TIMEOUT
+            self.proc,
+            re.compile(r"burrow-edge ready: agents=\S+:(\d+)(?: admin=\S+:(\d+))?"),
+            READY_TIMEOUT,
         )
         self.agents_port = int(match.group(1))
+        self.admin_port = int(match.group(2) or 0)
         return self
 
     def credential(self, *extra: str) -> str:
@@ -93,6 +101,24 @@ class Edge:
             [
                 str(BIN / "burrow-edge"),
                 "credential",
+                "create",
+                "--data-dir",
+                str(self.data_dir),
+                *extra,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        return out.strip().splitlines()[-1]
+
+    def api_key(self, *extra: str) -> str:
+        """A new admin API key, made offline with `burrow-edge api-key create`."""
+        out = subprocess.run(
+            [
+                str(BIN / "burrow-edge"),
+                "api-key",
                 "create",
                 "--data-dir",
                 str(self.data_dir),
@@ -135,7 +161,9 @@ def make_edge(
     config.write_text(
         f'listen: {{agents: "127.0.0.1:{agents_port}"}}\n'
         "tcp: {bind_host: 127.0.0.1, public_host: 127.0.0.1, "
-        f'port_range: "{port_range[0]}-{port_range[1]}"}}\n' + heartbeat
+        f'port_range: "{port_range[0]}-{port_range[1]}"}}\n'
+        # A free port for the admin API, so that edges of concurrent tests never collide.
+        'admin: {listen: "127.0.0.1:0"}\n' + heartbeat
     )
     return Edge(data_dir=data_dir, config_path=config, port_range=port_range)
 

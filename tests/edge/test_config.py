@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import (
+    AdminConfig,
     ConfigError,
     EdgeConfig,
     HeartbeatConfig,
@@ -66,12 +67,16 @@ def test_example_config_shows_every_key() -> None:
         "tls": TlsConfig,
         "heartbeat": HeartbeatConfig,
         "limits": LimitsConfig,
+        "admin": AdminConfig,
     }
     for field in dataclasses.fields(EdgeConfig):
         assert f"\n{field.name}:" in text, field.name
     for section, schema in sections.items():
         for field in dataclasses.fields(schema):
             assert f"\n  {field.name}:" in text, f"{section}.{field.name}"
+    admin = text[text.index("\nadmin:") :]
+    for field in dataclasses.fields(TlsConfig):
+        assert f"\n    {field.name}:" in admin, f"admin.tls.{field.name}"
 
 
 def test_no_file_and_empty_file_mean_defaults(tmp_path: Path) -> None:
@@ -98,6 +103,9 @@ def test_defaults() -> None:
         stream_window_max=16 * 1024 * 1024,
         max_endpoints_per_session=100,
         auth_timeout=10.0,
+    )
+    assert config.admin == AdminConfig(
+        enabled=True, listen=("127.0.0.1", 4041), tls=TlsConfig(cert=None, key=None)
     )
 
 
@@ -128,7 +136,15 @@ def test_every_key_set() -> None:
             max_endpoints_per_session=3,
             auth_timeout=0.25,
         ),
+        admin=AdminConfig(enabled=False, listen=("::", 9041)),
     )
+
+
+def test_admin_tls_paths_are_relative_to_the_file() -> None:
+    path = CONFIGS / "valid" / "admin-tls.yml"
+    config = load_edge_config(path)
+    assert config.admin.listen == ("127.0.0.1", 0)
+    assert config.admin.tls == TlsConfig(cert=path.absolute(), key=path.absolute())
 
 
 def test_nulls_mean_defaults() -> None:

@@ -1,0 +1,7 @@
+"""The edge's admin REST API, in ngrok's resource shapes (reference/ngrok.md §6).
+
+`routes` answers requests without I/O (`AdminApi.handle`), `resources` renders ngrok's JSON
+shapes, `auth` checks API keys and rate-limits failures per address, `live` is the view of the
+running edge (sessions, endpoints), `errors` holds the refusals and their codes, and `http` is
+the thin h11-over-trio server around it all.
+"""

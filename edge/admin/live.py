@@ -1,0 +1,141 @@
+"""What the admin API sees of the running edge: live agent sessions and online endpoints, as
+plain values, and the two actions it takes on them (stop one session; stop the sessions whose
+credential was just revoked).
+
+`LiveState` is the interface the pure request handlers use; `HubLiveState` reads it off the
+`EdgeHub`. Tests hand the handlers a `LiveState` of their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from edge.hub import EdgeHub
+from edge.registry import EndpointRecord
+from edge.session import AgentSession
+
+#: Sorts a session that has authenticated but not yet been stamped as the newest.
+_NOT_STARTED = datetime.max.replace(tzinfo=UTC)
+
+__all__ = ["EndpointInfo", "HubLiveState", "LiveState", "SessionInfo", "endpoint_id"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionInfo:
+    """One authenticated agent session (ngrok's tunnel session)."""
+
+    id: str
+    credential_id: str
+    owner_id: str | None  # the credential's service user, if any
+    agent_version: str
+    ip: str
+    metadata: str
+    os: str
+    started_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointInfo:
+    """One online (agent) endpoint."""
+
+    id: str
+    url: str
+    proto: str
+    port: int | None
+    session_id: str
+    owner_id: str | None
+    started_at: datetime | None  # its session's start: the registry keeps no bind time
+
+
+class LiveState(Protocol):
+    def sessions(self) -> Sequence[SessionInfo]:
+        """Live sessions, newest first."""
+        ...
+
+    def endpoints(self) -> Sequence[EndpointInfo]:
+        """Online endpoints, those of the newest session first."""
+        ...
+
+    def stop_session(self, session_id: str, reason: str) -> bool:
+        """End one session now (its endpoints close at once); False if there is none."""
+        ...
+
+    def stop_revoked_sessions(self) -> int:
+        """End every session whose credential can no longer authenticate; how many."""
+        ...
+
+
+def endpoint_id(session_id: str, bind_id: str) -> str:
+    """A stable `ep_...` id for an endpoint while it is online: the registry names endpoints by
+    URL and bind id only, and bind ids come from agents, so hash the pair into our id shape."""
+    digest = hashlib.sha256(f"{session_id}\0{bind_id}".encode()).digest()[:16]
+    return "ep_" + base64.b32encode(digest).decode("ascii").rstrip("=")
+
+
+class HubLiveState:
+    """`LiveState` over an `EdgeHub`. Call from the trio thread that runs the hub."""
+
+    def __init__(self, hub: EdgeHub) -> None:
+        self._hub = hub
+
+    def _agent_sessions(self) -> list[AgentSession]:
+        live = [s for s in self._hub.sessions.values() if isinstance(s, AgentSession)]
+        live = [s for s in live if s.credential is not None and s.auth is not None]
+        # Newest first; a session between Auth and its start stamp sorts as newest.
+        live.sort(key=lambda s: s.started_at or _NOT_STARTED, reverse=True)
+        return live
+
+    def sessions(self) -> list[SessionInfo]:
+        infos = []
+        for session in self._agent_sessions():
+            credential, auth = session.credential, session.auth
+            assert credential is not None and auth is not None
+            infos.append(
+                SessionInfo(
+                    id=session.id,
+                    credential_id=credential.id,
+                    owner_id=credential.owner_id,
+                    agent_version=auth.extra.version,
+                    ip=session.remote[0],
+                    metadata=auth.extra.metadata,
+                    os=auth.extra.os,
+                    started_at=session.started_at,
+                )
+            )
+        return infos
+
+    def endpoints(self) -> list[EndpointInfo]:
+        infos = []
+        for session in self._agent_sessions():
+            assert session.credential is not None
+            for record in self._hub.registry.held_by(session.id):
+                infos.append(_endpoint_info(record, session))
+        return infos
+
+    def stop_session(self, session_id: str, reason: str) -> bool:
+        session = self._hub.sessions.get(session_id)
+        if session is None:
+            return False
+        session.stop(reason)
+        return True
+
+    def stop_revoked_sessions(self) -> int:
+        return self._hub.stop_revoked_sessions()
+
+
+def _endpoint_info(record: EndpointRecord, session: AgentSession) -> EndpointInfo:
+    assert session.credential is not None
+    return EndpointInfo(
+        id=endpoint_id(record.session_id, record.bind_id),
+        url=record.url,
+        proto=record.proto,
+        port=record.port,
+        session_id=record.session_id,
+        owner_id=session.credential.owner_id,
+        started_at=session.started_at,
+    )

@@ -1,0 +1,746 @@
+"""The admin API's request handling, without I/O: a `Request` in, a `Response` out.
+
+Theory of operation. `AdminApi.handle` runs the same steps for every request, each of which may
+answer with ngrok's error body instead: the failed-authentication budget of the source address
+(429), the API key (401), the `Ngrok-Version` header (400 unless absent or 2), the route (404,
+405), then the resource handler, which parses the query and the JSON body against the fields it
+knows (400 naming the field) and calls the store and the live edge. Changes made here append an
+audit event whose principal is the API key's owner (or the key), with `source: "API"`:
+
+    service_user_created.v0  service_user_updated.v0  service_user_deleted.v0
+    tunnel_credential_created.v0  tunnel_credential_updated.v0  tunnel_credential_deleted.v0
+    api_key_created.v0  api_key_deleted.v0
+
+(ngrok's names for credentials and API keys, ngrok.md §6.5; the service user names follow the
+same pattern.) Stopping a tunnel session records nothing here: the session's own
+`agent_session_stop.v0` names the API key in its `error`. Revoking a credential (deleting it,
+deactivating it, or deactivating or deleting its service user) ends its live sessions before the
+response is sent.
+
+Store calls are short and synchronous, as everywhere else in the edge; the store and the live
+state are the only things touched, and time arrives as `now`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from edge.acl import AclError, parse_acl
+from edge.admin.auth import FailedAuthLimiter, authenticate, rate_limited
+from edge.admin.errors import (
+    ERR_BAD_ACL,
+    ERR_BAD_BODY,
+    ERR_BAD_QUERY,
+    ERR_BAD_VERSION,
+    ERR_UNKNOWN_REFERENCE,
+    ApiError,
+    error_body,
+    status_code,
+)
+from edge.admin.live import LiveState, SessionInfo
+from edge.admin.resources import (
+    MAX_PAGE,
+    Json,
+    api_key_json,
+    credential_json,
+    endpoint_json,
+    event_json,
+    next_page_uri,
+    page,
+    service_user_json,
+    tunnel_session_json,
+)
+from edge.events import EventLog
+from edge.store import (
+    ACL_MAX_RULES,
+    DESCRIPTION_MAX_BYTES,
+    METADATA_MAX_BYTES,
+    NAME_MAX_BYTES,
+    ApiKey,
+    ConflictError,
+    Credential,
+    NotFoundError,
+    ServiceUser,
+    Store,
+    StoreError,
+)
+
+__all__ = ["AdminApi", "Request", "Response"]
+
+log = logging.getLogger(__name__)
+
+#: The API version ngrok's clients send (and the only one there is).
+API_VERSION = "2"
+#: Query parameters parsed at most: lists take three or four; this bounds a hostile query.
+MAX_QUERY_FIELDS = 32
+#: Ids in a path are ours (about 30 characters); a longer one names nothing, so say 404 early.
+MAX_ID_LENGTH = 128
+#: Fields ngrok's credential create accepts that this edge does not (ngrok.md §6.4).
+UNSUPPORTED_CREDENTIAL_FIELDS = ("owner_email", "scim_user_id", "precomputed_token")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    method: str
+    target: str  # the request target as sent: path and query
+    headers: tuple[tuple[str, str], ...]  # names lower-case, in order
+    body: bytes
+    remote: str  # the source address, for the failed-authentication budget
+    base_url: str  # scheme://host:port that this request reached, for `uri` fields
+
+
+@dataclass(frozen=True, kw_only=True)
+class Response:
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Call:
+    """One authenticated request, parsed: what a resource handler works from."""
+
+    request: Request
+    key: ApiKey
+    path: str
+    ids: tuple[str, ...]  # the ids in the path, in order
+    query: dict[str, list[str]]
+
+    @property
+    def base(self) -> str:
+        return self.request.base_url
+
+
+Handler = Callable[["_Call"], Response]
+
+
+def _json_response(status: int, value: Json) -> Response:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return Response(status=status, headers=(("content-type", "application/json"),), body=body)
+
+
+_NO_CONTENT = Response(status=204)
+
+
+class AdminApi:
+    """The admin API over one store and one running edge (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        live: LiveState,
+        events: EventLog,
+        *,
+        limiter: FailedAuthLimiter | None = None,
+        new_operation_id: Callable[[], str] = lambda: "op_" + secrets.token_hex(13),
+    ) -> None:
+        self.store = store
+        self.live = live
+        self.events = events
+        self.limiter = FailedAuthLimiter() if limiter is None else limiter
+        self._new_operation_id = new_operation_id
+        # (path pattern, {method: handler}); "*" matches one id segment.
+        self._routes: list[tuple[tuple[str, ...], dict[str, Handler]]] = [
+            (("service_users",), {"GET": self._list_service_users, "POST": self._create_su}),
+            (
+                ("service_users", "*"),
+                {"GET": self._get_su, "PATCH": self._update_su, "DELETE": self._delete_su},
+            ),
+            (("credentials",), {"GET": self._list_credentials, "POST": self._create_cred}),
+            (
+                ("credentials", "*"),
+                {"GET": self._get_cred, "PATCH": self._update_cred, "DELETE": self._delete_cred},
+            ),
+            (("api_keys",), {"GET": self._list_api_keys, "POST": self._create_key}),
+            (
+                ("api_keys", "*"),
+                {"GET": self._get_key, "PATCH": self._update_key, "DELETE": self._delete_key},
+            ),
+            (("tunnel_sessions",), {"GET": self._list_sessions}),
+            (("tunnel_sessions", "*"), {"GET": self._get_session}),
+            (("tunnel_sessions", "*", "stop"), {"POST": self._stop_session}),
+            (("tunnel_sessions", "*", "restart"), {"POST": self._session_unsupported}),
+            (("tunnel_sessions", "*", "update"), {"POST": self._session_unsupported}),
+            (("endpoints",), {"GET": self._list_endpoints, "POST": self._create_endpoint}),
+            (("endpoints", "*"), {"GET": self._get_endpoint}),
+            (("events",), {"GET": self._list_events}),
+        ]
+
+    # ------------------------------------------------------------------------------ entry
+
+    def handle(self, request: Request, *, now: float) -> Response:
+        """Answer one request. Never raises for any request: refusals are error bodies, and a
+        fault of the edge is a 500 (logged) or, for a failing store, a 503."""
+        try:
+            return self._handle(request, now)
+        except ApiError as exc:
+            return self.error_response(exc)
+        except StoreError as exc:
+            log.warning("admin API: %s: store failed: %s", request.method, exc)
+            return self.error_response(
+                ApiError(503, status_code(503), f"The edge's store failed: {exc}; try again.")
+            )
+        except Exception:
+            log.exception("admin API: %s failed", request.method)
+            return self.error_response(
+                ApiError(500, status_code(500), "The edge failed to handle this request.")
+            )
+
+    def error_response(self, error: ApiError, *, close: bool = False) -> Response:
+        """ngrok's error body for `error` (with `Connection: close` when the shell will close)."""
+        headers: list[tuple[str, str]] = [("content-type", "application/json")]
+        if error.status == 405:
+            headers.append(("allow", error.msg.rpartition("allowed: ")[2]))
+        if error.status == 429:
+            headers.append(("retry-after", str(int(self.limiter.refill_seconds))))
+        if close:
+            headers.append(("connection", "close"))
+        return Response(
+            status=error.status,
+            headers=tuple(headers),
+            body=error_body(error, self._new_operation_id()),
+        )
+
+    def _handle(self, request: Request, now: float) -> Response:
+        if not self.limiter.allowed(request.remote, now):
+            raise rate_limited(self.limiter, request.remote, now)
+        try:
+            key = authenticate(self.store, _header(request, "authorization"))
+        except ApiError:
+            self.limiter.record_failure(request.remote, now)
+            raise
+        version = _header(request, "ngrok-version")
+        if version is not None and version.strip() != API_VERSION:
+            raise ApiError(
+                400,
+                ERR_BAD_VERSION,
+                f"The API version {version.strip()[:32]!r} is not supported; send "
+                f"'Ngrok-Version: {API_VERSION}' (or no Ngrok-Version header).",
+            )
+        path, query = _split_target(request.target)
+        segments = tuple(unquote(s) for s in path.strip("/").split("/")) if path != "/" else ()
+        for pattern, methods in self._routes:
+            if len(pattern) != len(segments) or not all(
+                p in ("*", s) for p, s in zip(pattern, segments, strict=True)
+            ):
+                continue
+            handler = methods.get(request.method)
+            if handler is None:
+                allowed = ", ".join(sorted(methods))
+                raise ApiError(
+                    405,
+                    status_code(405),
+                    f"{request.method} is not supported on {path}; allowed: {allowed}",
+                )
+            ids = tuple(s for p, s in zip(pattern, segments, strict=True) if p == "*")
+            if any(len(i) > MAX_ID_LENGTH or not i for i in ids):
+                raise ApiError.not_found(f"No resource at {path[:200]}.")
+            return handler(_Call(request=request, key=key, path=path, ids=ids, query=query))
+        raise ApiError.not_found(
+            f"No such API path: {path[:200]}. This edge serves /service_users, /credentials, "
+            "/api_keys, /tunnel_sessions, /endpoints and /events."
+        )
+
+    # ------------------------------------------------------------------------------ events
+
+    def _record(self, call: _Call, event_type: str, obj: Json) -> None:
+        key = call.key
+        principal = {
+            "id": key.owner_id or key.id,
+            "subject": key.description or key.id,
+            "source": "API",
+            "credential": {"id": key.id, "uri": f"/api_keys/{key.id}"},
+        }
+        self.events.record(event_type, obj, principal=principal)
+
+    def _cut_revoked(self) -> None:
+        """End live sessions of credentials that just stopped authenticating (the edge polls
+        too; this makes it happen before the response)."""
+        try:
+            stopped = self.live.stop_revoked_sessions()
+        except StoreError:
+            log.exception("admin API: could not check for revoked sessions; the poll will")
+            return
+        if stopped:
+            log.info("admin API: stopped %d session(s) of revoked credentials", stopped)
+
+    # ------------------------------------------------------------------------------ service users
+
+    def _list_service_users(self, call: _Call) -> Response:
+        users = self.store.list_service_users(account_id=call.key.account_id)
+        return _list_response(call, "service_users", users, lambda u: u.id, service_user_json)
+
+    def _create_su(self, call: _Call) -> Response:
+        body = _body(call, {"name": _name, "active": _boolean})
+        if "name" not in body:
+            raise ApiError(400, ERR_BAD_BODY, "name is required: the service user's name")
+        try:
+            user = self.store.create_service_user(
+                str(body["name"]),
+                active=bool(body.get("active", True)),
+                account_id=call.key.account_id,
+            )
+        except ConflictError as exc:
+            raise ApiError(409, status_code(409), str(exc)) from exc
+        self._record(call, "service_user_created.v0", service_user_json("", user))
+        return _json_response(201, service_user_json(call.base, user))
+
+    def _service_user(self, call: _Call) -> ServiceUser:
+        user = self.store.get_service_user(call.ids[0])
+        if user is None or user.account_id != call.key.account_id:
+            raise ApiError.not_found(f"No service user {call.ids[0]!r}.")
+        return user
+
+    def _get_su(self, call: _Call) -> Response:
+        return _json_response(200, service_user_json(call.base, self._service_user(call)))
+
+    def _update_su(self, call: _Call) -> Response:
+        body = _body(call, {"name": _name, "active": _boolean})
+        self._service_user(call)
+        name = body.get("name")
+        active = body.get("active")
+        try:
+            user = self.store.update_service_user(
+                call.ids[0],
+                name=None if name is None else str(name),
+                active=None if active is None else bool(active),
+            )
+        except ConflictError as exc:
+            raise ApiError(409, status_code(409), str(exc)) from exc
+        if user is None:
+            raise ApiError.not_found(f"No service user {call.ids[0]!r}.")
+        self._record(call, "service_user_updated.v0", service_user_json("", user))
+        if active is False:
+            self._cut_revoked()
+        return _json_response(200, service_user_json(call.base, user))
+
+    def _delete_su(self, call: _Call) -> Response:
+        self._service_user(call)
+        deleted = self.store.delete_service_user(call.ids[0])
+        if deleted is None:
+            raise ApiError.not_found(f"No service user {call.ids[0]!r}.")
+        obj = service_user_json("", deleted.service_user)
+        obj["deleted_credential_ids"] = list(deleted.credential_ids)
+        obj["deleted_api_key_ids"] = list(deleted.api_key_ids)
+        self._record(call, "service_user_deleted.v0", obj)
+        self._cut_revoked()
+        return _NO_CONTENT
+
+    # ------------------------------------------------------------------------------ credentials
+
+    def _list_credentials(self, call: _Call) -> Response:
+        credentials = self.store.list_credentials(account_id=call.key.account_id)
+        return _list_response(call, "credentials", credentials, lambda c: c.id, credential_json)
+
+    def _create_cred(self, call: _Call) -> Response:
+        fields: dict[str, _Field] = {
+            "description": _description,
+            "metadata": _metadata,
+            "acl": _acl,
+            "owner_id": _optional_id,
+        }
+        for name in UNSUPPORTED_CREDENTIAL_FIELDS:
+            fields[name] = _unsupported
+        body = _body(call, fields)
+        try:
+            credential, token = self.store.create_credential(
+                description=str(body.get("description", "")),
+                metadata=str(body.get("metadata", "")),
+                acl=cast(list[str], body.get("acl", [])),
+                owner_id=_opt_str(body.get("owner_id")),
+                account_id=call.key.account_id,
+            )
+        except NotFoundError as exc:
+            raise ApiError(400, ERR_UNKNOWN_REFERENCE, str(exc)) from exc
+        self._record(call, "tunnel_credential_created.v0", credential_json("", credential))
+        return _json_response(201, credential_json(call.base, credential, token))
+
+    def _credential(self, call: _Call) -> Credential:
+        credential = self.store.get_credential(call.ids[0])
+        if credential is None or credential.account_id != call.key.account_id:
+            raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
+        return credential
+
+    def _get_cred(self, call: _Call) -> Response:
+        return _json_response(200, credential_json(call.base, self._credential(call)))
+
+    def _update_cred(self, call: _Call) -> Response:
+        # `active` is Burrow's addition: revoke (false) or restore (true) without deleting.
+        body = _body(
+            call,
+            {"description": _description, "metadata": _metadata, "acl": _acl, "active": _boolean},
+        )
+        self._credential(call)
+        changed = sorted(set(body) - {"active"})
+        if changed:
+            raise ApiError(
+                501,
+                status_code(501),
+                f"This edge cannot change a credential's {', '.join(changed)} yet; create a new "
+                "credential and delete this one, or PATCH only 'active'.",
+            )
+        credential = self._credential(call)
+        if "active" in body:
+            updated = self.store.set_credential_active(call.ids[0], bool(body["active"]))
+            if updated is None:
+                raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
+            credential = updated
+            self._record(call, "tunnel_credential_updated.v0", credential_json("", credential))
+            if body["active"] is False:
+                self._cut_revoked()
+        return _json_response(200, credential_json(call.base, credential))
+
+    def _delete_cred(self, call: _Call) -> Response:
+        credential = self._credential(call)
+        if not self.store.delete_credential(call.ids[0]):
+            raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
+        self._record(call, "tunnel_credential_deleted.v0", credential_json("", credential))
+        self._cut_revoked()
+        return _NO_CONTENT
+
+    # ------------------------------------------------------------------------------ API keys
+
+    def _list_api_keys(self, call: _Call) -> Response:
+        keys = self.store.list_api_keys(account_id=call.key.account_id)
+        # ngrok's list property for API keys is `keys`, not `api_keys`.
+        return _list_response(call, "keys", keys, lambda k: k.id, api_key_json)
+
+    def _create_key(self, call: _Call) -> Response:
+        body = _body(
+            call, {"description": _description, "metadata": _metadata, "owner_id": _optional_id}
+        )
+        try:
+            api_key, token = self.store.create_api_key(
+                description=str(body.get("description", "")),
+                metadata=str(body.get("metadata", "")),
+                owner_id=_opt_str(body.get("owner_id")),
+                account_id=call.key.account_id,
+            )
+        except NotFoundError as exc:
+            raise ApiError(400, ERR_UNKNOWN_REFERENCE, str(exc)) from exc
+        self._record(call, "api_key_created.v0", api_key_json("", api_key))
+        return _json_response(201, api_key_json(call.base, api_key, token))
+
+    def _api_key(self, call: _Call) -> ApiKey:
+        api_key = self.store.get_api_key(call.ids[0])
+        if api_key is None or api_key.account_id != call.key.account_id:
+            raise ApiError.not_found(f"No API key {call.ids[0]!r}.")
+        return api_key
+
+    def _get_key(self, call: _Call) -> Response:
+        return _json_response(200, api_key_json(call.base, self._api_key(call)))
+
+    def _update_key(self, call: _Call) -> Response:
+        _body(call, {"description": _description, "metadata": _metadata})
+        self._api_key(call)
+        raise ApiError(
+            501,
+            status_code(501),
+            "This edge cannot change an API key yet; create a new key and delete this one.",
+        )
+
+    def _delete_key(self, call: _Call) -> Response:
+        api_key = self._api_key(call)
+        if not self.store.delete_api_key(call.ids[0]):
+            raise ApiError.not_found(f"No API key {call.ids[0]!r}.")
+        self._record(call, "api_key_deleted.v0", api_key_json("", api_key))
+        return _NO_CONTENT
+
+    # ------------------------------------------------------------------------------ sessions
+
+    def _list_sessions(self, call: _Call) -> Response:
+        sessions = self._account_sessions(call)
+        return _list_response(
+            call, "tunnel_sessions", sessions, lambda s: s.id, tunnel_session_json
+        )
+
+    def _account_sessions(self, call: _Call) -> list[SessionInfo]:
+        """Live sessions of the caller's account (a session's account is its credential's)."""
+        mine = {c.id for c in self.store.list_credentials(account_id=call.key.account_id)}
+        return [s for s in self.live.sessions() if s.credential_id in mine]
+
+    def _session(self, call: _Call) -> SessionInfo:
+        _no_query(call)
+        for session in self._account_sessions(call):
+            if session.id == call.ids[0]:
+                return session
+        raise ApiError.not_found(f"No live tunnel session {call.ids[0]!r}.")
+
+    def _get_session(self, call: _Call) -> Response:
+        return _json_response(200, tunnel_session_json(call.base, self._session(call)))
+
+    def _stop_session(self, call: _Call) -> Response:
+        session = self._session(call)
+        reason = f"stopped through the admin API with key {call.key.id}"
+        if not self.live.stop_session(session.id, reason):
+            raise ApiError.not_found(f"No live tunnel session {call.ids[0]!r}.")
+        return _NO_CONTENT
+
+    def _session_unsupported(self, call: _Call) -> Response:
+        self._session(call)
+        action = call.path.rstrip("/").rpartition("/")[2]
+        raise ApiError(
+            501,
+            status_code(501),
+            f"This edge cannot {action} an agent remotely; use POST "
+            f"/tunnel_sessions/{call.ids[0]}/stop, or {action} the agent where it runs.",
+        )
+
+    # ------------------------------------------------------------------------------ endpoints
+
+    def _list_endpoints(self, call: _Call) -> Response:
+        ids = set(call.query.get("id", []))
+        urls = set(call.query.get("url", []))
+        mine = {s.id for s in self._account_sessions(call)}
+        endpoints = [
+            e
+            for e in self.live.endpoints()
+            if e.session_id in mine and (not ids or e.id in ids) and (not urls or e.url in urls)
+        ]
+        filters = [("id", i) for i in sorted(ids)] + [("url", u) for u in sorted(urls)]
+        return _list_response(
+            call, "endpoints", endpoints, lambda e: e.id, endpoint_json, ("id", "url"), filters
+        )
+
+    def _get_endpoint(self, call: _Call) -> Response:
+        _no_query(call)
+        mine = {s.id for s in self._account_sessions(call)}
+        for endpoint in self.live.endpoints():
+            if endpoint.id == call.ids[0] and endpoint.session_id in mine:
+                return _json_response(200, endpoint_json(call.base, endpoint))
+        raise ApiError.not_found(f"No online endpoint {call.ids[0]!r}.")
+
+    def _create_endpoint(self, call: _Call) -> Response:
+        raise ApiError(
+            501,
+            status_code(501),
+            "This edge does not offer cloud endpoints yet; agents bind endpoints themselves.",
+        )
+
+    # ------------------------------------------------------------------------------ events
+
+    def _list_events(self, call: _Call) -> Response:
+        limit, before_id = _paging(call, ("type", "principal_id"))
+        event_type = _single(call, "type")
+        principal_id = _single(call, "principal_id")
+        try:
+            events = self.store.list_events(
+                limit=limit + 1,
+                before_id=before_id,
+                event_type=event_type,
+                principal_id=principal_id,
+                account_id=call.key.account_id,
+            )
+        except NotFoundError as exc:
+            raise ApiError(400, ERR_BAD_QUERY, f"{exc}; list again from the start") from exc
+        shown = events[:limit]
+        cursor = shown[-1].id if len(events) > limit else None
+        filters = [(k, v) for k, v in (("type", event_type), ("principal_id", principal_id)) if v]
+        return _json_response(
+            200,
+            {
+                "events": [event_json(e) for e in shown],
+                "uri": f"{call.base}{call.path}",
+                "next_page_uri": next_page_uri(call.base, call.path, cursor, limit, filters),
+            },
+        )
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _header(request: Request, name: str) -> str | None:
+    """The one value of header `name`; `ApiError` if it is sent more than once."""
+    values = [v for k, v in request.headers if k == name]
+    if len(values) > 1:
+        raise ApiError(400, status_code(400), f"The {name} header was sent more than once.")
+    return values[0] if values else None
+
+
+def _split_target(target: str) -> tuple[str, dict[str, list[str]]]:
+    if not target.startswith("/"):
+        raise ApiError(400, status_code(400), "The request target must be a path like /credentials")
+    parts = urlsplit(target)
+    try:
+        pairs = parse_qsl(
+            parts.query,
+            keep_blank_values=True,
+            strict_parsing=bool(parts.query),
+            max_num_fields=MAX_QUERY_FIELDS,
+        )
+    except ValueError as exc:
+        raise ApiError(400, ERR_BAD_QUERY, f"The query string could not be parsed: {exc}") from exc
+    query: dict[str, list[str]] = {}
+    for name, value in pairs:
+        query.setdefault(name, []).append(value)
+    return parts.path, query
+
+
+def _single(call: _Call, name: str) -> str | None:
+    values = call.query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(
+            400, ERR_BAD_QUERY, f"The query parameter {name!r} was given more than once."
+        )
+    return values[0] or None
+
+
+def _paging(call: _Call, extra: Sequence[str] = ()) -> tuple[int, str | None]:
+    """`limit` (1..100, default 100) and `before_id`; `ApiError` for any other parameter."""
+    for name in call.query:
+        if name == "filter":
+            raise ApiError(
+                400, ERR_BAD_QUERY, "CEL list filters ('filter') are not supported by this edge."
+            )
+        if name not in ("limit", "before_id", *extra):
+            known = ", ".join(("limit", "before_id", *extra))
+            raise ApiError(
+                400, ERR_BAD_QUERY, f"Unknown query parameter {name[:64]!r}; known: {known}."
+            )
+    limit_text = _single(call, "limit")
+    limit = MAX_PAGE
+    if limit_text is not None:
+        if not (limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= MAX_PAGE):
+            raise ApiError(
+                400,
+                ERR_BAD_QUERY,
+                f"limit must be a whole number from 1 to {MAX_PAGE}, not {limit_text[:32]!r}.",
+            )
+        limit = int(limit_text)
+    return limit, _single(call, "before_id")
+
+
+def _no_query(call: _Call) -> None:
+    if call.query:
+        name = next(iter(call.query))
+        raise ApiError(400, ERR_BAD_QUERY, f"Unknown query parameter {name[:64]!r}.")
+
+
+def _list_response(
+    call: _Call,
+    prop: str,
+    items: Sequence[Any],
+    id_of: Callable[[Any], str],
+    render: Callable[[str, Any], Json],
+    extra: Sequence[str] = (),
+    filters: Sequence[tuple[str, str]] = (),
+) -> Response:
+    limit, before_id = _paging(call, extra)
+    chunk, cursor = page(items, id_of, limit=limit, before_id=before_id)
+    return _json_response(
+        200,
+        {
+            prop: [render(call.base, item) for item in chunk],
+            "uri": f"{call.base}{call.path}",
+            "next_page_uri": next_page_uri(call.base, call.path, cursor, limit, filters),
+        },
+    )
+
+
+# A body field's parser: (field name, JSON value) -> the value to use, or `ApiError`.
+_Field = Callable[[str, object], object]
+
+
+def _body(call: _Call, fields: Mapping[str, _Field]) -> dict[str, object]:
+    """The JSON object in the body, each field checked by its parser; an empty body is `{}`.
+    `null` means "not given", as ngrok's clients send it."""
+    _no_query(call)
+    raw = call.request.body
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, ERR_BAD_BODY, f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ApiError(
+            400,
+            ERR_BAD_BODY,
+            f"The request body must be a JSON object, not {_json_type(value)}.",
+        )
+    parsed: dict[str, object] = {}
+    for name, field_value in value.items():
+        parse = fields.get(name)
+        if parse is None:
+            known = ", ".join(fields) or "none"
+            raise ApiError(
+                400,
+                ERR_BAD_BODY,
+                f"Unknown field {name[:64]!r} in the request body; fields here: {known}.",
+            )
+        if field_value is not None:
+            parsed[name] = parse(name, field_value)
+    return parsed
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    names[float] = "a number"
+    return names.get(type(value), "null")
+
+
+def _text(name: str, value: object, max_bytes: int) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, ERR_BAD_BODY, f"{name} must be a string, not {_json_type(value)}.")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ApiError(400, ERR_BAD_BODY, f"{name} is {size} bytes; the limit is {max_bytes}.")
+    return value
+
+
+def _description(name: str, value: object) -> object:
+    return _text(name, value, DESCRIPTION_MAX_BYTES)
+
+
+def _metadata(name: str, value: object) -> object:
+    return _text(name, value, METADATA_MAX_BYTES)
+
+
+def _name(name: str, value: object) -> object:
+    text = _text(name, value, NAME_MAX_BYTES)
+    if not text.strip():
+        raise ApiError(400, ERR_BAD_BODY, f"{name} must not be empty.")
+    return text
+
+
+def _optional_id(name: str, value: object) -> object:
+    return _text(name, value, DESCRIPTION_MAX_BYTES) or None
+
+
+def _boolean(name: str, value: object) -> object:
+    if not isinstance(value, bool):
+        raise ApiError(400, ERR_BAD_BODY, f"{name} must be true or false, not {_json_type(value)}.")
+    return value
+
+
+def _acl(name: str, value: object) -> object:
+    if not isinstance(value, list):
+        raise ApiError(
+            400, ERR_BAD_BODY, f"{name} must be an array of rules, not {_json_type(value)}."
+        )
+    if len(value) > ACL_MAX_RULES:
+        raise ApiError(
+            400, ERR_BAD_BODY, f"{name} has {len(value)} rules; the limit is {ACL_MAX_RULES}."
+        )
+    rules = [_text(f"{name}[{i}]", rule, DESCRIPTION_MAX_BYTES) for i, rule in enumerate(value)]
+    try:
+        parse_acl(rules)
+    except AclError as exc:
+        raise ApiError(400, exc.code or ERR_BAD_ACL, f"{name}: {exc.message}") from exc
+    return rules
+
+
+def _unsupported(name: str, value: object) -> object:
+    raise ApiError(400, ERR_BAD_BODY, f"{name} is not supported by this edge; leave it out.")
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
