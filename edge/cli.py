@@ -18,7 +18,7 @@ from edge.certs import CertError, DevCA
 from edge.config import ConfigError, EdgeConfig, load_edge_config
 from edge.events import EVENTS_FILE, EventLog, envelope
 from edge.server import STORE_FILE, EdgeAddresses, prepare_data_dir, serve_edge
-from edge.store import SQLiteStore, StoreError
+from edge.store import CREDENTIAL_LIMIT_MAX, SQLiteStore, StoreError
 
 log = logging.getLogger("burrow-edge")
 
@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--metadata", default="")
     create.add_argument("--acl", action="append", default=[], help="bind rule, e.g. bind:*")
     create.add_argument("--owner", help="the service user that owns it (service_...)")
+    create.add_argument(
+        "--max-sessions",
+        type=_limit,
+        metavar="N",
+        help="at most N agent sessions live at once with it (default: no limit)",
+    )
+    create.add_argument(
+        "--max-endpoints",
+        type=_limit,
+        metavar="N",
+        help="at most N endpoints per agent session (default: no limit)",
+    )
     listing = cred_commands.add_parser("list", help="list credentials (never their tokens)")
     data_dir_option(listing)
     for action, text in (
@@ -106,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     event_list.add_argument("--principal", help="a service user or credential id")
     event_list.add_argument("--limit", type=int, default=100)
     return parser
+
+
+def _limit(text: str) -> int:
+    """A `--max-...` value: a whole number from 1 to CREDENTIAL_LIMIT_MAX."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= CREDENTIAL_LIMIT_MAX):
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {CREDENTIAL_LIMIT_MAX}, not {text!r}"
+        )
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +195,8 @@ def _credential(args: argparse.Namespace) -> int:
                 metadata=args.metadata,
                 acl=args.acl,
                 owner_id=args.owner,
+                max_sessions=args.max_sessions,
+                max_endpoints=args.max_endpoints,
             )
             print(f"credential {credential.id} created; its authtoken (shown only now):")
             print(token)
@@ -181,9 +204,12 @@ def _credential(args: argparse.Namespace) -> int:
             for credential in store.list_credentials():
                 acl = ",".join(credential.acl) or "-"
                 state = "active" if credential.active else "inactive"
+                sessions = credential.max_sessions or "-"
+                endpoints = credential.max_endpoints or "-"
                 print(
                     f"{credential.id}  {credential.created_at:%Y-%m-%dT%H:%M:%SZ}  "
-                    f"{state}  acl={acl}  {credential.description}"
+                    f"{state}  acl={acl}  max_sessions={sessions}  max_endpoints={endpoints}  "
+                    f"{credential.description}"
                 )
         elif args.action == "delete":
             if not store.delete_credential(args.id):

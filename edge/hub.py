@@ -85,6 +85,10 @@ class EdgeHub:
             entry.session.stop("replaced by a reconnecting session of the same agent")
         return True
 
+    def sessions_of(self, credential_id: str) -> int:
+        """How many live sessions authenticated with this credential."""
+        return sum(1 for s in self.sessions.values() if s.credential_id == credential_id)
+
     def stop_revoked_sessions(self) -> int:
         """End every live session whose credential can no longer authenticate (deleted,
         deactivated, or its service user deactivated); returns how many were stopped."""

@@ -25,6 +25,7 @@ class EndpointRecord:
     session_id: str
     client_id: str
     port: int | None = None
+    binding: str = "public"  # or "internal": reachable only through forward-internal
 
 
 class EndpointRegistry:

@@ -46,7 +46,7 @@ from protocol.messages import (
 )
 from protocol.mux import MuxSession, MuxStream, read_stream_type
 from protocol.rpc import RpcError, read_message, read_value, respond
-from protocol.urls import URLError, parse_endpoint_url
+from protocol.urls import EndpointURL, URLError, parse_endpoint_url, validate_endpoint_url
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,14 @@ class BindRefused(Exception):  # noqa: N818 - a refusal, answered to the agent a
         if self.code is None:
             return self.message
         return errcodes.format_wire_error(self.message, self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class _TcpTarget:
+    url: str
+    host: str
+    port: int | None
+    binding: str  # "public" or "internal"
 
 
 @dataclass(slots=True)
@@ -254,8 +262,31 @@ class AgentSession:
             await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
             self.stop(f"auth refused: {code}")
             return
+        resuming = bool(auth.client_id) and self.hub.resume(
+            auth.client_id, auth.extra.cookie, credential.id
+        )
+        if credential.max_sessions is not None and not resuming:
+            live = self.hub.sessions_of(credential.id)
+            if live >= credential.max_sessions:
+                message = (
+                    f"This authtoken is limited to {credential.max_sessions} simultaneous agent "
+                    f"sessions and {live} are running. Stop one of them, or ask the edge's "
+                    "operator to raise the credential's max_sessions."
+                )
+                log.warning("session %s: refused, %s", self.id, message)
+                await respond(
+                    stream,
+                    AuthResp(
+                        version="2",
+                        error=errcodes.format_wire_error(message, errcodes.ERR_NGROK_108),
+                    ),
+                    codec,
+                )
+                await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
+                self.stop(f"auth refused: {errcodes.ERR_NGROK_108}")
+                return
         self.credential = credential
-        if auth.client_id and self.hub.resume(auth.client_id, auth.extra.cookie, credential.id):
+        if resuming:
             self.client_id = auth.client_id
             log.info("session %s resumes client %s", self.id, self.client_id)
         else:
@@ -316,61 +347,56 @@ class AgentSession:
         await respond(stream, response, self.codec)
 
     async def _bind(self, bind: Bind) -> BindResp:
-        limits = self.hub.config.limits
-        if len(self._endpoints) >= limits.max_endpoints_per_session:
+        assert self.credential is not None
+        cap = self.hub.config.limits.max_endpoints_per_session
+        if self.credential.max_endpoints is not None:
+            cap = min(cap, self.credential.max_endpoints)
+        if len(self._endpoints) >= cap:
             raise BindRefused(
-                f"Your session may serve at most {limits.max_endpoints_per_session} endpoints.",
-                errcodes.ERR_NGROK_324,
+                f"Your session may serve at most {cap} endpoints.", errcodes.ERR_NGROK_324
             )
         if bind.proto != "tcp":
             raise BindRefused(
                 f"This Burrow edge does not serve '{bind.proto}' endpoints yet; "
                 "use a tcp:// endpoint."
             )
-        port = self._requested_tcp_port(bind)
-        tcp = self.hub.config.tcp
-        if port is None:
-            port = self.hub.registry.allocate_port(tcp.port_range)
-            if port is None:
-                raise BindRefused(
-                    f"Every tcp port in this edge's range {_span(tcp.port_range)} is in use."
-                )
-        elif port not in tcp.port_range:
-            raise BindRefused(
-                f"tcp port {port} is outside this edge's range {_span(tcp.port_range)}; "
-                "ask for a port in that range, or for tcp:// to get a free one."
-            )
-        url = f"tcp://{_host_for_url(tcp.public_host)}:{port}"
-        self._check_acl(url, tcp.public_host)
+        target = self._tcp_target(bind)
+        self._check_acl(target.url, target.host)
         previous = self._endpoints.get(bind.id) if bind.id else None
-        if previous is not None and previous.record.url == url:
+        if previous is not None and previous.record.url == target.url:
             # The same bind id asking for its own URL again: replace, don't refuse.
             self._release(self._endpoints.pop(bind.id))
-        if self.hub.registry.lookup(url) is not None:
+        if self.hub.registry.lookup(target.url) is not None:
             raise BindRefused(
-                f"The tunnel '{url}' is already bound to another tunnel session",
+                f"The tunnel '{target.url}' is already bound to another tunnel session",
                 errcodes.ERR_NGROK_334,
             )
-        try:
-            listeners = await open_tcp_endpoint_listeners(tcp.bind_host, port)
-        except OSError as exc:
-            # Another program holds the port. Say 334 (already bound) so that an agent
-            # reconnecting after an outage backs off and retries instead of giving up.
-            raise BindRefused(
-                f"tcp port {port} is in use on the edge's host ({exc.strerror}); "
-                "ask for another port, or free this one.",
-                errcodes.ERR_NGROK_334,
-            ) from exc
+        listeners: list[trio.SocketListener] = []
+        if target.binding == "public":
+            assert target.port is not None
+            try:
+                listeners = await open_tcp_endpoint_listeners(
+                    self.hub.config.tcp.bind_host, target.port
+                )
+            except OSError as exc:
+                # Another program holds the port. Say 334 (already bound) so that an agent
+                # reconnecting after an outage backs off and retries instead of giving up.
+                raise BindRefused(
+                    f"tcp port {target.port} is in use on the edge's host ({exc.strerror}); "
+                    "ask for another port, or free this one.",
+                    errcodes.ERR_NGROK_334,
+                ) from exc
         bind_id = bind.id or self.hub.new_id("tun")
         token = bind.extra.token or self.hub.new_token(24)
         record = EndpointRecord(
-            url=url,
+            url=target.url,
             proto="tcp",
             bind_id=bind_id,
             token=token,
             session_id=self.id,
             client_id=self.client_id,
-            port=port,
+            port=target.port if target.binding == "public" else None,
+            binding=target.binding,
         )
         old = self._endpoints.pop(bind_id, None)
         if old is not None:
@@ -378,15 +404,19 @@ class AgentSession:
         self.hub.registry.add(record)
         endpoint = _Endpoint(record, listeners)
         self._endpoints[bind_id] = endpoint
-        assert self._nursery is not None
-        self._nursery.start_soon(self._serve_tcp, endpoint)
-        log.info("session %s bound %s (id %s)", self.id, url, bind_id)
+        if listeners:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_tcp, endpoint)
+        # Internal endpoints get no public listener: only forward-internal (a Traffic Policy
+        # action, not built yet) will reach them.
+        log.info("session %s bound %s (%s, id %s)", self.id, target.url, target.binding, bind_id)
+        self._record_endpoint("endpoint_bound.v0", record, reason="")
         opts = dict(bind.opts)
-        opts["Addr"] = f"{_host_for_url(tcp.public_host)}:{port}"
+        opts["Addr"] = target.url.removeprefix("tcp://")
         opts.setdefault("ProxyProto", 0)
         return BindResp(
             id=bind_id,
-            url=url,
+            url=target.url,
             proto="tcp",
             opts=opts,
             extra=BindRespExtra(token=token),
@@ -404,9 +434,35 @@ class AgentSession:
                 errcodes.ERR_NGROK_308,
             )
 
-    def _requested_tcp_port(self, bind: Bind) -> int | None:
-        """The port the agent asked for: Opts.URL, else Opts.Addr, else the URL this bind token
-        held before (a resuming agent); None = any free port."""
+    def _tcp_target(self, bind: Bind) -> _TcpTarget:
+        """Where a tcp Bind goes. The agent asks in Opts.URL, else Opts.Addr, else gets the URL
+        its bind token held before (a resuming agent). A `.internal` host is an internal
+        endpoint (it must name its port); any other host must be this edge's public host, on a
+        port from the range (a free one if none is asked for)."""
+        requested = self._requested_tcp_url(bind)
+        if requested is not None and requested.is_internal:
+            try:
+                validate_endpoint_url(requested, binding="internal")
+            except URLError as exc:
+                raise BindRefused(exc.message, exc.code) from exc
+            return _TcpTarget(str(requested), requested.host, requested.port, "internal")
+        tcp = self.hub.config.tcp
+        port = requested.port if requested is not None else None
+        if port is None:
+            port = self.hub.registry.allocate_port(tcp.port_range)
+            if port is None:
+                raise BindRefused(
+                    f"Every tcp port in this edge's range {_span(tcp.port_range)} is in use."
+                )
+        elif port not in tcp.port_range:
+            raise BindRefused(
+                f"tcp port {port} is outside this edge's range {_span(tcp.port_range)}; "
+                "ask for a port in that range, or for tcp:// to get a free one."
+            )
+        url = f"tcp://{_host_for_url(tcp.public_host)}:{port}"
+        return _TcpTarget(url, tcp.public_host, port, "public")
+
+    def _requested_tcp_url(self, bind: Bind) -> EndpointURL | None:
         text = bind.opts.get("URL") or bind.opts.get("Addr") or ""
         if not isinstance(text, str):
             raise BindRefused("Bind Opts.URL and Opts.Addr must be strings.")
@@ -424,12 +480,13 @@ class AgentSession:
             raise BindRefused(f"A tcp endpoint cannot have the URL '{text}'.")
         tcp = self.hub.config.tcp
         allowed = {"", tcp.public_host.lower(), self.hub.config.domain.lower()}
-        if url.host not in allowed:
+        if not url.is_internal and url.host not in allowed:
             raise BindRefused(
-                f"tcp endpoints on this edge live at {tcp.public_host}; "
-                f"ask for tcp://{_host_for_url(tcp.public_host)}:PORT or tcp:// for any port."
+                f"public tcp endpoints on this edge live at {tcp.public_host}; ask for "
+                f"tcp://{_host_for_url(tcp.public_host)}:PORT, tcp:// for any port, or an "
+                "internal address such as tcp://db.example.internal:5432."
             )
-        return url.port
+        return url
 
     async def _serve_tcp(self, endpoint: _Endpoint) -> None:
         record = endpoint.record
@@ -477,6 +534,25 @@ class AgentSession:
 
     # ------------------------------------------------------------------------------ helpers
 
+    def _record_endpoint(self, event_type: str, record: EndpointRecord, *, reason: str) -> None:
+        assert self.credential is not None
+        credential_ref = {"id": self.credential.id, "uri": f"/credentials/{self.credential.id}"}
+        obj: dict[str, object] = {
+            "url": record.url,
+            "proto": record.proto,
+            "binding": record.binding,
+            "tunnel_session": {"id": self.id, "uri": f"/tunnel_sessions/{self.id}"},
+            "credential": credential_ref,
+        }
+        if event_type == "endpoint_unbound.v0":
+            obj["reason"] = reason
+        principal = {
+            "id": self.credential.owner_id or self.credential.id,
+            "source": "agent",
+            "credential": credential_ref,
+        }
+        self.hub.events.record(event_type, obj, principal=principal)
+
     def _ended_by_peer(self) -> str:
         goaway = self.mux.goaway
         if goaway is not None:
@@ -522,7 +598,10 @@ class AgentSession:
     def _release(self, endpoint: _Endpoint) -> None:
         """Forget the endpoint and free its port now: the listening sockets close in this step
         (not when its tasks finish unwinding), so the URL can be bound again at once."""
-        self.hub.registry.remove(endpoint.record)
+        if self.hub.registry.remove(endpoint.record):
+            self._record_endpoint(
+                "endpoint_unbound.v0", endpoint.record, reason=self.stop_reason or "unbound"
+            )
         endpoint.scope.cancel()
         for listener in endpoint.listeners:
             listener.socket.close()

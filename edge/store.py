@@ -25,6 +25,12 @@ with it so the edge can end their live sessions. Events are an append-only audit
 the principal as JSON rather than a foreign key, so they outlive what they describe, and they
 page newest first on an integer sequence that never reuses a value.
 
+A credential may carry two optional limits, `max_sessions` (live agent sessions at once) and
+`max_endpoints` (endpoints per session); the store only keeps them (None: no limit), the session
+code enforces them. `update_credential` changes any subset of a credential's fields: None leaves
+a text field or the ACL as it is, but None is a real value for a limit ("no limit"), so the
+limits default to the `UNSET` sentinel instead, and passing None removes a limit.
+
 Operations that read before they write (a name check, an owner check, a cascade to report) run
 in one `BEGIN IMMEDIATE` transaction, so nothing is half-written and two processes sharing the
 file cannot interleave.
@@ -51,19 +57,22 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self, cast
 
 from edge.acl import AclError, parse_acl
 
 __all__ = [
     "API_KEY_ID_PREFIX",
     "CREDENTIAL_ID_PREFIX",
+    "CREDENTIAL_LIMIT_MAX",
     "DEFAULT_ACCOUNT_ID",
     "EVENT_ID_PREFIX",
     "MIGRATIONS",
     "SERVICE_USER_ID_PREFIX",
+    "UNSET",
     "ApiKey",
     "ConflictError",
     "Credential",
@@ -75,6 +84,7 @@ __all__ = [
     "ServiceUser",
     "Store",
     "StoreError",
+    "Unset",
 ]
 
 CREDENTIAL_ID_PREFIX = "cr_"
@@ -121,6 +131,10 @@ EVENT_LIST_MAX = 1000
 # `event_type` as ngrok names them: `agent_session_start.v0`, `tunnel_credential_created.v0`.
 _EVENT_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*\.v[0-9]+", re.ASCII)
 _EVENT_TYPE_MAX_LENGTH = 128
+
+# The largest per-credential limit (`max_sessions`, `max_endpoints`) accepted: far above anything
+# one credential needs, and small enough that no arithmetic on it can surprise.
+CREDENTIAL_LIMIT_MAX = 1_000_000
 
 # A bound on ACL rules per credential: an ACL is checked on every bind, and a few hundred rules
 # is already far more than a person can review.
@@ -228,7 +242,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) STRICT
         """,
     ),
+    (
+        # Version 4: optional per-credential limits, NULL meaning none: how many agent sessions
+        # may be live at once with the credential (ERR_NGROK_108 beyond it) and how many
+        # endpoints one of those sessions may serve. Existing credentials get NULL.
+        """
+        ALTER TABLE credentials
+        ADD COLUMN max_sessions INTEGER CHECK (max_sessions IS NULL OR max_sessions > 0)
+        """,
+        """
+        ALTER TABLE credentials
+        ADD COLUMN max_endpoints INTEGER CHECK (max_endpoints IS NULL OR max_endpoints > 0)
+        """,
+    ),
 )
+
+
+class Unset(Enum):
+    """The type of `UNSET`: "leave this field as it is", where None already means something."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+# The default of `update_credential`'s `max_sessions` and `max_endpoints`: keep the stored value.
+# (None there means "no limit", so it cannot also mean "unchanged".)
+UNSET: Final = Unset.UNSET
 
 
 class StoreError(Exception):
@@ -262,6 +303,10 @@ class Credential:
     acl: tuple[str, ...]
     active: bool
     owner_id: str | None = None  # the owning service user; None for the account itself
+    # Optional limits; None means none. Live agent sessions authenticated with this credential
+    # at once (one more is refused with ERR_NGROK_108), and endpoints per such session.
+    max_sessions: int | None = None
+    max_endpoints: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,13 +368,16 @@ class Store(ABC):
         acl: Sequence[str] = (),
         account_id: str = DEFAULT_ACCOUNT_ID,
         owner_id: str | None = None,
+        max_sessions: int | None = None,
+        max_endpoints: int | None = None,
     ) -> tuple[Credential, str]:
         """Create an active credential and return it with its token.
 
         The token is returned only here; the store keeps just a hash of its secret. Raises
         `StoreError` for an over-long field, an ACL that does not parse (with `code`
-        ERR_NGROK_10007) or an unknown account, and `NotFoundError` for an owner that is not a
-        service user of that account.
+        ERR_NGROK_10007), a limit that is not None or a whole number from 1 to
+        `CREDENTIAL_LIMIT_MAX`, or an unknown account, and `NotFoundError` for an owner that is
+        not a service user of that account.
         """
 
     @abstractmethod
@@ -343,6 +391,27 @@ class Store(ABC):
     @abstractmethod
     def set_credential_active(self, credential_id: str, active: bool) -> Credential | None:
         """Activate or deactivate a credential; return it as now stored, or None if unknown."""
+
+    @abstractmethod
+    def update_credential(
+        self,
+        credential_id: str,
+        *,
+        description: str | None = None,
+        metadata: str | None = None,
+        acl: Sequence[str] | None = None,
+        active: bool | None = None,
+        max_sessions: int | Unset | None = UNSET,
+        max_endpoints: int | Unset | None = UNSET,
+    ) -> Credential | None:
+        """Change some of a credential's fields in one transaction; return it as now stored, or
+        None if unknown.
+
+        `description`, `metadata`, `acl` and `active`: None leaves the field as it is (an empty
+        `acl` makes the credential unrestricted). `max_sessions` and `max_endpoints`: `UNSET`
+        (the default) leaves the limit as it is, None removes it, a number sets it. Refuses what
+        `create_credential` refuses, with the same `StoreError`s, and writes nothing then.
+        """
 
     @abstractmethod
     def get_credential(self, credential_id: str) -> Credential | None:
@@ -408,6 +477,17 @@ class Store(ABC):
     def authenticate_api_key(self, token: str) -> ApiKey | None:
         """Return the API key that `token` belongs to, or None (as `authenticate` does, and
         None too when its owning service user is inactive). Never raises for any string."""
+
+    @abstractmethod
+    def update_api_key(
+        self,
+        api_key_id: str,
+        *,
+        description: str | None = None,
+        metadata: str | None = None,
+    ) -> ApiKey | None:
+        """Change an API key's description and/or metadata (None: leave it); return it as now
+        stored, or None if unknown. `StoreError` for an over-long field."""
 
     @abstractmethod
     def get_api_key(self, api_key_id: str) -> ApiKey | None:
@@ -531,10 +611,14 @@ class SQLiteStore(Store):
         acl: Sequence[str] = (),
         account_id: str = DEFAULT_ACCOUNT_ID,
         owner_id: str | None = None,
+        max_sessions: int | None = None,
+        max_endpoints: int | None = None,
     ) -> tuple[Credential, str]:
         _check_text("credential description", description, DESCRIPTION_MAX_BYTES)
         _check_text("credential metadata", metadata, METADATA_MAX_BYTES)
         rules = _check_acl(acl)
+        _check_limit("credential max_sessions", max_sessions)
+        _check_limit("credential max_endpoints", max_endpoints)
         id_part, secret = self._new_token()
         credential = Credential(
             id=CREDENTIAL_ID_PREFIX + id_part,
@@ -545,13 +629,16 @@ class SQLiteStore(Store):
             acl=rules,
             active=True,
             owner_id=owner_id,
+            max_sessions=max_sessions,
+            max_endpoints=max_endpoints,
         )
         with self._transaction() as connection:
             _check_owner(connection, owner_id, account_id, "credential")
             try:
                 connection.execute(
                     "INSERT INTO credentials (id, account_id, created_at, description, metadata,"
-                    " acl, token_hash, active, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                    " acl, token_hash, active, owner_id, max_sessions, max_endpoints)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                     (
                         credential.id,
                         account_id,
@@ -561,6 +648,8 @@ class SQLiteStore(Store):
                         json.dumps(list(rules)),
                         _hash_secret(secret),
                         owner_id,
+                        max_sessions,
+                        max_endpoints,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -594,6 +683,64 @@ class SQLiteStore(Store):
                 (credential_id,),
             ).fetchone()
         return None if row is None else _credential_from_row(row)
+
+    def update_credential(
+        self,
+        credential_id: str,
+        *,
+        description: str | None = None,
+        metadata: str | None = None,
+        acl: Sequence[str] | None = None,
+        active: bool | None = None,
+        max_sessions: int | Unset | None = UNSET,
+        max_endpoints: int | Unset | None = UNSET,
+    ) -> Credential | None:
+        if description is not None:
+            _check_text("credential description", description, DESCRIPTION_MAX_BYTES)
+        if metadata is not None:
+            _check_text("credential metadata", metadata, METADATA_MAX_BYTES)
+        rules = None if acl is None else _check_acl(acl)
+        if active is not None and not isinstance(active, bool):
+            raise StoreError(f"credential active must be true or false, not {active!r}")
+        if not isinstance(max_sessions, Unset):
+            _check_limit("credential max_sessions", max_sessions)
+        if not isinstance(max_endpoints, Unset):
+            _check_limit("credential max_endpoints", max_endpoints)
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c WHERE c.id = ?",
+                (credential_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            current = _credential_from_row(row)
+            updated = replace(
+                current,
+                description=current.description if description is None else description,
+                metadata=current.metadata if metadata is None else metadata,
+                acl=current.acl if rules is None else rules,
+                active=current.active if active is None else active,
+                max_sessions=(
+                    current.max_sessions if isinstance(max_sessions, Unset) else max_sessions
+                ),
+                max_endpoints=(
+                    current.max_endpoints if isinstance(max_endpoints, Unset) else max_endpoints
+                ),
+            )
+            connection.execute(
+                "UPDATE credentials SET description = ?, metadata = ?, acl = ?, active = ?,"
+                " max_sessions = ?, max_endpoints = ? WHERE id = ?",
+                (
+                    updated.description,
+                    updated.metadata,
+                    json.dumps(list(updated.acl)),
+                    int(updated.active),
+                    updated.max_sessions,
+                    updated.max_endpoints,
+                    credential_id,
+                ),
+            )
+        return updated
 
     def get_credential(self, credential_id: str) -> Credential | None:
         with self._locked() as connection:
@@ -807,6 +954,35 @@ class SQLiteStore(Store):
             return None
         return _api_key_from_row(row[:-2])
 
+    def update_api_key(
+        self,
+        api_key_id: str,
+        *,
+        description: str | None = None,
+        metadata: str | None = None,
+    ) -> ApiKey | None:
+        if description is not None:
+            _check_text("API key description", description, DESCRIPTION_MAX_BYTES)
+        if metadata is not None:
+            _check_text("API key metadata", metadata, METADATA_MAX_BYTES)
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys AS k WHERE k.id = ?", (api_key_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            current = _api_key_from_row(row)
+            updated = replace(
+                current,
+                description=current.description if description is None else description,
+                metadata=current.metadata if metadata is None else metadata,
+            )
+            connection.execute(
+                "UPDATE api_keys SET description = ?, metadata = ? WHERE id = ?",
+                (updated.description, updated.metadata, api_key_id),
+            )
+        return updated
+
     def get_api_key(self, api_key_id: str) -> ApiKey | None:
         with self._locked() as connection:
             row = connection.execute(
@@ -1014,7 +1190,8 @@ def _tombstone(
 
 
 _CREDENTIAL_COLUMNS = (
-    "c.id, c.account_id, c.created_at, c.description, c.metadata, c.acl, c.active, c.owner_id"
+    "c.id, c.account_id, c.created_at, c.description, c.metadata, c.acl, c.active, c.owner_id,"
+    " c.max_sessions, c.max_endpoints"
 )
 _SERVICE_USER_COLUMNS = "id, account_id, name, active, created_at"
 _API_KEY_COLUMNS = "k.id, k.account_id, k.created_at, k.description, k.metadata, k.owner_id"
@@ -1022,7 +1199,18 @@ _EVENT_COLUMNS = "id, account_id, event_type, timestamp, principal, object"
 
 
 def _credential_from_row(row: Sequence[object]) -> Credential:
-    id_, account_id, created_at, description, metadata, acl, active, owner_id = row
+    (
+        id_,
+        account_id,
+        created_at,
+        description,
+        metadata,
+        acl,
+        active,
+        owner_id,
+        max_sessions,
+        max_endpoints,
+    ) = row
     return Credential(
         id=str(id_),
         account_id=str(account_id),
@@ -1032,6 +1220,8 @@ def _credential_from_row(row: Sequence[object]) -> Credential:
         acl=tuple(str(rule) for rule in json.loads(str(acl))),
         active=bool(active),
         owner_id=None if owner_id is None else str(owner_id),
+        max_sessions=None if max_sessions is None else int(cast(int, max_sessions)),
+        max_endpoints=None if max_endpoints is None else int(cast(int, max_endpoints)),
     )
 
 
@@ -1110,6 +1300,21 @@ def _check_acl(acl: Sequence[str]) -> tuple[str, ...]:
     except AclError as exc:
         raise StoreError(f"credential acl: {exc.message}", code=exc.code) from exc
     return rules
+
+
+def _check_limit(field: str, value: int | None) -> None:
+    """Refuse a per-credential limit that is not None or a whole number in 1..CREDENTIAL_LIMIT_MAX
+    (0 is refused rather than read as "none" or "nothing": say None for no limit)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(
+            f"{field} must be a whole number or None (no limit), not {type(value).__name__}"
+        )
+    if not 1 <= value <= CREDENTIAL_LIMIT_MAX:
+        raise StoreError(
+            f"{field} must be from 1 to {CREDENTIAL_LIMIT_MAX} (or None for no limit), not {value}"
+        )
 
 
 def _check_name(name: str) -> None:

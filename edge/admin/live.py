@@ -50,6 +50,7 @@ class EndpointInfo:
     session_id: str
     owner_id: str | None
     started_at: datetime | None  # its session's start: the registry keeps no bind time
+    binding: str = "public"  # or "internal"
 
 
 class LiveState(Protocol):
@@ -138,4 +139,5 @@ def _endpoint_info(record: EndpointRecord, session: AgentSession) -> EndpointInf
         session_id=record.session_id,
         owner_id=session.credential.owner_id,
         started_at=session.started_at,
+        binding=record.binding,
     )

@@ -77,6 +77,9 @@ def credential_json(base: str, credential: Credential, token: str | None = None)
         # Not in ngrok's shape (ngrok deletes rather than deactivates); Burrow's CLI can revoke
         # without deleting, and a caller should be able to see that.
         "active": credential.active,
+        # Burrow's optional limits, also not in ngrok's shape; null when there is none.
+        "max_sessions": credential.max_sessions,
+        "max_endpoints": credential.max_endpoints,
     }
 
 
@@ -125,7 +128,7 @@ def endpoint_json(base: str, endpoint: EndpointInfo) -> Json:
         "type": "ephemeral",
         "metadata": "",
         "description": "",
-        "bindings": ["public"],
+        "bindings": [endpoint.binding],
         "pooling_enabled": False,
         "tunnel_session": ref(base, "tunnel_sessions", endpoint.session_id),
         "principal": (

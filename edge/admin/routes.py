@@ -9,13 +9,18 @@ audit event whose principal is the API key's owner (or the key), with `source: "
 
     service_user_created.v0  service_user_updated.v0  service_user_deleted.v0
     tunnel_credential_created.v0  tunnel_credential_updated.v0  tunnel_credential_deleted.v0
-    api_key_created.v0  api_key_deleted.v0
+    api_key_created.v0  api_key_updated.v0  api_key_deleted.v0
 
 (ngrok's names for credentials and API keys, ngrok.md §6.5; the service user names follow the
 same pattern.) Stopping a tunnel session records nothing here: the session's own
 `agent_session_stop.v0` names the API key in its `error`. Revoking a credential (deleting it,
 deactivating it, or deactivating or deleting its service user) ends its live sessions before the
 response is sent.
+
+Credentials carry two fields ngrok's shape lacks, as `active` is: `max_sessions` and
+`max_endpoints`, optional limits (null: none). POST and PATCH accept them; in a PATCH body, null
+for one of them removes the limit, while null for any other field means "not given", as ngrok's
+clients send it.
 
 Store calls are short and synchronous, as everywhere else in the edge; the store and the live
 state are the only things touched, and time arrives as `now`.
@@ -26,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -59,9 +64,11 @@ from edge.admin.resources import (
 from edge.events import EventLog
 from edge.store import (
     ACL_MAX_RULES,
+    CREDENTIAL_LIMIT_MAX,
     DESCRIPTION_MAX_BYTES,
     METADATA_MAX_BYTES,
     NAME_MAX_BYTES,
+    UNSET,
     ApiKey,
     ConflictError,
     Credential,
@@ -69,6 +76,7 @@ from edge.store import (
     ServiceUser,
     Store,
     StoreError,
+    Unset,
 )
 
 __all__ = ["AdminApi", "Request", "Response"]
@@ -83,6 +91,8 @@ MAX_QUERY_FIELDS = 32
 MAX_ID_LENGTH = 128
 #: Fields ngrok's credential create accepts that this edge does not (ngrok.md §6.4).
 UNSUPPORTED_CREDENTIAL_FIELDS = ("owner_email", "scim_user_id", "precomputed_token")
+#: Burrow's per-credential limits: in a PATCH body, null for one of these removes the limit.
+CREDENTIAL_LIMIT_FIELDS = ("max_sessions", "max_endpoints")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,6 +354,8 @@ class AdminApi:
             "metadata": _metadata,
             "acl": _acl,
             "owner_id": _optional_id,
+            "max_sessions": _limit,
+            "max_endpoints": _limit,
         }
         for name in UNSUPPORTED_CREDENTIAL_FIELDS:
             fields[name] = _unsupported
@@ -355,6 +367,8 @@ class AdminApi:
                 acl=cast(list[str], body.get("acl", [])),
                 owner_id=_opt_str(body.get("owner_id")),
                 account_id=call.key.account_id,
+                max_sessions=cast(int | None, body.get("max_sessions")),
+                max_endpoints=cast(int | None, body.get("max_endpoints")),
             )
         except NotFoundError as exc:
             raise ApiError(400, ERR_UNKNOWN_REFERENCE, str(exc)) from exc
@@ -371,30 +385,43 @@ class AdminApi:
         return _json_response(200, credential_json(call.base, self._credential(call)))
 
     def _update_cred(self, call: _Call) -> Response:
-        # `active` is Burrow's addition: revoke (false) or restore (true) without deleting.
+        # ngrok's fields (description, metadata, acl) plus Burrow's: `active` revokes (false) or
+        # restores (true) without deleting; `max_sessions`/`max_endpoints` set a limit, or
+        # remove it with null. An ACL or limit change applies to binds and sessions from now on.
         body = _body(
             call,
-            {"description": _description, "metadata": _metadata, "acl": _acl, "active": _boolean},
+            {
+                "description": _description,
+                "metadata": _metadata,
+                "acl": _acl,
+                "active": _boolean,
+                "max_sessions": _limit,
+                "max_endpoints": _limit,
+            },
+            nullable=CREDENTIAL_LIMIT_FIELDS,
         )
-        self._credential(call)
-        changed = sorted(set(body) - {"active"})
-        if changed:
-            raise ApiError(
-                501,
-                status_code(501),
-                f"This edge cannot change a credential's {', '.join(changed)} yet; create a new "
-                "credential and delete this one, or PATCH only 'active'.",
-            )
         credential = self._credential(call)
-        if "active" in body:
-            updated = self.store.set_credential_active(call.ids[0], bool(body["active"]))
-            if updated is None:
-                raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
-            credential = updated
-            self._record(call, "tunnel_credential_updated.v0", credential_json("", credential))
-            if body["active"] is False:
-                self._cut_revoked()
-        return _json_response(200, credential_json(call.base, credential))
+        if not body:
+            return _json_response(200, credential_json(call.base, credential))
+        description = body.get("description")
+        metadata = body.get("metadata")
+        acl = body.get("acl")
+        active = body.get("active")
+        updated = self.store.update_credential(
+            call.ids[0],
+            description=None if description is None else str(description),
+            metadata=None if metadata is None else str(metadata),
+            acl=None if acl is None else cast(list[str], acl),
+            active=None if active is None else bool(active),
+            max_sessions=_limit_change(body, "max_sessions"),
+            max_endpoints=_limit_change(body, "max_endpoints"),
+        )
+        if updated is None:
+            raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
+        self._record(call, "tunnel_credential_updated.v0", credential_json("", updated))
+        if active is False:
+            self._cut_revoked()
+        return _json_response(200, credential_json(call.base, updated))
 
     def _delete_cred(self, call: _Call) -> Response:
         credential = self._credential(call)
@@ -437,13 +464,21 @@ class AdminApi:
         return _json_response(200, api_key_json(call.base, self._api_key(call)))
 
     def _update_key(self, call: _Call) -> Response:
-        _body(call, {"description": _description, "metadata": _metadata})
-        self._api_key(call)
-        raise ApiError(
-            501,
-            status_code(501),
-            "This edge cannot change an API key yet; create a new key and delete this one.",
+        body = _body(call, {"description": _description, "metadata": _metadata})
+        api_key = self._api_key(call)
+        if not body:
+            return _json_response(200, api_key_json(call.base, api_key))
+        description = body.get("description")
+        metadata = body.get("metadata")
+        updated = self.store.update_api_key(
+            call.ids[0],
+            description=None if description is None else str(description),
+            metadata=None if metadata is None else str(metadata),
         )
+        if updated is None:
+            raise ApiError.not_found(f"No API key {call.ids[0]!r}.")
+        self._record(call, "api_key_updated.v0", api_key_json("", updated))
+        return _json_response(200, api_key_json(call.base, updated))
 
     def _delete_key(self, call: _Call) -> Response:
         api_key = self._api_key(call)
@@ -649,9 +684,12 @@ def _list_response(
 _Field = Callable[[str, object], object]
 
 
-def _body(call: _Call, fields: Mapping[str, _Field]) -> dict[str, object]:
+def _body(
+    call: _Call, fields: Mapping[str, _Field], *, nullable: Collection[str] = ()
+) -> dict[str, object]:
     """The JSON object in the body, each field checked by its parser; an empty body is `{}`.
-    `null` means "not given", as ngrok's clients send it."""
+    `null` means "not given", as ngrok's clients send it, except for the fields in `nullable`,
+    which keep it (as None): for those, null is a value ("no limit")."""
     _no_query(call)
     raw = call.request.body
     if not raw.strip():
@@ -678,6 +716,8 @@ def _body(call: _Call, fields: Mapping[str, _Field]) -> dict[str, object]:
             )
         if field_value is not None:
             parsed[name] = parse(name, field_value)
+        elif name in nullable:
+            parsed[name] = None
     return parsed
 
 
@@ -736,6 +776,30 @@ def _acl(name: str, value: object) -> object:
     except AclError as exc:
         raise ApiError(400, exc.code or ERR_BAD_ACL, f"{name}: {exc.message}") from exc
     return rules
+
+
+def _limit(name: str, value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(
+            400,
+            ERR_BAD_BODY,
+            f"{name} must be a whole number (or null for no limit), not {_json_type(value)}.",
+        )
+    if not 1 <= value <= CREDENTIAL_LIMIT_MAX:
+        raise ApiError(
+            400,
+            ERR_BAD_BODY,
+            f"{name} must be from 1 to {CREDENTIAL_LIMIT_MAX} (or null for no limit), not {value}.",
+        )
+    return value
+
+
+def _limit_change(body: Mapping[str, object], name: str) -> int | Unset | None:
+    """A limit field of a PATCH body for `update_credential`: absent is `UNSET` (keep the
+    stored limit), null is None (remove it), a number sets it."""
+    if name not in body:
+        return UNSET
+    return cast(int | None, body[name])
 
 
 def _unsupported(name: str, value: object) -> object:

@@ -81,3 +81,83 @@ def test_revoking_one_customer_cuts_only_its_agent(
     finally:
         a.kill()
         b.kill()
+
+
+def test_each_customer_binds_only_its_own_internal_names(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    upstream = f"127.0.0.1:{echo.port}"
+    tokens = {}
+    for name in ("clinic-a", "clinic-b"):
+        out = edge_cli(edge, "service-user", "create", name)
+        owner = re.search(r"service user (service_\S+)", out).group(1)  # type: ignore[union-attr]
+        tokens[name] = edge.credential("--owner", owner, "--acl", f"bind:*.{name}.internal")
+    own = make_agent(
+        edge,
+        tokens["clinic-a"],
+        upstream,
+        tmp_path,
+        "--url",
+        "tcp://db.clinic-a.internal:5432",
+        name="own",
+    ).start()
+    try:
+        assert own.url == "tcp://db.clinic-a.internal:5432"
+        # An internal endpoint has no public listener: nothing in the edge's range answers.
+        in_range = [
+            p for p in range(edge.port_range[0], edge.port_range[1] + 1) if not refused_quickly(p)
+        ]
+        assert in_range == []
+        other = make_agent(
+            edge,
+            tokens["clinic-a"],
+            upstream,
+            tmp_path,
+            "--url",
+            "tcp://db.clinic-b.internal:5432",
+            name="other",
+        ).run_to_exit()
+        assert other.returncode != 0
+        assert "ERR_NGROK_308" in other.stderr + other.stdout
+        public = make_agent(edge, tokens["clinic-b"], upstream, tmp_path, name="pub").run_to_exit()
+        assert "ERR_NGROK_308" in public.stderr + public.stdout  # b may bind only its names
+        bound = [
+            json.loads(line)["object"]["url"]
+            for line in edge_cli(edge, "events", "list", "--type", "endpoint_bound.v0").splitlines()
+        ]
+        assert bound == ["tcp://db.clinic-a.internal:5432"]
+    finally:
+        own.kill()
+
+
+def refused_quickly(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_per_credential_limits(edge: Edge, echo: EchoServer, tmp_path: Path) -> None:
+    upstream = f"127.0.0.1:{echo.port}"
+    token = edge.credential("--max-sessions", "1", "--max-endpoints", "1")
+    first = make_agent(edge, token, upstream, tmp_path, name="first").start()
+    try:
+        second = make_agent(edge, token, upstream, tmp_path, name="second").run_to_exit()
+        assert second.returncode != 0
+        assert "ERR_NGROK_108" in second.stderr + second.stdout
+        assert roundtrip(first.port, b"first") == b"first"
+    finally:
+        first.kill()
+    config = tmp_path / "two.yml"
+    config.write_text(
+        "version: 3\nagent:\n  log: stderr\nendpoints:\n"
+        f"  - name: one\n    url: tcp://\n    upstream: {{url: '{upstream}'}}\n"
+        f"  - name: two\n    url: tcp://\n    upstream: {{url: '{upstream}'}}\n"
+    )
+    # The killed agent's session is gone at once, so one session may start again.
+    agent = make_agent(edge, token, upstream, tmp_path, name="two")
+    agent.args = ["start", "--all", "--config", str(config), "--authtoken", token]
+    out = agent.run_to_exit()
+    assert out.returncode != 0
+    assert "ERR_NGROK_324" in out.stderr + out.stdout

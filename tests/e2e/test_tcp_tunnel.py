@@ -362,11 +362,15 @@ def test_session_start_and_stop_are_audited(edge: Edge, echo: EchoServer, tmp_pa
         check=True,
         timeout=60,
     ).stdout
-    events = [json.loads(line) for line in out.splitlines()]
-    assert [e["event_type"] for e in events[:2]] == [
+    everything = [json.loads(line) for line in out.splitlines()]
+    assert [e["event_type"] for e in everything] == [
         "agent_session_stop.v0",
+        "endpoint_unbound.v0",
+        "endpoint_bound.v0",
         "agent_session_start.v0",
     ]
+    assert everything[1]["object"]["url"] == agent.url == everything[2]["object"]["url"]
+    events = [e for e in everything if e["event_type"].startswith("agent_session")]
     stop, start = events[0]["object"], events[1]["object"]
     assert stop["session"]["id"] == start["session"]["id"]
     assert start["credential"]["id"].startswith("cr_")
@@ -375,7 +379,6 @@ def test_session_start_and_stop_are_audited(edge: Edge, echo: EchoServer, tmp_pa
     assert "agent closed the session" in stop["error"] and stop["stopped_at"]
     assert events[0]["principal"]["credential"]["id"] == start["credential"]["id"]
     shipped = (edge.data_dir / "events.jsonl").read_text().splitlines()
-    assert [json.loads(line)["event_id"] for line in shipped][-2:] == [
-        events[1]["event_id"],
-        events[0]["event_id"],
+    assert [json.loads(line)["event_id"] for line in shipped][-4:] == [
+        e["event_id"] for e in reversed(everything)
     ]

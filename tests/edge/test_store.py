@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
+import json
 import re
 import shutil
 import sqlite3
@@ -20,8 +22,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.store import (
+    CREDENTIAL_LIMIT_MAX,
     DEFAULT_ACCOUNT_ID,
     MIGRATIONS,
+    UNSET,
     ApiKey,
     ConflictError,
     Credential,
@@ -371,6 +375,7 @@ def test_a_version_1_store_upgrades_and_keeps_its_tokens(tmp_path: Path) -> None
             credential = store.get_credential(old["id"])
             assert credential is not None
             assert credential.owner_id is None
+            assert credential.max_sessions is None and credential.max_endpoints is None
             assert credential.acl == tuple(old["acl"])
             assert credential.created_at == datetime.fromisoformat(old["created_at"])
             expected = credential if old["active"] else None
@@ -896,3 +901,234 @@ def test_usable_credentials_handles_many_ids(store: SQLiteStore) -> None:
     made = [store.create_credential()[0].id for _ in range(3)]
     asked = made + [f"cr_missing{i}" for i in range(1200)]
     assert store.usable_credentials(asked) == set(made)
+
+
+# --- schema version 4: per-credential limits; updating credentials and API keys ------------
+
+
+def write_v3_store(path: Path) -> dict[str, str]:
+    """A store at schema version 3 (the release before per-credential limits), written with the
+    released migrations and rows inserted as version 3 inserted them; returns the tokens."""
+    fill = itertools.count(1)
+
+    def token(prefix: str) -> tuple[str, str, bytes]:
+        id_part = base64.b32encode(bytes([next(fill)]) * 16).decode("ascii").rstrip("=")
+        secret = base64.urlsafe_b64encode(bytes([next(fill)]) * 32).decode("ascii").rstrip("=")
+        return prefix + id_part, f"{id_part}_{secret}", hashlib.sha256(secret.encode()).digest()
+
+    owned_id, owned_token, owned_hash = token("cr_")
+    plain_id, plain_token, plain_hash = token("cr_")
+    gone_id, gone_token, gone_hash = token("cr_")
+    key_id, key_token, key_hash = token("ak_")
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        for statement in itertools.chain.from_iterable(MIGRATIONS[:3]):
+            connection.execute(statement)
+        connection.execute("PRAGMA user_version = 3")
+        connection.execute(
+            "INSERT INTO service_users (id, account_id, name, active, created_at)"
+            " VALUES ('service_A', 'acct_default', 'clinic-a', 1, '2025-01-02T03:04:05Z')"
+        )
+        for id_, hash_, owner in (
+            (owned_id, owned_hash, "service_A"),
+            (plain_id, plain_hash, None),
+        ):
+            connection.execute(
+                "INSERT INTO credentials (id, account_id, created_at, description, metadata,"
+                " acl, token_hash, active, owner_id)"
+                " VALUES (?, 'acct_default', '2025-01-02T03:04:06Z', 'v3', '', ?, ?, 1, ?)",
+                (id_, json.dumps(["bind:*.clinic-a.internal"]), hash_, owner),
+            )
+        connection.execute(
+            "INSERT INTO revoked_credentials (id, account_id, token_hash, revoked_at)"
+            " VALUES (?, 'acct_default', ?, '2025-01-02T03:04:07Z')",
+            (gone_id, gone_hash),
+        )
+        connection.execute(
+            "INSERT INTO api_keys (id, account_id, created_at, description, metadata, owner_id,"
+            " token_hash) VALUES (?, 'acct_default', '2025-01-02T03:04:08Z', 'ops', '', NULL, ?)",
+            (key_id, key_hash),
+        )
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    return {"owned": owned_token, "plain": plain_token, "gone": gone_token, "key": key_token}
+
+
+def test_a_version_3_store_upgrades_to_limits_and_keeps_its_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    tokens = write_v3_store(path)
+    with SQLiteStore.open(path) as store:
+        assert store.schema_version == len(MIGRATIONS) == 4
+        for name in ("owned", "plain"):
+            credential = store.authenticate(tokens[name])
+            assert credential is not None and credential.description == "v3"
+            assert credential.acl == ("bind:*.clinic-a.internal",)
+            assert (credential.max_sessions, credential.max_endpoints) == (None, None)
+        owned = store.authenticate(tokens["owned"])
+        assert owned is not None and owned.owner_id == "service_A"
+        assert store.revoked_credential_id(tokens["gone"]) is not None
+        assert store.authenticate_api_key(tokens["key"]) is not None
+        # The new columns work on the upgraded file.
+        limited = store.update_credential(owned.id, max_sessions=2, max_endpoints=5)
+        assert limited is not None and store.authenticate(tokens["owned"]) == limited
+        fresh, fresh_token = store.create_credential(max_sessions=1)
+        assert store.authenticate(fresh_token) == fresh and fresh.max_sessions == 1
+    with SQLiteStore.open(path) as store:  # and a second open applies nothing
+        assert store.schema_version == len(MIGRATIONS)
+        assert store.authenticate(tokens["owned"]) == limited
+
+
+def test_migration_4_alone_is_one_transaction(tmp_path: Path) -> None:
+    # Version 3 present, and the second column migration 4 adds already there: version 4 fails
+    # whole (the first column is not left behind), the file stays a working version 3 store.
+    path = tmp_path / "burrow.db"
+    write_v3_store(path)
+    with sqlite3.connect(path) as raw:
+        raw.execute("ALTER TABLE credentials ADD COLUMN max_endpoints INTEGER")
+    with pytest.raises(StoreError, match="cannot migrate"):
+        SQLiteStore.open(path)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(credentials)")}
+    assert "max_sessions" not in columns
+
+
+def test_the_file_refuses_a_limit_below_one(store: SQLiteStore) -> None:
+    credential, _ = store.create_credential()
+    with sqlite3.connect(store.path) as raw:
+        for column in ("max_sessions", "max_endpoints"):
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+                raw.execute(f"UPDATE credentials SET {column} = 0 WHERE id = ?", (credential.id,))
+    assert store.get_credential(credential.id) == credential
+
+
+def test_create_a_credential_with_limits(tmp_path: Path) -> None:
+    with SQLiteStore.open(tmp_path / "burrow.db", clock=lambda: NOW) as store:
+        credential, token = store.create_credential(max_sessions=2, max_endpoints=10)
+        assert credential == Credential(
+            id=credential.id,
+            account_id=DEFAULT_ACCOUNT_ID,
+            created_at=NOW.replace(microsecond=0),
+            description="",
+            metadata="",
+            acl=(),
+            active=True,
+            max_sessions=2,
+            max_endpoints=10,
+        )
+        assert store.get_credential(credential.id) == credential
+        assert store.authenticate(token) == credential
+        assert store.list_credentials() == [credential]
+        unlimited, _ = store.create_credential()
+        assert (unlimited.max_sessions, unlimited.max_endpoints) == (None, None)
+        edge = store.create_credential(max_sessions=CREDENTIAL_LIMIT_MAX, max_endpoints=1)[0]
+        assert store.get_credential(edge.id) == edge
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "must be from 1 to 1000000"),
+        (-1, "must be from 1 to 1000000"),
+        (CREDENTIAL_LIMIT_MAX + 1, "must be from 1 to 1000000"),
+        (True, "must be a whole number or None"),
+        ("3", "must be a whole number or None"),
+        (2.5, "must be a whole number or None"),
+    ],
+)
+def test_bad_limits_are_refused(store: SQLiteStore, value: object, message: str) -> None:
+    credential, _ = store.create_credential()
+    for field in ("max_sessions", "max_endpoints"):
+        with pytest.raises(StoreError, match=f"credential {field} {message}"):
+            store.create_credential(**{field: value})  # type: ignore[arg-type]
+        with pytest.raises(StoreError, match=f"credential {field} {message}"):
+            store.update_credential(credential.id, **{field: value})  # type: ignore[arg-type]
+    assert store.list_credentials() == [credential]
+
+
+def test_update_credential_changes_only_what_is_given(store: SQLiteStore) -> None:
+    user = store.create_service_user("clinic-a")
+    credential, token = store.create_credential(
+        description="box", metadata="m", acl=["bind:a.test"], owner_id=user.id, max_sessions=3
+    )
+    assert store.update_credential(credential.id) == credential  # nothing given, nothing changed
+    described = store.update_credential(credential.id, description="front desk")
+    assert described == replace(credential, description="front desk")
+    everything = store.update_credential(
+        credential.id,
+        description="",
+        metadata='{"site": 9}',
+        acl=["bind:*.clinic-a.internal", "bind:b.test"],
+        max_sessions=5,
+        max_endpoints=2,
+    )
+    assert everything == replace(
+        credential,
+        description="",
+        metadata='{"site": 9}',
+        acl=("bind:*.clinic-a.internal", "bind:b.test"),
+        max_sessions=5,
+        max_endpoints=2,
+    )
+    assert store.get_credential(credential.id) == everything
+    assert store.authenticate(token) == everything  # the token is untouched
+    # UNSET (the default) keeps a limit; None removes it; an empty ACL is "unrestricted".
+    kept = store.update_credential(credential.id, max_sessions=UNSET, max_endpoints=UNSET)
+    assert kept == everything
+    cleared = store.update_credential(credential.id, max_sessions=None, acl=[])
+    assert cleared == replace(everything, max_sessions=None, acl=())
+    assert store.get_credential(credential.id) == cleared
+    assert cleared is not None and cleared.max_endpoints == 2
+    off = store.update_credential(credential.id, active=False)
+    assert off == replace(cleared, active=False) and store.authenticate(token) is None
+    assert store.revoked_credential_id(token) == credential.id
+    on = store.update_credential(credential.id, active=True)
+    assert on == cleared and store.authenticate(token) == cleared
+    assert store.update_credential("cr_nope", description="x") is None
+    assert store.update_credential("cr_nope") is None
+
+
+def test_update_credential_refuses_bad_input_and_writes_nothing(store: SQLiteStore) -> None:
+    credential, _ = store.create_credential(description="box", acl=["bind:a.test"])
+    with pytest.raises(StoreError, match=r"ACL rule 1 \('example.com'\)") as caught:
+        store.update_credential(credential.id, description="new", acl=["example.com"])
+    assert caught.value.code == "ERR_NGROK_10007"
+    with pytest.raises(StoreError, match="not one string"):
+        store.update_credential(credential.id, acl="bind:*")
+    with pytest.raises(StoreError, match="description is 256 bytes"):
+        store.update_credential(credential.id, description="d" * 256, max_sessions=1)
+    with pytest.raises(StoreError, match="metadata is 4097 bytes"):
+        store.update_credential(credential.id, metadata="m" * 4097)
+    with pytest.raises(StoreError, match="active must be true or false"):
+        store.update_credential(credential.id, active=1)  # type: ignore[arg-type]
+    assert store.get_credential(credential.id) == credential
+    store.close()
+    with pytest.raises(StoreError, match="is closed"):
+        store.update_credential(credential.id, description="x")
+    with pytest.raises(StoreError, match="is closed"):
+        store.update_api_key("ak_x", description="x")
+
+
+def test_unset_is_one_named_value() -> None:
+    assert repr(UNSET) == "UNSET"
+    assert UNSET is not None and bool(UNSET)
+
+
+def test_update_api_key(store: SQLiteStore) -> None:
+    user = store.create_service_user("automation")
+    key, token = store.create_api_key(description="ci", metadata="m", owner_id=user.id)
+    assert store.update_api_key(key.id) == key
+    renamed = store.update_api_key(key.id, description="deploys")
+    assert renamed == replace(key, description="deploys")
+    both = store.update_api_key(key.id, description="", metadata='{"team": "ops"}')
+    assert both == replace(key, description="", metadata='{"team": "ops"}')
+    assert store.get_api_key(key.id) == both
+    assert store.authenticate_api_key(token) == both
+    assert store.update_api_key("ak_nope", description="x") is None
+    with pytest.raises(StoreError, match="API key description is 256 bytes"):
+        store.update_api_key(key.id, description="d" * 256)
+    with pytest.raises(StoreError, match="API key metadata is 4097 bytes"):
+        store.update_api_key(key.id, description="kept?", metadata="m" * 4097)
+    assert store.get_api_key(key.id) == both
