@@ -1,0 +1,221 @@
+"""Opening a store's SQLite file: the connection, its configuration (busy timeout, WAL, foreign
+keys) and the schema `MIGRATIONS`, applied one transaction each up to `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from edge.store.errors import StoreError
+from edge.store.records import DEFAULT_ACCOUNT_ID
+
+# How long a call waits for another process (a second edge, the CLI) holding the write lock
+# before failing: long enough to ride out a migration or a burst of writes, short enough that a
+# wedged writer surfaces as an error instead of a hung agent handshake.
+BUSY_TIMEOUT_MS = 5000
+
+
+# Each entry is one schema version: the statements that take the schema from version N to N+1,
+# applied in one transaction. Append new entries; never edit a released one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        ) STRICT
+        """,
+        f"""
+        INSERT INTO accounts (id, name, created_at)
+        VALUES ('{DEFAULT_ACCOUNT_ID}', 'default', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+        """,
+        """
+        CREATE TABLE credentials (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id),
+            created_at TEXT NOT NULL,
+            description TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            acl TEXT NOT NULL,
+            token_hash BLOB NOT NULL,
+            active INTEGER NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX credentials_by_account ON credentials (account_id)",
+    ),
+    (
+        # Version 2: service users own credentials and API keys; events.
+        """
+        CREATE TABLE service_users (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id),
+            name TEXT NOT NULL,
+            active INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (account_id, name)
+        ) STRICT
+        """,
+        # Deleting the owner deletes its credentials: ngrok revokes a departed principal's
+        # tokens, and a credential without its owner would be nobody's to manage.
+        """
+        ALTER TABLE credentials
+        ADD COLUMN owner_id TEXT REFERENCES service_users (id) ON DELETE CASCADE
+        """,
+        "CREATE INDEX credentials_by_owner ON credentials (owner_id)",
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id),
+            created_at TEXT NOT NULL,
+            description TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            owner_id TEXT REFERENCES service_users (id) ON DELETE CASCADE,
+            token_hash BLOB NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX api_keys_by_account ON api_keys (account_id)",
+        "CREATE INDEX api_keys_by_owner ON api_keys (owner_id)",
+        # seq orders events (AUTOINCREMENT: never reused, so a `before_id` cursor stays put);
+        # principal_id is copied out of the principal JSON for the by-principal index and is
+        # deliberately not a foreign key: the audit log outlives the principals it names.
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            account_id TEXT NOT NULL REFERENCES accounts (id),
+            event_type TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            principal_id TEXT,
+            principal TEXT,
+            object TEXT NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX events_by_account ON events (account_id, seq)",
+        "CREATE INDEX events_by_type ON events (event_type, seq)",
+        "CREATE INDEX events_by_principal ON events (principal_id, seq)",
+    ),
+    (
+        # A deleted credential leaves its id and token hash behind, so that its token is
+        # answered "revoked" (ERR_NGROK_300) rather than "invalid", and only for that token.
+        """
+        CREATE TABLE revoked_credentials (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL,
+            token_hash BLOB NOT NULL,
+            revoked_at TEXT NOT NULL
+        ) STRICT
+        """,
+    ),
+    (
+        # Version 4: optional per-credential limits, NULL meaning none: how many agent sessions
+        # may be live at once with the credential (ERR_NGROK_108 beyond it) and how many
+        # endpoints one of those sessions may serve. Existing credentials get NULL.
+        """
+        ALTER TABLE credentials
+        ADD COLUMN max_sessions INTEGER CHECK (max_sessions IS NULL OR max_sessions > 0)
+        """,
+        """
+        ALTER TABLE credentials
+        ADD COLUMN max_endpoints INTEGER CHECK (max_endpoints IS NULL OR max_endpoints > 0)
+        """,
+    ),
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        # Create the file ourselves so that it starts private (an empty file is a valid empty
+        # SQLite database); SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        # isolation_level=None: no implicit transactions; `_migrate` opens its own.
+        return sqlite3.connect(
+            path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(
+            f"cannot open the store at {path}: {exc}; check that its directory exists and is "
+            "writable by this user"
+        ) from exc
+
+
+def _configure(connection: sqlite3.Connection, path: Path) -> None:
+    try:
+        # First, so that every statement below waits for a busy file instead of failing (two
+        # processes opening one new file race to switch it to WAL).
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # The first read of the file: this is where a file that is not SQLite fails.
+        connection.execute("PRAGMA schema_version").fetchone()
+        # WAL lets readers (the CLI, a status page) run while the edge writes.
+        _switch_to_wal(connection)
+        connection.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise StoreError(f"{path} could not be opened: {exc}") from exc
+        raise StoreError(
+            f"{path} stayed locked by another process for {BUSY_TIMEOUT_MS / 1000:g}s "
+            f"(SQLite says: {exc}); try again, or check what else holds it"
+        ) from exc
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is not a Burrow store (SQLite says: {exc}); move the file aside or point "
+            "burrow-edge at another data directory"
+        ) from exc
+
+
+def _switch_to_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting out other openers. SQLite reports "locked" at once,
+    without its busy handler, when two connections race to change a new file's journal mode,
+    so this retries for up to BUSY_TIMEOUT_MS."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    while _apply_next_migration(connection, path):
+        pass
+
+
+def _apply_next_migration(connection: sqlite3.Connection, path: Path) -> bool:
+    """Apply the first missing migration in its own transaction; False if none is missing."""
+    try:
+        # IMMEDIATE takes the write lock before reading the version, so two processes opening
+        # the same new file cannot both apply the same migration.
+        connection.execute("BEGIN IMMEDIATE")
+        version = _schema_version(connection, path)
+        if version < len(MIGRATIONS):
+            for statement in MIGRATIONS[version]:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {version + 1}")
+        connection.execute("COMMIT")
+    except BaseException as exc:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot migrate the store at {path}: {exc}") from exc
+        raise
+    return version < len(MIGRATIONS)
+
+
+def _schema_version(connection: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version; `StoreError` if it is newer than this code knows."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the store at {path} has schema version {version}, but this burrow-edge knows only "
+            f"versions up to {len(MIGRATIONS)}; upgrade burrow-edge to the release that wrote it"
+        )
+    return version

@@ -1,0 +1,713 @@
+"""`SQLiteStore`: the `Store` on one SQLite file, one connection guarded by a lock."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from edge.store.base import Store
+from edge.store.checks import (
+    _check_acl,
+    _check_limit,
+    _check_name,
+    _check_name_free,
+    _check_owner,
+    _check_text,
+    _event_json,
+)
+from edge.store.errors import NotFoundError, StoreError
+from edge.store.records import (
+    _EVENT_TYPE_MAX_LENGTH,
+    _EVENT_TYPE_RE,
+    DEFAULT_ACCOUNT_ID,
+    DESCRIPTION_MAX_BYTES,
+    EVENT_LIST_MAX,
+    EVENT_MAX_BYTES,
+    METADATA_MAX_BYTES,
+    UNSET,
+    ApiKey,
+    Credential,
+    DeletedServiceUser,
+    Event,
+    JsonObject,
+    ServiceUser,
+    Unset,
+)
+from edge.store.rows import (
+    _API_KEY_COLUMNS,
+    _CREDENTIAL_COLUMNS,
+    _EVENT_COLUMNS,
+    _SERVICE_USER_COLUMNS,
+    _api_key_from_row,
+    _credential_from_row,
+    _event_from_row,
+    _filters,
+    _rfc3339,
+    _rfc3339_micro,
+    _service_user_from_row,
+)
+from edge.store.schema import _configure, _connect, _migrate
+from edge.store.tokens import (
+    _DUMMY_HASH,
+    _ID_RANDOM_BYTES,
+    _SECRET_RANDOM_BYTES,
+    _TOKEN_MAX_LENGTH,
+    _TOKEN_RE,
+    API_KEY_ID_PREFIX,
+    CREDENTIAL_ID_PREFIX,
+    EVENT_ID_PREFIX,
+    SERVICE_USER_ID_PREFIX,
+    _hash_secret,
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SQLiteStore(Store):
+    """`Store` on one SQLite file. Build it with `SQLiteStore.open(path)`."""
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        path: Path,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        """Wrap an open, migrated connection. Prefer `SQLiteStore.open`, which makes one."""
+        self._connection = connection
+        self._path = path
+        self._random_bytes = random_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> SQLiteStore:
+        """Open the store at `path`, creating the file (mode 0600) and migrating its schema.
+
+        Raises `StoreError` naming the path when the file cannot be opened, is not a SQLite
+        database, or was written by a newer burrow-edge.
+        """
+        connection = _connect(path)
+        try:
+            _configure(connection, path)
+            _migrate(connection, path)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, path=path, random_bytes=random_bytes, clock=clock)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        with self._locked() as connection:
+            row = connection.execute("PRAGMA user_version").fetchone()
+        return int(row[0])
+
+    def create_credential(
+        self,
+        *,
+        description: str = "",
+        metadata: str = "",
+        acl: Sequence[str] = (),
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        owner_id: str | None = None,
+        max_sessions: int | None = None,
+        max_endpoints: int | None = None,
+    ) -> tuple[Credential, str]:
+        _check_text("credential description", description, DESCRIPTION_MAX_BYTES)
+        _check_text("credential metadata", metadata, METADATA_MAX_BYTES)
+        rules = _check_acl(acl)
+        _check_limit("credential max_sessions", max_sessions)
+        _check_limit("credential max_endpoints", max_endpoints)
+        id_part, secret = self._new_token()
+        credential = Credential(
+            id=CREDENTIAL_ID_PREFIX + id_part,
+            account_id=account_id,
+            created_at=self._now(),
+            description=description,
+            metadata=metadata,
+            acl=rules,
+            active=True,
+            owner_id=owner_id,
+            max_sessions=max_sessions,
+            max_endpoints=max_endpoints,
+        )
+        with self._transaction() as connection:
+            _check_owner(connection, owner_id, account_id, "credential")
+            try:
+                connection.execute(
+                    "INSERT INTO credentials (id, account_id, created_at, description, metadata,"
+                    " acl, token_hash, active, owner_id, max_sessions, max_endpoints)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                    (
+                        credential.id,
+                        account_id,
+                        _rfc3339(credential.created_at),
+                        description,
+                        metadata,
+                        json.dumps(list(rules)),
+                        _hash_secret(secret),
+                        owner_id,
+                        max_sessions,
+                        max_endpoints,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(
+                    f"cannot create a credential in account {account_id!r}: {exc}"
+                ) from exc
+        return credential, f"{id_part}_{secret}"
+
+    def authenticate(self, token: str) -> Credential | None:
+        row = self._verify_token(
+            token,
+            CREDENTIAL_ID_PREFIX,
+            f"SELECT {_CREDENTIAL_COLUMNS}, c.token_hash, owner.active FROM credentials AS c"
+            " LEFT JOIN service_users AS owner ON owner.id = c.owner_id WHERE c.id = ?",
+        )
+        if row is None:
+            return None
+        credential = _credential_from_row(row[:-2])
+        owner_active = row[-1] is None or bool(row[-1])
+        return credential if credential.active and owner_active else None
+
+    def set_credential_active(self, credential_id: str, active: bool) -> Credential | None:
+        if not isinstance(active, bool):
+            raise StoreError(f"credential active must be true or false, not {active!r}")
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE credentials SET active = ? WHERE id = ?", (int(active), credential_id)
+            )
+            row = connection.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c WHERE c.id = ?",
+                (credential_id,),
+            ).fetchone()
+        return None if row is None else _credential_from_row(row)
+
+    def update_credential(
+        self,
+        credential_id: str,
+        *,
+        description: str | None = None,
+        metadata: str | None = None,
+        acl: Sequence[str] | None = None,
+        active: bool | None = None,
+        max_sessions: int | Unset | None = UNSET,
+        max_endpoints: int | Unset | None = UNSET,
+    ) -> Credential | None:
+        if description is not None:
+            _check_text("credential description", description, DESCRIPTION_MAX_BYTES)
+        if metadata is not None:
+            _check_text("credential metadata", metadata, METADATA_MAX_BYTES)
+        rules = None if acl is None else _check_acl(acl)
+        if active is not None and not isinstance(active, bool):
+            raise StoreError(f"credential active must be true or false, not {active!r}")
+        if not isinstance(max_sessions, Unset):
+            _check_limit("credential max_sessions", max_sessions)
+        if not isinstance(max_endpoints, Unset):
+            _check_limit("credential max_endpoints", max_endpoints)
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c WHERE c.id = ?",
+                (credential_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            current = _credential_from_row(row)
+            updated = replace(
+                current,
+                description=current.description if description is None else description,
+                metadata=current.metadata if metadata is None else metadata,
+                acl=current.acl if rules is None else rules,
+                active=current.active if active is None else active,
+                max_sessions=(
+                    current.max_sessions if isinstance(max_sessions, Unset) else max_sessions
+                ),
+                max_endpoints=(
+                    current.max_endpoints if isinstance(max_endpoints, Unset) else max_endpoints
+                ),
+            )
+            connection.execute(
+                "UPDATE credentials SET description = ?, metadata = ?, acl = ?, active = ?,"
+                " max_sessions = ?, max_endpoints = ? WHERE id = ?",
+                (
+                    updated.description,
+                    updated.metadata,
+                    json.dumps(list(updated.acl)),
+                    int(updated.active),
+                    updated.max_sessions,
+                    updated.max_endpoints,
+                    credential_id,
+                ),
+            )
+        return updated
+
+    def get_credential(self, credential_id: str) -> Credential | None:
+        with self._locked() as connection:
+            row = connection.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c WHERE c.id = ?",
+                (credential_id,),
+            ).fetchone()
+        return None if row is None else _credential_from_row(row)
+
+    def list_credentials(
+        self, *, account_id: str | None = None, owner_id: str | None = None
+    ) -> list[Credential]:
+        # rowid order is insertion order, which stays exact when two rows share a created_at.
+        where, params = _filters(("c.account_id", account_id), ("c.owner_id", owner_id))
+        with self._locked() as connection:
+            rows = connection.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c{where} ORDER BY c.rowid DESC",
+                params,
+            ).fetchall()
+        return [_credential_from_row(row) for row in rows]
+
+    def delete_credential(self, credential_id: str) -> bool:
+        with self._transaction() as connection:
+            _tombstone(connection, "WHERE id = ?", (credential_id,), self._now())
+            cursor = connection.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
+        return cursor.rowcount > 0
+
+    def revoked_credential_id(self, token: str) -> str | None:
+        row = self._verify_token(
+            token,
+            CREDENTIAL_ID_PREFIX,
+            "SELECT c.id, c.token_hash, NULL FROM credentials AS c"
+            " LEFT JOIN service_users AS owner ON owner.id = c.owner_id"
+            " WHERE c.id = ? AND (c.active = 0 OR owner.active = 0)"
+            " UNION ALL SELECT id, token_hash, NULL FROM revoked_credentials WHERE id = ?",
+            repeat=2,
+        )
+        return None if row is None else str(row[0])
+
+    def usable_credentials(self, credential_ids: Collection[str]) -> set[str]:
+        ids = list(set(credential_ids))
+        usable: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's variable limit is 999 at the least
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            with self._locked() as connection:
+                rows = connection.execute(
+                    "SELECT c.id FROM credentials AS c"
+                    " LEFT JOIN service_users AS owner ON owner.id = c.owner_id"
+                    f" WHERE c.id IN ({marks}) AND c.active = 1"
+                    " AND (owner.id IS NULL OR owner.active = 1)",
+                    chunk,
+                ).fetchall()
+            usable.update(str(r[0]) for r in rows)
+        return usable
+
+    # --- service users -------------------------------------------------------------------------
+
+    def create_service_user(
+        self, name: str, *, active: bool = True, account_id: str = DEFAULT_ACCOUNT_ID
+    ) -> ServiceUser:
+        _check_name(name)
+        if not isinstance(active, bool):
+            raise StoreError(f"service user active must be true or false, not {active!r}")
+        service_user = ServiceUser(
+            id=SERVICE_USER_ID_PREFIX + self._new_id(),
+            account_id=account_id,
+            name=name,
+            active=active,
+            created_at=self._now(),
+        )
+        with self._transaction() as connection:
+            _check_name_free(connection, account_id, name)
+            try:
+                connection.execute(
+                    "INSERT INTO service_users (id, account_id, name, active, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        service_user.id,
+                        account_id,
+                        name,
+                        int(active),
+                        _rfc3339(service_user.created_at),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(
+                    f"cannot create a service user in account {account_id!r}: {exc}"
+                ) from exc
+        return service_user
+
+    def get_service_user(self, service_user_id: str) -> ServiceUser | None:
+        with self._locked() as connection:
+            row = connection.execute(
+                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users WHERE id = ?",
+                (service_user_id,),
+            ).fetchone()
+        return None if row is None else _service_user_from_row(row)
+
+    def list_service_users(self, *, account_id: str | None = None) -> list[ServiceUser]:
+        where, params = _filters(("account_id", account_id))
+        with self._locked() as connection:
+            rows = connection.execute(
+                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users{where} ORDER BY rowid DESC",
+                params,
+            ).fetchall()
+        return [_service_user_from_row(row) for row in rows]
+
+    def update_service_user(
+        self, service_user_id: str, *, name: str | None = None, active: bool | None = None
+    ) -> ServiceUser | None:
+        if name is not None:
+            _check_name(name)
+        if active is not None and not isinstance(active, bool):
+            raise StoreError(f"service user active must be true or false, not {active!r}")
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users WHERE id = ?",
+                (service_user_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            current = _service_user_from_row(row)
+            if name is not None and name != current.name:
+                _check_name_free(connection, current.account_id, name)
+            updated = replace(
+                current,
+                name=current.name if name is None else name,
+                active=current.active if active is None else active,
+            )
+            connection.execute(
+                "UPDATE service_users SET name = ?, active = ? WHERE id = ?",
+                (updated.name, int(updated.active), service_user_id),
+            )
+        return updated
+
+    def delete_service_user(self, service_user_id: str) -> DeletedServiceUser | None:
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users WHERE id = ?",
+                (service_user_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            credential_ids = connection.execute(
+                "SELECT id FROM credentials WHERE owner_id = ? ORDER BY rowid", (service_user_id,)
+            ).fetchall()
+            api_key_ids = connection.execute(
+                "SELECT id FROM api_keys WHERE owner_id = ? ORDER BY rowid", (service_user_id,)
+            ).fetchall()
+            _tombstone(connection, "WHERE owner_id = ?", (service_user_id,), self._now())
+            # ON DELETE CASCADE removes the credentials and API keys in the same statement.
+            connection.execute("DELETE FROM service_users WHERE id = ?", (service_user_id,))
+        return DeletedServiceUser(
+            service_user=_service_user_from_row(row),
+            credential_ids=tuple(str(r[0]) for r in credential_ids),
+            api_key_ids=tuple(str(r[0]) for r in api_key_ids),
+        )
+
+    # --- API keys ------------------------------------------------------------------------------
+
+    def create_api_key(
+        self,
+        *,
+        description: str = "",
+        metadata: str = "",
+        owner_id: str | None = None,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> tuple[ApiKey, str]:
+        _check_text("API key description", description, DESCRIPTION_MAX_BYTES)
+        _check_text("API key metadata", metadata, METADATA_MAX_BYTES)
+        id_part, secret = self._new_token()
+        api_key = ApiKey(
+            id=API_KEY_ID_PREFIX + id_part,
+            account_id=account_id,
+            created_at=self._now(),
+            description=description,
+            metadata=metadata,
+            owner_id=owner_id,
+        )
+        with self._transaction() as connection:
+            _check_owner(connection, owner_id, account_id, "API key")
+            try:
+                connection.execute(
+                    "INSERT INTO api_keys (id, account_id, created_at, description, metadata,"
+                    " owner_id, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        api_key.id,
+                        account_id,
+                        _rfc3339(api_key.created_at),
+                        description,
+                        metadata,
+                        owner_id,
+                        _hash_secret(secret),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(
+                    f"cannot create an API key in account {account_id!r}: {exc}"
+                ) from exc
+        return api_key, f"{id_part}_{secret}"
+
+    def authenticate_api_key(self, token: str) -> ApiKey | None:
+        row = self._verify_token(
+            token,
+            API_KEY_ID_PREFIX,
+            f"SELECT {_API_KEY_COLUMNS}, k.token_hash, owner.active FROM api_keys AS k"
+            " LEFT JOIN service_users AS owner ON owner.id = k.owner_id WHERE k.id = ?",
+        )
+        if row is None or (row[-1] is not None and not row[-1]):
+            return None
+        return _api_key_from_row(row[:-2])
+
+    def update_api_key(
+        self,
+        api_key_id: str,
+        *,
+        description: str | None = None,
+        metadata: str | None = None,
+    ) -> ApiKey | None:
+        if description is not None:
+            _check_text("API key description", description, DESCRIPTION_MAX_BYTES)
+        if metadata is not None:
+            _check_text("API key metadata", metadata, METADATA_MAX_BYTES)
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys AS k WHERE k.id = ?", (api_key_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            current = _api_key_from_row(row)
+            updated = replace(
+                current,
+                description=current.description if description is None else description,
+                metadata=current.metadata if metadata is None else metadata,
+            )
+            connection.execute(
+                "UPDATE api_keys SET description = ?, metadata = ? WHERE id = ?",
+                (updated.description, updated.metadata, api_key_id),
+            )
+        return updated
+
+    def get_api_key(self, api_key_id: str) -> ApiKey | None:
+        with self._locked() as connection:
+            row = connection.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys AS k WHERE k.id = ?", (api_key_id,)
+            ).fetchone()
+        return None if row is None else _api_key_from_row(row)
+
+    def list_api_keys(
+        self, *, account_id: str | None = None, owner_id: str | None = None
+    ) -> list[ApiKey]:
+        where, params = _filters(("k.account_id", account_id), ("k.owner_id", owner_id))
+        with self._locked() as connection:
+            rows = connection.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys AS k{where} ORDER BY k.rowid DESC",
+                params,
+            ).fetchall()
+        return [_api_key_from_row(row) for row in rows]
+
+    def delete_api_key(self, api_key_id: str) -> bool:
+        with self._locked() as connection:
+            cursor = connection.execute("DELETE FROM api_keys WHERE id = ?", (api_key_id,))
+        return cursor.rowcount > 0
+
+    # --- events --------------------------------------------------------------------------------
+
+    def append_event(
+        self,
+        event_type: str,
+        object: JsonObject,  # ngrok's field name; shadows the builtin only here
+        *,
+        principal: JsonObject | None,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> Event:
+        if not isinstance(event_type, str) or not (
+            len(event_type) <= _EVENT_TYPE_MAX_LENGTH and _EVENT_TYPE_RE.fullmatch(event_type)
+        ):
+            raise StoreError(
+                f"event type {event_type!r} is not of the form 'name.v0' (lower-case letters, "
+                "digits and '_', then a version), e.g. 'agent_session_start.v0'"
+            )
+        object_json = _event_json("object", object)
+        principal_json = None if principal is None else _event_json("principal", principal)
+        size = len(object_json) + len(principal_json or "")
+        if size > EVENT_MAX_BYTES:
+            raise StoreError(
+                f"event {event_type} is {size} bytes of JSON; the limit is {EVENT_MAX_BYTES}"
+            )
+        principal_id = None if principal is None else principal.get("id")
+        if principal_id is not None and not isinstance(principal_id, str):
+            raise StoreError(f"event principal id must be a string, not {principal_id!r}")
+        event = Event(
+            id=EVENT_ID_PREFIX + self._new_id(),
+            account_id=account_id,
+            event_type=event_type,
+            timestamp=self._clock().astimezone(UTC),
+            principal=None if principal_json is None else json.loads(principal_json),
+            object=json.loads(object_json),
+        )
+        with self._locked() as connection:
+            try:
+                connection.execute(
+                    "INSERT INTO events (id, account_id, event_type, timestamp, principal_id,"
+                    " principal, object) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.id,
+                        account_id,
+                        event_type,
+                        _rfc3339_micro(event.timestamp),
+                        principal_id,
+                        principal_json,
+                        object_json,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(
+                    f"cannot record an event in account {account_id!r}: {exc}"
+                ) from exc
+        return event
+
+    def list_events(
+        self,
+        *,
+        limit: int = 100,
+        before_id: str | None = None,
+        event_type: str | None = None,
+        principal_id: str | None = None,
+        account_id: str | None = None,
+    ) -> list[Event]:
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= EVENT_LIST_MAX
+        ):
+            raise StoreError(f"event limit must be from 1 to {EVENT_LIST_MAX}, not {limit!r}")
+        where, params = _filters(
+            ("event_type", event_type), ("principal_id", principal_id), ("account_id", account_id)
+        )
+        with self._locked() as connection:
+            if before_id is not None:
+                cursor_row = connection.execute(
+                    "SELECT seq FROM events WHERE id = ?", (before_id,)
+                ).fetchone()
+                if cursor_row is None:
+                    raise NotFoundError(f"no event {before_id!r} to list events before")
+                where += (" AND" if where else " WHERE") + " seq < ?"
+                params = (*params, cursor_row[0])
+            rows = connection.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY seq DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [_event_from_row(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock for one call; turn SQLite failures other than constraints into
+        `StoreError`."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the store at {self._path} is closed")
+            try:
+                yield self._connection
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"the store at {self._path} failed: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """`_locked`, inside one `BEGIN IMMEDIATE` transaction: committed if the block returns,
+        rolled back if it raises (a `StoreError` from a check included)."""
+        with self._locked() as connection:
+            # IMMEDIATE takes the write lock up front, so a check made in the block still holds
+            # when the write lands, even against another process on the same file.
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException as exc:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreError(f"the store at {self._path} refused a write: {exc}") from exc
+                raise
+
+    def _now(self) -> datetime:
+        """The injected clock's time in UTC, to whole seconds, as ngrok reports `created_at`."""
+        return self._clock().astimezone(UTC).replace(microsecond=0)
+
+    def _new_id(self) -> str:
+        """The random half of an id: 26 base32 characters (no "_", see `_TOKEN_RE`)."""
+        return base64.b32encode(self._random_bytes(_ID_RANDOM_BYTES)).decode("ascii").rstrip("=")
+
+    def _new_token(self) -> tuple[str, str]:
+        """A fresh (id half, secret half) for a credential or API key token."""
+        id_part = self._new_id()
+        secret = base64.urlsafe_b64encode(self._random_bytes(_SECRET_RANDOM_BYTES))
+        return id_part, secret.decode("ascii").rstrip("=")
+
+    def _verify_token(
+        self, token: str, prefix: str, query: str, *, repeat: int = 1
+    ) -> tuple[object, ...] | None:
+        """The row `query` finds for the token's id (the row's second-last column being the
+        stored hash) if the token's secret matches it, else None. Never raises for any string;
+        an unknown id costs the same hash and comparison as a wrong secret."""
+        if not isinstance(token, str) or len(token) > _TOKEN_MAX_LENGTH:
+            return None
+        match = _TOKEN_RE.fullmatch(token)
+        if match is None:
+            return None
+        offered = _hash_secret(match["secret"])
+        with self._locked() as connection:
+            row = connection.execute(query, (prefix + match["id"],) * repeat).fetchone()
+        stored = bytes(row[-2]) if row is not None else _DUMMY_HASH
+        if not hmac.compare_digest(offered, stored) or row is None:
+            return None
+        return tuple(row)
+
+
+def _tombstone(
+    connection: sqlite3.Connection, where: str, params: tuple[object, ...], now: datetime
+) -> None:
+    """Remember the credentials about to be deleted (id and token hash) as revoked."""
+    connection.execute(
+        "INSERT OR REPLACE INTO revoked_credentials (id, account_id, token_hash, revoked_at)"
+        f" SELECT id, account_id, token_hash, ? FROM credentials {where}",
+        (_rfc3339(now), *params),
+    )
