@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -161,3 +162,89 @@ def test_per_credential_limits(edge: Edge, echo: EchoServer, tmp_path: Path) -> 
     out = agent.run_to_exit()
     assert out.returncode != 0
     assert "ERR_NGROK_324" in out.stderr + out.stdout
+
+
+def test_per_customer_isolation_with_internal_names(
+    edge: Edge, echo: EchoServer, tmp_path: Path
+) -> None:
+    """The issue's scenario: two service users, each credential scoped to its own
+    *.NAME.internal; each agent binds only its own names; revoking one cuts its live agent
+    within a second while the other's session and endpoint stay; the events tell who and why.
+    (Traffic into internal endpoints arrives with forward-internal; the public-endpoint
+    revocation test above shows the other customer's traffic flowing throughout.)"""
+    env = dict(os.environ, BURROW_API_KEY=edge.api_key(), BURROW_API_URL=edge.admin_url)
+    upstream = f"127.0.0.1:{echo.port}"
+
+    def api(*args: str) -> str:
+        as_json = [] if args[0] == "events" else ["--json"]  # events always print JSON
+        return subprocess.run(
+            [str(BIN / "burrow-edge"), *args, *as_json],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+
+    users, agents = {}, {}
+    for name in ("clinic-a", "clinic-b"):
+        users[name] = json.loads(api("service-user", "create", name))["id"]
+        token = json.loads(
+            api("credential", "create", "--owner", users[name], "--acl", f"bind:*.{name}.internal")
+        )["token"]
+        own = f"tcp://db.{name}.internal:5432"
+        other = (
+            "tcp://db.clinic-b.internal:5432"
+            if name == "clinic-a"
+            else ("tcp://db.clinic-a.internal:5432")
+        )
+        refused = make_agent(edge, token, upstream, tmp_path, "--url", other, name=f"x-{name}")
+        out = refused.run_to_exit()
+        assert "ERR_NGROK_308" in out.stderr + out.stdout, out.stderr
+        agents[name] = make_agent(edge, token, upstream, tmp_path, "--url", own, name=name).start()
+    try:
+        endpoints = {e["url"] for e in _endpoints(edge, env)}
+        assert endpoints == {"tcp://db.clinic-a.internal:5432", "tcp://db.clinic-b.internal:5432"}
+        start_a = json.loads(
+            api(
+                "events",
+                "list",
+                "--type",
+                "agent_session_start.v0",
+                "--principal",
+                users["clinic-a"],
+            ).splitlines()[0]
+        )
+        revoked_at = time.monotonic()
+        api("credential", "revoke", start_a["object"]["credential"]["id"])
+        while "tcp://db.clinic-a.internal:5432" in {e["url"] for e in _endpoints(edge, env)}:
+            assert time.monotonic() - revoked_at < 1.0, "the revoked agent was not cut in 1 s"
+            time.sleep(0.05)
+        assert {e["url"] for e in _endpoints(edge, env)} == {"tcp://db.clinic-b.internal:5432"}
+        assert agents["clinic-b"].proc is not None and agents["clinic-b"].proc.poll() is None
+        assert agents["clinic-a"].proc is not None and agents["clinic-a"].proc.wait(30) != 0
+        events = [json.loads(line) for line in api("events", "list", "--limit", "100").splitlines()]
+        starts = [e for e in events if e["event_type"] == "agent_session_start.v0"]
+        stops = [e for e in events if e["event_type"] == "agent_session_stop.v0"]
+        # Newest first: each customer's latest start is its running (or revoked) agent; the
+        # earlier ones are the agents refused for binding the other customer's name.
+        latest = {u: next(e for e in starts if e["principal"]["id"] == u) for u in users.values()}
+        stopped = {e["object"]["session"]["id"]: e for e in stops}
+        revoked = stopped[latest[users["clinic-a"]]["object"]["session"]["id"]]
+        assert revoked["principal"]["id"] == users["clinic-a"]
+        assert "revoked" in revoked["object"]["error"]
+        assert latest[users["clinic-b"]]["object"]["session"]["id"] not in stopped
+    finally:
+        for agent in agents.values():
+            agent.kill()
+
+
+def _endpoints(edge: Edge, env: dict[str, str]) -> list[dict[str, object]]:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{edge.admin_url}/endpoints",
+        headers={"Authorization": f"Bearer {env['BURROW_API_KEY']}", "Ngrok-Version": "2"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return list(json.loads(reply.read())["endpoints"])

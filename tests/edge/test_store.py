@@ -1132,3 +1132,25 @@ def test_update_api_key(store: SQLiteStore) -> None:
     with pytest.raises(StoreError, match="API key metadata is 4097 bytes"):
         store.update_api_key(key.id, description="kept?", metadata="m" * 4097)
     assert store.get_api_key(key.id) == both
+
+
+def test_a_store_locked_by_another_process_gets_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from edge.store import schema
+
+    path = tmp_path / "burrow.db"
+    SQLiteStore.open(path).close()
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 300)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = DELETE")  # a rollback journal: EXCLUSIVE blocks reads
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            SQLiteStore.open(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    SQLiteStore.open(path).close()  # and it opens again once released
