@@ -279,7 +279,7 @@ def test_corrupt_certificate_is_a_clear_error(tmp_path: Path) -> None:
     assert "delete" in str(caught.value)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+# `./dev test` installs openssl (Debian) before the suite runs.
 def test_openssl_verifies_the_leaf(ca: DevCA, tmp_path: Path) -> None:
     issued = ca.issue(["connect.burrow.localhost", "*.burrow.localhost"])
     leaf = tmp_path / "leaf.pem"
