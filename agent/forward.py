@@ -31,7 +31,7 @@ from protocol.errcodes import ERR_NGROK_8012
 from protocol.messages import RpcDecodeError
 from protocol.mux import MuxStream
 from protocol.pipe import splice
-from protocol.urls import UpstreamURL, is_loopback_name
+from protocol.urls import UpstreamURL, format_host_port, is_loopback_name
 
 __all__ = [
     "HEADER_TIMEOUT",
@@ -64,11 +64,6 @@ class Route:
     url: str  # the URL the edge gave it (BindResp.URL)
     proto: str  # the endpoint's scheme: http, https, tcp or tls
     upstream: UpstreamURL
-
-
-def format_host_port(host: str, port: int) -> str:
-    """`host:port`, with IPv6 literals in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def resolve_host(host: str) -> str:

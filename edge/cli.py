@@ -29,6 +29,7 @@ from edge.config import ConfigError, EdgeConfig, load_edge_config
 from edge.events import EVENTS_FILE, EventLog, envelope
 from edge.server import STORE_FILE, EdgeAddresses, prepare_data_dir, serve_edge
 from edge.store import CREDENTIAL_LIMIT_MAX, EVENT_LIST_MAX, SQLiteStore, StoreError
+from protocol.urls import format_host_port
 
 log = logging.getLogger("burrow-edge")
 
@@ -316,8 +317,8 @@ async def _serve_until_signalled(config: EdgeConfig, ca: DevCA, store: SQLiteSto
     async with trio.open_nursery() as nursery:
         addresses: EdgeAddresses = await nursery.start(serve_edge, config, ca, store)
         host, port = addresses.agents
-        admin = "off" if addresses.admin is None else _hostport(*addresses.admin)
-        print(f"burrow-edge ready: agents={_hostport(host, port)} admin={admin}", flush=True)
+        admin = "off" if addresses.admin is None else format_host_port(*addresses.admin)
+        print(f"burrow-edge ready: agents={format_host_port(host, port)} admin={admin}", flush=True)
         print(
             f"  agents connect to {config.connect_host}:{port} and trust {ca.ca_path}\n"
             f"  create an authtoken with: burrow-edge credential create "
@@ -673,10 +674,6 @@ def _sessions(args: argparse.Namespace, client: AdminClient | None) -> int:
             f"{session.get('os') or '-'}  endpoints={endpoints}  {session.get('metadata') or ''}"
         )
     return 0
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 if __name__ == "__main__":

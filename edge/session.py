@@ -23,6 +23,7 @@ from edge.hub import EdgeHub
 from edge.registry import EndpointRecord
 from edge.store import Credential
 from edge.tcp_endpoint import open_tcp_endpoint_listeners, serve_tcp_endpoint
+from edge.timestamps import rfc3339
 from protocol import errcodes
 from protocol.codec import Codec
 from protocol.errors import describe
@@ -46,7 +47,13 @@ from protocol.messages import (
 )
 from protocol.mux import MuxSession, MuxStream, read_stream_type
 from protocol.rpc import RpcError, read_message, read_value, respond
-from protocol.urls import EndpointURL, URLError, parse_endpoint_url, validate_endpoint_url
+from protocol.urls import (
+    EndpointURL,
+    URLError,
+    format_host,
+    parse_endpoint_url,
+    validate_endpoint_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +466,7 @@ class AgentSession:
                 f"tcp port {port} is outside this edge's range {_span(tcp.port_range)}; "
                 "ask for a port in that range, or for tcp:// to get a free one."
             )
-        url = f"tcp://{_host_for_url(tcp.public_host)}:{port}"
+        url = f"tcp://{format_host(tcp.public_host)}:{port}"
         return _TcpTarget(url, tcp.public_host, port, "public")
 
     def _requested_tcp_url(self, bind: Bind) -> EndpointURL | None:
@@ -483,7 +490,7 @@ class AgentSession:
         if not url.is_internal and url.host not in allowed:
             raise BindRefused(
                 f"public tcp endpoints on this edge live at {tcp.public_host}; ask for "
-                f"tcp://{_host_for_url(tcp.public_host)}:PORT, tcp:// for any port, or an "
+                f"tcp://{format_host(tcp.public_host)}:PORT, tcp:// for any port, or an "
                 "internal address such as tcp://db.example.internal:5432."
             )
         return url
@@ -534,9 +541,24 @@ class AgentSession:
 
     # ------------------------------------------------------------------------------ helpers
 
+    def _audit_refs(self) -> tuple[dict[str, object], dict[str, object]]:
+        """(credential reference, principal) for this session's audit events: the principal is
+        the credential's owning service user, else the credential itself."""
+        credential = self.credential
+        assert credential is not None
+        credential_ref: dict[str, object] = {
+            "id": credential.id,
+            "uri": f"/credentials/{credential.id}",
+        }
+        principal: dict[str, object] = {
+            "id": credential.owner_id or credential.id,
+            "source": "agent",
+            "credential": credential_ref,
+        }
+        return credential_ref, principal
+
     def _record_endpoint(self, event_type: str, record: EndpointRecord, *, reason: str) -> None:
-        assert self.credential is not None
-        credential_ref = {"id": self.credential.id, "uri": f"/credentials/{self.credential.id}"}
+        credential_ref, principal = self._audit_refs()
         obj: dict[str, object] = {
             "url": record.url,
             "proto": record.proto,
@@ -546,11 +568,6 @@ class AgentSession:
         }
         if event_type == "endpoint_unbound.v0":
             obj["reason"] = reason
-        principal = {
-            "id": self.credential.owner_id or self.credential.id,
-            "source": "agent",
-            "credential": credential_ref,
-        }
         self.hub.events.record(event_type, obj, principal=principal)
 
     def _ended_by_peer(self) -> str:
@@ -566,16 +583,11 @@ class AgentSession:
         return f"transport closed: {self.mux.error}"
 
     def _record(self, event_type: str, *, stopped: bool) -> None:
-        """An audit event in ngrok's shape: who (principal: the credential's owning service
-        user, else the credential), which session, from where, and why it stopped."""
-        credential, auth = self.credential, self.auth
-        assert credential is not None and auth is not None
-        credential_ref = {"id": credential.id, "uri": f"/credentials/{credential.id}"}
-        principal = {
-            "id": credential.owner_id or credential.id,
-            "source": "agent",
-            "credential": credential_ref,
-        }
+        """An audit event in ngrok's shape: who, which session, from where, and why it
+        stopped."""
+        auth, started_at = self.auth, self.started_at
+        assert auth is not None and started_at is not None
+        credential_ref, principal = self._audit_refs()
         obj: dict[str, object] = {
             "session": {"id": self.id, "uri": f"/tunnel_sessions/{self.id}"},
             "credential": credential_ref,
@@ -588,11 +600,11 @@ class AgentSession:
             "arch": auth.extra.arch,
             "version": auth.extra.version,
             "transport": "muxado",
-            "started_at": _rfc3339(self.started_at),
+            "started_at": rfc3339(started_at),
             "error": self.stop_reason if stopped else "",
         }
         if stopped:
-            obj["stopped_at"] = _rfc3339(datetime.now(UTC))
+            obj["stopped_at"] = rfc3339(datetime.now(UTC))
         self.hub.events.record(event_type, obj, principal=principal)
 
     def _release(self, endpoint: _Endpoint) -> None:
@@ -614,13 +626,5 @@ class AgentSession:
         return f"{self.remote[0]}:{self.remote[1]}"
 
 
-def _rfc3339(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
-
-
 def _span(ports: range) -> str:
     return f"{ports.start}-{ports.stop - 1}"
-
-
-def _host_for_url(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -103,7 +103,7 @@ class EndpointURL:
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
-        return f"{self.scheme}://{_format_host(self.host)}{port}"
+        return f"{self.scheme}://{format_host(self.host)}{port}"
 
     @property
     def is_random(self) -> bool:
@@ -132,7 +132,7 @@ class UpstreamURL:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.scheme}://{_format_host(self.host)}:{self.port}"
+        return f"{self.scheme}://{format_host(self.host)}:{self.port}"
 
 
 def parse_endpoint_url(text: str, *, default_scheme: str = "https") -> EndpointURL:
@@ -407,5 +407,11 @@ def _normalize_host(host: str, text: str, *, allow_wildcard: bool) -> str:
     return name
 
 
-def _format_host(host: str) -> str:
+def format_host(host: str) -> str:
+    """A host as it appears in a URL or `host:port`: IPv6 literals in brackets."""
     return f"[{host}]" if ":" in host else host
+
+
+def format_host_port(host: str, port: int) -> str:
+    """`host:port`, with IPv6 literals in brackets."""
+    return f"{format_host(host)}:{port}"

@@ -33,6 +33,7 @@ from edge.admin.errors import ApiError, status_code
 from edge.admin.routes import AdminApi, Request, Response
 from edge.tcp_endpoint import peer_address
 from protocol.units import KiB
+from protocol.urls import format_host_port
 
 __all__ = ["HttpLimits", "serve_admin"]
 
@@ -91,7 +92,7 @@ async def serve_admin(
     address = listeners[0].socket.getsockname()
     bound = (str(address[0]), int(address[1]))
     scheme = "https" if tls is not None else "http"
-    log.info("admin API: %s://%s", scheme, _hostport(*bound))
+    log.info("admin API: %s://%s", scheme, format_host_port(*bound))
     task_status.started(bound)
     slots = trio.Semaphore(limits.max_connections)
     handler = partial(_serve_connection, api, tls, limits, slots, scheme, bound)
@@ -245,7 +246,7 @@ class _Connection:
         )
         host = next((v for n, v in headers if n == "host"), "")
         if not _HOST_RE.fullmatch(host):
-            host = _hostport(*self.bound)
+            host = format_host_port(*self.bound)
         return Request(
             method=head.method.decode("ascii"),
             target=head.target.decode("latin-1"),
@@ -273,7 +274,3 @@ class _Connection:
             await self._send(response)
         except (h11.LocalProtocolError, trio.TooSlowError):
             return
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -9,10 +9,11 @@ request happened to use.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from edge import timestamps
 from edge.admin.errors import ERR_BAD_QUERY, ApiError
 from edge.admin.live import EndpointInfo, SessionInfo
 from edge.events import envelope
@@ -44,9 +45,7 @@ REGION = "local"
 
 def rfc3339(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC with `Z`, to the second, as ngrok writes `created_at`."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if moment is None else timestamps.rfc3339(moment)
 
 
 def ref(base: str, collection: str, id_: str) -> Json:

@@ -1,20 +1,15 @@
-"""How records sit in SQLite rows: the column lists, row -> record decoding, timestamps as
-RFC 3339 text, and `WHERE` filters.
+"""How records sit in SQLite rows: the column lists, row -> record decoding
+and `WHERE` filters (timestamps are written by `edge.timestamps`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import cast
 
 from edge.store.records import ApiKey, Credential, Event, ServiceUser
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 _CREDENTIAL_COLUMNS = (
     "c.id, c.account_id, c.created_at, c.description, c.metadata, c.acl, c.active, c.owner_id,"
@@ -95,7 +90,3 @@ def _filters(*pairs: tuple[str, str | None]) -> tuple[str, tuple[str, ...]]:
         return "", ()
     clause = " WHERE " + " AND ".join(f"{column} = ?" for column, _ in used)
     return clause, tuple(value for _, value in used)
-
-
-def _rfc3339_micro(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -53,8 +53,6 @@ from edge.store.rows import (
     _credential_from_row,
     _event_from_row,
     _filters,
-    _rfc3339,
-    _rfc3339_micro,
     _service_user_from_row,
 )
 from edge.store.schema import _configure, _connect, _migrate
@@ -70,6 +68,7 @@ from edge.store.tokens import (
     SERVICE_USER_ID_PREFIX,
     _hash_secret,
 )
+from edge.timestamps import rfc3339, rfc3339_micro
 
 
 def _utc_now() -> datetime:
@@ -166,7 +165,7 @@ class SQLiteStore(Store):
                     (
                         credential.id,
                         account_id,
-                        _rfc3339(credential.created_at),
+                        rfc3339(credential.created_at),
                         description,
                         metadata,
                         json.dumps(list(rules)),
@@ -347,7 +346,7 @@ class SQLiteStore(Store):
                         account_id,
                         name,
                         int(active),
-                        _rfc3339(service_user.created_at),
+                        rfc3339(service_user.created_at),
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -454,7 +453,7 @@ class SQLiteStore(Store):
                     (
                         api_key.id,
                         account_id,
-                        _rfc3339(api_key.created_at),
+                        rfc3339(api_key.created_at),
                         description,
                         metadata,
                         owner_id,
@@ -574,7 +573,7 @@ class SQLiteStore(Store):
                         event.id,
                         account_id,
                         event_type,
-                        _rfc3339_micro(event.timestamp),
+                        rfc3339_micro(event.timestamp),
                         principal_id,
                         principal_json,
                         object_json,
@@ -709,5 +708,5 @@ def _tombstone(
     connection.execute(
         "INSERT OR REPLACE INTO revoked_credentials (id, account_id, token_hash, revoked_at)"
         f" SELECT id, account_id, token_hash, ? FROM credentials {where}",
-        (_rfc3339(now), *params),
+        (rfc3339(now), *params),
     )
