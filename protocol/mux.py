@@ -223,6 +223,23 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self.close_now()
         await checkpoint()
 
+    def reset(self, code: int = ErrorCode.STREAM_CANCELLED) -> None:
+        """Abort both directions at once with RST `code` (the peer's reads and writes fail with
+        it); a no-op on a stream that is already closed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._chunks.clear()
+        self._recv_lot.unpark_all()
+        self._send_lot.unpark_all()
+        session = self._session
+        session._streams.pop(self.stream_id, None)
+        if session._conn.stream_state(self.stream_id) is StreamState.CLOSED:
+            return
+        if not session.closed.is_set():
+            session._conn.reset_stream(self.stream_id, code)
+            session._kick()
+
     def close_now(self) -> None:
         """Close without waiting (what `aclose` does before its checkpoint)."""
         if self._closed:
@@ -553,6 +570,14 @@ async def open_mux_session(
             nursery.cancel_scope.cancel()
     if body_error is not None:
         raise body_error
+
+
+def reset_code(exc: BaseException) -> int | None:
+    """The muxado code behind a stream failure (a `BrokenResourceError` raised by `MuxStream`):
+    the RST code when the stream was reset, the session's code when the session ended; None
+    for anything else."""
+    cause = exc.__cause__
+    return int(cause.code) if isinstance(cause, StreamGoneError) else None
 
 
 async def receive_exactly(stream: trio.abc.ReceiveStream, length: int) -> bytes:

@@ -94,6 +94,8 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
       max_send_chunk: plaintext bytes encrypted per transport write.
       https_compatible: accept a transport EOF without `close_notify` as EOF, and do not
         send `close_notify` on close. Default False: a missing `close_notify` is an error.
+      initial_data: ciphertext already read from the transport (the edge's front door reads
+        the ClientHello to route by SNI, then hands those bytes back here).
 
     The handshake runs on first use, or explicitly with `do_handshake`. All failures of TLS
     or of the transport surface as `trio.BrokenResourceError` (the cause is chained), and the
@@ -110,12 +112,15 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         max_receive_chunk: int = DEFAULT_MAX_RECEIVE_CHUNK,
         max_send_chunk: int = DEFAULT_MAX_SEND_CHUNK,
         https_compatible: bool = False,
+        initial_data: bytes | bytearray = b"",
     ) -> None:
         if max_receive_chunk < 1 or max_send_chunk < 1:
             raise ValueError("max_receive_chunk and max_send_chunk must be >= 1")
         self.transport_stream: T_Stream = transport_stream
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
+        if initial_data:
+            self._incoming.write(initial_data)
         self._ssl = ssl_context.wrap_bio(
             self._incoming,
             self._outgoing,

@@ -19,6 +19,7 @@ from protocol.mux import (
     open_mux_session,
     read_stream_type,
     receive_exactly,
+    reset_code,
 )
 from protocol.session import Role, SessionConfig
 from protocol.windows import INITIAL_WINDOW
@@ -282,3 +283,17 @@ async def test_heartbeat_times_out_when_the_peer_goes_silent() -> None:
             with pytest.raises(HeartbeatTimeout):
                 await send_heartbeats(session, interval=0.2, tolerance=0.3)
             assert trio.current_time() - started < 2
+
+
+async def test_reset_with_a_code_reaches_the_peer() -> None:
+    with trio.fail_after(30):
+        async with mux_pair() as (client, server):
+            mine, theirs = await stream_pair(client, server)
+            theirs.reset(ErrorCode.STREAM_REFUSED)
+            theirs.reset(ErrorCode.STREAM_REFUSED)  # a second reset is a no-op
+            with pytest.raises(trio.BrokenResourceError) as info:
+                await mine.receive_some(10)
+            assert reset_code(info.value) == ErrorCode.STREAM_REFUSED
+            with pytest.raises(trio.ClosedResourceError):
+                await theirs.send_all(b"after reset")
+            assert reset_code(ValueError("not a stream failure")) is None

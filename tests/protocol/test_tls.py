@@ -439,3 +439,19 @@ async def test_garbage_from_tcp_peer_is_broken() -> None:
             await raw_client.send_all(os.urandom(4096))
             with pytest.raises(trio.BrokenResourceError):
                 await server.receive_some()
+
+
+async def test_initial_data_is_read_before_the_transport(client_ctx: ssl.SSLContext) -> None:
+    """The front door reads the ClientHello to route it, then hands the bytes back."""
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client = TLSStream(client_transport, client_ctx, server_hostname=HOSTNAME)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        hello = await server_transport.receive_some(65536)
+        assert hello[:1] == b"\x16"  # a TLS handshake record
+        server = TLSStream(
+            server_transport, _server_context(), server_side=True, initial_data=hello
+        )
+        await server.do_handshake()
+    await client.send_all(b"ping")
+    assert await server.receive_some(10) == b"ping"
