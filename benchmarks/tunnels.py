@@ -316,7 +316,7 @@ class Burrow(Tunnel):
     """`burrow-edge serve` plus `burrow tcp UPSTREAM`, over the edge's own dev CA."""
 
     name = "burrow"
-    READY = re.compile(r"burrow-edge ready: agents=127\.0\.0\.1:(\d+)")
+    READY = re.compile(r"burrow-edge ready: tls=127\.0\.0\.1:(\d+)")
     FORWARDING = re.compile(r"Forwarding tcp://[^:\s]+:(\d+)\s*->")
 
     def __init__(self, upstream_port: int, bin_dir: Path | None = None) -> None:
@@ -339,7 +339,7 @@ class Burrow(Tunnel):
         d = self.dir
         data_dir = d / "edge-data"
         (d / "edge.yml").write_text(
-            'listen: {agents: "127.0.0.1:0"}\n'
+            'listen: {tls: "127.0.0.1:0", http: "127.0.0.1:0"}\n'
             'tcp: {bind_host: 127.0.0.1, public_host: 127.0.0.1, port_range: "21000-21999"}\n'
             "admin: {enabled: false}\n"
         )
@@ -357,7 +357,7 @@ class Burrow(Tunnel):
         if ready is None:
             raise TunnelUnavailableError(
                 f"burrow-edge serve {_how_it_ended(self.edge)} without printing "
-                f"'burrow-edge ready: agents=127.0.0.1:PORT'{_tail(edge_log)}"
+                f"'burrow-edge ready: tls=127.0.0.1:PORT'{_tail(edge_log)}"
             )
         agents_port = int(ready.group(1))
 

@@ -48,7 +48,7 @@ def main() -> int:
             stdout=subprocess.PIPE, stderr=edge_log, text=True,
         )
         procs.append(edge)
-        agents = wait_for(edge, r"burrow-edge ready: agents=(\S+):(\d+)")
+        agents = wait_for(edge, r"burrow-edge ready: tls=(\S+):(\d+)")
         token_file = STATE / "authtoken"
         if not token_file.exists():
             out = subprocess.run(

@@ -318,7 +318,11 @@ async def _serve_until_signalled(config: EdgeConfig, ca: DevCA, store: SQLiteSto
         addresses: EdgeAddresses = await nursery.start(serve_edge, config, ca, store)
         host, port = addresses.agents
         admin = "off" if addresses.admin is None else format_host_port(*addresses.admin)
-        print(f"burrow-edge ready: agents={format_host_port(host, port)} admin={admin}", flush=True)
+        http = "off" if addresses.http is None else format_host_port(*addresses.http)
+        print(
+            f"burrow-edge ready: tls={format_host_port(host, port)} http={http} admin={admin}",
+            flush=True,
+        )
         print(
             f"  agents connect to {config.connect_host}:{port} and trust {ca.ca_path}\n"
             f"  create an authtoken with: burrow-edge credential create "

@@ -2,7 +2,7 @@
 
 Every key is optional; a missing key, a `null` value, an empty file and no file at all mean the
 default. Unknown keys and wrong types are errors that name the file, the line, the full key path
-(`listen.agents`) and what to write instead. `deploy/edge.example.yml` shows every key with its
+(`listen.tls`) and what to write instead. `deploy/edge.example.yml` shows every key with its
 default.
 
 The value parsers (`parse_duration`, `parse_size`, `parse_hostport`, `parse_port_range`) are
@@ -34,9 +34,12 @@ from protocol.yamldoc import (
 
 __all__ = [
     "AdminConfig",
+    "CertificateFiles",
+    "CertificatesConfig",
     "ConfigError",
     "EdgeConfig",
     "HeartbeatConfig",
+    "HttpConfig",
     "LimitsConfig",
     "ListenConfig",
     "TcpConfig",
@@ -55,13 +58,19 @@ T = TypeVar("T")
 # muxado gives every stream an implicit 256 KiB receive window before any WNDINC, so a receiver
 # must be able to hold at least that much per stream (reference/ngrok.md §8.3).
 MUXADO_INITIAL_WINDOW = 256 * KiB
+#: The smallest http.max_head_size accepted: below this an ordinary browser request is refused.
+MIN_HTTP_HEAD = 1 * KiB
 
 
 @dataclass(frozen=True, kw_only=True)
 class ListenConfig:
-    # The TLS listener agents dial. Loopback by default, so a first run exposes nothing; port 0
-    # picks a free port (tests, demos).
-    agents: tuple[str, int] = ("127.0.0.1", 8443)
+    # The one public TLS port (443 in production): agents (by the connect host's SNI), https://
+    # and tls:// endpoints, routed by SNI. Loopback by default, so a first run exposes nothing;
+    # port 0 picks a free port (tests, demos).
+    tls: tuple[str, int] = ("127.0.0.1", 8443)
+    # The plain-HTTP port (80 in production) serving http:// endpoints by Host; None turns it
+    # off. 8080 because binding 80 needs privileges a first run should not ask for.
+    http: tuple[str, int] | None = ("127.0.0.1", 8080)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +90,46 @@ class TlsConfig:
     # certificates come from the development CA. Relative paths in the file are relative to it.
     cert: Path | None = None
     key: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateFiles:
+    # A PEM certificate chain and its key; the edge serves it for every name in the
+    # certificate's subjectAltName, wildcards included.
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificatesConfig:
+    # Static certificates for https:// endpoint hosts. The most specific match wins: an exact
+    # name before a wildcard.
+    files: tuple[CertificateFiles, ...] = ()
+    # Hosts no file covers get a certificate from the development CA, issued when first
+    # served. On by default so a first run needs no setup; turn it off in production so a host
+    # without a real certificate fails loudly (unrecognized_name) instead of serving one
+    # browsers distrust.
+    development_ca: bool = True
+    # Issued certificates kept in memory (least recently used go first): issuing one costs
+    # about a millisecond of CPU, and every entry holds an SSLContext (~20 KiB).
+    cache_size: int = 1024
+    # How often the files are checked for changes; a changed file is loaded without a
+    # restart (SIGHUP reloads at once).
+    reload_interval: float = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpConfig:
+    # The most bytes a request or response head (request line or status line plus headers) may
+    # take. ngrok allows 1 MB; 64 KiB holds any real browser's cookies while bounding what a
+    # slow client can make the edge hold.
+    max_head_size: int = 64 * KiB
+    # A request head must be complete this soon after its first byte (or after accept, for
+    # the first request): slow-loris clients are cut off here. 431/408 pages say why.
+    head_timeout: float = 10.0
+    # A connection with no bytes moving either way for this long is closed: between
+    # keep-alive requests, and inside bodies and upgraded connections. ngrok's value.
+    idle_timeout: float = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +175,12 @@ class LimitsConfig:
     # Seconds an agent has to send Auth after its TLS handshake; a connection that never
     # authenticates would otherwise hold a socket and a task for ever.
     auth_timeout: float = 10.0
+    # Seconds a connection to the public TLS port has to send its ClientHello (the front door
+    # must see the SNI before it can route anything).
+    hello_timeout: float = 10.0
+    # Public connections (TLS and HTTP ports together) served at once; the next ones wait in
+    # the kernel's backlog, so a flood costs queued sockets rather than tasks and buffers.
+    max_public_connections: int = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +193,8 @@ class EdgeConfig:
     listen: ListenConfig = field(default_factory=ListenConfig)
     tcp: TcpConfig = field(default_factory=TcpConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    certificates: CertificatesConfig = field(default_factory=CertificatesConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -355,6 +412,8 @@ class _Loader:
             listen=self._listen(top.get("listen")),
             tcp=self._tcp(top.get("tcp")),
             tls=self._tls(top.get("tls")),
+            certificates=self._certificates(top.get("certificates")),
+            http=self._http(top.get("http")),
             heartbeat=self._heartbeat(top.get("heartbeat")),
             limits=self._limits(top.get("limits")),
             admin=self._admin(top.get("admin")),
@@ -362,13 +421,77 @@ class _Loader:
 
     def _listen(self, data: object) -> ListenConfig:
         section = self._mapping("listen", data, ListenConfig)
-        agents = self._text(
+        default = ListenConfig()
+        tls = self._text(
             section,
-            "listen.agents",
+            "listen.tls",
             parse_hostport,
             'host:port like 127.0.0.1:8443 (quote IPv6 addresses: "[::1]:8443")',
         )
-        return ListenConfig() if agents is None else ListenConfig(agents=agents)
+        http: tuple[str, int] | None = default.http
+        if section.get("http") is False or section.get("http") == "":
+            http = None  # `http: false` or `http: ""` turns the port off
+        else:
+            http = (
+                self._text(
+                    section,
+                    "listen.http",
+                    parse_hostport,
+                    "host:port like 127.0.0.1:8080, or false to serve no plain HTTP",
+                )
+                or default.http
+            )
+        return ListenConfig(tls=tls or default.tls, http=http)
+
+    def _certificates(self, data: object) -> CertificatesConfig:
+        section = self._mapping("certificates", data, CertificatesConfig)
+        default = CertificatesConfig()
+        files_value = section.get("files")
+        files: list[CertificateFiles] = []
+        if files_value is not None:
+            if not isinstance(files_value, list):
+                self._fail(
+                    "certificates.files",
+                    f"expected a list of {{cert: PATH, key: PATH}}, got {_describe(files_value)}",
+                )
+            for index, item in enumerate(files_value):
+                where = f"certificates.files[{index}]"
+                entry = self._mapping(where, item, CertificateFiles)
+                cert = self._file(entry, f"{where}.cert")
+                key = self._file(entry, f"{where}.key")
+                if cert is None or key is None:
+                    self._fail(where, "needs both cert and key (PEM file paths)")
+                files.append(CertificateFiles(cert=cert, key=key))
+        development_ca = section.get("development_ca")
+        if development_ca is not None and not isinstance(development_ca, bool):
+            self._fail(
+                "certificates.development_ca",
+                f"expected true or false, got {_describe(development_ca)}",
+            )
+        return CertificatesConfig(
+            files=tuple(files),
+            development_ca=default.development_ca if development_ca is None else development_ca,
+            cache_size=self._count(section, "certificates.cache_size", default.cache_size),
+            reload_interval=self._duration(
+                section, "certificates.reload_interval", default.reload_interval
+            ),
+        )
+
+    def _http(self, data: object) -> HttpConfig:
+        section = self._mapping("http", data, HttpConfig)
+        default = HttpConfig()
+        limits = HttpConfig(
+            max_head_size=self._size(section, "http.max_head_size", default.max_head_size),
+            head_timeout=self._duration(section, "http.head_timeout", default.head_timeout),
+            idle_timeout=self._duration(section, "http.idle_timeout", default.idle_timeout),
+        )
+        if limits.max_head_size < MIN_HTTP_HEAD:
+            self._fail(
+                "http.max_head_size",
+                f"{limits.max_head_size} bytes cannot hold an ordinary request head; set at "
+                "least 1KiB",
+            )
+        return limits
 
     def _tcp(self, data: object) -> TcpConfig:
         section = self._mapping("tcp", data, TcpConfig)
@@ -456,6 +579,10 @@ class _Loader:
                 section, "limits.max_endpoints_per_session", default.max_endpoints_per_session
             ),
             auth_timeout=self._duration(section, "limits.auth_timeout", default.auth_timeout),
+            hello_timeout=self._duration(section, "limits.hello_timeout", default.hello_timeout),
+            max_public_connections=self._count(
+                section, "limits.max_public_connections", default.max_public_connections
+            ),
         )
         if limits.stream_window_max < MUXADO_INITIAL_WINDOW:
             self._fail(

@@ -59,7 +59,8 @@ def mux_config(config: EdgeConfig) -> MuxConfig:
 class EdgeAddresses:
     """Where a running edge listens (port 0 in the config is resolved here)."""
 
-    agents: tuple[str, int]
+    agents: tuple[str, int]  # the public TLS port: agents, https:// and tls:// endpoints
+    http: tuple[str, int] | None = None  # the plain-HTTP port; None when turned off
     admin: tuple[str, int] | None  # None when the admin API is disabled
 
 
@@ -90,7 +91,7 @@ async def serve_edge(
     hub = EdgeHub(config, store, events=EventLog(store, store.path.parent / EVENTS_FILE))
     tls = agent_tls_context(config, ca)
     admin_tls = admin_tls_context(config)
-    host, port = config.listen.agents
+    host, port = config.listen.tls
     listeners = await trio.open_tcp_listeners(port, host=host)
     address = listeners[0].socket.getsockname()
     log.info("agents: %s:%d (SNI %s)", address[0], address[1], config.connect_host)

@@ -53,7 +53,8 @@ class Edge:
     config_path: Path
     port_range: tuple[int, int]
     proc: subprocess.Popen[str] | None = None
-    agents_port: int = 0
+    agents_port: int = 0  # the public TLS port (agents, https:// and tls:// endpoints)
+    http_port: int = 0
     admin_port: int = 0  # 0 until started, and when the admin API is off
     log_path: Path = field(default_factory=Path)
 
@@ -89,11 +90,14 @@ class Edge:
         )
         match = _read_line_matching(
             self.proc,
-            re.compile(r"burrow-edge ready: agents=\S+:(\d+)(?: admin=\S+:(\d+))?"),
+            re.compile(
+                r"burrow-edge ready: tls=\S+:(\d+) http=(?:\S+:(\d+)|off) admin=(?:\S+:(\d+)|off)"
+            ),
             READY_TIMEOUT,
         )
         self.agents_port = int(match.group(1))
-        self.admin_port = int(match.group(2) or 0)
+        self.http_port = int(match.group(2) or 0)
+        self.admin_port = int(match.group(3) or 0)
         return self
 
     def credential(self, *extra: str) -> str:
@@ -159,7 +163,7 @@ def make_edge(
     data_dir = tmp_path / "edge-data"
     config = tmp_path / "edge.yml"
     config.write_text(
-        f'listen: {{agents: "127.0.0.1:{agents_port}"}}\n'
+        f'listen: {{tls: "127.0.0.1:{agents_port}", http: "127.0.0.1:0"}}\n'
         "tcp: {bind_host: 127.0.0.1, public_host: 127.0.0.1, "
         f'port_range: "{port_range[0]}-{port_range[1]}"}}\n'
         # A free port for the admin API, so that edges of concurrent tests never collide.

@@ -9,9 +9,12 @@ import pytest
 
 from edge.config import (
     AdminConfig,
+    CertificateFiles,
+    CertificatesConfig,
     ConfigError,
     EdgeConfig,
     HeartbeatConfig,
+    HttpConfig,
     LimitsConfig,
     ListenConfig,
     TcpConfig,
@@ -90,7 +93,7 @@ def test_defaults() -> None:
     config = EdgeConfig()
     assert config.domain == "burrow.localhost"
     assert config.connect_host == "connect.burrow.localhost"
-    assert config.listen.agents == ("127.0.0.1", 8443)
+    assert config.listen.tls == ("127.0.0.1", 8443)
     assert config.tcp == TcpConfig(
         bind_host="127.0.0.1", public_host="burrow.localhost", port_range=range(20000, 21000)
     )
@@ -119,11 +122,19 @@ def test_names_under_the_domain_follow_it() -> None:
 
 
 def test_every_key_set() -> None:
-    config = load_edge_config(CONFIGS / "valid" / "everything.yml")
+    here = (CONFIGS / "valid" / "everything.yml").absolute()
+    config = load_edge_config(here)
     assert config == EdgeConfig(
         domain="example.test",
         connect_host="agents.example.test",
-        listen=ListenConfig(agents=("0.0.0.0", 443)),
+        listen=ListenConfig(tls=("0.0.0.0", 443), http=("0.0.0.0", 80)),
+        certificates=CertificatesConfig(
+            files=(CertificateFiles(cert=here, key=here),),
+            development_ca=False,
+            cache_size=10,
+            reload_interval=60.0,
+        ),
+        http=HttpConfig(max_head_size=8 * 1024, head_timeout=3.0, idle_timeout=60.0),
         tcp=TcpConfig(
             bind_host="0.0.0.0", public_host="203.0.113.7", port_range=range(30000, 30100)
         ),
@@ -135,6 +146,8 @@ def test_every_key_set() -> None:
             stream_window_max=512 * 1024,
             max_endpoints_per_session=3,
             auth_timeout=0.25,
+            hello_timeout=2.0,
+            max_public_connections=50,
         ),
         admin=AdminConfig(enabled=False, listen=("::", 9041)),
     )
@@ -147,13 +160,19 @@ def test_admin_tls_paths_are_relative_to_the_file() -> None:
     assert config.admin.tls == TlsConfig(cert=path.absolute(), key=path.absolute())
 
 
+def test_plain_http_port_can_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yml"
+    path.write_text("listen:\n  http: false\n")
+    assert load_edge_config(path).listen.http is None
+
+
 def test_nulls_mean_defaults() -> None:
     assert load_edge_config(CONFIGS / "valid" / "nulls.yml") == EdgeConfig()
 
 
 def test_ipv6_and_single_port() -> None:
     config = load_edge_config(CONFIGS / "valid" / "ipv6.yml")
-    assert config.listen.agents == ("::1", 0)
+    assert config.listen.tls == ("::1", 0)
     assert config.tcp.bind_host == "::"
     assert config.tcp.port_range == range(20000, 20001)
 
@@ -320,7 +339,7 @@ def test_config_error_carries_the_key_and_line() -> None:
     path = CONFIGS / "invalid" / "unknown-nested-key.yml"
     with pytest.raises(ConfigError) as caught:
         load_edge_config(path)
-    assert (caught.value.file, caught.value.key, caught.value.line) == (path, "listen.agentz", 3)
+    assert (caught.value.file, caught.value.key, caught.value.line) == (path, "listen.tlz", 3)
 
 
 @pytest.mark.parametrize(
