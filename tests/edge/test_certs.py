@@ -8,9 +8,11 @@ import socket
 import ssl
 import stat
 import subprocess
+import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -24,6 +26,7 @@ from edge.certs import (
     DevCA,
     IssuedCert,
     client_context,
+    normalise_hostname,
     server_context_from_pem,
 )
 
@@ -247,6 +250,98 @@ def test_server_context_from_pem_rejects_a_mismatched_key(ca: DevCA) -> None:
     other = ca.issue(["localhost"])
     with pytest.raises(CertError, match="do not load"):
         server_context_from_pem(one.chain_pem, other.key_pem)
+
+
+@pytest.mark.parametrize("scratch", ["missing", "present"])
+def test_server_context_from_pem_scratch_directory(
+    ca: DevCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scratch: str
+) -> None:
+    # The PEMs go through RAM when it is there, the temp dir when not; nothing is left behind.
+    ram = tmp_path / "ram"
+    if scratch == "present":
+        ram.mkdir()
+    monkeypatch.setattr("edge.certs.RAM_SCRATCH_DIR", str(ram))
+    made_in: list[object] = []
+    real = tempfile.TemporaryDirectory
+
+    def recording(*args: Any, **kwargs: Any) -> tempfile.TemporaryDirectory[str]:
+        made_in.append(kwargs.get("dir"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", recording)
+    issued = ca.issue(["localhost"])
+    server = server_context_from_pem(issued.chain_pem, issued.key_pem)
+    echoed, server_error = handshake(server, client_context(ca.ca_path), "localhost")
+    assert (echoed, server_error) == (b"ping\n", None)
+    if scratch == "present":
+        assert made_in == [str(ram)]
+        assert list(ram.iterdir()) == []
+    else:
+        assert made_in == [None]
+
+
+def test_issuing_from_an_expired_ca_is_a_clear_error(ca: DevCA) -> None:
+    after = ca.certificate.not_valid_after_utc + timedelta(seconds=1)
+    with pytest.raises(CertError, match=r"the development CA .*ca\.pem expired on .*; delete it"):
+        ca.issue(["localhost"], now=after)
+
+
+@pytest.mark.parametrize(
+    ("alpn", "offered", "selected"),
+    [
+        (["http/1.1"], ["h2", "http/1.1"], "http/1.1"),
+        (["h2", "http/1.1"], ["http/1.1", "h2"], "h2"),
+        (["http/1.1"], ["h2"], None),  # no overlap: the handshake goes on without a protocol
+        ([], ["h2", "http/1.1"], None),
+    ],
+)
+def test_server_context_from_pem_alpn(
+    ca: DevCA, alpn: list[str], offered: list[str], selected: str | None
+) -> None:
+    issued = ca.issue(["localhost"])
+    server = server_context_from_pem(issued.chain_pem, issued.key_pem, alpn=alpn)
+    client = client_context(ca.ca_path)
+    client.set_alpn_protocols(offered)
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client_side = client.wrap_bio(client_in, client_out, server_hostname="localhost")
+    server_side = server.wrap_bio(server_in, server_out, server_side=True)
+    pending = [client_side, server_side]
+    for _ in range(10):
+        for side in list(pending):
+            try:
+                side.do_handshake()
+                pending.remove(side)
+            except ssl.SSLWantReadError:
+                pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+    assert pending == []
+    assert client_side.selected_alpn_protocol() == selected
+    assert server_side.selected_alpn_protocol() == selected
+
+
+def test_server_context_alpn_refuses_a_bare_string(ca: DevCA) -> None:
+    with pytest.raises(TypeError, match="list of protocol names"):
+        ca.server_context(["localhost"], alpn="http/1.1")
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("API.Example.COM.", "api.example.com"),
+        ("*.Example.com", "*.example.com"),
+        ("0:0::1", "::1"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_normalise_hostname(raw: str, normal: str) -> None:
+    assert normalise_hostname(raw) == normal
+
+
+@pytest.mark.parametrize("raw", ["bad_name.test", "*.localhost", "a.*.test", ""])
+def test_normalise_hostname_refuses(raw: str) -> None:
+    with pytest.raises(CertError):
+        normalise_hostname(raw)
 
 
 def test_key_without_certificate_is_replaced(tmp_path: Path) -> None:
