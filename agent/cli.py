@@ -1,12 +1,30 @@
 """`burrow`, the agent's command line.
 
-    burrow tcp PORT|HOST:PORT [--url tcp://HOST:PORT] [--name N] [--pooling-enabled]
+    burrow http UPSTREAM [--url URL] [ENDPOINT FLAGS] [--upstream-protocol http1]
+                [--upstream-tls-verify[=true|false]] [--upstream-tls-verify-cas PATH]
+    burrow tls  UPSTREAM [--url tls://HOST] [ENDPOINT FLAGS]
+                [--crt PATH --key PATH [--mutual-tls-cas PATH]]
+    burrow tcp  UPSTREAM [--url tcp://HOST:PORT] [ENDPOINT FLAGS]
     burrow start (--all | NAME ...)
     burrow config check
 
+    ENDPOINT FLAGS: --name N, --binding public|internal|kubernetes, --pooling-enabled[=BOOL],
+                    --description TEXT, --metadata TEXT, --upstream-proxy-protocol 1|2
+
+UPSTREAM takes ngrok's forms (reference §1.6): `8080` (localhost), `host:port`, `[::1]:8080`,
+and for `http` also `http://host[:port]`, `https://host[:port]` (ports default to 80 and 443),
+`https://` alone (localhost:443) and a bare domain (`example.org`, http on 80). An https://
+upstream is reached over TLS, verified against the system's CAs, or only those in
+`--upstream-tls-verify-cas`, or not at all with `--upstream-tls-verify=false`. `burrow http`
+asks for a random https name unless `--url` says otherwise; `burrow tls --crt --key` terminates
+TLS at the agent, and `--mutual-tls-cas` then requires client certificates signed by those CAs.
+Boolean flags follow Go's syntax, as ngrok's do: `--flag`, `--flag=true`, `--flag=false`.
+
 Every command takes `--config FILE` (repeatable, or comma-separated: merged left to right),
-`--authtoken`, `--metadata`, `--log stdout|stderr|false|PATH`, `--log-level` and
-`--log-format term|logfmt|json`. With no `--config`, the default file is read if it exists
+`--authtoken`, `--log stdout|stderr|false|PATH`, `--log-level` and `--log-format
+term|logfmt|json`. `--metadata` after `http`, `tls` or `tcp` is the endpoint's metadata, as in
+ngrok; anywhere else (`burrow --metadata M tcp 22`, `burrow start --metadata M`) it is the
+session's. With no `--config`, the default file is read if it exists
 (`~/.config/burrow/burrow.yml`), else built-in defaults; `BURROW_AUTHTOKEN`,
 `BURROW_CONNECT_URL` and `BURROW_CONNECT_CAS` override the files.
 
@@ -28,32 +46,24 @@ from typing import NoReturn, TextIO
 
 import trio
 
+from agent.cli_endpoints import CLI_ENDPOINT_NAME, http_endpoint, tcp_endpoint, tls_endpoint
 from agent.config import (
     AgentConfig,
     AgentSettings,
     ConfigError,
     EndpointSettings,
     Secret,
-    UpstreamSettings,
     default_config_path,
     load_config,
 )
-from agent.errors import AgentError
+from agent.errors import AgentError, UsageError
 from agent.logs import LOG_LEVELS, configure_logging
 from agent.requests import AGENT_VERSION
 from agent.session import Agent, Reporter
-from protocol.urls import (
-    URLError,
-    infer_binding,
-    parse_endpoint_url,
-    parse_upstream_url,
-    validate_endpoint_url,
-)
+from protocol.urls import BINDINGS
 
-__all__ = ["CLI_ENDPOINT_NAME", "main", "tcp_endpoint"]
+__all__ = ["endpoint_from_argv", "main", "run"]
 
-#: The name of the endpoint `burrow tcp` creates, as ngrok names its command-line tunnels.
-CLI_ENDPOINT_NAME = "command_line"
 _LOG_FORMATS = ("term", "logfmt", "json")
 _NO_AUTHTOKEN = (
     "no authtoken: pass --authtoken TOKEN or set BURROW_AUTHTOKEN (get one with "
@@ -61,18 +71,39 @@ _NO_AUTHTOKEN = (
 )
 
 
-class UsageError(Exception):
-    """A mistake on the command line or in what it names; printed as one line, exit 1."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message}; see `{self.prog} --help`")
 
 
-def _parser() -> _Parser:
-    common = _Parser(add_help=False)
-    group = common.add_argument_group("global options")
+#: Boolean flags written Go's way (`--flag`, `--flag=false`); `_expand_bool_flags` turns the
+#: `=value` forms into `--flag` / `--no-flag` before argparse sees them, so that a bare flag
+#: never swallows the word after it (`burrow tcp --pooling-enabled 5432`).
+_BOOL_FLAGS = ("--pooling-enabled", "--upstream-tls-verify")
+#: Go's strconv.ParseBool, which ngrok's flags use.
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _expand_bool_flags(argv: Sequence[str]) -> list[str]:
+    expanded: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return expanded + list(argv[index:])
+        flag, sep, value = arg.partition("=")
+        if not sep or flag not in _BOOL_FLAGS:
+            expanded.append(arg)
+        elif value in _GO_TRUE:
+            expanded.append(flag)
+        elif value in _GO_FALSE:
+            expanded.append("--no-" + flag.removeprefix("--"))
+        else:
+            raise UsageError(f"{arg}: expected {flag}=true or {flag}=false")
+    return expanded
+
+
+def _global_options(parser: argparse.ArgumentParser, *, metadata: bool) -> None:
+    group = parser.add_argument_group("global options")
     group.add_argument(
         "--config",
         action="append",
@@ -81,7 +112,8 @@ def _parser() -> _Parser:
         help="config file (repeat, or separate with commas, to merge several)",
     )
     group.add_argument("--authtoken", default=argparse.SUPPRESS, help="the edge credential")
-    group.add_argument("--metadata", default=argparse.SUPPRESS, help="session metadata")
+    if metadata:
+        group.add_argument("--metadata", default=argparse.SUPPRESS, help="session metadata")
     group.add_argument(
         "--log",
         metavar="stdout|stderr|false|PATH",
@@ -91,6 +123,53 @@ def _parser() -> _Parser:
     group.add_argument("--log-level", choices=tuple(LOG_LEVELS), default=argparse.SUPPRESS)
     group.add_argument("--log-format", choices=_LOG_FORMATS, default=argparse.SUPPRESS)
 
+
+_Options = argparse.ArgumentParser | argparse._ArgumentGroup
+
+
+def _bool_flag(parser: _Options, flag: str, help_text: str) -> None:
+    """`--flag` (true) and a hidden `--no-flag` (false, from `--flag=false`); default None."""
+    dest = flag.removeprefix("--").replace("-", "_")
+    parser.add_argument(
+        flag, dest=dest, action="store_const", const=True, default=None, help=help_text
+    )
+    no_flag = "--no-" + flag.removeprefix("--")
+    parser.add_argument(
+        no_flag, dest=dest, action="store_const", const=False, help=argparse.SUPPRESS
+    )
+
+
+def _endpoint_options(parser: argparse.ArgumentParser, *, url_help: str) -> None:
+    group = parser.add_argument_group("endpoint options")
+    group.add_argument("--url", help=url_help)
+    group.add_argument("--name", default=CLI_ENDPOINT_NAME, help="the endpoint's name")
+    group.add_argument(
+        "--binding", choices=BINDINGS, help="public, or internal (inferred from a .internal URL)"
+    )
+    _bool_flag(group, "--pooling-enabled", "share the URL with other agents' endpoints")
+    group.add_argument("--description", default="", help="shown on the endpoint's API object")
+    group.add_argument(
+        "--metadata", dest="endpoint_metadata", default="", help="the endpoint's metadata"
+    )
+    group.add_argument(
+        "--upstream-proxy-protocol",
+        choices=(1, 2),
+        type=_int_or_text,
+        metavar="1|2",
+        help="write a PROXY protocol header (version 1 or 2) to the upstream first",
+    )
+
+
+def _int_or_text(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _parser() -> _Parser:
+    common = _Parser(add_help=False)
+    _global_options(common, metadata=True)
+    endpoint_common = _Parser(add_help=False)
+    _global_options(endpoint_common, metadata=False)
+
     parser = _Parser(
         prog="burrow",
         parents=[common],
@@ -99,15 +178,52 @@ def _parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"burrow {AGENT_VERSION}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    http = commands.add_parser(
+        "http",
+        parents=[endpoint_common],
+        help="forward a public https:// (or http://) URL to a local web server",
+    )
+    http.add_argument(
+        "addr", metavar="UPSTREAM", help="8080, host:port, http(s)://host[:port] or a domain"
+    )
+    _endpoint_options(
+        http, url_help="https://HOST, http://HOST or HOST (default: a random https name)"
+    )
+    upstream = http.add_argument_group("upstream options")
+    upstream.add_argument(
+        "--upstream-protocol", choices=("http1", "http2"), help="http1 (http2: not yet)"
+    )
+    _bool_flag(
+        upstream,
+        "--upstream-tls-verify",
+        "verify an https:// upstream's certificate (default; --upstream-tls-verify=false "
+        "turns it off)",
+    )
+    upstream.add_argument(
+        "--upstream-tls-verify-cas",
+        metavar="PATH",
+        help="PEM CA bundle to verify an https:// upstream with, instead of the system's",
+    )
+
+    tls = commands.add_parser(
+        "tls", parents=[endpoint_common], help="forward a public tls:// name to a local port"
+    )
+    tls.add_argument("addr", metavar="UPSTREAM", help="the upstream: PORT or HOST:PORT")
+    _endpoint_options(tls, url_help="tls://HOST (default: a random name)")
+    termination = tls.add_argument_group("TLS termination at the agent")
+    termination.add_argument("--crt", metavar="PATH", help="PEM certificate (chain) to serve")
+    termination.add_argument("--key", metavar="PATH", help="PEM private key of --crt")
+    termination.add_argument(
+        "--mutual-tls-cas",
+        metavar="PATH",
+        help="PEM CAs; clients must present a certificate signed by one of them",
+    )
+
     tcp = commands.add_parser(
-        "tcp", parents=[common], help="forward a public tcp:// address to a local port"
+        "tcp", parents=[endpoint_common], help="forward a public tcp:// address to a local port"
     )
-    tcp.add_argument("addr", metavar="PORT|HOST:PORT", help="the upstream to forward to")
-    tcp.add_argument(
-        "--url", help="the endpoint address, tcp://HOST:PORT (default: a random address)"
-    )
-    tcp.add_argument("--name", default=CLI_ENDPOINT_NAME, help="the endpoint's name")
-    tcp.add_argument("--pooling-enabled", action="store_true", help="share the URL with others")
+    tcp.add_argument("addr", metavar="UPSTREAM", help="the upstream: PORT or HOST:PORT")
+    _endpoint_options(tcp, url_help="tcp://HOST:PORT (default: a random address)")
 
     start = commands.add_parser(
         "start", parents=[common], help="start endpoints defined in the config file"
@@ -131,14 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
     """`main` with its environment and output streams passed in."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_expand_bool_flags(argv))
         if args.command == "config":
             return _config_check(args, env, out)
         config = load_config(_config_paths(args, env), env)
-        if args.command == "tcp":
-            endpoints: tuple[EndpointSettings, ...] = (
-                tcp_endpoint(args.addr, url=args.url, name=args.name, pooling=args.pooling_enabled),
-            )
+        if args.command in _ENDPOINT_COMMANDS:
+            endpoints: tuple[EndpointSettings, ...] = (_command_endpoint(args),)
         else:
             endpoints = _selected(config, args.names, start_all=args.all)
         settings = _settings(config.agent, args)
@@ -148,7 +262,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -
         return _serve(agent, reporter)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
-    except (UsageError, ConfigError, AgentError) as exc:
+    except (ConfigError, AgentError) as exc:  # UsageError is an AgentError
         print(f"burrow: {exc}", file=err, flush=True)
         return 1
     except OSError as exc:  # e.g. a log file that cannot be opened
@@ -156,43 +270,41 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -
         return 1
 
 
-def tcp_endpoint(addr: str, *, url: str | None, name: str, pooling: bool) -> EndpointSettings:
-    """The endpoint `burrow tcp ADDR --url URL` asks for; raises UsageError if it is invalid."""
-    try:
-        endpoint_url = parse_endpoint_url(url or "tcp://", default_scheme="tcp")
-    except URLError as exc:
-        raise UsageError(f"--url: {exc}") from None
-    if endpoint_url.scheme != "tcp":
-        raise UsageError(
-            f"--url {url!r}: `burrow tcp` serves tcp:// addresses; write tcp://HOST:PORT"
+_ENDPOINT_COMMANDS = ("http", "tls", "tcp")
+
+
+def endpoint_from_argv(argv: Sequence[str]) -> EndpointSettings:
+    """The endpoint a `burrow http|tls|tcp ...` command line (without the program name) asks
+    for; its global options are parsed and ignored. Raises UsageError."""
+    args = _parser().parse_args(_expand_bool_flags(argv))
+    if args.command not in _ENDPOINT_COMMANDS:
+        raise UsageError(f"`burrow {args.command}` does not define an endpoint")
+    return _command_endpoint(args)
+
+
+def _command_endpoint(args: argparse.Namespace) -> EndpointSettings:
+    common = {
+        "url": args.url,
+        "name": args.name,
+        "binding": args.binding,
+        "pooling": bool(args.pooling_enabled),
+        "description": args.description,
+        "metadata": args.endpoint_metadata,
+        "proxy_protocol": args.upstream_proxy_protocol,
+    }
+    if args.command == "http":
+        return http_endpoint(
+            args.addr,
+            **common,
+            upstream_protocol=args.upstream_protocol,
+            tls_verify=args.upstream_tls_verify,
+            tls_verify_cas=args.upstream_tls_verify_cas,
         )
-    binding = infer_binding(endpoint_url)
-    try:
-        validate_endpoint_url(endpoint_url, binding=binding)
-    except URLError as exc:
-        raise UsageError(f"--url: {exc}") from None
-    try:
-        target = parse_upstream_url(addr, endpoint_scheme="tcp")
-    except URLError as exc:
-        raise UsageError(f"upstream {addr!r}: {exc}") from None
-    if not name.strip():
-        raise UsageError("--name must not be empty")
-    return EndpointSettings(
-        name=name,
-        url=str(endpoint_url),
-        upstream=UpstreamSettings(
-            url=str(target), protocol=None, proxy_protocol=None, target=target
-        ),
-        pooling_enabled=pooling,
-        description="",
-        metadata="",
-        bindings=(binding,),
-        traffic_policy=None,
-        traffic_policy_file=None,
-        agent_tls_termination=None,
-        inspect=False,
-        endpoint_url=endpoint_url,
-    )
+    if args.command == "tls":
+        return tls_endpoint(
+            args.addr, **common, crt=args.crt, key=args.key, mutual_tls_cas=args.mutual_tls_cas
+        )
+    return tcp_endpoint(args.addr, **common)
 
 
 def _config_paths(args: argparse.Namespace, env: Mapping[str, str]) -> list[Path]:

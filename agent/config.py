@@ -6,6 +6,10 @@ from; only then is the result validated, here, so an error can say
 
     /etc/burrow/burrow.yml:7: endpoints[1].upstream.urll: unknown key; did you mean url?
 
+The typed readers that produce those messages are `agent.config_values`. TLS material
+(`agent_tls_termination`, `upstream.tls_verify_cas`) is loaded here too, through
+`agent.tls_contexts`, so a bad PEM fails `burrow config check` with the key path that names it.
+
 Unknown keys are errors, as in ngrok 3.x. `agent:` keys that ngrok documents but Burrow does not
 act on (`console_ui`, `web_addr`, ...) are type-checked and kept in `AgentSettings.ngrok_options`,
 so ngrok users' files load unchanged. Relative paths in a file are relative to that file's
@@ -14,7 +18,6 @@ directory (the agent often runs as a service whose working directory is `/`).
 
 from __future__ import annotations
 
-import difflib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +31,18 @@ from agent.config_source import (
     merge_into,
     read_config_file,
 )
+from agent.config_values import (
+    check_keys,
+    check_length,
+    describe,
+    read_bool,
+    read_choice,
+    read_duration,
+    read_mapping,
+    read_str,
+    read_str_list,
+)
+from agent.tls_contexts import TLSMaterialError, termination_context, upstream_context
 from protocol import units
 from protocol.urls import (
     EndpointURL,
@@ -120,9 +135,12 @@ class AgentSettings:
 @dataclass(frozen=True)
 class UpstreamSettings:
     url: str  # canonical, e.g. "http://localhost:8080" for `url: 8080`
-    protocol: str | None  # "http1" | "http2"; None = not given (http1)
+    protocol: str | None  # "http1" (http2 is refused: not supported yet); None = not given
     proxy_protocol: int | None  # 1 | 2; None = no PROXY header
     target: UpstreamURL
+    # Burrow extensions, https:// upstreams only (the CLI's --upstream-tls-verify[-cas]):
+    tls_verify: bool = True  # verify the upstream's certificate and host name
+    tls_verify_cas: str | None = None  # absolute path of a PEM CA bundle; None = system store
 
 
 @dataclass(frozen=True)
@@ -208,7 +226,7 @@ def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
         data, file_origins = read_config_file(path)
         if not isinstance(data, dict):
             raise ConfigError(
-                f"the file holds {_describe(data)}, not a mapping; start it with `version: 3`",
+                f"the file holds {describe(data)}, not a mapping; start it with `version: 3`",
                 source=str(path),
                 line=1,
             )
@@ -218,10 +236,10 @@ def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
     apply_env_overrides(merged, origins, env)
     ctx = SourceMap(origins, paths)
     if paths:
-        _check_keys(ctx, merged, (), _TOP_KEYS, _TOP_HINTS)
+        check_keys(ctx, merged, (), _TOP_KEYS, _TOP_HINTS)
         if "version" not in merged:
             raise ctx.error(("version",), "missing; add `version: 3` at the top of the file")
-    agent = _agent_settings(ctx, _mapping(ctx, merged.get("agent"), ("agent",)))
+    agent = _agent_settings(ctx, read_mapping(ctx, merged.get("agent"), ("agent",)))
     endpoints = _endpoints(ctx, merged.get("endpoints"))
     return AgentConfig(agent=agent, endpoints=endpoints, sources=tuple(paths))
 
@@ -243,7 +261,7 @@ def _check_version(ctx: SourceMap, data: Mapping[str, object]) -> None:
 
 
 _TOP_KEYS = ("version", "agent", "endpoints")
-_TOP_HINTS = {
+_V2_TOP_HINTS = {
     "tunnels": "v2-style tunnels are not supported by Burrow; define them under endpoints: "
     "(see deploy/agent.example.yml)",
     "server_addr": "v3 files spell it agent.connect_url",
@@ -301,22 +319,32 @@ _NGROK_ONLY_AGENT_KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 
 
+# Unknown top-level keys: v2 names, and agent options written at the top level as v2 did.
+_TOP_HINTS = {
+    **{
+        key: f"v3 files put it under agent:, as agent.{key}"
+        for key in (*_USED_AGENT_KEYS, *_NGROK_ONLY_AGENT_KEYS)
+    },
+    **_V2_TOP_HINTS,
+}
+
+
 def _agent_settings(ctx: SourceMap, data: Mapping[str, object]) -> AgentSettings:
     p: KeyPath = ("agent",)
-    _check_keys(ctx, data, p, _USED_AGENT_KEYS + tuple(_NGROK_ONLY_AGENT_KEYS))
+    check_keys(ctx, data, p, _USED_AGENT_KEYS + tuple(_NGROK_ONLY_AGENT_KEYS))
     kept: dict[str, object] = {}
     for key, (wanted, check) in _NGROK_ONLY_AGENT_KEYS.items():
         if key in data and data[key] is not None:
             if not check(data[key]):
-                raise ctx.error((*p, key), f"expected {wanted}, found {_describe(data[key])}")
+                raise ctx.error((*p, key), f"expected {wanted}, found {describe(data[key])}")
             kept[key] = Secret(str(data[key])) if key == "api_key" else data[key]
-    token = _str(ctx, data, p, "authtoken", "")
-    connect_url = _str(ctx, data, p, "connect_url", DEFAULT_CONNECT_URL)
+    token = read_str(ctx, data, p, "authtoken", "")
+    connect_url = read_str(ctx, data, p, "connect_url", DEFAULT_CONNECT_URL)
     try:
         host, port = validate_connect_url(connect_url)
     except ConfigError as exc:
         raise ctx.error((*p, "connect_url"), exc.reason) from None
-    cas = _str(ctx, data, p, "connect_cas", "trusted")
+    cas = read_str(ctx, data, p, "connect_cas", "trusted")
     if cas not in ("trusted", "host"):
         cas = ctx.resolve_file((*p, "connect_cas"), cas)
     log = data.get("log", "false")
@@ -324,25 +352,25 @@ def _agent_settings(ctx: SourceMap, data: Mapping[str, object]) -> AgentSettings
         log = "false"
     if not isinstance(log, str) or log == "":
         raise ctx.error(
-            (*p, "log"), f"expected stdout, stderr, false or a file path, found {_describe(log)}"
+            (*p, "log"), f"expected stdout, stderr, false or a file path, found {describe(log)}"
         )
     if log not in ("stdout", "stderr", "false"):
         where = ctx.where((*p, "log"))
         base = where.directory if where and where.directory else Path.cwd()
         log = str(base / Path(log).expanduser())
-    metadata = _str(ctx, data, p, "metadata", "")
-    _check_length(ctx, (*p, "metadata"), metadata)
+    metadata = read_str(ctx, data, p, "metadata", "")
+    check_length(ctx, (*p, "metadata"), metadata, MAX_METADATA_LENGTH)
     return AgentSettings(
         authtoken=Secret(token) if token else None,
         connect_url=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         connect_cas=cas,
-        heartbeat_interval=_duration(ctx, data, p, "heartbeat_interval", 10.0),
-        heartbeat_tolerance=_duration(ctx, data, p, "heartbeat_tolerance", 15.0),
-        connect_timeout=_duration(ctx, data, p, "connect_timeout", 10.0),
+        heartbeat_interval=read_duration(ctx, data, p, "heartbeat_interval", 10.0),
+        heartbeat_tolerance=read_duration(ctx, data, p, "heartbeat_tolerance", 15.0),
+        connect_timeout=read_duration(ctx, data, p, "connect_timeout", 10.0),
         metadata=metadata,
         log=log,
-        log_level=_choice(ctx, data, p, "log_level", _LOG_LEVELS, "info"),
-        log_format=_choice(ctx, data, p, "log_format", _LOG_FORMATS, "term"),
+        log_level=read_choice(ctx, data, p, "log_level", _LOG_LEVELS, "info"),
+        log_format=read_choice(ctx, data, p, "log_format", _LOG_FORMATS, "term"),
         ngrok_options=kept,
     )
 
@@ -369,7 +397,7 @@ _ENDPOINT_HINTS = {
     "remote_addr": "v3 endpoints put the address in url, e.g. url: tcp://host:12345",
     "policy": "v3 endpoints spell it traffic_policy",
 }
-_UPSTREAM_KEYS = ("url", "protocol", "proxy_protocol")
+_UPSTREAM_KEYS = ("url", "protocol", "proxy_protocol", "tls_verify", "tls_verify_cas")
 _TLS_KEYS = ("server_certificate", "server_private_key", "mutual_tls_certificate_authorities")
 
 
@@ -377,7 +405,7 @@ def _endpoints(ctx: SourceMap, value: object) -> tuple[EndpointSettings, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise ctx.error(("endpoints",), f"expected a list of endpoints, found {_describe(value)}")
+        raise ctx.error(("endpoints",), f"expected a list of endpoints, found {describe(value)}")
     endpoints = [_endpoint(ctx, item, ("endpoints", index)) for index, item in enumerate(value)]
     first_by_name: dict[str, int] = {}
     for index, endpoint in enumerate(endpoints):
@@ -392,16 +420,16 @@ def _endpoints(ctx: SourceMap, value: object) -> tuple[EndpointSettings, ...]:
 
 
 def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
-    data = _mapping(ctx, value, p)
-    _check_keys(ctx, data, p, _ENDPOINT_KEYS, _ENDPOINT_HINTS)
-    name = _str(ctx, data, p, "name", "")
+    data = read_mapping(ctx, value, p)
+    check_keys(ctx, data, p, _ENDPOINT_KEYS, _ENDPOINT_HINTS)
+    name = read_str(ctx, data, p, "name", "")
     if not name.strip():
         raise ctx.error((*p, "name"), "missing or empty; every endpoint needs a unique name")
     try:
-        url = parse_endpoint_url(_str(ctx, data, p, "url", ""))
+        url = parse_endpoint_url(read_str(ctx, data, p, "url", ""))
     except URLError as exc:
         raise ctx.error((*p, "url"), str(exc), exc.code) from None
-    bindings = _str_list(ctx, data, p, "bindings")
+    bindings = read_str_list(ctx, data, p, "bindings")
     if bindings is not None and len(bindings) != 1:
         raise ctx.error((*p, "bindings"), "must list exactly one of public, internal or kubernetes")
     binding = bindings[0] if bindings else infer_binding(url)
@@ -413,8 +441,8 @@ def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
     upstream = _upstream(ctx, data.get("upstream"), (*p, "upstream"), url)
     policy = data.get("traffic_policy")
     if policy is not None:
-        policy = dict(_mapping(ctx, policy, (*p, "traffic_policy")))
-    policy_file = _str(ctx, data, p, "traffic_policy_file", "") or None
+        policy = dict(read_mapping(ctx, policy, (*p, "traffic_policy")))
+    policy_file = read_str(ctx, data, p, "traffic_policy_file", "") or None
     if policy_file is not None:
         if policy is not None:
             raise ctx.error(
@@ -431,20 +459,26 @@ def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
                 "change url to tls://... or remove this section",
             )
         termination = _tls_termination(ctx, data["agent_tls_termination"], p)
+        if upstream.target.scheme == "tls":
+            raise ctx.error(
+                (*p, "upstream", "url"),
+                f"{upstream.target} asks for TLS to the upstream, but agent_tls_termination "
+                "sends it the decrypted bytes; write the upstream as host:port or tcp://",
+            )
     for key in ("description", "metadata"):
-        _check_length(ctx, (*p, key), _str(ctx, data, p, key, ""))
+        check_length(ctx, (*p, key), read_str(ctx, data, p, key, ""), MAX_METADATA_LENGTH)
     return EndpointSettings(
         name=name,
         url=str(url),
         upstream=upstream,
-        pooling_enabled=_bool(ctx, data, p, "pooling_enabled", False),
-        description=_str(ctx, data, p, "description", ""),
-        metadata=_str(ctx, data, p, "metadata", ""),
+        pooling_enabled=read_bool(ctx, data, p, "pooling_enabled", False),
+        description=read_str(ctx, data, p, "description", ""),
+        metadata=read_str(ctx, data, p, "metadata", ""),
         bindings=(binding,),
         traffic_policy=policy,
         traffic_policy_file=policy_file,
         agent_tls_termination=termination,
-        inspect=_bool(ctx, data, p, "inspect", True),
+        inspect=read_bool(ctx, data, p, "inspect", True),
         endpoint_url=url,
     )
 
@@ -452,20 +486,20 @@ def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
 def _upstream(ctx: SourceMap, value: object, p: KeyPath, url: EndpointURL) -> UpstreamSettings:
     if value is None:
         raise ctx.error(p, "missing; add `upstream: {url: 8080}` (where to forward traffic)")
-    data = _mapping(ctx, value, p)
-    _check_keys(ctx, data, p, _UPSTREAM_KEYS)
+    data = read_mapping(ctx, value, p)
+    check_keys(ctx, data, p, _UPSTREAM_KEYS)
     raw = data.get("url")
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)  # `url: 8080` is a YAML number
     if raw is None:
         raise ctx.error((*p, "url"), "missing; give a port (8080), host:port or a URL")
     if not isinstance(raw, str):
-        raise ctx.error((*p, "url"), f"expected a port, host:port or URL, found {_describe(raw)}")
+        raise ctx.error((*p, "url"), f"expected a port, host:port or URL, found {describe(raw)}")
     try:
         target = parse_upstream_url(raw, endpoint_scheme=url.scheme)
     except URLError as exc:
         raise ctx.error((*p, "url"), str(exc), exc.code) from None
-    protocol = _str(ctx, data, p, "protocol", "") or None
+    protocol = read_str(ctx, data, p, "protocol", "") or None
     if protocol is not None:
         if protocol not in ("http1", "http2"):
             raise ctx.error((*p, "protocol"), f"{protocol!r} is not http1 or http2")
@@ -475,152 +509,90 @@ def _upstream(ctx: SourceMap, value: object, p: KeyPath, url: EndpointURL) -> Up
                 f"only http and https endpoints have an upstream protocol, and url is {url}; "
                 "remove it",
             )
+        if protocol == "http2":
+            raise ctx.error(
+                (*p, "protocol"),
+                "http2 to the upstream is not supported yet by the Burrow agent; use http1 "
+                "(or leave protocol out)",
+            )
     proxy = data.get("proxy_protocol")
     if proxy in ("", None):
         proxy_protocol = None
     elif proxy in (1, 2, "1", "2") and not isinstance(proxy, bool):
         proxy_protocol = int(str(proxy))
     else:
-        raise ctx.error((*p, "proxy_protocol"), f"expected 1 or 2, found {_describe(proxy)}")
+        raise ctx.error((*p, "proxy_protocol"), f"expected 1 or 2, found {describe(proxy)}")
+    tls_verify, tls_verify_cas = _upstream_tls(ctx, data, p, url, target)
     return UpstreamSettings(
-        url=str(target), protocol=protocol, proxy_protocol=proxy_protocol, target=target
+        url=str(target),
+        protocol=protocol,
+        proxy_protocol=proxy_protocol,
+        target=target,
+        tls_verify=tls_verify,
+        tls_verify_cas=tls_verify_cas,
     )
+
+
+def _upstream_tls(
+    ctx: SourceMap, data: Mapping[str, object], p: KeyPath, url: EndpointURL, target: UpstreamURL
+) -> tuple[bool, str | None]:
+    """`tls_verify` and `tls_verify_cas` (Burrow extensions): only for an https:// upstream of
+    an http(s) endpoint; the CA file is loaded here so a bad one fails `config check`."""
+    for key in ("tls_verify", "tls_verify_cas"):
+        if data.get(key) is not None and (
+            url.scheme not in ("http", "https") or target.scheme != "https"
+        ):
+            raise ctx.error(
+                (*p, key),
+                f"applies only to an https:// upstream of an http or https endpoint, and this "
+                f"is {target} for {url}; remove it",
+            )
+    verify = read_bool(ctx, data, p, "tls_verify", True)
+    cas = read_str(ctx, data, p, "tls_verify_cas", "") or None
+    if cas is None:
+        return verify, None
+    if not verify:
+        raise ctx.error(
+            (*p, "tls_verify_cas"),
+            "has no effect with tls_verify: false (nothing is verified); remove one of them",
+        )
+    cas = ctx.resolve_file((*p, "tls_verify_cas"), cas)
+    try:
+        upstream_context(verify=verify, cas=cas)
+    except TLSMaterialError as exc:
+        raise ctx.error((*p, "tls_verify_cas"), str(exc)) from None
+    return verify, cas
 
 
 def _tls_termination(ctx: SourceMap, value: object, endpoint: KeyPath) -> AgentTLSTermination:
     p = (*endpoint, "agent_tls_termination")
-    data = _mapping(ctx, value, p)
-    _check_keys(ctx, data, p, _TLS_KEYS)
+    data = read_mapping(ctx, value, p)
+    check_keys(ctx, data, p, _TLS_KEYS)
 
     def pem(path: KeyPath, text: str) -> str:
         return text if text.lstrip().startswith("-----BEGIN") else ctx.resolve_file(path, text)
 
     found = {}
     for key in ("server_certificate", "server_private_key"):
-        text = _str(ctx, data, p, key, "")
+        text = read_str(ctx, data, p, key, "")
         if not text:
             raise ctx.error((*p, key), "missing; give a PEM file path or inline PEM")
         found[key] = pem((*p, key), text)
-    cas = _str_list(ctx, data, p, "mutual_tls_certificate_authorities") or ()
-    return AgentTLSTermination(
+    cas = read_str_list(ctx, data, p, "mutual_tls_certificate_authorities") or ()
+    termination = AgentTLSTermination(
         server_certificate=found["server_certificate"],
         server_private_key=found["server_private_key"],
         mutual_tls_certificate_authorities=tuple(
             pem((*p, "mutual_tls_certificate_authorities", i), ca) for i, ca in enumerate(cas)
         ),
     )
-
-
-def _check_keys(
-    ctx: SourceMap,
-    data: Mapping[str, object],
-    p: KeyPath,
-    allowed: Sequence[str],
-    hints: Mapping[str, str] | None = None,
-) -> None:
-    for key in data:
-        if key in allowed:
-            continue
-        hint = (hints or {}).get(key)
-        if hint is None and p == () and key in _USED_AGENT_KEYS + tuple(_NGROK_ONLY_AGENT_KEYS):
-            hint = f"v3 files put it under agent:, as agent.{key}"
-        if hint is None:
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7) or [
-                known for known in allowed if known.startswith(key) or key.startswith(known)
-            ]
-            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(allowed)}"
-        raise ctx.error((*p, key), f"unknown key; {hint}")
-
-
-def _mapping(ctx: SourceMap, value: object, p: KeyPath) -> Mapping[str, object]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ctx.error(p, f"expected a mapping (key: value lines), found {_describe(value)}")
-    return value
-
-
-def _str(ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str, default: str) -> str:
-    value = data.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise ctx.error((*p, key), f"expected a string, found {_describe(value)}; quote it")
-    return value
-
-
-def _bool(ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str, default: bool) -> bool:
-    value = data.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ctx.error((*p, key), f"expected true or false, found {_describe(value)}")
-    return value
-
-
-def _choice(
-    ctx: SourceMap,
-    data: Mapping[str, object],
-    p: KeyPath,
-    key: str,
-    choices: Sequence[str],
-    default: str,
-) -> str:
-    value = _str(ctx, data, p, key, default)
-    if value not in choices:
-        raise ctx.error((*p, key), f"{value!r} is not one of {', '.join(choices)}")
-    return value
-
-
-def _duration(
-    ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str, default: float
-) -> float:
-    value = data.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ctx.error((*p, key), f"expected a duration such as 10s, found {_describe(value)}")
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ctx.error((*p, key), str(exc)) from None
-    if seconds <= 0:
-        raise ctx.error((*p, key), f"must be longer than zero, found {value!r}")
-    return seconds
-
-
-def _str_list(
-    ctx: SourceMap, data: Mapping[str, object], p: KeyPath, key: str
-) -> tuple[str, ...] | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise ctx.error((*p, key), f"expected a list such as [a, b], found {_describe(value)}")
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise ctx.error((*p, key, index), f"expected a string, found {_describe(item)}")
-    return tuple(value)
-
-
-def _check_length(ctx: SourceMap, p: KeyPath, text: str) -> None:
-    if len(text) > MAX_METADATA_LENGTH:
-        raise ctx.error(
-            p, f"is {len(text)} characters long; the limit is {MAX_METADATA_LENGTH}; shorten it"
+    try:  # load it now, so that `config check` reports a bad PEM rather than the first client
+        termination_context(
+            termination.server_certificate,
+            termination.server_private_key,
+            termination.mutual_tls_certificate_authorities,
         )
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"{type(value).__name__} ({value!r})"
+    except TLSMaterialError as exc:
+        where: KeyPath = (*p, exc.field) if exc.index is None else (*p, exc.field, exc.index)
+        raise ctx.error(where, str(exc)) from None
+    return termination

@@ -1,8 +1,13 @@
-"""The agent's exception tree."""
+"""The agent's exception tree.
+
+AgentError              a refusal or misconfiguration that retrying cannot fix
+├── UsageError          a mistake on the command line (agent.cli, agent.cli_endpoints)
+└── TLSMaterialError    a certificate, key or CA that cannot be used (agent.tls_contexts)
+"""
 
 from __future__ import annotations
 
-__all__ = ["AgentError"]
+__all__ = ["AgentError", "UsageError"]
 
 
 class AgentError(Exception):
@@ -18,3 +23,7 @@ class AgentError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.code})" if self.code else self.message
+
+
+class UsageError(AgentError):
+    """A mistake on the command line or in what it names; printed as one line, exit 1."""

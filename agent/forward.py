@@ -1,46 +1,62 @@
-"""One proxy stream: read its ProxyHeader, dial the endpoint's upstream, pipe both ways.
+"""One proxy stream: read its ProxyHeader, open the endpoint's upstream, pipe both ways.
 
+Theory of operation
+-------------------
 The edge opens a typed stream of type PROXY for every public connection (reference §8.8):
 
     int64 little-endian N | N bytes of ProxyHeader | the connection's raw bytes ...
 
 `handle_proxy_stream` reads until the header is complete (bounded by the codec's
-`MAX_PROXY_HEADER_SIZE` and by `HEADER_TIMEOUT`), finds the endpoint by the header's `Id` (the
-bind id the edge returned in BindResp), dials the upstream, writes any payload bytes that came
-in with the header, and then splices the two streams with half-close.
+`MAX_PROXY_HEADER_SIZE` and by `HEADER_TIMEOUT`) and finds the endpoint's `Route` by the header's
+`Id` (the bind id the edge returned in BindResp). What follows depends on the endpoint:
 
-Failures are per connection and never raise: an unknown id, a malformed header or an upstream
-that cannot be reached close the proxy stream (the edge sees it end) and log one line. An
-upstream dial failure uses ngrok's ERR_NGROK_8012 wording; for http(s) endpoints the agent
-also answers with a small 502 page carrying that code, as ngrok's agent does, so the person at
-the browser learns where the connection stopped.
+* tcp://, and tls:// passed through: the bytes are opaque (for tls, the client's own TLS, its
+  ClientHello first); they are written to the upstream as they came.
+* tls:// with `agent_tls_termination`: the agent is the TLS server. The handshake (client
+  certificate checks included) completes first (`agent.tls_termination`); only then is the
+  upstream dialed, and the decrypted bytes are piped to it.
+* http:// and https://: the bytes are HTTP/1.1 requests, possibly several on one stream; the
+  agent does not parse them, it pipes them to the upstream, over TLS if the upstream is https://.
+
+Opening the upstream (`agent.upstream.open_upstream`) writes the PROXY protocol header first if
+the endpoint asks for one, with the public client (ProxyHeader.ClientAddr) as the source.
+
+Failures are per connection and never raise; each logs one line. An unknown id or a malformed
+header closes the stream; so does a TLS client refused at the handshake. An upstream that
+cannot be reached (refused, timed out, or its TLS handshake failed) is logged with ngrok's
+ERR_NGROK_8012; for http(s) endpoints the stream is then reset with STREAM_REFUSED, which the
+edge turns into its ERR_NGROK_8012 error page for the browser, and for tcp and tls endpoints it
+is closed (a raw TCP client has no way to be told more).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import trio
 
+from agent.config import EndpointSettings
+from agent.tls_contexts import termination_context, upstream_context
+from agent.tls_termination import ClientRefusedError, accept_tls
+from agent.upstream import UpstreamError, display_upstream, open_upstream
 from protocol.codec import Codec, parse_proxy_header
 from protocol.errcodes import ERR_NGROK_8012
-from protocol.messages import RpcDecodeError
+from protocol.errors import ErrorCode
+from protocol.messages import ProxyHeader, RpcDecodeError
 from protocol.mux import MuxStream
-from protocol.pipe import splice
-from protocol.urls import UpstreamURL, format_host_port, is_loopback_name
+from protocol.pipe import CLOSE_TIMEOUT, splice
+from protocol.proxy_protocol import SocketAddress
+from protocol.urls import UpstreamURL
 
 __all__ = [
     "HEADER_TIMEOUT",
     "UPSTREAM_CONNECT_TIMEOUT",
     "Route",
-    "dial_tcp",
-    "format_host_port",
     "handle_proxy_stream",
-    "resolve_host",
+    "route_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,45 +69,50 @@ HEADER_TIMEOUT = 10.0
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 #: Bytes asked of the proxy stream per read while looking for the header.
 _HEADER_READ = 64 * 1024
-_LOOPBACK = "127.0.0.1"
+#: Endpoint schemes whose streams carry HTTP: the edge answers the browser when they fail.
+_HTTP_PROTOS = ("http", "https")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
-    """Where the proxy streams of one bound endpoint go."""
+    """Where the proxy streams of one bound endpoint go, and how.
+
+    The TLS contexts are built once per endpoint (`route_for`), never per connection.
+    """
 
     name: str  # the endpoint's name, for logs
     url: str  # the URL the edge gave it (BindResp.URL)
     proto: str  # the endpoint's scheme: http, https, tcp or tls
     upstream: UpstreamURL
+    proxy_protocol: int | None = None  # write a PROXY v1/v2 header to the upstream first
+    upstream_tls: ssl.SSLContext | None = None  # the client context for an https upstream
+    termination: ssl.SSLContext | None = None  # the server context when the agent terminates
 
 
-def resolve_host(host: str) -> str:
-    """The address to dial for `host`: loopback names (`localhost`, `*.localhost`, RFC 6761)
-    become 127.0.0.1 here, without asking the system resolver; IP literals and other names are
-    returned unchanged (trio resolves names)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return _LOOPBACK if is_loopback_name(host) else host
-    return host
-
-
-async def dial_tcp(host: str, port: int, *, connect_timeout: float) -> trio.SocketStream:
-    """Open a TCP connection with TCP_NODELAY set; `host` goes through `resolve_host`.
-
-    Raises OSError (refused, unreachable, name not found) or trio.TooSlowError.
-    """
-    with trio.fail_after(connect_timeout):
-        stream = await trio.open_tcp_stream(resolve_host(host), port)
-    # trio already sets TCP_NODELAY on the streams it opens; say so explicitly because the
-    # tunnel's latency depends on it (small writes must not wait for Nagle's algorithm).
-    try:
-        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        await trio.aclose_forcefully(stream)
-        raise
-    return stream
+def route_for(endpoint: EndpointSettings, url: str = "") -> Route:
+    """The route for `endpoint`, its TLS contexts built from its settings. Raises
+    TLSMaterialError (an AgentError) if a certificate, key or CA cannot be loaded."""
+    upstream = endpoint.upstream
+    upstream_tls = None
+    if upstream.target.scheme == "https":
+        upstream_tls = upstream_context(verify=upstream.tls_verify, cas=upstream.tls_verify_cas)
+    termination = None
+    if endpoint.agent_tls_termination is not None:
+        settings = endpoint.agent_tls_termination
+        termination = termination_context(
+            settings.server_certificate,
+            settings.server_private_key,
+            settings.mutual_tls_certificate_authorities,
+        )
+    return Route(
+        name=endpoint.name,
+        url=url,
+        proto=endpoint.endpoint_url.scheme,
+        upstream=upstream.target,
+        proxy_protocol=upstream.proxy_protocol,
+        upstream_tls=upstream_tls,
+        termination=termination,
+    )
 
 
 async def handle_proxy_stream(
@@ -101,52 +122,80 @@ async def handle_proxy_stream(
     *,
     connect_timeout: float = UPSTREAM_CONNECT_TIMEOUT,
 ) -> None:
-    """Serve one proxy stream until both directions end; always closes `stream`.
+    """Serve one proxy stream until both directions end; always closes (or resets) `stream`.
 
     Never raises for a connection-level failure (logged instead); cancellation propagates,
     closing both sides.
     """
-    upstream: trio.SocketStream | None = None
     try:
         found = await _read_header(stream, codec)
         if found is None:
             return
-        header_id, client_addr, payload = found
-        route = routes.get(header_id)
+        header, payload = found
+        route = routes.get(header.id)
         if route is None:
-            log.warning("proxy stream for unknown endpoint id %r; closing it", header_id)
+            log.warning("proxy stream for unknown endpoint id %r; closing it", header.id)
             return
-        target = route.upstream
-        address = format_host_port(target.host, target.port)
-        try:
-            upstream = await dial_tcp(target.host, target.port, connect_timeout=connect_timeout)
-        except (OSError, trio.TooSlowError) as exc:
-            reason = str(exc) or "timed out"
-            log.warning(
-                "endpoint %s: agent could not reach upstream %s: %s (%s)",
-                route.name,
-                address,
-                reason,
-                ERR_NGROK_8012,
-            )
-            if route.proto in ("http", "https"):
-                await _send_bad_gateway(stream, address)
-            return
-        log.debug("endpoint %s: %s -> %s", route.name, client_addr, address)
-        if payload:
-            await upstream.send_all(payload)
-        pair, upstream = upstream, None  # splice owns and closes both from here
-        await splice(stream, pair)
+        await _forward(stream, route, header.client_addr, payload, connect_timeout)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         log.debug("proxy stream %d ended early: %s", stream.stream_id, exc)
     finally:
-        if upstream is not None:
-            await trio.aclose_forcefully(upstream)
         stream.close_now()
 
 
-async def _read_header(stream: MuxStream, codec: Codec) -> tuple[str, str, bytes] | None:
-    """(Id, ClientAddr, payload bytes after the header), or None if the stream ended, timed
+async def _forward(
+    stream: MuxStream, route: Route, client_addr: str, payload: bytes, connect_timeout: float
+) -> None:
+    proxy = None
+    if route.proxy_protocol is not None:
+        try:
+            proxy = (route.proxy_protocol, SocketAddress.parse(client_addr))
+        except ValueError:
+            log.warning(
+                "endpoint %s: client address %r is not ip:port, so no PROXY header can be "
+                "written for the upstream; closing the connection",
+                route.name,
+                client_addr,
+            )
+            return
+    downstream: trio.abc.Stream = stream
+    if route.termination is not None:
+        try:
+            downstream = await accept_tls(stream, route.termination, payload)
+        except ClientRefusedError as exc:
+            log.warning("endpoint %s: refused TLS client %s: %s", route.name, client_addr, exc)
+            return
+        payload = b""  # it was the ClientHello
+    try:
+        upstream = await open_upstream(
+            route.upstream, connect_timeout=connect_timeout, tls=route.upstream_tls, proxy=proxy
+        )
+    except UpstreamError as exc:
+        log.warning(
+            "endpoint %s: agent could not reach upstream %s: %s (%s)",
+            route.name,
+            display_upstream(route.upstream),
+            exc,
+            ERR_NGROK_8012,
+        )
+        if route.proto in _HTTP_PROTOS:
+            stream.reset(ErrorCode.STREAM_REFUSED)
+        elif downstream is not stream:
+            with trio.move_on_after(CLOSE_TIMEOUT):  # close_notify to the client, bounded
+                await downstream.aclose()
+        return
+    log.debug("endpoint %s: %s -> %s", route.name, client_addr, display_upstream(route.upstream))
+    try:
+        if payload:
+            await upstream.send_all(payload)
+    except BaseException:
+        await trio.aclose_forcefully(upstream)
+        raise
+    await splice(downstream, upstream)  # closes both
+
+
+async def _read_header(stream: MuxStream, codec: Codec) -> tuple[ProxyHeader, bytes] | None:
+    """The header and the payload bytes that came after it, or None if the stream ended, timed
     out or carried a malformed header (logged)."""
     buffer = bytearray()
     with trio.move_on_after(HEADER_TIMEOUT):
@@ -158,7 +207,7 @@ async def _read_header(stream: MuxStream, codec: Codec) -> tuple[str, str, bytes
                 return None
             if parsed is not None:
                 header, consumed = parsed
-                return header.id, header.client_addr, bytes(buffer[consumed:])
+                return header, bytes(buffer[consumed:])
             # parse_proxy_header rejects a length over its limit as soon as the 8 length
             # bytes are in, so this buffer holds at most one header plus one read.
             chunk = await stream.receive_some(_HEADER_READ)
@@ -168,23 +217,3 @@ async def _read_header(stream: MuxStream, codec: Codec) -> tuple[str, str, bytes
             buffer += chunk
     log.warning("proxy stream %d: no header within %gs", stream.stream_id, HEADER_TIMEOUT)
     return None
-
-
-async def _send_bad_gateway(stream: MuxStream, address: str) -> None:
-    body = (
-        f"Burrow: the agent could not reach its upstream at {address}.\n"
-        f"Make sure a service is listening there. ({ERR_NGROK_8012})\n"
-    ).encode()
-    head = (
-        "HTTP/1.1 502 Bad Gateway\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"Burrow-Error-Code: {ERR_NGROK_8012}\r\n"
-        f"ngrok-error-code: {ERR_NGROK_8012}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    try:
-        await stream.send_all(head + body)
-        await stream.send_eof()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from agent.config import AgentSettings, EndpointSettings
 from agent.errors import AgentError
-from agent.forward import format_host_port
+from agent.upstream import display_upstream
 from protocol.messages import (
     PROTOCOL_VERSIONS,
     Auth,
@@ -25,6 +25,7 @@ from protocol.messages import (
     BindExtra,
     BindResp,
 )
+from protocol.urls import format_host_port
 
 __all__ = [
     "AGENT_VERSION",
@@ -126,10 +127,7 @@ def build_auth(settings: AgentSettings, resume: ResumeState, host: HostInfo) -> 
 def upstream_display(endpoint: EndpointSettings) -> str:
     """How the upstream is shown and sent as ForwardsTo: `host:port` for tcp and tls upstreams,
     the URL for http(s) ones (as ngrok prints them)."""
-    target = endpoint.upstream.target
-    if target.scheme in ("tcp", "tls"):
-        return format_host_port(target.host, target.port)
-    return str(target)
+    return display_upstream(endpoint.upstream.target)
 
 
 def build_bind(
@@ -139,12 +137,27 @@ def build_bind(
     traffic_policy: str | None = None,
 ) -> Bind:
     """The Bind request for `endpoint`; `previous` (the last session's BindResp) makes the edge
-    give the same endpoint back. `traffic_policy` is the policy document as text, if any."""
+    give the same endpoint back. `traffic_policy` is the policy document as text, if any.
+
+    Proto is the endpoint URL's scheme (a scheme-less or empty URL was already read as https).
+    Opts carry what ngrok-go's modern clients fill in for that proto (reference §8.7): `URL`
+    ("" asks for a random name or address) and `ProxyProto` (0, or the PROXY protocol version
+    the agent itself writes to the upstream) for all; `Addr` for tcp; `MutualTLSAtAgent` for
+    tls (true when the agent checks client certificates itself); `TrafficPolicy` if any.
+    """
     url = endpoint.endpoint_url
-    opts: dict[str, object] = {"URL": "" if url.is_random else str(url), "ProxyProto": 0}
+    opts: dict[str, object] = {
+        "URL": "" if url.is_random else str(url),
+        "ProxyProto": endpoint.upstream.proxy_protocol or 0,
+    }
     if url.scheme == "tcp":
         port = url.effective_port
         opts["Addr"] = "" if url.is_random or port is None else format_host_port(url.host, port)
+    elif url.scheme == "tls":
+        termination = endpoint.agent_tls_termination
+        opts["MutualTLSAtAgent"] = bool(
+            termination and termination.mutual_tls_certificate_authorities
+        )
     if traffic_policy is not None:
         opts["TrafficPolicy"] = traffic_policy
     return Bind(
@@ -165,23 +178,11 @@ def build_bind(
 
 
 def check_supported(endpoints: Sequence[EndpointSettings]) -> None:
-    """Raise AgentError for endpoint settings this agent cannot honour yet, rather than send
-    traffic somewhere it would be misread (plaintext to a TLS upstream, no PROXY header to an
-    upstream that expects one)."""
+    """Raise AgentError for endpoint settings this agent cannot honour yet (the config file
+    and the command line refuse them already; this guards endpoints built any other way)."""
     for endpoint in endpoints:
-        where = f"endpoint {endpoint.name!r}"
-        if endpoint.agent_tls_termination is not None:
+        if endpoint.upstream.protocol == "http2":
             raise AgentError(
-                f"{where}: agent_tls_termination is not supported by this Burrow agent yet; "
-                "terminate TLS in the upstream instead"
-            )
-        if endpoint.upstream.proxy_protocol is not None:
-            raise AgentError(
-                f"{where}: upstream.proxy_protocol is not supported by this Burrow agent yet; "
-                "remove it"
-            )
-        if endpoint.upstream.target.scheme == "https":
-            raise AgentError(
-                f"{where}: https:// upstreams are not supported by this Burrow agent yet; "
-                "use an http:// upstream"
+                f"endpoint {endpoint.name!r}: upstream protocol http2 is not supported by this "
+                "Burrow agent yet; use http1"
             )

@@ -42,7 +42,7 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from random import Random
 from typing import TextIO
@@ -52,7 +52,7 @@ import trio
 from agent.backoff import backoff_delays
 from agent.config import AgentSettings, EndpointSettings
 from agent.errors import AgentError
-from agent.forward import Route, dial_tcp, handle_proxy_stream
+from agent.forward import Route, handle_proxy_stream, route_for
 from agent.requests import (
     RESTART_UNSUPPORTED,
     UPDATE_UNSUPPORTED,
@@ -63,6 +63,8 @@ from agent.requests import (
     check_supported,
     upstream_display,
 )
+from agent.tls_contexts import TLSMaterialError
+from agent.upstream import dial_tcp
 from protocol import rpc
 from protocol.codec import Codec
 from protocol.errcodes import ERR_NGROK_108, ERR_NGROK_334, parse_wire_error
@@ -173,7 +175,8 @@ class Agent:
 
     `dial` opens the transport to the edge (default: TCP + TLS to `settings.connect_url`);
     `random` drives the backoff jitter; `host` is what Auth says about this machine.
-    Raises AgentError at construction for endpoint settings it cannot serve.
+    Raises AgentError at construction for endpoint settings it cannot serve, and builds each
+    endpoint's TLS contexts there too (once: not per session, not per connection).
     """
 
     def __init__(
@@ -188,6 +191,8 @@ class Agent:
         mux_config: MuxConfig | None = None,
     ) -> None:
         check_supported(endpoints)
+        # url is filled in from each BindResp; everything else about a route is fixed here.
+        self._routes = {endpoint.name: _route(endpoint) for endpoint in endpoints}
         self.settings = settings
         self.resume = ResumeState()
         self._endpoints = {endpoint.name: endpoint for endpoint in endpoints}
@@ -393,12 +398,7 @@ class _Session:
                 self._cancel.cancel()
             return False
         bound = agent.resume.bound(endpoint.name, response)
-        self.routes[bound.bind_id] = Route(
-            name=endpoint.name,
-            url=bound.url,
-            proto=endpoint.endpoint_url.scheme,
-            upstream=endpoint.upstream.target,
-        )
+        self.routes[bound.bind_id] = replace(agent._routes[endpoint.name], url=bound.url)
         agent._reporter.forwarding(bound.url, upstream_display(endpoint))
         return True
 
@@ -494,6 +494,16 @@ class _Session:
         self.agent._reporter.notice(
             f"the edge stopped endpoint {route.name!r} ({route.url}): {message}{code}"
         )
+
+
+def _route(endpoint: EndpointSettings) -> Route:
+    """`route_for`, with the endpoint named in the error if its TLS material cannot be loaded
+    (the config check passed, so a file must have changed since)."""
+    try:
+        return route_for(endpoint)
+    except TLSMaterialError as exc:
+        where = exc.field if exc.index is None else f"{exc.field}[{exc.index}]"
+        raise AgentError(f"endpoint {endpoint.name!r}: {where}: {exc}") from None
 
 
 def _policy_text(endpoint: EndpointSettings) -> str | None:

@@ -2,9 +2,10 @@
 
 `FakeEdge.dial` is passed to `Agent(dial=...)`: each call makes a memory stream pair, starts a
 server-side mux session on one end in the test's nursery, and returns the other end. The edge
-answers Auth and Bind as scripted (`auth_errors`, `bind_errors`: popped per request, "" = ok),
-records every request, echoes heartbeats (unless `answer_heartbeats` is False), and exposes
-each session's `MuxSession` so a test can open proxy or command streams or drop the session.
+answers Auth and Bind as scripted (`auth_errors`, `bind_errors`: popped per request, "" = ok;
+each bound endpoint gets a URL per proto, see `_url`), records every request, echoes heartbeats
+(unless `answer_heartbeats` is False), and exposes each session's `MuxSession` so a test can
+open proxy or command streams or drop the session.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ class FakeEdge:
             await trio.sleep(0.01)
         return self.sessions[count - 1]
 
+    @staticmethod
+    def _url(bind: Bind, bind_id: str) -> str:
+        """The URL the edge chose: tcp gets a port from the bind id (bind_1 -> 20001); http,
+        https and tls get the requested URL, or a random-looking name when it was empty."""
+        number = int(bind_id.rsplit("_", 1)[1])
+        if bind.proto == "tcp":
+            return f"tcp://edge.localhost:{20000 + number}"
+        return str(bind.opts.get("URL") or f"{bind.proto}://3f9a-{number}.edge.localhost")
+
     async def _serve(self, transport: trio.abc.Stream, ready: trio.Event) -> None:
         async with open_mux_session(transport, Role.SERVER) as mux:
             session = EdgeSession(mux)
@@ -118,10 +128,9 @@ class FakeEdge:
             self._next_bind += 1
             bind_id = bind.id or f"bind_{self._next_bind}"
             token = bind.extra.token or f"token_{self._next_bind}"
-            port = 20000 + int(bind_id.rsplit("_", 1)[1])
             response = BindResp(
                 id=bind_id,
-                url=f"tcp://edge.localhost:{port}",
+                url=self._url(bind, bind_id),
                 proto=bind.proto,
                 opts=bind.opts,
                 extra=BindRespExtra(token=token),

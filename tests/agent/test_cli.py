@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import CLI_ENDPOINT_NAME, UsageError, main, tcp_endpoint
+from agent.cli import endpoint_from_argv, main
+from agent.cli_endpoints import CLI_ENDPOINT_NAME, http_endpoint, tcp_endpoint, tls_endpoint
+from agent.errors import UsageError
+from protocol.urls import UpstreamURL
 
 CONFIGS = Path(__file__).parent / "configs"
+PEM = CONFIGS / "pem"  # made by pem/make_pem.py
 
 
 @pytest.fixture(autouse=True)
@@ -115,8 +119,12 @@ def test_argument_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[s
 def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "--help")
     assert status == 0
-    assert "tcp" in out
-    assert "start" in out
+    for command in ("http", "tls", "tcp", "start"):
+        assert command in out
+    status, out, _ = run(capsys, "http", "--help")
+    assert status == 0
+    assert "--upstream-tls-verify-cas" in out
+    assert "--no-upstream-tls-verify" not in out  # the hidden half of --flag=false
     status, out, _ = run(capsys, "--version")
     assert status == 0
     assert out.startswith("burrow 0.1.0")
@@ -148,13 +156,15 @@ def test_start_without_endpoints(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert "no endpoints are defined" in one_error_line(err)
 
 
-def test_start_refuses_settings_the_agent_cannot_honour(
+def test_config_check_reports_a_key_that_does_not_match_its_certificate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = str(CONFIGS / "valid" / "representative.yml")
-    status, _, err = run(capsys, "start", "ssh", "--config", path, "--authtoken", "t")
-    assert status == 1
-    assert "proxy_protocol is not supported" in one_error_line(err)
+    path = CONFIGS / "invalid" / "tls_termination_key_mismatch.yml"
+    status, out, err = run(capsys, "config", "check", "--config", str(path))
+    assert (status, out) == (1, "")
+    line = one_error_line(err)
+    assert f"{path}:" in line
+    assert "agent_tls_termination.server_private_key: does not match server_certificate" in line
 
 
 def test_tcp_endpoint_defaults() -> None:
@@ -175,3 +185,300 @@ def test_tcp_endpoint_with_a_url_without_scheme() -> None:
 def test_tcp_endpoint_internal_needs_a_port() -> None:
     with pytest.raises(UsageError, match="needs a port"):
         tcp_endpoint("5432", url="tcp://db.internal", name="db", pooling=False)
+
+
+# --- burrow http / tls / tcp: every upstream form, every flag ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("addr", "target"),
+    [
+        ("8080", "http://localhost:8080"),
+        ("10.0.0.5:8080", "http://10.0.0.5:8080"),
+        ("http://app.local", "http://app.local:80"),
+        ("http://app.local:8000", "http://app.local:8000"),
+        ("https://app.local", "https://app.local:443"),
+        ("https://app.local:8443", "https://app.local:8443"),
+        ("https://", "https://localhost:443"),
+        ("example.org", "http://example.org:80"),
+        ("[::1]:80", "http://[::1]:80"),
+        ("HTTPS://[2001:db8::5]", "https://[2001:db8::5]:443"),
+    ],
+)
+def test_http_upstream_forms(addr: str, target: str) -> None:
+    endpoint = endpoint_from_argv(["http", addr])
+    assert str(endpoint.upstream.target) == target
+    assert endpoint.upstream.url == target
+
+
+@pytest.mark.parametrize("command", ["tcp", "tls"])
+@pytest.mark.parametrize(
+    ("addr", "target"),
+    [
+        ("5432", UpstreamURL("tcp", "localhost", 5432)),
+        ("db.local:5432", UpstreamURL("tcp", "db.local", 5432)),
+        ("[::1]:5432", UpstreamURL("tcp", "::1", 5432)),
+        ("tcp://10.0.0.6:5432", UpstreamURL("tcp", "10.0.0.6", 5432)),
+        ("tls://db.local:5433", UpstreamURL("tls", "db.local", 5433)),
+    ],
+)
+def test_tcp_and_tls_upstream_forms(command: str, addr: str, target: UpstreamURL) -> None:
+    assert endpoint_from_argv([command, addr]).upstream.target == target
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tcp", "localhost"], "has no port"),
+        (["tls", "example.org"], "has no port"),
+        (["tls", "https://example.org:443"], "cannot forward to"),
+        (["tcp", "https://"], "cannot forward to"),
+        (["http", "tcp://localhost:22"], "cannot forward to"),
+        (["http", "ftp://x"], "cannot forward to"),
+        (["http", "http://x/path"], "has a path"),
+        (["http", "99999"], "outside the range 1-65535"),
+        (["http", ""], "upstream URL is empty"),
+    ],
+)
+def test_bad_upstreams(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        endpoint_from_argv(argv)
+
+
+def test_http_endpoint_urls() -> None:
+    assert http_endpoint("80").url == "https://"  # a random https name
+    assert http_endpoint("80", url="http://").url == "http://"
+    assert http_endpoint("80", url="app.example.com").url == "https://app.example.com"
+    assert http_endpoint("80", url="http://app.example.com:80").url == "http://app.example.com"
+    internal = http_endpoint("80", url="api.clinic-a.internal")
+    assert (internal.url, internal.binding) == ("https://api.clinic-a.internal", "internal")
+    assert tls_endpoint("443").url == "tls://"
+    assert tls_endpoint("443", url="secure.example.com").url == "tls://secure.example.com"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["http", "80", "--url", "tcp://"], "`burrow http` serves https:// and http:// addresses"),
+        (["http", "80", "--url", "tls://x.example.com"], r"or use `burrow tls`"),
+        (["tls", "443", "--url", "https://x.example.com"], r"write tls://HOST \(or use `burrow"),
+        (["tcp", "22", "--url", "http://x.example.com"], r"or use `burrow http`"),
+        (["http", "80", "--url", "https://x.example.com:8443"], "must use port 443"),
+        (["http", "80", "--binding", "internal"], "needs a host name ending in .internal"),
+        (["tls", "1", "--url", "x.example.com", "--binding", "internal"], "must end in .internal"),
+        (["http", "80", "--binding", "private"], "invalid choice: 'private'"),
+        (["http", "80", "--name", " "], "--name must not be empty"),
+        (["http", "80", "--metadata", "m" * 4097], "--metadata is 4097 characters long"),
+    ],
+)
+def test_bad_endpoint_flags(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        endpoint_from_argv(argv)
+
+
+def test_endpoint_flags() -> None:
+    endpoint = endpoint_from_argv(
+        [
+            "http",
+            "8080",
+            "--url=https://app.example.com",
+            "--name",
+            "web",
+            "--binding",
+            "public",
+            "--pooling-enabled",
+            "--description",
+            "the web app",
+            "--metadata",
+            '{"team": "web"}',
+            "--upstream-proxy-protocol",
+            "2",
+            "--upstream-protocol",
+            "http1",
+        ]
+    )
+    assert (endpoint.name, endpoint.url, endpoint.bindings) == (
+        "web",
+        "https://app.example.com",
+        ("public",),
+    )
+    assert endpoint.pooling_enabled is True
+    assert (endpoint.description, endpoint.metadata) == ("the web app", '{"team": "web"}')
+    assert (endpoint.upstream.proxy_protocol, endpoint.upstream.protocol) == (2, "http1")
+    defaults = endpoint_from_argv(["tcp", "22"])
+    assert (defaults.name, defaults.pooling_enabled, defaults.upstream.proxy_protocol) == (
+        CLI_ENDPOINT_NAME,
+        False,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "pooling"),
+    [
+        (["--pooling-enabled"], True),
+        (["--pooling-enabled=true"], True),
+        (["--pooling-enabled=1"], True),
+        (["--pooling-enabled=false"], False),
+        (["--pooling-enabled=F"], False),
+        (["--pooling-enabled", "--pooling-enabled=false"], False),  # the last one wins
+    ],
+)
+def test_bool_flags_take_gos_forms(flags: list[str], pooling: bool) -> None:
+    assert endpoint_from_argv(["tcp", "22", *flags]).pooling_enabled is pooling
+
+
+def test_a_bare_bool_flag_does_not_swallow_the_upstream() -> None:
+    endpoint = endpoint_from_argv(["tcp", "--pooling-enabled", "5432"])
+    assert endpoint.pooling_enabled is True
+    assert endpoint.upstream.target.port == 5432
+
+
+def test_a_bool_flag_with_another_value_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "tcp", "22", "--pooling-enabled=maybe")
+    assert status == 1
+    assert "--pooling-enabled=maybe: expected --pooling-enabled=true or" in one_error_line(err)
+
+
+@pytest.mark.parametrize("value", ["3", "0", "v2"])
+def test_upstream_proxy_protocol_is_1_or_2(value: str) -> None:
+    with pytest.raises(UsageError, match="--upstream-proxy-protocol: invalid choice"):
+        endpoint_from_argv(["tcp", "22", "--upstream-proxy-protocol", value])
+
+
+def test_endpoint_metadata_is_the_endpoints_after_the_command() -> None:
+    endpoint = endpoint_from_argv(["--metadata", "session", "tls", "443", "--metadata", "mine"])
+    assert endpoint.metadata == "mine"
+
+
+def test_upstream_http2_is_not_supported_yet(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "http", "80", "--upstream-protocol", "http2", "--authtoken", "t")
+    assert status == 1
+    assert "HTTP/2 to the upstream is not supported yet" in one_error_line(err)
+
+
+def test_upstream_tls_verify_flags() -> None:
+    verified = endpoint_from_argv(["http", "https://localhost:8443"])
+    assert (verified.upstream.tls_verify, verified.upstream.tls_verify_cas) == (True, None)
+    off = endpoint_from_argv(["http", "https://localhost:8443", "--upstream-tls-verify=false"])
+    assert off.upstream.tls_verify is False
+    cas = endpoint_from_argv(["http", "https://", "--upstream-tls-verify-cas", str(PEM / "ca.pem")])
+    assert cas.upstream.tls_verify_cas == str(PEM / "ca.pem")
+
+
+def test_upstream_tls_verify_cas_is_resolved_from_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(PEM)
+    endpoint = endpoint_from_argv(["http", "https://", "--upstream-tls-verify-cas", "ca.pem"])
+    assert endpoint.upstream.tls_verify_cas == str((PEM / "ca.pem").resolve())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["http", "8080", "--upstream-tls-verify"], "applies to an https:// upstream"),
+        (
+            ["http", "8080", "--upstream-tls-verify-cas", str(PEM / "ca.pem")],
+            "the upstream is http://localhost:8080",
+        ),
+        (["http", "https://", "--upstream-tls-verify-cas", "nope.pem"], "nope.pem: no such file"),
+        (
+            ["http", "https://", "--upstream-tls-verify-cas", str(PEM / "server.key")],
+            "holds no PEM certificate",
+        ),
+        (
+            [
+                "http",
+                "https://",
+                "--upstream-tls-verify=false",
+                "--upstream-tls-verify-cas",
+                str(PEM / "ca.pem"),
+            ],
+            "has no effect with --upstream-tls-verify=false",
+        ),
+        (["http", "https://", "--upstream-tls-verify=nah"], "expected --upstream-tls-verify=true"),
+        (["tcp", "22", "--upstream-tls-verify"], "unrecognized arguments"),
+    ],
+)
+def test_bad_upstream_tls_flags(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        endpoint_from_argv(argv)
+
+
+def test_tls_termination_flags() -> None:
+    endpoint = endpoint_from_argv(
+        [
+            "tls",
+            "5432",
+            "--url",
+            "tls://secure.example.com",
+            "--crt",
+            str(PEM / "server.pem"),
+            "--key",
+            str(PEM / "server.key"),
+            "--mutual-tls-cas",
+            str(PEM / "ca.pem"),
+        ]
+    )
+    termination = endpoint.agent_tls_termination
+    assert termination is not None
+    assert termination.server_certificate == str(PEM / "server.pem")
+    assert termination.server_private_key == str(PEM / "server.key")
+    assert termination.mutual_tls_certificate_authorities == (str(PEM / "ca.pem"),)
+    assert endpoint_from_argv(["tls", "5432"]).agent_tls_termination is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--crt", str(PEM / "server.pem")], "--crt and --key go together"),
+        (["--key", str(PEM / "server.key")], "--crt and --key go together"),
+        (["--mutual-tls-cas", str(PEM / "ca.pem")], "--mutual-tls-cas needs --crt and --key"),
+        (["--crt", "missing.pem", "--key", str(PEM / "server.key")], "--crt missing.pem: no such"),
+        (
+            ["--crt", str(PEM / "server.pem"), "--key", str(PEM / "other.key")],
+            "--key: does not match server_certificate",
+        ),
+        (
+            ["--crt", str(PEM / "server.pem"), "--key", str(PEM / "encrypted.key")],
+            "--key: is encrypted",
+        ),
+        (
+            ["--crt", str(PEM / "server.key"), "--key", str(PEM / "server.key")],
+            "--crt: holds no PEM certificate",
+        ),
+        (
+            [
+                "--crt",
+                str(PEM / "server.pem"),
+                "--key",
+                str(PEM / "server.key"),
+                "--mutual-tls-cas",
+                str(PEM / "other.key"),
+            ],
+            "--mutual-tls-cas: holds no PEM certificate",
+        ),
+    ],
+)
+def test_bad_tls_termination_flags(flags: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        endpoint_from_argv(["tls", "5432", *flags])
+
+
+def test_terminated_tls_cannot_forward_to_a_tls_upstream() -> None:
+    with pytest.raises(UsageError, match="sends it the decrypted bytes"):
+        tls_endpoint(
+            "tls://db.local:5433", crt=str(PEM / "server.pem"), key=str(PEM / "server.key")
+        )
+
+
+def test_endpoint_errors_through_main_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["tls", "443", "--crt", "x.pem", "--authtoken", "t"],
+        ["http", "8080", "--upstream-tls-verify", "--authtoken", "t"],
+        ["http", "--url", "tcp://", "80", "--authtoken", "t"],
+    ):
+        status, out, err = run(capsys, *argv)
+        assert (status, out) == (1, "")
+        one_error_line(err)

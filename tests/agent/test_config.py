@@ -27,6 +27,7 @@ HERE = Path(__file__).parent
 VALID = sorted((HERE / "configs" / "valid").glob("*.yml"))
 INVALID = sorted((HERE / "configs" / "invalid").glob("*.yml"))
 EXAMPLE = HERE.parent.parent / "deploy" / "agent.example.yml"
+PEM = HERE / "configs" / "pem"  # made by pem/make_pem.py
 ERROR_PREFIX = "# error: "
 
 
@@ -102,7 +103,9 @@ def test_representative_file_values() -> None:
     assert tls is not None
     assert tls.agent_tls_termination is not None
     assert tls.agent_tls_termination.server_certificate.startswith("-----BEGIN CERTIFICATE")
-    assert "MIIBsecret" not in repr(tls.agent_tls_termination)
+    key_body = (PEM / "server.key").read_text().splitlines()[1]
+    assert key_body in tls.agent_tls_termination.server_private_key
+    assert key_body not in repr(tls.agent_tls_termination)
     front = config.endpoint("front")
     assert front is not None
     assert front.binding == "public"
@@ -149,7 +152,7 @@ def test_all_endpoint_keys() -> None:
     assert len(termination.mutual_tls_certificate_authorities) == 1
     assert k8s.binding == "kubernetes"
     assert k8s.upstream.url == "http://web.example.org:80"
-    assert k8s.upstream.protocol == "http2"
+    assert k8s.upstream.protocol == "http1"
 
 
 def test_url_forms_canonicalise() -> None:
@@ -307,9 +310,9 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     conf = tmp_path / "conf"
     conf.mkdir()
     write(conf, "policy.yml", "on_http_request: []\n")
-    write(conf, "edge-ca.pem", "-----BEGIN CERTIFICATE-----\n")
-    write(conf, "site.crt", "-----BEGIN CERTIFICATE-----\n")
-    write(conf, "site.key", "-----BEGIN PRIVATE KEY-----\n")
+    write(conf, "edge-ca.pem", (PEM / "ca.pem").read_text())
+    write(conf, "site.crt", (PEM / "server.pem").read_text())
+    write(conf, "site.key", (PEM / "server.key").read_text())
     path = write(
         conf,
         "burrow.yml",

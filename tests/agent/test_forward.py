@@ -1,22 +1,33 @@
-"""Proxy streams: header parsing, upstream dialing, payload order, failures."""
+"""Proxy streams: header parsing, upstream dialing (plain and https), payload order, failures."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
+import ssl
 
 import pytest
 import trio
-import trio.testing
+import trustme
 
-from agent.forward import Route, handle_proxy_stream, resolve_host
-from protocol.codec import Codec, encode_proxy_header
-from protocol.messages import ProxyHeader, StreamType
-from protocol.mux import MuxSession, open_mux_session, read_stream_type, receive_exactly
-from protocol.session import Role
+from agent.forward import Route
+from agent.tls_contexts import upstream_context
+from agent.upstream import resolve_host
+from protocol.errors import ErrorCode
+from protocol.messages import StreamType
+from protocol.mux import MuxStream, receive_exactly, reset_code
 from protocol.urls import UpstreamURL
+from tests.agent.conftest import PemFiles
+from tests.agent.proxying import (
+    free_port,
+    header,
+    mux_pair,
+    read_all,
+    serve_one,
+    serve_upstream,
+)
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @pytest.mark.parametrize(
@@ -35,57 +46,36 @@ def test_resolve_host_keeps_loopback_names_off_the_resolver(host: str, address: 
     assert resolve_host(host) == address
 
 
-@asynccontextmanager
-async def mux_pair() -> AsyncIterator[tuple[MuxSession, MuxSession]]:
-    agent_side, edge_side = trio.testing.memory_stream_pair()
-    async with (
-        open_mux_session(agent_side, Role.CLIENT) as agent,
-        open_mux_session(edge_side, Role.SERVER) as edge,
-    ):
-        yield agent, edge
+def route(
+    port: int,
+    proto: str = "tcp",
+    *,
+    scheme: str | None = None,
+    upstream_tls: ssl.SSLContext | None = None,
+) -> dict[str, Route]:
+    scheme = scheme or ("http" if proto in ("http", "https") else "tcp")
+    upstream = UpstreamURL(scheme, "localhost", port)
+    web = Route(name="web", url="", proto=proto, upstream=upstream, upstream_tls=upstream_tls)
+    return {"bd_1": web}
 
 
-async def serve_one(agent: MuxSession, routes: dict[str, Route]) -> None:
-    stream = await agent.accept_stream()
-    assert await read_stream_type(stream) == StreamType.PROXY
-    await handle_proxy_stream(stream, routes, Codec.MSGPACK, connect_timeout=2)
-
-
-async def upstream_server(nursery: trio.Nursery, handler: object) -> int:
-    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-    return int(listeners[0].socket.getsockname()[1])
-
-
-def route(port: int, proto: str = "tcp") -> dict[str, Route]:
-    return {"bd_1": Route("db", "tcp://edge:1", proto, UpstreamURL("tcp", "localhost", port))}
-
-
-def header(bind_id: str = "bd_1") -> bytes:
-    return encode_proxy_header(ProxyHeader(id=bind_id, client_addr="1.2.3.4:5"), Codec.MSGPACK)
-
-
-async def free_port() -> int:
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
+async def expect_reset(stream: MuxStream, code: ErrorCode) -> None:
+    with pytest.raises(trio.BrokenResourceError) as caught:
+        await read_all(stream)
+    assert reset_code(caught.value) == code
 
 
 async def test_payload_after_the_header_reaches_the_upstream_first() -> None:
     received: list[bytes] = []
 
     async def upstream(stream: trio.SocketStream) -> None:
-        data = b""
-        while chunk := await stream.receive_some():
-            data += chunk
-        received.append(data)
+        received.append(await read_all(stream))
         await stream.send_all(b"bye")
         await stream.aclose()
 
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
-            port = await upstream_server(nursery, upstream)
+            port = await serve_upstream(nursery, upstream)
             nursery.start_soon(serve_one, agent, route(port))
             stream = await edge.open_typed_stream(StreamType.PROXY)
             await stream.send_all(header() + b"first ")
@@ -97,7 +87,118 @@ async def test_payload_after_the_header_reaches_the_upstream_first() -> None:
     assert received == [b"first second"]
 
 
-async def test_unreachable_upstream_logs_8012_and_closes(caplog: pytest.LogCaptureFixture) -> None:
+async def test_http_requests_are_piped_to_a_plain_http_upstream() -> None:
+    """Two keep-alive requests on one stream reach the upstream byte for byte."""
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        for _ in range(2):
+            assert await receive_exactly(stream, len(REQUEST)) == REQUEST
+            await stream.send_all(RESPONSE)
+        await stream.aclose()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
+            port = await serve_upstream(nursery, upstream)
+            nursery.start_soon(serve_one, agent, route(port, "https"))
+            stream = await edge.open_typed_stream(StreamType.PROXY)
+            await stream.send_all(header() + REQUEST)
+            assert await receive_exactly(stream, len(RESPONSE)) == RESPONSE
+            await stream.send_all(REQUEST)
+            assert await read_all(stream) == RESPONSE
+            nursery.cancel_scope.cancel()
+
+
+async def https_upstream(
+    nursery: trio.Nursery, cert: trustme.LeafCert, seen: dict[str, object]
+) -> int:
+    """An HTTPS server on loopback answering one request per connection; records the SNI and
+    ALPN it saw, and how its handshake ended."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+
+    def on_sni(_: ssl.SSLObject, name: str | None, __: ssl.SSLContext) -> None:
+        seen["sni"] = name
+
+    context.sni_callback = on_sni
+
+    async def serve(tcp: trio.SocketStream) -> None:
+        stream = trio.SSLStream(tcp, context, server_side=True, https_compatible=True)
+        try:
+            await stream.do_handshake()
+            seen["alpn"] = stream.selected_alpn_protocol()
+            assert await receive_exactly(stream, len(REQUEST)) == REQUEST
+            await stream.send_all(RESPONSE)
+        except trio.BrokenResourceError as exc:
+            seen["failed"] = exc
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    return await serve_upstream(nursery, serve)
+
+
+async def test_https_upstream_verified_against_the_configured_ca(
+    localhost_pems: PemFiles,
+) -> None:
+    seen: dict[str, object] = {}
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
+            port = await https_upstream(nursery, localhost_pems.cert, seen)
+            context = upstream_context(cas=localhost_pems.ca_path)
+            nursery.start_soon(
+                serve_one, agent, route(port, "https", scheme="https", upstream_tls=context)
+            )
+            stream = await edge.open_typed_stream(StreamType.PROXY)
+            await stream.send_all(header() + REQUEST)
+            assert await read_all(stream) == RESPONSE
+            nursery.cancel_scope.cancel()
+    assert seen == {"sni": "localhost", "alpn": "http/1.1"}
+
+
+@pytest.mark.parametrize("case", ["other CA", "wrong host name"])
+async def test_untrusted_https_upstream_resets_the_stream_refused(
+    case: str, ca: trustme.CA, other_ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert = other_ca.issue_cert("localhost") if case == "other CA" else ca.issue_cert("example.org")
+    context = upstream_context()
+    ca.configure_trust(context)  # trust `ca` only (plus the system store)
+    seen: dict[str, object] = {}
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
+            port = await https_upstream(nursery, cert, seen)
+            nursery.start_soon(
+                serve_one, agent, route(port, "https", scheme="https", upstream_tls=context)
+            )
+            stream = await edge.open_typed_stream(StreamType.PROXY)
+            with caplog.at_level(logging.WARNING, logger="agent.forward"):
+                await stream.send_all(header() + REQUEST)
+                await expect_reset(stream, ErrorCode.STREAM_REFUSED)
+            nursery.cancel_scope.cancel()
+    assert "alpn" not in seen, "the handshake must not have completed"
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "agent.forward"]
+    assert f"agent could not reach upstream https://localhost:{port}" in line
+    assert "certificate verify failed" in line
+    assert line.endswith("(ERR_NGROK_8012)")
+
+
+async def test_tls_verify_false_accepts_any_upstream_certificate(other_ca: trustme.CA) -> None:
+    seen: dict[str, object] = {}
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
+            port = await https_upstream(nursery, other_ca.issue_cert("example.org"), seen)
+            context = upstream_context(verify=False)
+            nursery.start_soon(
+                serve_one, agent, route(port, "https", scheme="https", upstream_tls=context)
+            )
+            stream = await edge.open_typed_stream(StreamType.PROXY)
+            await stream.send_all(header() + REQUEST)
+            assert await read_all(stream) == RESPONSE
+            nursery.cancel_scope.cancel()
+
+
+async def test_unreachable_tcp_upstream_logs_8012_and_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     port = await free_port()
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
@@ -105,24 +206,29 @@ async def test_unreachable_upstream_logs_8012_and_closes(caplog: pytest.LogCaptu
             stream = await edge.open_typed_stream(StreamType.PROXY)
             with caplog.at_level(logging.WARNING, logger="agent.forward"):
                 await stream.send_all(header())
-                assert await stream.receive_some() == b""
-    assert f"agent could not reach upstream localhost:{port}" in caplog.text
-    assert "ERR_NGROK_8012" in caplog.text
+                assert await stream.receive_some() == b""  # closed, not reset
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "agent.forward"]
+    assert line == (
+        f"endpoint web: agent could not reach upstream localhost:{port}: "
+        "cannot connect: Connection refused (ERR_NGROK_8012)"
+    )
 
 
-async def test_unreachable_http_upstream_gets_a_502_page() -> None:
+@pytest.mark.parametrize("proto", ["http", "https"])
+async def test_unreachable_http_upstream_resets_the_stream_refused(
+    proto: str, caplog: pytest.LogCaptureFixture
+) -> None:
     port = await free_port()
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
-            nursery.start_soon(serve_one, agent, route(port, proto="https"))
+            nursery.start_soon(serve_one, agent, route(port, proto))
             stream = await edge.open_typed_stream(StreamType.PROXY)
-            await stream.send_all(header())
-            reply = b""
-            while chunk := await stream.receive_some():
-                reply += chunk
-    assert reply.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
-    assert b"Burrow-Error-Code: ERR_NGROK_8012\r\n" in reply
-    assert f"localhost:{port}".encode() in reply
+            with caplog.at_level(logging.WARNING, logger="agent.forward"):
+                await stream.send_all(header() + REQUEST)
+                await expect_reset(stream, ErrorCode.STREAM_REFUSED)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "agent.forward"]
+    assert f"upstream http://localhost:{port}: cannot connect" in line
+    assert "ERR_NGROK_8012" in line
 
 
 async def test_unknown_endpoint_id_closes_the_stream(caplog: pytest.LogCaptureFixture) -> None:

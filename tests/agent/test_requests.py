@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from agent.cli import tcp_endpoint
+from agent.cli_endpoints import http_endpoint, tcp_endpoint, tls_endpoint
 from agent.config import AgentSettings, EndpointSettings, Secret, load_config
 from agent.errors import AgentError
 from agent.requests import (
@@ -20,7 +21,7 @@ from agent.requests import (
     upstream_display,
 )
 from protocol.codec import Codec, decode, encode
-from protocol.messages import Auth, AuthResp, AuthRespExtra, BindResp, BindRespExtra
+from protocol.messages import Auth, AuthResp, AuthRespExtra, Bind, BindResp, BindRespExtra
 
 HOST = HostInfo(os="linux", arch="x86_64", hostname="clinic-box")
 
@@ -148,13 +149,68 @@ def test_upstream_display_brackets_ipv6() -> None:
     assert upstream_display(tcp("[::1]:5432")) == "[::1]:5432"
 
 
-def test_unsupported_endpoint_settings_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "burrow.yml"
-    path.write_text(
-        "version: 3\nendpoints:\n"
-        "  - name: ssh\n    url: tcp://ssh.internal:22\n"
-        "    upstream: {url: 22, proxy_protocol: 2}\n"
+def test_upstream_http2_is_refused_however_the_endpoint_was_built() -> None:
+    web = http_endpoint("8080")
+    http2 = replace(web, upstream=replace(web.upstream, protocol="http2"))
+    with pytest.raises(AgentError, match=r"'command_line': upstream protocol http2 is not supp"):
+        check_supported([http2])
+    check_supported([tcp(), web])
+
+
+def test_bind_for_a_random_https_name() -> None:
+    """`burrow http 8080`: an empty URL means "a random https name" (reference §1.5)."""
+    bind = build_bind(http_endpoint("8080"), None)
+    assert bind.proto == "https"
+    assert bind.opts == {"URL": "", "ProxyProto": 0}
+    assert bind.forwards_to == "http://localhost:8080"
+    assert bind.forwards_proto == ""
+    assert bind.extra.bindings == ("public",)
+
+
+def test_bind_for_an_http_url_with_a_proxy_protocol_upstream() -> None:
+    endpoint = http_endpoint(
+        "https://10.0.0.5",
+        url="http://app.example.com",
+        proxy_protocol=1,
+        upstream_protocol="http1",
     )
-    with pytest.raises(AgentError, match=r"'ssh': upstream\.proxy_protocol is not supported"):
-        check_supported(load_config([path], {}).endpoints)
-    check_supported([tcp()])
+    bind = build_bind(endpoint, None)
+    assert bind.proto == "http"
+    assert bind.opts == {"URL": "http://app.example.com", "ProxyProto": 1}
+    assert bind.forwards_to == "https://10.0.0.5:443"
+    assert bind.forwards_proto == "http1"
+
+
+def test_bind_for_a_domain_only_url_is_https() -> None:
+    bind = build_bind(http_endpoint("3000", url="app.example.com", pooling=True), None)
+    assert (bind.proto, bind.opts["URL"]) == ("https", "https://app.example.com")
+    assert bind.extra.pooling_enabled is True
+
+
+def test_bind_for_tls_endpoints() -> None:
+    passthrough = build_bind(tls_endpoint("8443"), None)
+    assert passthrough.proto == "tls"
+    assert passthrough.opts == {"URL": "", "ProxyProto": 0, "MutualTLSAtAgent": False}
+    assert passthrough.forwards_to == "localhost:8443"
+    pem = Path(__file__).parent / "configs" / "pem"
+    files = {"crt": str(pem / "server.pem"), "key": str(pem / "server.key")}
+    url = "tls://secure.example.com"
+    terminated = build_bind(tls_endpoint("10.0.0.6:5432", url=url, proxy_protocol=2, **files), None)
+    assert terminated.opts == {"URL": url, "ProxyProto": 2, "MutualTLSAtAgent": False}
+    mutual = tls_endpoint("5432", url=url, mutual_tls_cas=str(pem / "ca.pem"), **files)
+    assert build_bind(mutual, None).opts["MutualTLSAtAgent"] is True
+
+
+def test_bind_for_a_tcp_endpoint_with_a_proxy_protocol_upstream() -> None:
+    bind = build_bind(tcp_endpoint("22", url="tcp://ssh.internal:22", proxy_protocol=2), None)
+    assert bind.opts == {"URL": "tcp://ssh.internal:22", "Addr": "ssh.internal:22", "ProxyProto": 2}
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [http_endpoint("8080"), tls_endpoint("8443", url="tls://x.example.com"), tcp_endpoint("22")],
+    ids=["http", "tls", "tcp"],
+)
+def test_binds_survive_the_msgpack_round_trip(endpoint: EndpointSettings) -> None:
+    bind = build_bind(endpoint, BoundEndpoint("bd_1", "x", "tok"))
+    assert decode(Bind, encode(bind, Codec.MSGPACK), Codec.MSGPACK) == bind

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import itertools
+import ssl
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from random import Random
 
 import pytest
 import trio
+import trustme
 
-from agent.cli import tcp_endpoint
+from agent.cli import endpoint_from_argv
+from agent.cli_endpoints import tcp_endpoint
 from agent.config import AgentSettings, EndpointSettings, Secret
 from agent.errors import AgentError
 from agent.requests import HostInfo
@@ -31,7 +35,10 @@ from protocol.messages import (
 )
 from protocol.mux import receive_exactly
 from protocol.rpc import read_message
+from protocol.tls import TLSStream
+from tests.agent.conftest import write_pems
 from tests.agent.fake_edge import FakeEdge
+from tests.agent.proxying import HeaderFirst, header
 
 HOST = HostInfo(os="linux", arch="x86_64", hostname="clinic-box")
 
@@ -126,6 +133,76 @@ async def test_proxy_stream_is_piped_to_the_upstream(nursery: trio.Nursery) -> N
         assert await receive_exactly(stream, 11) == b"hello world"
         await stream.send_eof()
         assert await stream.receive_some() == b""
+
+
+@pytest.mark.parametrize(
+    ("argv", "forwarding", "proto", "opts"),
+    [
+        (
+            ["http", "8080"],
+            "Forwarding https://3f9a-1.edge.localhost -> http://localhost:8080\n",
+            "https",
+            {"URL": "", "ProxyProto": 0},
+        ),
+        (
+            ["http", "https://app.local:8443", "--url", "http://app.example.com"],
+            "Forwarding http://app.example.com -> https://app.local:8443\n",
+            "http",
+            {"URL": "http://app.example.com", "ProxyProto": 0},
+        ),
+        (
+            ["tls", "5432", "--upstream-proxy-protocol=2"],
+            "Forwarding tls://3f9a-1.edge.localhost -> localhost:5432\n",
+            "tls",
+            {"URL": "", "ProxyProto": 2, "MutualTLSAtAgent": False},
+        ),
+    ],
+    ids=["http", "http-url", "tls"],
+)
+async def test_http_and_tls_commands_bind_and_print_forwarding(
+    nursery: trio.Nursery,
+    argv: list[str],
+    forwarding: str,
+    proto: str,
+    opts: dict[str, object],
+) -> None:
+    """What `burrow http|tls ...` starts: the endpoint the command line builds, bound against
+    the (fake) edge, with the Forwarding line scripts parse."""
+    h = Harness(nursery, [endpoint_from_argv(argv)])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+    assert h.out.getvalue() == forwarding
+    (bind,) = h.edge.binds
+    assert (bind.proto, bind.opts) == (proto, opts)
+
+
+async def test_a_terminated_tls_endpoint_with_mutual_tls_serves_a_good_client(
+    nursery: trio.Nursery, tmp_path: Path, ca: trustme.CA
+) -> None:
+    """`burrow tls PORT --crt --key --mutual-tls-cas` end to end through the Agent: Bind says
+    MutualTLSAtAgent, and a client with a good certificate reaches the upstream."""
+    server = write_pems(tmp_path / "server", ca, ca.issue_cert("secure.example.com"))
+    clients_ca = trustme.CA()
+    clients = write_pems(tmp_path / "clients", clients_ca, clients_ca.issue_cert("client-1"))
+    port = await echo_server(nursery)
+    argv = ["tls", f"127.0.0.1:{port}", "--url", "tls://secure.example.com"]
+    argv += ["--crt", server.cert_path, "--key", server.key_path]
+    argv += ["--mutual-tls-cas", clients.ca_path]
+    h = Harness(nursery, [endpoint_from_argv(argv)])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        assert h.out.getvalue() == f"Forwarding tls://secure.example.com -> 127.0.0.1:{port}\n"
+        assert h.edge.binds[0].opts["MutualTLSAtAgent"] is True
+        stream = await h.edge.sessions[0].mux.open_typed_stream(StreamType.PROXY)
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        clients.cert.configure_cert(context)
+        client = TLSStream(
+            HeaderFirst(stream, header("bind_1")), context, server_hostname="secure.example.com"
+        )
+        await client.send_all(b"ping")
+        assert await receive_exactly(client, 4) == b"ping"
+        await client.aclose()
 
 
 async def test_proxy_stream_for_an_unknown_id_is_closed(nursery: trio.Nursery) -> None:
