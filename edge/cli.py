@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +316,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _serve_until_signalled(config: EdgeConfig, ca: DevCA, store: SQLiteStore) -> None:
     async with trio.open_nursery() as nursery:
-        addresses: EdgeAddresses = await nursery.start(serve_edge, config, ca, store)
+        addresses: EdgeAddresses = await nursery.start(
+            partial(serve_edge, config, ca, store, reload_on_sighup=True)
+        )
         host, port = addresses.agents
         admin = "off" if addresses.admin is None else format_host_port(*addresses.admin)
         http = "off" if addresses.http is None else format_host_port(*addresses.http)

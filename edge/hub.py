@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from edge.binding import BindResolver
 from edge.config import EdgeConfig
 from edge.events import EventLog
-from edge.registry import EndpointRegistry
+from edge.registry import EndpointRecord, EndpointRegistry
 from edge.store import Store
 
 
@@ -38,6 +39,7 @@ class _Resumable:
     session: Stoppable | None
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "tls": 443, "tcp": 0}
 #: Client ids remembered for resumption after their session ended.
 MAX_RESUMABLE = 10_000
 
@@ -58,8 +60,20 @@ class EdgeHub:
         self.rng = rng or random.Random()
         self.new_token = token_source
         self.registry = EndpointRegistry(rng=self.rng)
+        self.binder = BindResolver(config, self.registry)
+        #: The ports clients dial, by scheme, once the listeners are bound (the server fills
+        #: this in); URLs handed to agents name a port only when it is not the default.
+        self.public_ports: dict[str, int] = {}
         self.sessions: dict[str, Stoppable] = {}
         self._resumable: dict[str, _Resumable] = {}
+
+    def public_url(self, record: EndpointRecord) -> str:
+        """The URL clients dial for `record`: its canonical URL, plus the edge's port when that
+        is not the scheme's default (a development edge listens on 8443 and 8080)."""
+        port = self.public_ports.get(record.proto)
+        if record.binding != "public" or port is None or port == _DEFAULT_PORTS[record.proto]:
+            return record.url
+        return f"{record.url}:{port}"
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{self.new_token(18)}"

@@ -10,22 +10,39 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
 
 #: How many released endpoints remember their URL for a resuming agent (by bind token).
 RECENT_BINDINGS = 10_000
 
 
+class ProxyOpener(Protocol):
+    """The agent session that serves an endpoint: it opens proxy streams to its agent."""
+
+    async def open_proxy(
+        self, record: EndpointRecord, client_addr: str
+    ) -> trio.abc.HalfCloseableStream:
+        """A new proxy stream with its ProxyHeader written; `trio.BrokenResourceError` if the
+        session is gone."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointRecord:
-    url: str
-    proto: str
+    url: str  # canonical (edge/binding.py): the registry key
+    proto: str  # http, https, tcp or tls
     bind_id: str
     token: str
     session_id: str
     client_id: str
     port: int | None = None
     binding: str = "public"  # or "internal": reachable only through forward-internal
+    host: str = ""  # the URL's host, for routing by SNI and Host
+    forwards_to: str = ""  # the agent's upstream as it described it (Bind.ForwardsTo)
+    owner: ProxyOpener | None = field(default=None, compare=False, repr=False)
 
 
 class EndpointRegistry:
@@ -40,6 +57,22 @@ class EndpointRegistry:
 
     def lookup(self, url: str) -> EndpointRecord | None:
         return self._by_url.get(url)
+
+    def lookup_public(self, scheme: str, host: str) -> EndpointRecord | None:
+        """The public endpoint serving `host` for `scheme` (http, https or tls): an exact name
+        first, then the closest wildcard (`a.b.example.com` tries `*.b.example.com`, then
+        `*.example.com`), as ngrok picks the most specific online endpoint. Internal endpoints
+        are never returned: no public port may reach them."""
+        by_url = self._by_url
+        record = by_url.get(f"{scheme}://{host}")
+        if record is None:
+            rest = host
+            while record is None and "." in rest:
+                rest = rest.split(".", 1)[1]
+                record = by_url.get(f"{scheme}://*.{rest}")
+        if record is None or record.binding != "public":
+            return None
+        return record
 
     def add(self, record: EndpointRecord) -> None:
         if record.url in self._by_url:

@@ -1,10 +1,10 @@
-"""The edge process: the agent listener, the admin API listener, and the wiring between store,
-certificates and sessions."""
+"""The edge process: the public ports (`edge.front_door`), the admin API listener, and the
+wiring between store, certificates, sessions and endpoints."""
 
 from __future__ import annotations
 
 import logging
-import socket
+import signal
 import ssl
 from dataclasses import dataclass
 from functools import partial
@@ -15,17 +15,19 @@ import trio
 from edge.admin.http import serve_admin
 from edge.admin.live import HubLiveState
 from edge.admin.routes import AdminApi
+from edge.cert_store import CertStore, watch_certificates
 from edge.certs import DevCA, server_context_from_pem
 from edge.config import EdgeConfig
 from edge.events import EVENTS_FILE, EventLog
+from edge.front_door import FrontDoor, open_public_listeners
 from edge.hub import EdgeHub
 from edge.session import AgentSession
 from edge.store import SQLiteStore, StoreError
-from edge.tcp_endpoint import peer_address
 from protocol.errors import ErrorCode
 from protocol.mux import MuxConfig, open_mux_session
 from protocol.session import Role, SessionConfig
 from protocol.tls import TLSStream
+from protocol.urls import format_host_port
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +85,41 @@ async def serve_edge(
     ca: DevCA,
     store: SQLiteStore,
     *,
+    reload_on_sighup: bool = False,
     task_status: trio.TaskStatus[EdgeAddresses] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the edge until cancelled; `task_status.started` gets the listeners' addresses.
+    `reload_on_sighup` (the CLI, which runs in the main thread) reloads certificates on SIGHUP.
 
     `OSError` if a listener's address cannot be bound (the edge then does not start)."""
     hub = EdgeHub(config, store, events=EventLog(store, store.path.parent / EVENTS_FILE))
-    tls = agent_tls_context(config, ca)
+    certs = CertStore(config.certificates, ca)
+    front_door = FrontDoor(
+        config,
+        hub.registry,
+        agent_tls=agent_tls_context(config, ca),
+        certs=certs,
+        serve_agent=partial(_handle_agent, hub),
+    )
     admin_tls = admin_tls_context(config)
-    host, port = config.listen.tls
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    address = listeners[0].socket.getsockname()
-    log.info("agents: %s:%d (SNI %s)", address[0], address[1], config.connect_host)
+    tls_listeners = await open_public_listeners(config.listen.tls)
+    tls_address = _address(tls_listeners)
+    http_listeners: list[trio.SocketListener] = []
+    http_address = None
+    if config.listen.http is not None:
+        http_listeners = await open_public_listeners(config.listen.http)
+        http_address = _address(http_listeners)
+        hub.public_ports["http"] = http_address[1]
+    hub.public_ports.update(https=tls_address[1], tls=tls_address[1])
+    log.info(
+        "public TLS port %s (agents: SNI %s), http port %s",
+        format_host_port(*tls_address),
+        config.connect_host,
+        "off" if http_address is None else format_host_port(*http_address),
+    )
+    covered = certs.hosts_covered()
+    if covered:
+        log.info("certificate files cover: %s", ", ".join(covered))
     async with trio.open_nursery() as nursery:
         admin_address = None
         if config.admin.enabled:
@@ -103,9 +128,32 @@ async def serve_edge(
             admin_address = await nursery.start(
                 partial(serve_admin, api, admin_host, admin_port, tls=admin_tls)
             )
-        task_status.started(EdgeAddresses(agents=(address[0], address[1]), admin=admin_address))
         nursery.start_soon(_watch_revocations, hub)
-        await trio.serve_listeners(partial(_handle_agent, hub, tls), listeners)
+        nursery.start_soon(watch_certificates, certs, config.certificates.reload_interval)
+        if reload_on_sighup:
+            nursery.start_soon(_reload_on_sighup, certs)
+        if http_listeners:
+            nursery.start_soon(front_door.serve, http_listeners, front_door.handle_http)
+        nursery.start_soon(front_door.serve, tls_listeners, front_door.handle_tls)
+        task_status.started(
+            EdgeAddresses(agents=tls_address, http=http_address, admin=admin_address)
+        )
+
+
+def _address(listeners: list[trio.SocketListener]) -> tuple[str, int]:
+    sockname = listeners[0].socket.getsockname()
+    return str(sockname[0]), int(sockname[1])
+
+
+async def _reload_on_sighup(certs: CertStore) -> None:
+    """SIGHUP reloads the certificate files at once (they are also polled for changes)."""
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            errors = certs.reload()
+            for error in errors:
+                log.error("certificate reload: %s", error)
+            if not errors:
+                log.info("certificates reloaded (SIGHUP)")
 
 
 async def _watch_revocations(hub: EdgeHub) -> None:
@@ -122,33 +170,34 @@ async def _watch_revocations(hub: EdgeHub) -> None:
             log.info("stopped %d session(s) whose credential was revoked", stopped)
 
 
-async def _handle_agent(hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStream) -> None:
-    """One agent connection. Whatever goes wrong with it is logged and ends it alone: no error
-    of one connection may reach `serve_listeners` and stop the edge."""
+async def _handle_agent(
+    hub: EdgeHub,
+    stream: TLSStream[trio.SocketStream],
+    remote: tuple[str, int],
+    auth_deadline: float,
+) -> None:
+    """One agent connection (the front door routed it here by SNI). Whatever goes wrong with
+    it is logged and ends it alone: no error of one connection may stop the edge."""
     try:
-        await _serve_agent_connection(hub, tls, conn)
+        await _serve_agent_connection(hub, stream, remote, auth_deadline)
     except Exception:
         log.exception("agent connection failed unexpectedly; closing it")
-        await trio.aclose_forcefully(conn)
+        await trio.aclose_forcefully(stream)
 
 
 async def _serve_agent_connection(
-    hub: EdgeHub, tls: ssl.SSLContext, conn: trio.SocketStream
+    hub: EdgeHub,
+    stream: TLSStream[trio.SocketStream],
+    remote: tuple[str, int],
+    auth_deadline: float,
 ) -> None:
-    remote = peer_address(conn)
-    if remote is None:
-        await trio.aclose_forcefully(conn)  # reset before we got to it
-        return
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-    stream = TLSStream(conn, tls, server_side=True)
     # One budget from accept to Auth: a slow handshake leaves less time to authenticate.
-    auth_deadline = trio.current_time() + hub.config.limits.auth_timeout
     try:
         with trio.fail_at(auth_deadline):
             await stream.do_handshake()
     except (trio.TooSlowError, trio.BrokenResourceError) as exc:
-        log.info("agent connection from %s:%d: TLS handshake failed: %s", *remote, exc)
-        await trio.aclose_forcefully(conn)
+        log.info("agent connection from %s: TLS handshake failed: %s", remote[0], exc)
+        await trio.aclose_forcefully(stream)
         return
     async with open_mux_session(stream, Role.SERVER, mux_config(hub.config)) as mux:
         session = AgentSession(hub, mux, remote, auth_deadline=auth_deadline)

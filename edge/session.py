@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 import trio
 
 from edge.acl import parse_acl
+from edge.binding import BindRefused
 from edge.hub import EdgeHub
 from edge.registry import EndpointRecord
 from edge.store import Credential
 from edge.tcp_endpoint import open_tcp_endpoint_listeners, serve_tcp_endpoint
 from edge.timestamps import rfc3339
 from protocol import errcodes
-from protocol.codec import Codec
+from protocol.codec import Codec, encode_proxy_header
 from protocol.errors import describe
 from protocol.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
 from protocol.messages import (
@@ -37,6 +38,7 @@ from protocol.messages import (
     BindResp,
     BindRespExtra,
     PatchTunnelStateResp,
+    ProxyHeader,
     SrvInfo,
     SrvInfoResp,
     StartTunnelWithLabelResp,
@@ -47,13 +49,6 @@ from protocol.messages import (
 )
 from protocol.mux import MuxSession, MuxStream, read_stream_type
 from protocol.rpc import RpcError, read_message, read_value, respond
-from protocol.urls import (
-    EndpointURL,
-    URLError,
-    format_host,
-    parse_endpoint_url,
-    validate_endpoint_url,
-)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +56,9 @@ EDGE_VERSION = "0.1.0"
 #: AuthResp.Extra.Version: Burrow's agent reads the "burrow-edge/" prefix as "this edge's
 #: sender keeps credit past 256 KiB", and only then lets its receive windows grow.
 EDGE_VERSION_STRING = f"{BURROW_EDGE_VERSION_PREFIX}{EDGE_VERSION}"
+#: ProxyHeader.EdgeType by endpoint protocol: ngrok's legacy enum (1 TCP, 2 TLS, 3 HTTPS) as
+#: a decimal string; ngrok-rust reads http endpoints' streams the same way as https ones.
+EDGE_TYPES = {"tcp": "1", "tls": "2", "https": "3", "http": "3"}
 #: A stream's 4-byte type must arrive this quickly once the stream is open.
 STREAM_TYPE_TIMEOUT = 10.0
 #: An RPC request body must arrive this quickly once its stream is open.
@@ -82,26 +80,6 @@ UNSUPPORTED_REQUESTS: dict[
         PatchTunnelStateResp,
     ),
 }
-
-
-class BindRefused(Exception):  # noqa: N818 - a refusal, answered to the agent as a value
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-    def wire(self) -> str:
-        if self.code is None:
-            return self.message
-        return errcodes.format_wire_error(self.message, self.code)
-
-
-@dataclass(frozen=True, slots=True)
-class _TcpTarget:
-    url: str
-    host: str
-    port: int | None
-    binding: str  # "public" or "internal"
 
 
 @dataclass(slots=True)
@@ -362,12 +340,7 @@ class AgentSession:
             raise BindRefused(
                 f"Your session may serve at most {cap} endpoints.", errcodes.ERR_NGROK_324
             )
-        if bind.proto != "tcp":
-            raise BindRefused(
-                f"This Burrow edge does not serve '{bind.proto}' endpoints yet; "
-                "use a tcp:// endpoint."
-            )
-        target = self._tcp_target(bind)
+        target = self.hub.binder.resolve(bind)
         self._check_acl(target.url, target.host)
         previous = self._endpoints.get(bind.id) if bind.id else None
         if previous is not None and previous.record.url == target.url:
@@ -379,7 +352,7 @@ class AgentSession:
                 errcodes.ERR_NGROK_334,
             )
         listeners: list[trio.SocketListener] = []
-        if target.binding == "public":
+        if target.scheme == "tcp" and target.binding == "public":
             assert target.port is not None
             try:
                 listeners = await open_tcp_endpoint_listeners(
@@ -397,13 +370,16 @@ class AgentSession:
         token = bind.extra.token or self.hub.new_token(24)
         record = EndpointRecord(
             url=target.url,
-            proto="tcp",
+            proto=target.scheme,
             bind_id=bind_id,
             token=token,
             session_id=self.id,
             client_id=self.client_id,
             port=target.port if target.binding == "public" else None,
             binding=target.binding,
+            host=target.host,
+            forwards_to=bind.forwards_to,
+            owner=self,
         )
         old = self._endpoints.pop(bind_id, None)
         if old is not None:
@@ -414,17 +390,21 @@ class AgentSession:
         if listeners:
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_tcp, endpoint)
-        # Internal endpoints get no public listener: only forward-internal (a Traffic Policy
-        # action, not built yet) will reach them.
+        # http, https and tls endpoints are served by the front door, which finds them in the
+        # registry by Host or SNI. Internal endpoints get no public route at all: only
+        # forward-internal (a Traffic Policy action, not built yet) will reach them.
         log.info("session %s bound %s (%s, id %s)", self.id, target.url, target.binding, bind_id)
         self._record_endpoint("endpoint_bound.v0", record, reason="")
+        url = self.hub.public_url(record)
         opts = dict(bind.opts)
-        opts["Addr"] = target.url.removeprefix("tcp://")
+        if target.scheme == "tcp":
+            opts["Addr"] = url.removeprefix("tcp://")
+        opts["URL"] = url
         opts.setdefault("ProxyProto", 0)
         return BindResp(
             id=bind_id,
-            url=target.url,
-            proto="tcp",
+            url=url,
+            proto=target.scheme,
             opts=opts,
             extra=BindRespExtra(token=token),
         )
@@ -441,69 +421,27 @@ class AgentSession:
                 errcodes.ERR_NGROK_308,
             )
 
-    def _tcp_target(self, bind: Bind) -> _TcpTarget:
-        """Where a tcp Bind goes. The agent asks in Opts.URL, else Opts.Addr, else gets the URL
-        its bind token held before (a resuming agent). A `.internal` host is an internal
-        endpoint (it must name its port); any other host must be this edge's public host, on a
-        port from the range (a free one if none is asked for)."""
-        requested = self._requested_tcp_url(bind)
-        if requested is not None and requested.is_internal:
-            try:
-                validate_endpoint_url(requested, binding="internal")
-            except URLError as exc:
-                raise BindRefused(exc.message, exc.code) from exc
-            return _TcpTarget(str(requested), requested.host, requested.port, "internal")
-        tcp = self.hub.config.tcp
-        port = requested.port if requested is not None else None
-        if port is None:
-            port = self.hub.registry.allocate_port(tcp.port_range)
-            if port is None:
-                raise BindRefused(
-                    f"Every tcp port in this edge's range {_span(tcp.port_range)} is in use."
-                )
-        elif port not in tcp.port_range:
-            raise BindRefused(
-                f"tcp port {port} is outside this edge's range {_span(tcp.port_range)}; "
-                "ask for a port in that range, or for tcp:// to get a free one."
-            )
-        url = f"tcp://{format_host(tcp.public_host)}:{port}"
-        return _TcpTarget(url, tcp.public_host, port, "public")
-
-    def _requested_tcp_url(self, bind: Bind) -> EndpointURL | None:
-        text = bind.opts.get("URL") or bind.opts.get("Addr") or ""
-        if not isinstance(text, str):
-            raise BindRefused("Bind Opts.URL and Opts.Addr must be strings.")
-        if text in ("", "tcp://"):
-            text = self.hub.registry.recent_url(bind.extra.token) or ""
-        if not text:
-            return None
-        if "://" not in text:
-            text = f"tcp://{text}"
-        try:
-            url = parse_endpoint_url(text, default_scheme="tcp")
-        except URLError as exc:
-            raise BindRefused(exc.message, exc.code) from exc
-        if url.scheme != "tcp":
-            raise BindRefused(f"A tcp endpoint cannot have the URL '{text}'.")
-        tcp = self.hub.config.tcp
-        allowed = {"", tcp.public_host.lower(), self.hub.config.domain.lower()}
-        if not url.is_internal and url.host not in allowed:
-            raise BindRefused(
-                f"public tcp endpoints on this edge live at {tcp.public_host}; ask for "
-                f"tcp://{format_host(tcp.public_host)}:PORT, tcp:// for any port, or an "
-                "internal address such as tcp://db.example.internal:5432."
-            )
-        return url
-
     async def _serve_tcp(self, endpoint: _Endpoint) -> None:
-        record = endpoint.record
         with endpoint.scope:
-            await serve_tcp_endpoint(
-                endpoint.listeners,
-                mux=self.mux,
-                bind_id=record.bind_id,
-                codec=self.codec or Codec.JSON,
-            )
+            await serve_tcp_endpoint(endpoint.listeners, endpoint.record, self)
+
+    async def open_proxy(self, record: EndpointRecord, client_addr: str) -> MuxStream:
+        """A proxy stream (type 3) to the agent for one public connection or HTTP exchange,
+        its ProxyHeader written (§8.8). `trio.BrokenResourceError` if the session is gone."""
+        stream = await self.mux.open_typed_stream(StreamType.PROXY)
+        header = ProxyHeader(
+            id=record.bind_id,
+            client_addr=client_addr,
+            proto=record.proto,
+            edge_type=EDGE_TYPES[record.proto],
+            passthrough_tls=record.proto == "tls",
+        )
+        try:
+            await stream.send_all(encode_proxy_header(header, self.codec or Codec.JSON))
+        except BaseException:
+            stream.close_now()
+            raise
+        return stream
 
     async def _serve_unbind(self, stream: MuxStream) -> None:
         assert self.codec is not None
@@ -625,6 +563,3 @@ class AgentSession:
     def _peer(self) -> str:
         return f"{self.remote[0]}:{self.remote[1]}"
 
-
-def _span(ports: range) -> str:
-    return f"{ports.start}-{ports.stop - 1}"

@@ -1,4 +1,6 @@
-"""A tcp:// endpoint: a listener whose every connection becomes a proxy stream to the agent."""
+"""A tcp:// endpoint: a listener whose every connection becomes a proxy stream to the agent.
+
+`proxy_connection` is also how the front door passes a tls:// connection through."""
 
 from __future__ import annotations
 
@@ -7,15 +9,12 @@ import socket
 
 import trio
 
-from protocol.codec import Codec, encode_proxy_header
-from protocol.messages import ProxyHeader, StreamType
-from protocol.mux import MuxSession, MuxStream
+from edge.registry import EndpointRecord, ProxyOpener
 from protocol.pipe import splice
+from protocol.urls import format_host_port
 
 log = logging.getLogger(__name__)
 
-#: ProxyHeader.EdgeType for tcp endpoints (ngrok's legacy enum: 1 = TCP), a decimal string.
-EDGE_TYPE_TCP = "1"
 #: Pending connections the kernel queues per endpoint listener.
 LISTEN_BACKLOG = 1024
 
@@ -26,17 +25,17 @@ async def open_tcp_endpoint_listeners(host: str, port: int) -> list[trio.SocketL
 
 
 async def serve_tcp_endpoint(
-    listeners: list[trio.SocketListener], *, mux: MuxSession, bind_id: str, codec: Codec
+    listeners: list[trio.SocketListener], record: EndpointRecord, opener: ProxyOpener
 ) -> None:
     """Accept until cancelled; each connection is proxied over its own stream. The caller owns
     the listeners (it closes them when the endpoint is released)."""
 
     async def handle(conn: trio.SocketStream) -> None:
         try:
-            await proxy_connection(conn, mux=mux, bind_id=bind_id, codec=codec)
+            await proxy_connection(conn, record, opener)
         except Exception:
             # One connection's failure must never end the endpoint, the session or the edge.
-            log.exception("endpoint %s: a public connection failed unexpectedly", bind_id)
+            log.exception("endpoint %s: a public connection failed unexpectedly", record.url)
             await trio.aclose_forcefully(conn)
 
     await trio.serve_listeners(handle, listeners)
@@ -52,36 +51,34 @@ def peer_address(conn: trio.SocketStream) -> tuple[str, int] | None:
 
 
 async def proxy_connection(
-    conn: trio.SocketStream, *, mux: MuxSession, bind_id: str, codec: Codec
+    conn: trio.SocketStream,
+    record: EndpointRecord,
+    opener: ProxyOpener,
+    *,
+    initial_data: bytes | bytearray = b"",
 ) -> None:
-    """Open a proxy stream (type 3), send the ProxyHeader, then splice the bytes both ways.
-    Always closes `conn`."""
+    """Open a proxy stream to the endpoint's agent, send `initial_data` (bytes the edge already
+    read, such as a ClientHello), then splice the bytes both ways. Always closes `conn`."""
     peer = peer_address(conn)
     if peer is None:
         await trio.aclose_forcefully(conn)
         return
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-    client_addr = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
-    stream: MuxStream | None = None
+    client_addr = format_host_port(*peer)
+    stream: trio.abc.HalfCloseableStream | None = None
     try:
-        stream = await mux.open_typed_stream(StreamType.PROXY)
-        header = ProxyHeader(
-            id=bind_id,
-            client_addr=client_addr,
-            proto="tcp",
-            edge_type=EDGE_TYPE_TCP,
-            passthrough_tls=False,
-        )
-        await stream.send_all(encode_proxy_header(header, codec))
+        stream = await opener.open_proxy(record, client_addr)
+        if initial_data:
+            await stream.send_all(initial_data)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        log.info("endpoint %s: agent unreachable for %s: %s", bind_id, client_addr, exc)
+        log.info("endpoint %s: agent unreachable for %s: %s", record.url, client_addr, exc)
         if stream is not None:
-            stream.close_now()
+            await trio.aclose_forcefully(stream)
         await trio.aclose_forcefully(conn)
         return
     except BaseException:  # cancelled before splice took ownership: close both
         if stream is not None:
-            stream.close_now()
+            await trio.aclose_forcefully(stream)
         await trio.aclose_forcefully(conn)
         raise
     await splice(conn, stream)

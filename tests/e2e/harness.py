@@ -159,6 +159,7 @@ def make_edge(
     agents_port: int = 0,
     port_range: tuple[int, int] = (21000, 21999),
     heartbeat: str = "",
+    extra_config: str = "",
 ) -> Edge:
     data_dir = tmp_path / "edge-data"
     config = tmp_path / "edge.yml"
@@ -167,12 +168,14 @@ def make_edge(
         "tcp: {bind_host: 127.0.0.1, public_host: 127.0.0.1, "
         f'port_range: "{port_range[0]}-{port_range[1]}"}}\n'
         # A free port for the admin API, so that edges of concurrent tests never collide.
-        'admin: {listen: "127.0.0.1:0"}\n' + heartbeat
+        'admin: {listen: "127.0.0.1:0"}\n' + heartbeat + extra_config
     )
     return Edge(data_dir=data_dir, config_path=config, port_range=port_range)
 
 
-FORWARDING = re.compile(r"Forwarding (tcp://(\S+):(\d+)) -> (\S+)")
+FORWARDING = re.compile(
+    r"Forwarding ((?:tcp|tls|https?)://(\[[^\]]+\]|[^\s:/]+)(?::(\d+))?) -> (\S+)"
+)
 
 
 @dataclass
@@ -182,7 +185,8 @@ class Agent:
     log_path: Path
     proc: subprocess.Popen[str] | None = None
     url: str = ""
-    port: int = 0
+    host: str = ""  # the URL's host (the SNI and Host clients use)
+    port: int = 0  # the URL's port; 0 when the URL names none
 
     def start(self) -> Agent:
         log = self.log_path.open("a")
@@ -210,7 +214,8 @@ class Agent:
     def wait_forwarding(self, timeout: float = READY_TIMEOUT) -> str:
         assert self.proc is not None
         match = _read_line_matching(self.proc, FORWARDING, timeout)
-        self.url, self.port = match.group(1), int(match.group(3))
+        self.url, self.host = match.group(1), match.group(2)
+        self.port = int(match.group(3) or 0)
         return self.url
 
     def interrupt(self) -> int:
@@ -228,7 +233,13 @@ class Agent:
 
 
 def make_agent(
-    edge: Edge, token: str, upstream: str, tmp_path: Path, *extra: str, name: str = "agent"
+    edge: Edge,
+    token: str,
+    upstream: str,
+    tmp_path: Path,
+    *extra: str,
+    name: str = "agent",
+    command: str = "tcp",
 ) -> Agent:
     env = dict(os.environ)
     env.update(
@@ -238,7 +249,7 @@ def make_agent(
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
     )
     return Agent(
-        ["tcp", upstream, "--authtoken", token, "--log", "stderr", *extra],
+        [command, upstream, "--authtoken", token, "--log", "stderr", *extra],
         env,
         tmp_path / f"{name}.log",
     )
