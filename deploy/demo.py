@@ -3,8 +3,9 @@
 It runs the real programs as separate processes, exactly as an operator and a user would:
 `burrow-edge serve` (with a data directory under .burrow-demo/, its development CA and store),
 `burrow-edge credential create` (once; the token is kept in .burrow-demo/authtoken, mode 0600),
-a small local HTTP service on a free loopback port, and `burrow tcp` exposing that service
-through the edge. It prints how to reach the service and runs until Ctrl-C.
+a small local HTTP service on a free loopback port, and `burrow http` exposing that service
+through an https:// endpoint on the edge (TLS ends at the edge). It prints how to reach
+the service and runs until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ def wait_for(proc: subprocess.Popen[str], pattern: str, timeout: float = 30.0) -
     raise SystemExit(f"demo: {proc.args[0]} did not become ready in {timeout:.0f}s")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # SIGTERM (kill, timeout, a service manager) stops the demo as Ctrl-C does: children too.
+    signal.signal(signal.SIGTERM, _interrupt)
     STATE.mkdir(mode=0o700, exist_ok=True)
     data_dir = STATE / "edge"
     edge_log = (STATE / "edge.log").open("a")
@@ -83,12 +90,12 @@ def main() -> int:
             BURROW_CONNECT_CAS=str(data_dir / "ca.pem"),
         )
         agent = subprocess.Popen(
-            [str(BIN / "burrow"), "tcp", f"127.0.0.1:{service_port}", "--authtoken", token],
+            [str(BIN / "burrow"), "http", f"127.0.0.1:{service_port}", "--authtoken", token],
             stdout=subprocess.PIPE, stderr=agent_log, text=True, env=env,
         )
         procs.append(agent)
-        forwarding = wait_for(agent, r"Forwarding (tcp://(\S+):(\d+)) -> (\S+)")
-        host, port = forwarding.group(2), forwarding.group(3)
+        forwarding = wait_for(agent, r"Forwarding (https://\S+) -> (\S+)")
+        url = forwarding.group(1)
         print(
             f"\nBurrow demo is running.\n"
             f"  edge      agents connect to connect.burrow.localhost:{agents.group(2)}"
@@ -96,8 +103,9 @@ def main() -> int:
             f"  agent     {forwarding.group(1)} -> 127.0.0.1:{service_port}"
             f" (log: {STATE / 'agent.log'})\n"
             f"  service   a local web page on 127.0.0.1:{service_port}\n\n"
-            f"Reach the service through the tunnel:\n"
-            f"  curl http://{host}:{port}/\n\n"
+            f"Reach the service through the tunnel (names under .localhost are loopback, and\n"
+            f"the edge's certificate comes from its development CA):\n"
+            f"  curl --cacert {data_dir / 'ca.pem'} {url}/\n\n"
             f"Press Ctrl-C to stop.",
             flush=True,
         )
