@@ -3,28 +3,26 @@ to agent endpoints chosen by Host.
 
 Theory of operation
 -------------------
-Two h11 state machines meet in every exchange. `cc` (a SERVER) parses the public client's
-requests and frames our responses to it; it lives as long as the client connection. Each
-upstream stream (a stream to an agent, which pipes its bytes unchanged to the customer's
-service) has its own `uh` (a CLIENT) that frames the requests we forward and parses the
-answers. Events cross between them (`Request` -> `Request`, `Data` -> `Data`, ...) with their
-headers rewritten: hop-by-hop headers dropped both ways, `X-Forwarded-*` added to requests, the
-edge's own error-code headers removed from responses. Framing headers pass unchanged, so h11
-frames the other side the same way (and re-frames a read-until-close response as chunked for an
-HTTP/1.1 client, as it must).
+The proxy is three modules, one concern each:
 
-One exchange:
+* this one owns the client connection: its request loop, its one deadline, the choice of an
+  upstream stream (and whether to retry on another), and every ending: an error page, a
+  lingering close, an abort;
+* `edge/http_headers.py` decides what heads become on the way through (routing name, framing
+  checks, hop-by-hop removal, `X-Forwarded-*`), with no I/O;
+* `edge/http_exchange.py` relays one request/response exchange between the client's h11
+  SERVER machine (`cc`, which lives as long as the connection) and an upstream stream's h11
+  CLIENT machine, and splices the two after a 101.
+
+One request:
 
 1. Read a request head from the client (`head_timeout`; after the first request the wait for
    the first byte is `idle_timeout`, then `head_timeout` for the rest). Refuse bad framing.
-2. Take whatever body h11 already holds. If that is the whole body (a GET, a small POST), the
-   request goes upstream in one write and the response is relayed in the same task. Otherwise
-   a second task streams the request body while this one relays the response, so an upstream
-   may answer early (a 413 while the upload is running); the client connection then closes.
-3. Every read is at most `READ_SIZE`; every write is awaited before the next read, so memory
-   per connection is bounded by a few reads whatever the body sizes (backpressure).
-4. A `101` answer to an upgrade request switches both sides to raw bytes: h11's unparsed bytes
-   (`trailing_data`) are forwarded first, then `protocol.pipe.splice` copies both ways.
+2. Take whatever body h11 already holds, route by Host, and get an upstream stream.
+3. Relay the exchange (`Relay.run`): in one task if the whole request is here, else with a
+   second task streaming the request body, so an upstream may answer early (a 413 while the
+   upload is running); the client connection then closes.
+4. A `101` answer to an upgrade request switches both sides to raw bytes (`Relay.splice`).
 
 Upstream stream reuse: after an exchange in which both h11 machines finished cleanly (both
 DONE, nothing left over), the stream is kept for the client's next request if that request
@@ -64,8 +62,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Literal, Protocol, cast
 
@@ -80,25 +76,33 @@ from edge.error_pages import (
     endpoint_offline,
     gateway_timeout,
     invalid_response,
-    method_not_allowed,
     prefers_json,
     render,
     request_timeout,
     upstream_unreachable,
 )
+from edge.http_exchange import (
+    READ_SIZE,
+    ClientBodyError,
+    ClientGoneError,
+    Exchange,
+    Forward,
+    Relay,
+    RelayError,
+    Upstream,
+    UpstreamError,
+    both_done,
+    take_body,
+)
+from edge.http_headers import RefusedError, head_error_page, prepare_request, raw_head, route_host
 from protocol.errors import ErrorCode
 from protocol.mux import reset_code
-from protocol.pipe import splice
-from protocol.units import KiB
 from protocol.urls import format_host_port
 
 __all__ = ["READ_SIZE", "HttpRoute", "HttpRouter", "route_host", "serve_http"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes asked of either side per read: large enough to amortise per-call cost, small enough
-#: that a connection holds little (a body is never held whole, whatever its size).
-READ_SIZE = 64 * KiB
 #: A graceful close (a TLS close_notify, a FIN) gets this long before it is abandoned.
 CLOSE_TIMEOUT = 1.0
 #: After answering a request whose body we did not read, keep reading (and discarding) for up
@@ -108,53 +112,6 @@ LINGER_TIME = 2.0
 #: Methods that may be sent twice (RFC 9110 §9.2.2, as Go's transport counts them); only these,
 #: without a body, are retried on a fresh stream when a reused one turns out to be dead.
 REPLAYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
-
-# Header handling tags (one dict lookup per header on the hot path).
-_HOP, _CONNECTION, _UPGRADE, _HOST, _CL, _TE, _ACCEPT, _XFF, _XFP, _XFH = range(10)
-#: RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies meet.
-_HOP_BY_HOP = (
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-)
-_REQUEST_TAGS = {
-    **dict.fromkeys(_HOP_BY_HOP, _HOP),
-    b"connection": _CONNECTION,
-    b"upgrade": _UPGRADE,
-    b"host": _HOST,
-    b"content-length": _CL,
-    b"transfer-encoding": _TE,
-    b"accept": _ACCEPT,
-    b"x-forwarded-for": _XFF,
-    b"x-forwarded-proto": _XFP,
-    b"x-forwarded-host": _XFH,
-}
-#: Headers only the edge may set: an upstream must never be able to fake an edge error.
-_EDGE_HEADERS = (b"burrow-error-code", b"ngrok-error-code")
-_RESPONSE_TAGS = {
-    **dict.fromkeys(_HOP_BY_HOP + _EDGE_HEADERS, _HOP),
-    b"connection": _CONNECTION,
-    b"upgrade": _UPGRADE,
-}
-#: Never removed because a Connection header names them: dropping framing would desync the two
-#: sides, and Host is what the request is routed by.
-_PROTECTED = frozenset({b"content-length", b"transfer-encoding", b"host"})
-#: A head ends at its first empty line (h11 accepts bare LF line ends too).
-_HEAD_END = re.compile(rb"\n\r?\n")
-_CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length:([^\n]*)")
-#: A Host value: a name or a bracketed IPv6 address, then an optional port (lowercased first).
-_HOST_VALUE = re.compile(r"(?:([a-z0-9_][a-z0-9_.-]*)|\[([0-9a-f:.]+)\])(?::[0-9]*)?", re.ASCII)
-
-Headers = list[tuple[bytes, bytes]]
-
-
-class _RawHeaders(Protocol):
-    """h11's header list (not exported by h11): names as the peer spelt them."""
-
-    def raw_items(self) -> list[tuple[bytes, bytes]]: ...
 
 
 class HttpRoute(Protocol):
@@ -183,23 +140,6 @@ class HttpRouter(Protocol):
         """The endpoint serving `host` (lowercased, no port, no trailing dot) for `scheme`
         ("http" or "https"), or None when none is online."""
         ...
-
-
-def route_host(value: bytes) -> str | None:
-    """The routing name in a Host header value: lowercased, port and one trailing dot removed
-    (`Example.COM.:8080` -> `example.com`; `[::1]:80` -> `::1`); None if it is not a name or an
-    address."""
-    try:
-        text = value.decode("ascii").lower()
-    except UnicodeDecodeError:
-        return None
-    match = _HOST_VALUE.fullmatch(text)
-    if match is None:
-        return None
-    name = match.group(1)
-    if name is None:
-        return match.group(2)
-    return name.removesuffix(".") or None
 
 
 async def serve_http(
@@ -233,32 +173,6 @@ async def serve_http(
 # --------------------------------------------------------------------------------- internals
 
 
-class _RefusedError(Exception):
-    """Answer the current request with an error page, then close the connection."""
-
-    def __init__(self, page: ErrorPage, reason: str, accept: bytes | None = None) -> None:
-        super().__init__(reason)
-        self.page = page
-        self.reason = reason
-        self.accept = accept
-
-
-class _RelayError(Exception):
-    """Why a relay task stopped an exchange (recorded in `_Exchange.failure`)."""
-
-
-class _ClientGoneError(_RelayError):
-    """The client closed or reset its connection, or stopped taking bytes."""
-
-
-class _ClientBodyError(_RelayError):
-    """The client's request body broke its framing (a bad chunk)."""
-
-
-class _UpstreamError(_RelayError):
-    """The upstream stream ended, was reset or sent something that is not HTTP."""
-
-
 class _Head:
     """A request head as parsed, with the raw bytes it came in (to check framing h11 hides)."""
 
@@ -267,72 +181,6 @@ class _Head:
     def __init__(self, request: h11.Request, chunks: list[bytes | bytearray]) -> None:
         self.request = request
         self.chunks = chunks
-
-
-class _Forward:
-    """A request ready to go upstream: where to, and what to send."""
-
-    __slots__ = ("accept", "complete", "datas", "host", "request", "started")
-
-    def __init__(
-        self,
-        *,
-        host: str,
-        accept: bytes | None,
-        request: h11.Request,
-        datas: list[h11.Data],
-        complete: bool,
-        started: float,
-    ) -> None:
-        self.host = host
-        self.accept = accept
-        self.request = request
-        self.datas = datas
-        self.complete = complete
-        self.started = started
-
-
-class _Upstream:
-    """One stream to an agent and the h11 client machine that speaks over it."""
-
-    __slots__ = ("h11", "key", "reused", "stream")
-
-    def __init__(self, key: object, stream: trio.abc.HalfCloseableStream, max_head: int) -> None:
-        self.key = key
-        self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
-        self.reused = False
-
-
-class _Exchange:
-    """The state of one request/response relay, shared by its two directions."""
-
-    __slots__ = (
-        "body_bytes",
-        "failure",
-        "forward",
-        "received",
-        "request_done",
-        "request_sent",
-        "response_done",
-        "response_started",
-        "status",
-        "switched",
-        "upstream",
-    )
-
-    def __init__(self, forward: _Forward, upstream: _Upstream) -> None:
-        self.forward = forward
-        self.upstream = upstream
-        self.failure: _RelayError | None = None
-        self.request_done = forward.complete  # the client's request has been read whole
-        self.request_sent = False  # ... and written whole to the upstream
-        self.received = False  # some byte came from the upstream
-        self.response_started = False  # a final response head went to the client
-        self.response_done = False
-        self.switched = False  # 101: both sides are raw bytes now
-        self.status = 0
-        self.body_bytes = 0
 
 
 class _Phase(Enum):
@@ -365,7 +213,8 @@ class _Connection:
         self.router = router
         self.limits = limits
         self.cc = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
-        self.upstream: _Upstream | None = None
+        self.relay = Relay(cc=self.cc, client=client, touch=self._touch, peer=self.peer)
+        self.upstream: Upstream | None = None
         self.client_eof = False
         #: Close the client connection with a reset rather than gracefully.
         self.abort = False
@@ -377,8 +226,8 @@ class _Connection:
         self.deadline = self.accepted_at + limits.head_timeout
         self._alarm: trio.CancelScope | None = None  # the watchdog's sleep
         self.phase = _Phase.IDLE
-        self.forward: _Forward | None = None  # the request being served
-        self.exchange: _Exchange | None = None  # ... and its relay, once under way
+        self.forward: Forward | None = None  # the request being served
+        self.exchange: Exchange | None = None  # ... and its relay, once under way
         self.timed_out = False
 
     # ---------------------------------------------------------------------------- the loop
@@ -460,7 +309,7 @@ class _Connection:
         while True:
             try:
                 head = await self._read_head(first)
-            except _RefusedError as refusal:
+            except RefusedError as refusal:
                 await self._refuse(refusal.page, refusal.reason, accept=None, keep=False)
                 return
             if head is None:
@@ -486,7 +335,7 @@ class _Connection:
 
     async def _read_head(self, first: bool) -> _Head | None:
         """The next request head, or None when the client is gone or idle (close quietly).
-        Raises _RefusedError for a head that is malformed, too large or too slow."""
+        Raises RefusedError for a head that is malformed, too large or too slow."""
         cc = self.cc
         limits = self.limits
         leftover = cc.trailing_data[0]  # a pipelined request already read
@@ -512,8 +361,8 @@ class _Connection:
                     log.debug("http %s: the client left mid-head: %s", self.peer, exc)
                     return None  # nobody is left to read an answer
                 status = exc.error_status_hint
-                raise _RefusedError(
-                    _head_error_page(status, limits), f"bad request head: {exc}"
+                raise RefusedError(
+                    head_error_page(status, limits.max_head_size), f"bad request head: {exc}"
                 ) from exc
             if event is h11.NEED_DATA:
                 if self.phase is _Phase.HEAD and self.deadline != head_deadline:
@@ -538,10 +387,10 @@ class _Connection:
                 if received > limits.max_head_size:
                     # h11 bounds only an incomplete head; one that came whole in a single read
                     # is measured here, so the limit holds however the bytes were split.
-                    size = len(_raw_head(chunks))
+                    size = len(raw_head(chunks))
                     if size > limits.max_head_size:
-                        page = _head_error_page(431, limits)
-                        raise _RefusedError(page, f"the request head has {size} bytes")
+                        page = head_error_page(431, limits.max_head_size)
+                        raise RefusedError(page, f"the request head has {size} bytes")
                 return _Head(event, chunks)
             return None  # ConnectionClosed: the client closed between requests
 
@@ -551,15 +400,15 @@ class _Connection:
         """Answer one request; True if the client connection may carry another."""
         started = trio.current_time()
         try:
-            host, accept, headers, upgrade = _prepare(
-                head, client_ip=self.client_ip, scheme=self.scheme_bytes
+            host, accept, headers, upgrade = prepare_request(
+                head.request, head.chunks, client_ip=self.client_ip, scheme=self.scheme_bytes
             )
-        except _RefusedError as refusal:
+        except RefusedError as refusal:
             await self._refuse(refusal.page, refusal.reason, accept=refusal.accept, keep=False)
             return False
         head.chunks.clear()  # checked: do not hold a first body piece for the whole exchange
         try:
-            datas, complete = _take_body(self.cc)
+            datas, complete = take_body(self.cc)
         except h11.RemoteProtocolError as exc:
             page = bad_request(400, "The request body is malformed.")
             await self._refuse(page, f"bad request body: {exc}", accept=accept, keep=False)
@@ -582,7 +431,7 @@ class _Connection:
             page = bad_request(400, "The request cannot be forwarded.")
             await self._refuse(page, f"unforwardable request: {exc}", accept=accept, keep=False)
             return False
-        forward = _Forward(
+        forward = Forward(
             host=host,
             accept=accept,
             request=upstream_request,
@@ -600,12 +449,9 @@ class _Connection:
                 return await self._refuse(
                     page, "the agent is unreachable", accept=accept, keep=complete, host=host
                 )
-            exchange = self.exchange = _Exchange(forward, upstream)
+            exchange = self.exchange = Exchange(forward, upstream)
             self.phase = _Phase.EXCHANGE
-            if complete:
-                await self._guard(self._relay_simple, exchange, None)
-            else:
-                await self._relay_concurrent(exchange)
+            await self.relay.run(exchange)
             failure = exchange.failure
             if exchange.response_done or exchange.switched:
                 # (A failure now can only be the client leaving once it had the answer.)
@@ -616,7 +462,7 @@ class _Connection:
             self.upstream = None
             await trio.aclose_forcefully(upstream.stream)
             if (
-                isinstance(failure, _UpstreamError)
+                isinstance(failure, UpstreamError)
                 and not exchange.response_started
                 and upstream.reused
                 and not exchange.received
@@ -628,7 +474,7 @@ class _Connection:
                 continue
             return await self._failed(exchange, failure, route.forwards_to)
 
-    async def _upstream_for(self, route: HttpRoute) -> _Upstream | None:
+    async def _upstream_for(self, route: HttpRoute) -> Upstream | None:
         """The kept upstream stream if it serves the same endpoint, else a new one (None if the
         agent cannot be reached)."""
         upstream = self.upstream
@@ -643,190 +489,19 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("http %s: open_stream failed: %s", self.peer, exc)
             return None
-        self.upstream = _Upstream(route.key, stream, self.limits.max_head_size)
+        self.upstream = Upstream(route.key, stream, self.limits.max_head_size)
         return self.upstream
-
-    async def _guard(
-        self,
-        relay: Callable[[_Exchange], Awaitable[None]],
-        exchange: _Exchange,
-        scope: trio.CancelScope | None,
-    ) -> None:
-        try:
-            await relay(exchange)
-        except _RelayError as failure:
-            if exchange.failure is None:
-                exchange.failure = failure
-            if scope is not None:
-                scope.cancel()
-
-    async def _relay_simple(self, exchange: _Exchange) -> None:
-        """The whole request is here: send it in one write, then relay the response."""
-        upstream = exchange.upstream
-        uh = upstream.h11
-        parts: list[bytes] = [uh.send(exchange.forward.request)]
-        for event in exchange.forward.datas:
-            parts.extend(_passthrough(uh, event))
-        parts.append(uh.send(h11.EndOfMessage()))
-        try:
-            await _send_parts(upstream.stream, parts)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _UpstreamError(f"sending the request failed: {exc}") from exc
-        exchange.request_sent = True
-        await self._relay_response(exchange)
-
-    async def _relay_concurrent(self, exchange: _Exchange) -> None:
-        """The body is still coming: stream it in a second task while relaying the response."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._guard, self._relay_request, exchange, nursery.cancel_scope)
-            await self._guard(self._relay_response, exchange, nursery.cancel_scope)
-            if not exchange.request_done:
-                # Answered before the request ended (a 413, say): stop reading it.
-                nursery.cancel_scope.cancel()
-
-    async def _relay_request(self, exchange: _Exchange) -> None:
-        """Client -> upstream: the head, then the body as it arrives."""
-        cc = self.cc
-        client = self.client
-        upstream = exchange.upstream
-        uh = upstream.h11
-        parts: list[bytes] = [uh.send(exchange.forward.request)]
-        datas = exchange.forward.datas
-        ended = False
-        while True:
-            for event in datas:
-                parts.extend(_passthrough(uh, event))
-            if ended:
-                parts.append(uh.send(h11.EndOfMessage()))
-            try:
-                await _send_parts(upstream.stream, parts)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                # Leave the verdict to the response side: the upstream may have answered
-                # already (and closed), or its reset tells why it is gone.
-                log.debug("http %s: upstream stopped taking the request: %s", self.peer, exc)
-                return
-            if ended:
-                exchange.request_sent = True
-                return
-            self._touch()
-            try:
-                data = await client.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise _ClientGoneError(f"the client connection failed mid-body: {exc}") from exc
-            if not data:
-                raise _ClientGoneError("the client closed its connection mid-body")
-            self._touch()
-            cc.receive_data(cast(bytes, data))  # h11 appends it to a bytearray
-            try:
-                datas, ended = _take_body(cc)
-            except h11.RemoteProtocolError as exc:
-                raise _ClientBodyError(f"bad request body: {exc}") from exc
-            if ended:
-                exchange.request_done = True
-            parts = []
-
-    async def _relay_response(self, exchange: _Exchange) -> None:
-        """Upstream -> client: 1xx, the head, the body; returns at its end or after a 101."""
-        cc = self.cc
-        upstream = exchange.upstream
-        uh = upstream.h11
-        stream = upstream.stream
-        out: list[bytes] = []
-        ended = False
-        while True:
-            try:
-                event = uh.next_event()
-            except h11.RemoteProtocolError as exc:
-                if ended:
-                    what = "response" if exchange.response_started else "response head"
-                    reason = f"the upstream stream ended before a complete {what}"
-                else:
-                    reason = f"invalid response: {exc}"
-                raise _UpstreamError(reason) from exc
-            if event is h11.NEED_DATA:
-                if out:
-                    await self._to_client(exchange, out)
-                    out = []
-                try:
-                    data = await stream.receive_some(READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise _UpstreamError(f"the upstream stream failed: {exc}") from exc
-                if data:
-                    exchange.received = True
-                    self._touch()
-                else:
-                    ended = True
-                uh.receive_data(cast(bytes, data))
-                continue
-            kind = type(event)
-            if kind is h11.Data:
-                data_event = cast(h11.Data, event)
-                out.extend(_passthrough(cc, data_event))
-                exchange.body_bytes += len(data_event.data)
-            elif kind is h11.Response:
-                response = cast(h11.Response, event)
-                headers = _response_headers(response.headers, upgrade=False)
-                if not exchange.request_done:
-                    headers.append((b"Connection", b"close"))
-                out.append(
-                    cc.send(
-                        h11.Response(
-                            status_code=response.status_code,
-                            headers=headers,
-                            reason=response.reason,
-                        )
-                    )
-                )
-                exchange.response_started = True
-                exchange.status = response.status_code
-            elif kind is h11.EndOfMessage:
-                out.append(cc.send(h11.EndOfMessage()))
-                await self._to_client(exchange, out)
-                exchange.response_done = True
-                return
-            elif kind is h11.InformationalResponse:
-                info = cast(h11.InformationalResponse, event)
-                if info.status_code == 101:  # h11 accepts it only as an answer to an upgrade
-                    headers = _response_headers(info.headers, upgrade=True)
-                    out.append(
-                        cc.send(
-                            h11.InformationalResponse(
-                                status_code=101, headers=headers, reason=info.reason
-                            )
-                        )
-                    )
-                    await self._to_client(exchange, out)
-                    exchange.status = 101
-                    exchange.switched = True
-                    return
-                version = cc.their_http_version
-                if version is not None and version >= b"1.1":  # RFC 9110 §15.2: none to 1.0
-                    headers = _response_headers(info.headers, upgrade=False)
-                    out.append(
-                        cc.send(
-                            h11.InformationalResponse(
-                                status_code=info.status_code, headers=headers, reason=info.reason
-                            )
-                        )
-                    )
-            else:  # ConnectionClosed or PAUSED cannot come before the response ends
-                raise _UpstreamError(f"the upstream stream ended early ({event!r})")
-
-    async def _to_client(self, exchange: _Exchange, parts: list[bytes]) -> None:
-        try:
-            await _send_parts(self.client, parts)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _ClientGoneError(f"the client connection failed: {exc}") from exc
-        self._touch()
 
     # ------------------------------------------------------------------------ the endings
 
-    async def _finish(self, exchange: _Exchange) -> bool:
+    async def _finish(self, exchange: Exchange) -> bool:
         """A response went out whole (or a 101): log it, keep or close the upstream."""
         upstream = exchange.upstream
         if exchange.switched:
             self.upstream = None
-            await self._switch(exchange)
+            self._set_deadline(_Phase.UPGRADED, trio.current_time() + self.limits.idle_timeout)
+            if not await self.relay.splice(exchange):
+                self.abort = True
             self._log_done(exchange)
             return False
         self._log_done(exchange)
@@ -849,13 +524,13 @@ class _Connection:
         if not exchange.request_done:
             await self._linger()
             return False
-        return _both_done(self.cc)
+        return both_done(self.cc)
 
-    async def _failed(self, exchange: _Exchange, failure: _RelayError, forwards_to: str) -> bool:
+    async def _failed(self, exchange: Exchange, failure: RelayError, forwards_to: str) -> bool:
         """The exchange ended without a whole response: answer with a page if none started."""
         forward = exchange.forward
         keep = exchange.request_done
-        if isinstance(failure, _ClientGoneError):
+        if isinstance(failure, ClientGoneError):
             log.debug("http %s: %s", self.peer, failure)
             self.abort = True
             return False
@@ -868,7 +543,7 @@ class _Connection:
             )
             self.abort = True
             return False
-        if isinstance(failure, _ClientBodyError):
+        if isinstance(failure, ClientBodyError):
             page = bad_request(400, "The request body is malformed.")
             reason = str(failure)
             keep = False
@@ -932,28 +607,7 @@ class _Connection:
         if not keep:
             await self._linger()
             return False
-        return _both_done(cc)
-
-    async def _switch(self, exchange: _Exchange) -> None:
-        """After a relayed 101: hand over h11's leftovers, then copy raw bytes both ways."""
-        upstream = exchange.upstream
-        self._set_deadline(_Phase.UPGRADED, trio.current_time() + self.limits.idle_timeout)
-        spliced = False
-        try:
-            from_client = self.cc.trailing_data[0]
-            from_upstream = upstream.h11.trailing_data[0]
-            if from_client:
-                await upstream.stream.send_all(from_client)
-            if from_upstream:
-                await self.client.send_all(from_upstream)
-            spliced = True
-            await splice(_watch(self.client, self._touch), _watch(upstream.stream, self._touch))
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            log.debug("http %s: upgraded connection failed at once: %s", self.peer, exc)
-            self.abort = True
-        finally:
-            if not spliced:
-                await trio.aclose_forcefully(upstream.stream)
+        return both_done(cc)
 
     async def _linger(self) -> None:
         """Half-close, then read and discard what the client still sends, for a moment."""
@@ -968,7 +622,7 @@ class _Connection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _close_upstream(self, upstream: _Upstream, *, clean: bool) -> None:
+    async def _close_upstream(self, upstream: Upstream, *, clean: bool) -> None:
         if not clean:
             await trio.aclose_forcefully(upstream.stream)
             return
@@ -976,7 +630,7 @@ class _Connection:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await upstream.stream.aclose()
 
-    def _log_done(self, exchange: _Exchange) -> None:
+    def _log_done(self, exchange: Exchange) -> None:
         if not log.isEnabledFor(logging.DEBUG):
             return
         forward = exchange.forward
@@ -992,200 +646,7 @@ class _Connection:
         )
 
 
-# ----------------------------------------------------------------------------- pure helpers
-
-
-def _prepare(
-    head: _Head, *, client_ip: bytes, scheme: bytes
-) -> tuple[str, bytes | None, Headers, bytes | None]:
-    """Route host, Accept, the headers to send upstream (without the upgrade pair) and the
-    Upgrade value if this is an upgrade request. Raises _RefusedError for a request the
-    edge will not forward."""
-    request = head.request
-    headers: Headers = []
-    tokens: set[bytes] = set()
-    host = accept = upgrade = forwarded_host = None
-    forwarded_for: list[bytes] = []
-    forwarded_proto: list[bytes] = []
-    lengths = 0
-    chunked = False
-    tags = _REQUEST_TAGS
-    for raw, value in request.headers.raw_items():
-        tag = tags.get(raw.lower())
-        if tag is None:
-            headers.append((raw, value))
-        elif tag == _HOP:
-            pass
-        elif tag == _CONNECTION:
-            tokens.update(token.strip().lower() for token in value.split(b","))
-        elif tag == _UPGRADE:
-            upgrade = value
-        elif tag == _XFF:
-            forwarded_for.append(value)
-        elif tag == _XFP:
-            forwarded_proto.append(value)
-        elif tag == _XFH:
-            if forwarded_host is None:
-                forwarded_host = value
-        else:
-            if tag == _HOST:
-                host = value
-            elif tag == _CL:
-                lengths += 1
-            elif tag == _TE:
-                chunked = True
-            elif tag == _ACCEPT:
-                accept = value
-            headers.append((raw, value))
-    if request.method == b"CONNECT":
-        raise _RefusedError(method_not_allowed("CONNECT"), "CONNECT request", accept)
-    if lengths and chunked:
-        raise _RefusedError(
-            bad_request(400, "The request has both Content-Length and Transfer-Encoding."),
-            "Content-Length with Transfer-Encoding",
-            accept,
-        )
-    if lengths:
-        # h11 folds repeated equal Content-Length lines into one; the raw head shows them.
-        values = _CONTENT_LENGTH_LINE.findall(_raw_head(head.chunks).lower())
-        if len(values) != 1 or b"," in values[0]:
-            raise _RefusedError(
-                bad_request(400, "The request has more than one Content-Length."),
-                "repeated Content-Length",
-                accept,
-            )
-    route = route_host(host) if host is not None else None
-    if host is None or route is None:
-        raise _RefusedError(
-            bad_request(400, "The request needs a valid Host header."), "bad Host", accept
-        )
-    drop = tokens - _PROTECTED
-    if drop:
-        headers = [item for item in headers if item[0].lower() not in drop]
-        if b"x-forwarded-for" in drop:
-            forwarded_for = []
-        if b"x-forwarded-proto" in drop:
-            forwarded_proto = []
-        if b"x-forwarded-host" in drop:
-            forwarded_host = None
-    forwarded_for.append(client_ip)
-    forwarded_proto.append(scheme)
-    headers.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
-    headers.append((b"X-Forwarded-Host", host if forwarded_host is None else forwarded_host))
-    headers.append((b"X-Forwarded-Proto", b", ".join(forwarded_proto)))
-    if b"upgrade" not in tokens:
-        upgrade = None
-    return route, accept, headers, upgrade
-
-
-def _take_body(cc: h11.Connection) -> tuple[list[h11.Data], bool]:
-    """The body events h11 can produce without more bytes, and whether the body ended."""
-    datas: list[h11.Data] = []
-    while True:
-        event = cc.next_event()
-        if event is h11.NEED_DATA:
-            return datas, False
-        if type(event) is h11.Data:
-            datas.append(event)
-            continue
-        return datas, True  # EndOfMessage (its trailers, if any, are dropped)
-
-
-def _both_done(conn: h11.Connection) -> bool:
-    """Both directions of `conn` finished their message: it may start another cycle."""
-    return conn.our_state is h11.DONE and conn.their_state is h11.DONE
-
-
-def _passthrough(conn: h11.Connection, event: h11.Data) -> list[bytes]:
-    """The bytes that frame `event` on `conn`, with the payload object itself among them."""
-    parts = conn.send_with_data_passthrough(event)
-    assert parts is not None  # None only for ConnectionClosed
-    return parts
-
-
-async def _send_parts(stream: trio.abc.SendStream, parts: list[bytes]) -> None:
-    """One write for a list of byte strings (a lone payload goes out without a copy)."""
-    if len(parts) == 1:
-        await stream.send_all(parts[0])
-    elif parts:
-        # Chunk framing or a head with a first body piece: one copy beats several syscalls.
-        await stream.send_all(b"".join(parts))
-
-
-def _response_headers(headers: _RawHeaders, *, upgrade: bool) -> Headers:
-    """A response's headers as the client gets them: hop-by-hop and edge-only ones removed;
-    for a 101, `Connection: upgrade` and the upstream's `Upgrade` kept."""
-    out: Headers = []
-    tokens: set[bytes] = set()
-    upgrade_value = None
-    tags = _RESPONSE_TAGS
-    for raw, value in headers.raw_items():
-        tag = tags.get(raw.lower())
-        if tag is None:
-            out.append((raw, value))
-        elif tag == _CONNECTION:
-            tokens.update(token.strip().lower() for token in value.split(b","))
-        elif tag == _UPGRADE:
-            upgrade_value = value
-    drop = tokens - _PROTECTED
-    if drop:
-        out = [item for item in out if item[0].lower() not in drop]
-    if upgrade:
-        out.append((b"Connection", b"upgrade"))
-        if upgrade_value is not None:
-            out.append((b"Upgrade", upgrade_value))
-    return out
-
-
-def _raw_head(chunks: list[bytes | bytearray]) -> bytes:
-    """The bytes of a request head (through its empty line) from the chunks it arrived in."""
-    joined = b"".join(chunks)
-    match = _HEAD_END.search(joined)
-    return joined if match is None else joined[: match.end()]
-
-
-def _head_error_page(status: int, limits: HttpConfig) -> ErrorPage:
-    if status == 431:
-        return bad_request(431, f"The request head is larger than {limits.max_head_size} bytes.")
-    if status == 501:
-        return bad_request(501, "Only Transfer-Encoding: chunked is supported.")
-    return bad_request(status if 400 <= status < 600 else 400, "The request is malformed.")
-
-
 def _root(failure: BaseException) -> BaseException:
     """The exception a relay failure was raised from (a stream error carries the reset code)."""
     cause = failure.__cause__
     return cause if cause is not None else failure
-
-
-class _Watched(trio.abc.Stream):
-    """A stream that reports every read (for splice: bytes moving keep the connection open)."""
-
-    def __init__(self, inner: trio.abc.Stream, touch: Callable[[], None]) -> None:
-        self.inner = inner
-        self.touch = touch
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        data = await self.inner.receive_some(max_bytes)
-        self.touch()
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class _WatchedHalfCloseable(_Watched, trio.abc.HalfCloseableStream):
-    async def send_eof(self) -> None:
-        await cast(trio.abc.HalfCloseableStream, self.inner).send_eof()
-
-
-def _watch(stream: trio.abc.Stream, touch: Callable[[], None]) -> _Watched:
-    if isinstance(stream, trio.abc.HalfCloseableStream):
-        return _WatchedHalfCloseable(stream, touch)
-    return _Watched(stream, touch)

@@ -28,7 +28,7 @@ import trustme
 from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
 
 from edge.config import HttpConfig
-from edge.http_proxy import READ_SIZE, route_host, serve_http
+from edge.http_proxy import READ_SIZE, serve_http
 from protocol.errors import ErrorCode
 from protocol.mux import open_mux_session
 from protocol.session import Role
@@ -1391,27 +1391,3 @@ async def test_https_client_stream_without_half_close(tmp_path: Path) -> None:
                     await ws.send_message(message)
                     assert await ws.get_message() == message
             nursery.cancel_scope.cancel()
-
-
-# ----------------------------------------------------------------------------- pure pieces
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (b"Example.COM", "example.com"),
-        (b"example.com.:8080", "example.com"),
-        (b"app.test:", "app.test"),
-        (b"127.0.0.1:80", "127.0.0.1"),
-        (b"[::1]:8080", "::1"),
-        (b"under_score.test", "under_score.test"),
-        (b"", None),
-        (b"bad host", None),
-        (b"a.test:80x", None),
-        (b"\xc3\xa9.test", None),
-        (b".", None),
-        (b"[::1", None),
-    ],
-)
-def test_route_host(value: bytes, expected: str | None) -> None:
-    assert route_host(value) == expected
