@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -555,4 +556,74 @@ def test_slow_hello_is_cut_off(tmp_path: Path) -> None:
             assert conn.recv(100) == b""
         assert 0.5 < time.monotonic() - started < 10
     finally:
+        edge.stop()
+
+
+def _write_leaf(ca: trustme.CA, host: str, cert: Path, key: Path) -> None:
+    leaf = ca.issue_cert(host)
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    key.write_bytes(leaf.private_key_pem.bytes())
+
+
+def test_static_certificate_files_reload_on_sighup(
+    tmp_path: Path, upstream: HttpUpstream
+) -> None:
+    """A host covered by certificates.files gets that certificate, not the dev CA's; replacing
+    the files and sending SIGHUP serves the new one without a restart."""
+    from tests.e2e.harness import make_edge
+
+    host = "api.example.test"
+    cert, key = tmp_path / "api.pem", tmp_path / "api.key"
+    first, second = trustme.CA(), trustme.CA()
+    _write_leaf(first, host, cert, key)
+    edge = make_edge(
+        tmp_path,
+        extra_config=(
+            f"certificates: {{files: [{{cert: {cert}, key: {key}}}], reload_interval: 1h}}\n"
+        ),
+    ).start()
+    agent = make_agent(
+        edge,
+        edge.credential(),
+        f"127.0.0.1:{upstream.port}",
+        tmp_path,
+        "--url",
+        f"https://{host}",
+        command="http",
+    ).start()
+
+    def fetch(ca: trustme.CA) -> subprocess.CompletedProcess[str]:
+        ca_file = tmp_path / "client-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        return subprocess.run(
+            [
+                "curl",
+                "--silent",
+                "--show-error",
+                "--cacert",
+                str(ca_file),
+                "--resolve",
+                f"{host}:{edge.agents_port}:127.0.0.1",
+                f"https://{host}:{edge.agents_port}/cert",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=CURL_TIMEOUT,
+            check=False,
+        )
+
+    try:
+        assert fetch(first).stdout == "hello from /cert\n"
+        assert fetch(second).returncode != 0  # not yet trusted: the old certificate is served
+        _write_leaf(second, host, cert, key)
+        assert edge.proc is not None
+        edge.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while fetch(second).stdout != "hello from /cert\n":
+            assert time.monotonic() < deadline, edge.log()[-3000:]
+            time.sleep(0.2)
+        assert fetch(first).returncode != 0
+        assert edge.proc.poll() is None  # SIGHUP reloads; it does not stop the edge
+    finally:
+        agent.kill()
         edge.stop()
