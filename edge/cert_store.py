@@ -71,9 +71,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# What every context offers in ALPN. Only HTTP/1.1: HTTP/2 is not served yet. A client offering
-# only other protocols still connects, with no protocol selected (`selected_alpn_protocol()` is
-# None), which the front door treats as HTTP/1.1.
+# What every context offers in ALPN unless the store is built with another list: HTTP/1.1 only
+# (the edge passes ("h2", "http/1.1") when http.http2 is on). A client offering only other
+# protocols still connects, with no protocol selected (`selected_alpn_protocol()` is None),
+# which the front door treats as HTTP/1.1.
 ALPN_PROTOCOLS: tuple[str, ...] = ("http/1.1",)
 # An issued leaf is re-issued when less than this share of its lifetime remains: 30 days of 90,
 # room for clients whose clocks run fast and for an edge that is rarely asked for that host.
@@ -165,15 +166,20 @@ class CertStore:
         config: CertificatesConfig,
         ca: DevCA | None,
         *,
+        alpn: Sequence[str] = ALPN_PROTOCOLS,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         """Load every file in `config.files`.
 
         `ca` issues leaves for hosts no file covers when `config.development_ca` is on; None
-        turns that off too. `clock` gives the time certificates are issued, renewed and checked
-        for expiry at (timezone-aware UTC). Raises `CertError` listing every entry that does not
-        load (unreadable, not PEM, key not the certificate's, no DNS subjectAltName).
+        turns that off too. `alpn` is what every context offers, most preferred first. `clock`
+        gives the time certificates are issued, renewed and checked for expiry at
+        (timezone-aware UTC). Raises `CertError` listing every entry that does not load
+        (unreadable, not PEM, key not the certificate's, no DNS subjectAltName).
         """
+        if isinstance(alpn, str):
+            raise TypeError(f"alpn must be a list of protocol names, not the string {alpn!r}")
+        self._alpn = tuple(alpn)
         self._files = config.files
         self._ca = ca if config.development_ca else None
         self._cache_size = config.cache_size
@@ -282,7 +288,7 @@ class CertStore:
             if before is not None and read.contents == before.contents:
                 continue  # unchanged, or put back as it was: keep the context
             try:
-                loaded = _load(files, read)
+                loaded = _load(files, read, self._alpn)
             except CertError as exc:
                 line = f"certificates.files[{index}]: {exc}"
                 if before is not None:
@@ -326,7 +332,7 @@ class CertStore:
             return None
         try:
             issued = ca.issue([host], now=now)
-            context = server_context_from_pem(issued.chain_pem, issued.key_pem, alpn=ALPN_PROTOCOLS)
+            context = server_context_from_pem(issued.chain_pem, issued.key_pem, alpn=self._alpn)
         except (CertError, OSError) as exc:  # the CA's trouble (expired), or no scratch space
             self._report_issue_failure(str(exc))
             return None
@@ -384,7 +390,7 @@ def _read(files: CertificateFiles) -> _Read:
     return _Read(stats=stats, contents=(contents[0], contents[1]), error=None, racy=racy)
 
 
-def _load(files: CertificateFiles, read: _Read) -> _Served:
+def _load(files: CertificateFiles, read: _Read, alpn: Sequence[str]) -> _Served:
     """Check a files entry's bytes and build its context; raises `CertError` naming the file."""
     if read.contents is None:
         raise CertError(read.error)
@@ -421,7 +427,7 @@ def _load(files: CertificateFiles, read: _Read) -> _Served:
         )
     names = _dns_names(cert_path, leaf)
     try:
-        context = server_context_from_pem(cert_pem, key_pem, alpn=ALPN_PROTOCOLS)
+        context = server_context_from_pem(cert_pem, key_pem, alpn=alpn)
     except (CertError, OSError) as exc:  # OSError: the scratch directory, not the files
         raise CertError(f"{cert_path} with {key_path}: {exc}") from exc
     return _Served(

@@ -130,6 +130,9 @@ class HttpConfig:
     # A connection with no bytes moving either way for this long is closed: between
     # keep-alive requests, and inside bodies and upgraded connections. ngrok's value.
     idle_timeout: float = 300.0
+    # Offer HTTP/2 (ALPN "h2") on https:// endpoints, as ngrok does; the agent and upstream
+    # still get HTTP/1.1. Off until it has soaked: clients then keep HTTP/1.1.
+    http2: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -462,15 +465,11 @@ class _Loader:
                 if cert is None or key is None:
                     self._fail(where, "needs both cert and key (PEM file paths)")
                 files.append(CertificateFiles(cert=cert, key=key))
-        development_ca = section.get("development_ca")
-        if development_ca is not None and not isinstance(development_ca, bool):
-            self._fail(
-                "certificates.development_ca",
-                f"expected true or false, got {_describe(development_ca)}",
-            )
         return CertificatesConfig(
             files=tuple(files),
-            development_ca=default.development_ca if development_ca is None else development_ca,
+            development_ca=self._flag(
+                section, "certificates.development_ca", default.development_ca
+            ),
             cache_size=self._count(section, "certificates.cache_size", default.cache_size),
             reload_interval=self._duration(
                 section, "certificates.reload_interval", default.reload_interval
@@ -484,6 +483,7 @@ class _Loader:
             max_head_size=self._size(section, "http.max_head_size", default.max_head_size),
             head_timeout=self._duration(section, "http.head_timeout", default.head_timeout),
             idle_timeout=self._duration(section, "http.idle_timeout", default.idle_timeout),
+            http2=self._flag(section, "http.http2", default.http2),
         )
         if limits.max_head_size < MIN_HTTP_HEAD:
             self._fail(
@@ -538,9 +538,6 @@ class _Loader:
     def _admin(self, data: object) -> AdminConfig:
         section = self._mapping("admin", data, AdminConfig)
         default = AdminConfig()
-        enabled = section.get("enabled")
-        if enabled is not None and not isinstance(enabled, bool):
-            self._fail("admin.enabled", f"expected true or false, got {_describe(enabled)}")
         listen = self._text(
             section,
             "admin.listen",
@@ -548,7 +545,7 @@ class _Loader:
             'host:port like 127.0.0.1:4041 (quote IPv6 addresses: "[::1]:4041")',
         )
         return AdminConfig(
-            enabled=default.enabled if enabled is None else enabled,
+            enabled=self._flag(section, "admin.enabled", default.enabled),
             listen=listen or default.listen,
             tls=self._tls(section.get("tls"), "admin.tls", "to serve plain HTTP"),
         )
@@ -652,6 +649,14 @@ class _Loader:
                 "from the config file's directory) or remove the key",
             )
         return path
+
+    def _flag(self, section: dict[str, object], key: str, default: bool) -> bool:
+        value = section.get(key.rpartition(".")[2])
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self._fail(key, f"expected true or false, got {_describe(value)}")
+        return value
 
     def _duration(self, section: dict[str, object], key: str, default: float) -> float:
         value = section.get(key.rpartition(".")[2])

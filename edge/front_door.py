@@ -9,7 +9,8 @@ its ClientHello is complete (`edge.clienthello`, at most `MAX_HELLO_BYTES`, with
     a tls:// endpoint's host       the bytes go to that endpoint's agent untouched, ClientHello
                                    included, on a proxy stream (the agent or upstream ends TLS)
     an https:// endpoint's host    TLS ends here with that host's certificate (`CertStore`),
-                                   then HTTP/1.1 (`edge.http_proxy`)
+                                   then HTTP/1.1 (`edge.http_proxy`), or HTTP/2 if ALPN
+                                   chose h2 (`edge.http2_proxy`, with `http.http2` on)
     anything else, or no SNI       a fatal `unrecognized_name` alert, then close
 
 The bytes already read are handed to whoever goes on (TLSStream's `initial_data`, or sent
@@ -48,6 +49,7 @@ from edge.clienthello import (
     parse_client_hello,
 )
 from edge.config import EdgeConfig
+from edge.http2_proxy import serve_http2
 from edge.http_proxy import HttpRoute, serve_http
 from edge.registry import EndpointRecord, EndpointRegistry
 from edge.tcp_endpoint import peer_address, proxy_connection
@@ -278,6 +280,9 @@ class FrontDoor:
         except (trio.TooSlowError, trio.BrokenResourceError) as exc:
             log.info("https connection from %s for %s: TLS handshake failed: %s", peer[0], sni, exc)
             await trio.aclose_forcefully(stream)
+            return
+        if stream.selected_alpn_protocol() == "h2":  # offered only when http.http2 is on
+            await serve_http2(stream, client_addr=peer, router=self.router, limits=self.config.http)
             return
         await self._serve_http(stream, peer, "https")
 

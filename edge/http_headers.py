@@ -13,6 +13,10 @@ stream; this module decides what each head becomes on the way through:
   `X-Forwarded-Host` is kept if the client sent one (so a chain of proxies is visible).
 * A response head is rewritten by `response_headers`: hop-by-hop headers and the edge's own
   error-code headers are dropped (an upstream must never be able to fake an edge error).
+* HTTP/2 (`edge/http2_proxy.py`) goes through the same rules: `translate_h2_request` turns an
+  HTTP/2 header list into an HTTP/1.1 request head (Host from `:authority`, cookies joined,
+  the same `X-Forwarded-*`), and `h2_response_headers` turns an HTTP/1.1 response head into an
+  HTTP/2 header list (lowercase names, no connection-specific headers, RFC 9113 §8.2.2).
 
 Framing headers (Content-Length, Transfer-Encoding) and Host are never dropped, even when a
 `Connection` header names them: h11 frames the other side from them, so removing one would
@@ -34,15 +38,18 @@ import h11
 from edge.error_pages import ErrorPage, bad_request, method_not_allowed
 
 __all__ = [
+    "H2Request",
     "Headers",
     "PreparedRequest",
     "RawHeaders",
     "RefusedError",
+    "h2_response_headers",
     "head_error_page",
     "prepare_request",
     "raw_head",
     "response_headers",
     "route_host",
+    "translate_h2_request",
 ]
 
 Headers = list[tuple[bytes, bytes]]
@@ -77,6 +84,10 @@ _RESPONSE_TAGS = {
     b"connection": _CONNECTION,
     b"upgrade": _UPGRADE,
 }
+#: Headers HTTP/2 forbids (RFC 9113 §8.2.2: connection-specific; h11 frames the other side).
+_H2_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
+)
 #: Never removed because a Connection header names them: dropping framing would desync the two
 #: sides, and Host is what the request is routed by.
 _PROTECTED = frozenset({b"content-length", b"transfer-encoding", b"host"})
@@ -85,6 +96,20 @@ _HEAD_END = re.compile(rb"\n\r?\n")
 _CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length:([^\n]*)")
 #: A Host value: a name or a bracketed IPv6 address, then an optional port (lowercased first).
 _HOST_VALUE = re.compile(r"(?:([a-z0-9_][a-z0-9_.-]*)|\[([0-9a-f:.]+)\])(?::[0-9]*)?", re.ASCII)
+
+
+class H2Request(NamedTuple):
+    """An HTTP/2 request head translated into an HTTP/1.1 one for the upstream."""
+
+    method: bytes
+    #: The request target: `:path`.
+    target: bytes
+    #: The routing name from `:authority` (see `route_host`).
+    host: str
+    #: The client's Accept header, for choosing an error page's format.
+    accept: bytes | None
+    #: The HTTP/1.1 headers: Host first, framing, X-Forwarded-* last.
+    headers: Headers
 
 
 class RawHeaders(Protocol):
@@ -210,14 +235,113 @@ def prepare_request(
             forwarded_proto = []
         if b"x-forwarded-host" in drop:
             forwarded_host = None
-    forwarded_for.append(client_ip)
-    forwarded_proto.append(scheme)
-    headers.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
-    headers.append((b"X-Forwarded-Host", host if forwarded_host is None else forwarded_host))
-    headers.append((b"X-Forwarded-Proto", b", ".join(forwarded_proto)))
+    _append_forwarded(
+        headers,
+        [*forwarded_for, client_ip],
+        [*forwarded_proto, scheme],
+        host if forwarded_host is None else forwarded_host,
+    )
     if b"upgrade" not in tokens:
         upgrade = None
     return PreparedRequest(route, accept, headers, upgrade)
+
+
+def translate_h2_request(
+    fields: Sequence[tuple[bytes, bytes]],
+    *,
+    body: bool,
+    client_ip: bytes,
+    scheme: bytes,
+) -> H2Request:
+    """The HTTP/1.1 request for an HTTP/2 request's header list `fields` (pseudo-headers
+    included, names lowercase as HTTP/2 requires). `body` says whether a body follows the head:
+    it is framed by the request's Content-Length, else chunked. Host is `:authority` (else the
+    `host` header); hop-by-hop headers are dropped and `cookie` crumbs joined into one header
+    (RFC 9113 §8.2.3); `X-Forwarded-*` as `prepare_request` sets them. Every upstream stream
+    carries one HTTP/2 request, so the head asks the upstream to close after it.
+
+    Raises RefusedError for CONNECT, a missing or invalid authority, a missing method or path,
+    and conflicting Content-Length values.
+    """
+    method = target = authority = host_header = accept = forwarded_host = None
+    headers: Headers = []
+    cookies: list[bytes] = []
+    lengths: set[bytes] = set()
+    forwarded_for: list[bytes] = []
+    forwarded_proto: list[bytes] = []
+    tags = _REQUEST_TAGS
+    for name, value in fields:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                target = value
+            elif name == b":authority":
+                authority = value
+            continue  # :scheme is the edge's own; :protocol only rides on CONNECT
+        tag = tags.get(name)
+        if tag is None:
+            if name == b"cookie":
+                cookies.append(value)
+            else:
+                headers.append((name, value))
+        elif tag == _HOST:
+            host_header = value
+        elif tag == _CL:
+            lengths.add(value.strip())
+        elif tag == _ACCEPT:
+            accept = value
+            headers.append((name, value))
+        elif tag == _XFF:
+            forwarded_for.append(value)
+        elif tag == _XFP:
+            forwarded_proto.append(value)
+        elif tag == _XFH and forwarded_host is None:
+            forwarded_host = value
+        # else: hop-by-hop, Connection, Upgrade, Transfer-Encoding (HTTP/2 frames its own body)
+    if method == b"CONNECT":
+        raise RefusedError(method_not_allowed("CONNECT"), "CONNECT request", accept)
+    if authority is None:
+        authority = host_header
+    route = route_host(authority) if authority is not None else None
+    if authority is None or route is None:
+        raise RefusedError(
+            bad_request(400, "The request needs a valid :authority."), "bad :authority", accept
+        )
+    if method is None or not target:
+        raise RefusedError(
+            bad_request(400, "The request needs :method and :path."), "no :method/:path", accept
+        )
+    if len(lengths) > 1:
+        raise RefusedError(
+            bad_request(400, "The request has more than one Content-Length."),
+            "conflicting Content-Length",
+            accept,
+        )
+    out: Headers = [(b"host", authority), *headers]
+    if cookies:
+        out.append((b"cookie", b"; ".join(cookies)))
+    if lengths:
+        out.append((b"content-length", lengths.pop()))
+    elif body:
+        out.append((b"transfer-encoding", b"chunked"))
+    out.append((b"connection", b"close"))
+    _append_forwarded(
+        out,
+        [*forwarded_for, client_ip],
+        [*forwarded_proto, scheme],
+        authority if forwarded_host is None else forwarded_host,
+    )
+    return H2Request(method, target, route, accept, out)
+
+
+def _append_forwarded(
+    headers: Headers, forwarded_for: list[bytes], forwarded_proto: list[bytes], host: bytes
+) -> None:
+    """Append X-Forwarded-For/-Host/-Proto: the chains so far (this hop already added)."""
+    headers.append((b"X-Forwarded-For", b", ".join(forwarded_for)))
+    headers.append((b"X-Forwarded-Host", host))
+    headers.append((b"X-Forwarded-Proto", b", ".join(forwarded_proto)))
 
 
 def response_headers(headers: RawHeaders, *, upgrade: bool) -> Headers:
@@ -242,6 +366,17 @@ def response_headers(headers: RawHeaders, *, upgrade: bool) -> Headers:
         out.append((b"Connection", b"upgrade"))
         if upgrade_value is not None:
             out.append((b"Upgrade", upgrade_value))
+    return out
+
+
+def h2_response_headers(status: int, headers: RawHeaders) -> Headers:
+    """An HTTP/1.1 response head as an HTTP/2 header list: `:status` first, names lowercased,
+    hop-by-hop, connection-specific and edge-only headers removed (as `response_headers`)."""
+    out: Headers = [(b":status", b"%d" % status)]
+    for name, value in response_headers(headers, upgrade=False):
+        lower = name.lower()
+        if lower not in _H2_CONNECTION_SPECIFIC:
+            out.append((lower, value))
     return out
 
 

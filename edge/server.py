@@ -15,7 +15,7 @@ import trio
 from edge.admin.http import serve_admin
 from edge.admin.live import HubLiveState
 from edge.admin.routes import AdminApi
-from edge.cert_store import CertStore, watch_certificates
+from edge.cert_store import ALPN_PROTOCOLS, CertStore, watch_certificates
 from edge.certs import DevCA, server_context_from_pem
 from edge.config import EdgeConfig
 from edge.events import EVENTS_FILE, EventLog
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 STORE_FILE = "burrow.db"
 #: How often live sessions are checked against revoked credentials (the issue asks for 1 s).
 REVOCATION_POLL = 0.5
+#: ALPN for https:// endpoints when http.http2 is on: h2 first, since the server's order picks.
+HTTP2_ALPN = ("h2", "http/1.1")
 
 
 def agent_tls_context(config: EdgeConfig, ca: DevCA) -> ssl.SSLContext:
@@ -93,7 +95,8 @@ async def serve_edge(
 
     `OSError` if a listener's address cannot be bound (the edge then does not start)."""
     hub = EdgeHub(config, store, events=EventLog(store, store.path.parent / EVENTS_FILE))
-    certs = CertStore(config.certificates, ca)
+    alpn = HTTP2_ALPN if config.http.http2 else ALPN_PROTOCOLS
+    certs = CertStore(config.certificates, ca, alpn=alpn)
     front_door = FrontDoor(
         config,
         hub.registry,

@@ -68,6 +68,7 @@ def test_example_config_shows_every_key() -> None:
         "listen": ListenConfig,
         "tcp": TcpConfig,
         "tls": TlsConfig,
+        "http": HttpConfig,
         "heartbeat": HeartbeatConfig,
         "limits": LimitsConfig,
         "admin": AdminConfig,
@@ -134,7 +135,7 @@ def test_every_key_set() -> None:
             cache_size=10,
             reload_interval=60.0,
         ),
-        http=HttpConfig(max_head_size=8 * 1024, head_timeout=3.0, idle_timeout=60.0),
+        http=HttpConfig(max_head_size=8 * 1024, head_timeout=3.0, idle_timeout=60.0, http2=True),
         tcp=TcpConfig(
             bind_host="0.0.0.0", public_host="203.0.113.7", port_range=range(30000, 30100)
         ),
@@ -164,6 +165,18 @@ def test_plain_http_port_can_be_turned_off(tmp_path: Path) -> None:
     path = tmp_path / "edge.yml"
     path.write_text("listen:\n  http: false\n")
     assert load_edge_config(path).listen.http is None
+
+
+def test_http2_is_off_unless_asked_for(tmp_path: Path) -> None:
+    assert EdgeConfig().http.http2 is False
+    path = tmp_path / "edge.yml"
+    path.write_text("http:\n  http2: true\n")
+    assert load_edge_config(path).http == HttpConfig(http2=True)
+    path.write_text("http:\n  http2: 'yes'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_edge_config(path)
+    expected = f"{path}:2: http.http2: expected true or false, got a string ('yes')"
+    assert str(caught.value) == expected
 
 
 def test_nulls_mean_defaults() -> None:
