@@ -1,7 +1,9 @@
 """`python -m benchmarks` (`./dev bench`): a port-forwarding tunnel beside direct TCP and ssh -L.
 
 Runs each selected measure `--runs` times, interleaving the tunnels inside every run (so a noisy
-moment hits all columns alike) and starting a fresh tunnel for each (measure, run, tunnel).
+moment hits all columns alike) and starting a fresh tunnel for each (measure, run, tunnel). The
+"burrow" column is the Burrow endpoint the measure is about: `burrow tcp` for the TCP measures,
+`burrow http` (an https:// endpoint) for http and https_bulk, `burrow tls` for tls_bulk.
 Prints a Markdown table of medians with min-max ranges and the tunnels' CPU%, and writes every raw
 run with the machine info and parameters to benchmarks/results/<timestamp>.json.
 
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -25,8 +28,17 @@ from typing import Any
 
 from benchmarks import load
 from benchmarks.measure import ProcessGoneError, Summary, machine_info
-from benchmarks.suite import MEASURES, Params, Record
-from benchmarks.tunnels import Burrow, Direct, SSHForward, Tunnel, TunnelUnavailableError
+from benchmarks.origin import TLS_HOST, Origin, OriginUnavailableError
+from benchmarks.suite import MEASURES, Measure, Params, Record, Upstreams
+from benchmarks.tunnels import (
+    Burrow,
+    BurrowHttps,
+    BurrowTls,
+    Direct,
+    SSHForward,
+    Tunnel,
+    TunnelUnavailableError,
+)
 
 EN_DASH = "\u2013"  # ranges print as "min<en dash>max", as in docs/performance tables
 # Ratio columns of the table: (numerator, denominator) tunnel names.
@@ -35,13 +47,29 @@ RATIOS = [("burrow", "ssh"), ("burrow", "direct")]
 BUSY_LOADAVG = 0.5
 RESULTS_DIR = Path(__file__).parent / "results"
 TUNNEL_LABELS = {"direct": "direct", "ssh": "ssh -L", "burrow": "burrow"}
+# Columns of the table are TUNNEL_LABELS; a measure's Burrow endpoint kind fills the "burrow" one.
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
-# Full-size defaults (see the brief: 1 GiB transfers, 5,000 round trips, 1,000 idle streams)
-# and the --quick ones, small enough for a smoke test in a few seconds per tunnel.
-DEFAULTS = {"nbytes": GiB, "rounds": 5000, "warmup": 200, "idle_streams": 1000}
-QUICK = {"nbytes": 16 * MiB, "rounds": 200, "warmup": 20, "idle_streams": 100}
+# Full-size defaults (see the brief: 1 GiB transfers, 5,000 round trips, 1,000 idle streams,
+# 10 s of wrk after a warm-up, as in reference/performance.md) and the --quick ones, small enough
+# for a smoke test in a few seconds per tunnel.
+DEFAULTS = {
+    "nbytes": GiB,
+    "rounds": 5000,
+    "warmup": 200,
+    "idle_streams": 1000,
+    "http_seconds": 10,
+    "http_warmup": 2,
+}
+QUICK = {
+    "nbytes": 16 * MiB,
+    "rounds": 200,
+    "warmup": 20,
+    "idle_streams": 100,
+    "http_seconds": 1,
+    "http_warmup": 1,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +84,7 @@ class Row:
     higher_is_better: bool = False
 
 
-def _rows(streams: Sequence[int]) -> list[Row]:
+def _rows(p: Params) -> list[Row]:
     rows = [
         Row(
             record="upload",
@@ -84,7 +112,7 @@ def _rows(streams: Sequence[int]) -> list[Row]:
             show_cpu=True,
             higher_is_better=True,
         )
-        for n in streams
+        for n in p.streams
     ]
     rows += [
         Row(record="latency", field="p50_ms", label="RTT p50", unit="ms"),
@@ -101,6 +129,35 @@ def _rows(streams: Sequence[int]) -> list[Row]:
             field="agent_kib_per_stream",
             label="idle stream, agent",
             unit="KiB/stream",
+        ),
+    ]
+    wrk = f"wrk -t{p.http_threads} -c{p.http_connections}"
+    rows += [
+        Row(
+            record="http",
+            field="rps",
+            label=f"HTTP 100 B GET, {wrk}",
+            unit="req/s",
+            show_cpu=True,
+            higher_is_better=True,
+        ),
+        Row(record="http", field="p50_ms", label="HTTP latency p50", unit="ms"),
+        Row(record="http", field="p99_ms", label="HTTP latency p99", unit="ms"),
+        Row(
+            record="https_bulk",
+            field="mb_s",
+            label="HTTP download (burrow: https://)",
+            unit="MB/s",
+            show_cpu=True,
+            higher_is_better=True,
+        ),
+        Row(
+            record="tls_bulk",
+            field="mb_s",
+            label="TLS download (burrow: tls://)",
+            unit="MB/s",
+            show_cpu=True,
+            higher_is_better=True,
         ),
     ]
     return rows
@@ -180,6 +237,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="connections held for the memory measure (default 1000; --quick 100)",
     )
     parser.add_argument(
+        "--http-threads", type=int, default=2, help="wrk -t for the http measure (default 2)"
+    )
+    parser.add_argument(
+        "--http-connections",
+        type=int,
+        default=16,
+        help="wrk -c, keep-alive connections for the http measure (default 16)",
+    )
+    parser.add_argument(
+        "--http-seconds",
+        type=int,
+        default=None,
+        help="wrk -d of the timed http run, whole seconds (default 10; --quick 1)",
+    )
+    parser.add_argument(
+        "--http-warmup",
+        type=int,
+        default=None,
+        help="seconds of untimed wrk before it, 0 for none (default 2; --quick 1)",
+    )
+    parser.add_argument(
         "--ssh-cipher",
         default=None,
         help="ssh -c CIPHER, e.g. aes128-gcm@openssh.com (default: ssh's own)",
@@ -200,15 +278,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for key, value in sizes.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.http_seconds < 1 or args.http_warmup < 0:
+        parser.error("--http-seconds must be at least 1 and --http-warmup at least 0")
+    if not 1 <= args.http_threads <= args.http_connections:
+        parser.error("wrk needs 1 <= --http-threads <= --http-connections")
     return args
 
 
-def _make_tunnel(name: str, upstream_port: int, args: argparse.Namespace) -> Tunnel:
-    if name == "ssh":
-        return SSHForward(upstream_port, cipher=args.ssh_cipher)
-    if name == "burrow":
-        return Burrow(upstream_port, bin_dir=args.burrow_bin)
-    return Direct(upstream_port)
+def _variant(name: str, measure: Measure) -> str:
+    """The tunnel class a column runs for a measure: burrow, burrow-https or burrow-tls."""
+    if name != "burrow" or measure.endpoint == "tcp":
+        return name
+    return f"burrow-{measure.endpoint}"
+
+
+def _make_tunnel(
+    name: str, measure: Measure, upstreams: Upstreams, args: argparse.Namespace
+) -> Tunnel:
+    port = measure.upstream_port(upstreams)
+    probe = measure.probe(upstreams)
+    variant = _variant(name, measure)
+    if variant == "ssh":
+        return SSHForward(port, cipher=args.ssh_cipher, probe=probe)
+    if variant == "burrow":
+        return Burrow(port, bin_dir=args.burrow_bin, probe=probe)
+    if variant == "burrow-https":
+        return BurrowHttps(port, bin_dir=args.burrow_bin, probe=probe)
+    if variant == "burrow-tls":
+        return BurrowTls(port, TLS_HOST, bin_dir=args.burrow_bin, probe=probe)
+    return Direct(port, probe=probe)
 
 
 def _log(message: str) -> None:
@@ -218,6 +316,11 @@ def _log(message: str) -> None:
 def _describe(row_name: str, record: Record) -> str:
     if "mb_s" in record:
         text = f"{record['mb_s']:,.0f} MB/s"
+    elif "rps" in record:
+        text = (
+            f"{record['rps']:,.0f} req/s, p50 {record['p50_ms']:.3f} ms, "
+            f"p99 {record['p99_ms']:.3f} ms"
+        )
     elif "p50_ms" in record:
         text = f"p50 {record['p50_ms']:.3f} ms, p99 {record['p99_ms']:.3f} ms"
     else:
@@ -231,23 +334,50 @@ def _describe(row_name: str, record: Record) -> str:
     return f"{row_name}: {text}"
 
 
+def _start_origin(
+    args: argparse.Namespace, params: Params, unavailable: dict[str, str]
+) -> Origin | None:
+    """nginx, if a selected measure needs it; None (and a note in unavailable) if it can't run."""
+    specs = [MEASURES[m] for m in args.only]
+    if all(spec.upstream == "load" for spec in specs):
+        return None
+    try:
+        return Origin(big_bytes=params.nbytes if any(spec.big_body for spec in specs) else 0)
+    except OriginUnavailableError as exc:
+        unavailable["nginx"] = str(exc)
+        _log(f"nginx origin unavailable, skipping the HTTP measures:\n  {exc}")
+        return None
+
+
 def run_all(args: argparse.Namespace, params: Params) -> tuple[list[Record], dict[str, str]]:
-    """Every (measure, run, tunnel); returns the raw records and the tunnels that could not run."""
+    """Every (measure, run, tunnel); returns the raw records and what could not run."""
     records: list[Record] = []
     unavailable: dict[str, str] = {}
     server = load.UpstreamServer()
+    web: Origin | None = None
     try:
+        web = _start_origin(args, params, unavailable)
+        upstreams = Upstreams(server=server, nginx=web)
         for measure in args.only:
+            spec = MEASURES[measure]
+            if spec.upstream != "load" and web is None:
+                continue
+            missing = [prog for prog in spec.programs if shutil.which(prog) is None]
+            for prog in missing:
+                unavailable[prog] = f"{prog} not found (apt-get install {prog}); skipped {measure}"
+            if missing:
+                continue
             for run in range(1, args.runs + 1):
                 for name in args.tunnels:
-                    if name in unavailable:
+                    variant = _variant(name, spec)
+                    if variant in unavailable:
                         continue
                     where = f"[{measure} {run}/{args.runs}] {name}"
                     try:
-                        with _make_tunnel(name, server.port, args) as tunnel:
-                            results = MEASURES[measure](tunnel, server.pid, params)
+                        with _make_tunnel(name, spec, upstreams, args) as tunnel:
+                            results = spec.run(tunnel, upstreams, params)
                     except TunnelUnavailableError as exc:
-                        unavailable[name] = str(exc)
+                        unavailable[variant] = str(exc)
                         _log(f"{where}: tunnel unavailable, skipping it from now on:\n  {exc}")
                         continue
                     except (OSError, load.LoadError, ProcessGoneError) as exc:
@@ -268,6 +398,8 @@ def run_all(args: argparse.Namespace, params: Params) -> tuple[list[Record], dic
                         )
                         _log(f"{where} {_describe(row_name, record)}")
     finally:
+        if web is not None:
+            web.close()
         server.close()
     _add_latency_over_direct(records)
     return records, unavailable
@@ -318,7 +450,7 @@ def summarize(
 
 
 def _number(value: float, unit: str) -> str:
-    if unit == "MB/s":
+    if unit in ("MB/s", "req/s"):
         return f"{value:,.0f}"
     if unit == "ms":
         return f"{value:.3f}"
@@ -425,22 +557,39 @@ def render(
             _markdown(["measure", *(f"{TUNNEL_LABELS[t]} {r}" for t, r in role_cols)], role_body),
         ]
     # One-stream rows only: with many streams the client and server legitimately use many threads.
-    peaks = [
-        r["generator_cpu_pct"]
-        for r in records
-        if r.get("row") in ("upload", "download")
-        and "generator_cpu_pct" in r
-        and r["wall_s"] >= 1  # shorter runs are a few 10 ms clock ticks: too coarse
-    ]
-    if peaks:
+    for rows_of, what in (
+        (("upload", "download"), "load generator peak CPU, one stream: client"),
+        (("https_bulk", "tls_bulk"), "HTTP download peak CPU: Python client"),
+        (("http",), "HTTP requests peak CPU: wrk"),
+    ):
+        peaks = [
+            r["generator_cpu_pct"]
+            for r in records
+            if r.get("row") in rows_of
+            and "generator_cpu_pct" in r
+            and r["wall_s"] >= 1  # shorter runs are a few 10 ms clock ticks: too coarse
+        ]
+        if not peaks:
+            continue
         client = max(p["client"] for p in peaks)
         server = max(p["server"] for p in peaks)
+        # wrk runs --http-threads threads: its limit is that many cores, not one.
         note = " (near one core: it may be the limit)" if max(client, server) > 95 else ""
-        parts += [
-            "",
-            f"load generator peak CPU, one stream: client {client:.0f}%, "
-            f"server {server:.0f}%{note}",
-        ]
+        if rows_of == ("http",):
+            note = " (nginx near one core: it may be the limit)" if server > 95 else ""
+        server_name = "server" if rows_of[0] == "upload" else "nginx origin"
+        parts += ["", f"{what} {client:.0f}%, {server_name} {server:.0f}%{note}"]
+    errors = {
+        name: sum(
+            sum(r["socket_errors"].values())
+            for r in records
+            if r.get("row") == "http" and r["tunnel"] == name
+        )
+        for name in tunnels
+    }
+    if any(errors.values()):
+        counts = ", ".join(f"{TUNNEL_LABELS[t]} {n}" for t, n in errors.items() if n)
+        parts += ["", f"wrk socket errors (connect/read/write/timeout, all runs): {counts}"]
     return "\n".join(parts)
 
 
@@ -461,6 +610,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
         message_size=args.message_size,
         idle_streams=args.idle_streams,
+        http_threads=args.http_threads,
+        http_connections=args.http_connections,
+        http_seconds=args.http_seconds,
+        http_warmup=args.http_warmup,
     )
     # Each held stream costs a descriptor in the client, the server and each tunnel process.
     load.raise_fd_limit(4 * params.idle_streams + 1024)
@@ -468,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     records, unavailable = run_all(args, params)
     load_after = os.getloadavg()
-    rows = _rows(params.streams)
+    rows = _rows(params)
     table = summarize(records, rows, args.tunnels)
     print(render(table, rows, args.tunnels, records, args.runs))
     if load_before[0] > BUSY_LOADAVG:
@@ -478,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     failures = [r for r in records if "error" in r]
     for name, reason in unavailable.items():
-        print(f"\n{name}: not measured: {reason}")
+        print(f"\n{TUNNEL_LABELS.get(name, name)}: not measured: {reason}")
     if failures:
         print(f"\n{len(failures)} run(s) failed; see 'error' in the JSON")
 

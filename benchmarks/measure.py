@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -118,12 +119,18 @@ def _openssl_version() -> str:
         return "openssl not found"
 
 
-def _ssh_version() -> str:
+def _version(cmd: list[str]) -> str:
+    """The first line a program prints about its version (several print it on stderr)."""
     try:
-        out = subprocess.run(["ssh", "-V"], capture_output=True, text=True, timeout=10, check=False)
-        return (out.stderr or out.stdout).strip()
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
-        return "ssh not found"
+        return f"{cmd[0]} not found"
+    text = (out.stderr or out.stdout).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _ssh_version() -> str:
+    return _version(["ssh", "-V"])
 
 
 def _cpu_model() -> str:
@@ -147,7 +154,7 @@ def _mem_total_kib() -> int | None:
 
 
 def machine_info() -> dict[str, object]:
-    """What the numbers depend on: cores, affinity, CPU, kernel, Python, OpenSSL, OpenSSH."""
+    """What the numbers depend on: cores, affinity, CPU, kernel, Python, OpenSSL, the tools."""
     return {
         "nproc": os.cpu_count(),
         "sched_getaffinity": sorted(os.sched_getaffinity(0)),
@@ -159,5 +166,7 @@ def machine_info() -> dict[str, object]:
         "python_ssl": ssl.OPENSSL_VERSION,
         "openssl": _openssl_version(),
         "openssh": _ssh_version(),
+        "wrk": _version(["wrk", "-v"]),
+        "nginx": _version(["nginx", "-v"]) if shutil.which("nginx") else "nginx not found",
         "clk_tck": CLK_TCK,
     }

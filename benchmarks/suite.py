@@ -1,21 +1,28 @@
 """The measures: what each one does through a running tunnel, and the raw record it returns.
 
-Each measure takes a started tunnel and the parameters and returns one raw record per table row
-it feeds (throughput feeds upload and download, parallel one row per stream count). Every record
-carries the tunnel's CPU seconds by role (from /proc, before and after) and the load generator's
-own CPU, so a figure can always be read beside what it cost and whether the generator kept up.
+Each measure takes a started tunnel, the upstream servers and the parameters and returns one raw
+record per table row it feeds (throughput feeds upload and download, parallel one row per stream
+count, http the requests/s row and the two latency rows). Every record carries the tunnel's CPU
+seconds by role (from /proc, before and after) and the load generator's own CPU, so a figure can
+always be read beside what it cost and whether the generator kept up.
+
+`MEASURES` says, for each measure, which upstream its tunnels forward to (the load server of
+`benchmarks.load`, or the nginx origin's plain or TLS port), which kind of Burrow endpoint stands
+in the "burrow" column (`burrow tcp`, `burrow http`, `burrow tls`), which programs it runs, and
+how a client reaches the upstream through a given tunnel (`target`).
 """
 
 from __future__ import annotations
 
 import resource
+import ssl
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import load
+from benchmarks import httpload, load, origin
 from benchmarks.measure import cpu_delta, cpu_seconds, cpu_snapshot, percentile, rss_kib
 from benchmarks.tunnels import Tunnel
 
@@ -34,6 +41,22 @@ class Params:
     warmup: int
     message_size: int
     idle_streams: int
+    http_threads: int
+    http_connections: int
+    http_seconds: int
+    http_warmup: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upstreams:
+    """The servers tunnels forward to: the load server, and nginx when an HTTP measure runs."""
+
+    server: load.UpstreamServer
+    nginx: origin.Origin | None = None
+
+    def web(self) -> origin.Origin:
+        assert self.nginx is not None, "an HTTP measure ran without the nginx origin"
+        return self.nginx
 
 
 def _self_cpu() -> float:
@@ -41,12 +64,27 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _accounted(tunnel: Tunnel, server_pid: int, work: Callable[[], Record]) -> Record:
+def _children_cpu() -> float:
+    # Reaped children only: around one subprocess.run(wrk), the delta is that wrk's CPU.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _server_cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def _accounted(
+    tunnel: Tunnel,
+    server_pids: list[int],
+    work: Callable[[], Record],
+    client_cpu: Callable[[], float] = _self_cpu,
+) -> Record:
     """Run work(), adding the CPU seconds each tunnel role and the load generator spent."""
     roles = tunnel.roles()
     pids = [pid for group in roles.values() for pid in group]
     before = cpu_snapshot(pids)
-    client_before, server_before = _self_cpu(), cpu_seconds(server_pid)
+    client_before, server_before = client_cpu(), _server_cpu(server_pids)
     wall_start = time.perf_counter()
     record = work()
     wall = time.perf_counter() - wall_start
@@ -61,8 +99,8 @@ def _accounted(tunnel: Tunnel, server_pid: int, work: Callable[[], Record]) -> R
     record["cpu_pct"] = round(100 * total / wall, 1) if pids else None
     record["cpu_pct_by_role"] = {role: round(100 * s / wall, 1) for role, s in by_role.items()}
     record["generator_cpu_pct"] = {
-        "client": round(100 * (_self_cpu() - client_before) / wall, 1),
-        "server": round(100 * (cpu_seconds(server_pid) - server_before) / wall, 1),
+        "client": round(100 * (client_cpu() - client_before) / wall, 1),
+        "server": round(100 * (_server_cpu(server_pids) - server_before) / wall, 1),
     }
     return record
 
@@ -75,18 +113,21 @@ def _transfer(result: load.Transfer) -> Record:
     }
 
 
-def throughput(tunnel: Tunnel, server_pid: int, p: Params) -> dict[str, Record]:
+def throughput(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
     """One stream each way: client to server (upload), then server to client (download)."""
-    up = _accounted(
-        tunnel, server_pid, lambda: _transfer(load.upload(tunnel.local_port, p.nbytes, p.seconds))
+    server_pids = [up.server.pid]
+    upload = _accounted(
+        tunnel, server_pids, lambda: _transfer(load.upload(tunnel.local_port, p.nbytes, p.seconds))
     )
-    down = _accounted(
-        tunnel, server_pid, lambda: _transfer(load.download(tunnel.local_port, p.nbytes, p.seconds))
+    download = _accounted(
+        tunnel,
+        server_pids,
+        lambda: _transfer(load.download(tunnel.local_port, p.nbytes, p.seconds)),
     )
-    return {"upload": up, "download": down}
+    return {"upload": upload, "download": download}
 
 
-def parallel(tunnel: Tunnel, server_pid: int, p: Params) -> dict[str, Record]:
+def parallel(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
     """N uploads at once (like iperf3 -P N), each moving nbytes / N; total MB/s."""
     records: dict[str, Record] = {}
     for n in p.streams:
@@ -96,11 +137,11 @@ def parallel(tunnel: Tunnel, server_pid: int, p: Params) -> dict[str, Record]:
             record["streams"] = n
             return record
 
-        records[f"parallel{n}"] = _accounted(tunnel, server_pid, work)
+        records[f"parallel{n}"] = _accounted(tunnel, [up.server.pid], work)
     return records
 
 
-def latency(tunnel: Tunnel, server_pid: int, p: Params) -> dict[str, Record]:
+def latency(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
     """One connection, message_size-byte ping-pong; p50/p99 of the timed round trips in ms."""
 
     def work() -> Record:
@@ -116,10 +157,10 @@ def latency(tunnel: Tunnel, server_pid: int, p: Params) -> dict[str, Record]:
             "max_ms": round(max(times), 4),
         }
 
-    return {"latency": _accounted(tunnel, server_pid, work)}
+    return {"latency": _accounted(tunnel, [up.server.pid], work)}
 
 
-def memory(tunnel: Tunnel, server_pid: int, p: Params) -> dict[str, Record]:
+def memory(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
     """RSS of each tunnel role before and after idle_streams held connections; KiB per stream."""
     roles = tunnel.roles()
     if not roles:
@@ -153,9 +194,114 @@ def memory(tunnel: Tunnel, server_pid: int, p: Params) -> dict[str, Record]:
     return {"memory": record}
 
 
-MEASURES: dict[str, Callable[[Tunnel, int, Params], dict[str, Record]]] = {
-    "throughput": throughput,
-    "parallel": parallel,
-    "latency": latency,
-    "memory": memory,
+def plain_or_https(tunnel: Tunnel, up: Upstreams) -> httpload.Target:
+    """Plain HTTP to the tunnel's port, or HTTPS when the tunnel is an https:// endpoint."""
+    if tunnel.server_name is None:
+        return httpload.Target(port=tunnel.local_port)
+    context = ssl.create_default_context(cafile=str(tunnel.ca_path))
+    return httpload.Target(port=tunnel.local_port, host=tunnel.server_name, context=context)
+
+
+def tls_to_origin(tunnel: Tunnel, up: Upstreams) -> httpload.Target:
+    """TLS to the origin's own certificate (SNI origin.TLS_HOST), whatever carries the bytes."""
+    context = ssl.create_default_context(cafile=str(up.web().ca_path))
+    return httpload.Target(port=tunnel.local_port, host=origin.TLS_HOST, context=context)
+
+
+def http(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
+    """wrk keep-alive GETs of the origin's 100-byte body: requests/s and latency p50/p99."""
+    target = plain_or_https(tunnel, up)
+    settings = {
+        "threads": p.http_threads,
+        "connections": p.http_connections,
+    }
+    if p.http_warmup > 0:  # untimed: connections, TLS sessions and the tunnel's streams warm up
+        httpload.run_wrk(target, origin.SMALL_PATH, seconds=p.http_warmup, **settings)
+
+    def work() -> Record:
+        result = httpload.run_wrk(target, origin.SMALL_PATH, seconds=p.http_seconds, **settings)
+        return {
+            "url": target.url(origin.SMALL_PATH),
+            **settings,
+            "seconds": round(result.seconds, 3),
+            "warmup_s": p.http_warmup,
+            "requests": result.requests,
+            "rps": round(result.rps, 1),
+            "p50_ms": round(result.latency_ms["50"], 4),
+            "p99_ms": round(result.latency_ms["99"], 4),
+            "latency_ms": result.latency_ms,
+            "socket_errors": result.socket_errors,
+        }
+
+    return {"http": _accounted(tunnel, up.web().pids(), work, client_cpu=_children_cpu)}
+
+
+def _bulk(tunnel: Tunnel, up: Upstreams, target: httpload.Target) -> Record:
+    if up.web().big_bytes <= 0:
+        raise load.LoadError("the origin has no large body to serve (its big_bytes is 0)")
+    up.web().warm_cache()  # untimed: every column downloads from the page cache
+
+    def work() -> Record:
+        record = _transfer(httpload.download(target, origin.BIG_PATH, up.web().big_bytes))
+        record["url"] = target.url(origin.BIG_PATH)
+        return record
+
+    return _accounted(tunnel, up.web().pids(), work)
+
+
+def https_bulk(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
+    """One GET of a --bytes body: HTTPS through the https:// endpoint, plain HTTP otherwise."""
+    return {"https_bulk": _bulk(tunnel, up, plain_or_https(tunnel, up))}
+
+
+def tls_bulk(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
+    """One GET of a --bytes body over TLS to the origin's TLS port, end to end."""
+    return {"tls_bulk": _bulk(tunnel, up, tls_to_origin(tunnel, up))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measure:
+    """A measure, what its tunnels forward to, and which Burrow endpoint kind it measures."""
+
+    run: Callable[[Tunnel, Upstreams, Params], dict[str, Record]]
+    # "load": benchmarks.load's server; "http"/"tls": the nginx origin's plain/TLS port.
+    upstream: str = "load"
+    # The Burrow endpoint in the "burrow" column: "tcp", "https" (burrow http) or "tls".
+    endpoint: str = "tcp"
+    # Programs the measure runs besides the tunnels (checked on PATH before it starts).
+    programs: tuple[str, ...] = ()
+    # How a client reaches the upstream through a tunnel; None: benchmarks.load's protocol.
+    target: Callable[[Tunnel, Upstreams], httpload.Target] | None = None
+    # Downloads the origin's --bytes body (which is then written to disk before the run).
+    big_body: bool = False
+
+    def upstream_port(self, up: Upstreams) -> int:
+        if self.upstream == "load":
+            return up.server.port
+        return up.web().http_port if self.upstream == "http" else up.web().tls_port
+
+    def probe(self, up: Upstreams) -> Callable[[Tunnel], None] | None:
+        """The tunnel's readiness check: one small GET through it (None: the load server's)."""
+        target = self.target
+        if target is None:
+            return None
+        return lambda tunnel: httpload.probe(
+            target(tunnel, up), origin.SMALL_PATH, origin.SMALL_BODY
+        )
+
+
+MEASURES: dict[str, Measure] = {
+    "throughput": Measure(run=throughput),
+    "parallel": Measure(run=parallel),
+    "latency": Measure(run=latency),
+    "memory": Measure(run=memory),
+    "http": Measure(
+        run=http, upstream="http", endpoint="https", programs=("wrk",), target=plain_or_https
+    ),
+    "https_bulk": Measure(
+        run=https_bulk, upstream="http", endpoint="https", target=plain_or_https, big_body=True
+    ),
+    "tls_bulk": Measure(
+        run=tls_bulk, upstream="tls", endpoint="tls", target=tls_to_origin, big_body=True
+    ),
 }

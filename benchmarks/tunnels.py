@@ -10,6 +10,14 @@ them into "edge" (the server side, which the agent dials) and "agent" (the clien
   sshd_config in a temp dir) and `ssh -N -L`. sshd's per-connection children are the edge, the
   ssh client is the agent.
 - `Burrow`: `burrow-edge serve` and `burrow tcp`, wired by the edge's dev CA and an authtoken.
+- `BurrowHttps`: the same edge and `burrow http UPSTREAM --url https://NAME`: the client speaks
+  TLS to the edge's public TLS port with SNI = NAME (`server_name`) and trusts the edge's dev CA
+  (`ca_path`); the edge terminates TLS and proxies HTTP/1.1 to the agent.
+- `BurrowTls`: the same edge and `burrow tls UPSTREAM --url tls://NAME`: the edge routes the
+  client's TLS connection by its SNI and passes the bytes through to a TLS upstream.
+
+How "forwarding works" is checked is the caller's `probe` (default: one round trip with the
+load server of `benchmarks.load`; the HTTP measures pass an HTTP request instead).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -49,23 +58,31 @@ def free_port() -> int:
 
 
 def _wait_for_forward(
-    port: int, proc: subprocess.Popen[bytes] | None, what: str, log: Path
+    tunnel: Tunnel,
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None,
+    what: str,
+    log: Path,
 ) -> None:
-    """Poll until a connection through port reaches the upstream server and comes back."""
+    """Poll until the tunnel's probe gets through to the upstream server and back."""
     deadline = time.monotonic() + START_TIMEOUT
     last: BaseException | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise TunnelUnavailableError(f"{what} exited with status {proc.returncode}{_tail(log)}")
         try:
-            load.probe(port)
+            tunnel.check_forwarding()
             return
         except (OSError, load.LoadError) as exc:
             last = exc
             time.sleep(0.05)
     raise TunnelUnavailableError(
-        f"{what}: port {port} did not forward within {START_TIMEOUT}s ({last!r}){_tail(log)}"
+        f"{what}: port {tunnel.local_port} did not forward within {START_TIMEOUT}s "
+        f"({last!r}){_tail(log)}"
     )
+
+
+def _load_probe(tunnel: Tunnel) -> None:
+    load.probe(tunnel.local_port)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -96,14 +113,25 @@ def _stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None) -> None:
         proc.wait()
 
 
+Probe = Callable[["Tunnel"], None]
+
+
 class Tunnel:
-    """Base: context manager with a temp dir; subclasses fill in start()/stop()."""
+    """Base: context manager with a temp dir; subclasses fill in start()/stop().
+
+    `server_name` and `ca_path` are set when the tunnel's public side is itself a TLS server
+    (an https:// endpoint): a client connects to 127.0.0.1:`local_port` with SNI and Host
+    `server_name`, trusting `ca_path`. Otherwise both are None and the tunnel is transparent.
+    """
 
     name = "tunnel"
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, probe: Probe | None = None) -> None:
         self.upstream_port = upstream_port
         self.local_port = upstream_port
+        self._probe: Probe = probe or _load_probe
+        self.server_name: str | None = None
+        self.ca_path: Path | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._logs: list[IO[bytes]] = []
 
@@ -117,6 +145,10 @@ class Tunnel:
     def dir(self) -> Path:
         assert self._tmp is not None, "tunnel not started"
         return Path(self._tmp.name)
+
+    def check_forwarding(self) -> None:
+        """One request through `local_port` to the upstream and back; OSError/LoadError if not."""
+        self._probe(self)
 
     def roles(self) -> dict[str, list[int]]:
         return {}
@@ -167,8 +199,10 @@ class SSHForward(Tunnel):
 
     name = "ssh"
 
-    def __init__(self, upstream_port: int, cipher: str | None = None) -> None:
-        super().__init__(upstream_port)
+    def __init__(
+        self, upstream_port: int, cipher: str | None = None, probe: Probe | None = None
+    ) -> None:
+        super().__init__(upstream_port, probe)
         self.cipher = cipher
         self.sshd: subprocess.Popen[bytes] | None = None
         self.ssh: subprocess.Popen[bytes] | None = None
@@ -256,7 +290,7 @@ class SSHForward(Tunnel):
         self.ssh = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log(log.name)
         )
-        _wait_for_forward(self.local_port, self.ssh, "ssh -L", log)
+        _wait_for_forward(self, self.ssh, "ssh -L", log)
 
     def _wait_listening(self, port: int) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
@@ -313,14 +347,21 @@ class _LineReader:
 
 
 class Burrow(Tunnel):
-    """`burrow-edge serve` plus `burrow tcp UPSTREAM`, over the edge's own dev CA."""
+    """`burrow-edge serve` plus `burrow tcp UPSTREAM`, over the edge's own dev CA.
+
+    Subclasses change only the agent's command (`agent_args`) and how its Forwarding line is
+    read (`FORWARDING`, `_forwarding`).
+    """
 
     name = "burrow"
     READY = re.compile(r"burrow-edge ready: tls=127\.0\.0\.1:(\d+)")
     FORWARDING = re.compile(r"Forwarding tcp://[^:\s]+:(\d+)\s*->")
+    FORWARDING_SHAPE = "Forwarding tcp://HOST:PORT -> ..."
 
-    def __init__(self, upstream_port: int, bin_dir: Path | None = None) -> None:
-        super().__init__(upstream_port)
+    def __init__(
+        self, upstream_port: int, bin_dir: Path | None = None, probe: Probe | None = None
+    ) -> None:
+        super().__init__(upstream_port, probe)
         self.bin_dir = bin_dir or Path(sys.executable).parent
         self.edge: subprocess.Popen[str] | None = None
         self.agent: subprocess.Popen[str] | None = None
@@ -334,10 +375,22 @@ class Burrow(Tunnel):
             )
         return str(path)
 
+    def agent_args(self) -> list[str]:
+        """The `burrow` command line after the program name (the authtoken is appended)."""
+        return ["tcp", f"127.0.0.1:{self.upstream_port}"]
+
+    def _forwarding(self, match: re.Match[str]) -> None:
+        """Take the public port (and name) from the agent's Forwarding line."""
+        self.local_port = int(match.group(1))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "edge-data"
+
     def start(self) -> None:
         edge_bin, agent_bin = self._binary("burrow-edge"), self._binary("burrow")
         d = self.dir
-        data_dir = d / "edge-data"
+        data_dir = self.data_dir
         (d / "edge.yml").write_text(
             'listen: {tls: "127.0.0.1:0", http: "127.0.0.1:0"}\n'
             'tcp: {bind_host: 127.0.0.1, public_host: 127.0.0.1, port_range: "21000-21999"}\n'
@@ -381,8 +434,9 @@ class Burrow(Tunnel):
         env["BURROW_CONNECT_URL"] = f"connect.burrow.localhost:{agents_port}"
         env["BURROW_CONNECT_CAS"] = str(data_dir / "ca.pem")
         agent_log = d / "agent.log"
+        command = " ".join(["burrow", *self.agent_args()[:1]])
         self.agent = subprocess.Popen(
-            [agent_bin, "tcp", f"127.0.0.1:{self.upstream_port}", "--authtoken", token],
+            [agent_bin, *self.agent_args(), "--authtoken", token],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log(agent_log.name),
@@ -395,12 +449,12 @@ class Burrow(Tunnel):
         )
         if forwarding is None:
             raise TunnelUnavailableError(
-                f"burrow tcp {_how_it_ended(self.agent)} without printing "
-                f"'Forwarding tcp://HOST:PORT -> ...'{_tail(agent_log)}"
+                f"{command} {_how_it_ended(self.agent)} without printing "
+                f"'{self.FORWARDING_SHAPE}'{_tail(agent_log)}"
                 f"\n edge log:{_tail(edge_log)}"
             )
-        self.local_port = int(forwarding.group(1))
-        _wait_for_forward(self.local_port, None, "burrow tcp tunnel", agent_log)
+        self._forwarding(forwarding)
+        _wait_for_forward(self, None, f"{command} tunnel", agent_log)
         for proc, what, log in (
             (self.edge, "burrow-edge", edge_log),
             (self.agent, "burrow", agent_log),
@@ -420,3 +474,49 @@ class Burrow(Tunnel):
     def stop(self) -> None:
         _stop(self.agent)
         _stop(self.edge)
+
+
+class BurrowHttps(Burrow):
+    """`burrow http UPSTREAM --url https://NAME`: TLS ends at the edge, then HTTP/1.1 to the agent.
+
+    Clients connect to the edge's public TLS port with SNI and Host `server_name` and trust the
+    edge's development CA (`ca_path`); nothing needs the name to resolve.
+    """
+
+    name = "burrow-https"
+    HOST = "bench.burrow.localhost"
+    FORWARDING = re.compile(r"Forwarding https://([^:\s/]+):(\d+)\s*->")
+    FORWARDING_SHAPE = "Forwarding https://NAME:PORT -> ..."
+
+    def agent_args(self) -> list[str]:
+        return ["http", f"127.0.0.1:{self.upstream_port}", "--url", f"https://{self.HOST}"]
+
+    def _forwarding(self, match: re.Match[str]) -> None:
+        self.server_name = match.group(1)
+        self.local_port = int(match.group(2))
+        self.ca_path = self.data_dir / "ca.pem"
+
+
+class BurrowTls(Burrow):
+    """`burrow tls UPSTREAM --url tls://NAME`: the edge routes by SNI and passes TLS through.
+
+    The client speaks TLS to the upstream itself (SNI = `host`, the upstream's own certificate),
+    so `server_name` stays None: to the client the tunnel is as transparent as `ssh -L`.
+    """
+
+    name = "burrow-tls"
+    FORWARDING = re.compile(r"Forwarding tls://[^:\s/]+:(\d+)\s*->")
+    FORWARDING_SHAPE = "Forwarding tls://NAME:PORT -> ..."
+
+    def __init__(
+        self,
+        upstream_port: int,
+        host: str,
+        bin_dir: Path | None = None,
+        probe: Probe | None = None,
+    ) -> None:
+        super().__init__(upstream_port, bin_dir, probe)
+        self.host = host
+
+    def agent_args(self) -> list[str]:
+        return ["tls", f"127.0.0.1:{self.upstream_port}", "--url", f"tls://{self.host}"]
