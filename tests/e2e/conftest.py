@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import EchoServer, Edge, make_edge
+from tests.e2e.upstreams import HttpUpstream
 
 
 @pytest.fixture
@@ -20,6 +21,16 @@ def edge(tmp_path: Path) -> Iterator[Edge]:
 @pytest.fixture
 def echo() -> Iterator[EchoServer]:
     server = EchoServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[HttpUpstream]:
+    """An HTTP/1.1 upstream (tests/e2e/upstreams.py) on a free loopback port."""
+    server = HttpUpstream()
     try:
         yield server
     finally:

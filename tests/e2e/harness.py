@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -311,3 +312,38 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+#: curl runs against endpoints get this long; a healthy one takes well under a second.
+CURL_TIMEOUT = 120
+
+
+def curl_endpoint(
+    edge: Edge,
+    host: str,
+    paths: Sequence[str],
+    *args: str,
+    scheme: str = "https",
+    ca: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """curl `paths` on an endpoint by its real name (SNI and Host), resolved to the edge's
+    loopback port for `scheme` (the TLS port, or the HTTP port for http), trusting `ca` (the
+    edge's development CA by default)."""
+    port = edge.http_port if scheme == "http" else edge.agents_port
+    return subprocess.run(
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--cacert",
+            str(ca or edge.ca_path),
+            "--resolve",
+            f"{host}:{port}:127.0.0.1",
+            *args,
+            *(f"{scheme}://{host}:{port}{path}" for path in paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CURL_TIMEOUT,
+        check=False,
+    )

@@ -17,50 +17,27 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
-from tests.e2e.harness import Agent, EchoServer, Edge, make_agent, roundtrip, rss_kib
+from tests.e2e.harness import (
+    CURL_TIMEOUT,
+    Agent,
+    EchoServer,
+    Edge,
+    curl_endpoint,
+    make_agent,
+    roundtrip,
+    rss_kib,
+)
 from tests.e2e.upstreams import HttpUpstream, ProxyHeaderRecorder, pattern_sha256
 
-CURL_TIMEOUT = 120
 
-
-@pytest.fixture
-def upstream() -> Iterator[HttpUpstream]:
-    server = HttpUpstream()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def curl(
-    edge: Edge, agent: Agent, path: str, *args: str, port: int = 0
-) -> subprocess.CompletedProcess[str]:
-    """curl an endpoint by its real name, resolved to the edge's loopback port."""
-    scheme = agent.url.split("://", 1)[0]
-    port = port or (edge.agents_port if scheme != "http" else edge.http_port)
-    return subprocess.run(
-        [
-            "curl",
-            "--silent",
-            "--show-error",
-            "--cacert",
-            str(edge.ca_path),
-            "--resolve",
-            f"{agent.host}:{port}:127.0.0.1",
-            *args,
-            f"{scheme}://{agent.host}:{port}{path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=CURL_TIMEOUT,
-        check=False,
-    )
+def curl(edge: Edge, agent: Agent, path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """curl an agent's endpoint (its own scheme and name) at `path`."""
+    return curl_endpoint(edge, agent.host, [path], *args, scheme=agent.url.split("://", 1)[0])
 
 
 def start_http_agent(edge: Edge, upstream_port: int, tmp_path: Path, *extra: str) -> Agent:
@@ -565,9 +542,7 @@ def _write_leaf(ca: trustme.CA, host: str, cert: Path, key: Path) -> None:
     key.write_bytes(leaf.private_key_pem.bytes())
 
 
-def test_static_certificate_files_reload_on_sighup(
-    tmp_path: Path, upstream: HttpUpstream
-) -> None:
+def test_static_certificate_files_reload_on_sighup(tmp_path: Path, upstream: HttpUpstream) -> None:
     """A host covered by certificates.files gets that certificate, not the dev CA's; replacing
     the files and sending SIGHUP serves the new one without a restart."""
     from tests.e2e.harness import make_edge

@@ -30,7 +30,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from tests.e2e.harness import Agent, Edge, _read_line_matching, make_agent
+from tests.e2e.harness import Agent, Edge, _read_line_matching, curl_endpoint, make_agent
 from tests.e2e.upstreams import HttpUpstream
 
 CURL_TIMEOUT = 60
@@ -41,37 +41,11 @@ TEST_DEADLINE = 60
 WS_MAX_MESSAGE = 4 * 1024 * 1024
 
 
-@pytest.fixture
-def upstream() -> Iterator[HttpUpstream]:
-    server = HttpUpstream()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def curl(
     edge: Edge, host: str, path: str, *args: str, scheme: str = "https"
 ) -> subprocess.CompletedProcess[str]:
-    """curl `scheme://host:PORT/path` with the host resolved to the edge's loopback port."""
-    port = edge.agents_port if scheme == "https" else edge.http_port
-    return subprocess.run(
-        [
-            "curl",
-            "--silent",
-            "--show-error",
-            "--cacert",
-            str(edge.ca_path),
-            "--resolve",
-            f"{host}:{port}:127.0.0.1",
-            *args,
-            f"{scheme}://{host}:{port}{path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=CURL_TIMEOUT,
-        check=False,
-    )
+    """curl `scheme://host:PORT/path` through the edge."""
+    return curl_endpoint(edge, host, [path], *args, scheme=scheme)
 
 
 def check_get_post_and_keep_alive(edge: Edge, host: str, tmp_path: Path) -> None:

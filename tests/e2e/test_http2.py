@@ -9,50 +9,17 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.harness import Agent, Edge, make_agent, make_edge
+from tests.e2e.harness import Agent, Edge, curl_endpoint, make_agent, make_edge
 from tests.e2e.upstreams import HttpUpstream, pattern_sha256
-
-CURL_TIMEOUT = 120
-
-
-@pytest.fixture
-def upstream() -> Iterator[HttpUpstream]:
-    server = HttpUpstream()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def curl_http2(
     edge: Edge, agent: Agent, *args: str, paths: tuple[str, ...]
 ) -> subprocess.CompletedProcess[str]:
-    """curl --http2 `args` for `paths` on the endpoint, its real name resolved to the edge's
-    loopback port."""
-    origin = f"https://{agent.host}:{edge.agents_port}"
-    return subprocess.run(
-        [
-            "curl",
-            "--http2",
-            "--silent",
-            "--show-error",
-            "--cacert",
-            str(edge.ca_path),
-            "--resolve",
-            f"{agent.host}:{edge.agents_port}:127.0.0.1",
-            *args,
-            *(origin + path for path in paths),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=CURL_TIMEOUT,
-        check=False,
-    )
+    """curl --http2 `args` for `paths` on the endpoint."""
+    return curl_endpoint(edge, agent.host, paths, "--http2", *args)
 
 
 def test_curl_gets_http2_through_an_http1_upstream(tmp_path: Path, upstream: HttpUpstream) -> None:
