@@ -285,16 +285,24 @@ class Relay:
         stream = upstream.stream
         out: list[bytes] = []
         ended = False
+        # Nothing of the response is here yet unless an upstream sent more than it framed
+        # last time: read first rather than ask h11 for an event it cannot have.
+        pending, closed = uh.trailing_data
+        waiting = not pending and not closed
         while True:
-            try:
-                event = uh.next_event()
-            except h11.RemoteProtocolError as exc:
-                if ended:
-                    what = "response" if exchange.response_started else "response head"
-                    reason = f"the upstream stream ended before a complete {what}"
-                else:
-                    reason = f"invalid response: {exc}"
-                raise UpstreamError(reason) from exc
+            if waiting:
+                waiting = False
+                event: object = h11.NEED_DATA
+            else:
+                try:
+                    event = uh.next_event()
+                except h11.RemoteProtocolError as exc:
+                    if ended:
+                        what = "response" if exchange.response_started else "response head"
+                        reason = f"the upstream stream ended before a complete {what}"
+                    else:
+                        reason = f"invalid response: {exc}"
+                    raise UpstreamError(reason) from exc
             if event is h11.NEED_DATA:
                 if out:
                     await self._to_client(out)

@@ -353,17 +353,23 @@ class _Connection:
         else:
             head_deadline = 0.0  # set at the first byte
             self._set_deadline(_Phase.IDLE, trio.current_time() + limits.idle_timeout)
+        # With nothing pipelined, read first rather than ask h11 for an event it cannot have.
+        waiting = not leftover
         while True:
-            try:
-                event = cc.next_event()
-            except h11.RemoteProtocolError as exc:
-                if self.client_eof:
-                    log.debug("http %s: the client left mid-head: %s", self.peer, exc)
-                    return None  # nobody is left to read an answer
-                status = exc.error_status_hint
-                raise RefusedError(
-                    head_error_page(status, limits.max_head_size), f"bad request head: {exc}"
-                ) from exc
+            if waiting:
+                waiting = False
+                event: object = h11.NEED_DATA
+            else:
+                try:
+                    event = cc.next_event()
+                except h11.RemoteProtocolError as exc:
+                    if self.client_eof:
+                        log.debug("http %s: the client left mid-head: %s", self.peer, exc)
+                        return None  # nobody is left to read an answer
+                    status = exc.error_status_hint
+                    raise RefusedError(
+                        head_error_page(status, limits.max_head_size), f"bad request head: {exc}"
+                    ) from exc
             if event is h11.NEED_DATA:
                 if self.phase is _Phase.HEAD and self.deadline != head_deadline:
                     # Only a head split across reads gets here: its own deadline (408) now.

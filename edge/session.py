@@ -562,4 +562,3 @@ class AgentSession:
 
     def _peer(self) -> str:
         return f"{self.remote[0]}:{self.remote[1]}"
-

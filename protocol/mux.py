@@ -455,13 +455,26 @@ class MuxSession:
         """Get what is queued on its way, then wait while too much is unsent. Always a checkpoint.
 
         A small batch goes out from the calling task when no write is in progress: one task
-        switch fewer per message, which is most of the latency a small round trip pays. Larger
-        batches, or any while a write is in flight, are left to the writer task, which coalesces
-        them. The direct write is shielded, because a cancelled caller must not leave half a
-        frame on the wire; `MuxConfig.write_timeout` bounds the shield, after which the peer is
-        taken for dead and the session ends with WRITE_TIMEOUT."""
+        switch fewer per message, which is most of the latency a small round trip pays. It
+        yields once first, so that the other tasks that are ready queue their frames and one
+        write (one TLS record, one syscall) carries them all: under load that is most of the
+        cost of a small message. Larger batches, or any while a write is in flight, are left to
+        the writer task, which coalesces them. The direct write is shielded, because a
+        cancelled caller must not leave half a frame on the wire; `MuxConfig.write_timeout`
+        bounds the shield, after which the peer is taken for dead and the session ends with
+        WRITE_TIMEOUT."""
         conn = self._conn
         lock = self._send_lock
+        if conn.outbound_size <= DIRECT_WRITE_LIMIT and not lock.locked():
+            # Let the other tasks that are ready queue their frames first: under load one
+            # write then carries a whole batch of them.
+            try:
+                await checkpoint()
+            except BaseException:
+                self._kick()  # cancelled: what we queued must still go out
+                raise
+            if not conn.outbound_size:
+                return  # another task's write took ours along
         if conn.outbound_size > DIRECT_WRITE_LIMIT or lock.locked() or self.closed.is_set():
             self._kick()
             await checkpoint()

@@ -60,8 +60,9 @@ _DATA = FrameType.DATA
 _RST = FrameType.RST
 _WNDINC = FrameType.WNDINC
 _GOAWAY = FrameType.GOAWAY
-_FIN = Flags.FIN
-_SYN = Flags.SYN
+# Plain ints: `int & IntFlag` goes through enum's Flag operators, costly per frame.
+_FIN = int(Flags.FIN)
+_SYN = int(Flags.SYN)
 _HEADER = frames.HEADER_SIZE
 
 

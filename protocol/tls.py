@@ -332,7 +332,9 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
                     if not yielded:
                         await cancel_shielded_checkpoint()
                     return b""
-                if self._drain_incoming():
+                # Only new ciphertext can make progress: OpenSSL reads records from the BIO
+                # exactly (no read-ahead), and every drain reads until it wants more.
+                if (self._incoming.pending or self._ssl.pending()) and self._drain_incoming():
                     if self._outgoing.pending and not self._send_lock.locked():
                         async with self._send_lock:
                             await self._send_outgoing_locked()
@@ -361,7 +363,8 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         `close_notify`, or an error), False if OpenSSL needs more ciphertext first.
         """
         ssl_object = self._ssl
-        capacity = self._incoming.pending + ssl_object.pending() + _MAX_RECORD_PLAINTEXT
+        incoming = self._incoming
+        capacity = incoming.pending + ssl_object.pending() + _MAX_RECORD_PLAINTEXT
         buffer = bytearray(capacity)
         view = memoryview(buffer)
         filled = 0
@@ -383,6 +386,8 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
                     changed = True
                     break
                 filled += count
+                if not incoming.pending and not ssl_object.pending():
+                    break  # nothing left to decrypt: skip the read that would only fail
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:
@@ -432,11 +437,21 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
                     await cancel_shielded_checkpoint()
                     return
                 step = self._max_send_chunk
+                lock = self._send_lock
                 for start in range(0, total, step):
-                    async with self._send_lock:
+                    # An uncontended lock is taken without `Lock.acquire`'s extra yield: the
+                    # transport write below is this call's checkpoint, and one scheduler
+                    # round trip fewer per write is a measurable share of a small request.
+                    if lock.locked():
+                        await lock.acquire()
+                    else:
+                        lock.acquire_nowait()
+                    try:
                         self._check_status()
                         self._encrypt(view[start : start + step])
                         await self._send_outgoing_locked()
+                    finally:
+                        lock.release()
 
     def _encrypt(self, chunk: memoryview) -> None:
         try:

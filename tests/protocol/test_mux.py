@@ -113,6 +113,19 @@ async def test_typed_stream_type_is_read_first() -> None:
             assert await receive_exactly(theirs, 4) == b"ping"
 
 
+async def test_a_write_cancelled_after_queueing_still_reaches_the_peer() -> None:
+    # A small write yields once before going out (so that frames coalesce); a cancel there
+    # must not strand the bytes already queued.
+    with trio.fail_after(10):
+        async with mux_pair() as (client, server):
+            mine, theirs = await stream_pair(client, server)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await mine.send_all(b"queued")
+            assert scope.cancelled_caught
+            assert await receive_exactly(theirs, 6) == b"queued"
+
+
 async def test_stalled_reader_blocks_sender_at_window() -> None:
     with trio.fail_after(10):
         async with mux_pair() as (client, server):
