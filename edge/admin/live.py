@@ -115,7 +115,7 @@ class HubLiveState:
         for session in self._agent_sessions():
             assert session.credential is not None
             for record in self._hub.registry.held_by(session.id):
-                infos.append(_endpoint_info(record, session))
+                infos.append(_endpoint_info(record, session, self._hub.public_url(record)))
         return infos
 
     def stop_session(self, session_id: str, reason: str) -> bool:
@@ -129,11 +129,12 @@ class HubLiveState:
         return self._hub.stop_revoked_sessions()
 
 
-def _endpoint_info(record: EndpointRecord, session: AgentSession) -> EndpointInfo:
+def _endpoint_info(record: EndpointRecord, session: AgentSession, url: str) -> EndpointInfo:
+    """`url` is the one clients dial (with the edge's port when it is not the default)."""
     assert session.credential is not None
     return EndpointInfo(
         id=endpoint_id(record.session_id, record.bind_id),
-        url=record.url,
+        url=url,
         proto=record.proto,
         port=record.port,
         session_id=record.session_id,

@@ -18,6 +18,7 @@ from edge.admin.errors import ERR_BAD_QUERY, ApiError
 from edge.admin.live import EndpointInfo, SessionInfo
 from edge.events import envelope
 from edge.store import ApiKey, Credential, Event, ServiceUser
+from protocol.urls import format_host_port, parse_endpoint_url
 
 __all__ = [
     "MAX_PAGE",
@@ -110,8 +111,9 @@ def tunnel_session_json(base: str, session: SessionInfo) -> Json:
 
 
 def endpoint_json(base: str, endpoint: EndpointInfo) -> Json:
-    scheme, _, hostport = endpoint.url.partition("://")
-    host, _, port = hostport.rpartition(":")
+    # The edge made this URL, so it parses; a default port is left out of it (443 for https).
+    url = parse_endpoint_url(endpoint.url)
+    port = endpoint.port if endpoint.port is not None else (url.effective_port or 0)
     return {
         "id": endpoint.id,
         "uri": f"{base}/endpoints/{endpoint.id}",
@@ -120,10 +122,10 @@ def endpoint_json(base: str, endpoint: EndpointInfo) -> Json:
         "public_url": endpoint.url,
         "url": endpoint.url,
         "proto": endpoint.proto,
-        "scheme": scheme,
-        "hostport": hostport,
-        "host": host.strip("[]"),
-        "port": endpoint.port if endpoint.port is not None else int(port or 0),
+        "scheme": url.scheme,
+        "hostport": format_host_port(url.host, port),
+        "host": url.host,
+        "port": port,
         "type": "ephemeral",
         "metadata": "",
         "description": "",

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import EchoServer, Edge, make_agent, roundtrip
+from tests.e2e.upstreams import HttpUpstream
 
 ROOT = Path(__file__).parents[2]
 API_PYTHON = ROOT / ".venv-api" / "bin" / "python"
@@ -182,3 +183,39 @@ def admin_get(edge: Edge, key: str, path: str) -> Any:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def test_endpoints_lists_https_tls_and_internal_endpoints(
+    edge: Edge, upstream: HttpUpstream, echo: EchoServer, tmp_path: Path
+) -> None:
+    """The API shows every kind of endpoint with the URL clients dial, its host and port."""
+    key = edge.api_key()
+    token = edge.credential()
+    agents = [
+        make_agent(edge, token, f"127.0.0.1:{upstream.port}", tmp_path, command="http", name="a"),
+        make_agent(
+            edge,
+            token,
+            f"127.0.0.1:{echo.port}",
+            tmp_path,
+            "--url",
+            "tls://db.clinic.internal:5432",
+            command="tls",
+            name="b",
+        ),
+    ]
+    try:
+        for agent in agents:
+            agent.start()
+        listed = {e["url"]: e for e in admin_get(edge, key, "/endpoints")["endpoints"]}
+        web = listed[agents[0].url]
+        assert (web["proto"], web["host"], web["port"]) == (
+            "https",
+            agents[0].host,
+            edge.agents_port,
+        )
+        db = listed["tls://db.clinic.internal:5432"]
+        assert (db["port"], db["bindings"]) == (5432, ["internal"])
+    finally:
+        for agent in agents:
+            agent.kill()

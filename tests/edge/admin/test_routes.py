@@ -541,6 +541,43 @@ def test_endpoints_list_filter_get(client: Client, store: SQLiteStore, live: Fak
     assert client.error("POST", "/endpoints", {"url": "https://x"})["status_code"] == 501
 
 
+def test_https_and_internal_endpoints_show_their_host_and_port(
+    client: Client, store: SQLiteStore, live: FakeLive
+) -> None:
+    credential = store.create_credential()[0]
+    session = live.add_session(credential.id, None, 1)
+    for n, (url, proto) in enumerate(
+        [
+            ("https://app.burrow.localhost", "https"),
+            ("https://dev.burrow.localhost:8443", "https"),
+            ("tls://db.clinic.internal:5432", "tls"),
+            ("http://[::1]", "http"),
+        ]
+    ):
+        live.online.append(
+            EndpointInfo(
+                id=endpoint_id(session.id, f"tun_x{n}"),
+                url=url,
+                proto=proto,
+                port=None,
+                session_id=session.id,
+                owner_id=None,
+                started_at=session.started_at,
+            )
+        )
+    shown = {e["url"]: e for e in client.ok("GET", "/endpoints")["endpoints"]}
+    app = shown["https://app.burrow.localhost"]
+    assert (app["host"], app["port"], app["hostport"], app["scheme"]) == (
+        "app.burrow.localhost",
+        443,
+        "app.burrow.localhost:443",
+        "https",
+    )
+    assert shown["https://dev.burrow.localhost:8443"]["port"] == 8443
+    assert shown["tls://db.clinic.internal:5432"]["hostport"] == "db.clinic.internal:5432"
+    assert shown["http://[::1]"]["hostport"] == "[::1]:80"
+
+
 # ---------------------------------------------------------------------------- paging and events
 
 
