@@ -13,7 +13,7 @@ stream; this module decides what each head becomes on the way through:
   `X-Forwarded-Host` is kept if the client sent one (so a chain of proxies is visible).
 * A response head is rewritten by `response_headers`: hop-by-hop headers and the edge's own
   error-code headers are dropped (an upstream must never be able to fake an edge error).
-* HTTP/2 (`edge/http2_proxy.py`) goes through the same rules: `translate_h2_request` turns an
+* HTTP/2 (`edge/http2_stream.py`) goes through the same rules: `translate_h2_request` turns an
   HTTP/2 header list into an HTTP/1.1 request head (Host from `:authority`, cookies joined,
   the same `X-Forwarded-*`), and `h2_response_headers` turns an HTTP/1.1 response head into an
   HTTP/2 header list (lowercase names, no connection-specific headers, RFC 9113 §8.2.2).
