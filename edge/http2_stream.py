@@ -423,12 +423,9 @@ class Exchanger:
             try:
                 event = upstream.next_event()
             except h11.RemoteProtocolError as exc:
-                if ended:
-                    what = "response" if stream.status else "response head"
-                    reason = f"the upstream stream ended before a complete {what}"
-                else:
-                    reason = f"invalid response: {exc}"
-                raise UpstreamError(reason) from exc
+                raise UpstreamError.from_h11(
+                    exc, ended=ended, head_seen=bool(stream.status)
+                ) from exc
             if event is h11.NEED_DATA:
                 if pending is not None:
                     await self._send_final_headers(stream, pending)

@@ -80,6 +80,17 @@ class ClientBodyError(RelayError):
 class UpstreamError(RelayError):
     """The upstream stream ended, was reset or sent something that is not HTTP."""
 
+    @classmethod
+    def from_h11(
+        cls, exc: h11.RemoteProtocolError, *, ended: bool, head_seen: bool
+    ) -> UpstreamError:
+        """What h11's complaint about a response means: the stream ended early (`ended`: its
+        EOF was fed to h11), or the bytes were not HTTP."""
+        if ended:
+            what = "response" if head_seen else "response head"
+            return cls(f"the upstream stream ended before a complete {what}")
+        return cls(f"invalid response: {exc}")
+
 
 class Forward:
     """A request ready to go upstream: where to, and what to send."""
@@ -297,12 +308,9 @@ class Relay:
                 try:
                     event = uh.next_event()
                 except h11.RemoteProtocolError as exc:
-                    if ended:
-                        what = "response" if exchange.response_started else "response head"
-                        reason = f"the upstream stream ended before a complete {what}"
-                    else:
-                        reason = f"invalid response: {exc}"
-                    raise UpstreamError(reason) from exc
+                    raise UpstreamError.from_h11(
+                        exc, ended=ended, head_seen=exchange.response_started
+                    ) from exc
             if event is h11.NEED_DATA:
                 if out:
                     await self._to_client(out)

@@ -20,6 +20,7 @@ from edge.config import EdgeConfig
 from edge.events import EventLog
 from edge.registry import EndpointRecord, EndpointRegistry
 from edge.store import Store
+from protocol.urls import DEFAULT_PORTS
 
 
 class Stoppable(Protocol):
@@ -39,7 +40,6 @@ class _Resumable:
     session: Stoppable | None
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "tls": 443, "tcp": 0}
 #: Client ids remembered for resumption after their session ended.
 MAX_RESUMABLE = 10_000
 
@@ -71,7 +71,7 @@ class EdgeHub:
         """The URL clients dial for `record`: its canonical URL, plus the edge's port when that
         is not the scheme's default (a development edge listens on 8443 and 8080)."""
         port = self.public_ports.get(record.proto)
-        if record.binding != "public" or port is None or port == _DEFAULT_PORTS[record.proto]:
+        if record.binding != "public" or port is None or port == DEFAULT_PORTS.get(record.proto):
             return record.url
         return f"{record.url}:{port}"
 

@@ -26,6 +26,7 @@ from protocol import errcodes
 
 __all__ = [
     "BINDINGS",
+    "DEFAULT_PORTS",
     "ENDPOINT_SCHEMES",
     "ERR_INTERNAL_NEEDS_HOST",
     "ERR_INTERNAL_SUFFIX",
@@ -62,8 +63,8 @@ BINDINGS = ("public", "internal", "kubernetes")
 # "Endpoints must have at most 5 parts").
 INTERNAL_MAX_LABELS = 5
 
-# Ports a scheme implies when the URL gives none. tcp has no default: the edge picks one.
-_DEFAULT_PORTS = {"http": 80, "https": 443, "tls": 443}
+#: Ports a scheme implies when the URL gives none. tcp has no default: the edge picks one.
+DEFAULT_PORTS = {"http": 80, "https": 443, "tls": 443}
 _MAX_PORT = 65535
 _MAX_HOST_LENGTH = 253  # DNS: a name is at most 253 characters in text form
 _MAX_LABEL_LENGTH = 63  # DNS: a label is at most 63 octets
@@ -120,7 +121,7 @@ class EndpointURL:
     @property
     def effective_port(self) -> int | None:
         """The port the URL means: the given one, else the scheme's default (None for tcp)."""
-        return self.port if self.port is not None else _DEFAULT_PORTS.get(self.scheme)
+        return self.port if self.port is not None else DEFAULT_PORTS.get(self.scheme)
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def parse_endpoint_url(text: str, *, default_scheme: str = "https") -> EndpointU
     if host == "":
         raise URLError(f"endpoint URL {text!r} has a port but no host; {_ACCEPTED_ENDPOINT_FORMS}")
     host = _normalize_host(host, text, allow_wildcard=True)
-    if port is not None and port == _DEFAULT_PORTS.get(scheme):
+    if port is not None and port == DEFAULT_PORTS.get(scheme):
         port = None
     return EndpointURL(scheme, host, port)
 
@@ -252,7 +253,7 @@ def parse_upstream_url(text: str, *, endpoint_scheme: str) -> UpstreamURL:
             raise URLError(
                 f"upstream {text!r} has no port; {endpoint_scheme} endpoints need host and port"
             )
-        port = _DEFAULT_PORTS[scheme]
+        port = DEFAULT_PORTS[scheme]
     return UpstreamURL(scheme, host, port)
 
 
@@ -310,8 +311,8 @@ def _validate_public(url: EndpointURL) -> None:
         )
     # http, https and tls share their edge ports with every other endpoint of that scheme;
     # parse_endpoint_url has already turned the default port into None.
-    if url.scheme in _DEFAULT_PORTS and url.port is not None:
-        wanted = _DEFAULT_PORTS[url.scheme]
+    if url.scheme in DEFAULT_PORTS and url.port is not None:
+        wanted = DEFAULT_PORTS[url.scheme]
         raise URLError(
             f"public {url.scheme} endpoint {url} must use port {wanted}; remove ':{url.port}' "
             "or make it an internal endpoint, which may use any port",

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -49,15 +48,11 @@ from tests.edge.test_http_proxy import (
     DeadRoute,
     Handler,
     Reply,
-    Respond,
-    Route,
-    Router,
-    Upstream,
     echo_headers,
-    h11_app,
     header,
     read_message,
 )
+from tests.edge.test_http_proxy import World as ProxyWorld
 
 LIMITS = HttpConfig(max_head_size=16 * KiB, head_timeout=2.0, idle_timeout=5.0, http2=True)
 TIMEOUT = 20  # seconds: only to turn a hang into a failure
@@ -90,8 +85,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Certifica
     return ca_file, files
 
 
-class World:
-    """A TLS listener serving HTTP/2 or HTTP/1.1 by ALPN, a router and upstreams."""
+class World(ProxyWorld):
+    """The HTTP/1.1 tests' world (router, routes, upstreams, leak counts) with a TLS listener
+    that serves HTTP/2 or HTTP/1.1 by ALPN."""
 
     def __init__(
         self,
@@ -101,18 +97,10 @@ class World:
         ca_file: Path,
         buffer: int | None,
     ) -> None:
-        self.nursery = nursery
-        self.limits = limits
+        super().__init__(nursery, limits, buffer)
         self.context = context
         self.ca_file = ca_file
-        self.buffer = buffer
-        self.router = Router()
-        self.port = 0
-        self.started = 0
-        self.finished = 0
         self.protocols: list[str | None] = []
-        self.errors: list[BaseException] = []
-        self.route_list: list[Route] = []
 
     async def start_proxy(self) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -153,39 +141,6 @@ class World:
                 self.finished += 1
 
         self.nursery.start_soon(trio.serve_listeners, handle, listeners)
-
-    async def app(self, host: str, respond: Respond) -> Upstream:
-        upstream = Upstream()
-        return await self.upstream(host, h11_app(upstream, respond), upstream=upstream)
-
-    async def upstream(
-        self, host: str, handler: Handler, *, upstream: Upstream | None = None
-    ) -> Upstream:
-        """Serve `handler` on a new port and route `host` to it."""
-        upstream = upstream or Upstream()
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        upstream.port = listeners[0].socket.getsockname()[1]
-
-        async def handle(stream: trio.SocketStream) -> None:
-            upstream.connections += 1
-            if self.buffer:
-                small_buffers(stream, self.buffer)
-            try:
-                await handler(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-                pass
-            finally:
-                await trio.aclose_forcefully(stream)
-
-        self.nursery.start_soon(trio.serve_listeners, handle, listeners)
-        route = Route(key=host, port=upstream.port, buffer=self.buffer)
-        self.route_list.append(route)
-        self.router.routes[host] = route
-        return upstream
-
-    async def settle(self) -> None:
-        while self.finished < self.started:
-            await trio.sleep(0.01)
 
     def url(self, host: str, path: str = "/") -> str:
         return f"https://{host}:{self.port}{path}"
@@ -235,11 +190,6 @@ async def world(
     if check_leaks:
         for route in w.route_list:
             assert route.opened == route.closed, (route.key, route.opened, route.closed)
-
-
-def small_buffers(stream: trio.SocketStream, size: int) -> None:
-    stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-    stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 async def curl(*args: str) -> tuple[int, bytes, bytes]:

@@ -88,7 +88,7 @@ class Route:
         except OSError as exc:
             raise trio.BrokenResourceError(f"agent unreachable: {exc}") from exc
         if self.buffer:
-            _small_buffers(inner, self.buffer)
+            small_buffers(inner, self.buffer)
         self.opened += 1
         return CountingStream(inner, self)
 
@@ -148,7 +148,7 @@ class World:
         async def handle(stream: trio.SocketStream) -> None:
             self.started += 1
             if self.buffer:
-                _small_buffers(stream, self.buffer)
+                small_buffers(stream, self.buffer)
             peer = stream.socket.getpeername()
             # As the front door will: TLS terminated here, a plain trio.abc.Stream (no
             # half-close) handed on.
@@ -187,7 +187,7 @@ class World:
         async def handle(stream: trio.SocketStream) -> None:
             upstream.connections += 1
             if self.buffer:
-                _small_buffers(stream, self.buffer)
+                small_buffers(stream, self.buffer)
             try:
                 await handler(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
@@ -238,7 +238,7 @@ async def world(
             assert route.opened == route.closed, (route.key, route.opened, route.closed)
 
 
-def _small_buffers(stream: trio.SocketStream, size: int) -> None:
+def small_buffers(stream: trio.SocketStream, size: int) -> None:
     stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
     stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
@@ -723,7 +723,7 @@ async def test_large_bodies_stream_both_ways_with_backpressure() -> None:
     async with world(buffer=64 * KiB) as w:
         await w.upstream("big.test", handler)
         stream = await w.connect()
-        _small_buffers(stream, 64 * KiB)
+        small_buffers(stream, 64 * KiB)
         conn = h11.Connection(h11.CLIENT)
         in_flight = 0
         sent = 0
