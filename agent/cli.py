@@ -36,6 +36,7 @@ closes the session cleanly and exits 0 after `burrow: stopped`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -61,6 +62,8 @@ from agent.logs import LOG_LEVELS, configure_logging
 from agent.requests import AGENT_VERSION
 from agent.session import Agent, Reporter
 from protocol.urls import BINDINGS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["endpoint_from_argv", "main", "run"]
 
@@ -257,6 +260,8 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -
             endpoints = _selected(config, args.names, start_all=args.all)
         settings = _settings(config.agent, args)
         _logging(settings, args, out, err)
+        for line in config.not_supported:
+            log.warning("%s", line)
         reporter = Reporter(out, err)
         agent = Agent(settings, endpoints, reporter=reporter)
         return _serve(agent, reporter)
@@ -323,7 +328,9 @@ def _config_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO)
         raise UsageError(
             f"no config file: {default_config_path(env)} does not exist; pass --config FILE"
         )
-    load_config(paths, env)
+    config = load_config(paths, env)
+    for line in config.not_supported:
+        print(f"warning: {line}", file=out)
     print(f"Valid configuration file at {', '.join(map(str, paths))}", file=out, flush=True)
     return 0
 

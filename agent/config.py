@@ -177,6 +177,9 @@ class AgentConfig:
     agent: AgentSettings
     endpoints: tuple[EndpointSettings, ...]
     sources: tuple[Path, ...]
+    #: Settings the file gives that Burrow accepts (so ngrok's files load) but does not act on
+    #: yet, one `file:line: key: why` line each; `burrow config check` and `start` print them.
+    not_supported: tuple[str, ...] = ()
 
     def endpoint(self, name: str) -> EndpointSettings | None:
         return next((e for e in self.endpoints if e.name == name), None)
@@ -241,7 +244,31 @@ def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
             raise ctx.error(("version",), "missing; add `version: 3` at the top of the file")
     agent = _agent_settings(ctx, read_mapping(ctx, merged.get("agent"), ("agent",)))
     endpoints = _endpoints(ctx, merged.get("endpoints"))
-    return AgentConfig(agent=agent, endpoints=endpoints, sources=tuple(paths))
+    return AgentConfig(
+        agent=agent,
+        endpoints=endpoints,
+        sources=tuple(paths),
+        not_supported=_not_supported(ctx, merged),
+    )
+
+
+def _not_supported(ctx: SourceMap, merged: Mapping[str, object]) -> tuple[str, ...]:
+    """What the file sets that Burrow keeps but ignores: ngrok-only `agent:` keys, and an
+    endpoint's `inspect` (there is no inspector yet). `false` turns off something Burrow does
+    not have, which is honoured, so it is not reported."""
+    found = []
+    agent = merged.get("agent")
+    if isinstance(agent, Mapping):
+        for key in _NGROK_ONLY_AGENT_KEYS:
+            if agent.get(key) not in (None, False):
+                found.append(ctx.error(("agent", key), NOT_SUPPORTED_YET))
+    endpoints = merged.get("endpoints")
+    if isinstance(endpoints, list):
+        for index, endpoint in enumerate(endpoints):
+            if isinstance(endpoint, Mapping) and endpoint.get("inspect") is True:
+                found.append(ctx.error(("endpoints", index, "inspect"), NOT_SUPPORTED_YET))
+    found.sort(key=lambda error: (error.source or "", error.line or 0))
+    return tuple(str(error) for error in found)
 
 
 def _check_version(ctx: SourceMap, data: Mapping[str, object]) -> None:
@@ -298,6 +325,14 @@ def _is_str_list(value: object) -> bool:
 def _is_proxy_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://", "socks5://"))
 
+
+#: `traffic_policy` is refused until the edge enforces policy (fail closed).
+POLICY_NOT_ENFORCED = (
+    "Traffic Policy is not enforced by Burrow yet, and serving this endpoint without it would "
+    "leave it open to everyone; remove the policy to serve the endpoint unprotected"
+)
+#: How `config check` reports a setting that is accepted but has no effect.
+NOT_SUPPORTED_YET = "not supported by Burrow yet; accepted and ignored"
 
 # ngrok keys Burrow keeps but ignores: what each must look like, and a check for it.
 _NGROK_ONLY_AGENT_KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
@@ -450,6 +485,11 @@ def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
                 "conflicts with traffic_policy; give the policy inline or in a file, not both",
             )
         policy_file = ctx.resolve_file((*p, "traffic_policy_file"), policy_file)
+    for key in ("traffic_policy", "traffic_policy_file"):
+        if data.get(key) is not None:
+            # Fail closed: an endpoint served without the policy its owner wrote (restrict-ips,
+            # basic-auth, ...) would be open to everyone; the edge refuses such a Bind too.
+            raise ctx.error((*p, key), POLICY_NOT_ENFORCED)
     termination = None
     if data.get("agent_tls_termination") is not None:
         if url.scheme != "tls":

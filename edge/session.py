@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import trio
 
 from edge.acl import parse_acl
+from edge.bind_options import refusal_message, unenforced_options
 from edge.binding import BindRefused
 from edge.hub import EdgeHub
 from edge.registry import EndpointRecord
@@ -46,6 +47,7 @@ from protocol.messages import (
     Unbind,
     UnbindResp,
     agent_keeps_large_windows,
+    agent_writes_proxy_headers,
 )
 from protocol.mux import MuxSession, MuxStream, read_stream_type
 from protocol.rpc import RpcError, read_message, read_value, respond
@@ -340,6 +342,13 @@ class AgentSession:
             raise BindRefused(
                 f"Your session may serve at most {cap} endpoints.", errcodes.ERR_NGROK_324
             )
+        assert self.auth is not None
+        refused = unenforced_options(
+            bind, agent_writes_proxy_headers=agent_writes_proxy_headers(self.auth)
+        )
+        if refused:
+            asked = bind.opts.get("URL") or f"this {bind.proto or 'unnamed'} endpoint"
+            raise BindRefused(refusal_message(str(asked), refused))
         target = self.hub.binder.resolve(bind)
         self._check_acl(target.url, target.host)
         previous = self._endpoints.get(bind.id) if bind.id else None

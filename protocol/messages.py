@@ -668,5 +668,11 @@ def agent_keeps_large_windows(auth: Auth) -> bool:
     return auth.extra.client_type == BURROW_CLIENT_TYPE
 
 
+def agent_writes_proxy_headers(auth: Auth) -> bool:
+    """Burrow's agent writes PROXY headers to its upstream itself and reports the version in
+    Bind `Opts.ProxyProto`; ngrok's clients mean by it that the edge should write them."""
+    return auth.extra.client_type == BURROW_CLIENT_TYPE
+
+
 def edge_keeps_large_windows(resp: AuthResp) -> bool:
     return resp.extra.version.startswith(BURROW_EDGE_VERSION_PREFIX)

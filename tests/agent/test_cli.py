@@ -42,15 +42,57 @@ def test_config_check_valid_file(capsys: pytest.CaptureFixture[str]) -> None:
     path = CONFIGS / "valid" / "representative.yml"
     status, out, err = run(capsys, "config", "check", "--config", str(path))
     assert status == 0
-    assert out == f"Valid configuration file at {path}\n"
+    assert out == (
+        f"warning: {path}:12: agent.web_addr: not supported by Burrow yet; accepted and ignored\n"
+        f"Valid configuration file at {path}\n"
+    )
     assert err == ""
+
+
+def test_config_check_reports_settings_it_accepts_but_ignores(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """ngrok's files load unchanged, but a setting with no effect is named, with its line."""
+    path = tmp_path / "burrow.yml"
+    path.write_text(
+        "version: 3\n"
+        "agent:\n"
+        "  web_addr: 127.0.0.1:4040\n"
+        "  console_ui: true\n"
+        "  update_check: false\n"
+        "endpoints:\n"
+        "  - name: web\n"
+        "    upstream: {url: 80}\n"
+        "    inspect: true\n"
+        "  - {name: quiet, upstream: {url: 81}, inspect: false}\n"
+    )
+    status, out, err = run(capsys, "config", "check", "--config", str(path))
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines == [
+        f"warning: {path}:3: agent.web_addr: not supported by Burrow yet; accepted and ignored",
+        f"warning: {path}:4: agent.console_ui: not supported by Burrow yet; accepted and ignored",
+        f"warning: {path}:9: endpoints[0].inspect: not supported by Burrow yet; accepted and "
+        "ignored",
+        f"Valid configuration file at {path}",
+    ]
+
+
+def test_config_check_refuses_a_traffic_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CONFIGS / "invalid" / "policy_not_enforced.yml"
+    status, out, err = run(capsys, "config", "check", "--config", str(path))
+    assert status == 1
+    assert out == ""
+    line = one_error_line(err)
+    assert f"{path}:8: endpoints[0].traffic_policy: Traffic Policy is not enforced" in line
 
 
 def test_config_check_several_files_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:
     a, b = CONFIGS / "valid" / "minimal.yml", CONFIGS / "valid" / "representative.yml"
     status, out, _ = run(capsys, "--config", f"{a},{b}", "config", "check")
     assert status == 0
-    assert out == f"Valid configuration file at {a}, {b}\n"
+    assert out.endswith(f"\nValid configuration file at {a}, {b}\n")
+    assert out.count("warning:") == 1  # representative.yml's web_addr
 
 
 def test_config_check_invalid_file(capsys: pytest.CaptureFixture[str]) -> None:

@@ -109,11 +109,7 @@ def test_representative_file_values() -> None:
     front = config.endpoint("front")
     assert front is not None
     assert front.binding == "public"
-    assert front.traffic_policy == {
-        "on_http_request": [
-            {"actions": [{"type": "forward-internal", "config": {"url": "https://api.internal"}}]}
-        ]
-    }
+    assert front.traffic_policy is None
     assert config.endpoint("missing") is None
 
 
@@ -319,7 +315,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         "version: 3\n"
         "agent:\n  connect_cas: edge-ca.pem\n  log: logs/agent.log\n"
         "endpoints:\n"
-        "  - {name: web, upstream: {url: 80}, traffic_policy_file: policy.yml}\n"
+        "  - {name: web, upstream: {url: 80}}\n"
         "  - name: db\n    url: tls://db.example.com\n    upstream: {url: 5432}\n"
         "    agent_tls_termination:\n"
         "      server_certificate: site.crt\n      server_private_key: site.key\n"
@@ -330,7 +326,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert config.agent.connect_cas == str(directory / "edge-ca.pem")
     assert config.agent.log == str(directory / "logs" / "agent.log")
     web, db = config.endpoints
-    assert web.traffic_policy_file == str(directory / "policy.yml")
+    assert web.traffic_policy_file is None
     assert db.agent_tls_termination is not None
     assert db.agent_tls_termination.server_private_key == str(directory / "site.key")
     assert db.agent_tls_termination.mutual_tls_certificate_authorities == (

@@ -129,7 +129,6 @@ def test_bind_for_config_endpoints(tmp_path: Path) -> None:
         "    description: Clinic A API\n"
         "    metadata: m\n"
         "    upstream: {url: 8080, protocol: http1}\n"
-        "    traffic_policy: {on_http_request: []}\n"
     )
     (api,) = load_config([path], {}).endpoints
     bind = build_bind(api, None, traffic_policy='{"on_http_request": []}')

@@ -5,6 +5,8 @@ usage: sdk_http_client.py SERVER_ADDR CA_PEM_PATH AUTHTOKEN UPSTREAM_URL [DOMAIN
 Connects with SessionBuilder, binds `session.http_endpoint()` (with `.domain(DOMAIN)` when one
 is given; the SDK 1.4 builder has no `.url()`) forwarding to UPSTREAM_URL, and prints one JSON
 line: `{"url": ..., "proto": ...}`, or `{"connect_error": [...]}` / `{"bind_error": [...]}`.
+Environment `SDK_OPTIONS`, a JSON list of `[method, arg, ...]`, calls those builder methods
+first (`[["basic_auth", "user", "password"]]`), as a user of the SDK would.
 It then keeps the endpoint up until its stdin reaches EOF (the test closes it when its own
 clients are done) or HOLD_SECONDS pass, closes the listener and the session, and prints
 `{"closed": true}`. The process leaves with os._exit: the SDK's runtime can crash at
@@ -47,6 +49,8 @@ async def main(server_addr: str, ca_path: str, token: str, upstream: str, domain
         emit({"connect_error": [str(a) for a in exc.args]})
         return
     builder = session.http_endpoint()
+    for method, *args in json.loads(os.environ.get("SDK_OPTIONS", "[]")):
+        builder = getattr(builder, method)(*args)
     if domain:
         builder = builder.domain(domain)
     try:
