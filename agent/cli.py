@@ -61,7 +61,7 @@ from agent.errors import AgentError, UsageError
 from agent.logs import LOG_LEVELS, configure_logging
 from agent.requests import AGENT_VERSION
 from agent.session import Agent, Reporter
-from protocol.urls import BINDINGS
+from protocol.formats.urls import BINDINGS
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Pure functions of the flags' values (they read only the certificate, key and CA files they are
 given): the same rules as the config file (`agent.config`) for URLs, bindings and upstreams
-(`protocol.urls`), plus the command-line ones. Each command serves only its own schemes
+(`protocol.formats.urls`), plus the command-line ones. Each command serves only its own schemes
 (`burrow http`: https:// and http://, a random https name by default; `burrow tls`: tls://;
 `burrow tcp`: tcp://). Flags that only make sense together or for one kind of upstream are
 refused with a UsageError that names the flag, so a mistake is one line at startup rather than a
@@ -21,7 +21,7 @@ from agent.config import (
 )
 from agent.errors import UsageError
 from agent.tls_contexts import TLSMaterialError, termination_context, upstream_context
-from protocol.urls import (
+from protocol.formats.urls import (
     EndpointURL,
     UpstreamURL,
     URLError,

@@ -43,8 +43,8 @@ from agent.config_values import (
     read_str_list,
 )
 from agent.tls_contexts import TLSMaterialError, termination_context, upstream_context
-from protocol import units
-from protocol.urls import (
+from protocol.formats import units
+from protocol.formats.urls import (
     EndpointURL,
     UpstreamURL,
     URLError,
@@ -53,7 +53,7 @@ from protocol.urls import (
     parse_upstream_url,
     validate_endpoint_url,
 )
-from protocol.yamldoc import KeyPath
+from protocol.formats.yamldoc import KeyPath
 
 __all__ = [
     "DEFAULT_CONNECT_URL",

@@ -1,10 +1,10 @@
 """Where the agent's configuration comes from: files merged left to right, then the environment.
 
-Theory of operation: each file is read with `protocol.yamldoc`, so every key and list item keeps
-the line it came from; the files then merge as ngrok merges them (later scalars win, a later
-list replaces the earlier one, maps merge key by key) and the `BURROW_*` environment overrides go
-on top. Each key path remembers its origin (`Where`: file and line, or the environment
-variable), so `SourceMap.error` can say
+Theory of operation: each file is read with `protocol.formats.yamldoc`, so every key and list item
+keeps the line it came from; the files then merge as ngrok merges them (later scalars win, a later
+list replaces the earlier one, maps merge key by key) and the `BURROW_*` environment overrides go on
+top. Each key path remembers its origin (`Where`: file and line, or the environment variable), so
+`SourceMap.error` can say
 
     /etc/burrow/burrow.yml:7: endpoints[1].upstream.urll: unknown key; did you mean url?
 
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.yamldoc import (
+from protocol.formats.yamldoc import (
     DuplicateKeyError,
     KeyPath,
     NonStringKeyError,

@@ -12,8 +12,8 @@ import difflib
 from collections.abc import Mapping, Sequence
 
 from agent.config_source import SourceMap
-from protocol import units
-from protocol.yamldoc import KeyPath
+from protocol.formats import units
+from protocol.formats.yamldoc import KeyPath
 
 __all__ = [
     "check_keys",

@@ -42,14 +42,14 @@ from agent.config import EndpointSettings
 from agent.tls_contexts import termination_context, upstream_context
 from agent.tls_termination import ClientRefusedError, accept_tls
 from agent.upstream import UpstreamError, display_upstream, open_upstream
-from protocol.codec import Codec, parse_proxy_header
-from protocol.errcodes import ERR_NGROK_8012
-from protocol.errors import ErrorCode
-from protocol.messages import ProxyHeader, RpcDecodeError
-from protocol.mux import MuxStream
-from protocol.pipe import CLOSE_TIMEOUT, splice
-from protocol.proxy_protocol import SocketAddress
-from protocol.urls import UpstreamURL
+from protocol.adapters.mux import MuxStream
+from protocol.adapters.pipe import CLOSE_TIMEOUT, splice
+from protocol.formats.proxy_protocol import SocketAddress
+from protocol.formats.urls import UpstreamURL
+from protocol.rpc.codec import Codec, parse_proxy_header
+from protocol.rpc.errcodes import ERR_NGROK_8012
+from protocol.rpc.messages import ProxyHeader, RpcDecodeError
+from protocol.wire.errors import ErrorCode
 
 __all__ = [
     "HEADER_TIMEOUT",

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from agent.config import AgentSettings, EndpointSettings
 from agent.errors import AgentError
 from agent.upstream import display_upstream
-from protocol.messages import (
+from protocol.formats.urls import format_host_port
+from protocol.rpc.messages import (
     PROTOCOL_VERSIONS,
     Auth,
     AuthExtra,
@@ -25,7 +26,6 @@ from protocol.messages import (
     BindExtra,
     BindResp,
 )
-from protocol.urls import format_host_port
 
 __all__ = [
     "AGENT_VERSION",

@@ -65,11 +65,19 @@ from agent.requests import (
 )
 from agent.tls_contexts import TLSMaterialError
 from agent.upstream import dial_tcp
-from protocol import rpc
-from protocol.codec import Codec
-from protocol.errcodes import ERR_NGROK_108, ERR_NGROK_334, parse_wire_error
-from protocol.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
-from protocol.messages import (
+from protocol.adapters import rpc
+from protocol.adapters.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
+from protocol.adapters.mux import (
+    MuxConfig,
+    MuxSession,
+    MuxStream,
+    open_mux_session,
+    read_stream_type,
+)
+from protocol.adapters.tls import TLSStream
+from protocol.rpc.codec import Codec
+from protocol.rpc.errcodes import ERR_NGROK_108, ERR_NGROK_334, parse_wire_error
+from protocol.rpc.messages import (
     AuthResp,
     BindResp,
     Message,
@@ -83,9 +91,7 @@ from protocol.messages import (
     UpdateResp,
     edge_keeps_large_windows,
 )
-from protocol.mux import MuxConfig, MuxSession, MuxStream, open_mux_session, read_stream_type
-from protocol.session import Role
-from protocol.tls import TLSStream
+from protocol.wire.session import Role
 
 __all__ = ["Agent", "AgentError", "Reporter", "edge_tls_context", "wrap_edge_tls"]
 
@@ -128,8 +134,8 @@ async def wrap_edge_tls(
     transport: trio.abc.Stream, context: ssl.SSLContext, server_hostname: str
 ) -> trio.abc.Stream:
     """The one place the edge connection gets its TLS layer: wrap `transport` in
-    `protocol.tls.TLSStream` (which drains every ready TLS record per read) and complete the
-    handshake. On failure (BrokenResourceError whose cause is the ssl error, or cancellation)
+    `protocol.adapters.tls.TLSStream` (which drains every ready TLS record per read) and complete
+    the handshake. On failure (BrokenResourceError whose cause is the ssl error, or cancellation)
     the transport is closed."""
     tls = TLSStream(transport, context, server_hostname=server_hostname)
     try:

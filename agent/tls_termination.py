@@ -20,7 +20,7 @@ import ssl
 import trio
 
 from agent.upstream import tls_failure_reason
-from protocol.tls import TLSStream
+from protocol.adapters.tls import TLSStream
 
 __all__ = ["TLS_HANDSHAKE_TIMEOUT", "ClientRefusedError", "accept_tls"]
 

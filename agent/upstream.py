@@ -22,10 +22,10 @@ import ssl
 
 import trio
 
-from protocol import proxy_protocol
-from protocol.proxy_protocol import SocketAddress
-from protocol.tls import TLSStream
-from protocol.urls import UpstreamURL, format_host_port, is_loopback_name
+from protocol.adapters.tls import TLSStream
+from protocol.formats import proxy_protocol
+from protocol.formats.proxy_protocol import SocketAddress
+from protocol.formats.urls import UpstreamURL, format_host_port, is_loopback_name
 
 __all__ = [
     "UPSTREAM_TLS_HANDSHAKE_TIMEOUT",

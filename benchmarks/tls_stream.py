@@ -1,4 +1,4 @@
-"""Single-connection TLS 1.3 throughput: trio.SSLStream against protocol.tls.TLSStream.
+"""Single-connection TLS 1.3 throughput: trio.SSLStream against protocol.adapters.tls.TLSStream.
 
     python -m benchmarks.tls_stream [--size-mib 1024] [--runs 3] [--no-pin]
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trio
 
-from protocol.tls import TLSStream
+from protocol.adapters.tls import TLSStream
 
 IMPLS = ("trio", "ours")
 HOSTNAME = "bench.burrow.test"
@@ -231,7 +231,10 @@ def main(argv: list[str] | None = None) -> None:
             f"  {statistics.median(r.sender_cpu_pct for r in runs):9.0f}"
             f" {statistics.median(r.sender_cpu_s_per_gb for r in runs):9.2f}"
         )
-    print("(trio = trio.SSLStream, ours = protocol.tls.TLSStream; ratio is to trio -> trio)")
+    print(
+        "(trio = trio.SSLStream, ours = protocol.adapters.tls.TLSStream; "
+        "ratio is to trio -> trio)"
+    )
 
 
 if __name__ == "__main__":

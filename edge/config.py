@@ -7,7 +7,7 @@ default.
 
 The value parsers (`parse_duration`, `parse_size`, `parse_hostport`, `parse_port_range`) are
 public: they take the text a person writes and raise `ValueError` with a message fit to show.
-Durations and sizes are `protocol.units`' grammar, shared with the agent's file; here a bare
+Durations and sizes are `protocol.formats.units`' grammar, shared with the agent's file; here a bare
 number of seconds is a duration.
 """
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from protocol import units
-from protocol.units import KiB, MiB, parse_size
-from protocol.yamldoc import (
+from protocol.formats import units
+from protocol.formats.units import KiB, MiB, parse_size
+from protocol.formats.yamldoc import (
     DuplicateKeyError,
     NonStringKeyError,
     YAMLDocumentError,

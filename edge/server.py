@@ -1,4 +1,4 @@
-"""The edge process: the public ports (`edge.front_door`), the admin API listener, and the
+"""The edge process: the public ports (`edge.front_door.listeners`), the admin API listener, and the
 wiring between store, certificates, sessions and endpoints."""
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ import trio
 from edge.admin.http import serve_admin
 from edge.admin.live import HubLiveState
 from edge.admin.routes import AdminApi
-from edge.cert_store import ALPN_PROTOCOLS, CertStore, watch_certificates
-from edge.certs import DevCA, server_context_from_pem
+from edge.certs.ca import DevCA, server_context_from_pem
+from edge.certs.cert_store import ALPN_PROTOCOLS, CertStore, watch_certificates
 from edge.config import EdgeConfig
 from edge.events import EVENTS_FILE, EventLog
-from edge.front_door import FrontDoor, open_public_listeners
-from edge.hub import EdgeHub
-from edge.session import AgentSession
+from edge.front_door.listeners import FrontDoor, open_public_listeners
 from edge.store import SQLiteStore, StoreError
-from protocol.errors import ErrorCode
-from protocol.mux import MuxConfig, open_mux_session
-from protocol.session import Role, SessionConfig
-from protocol.tls import TLSStream
-from protocol.urls import format_host_port
+from edge.tunnels.hub import EdgeHub
+from edge.tunnels.session import AgentSession
+from protocol.adapters.mux import MuxConfig, open_mux_session
+from protocol.adapters.tls import TLSStream
+from protocol.formats.urls import format_host_port
+from protocol.wire.errors import ErrorCode
+from protocol.wire.session import Role, SessionConfig
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ import trio
 
 from edge.admin.errors import ApiError, status_code
 from edge.admin.routes import AdminApi, Request, Response
-from edge.tcp_endpoint import peer_address
-from protocol.units import KiB
-from protocol.urls import format_host_port
+from edge.front_door.tcp_ports import peer_address
+from protocol.formats.units import KiB
+from protocol.formats.urls import format_host_port
 
 __all__ = ["HttpLimits", "serve_admin"]
 

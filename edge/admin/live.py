@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from edge.hub import EdgeHub
-from edge.registry import EndpointRecord
-from edge.session import AgentSession
+from edge.endpoints.registry import EndpointRecord
+from edge.tunnels.hub import EdgeHub
+from edge.tunnels.session import AgentSession
 
 #: Sorts a session that has authenticated but not yet been stamped as the newest.
 _NOT_STARTED = datetime.max.replace(tzinfo=UTC)

@@ -18,7 +18,7 @@ from edge.admin.errors import ERR_BAD_QUERY, ApiError
 from edge.admin.live import EndpointInfo, SessionInfo
 from edge.events import envelope
 from edge.store import ApiKey, Credential, Event, ServiceUser
-from protocol.urls import format_host_port, parse_endpoint_url
+from protocol.formats.urls import format_host_port, parse_endpoint_url
 
 __all__ = [
     "MAX_PAGE",

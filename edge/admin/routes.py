@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from edge.acl import AclError, parse_acl
 from edge.admin.auth import FailedAuthLimiter, authenticate, rate_limited
 from edge.admin.errors import (
     ERR_BAD_ACL,
@@ -78,6 +77,7 @@ from edge.store import (
     StoreError,
     Unset,
 )
+from edge.tunnels.acl import AclError, parse_acl
 
 __all__ = ["AdminApi", "Request", "Response"]
 

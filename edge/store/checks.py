@@ -6,7 +6,6 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from edge.acl import AclError, parse_acl
 from edge.store.errors import ConflictError, NotFoundError, StoreError
 from edge.store.records import (
     ACL_MAX_RULES,
@@ -15,6 +14,7 @@ from edge.store.records import (
     NAME_MAX_BYTES,
     JsonObject,
 )
+from edge.tunnels.acl import AclError, parse_acl
 
 
 def _check_text(field: str, value: str, max_bytes: int) -> None:

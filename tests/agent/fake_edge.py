@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 import trio
 import trio.testing
 
-from protocol.codec import Codec
-from protocol.heartbeat import answer_heartbeats
-from protocol.messages import (
+from protocol.adapters.heartbeat import answer_heartbeats
+from protocol.adapters.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
+from protocol.adapters.rpc import read_message, respond
+from protocol.rpc.codec import Codec
+from protocol.rpc.messages import (
     Auth,
     AuthResp,
     AuthRespExtra,
@@ -26,9 +28,7 @@ from protocol.messages import (
     BindRespExtra,
     StreamType,
 )
-from protocol.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
-from protocol.rpc import read_message, respond
-from protocol.session import Role
+from protocol.wire.session import Role
 
 
 @dataclass

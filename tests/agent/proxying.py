@@ -15,10 +15,10 @@ import trio
 import trio.testing
 
 from agent.forward import Route, handle_proxy_stream
-from protocol.codec import Codec, encode_proxy_header
-from protocol.messages import ProxyHeader, StreamType
-from protocol.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
-from protocol.session import Role
+from protocol.adapters.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
+from protocol.rpc.codec import Codec, encode_proxy_header
+from protocol.rpc.messages import ProxyHeader, StreamType
+from protocol.wire.session import Role
 
 CLIENT_ADDR = "203.0.113.5:51234"
 

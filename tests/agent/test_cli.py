@@ -9,7 +9,7 @@ import pytest
 from agent.cli import endpoint_from_argv, main
 from agent.cli_endpoints import CLI_ENDPOINT_NAME, http_endpoint, tcp_endpoint, tls_endpoint
 from agent.errors import UsageError
-from protocol.urls import UpstreamURL
+from protocol.formats.urls import UpstreamURL
 
 CONFIGS = Path(__file__).parent / "configs"
 PEM = CONFIGS / "pem"  # made by pem/make_pem.py

@@ -21,7 +21,7 @@ from agent.config import (
     parse_duration,
     validate_connect_url,
 )
-from protocol.urls import EndpointURL, UpstreamURL
+from protocol.formats.urls import EndpointURL, UpstreamURL
 
 HERE = Path(__file__).parent
 VALID = sorted((HERE / "configs" / "valid").glob("*.yml"))

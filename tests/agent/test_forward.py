@@ -12,10 +12,10 @@ import trustme
 from agent.forward import Route
 from agent.tls_contexts import upstream_context
 from agent.upstream import resolve_host
-from protocol.errors import ErrorCode
-from protocol.messages import StreamType
-from protocol.mux import MuxStream, receive_exactly, reset_code
-from protocol.urls import UpstreamURL
+from protocol.adapters.mux import MuxStream, receive_exactly, reset_code
+from protocol.formats.urls import UpstreamURL
+from protocol.rpc.messages import StreamType
+from protocol.wire.errors import ErrorCode
 from tests.agent.conftest import PemFiles
 from tests.agent.proxying import (
     free_port,

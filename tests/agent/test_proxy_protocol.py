@@ -12,12 +12,12 @@ import trio
 
 from agent.forward import Route
 from agent.tls_contexts import termination_context, upstream_context
-from protocol import proxy_protocol
-from protocol.messages import StreamType
-from protocol.mux import receive_exactly
-from protocol.proxy_protocol import Family, ProxyProtocolHeader, SocketAddress
-from protocol.tls import TLSStream
-from protocol.urls import UpstreamURL
+from protocol.adapters.mux import receive_exactly
+from protocol.adapters.tls import TLSStream
+from protocol.formats import proxy_protocol
+from protocol.formats.proxy_protocol import Family, ProxyProtocolHeader, SocketAddress
+from protocol.formats.urls import UpstreamURL
+from protocol.rpc.messages import StreamType
 from tests.agent.conftest import PemFiles
 from tests.agent.proxying import (
     CLIENT_ADDR,

@@ -20,8 +20,8 @@ from agent.requests import (
     check_supported,
     upstream_display,
 )
-from protocol.codec import Codec, decode, encode
-from protocol.messages import Auth, AuthResp, AuthRespExtra, Bind, BindResp, BindRespExtra
+from protocol.rpc.codec import Codec, decode, encode
+from protocol.rpc.messages import Auth, AuthResp, AuthRespExtra, Bind, BindResp, BindRespExtra
 
 HOST = HostInfo(os="linux", arch="x86_64", hostname="clinic-box")
 

@@ -20,9 +20,12 @@ from agent.config import AgentSettings, EndpointSettings, Secret
 from agent.errors import AgentError
 from agent.requests import HostInfo
 from agent.session import Agent, Reporter, edge_tls_context
-from protocol.codec import Codec, encode, encode_proxy_header
-from protocol.errcodes import format_wire_error
-from protocol.messages import (
+from protocol.adapters.mux import receive_exactly
+from protocol.adapters.rpc import read_message
+from protocol.adapters.tls import TLSStream
+from protocol.rpc.codec import Codec, encode, encode_proxy_header
+from protocol.rpc.errcodes import format_wire_error
+from protocol.rpc.messages import (
     ProxyHeader,
     Restart,
     RestartResp,
@@ -33,9 +36,6 @@ from protocol.messages import (
     Update,
     UpdateResp,
 )
-from protocol.mux import receive_exactly
-from protocol.rpc import read_message
-from protocol.tls import TLSStream
 from tests.agent.conftest import write_pems
 from tests.agent.fake_edge import FakeEdge
 from tests.agent.proxying import HeaderFirst, header

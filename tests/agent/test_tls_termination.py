@@ -15,10 +15,10 @@ import trustme
 from agent.forward import Route
 from agent.tls_contexts import termination_context
 from agent.tls_termination import TLS_HANDSHAKE_TIMEOUT
-from protocol.messages import StreamType
-from protocol.mux import receive_exactly
-from protocol.tls import TLSStream
-from protocol.urls import UpstreamURL
+from protocol.adapters.mux import receive_exactly
+from protocol.adapters.tls import TLSStream
+from protocol.formats.urls import UpstreamURL
+from protocol.rpc.messages import StreamType
 from tests.agent.conftest import PemFiles, write_pems
 from tests.agent.proxying import (
     CLIENT_ADDR,

@@ -10,9 +10,9 @@ import trio
 
 from agent.tls_contexts import upstream_context
 from agent.upstream import UpstreamError, display_upstream, open_upstream
-from protocol import proxy_protocol
-from protocol.proxy_protocol import SocketAddress
-from protocol.urls import UpstreamURL
+from protocol.formats import proxy_protocol
+from protocol.formats.proxy_protocol import SocketAddress
+from protocol.formats.urls import UpstreamURL
 from tests.agent.conftest import PemFiles
 from tests.agent.proxying import CLIENT_ADDR, free_port, read_all, serve_upstream
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from protocol import frames
-from protocol.errors import ErrorCode
-from protocol.frames import Flags, FrameType
-from protocol.messages import StreamType
+from protocol.rpc.messages import StreamType
+from protocol.wire import frames
+from protocol.wire.errors import ErrorCode
+from protocol.wire.frames import Flags, FrameType
 from tests.e2e.harness import Agent, EchoServer, Edge, make_agent, make_edge, roundtrip, rss_kib
 
 

@@ -11,7 +11,7 @@ import ssl
 import threading
 from typing import Any
 
-from protocol.proxy_protocol import parse as parse_proxy_protocol
+from protocol.formats.proxy_protocol import parse as parse_proxy_protocol
 
 #: Bytes of the deterministic pattern /big serves (and tests hash): 1 MiB, repeated.
 PATTERN = hashlib.sha256(b"burrow").digest() * (1024 * 1024 // 32)

@@ -1,6 +1,6 @@
 """Test helpers for the sans-IO muxado core: raw frame builders and an in-memory session pair.
 
-`FrameFactory` builds single frames (through `protocol.frames`, plus a `raw` escape hatch for
+`FrameFactory` builds single frames (through `protocol.wire.frames`, plus a `raw` escape hatch for
 frames no correct peer would send). `SessionPair` wires a client and a server `Session` together:
 `flush()` moves each side's `data_to_send()` into the other's `receive_data()` until both are quiet
 and returns what each side saw. `parse_frames` decodes a byte string back into frames so tests can
@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from protocol import frames
-from protocol.events import DataReceived, Event
-from protocol.frames import Flags, FrameType
-from protocol.session import Role, Session, SessionConfig
+from protocol.wire import frames
+from protocol.wire.events import DataReceived, Event
+from protocol.wire.frames import Flags, FrameType
+from protocol.wire.session import Role, Session, SessionConfig
 
 Splitter = Callable[[bytes], list[bytes]]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
+from edge.cli.main import main
 from edge.store import SQLiteStore
 
 

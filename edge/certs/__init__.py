@@ -1,0 +1,1 @@
+"""Certificates: the development CA, and which certificate serves a host (files, else the CA)."""

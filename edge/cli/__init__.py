@@ -1,0 +1,1 @@
+"""`burrow-edge`: the command line and its client for the admin API."""

@@ -1,0 +1,84 @@
+"""A tcp:// endpoint: a listener whose every connection becomes a proxy stream to the agent.
+
+`proxy_connection` is also how the front door passes a tls:// connection through."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import trio
+
+from edge.endpoints.registry import EndpointRecord, ProxyOpener
+from protocol.adapters.pipe import splice
+from protocol.formats.urls import format_host_port
+
+log = logging.getLogger(__name__)
+
+#: Pending connections the kernel queues per endpoint listener.
+LISTEN_BACKLOG = 1024
+
+
+async def open_tcp_endpoint_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """Bind the endpoint's port now, so that a taken port is refused at Bind time."""
+    return await trio.open_tcp_listeners(port, host=host, backlog=LISTEN_BACKLOG)
+
+
+async def serve_tcp_endpoint(
+    listeners: list[trio.SocketListener], record: EndpointRecord, opener: ProxyOpener
+) -> None:
+    """Accept until cancelled; each connection is proxied over its own stream. The caller owns
+    the listeners (it closes them when the endpoint is released)."""
+
+    async def handle(conn: trio.SocketStream) -> None:
+        try:
+            await proxy_connection(conn, record, opener)
+        except Exception:
+            # One connection's failure must never end the endpoint, the session or the edge.
+            log.exception("endpoint %s: a public connection failed unexpectedly", record.url)
+            await trio.aclose_forcefully(conn)
+
+    await trio.serve_listeners(handle, listeners)
+
+
+def peer_address(conn: trio.SocketStream) -> tuple[str, int] | None:
+    """The connection's remote (host, port), or None if it was already reset."""
+    try:
+        peer = conn.socket.getpeername()
+    except OSError:
+        return None
+    return str(peer[0]), int(peer[1])
+
+
+async def proxy_connection(
+    conn: trio.SocketStream,
+    record: EndpointRecord,
+    opener: ProxyOpener,
+    *,
+    initial_data: bytes | bytearray = b"",
+) -> None:
+    """Open a proxy stream to the endpoint's agent, send `initial_data` (bytes the edge already
+    read, such as a ClientHello), then splice the bytes both ways. Always closes `conn`."""
+    peer = peer_address(conn)
+    if peer is None:
+        await trio.aclose_forcefully(conn)
+        return
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    client_addr = format_host_port(*peer)
+    stream: trio.abc.HalfCloseableStream | None = None
+    try:
+        stream = await opener.open_proxy(record, client_addr)
+        if initial_data:
+            await stream.send_all(initial_data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        log.info("endpoint %s: agent unreachable for %s: %s", record.url, client_addr, exc)
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        await trio.aclose_forcefully(conn)
+        return
+    except BaseException:  # cancelled before splice took ownership: close both
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        await trio.aclose_forcefully(conn)
+        raise
+    await splice(conn, stream)

@@ -1,0 +1,1 @@
+"""HTTP/1.1 clients (h11): the connection and one exchange's relay."""

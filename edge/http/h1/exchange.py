@@ -1,0 +1,462 @@
+"""One request/response exchange of the edge's HTTP proxy: relaying a request to an upstream
+stream and its response back, and splicing the two after a 101.
+
+Theory of operation
+-------------------
+Two h11 state machines meet in every exchange. `cc` (a SERVER) parses the public client's
+requests and frames our responses to it; it lives as long as the client connection, which
+`edge/http/h1/proxy.py` owns. Each upstream stream (a stream to an agent, which pipes its bytes
+unchanged to the customer's service) has its own `Upstream.h11` (a CLIENT) that frames the
+requests we forward and parses the answers. Events cross between them (`Request` -> `Request`,
+`Data` -> `Data`, ...) with their heads rewritten by `edge/http/headers.py`. Framing headers
+pass unchanged, so h11 frames the other side the same way (and re-frames a read-until-close
+response as chunked for an HTTP/1.1 client, as it must). Trailers are dropped both ways.
+
+`Relay.run` carries one exchange:
+
+1. If the body h11 already held when the head was read is the whole body (a GET, a small
+   POST), the request goes upstream in one write and the response is relayed in the same task.
+   Otherwise a second task streams the request body while this one relays the response, so an
+   upstream may answer early (a 413 while the upload is running); reading the request then
+   stops, and the connection is to be closed.
+2. Every read is at most `READ_SIZE`; every write is awaited before the next read, so memory
+   per connection is bounded by a few reads whatever the body sizes (backpressure). Every read
+   or write that moves bytes calls `touch`, which pushes the connection's idle deadline later.
+3. A `101` answer to an upgrade request ends the relay with `Exchange.switched`; `Relay.splice`
+   then forwards h11's unparsed bytes (`trailing_data`) first, and `protocol.adapters.pipe.splice`
+   copies both ways.
+
+The relay never answers with an error page and never closes a stream: it records what went
+wrong in `Exchange.failure` (a `RelayError` saying which side failed) and the progress flags
+say how far it got, so the connection can decide between a page, a retry and an abort.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+import h11
+import trio
+
+from edge.http.headers import response_headers
+from protocol.adapters.pipe import splice
+from protocol.formats.units import KiB
+
+__all__ = [
+    "READ_SIZE",
+    "ClientBodyError",
+    "ClientGoneError",
+    "Exchange",
+    "Forward",
+    "Relay",
+    "RelayError",
+    "Upstream",
+    "UpstreamError",
+    "both_done",
+    "take_body",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of either side per read: large enough to amortise per-call cost, small enough
+#: that a connection holds little (a body is never held whole, whatever its size).
+READ_SIZE = 64 * KiB
+
+
+class RelayError(Exception):
+    """Why a relay task stopped an exchange (recorded in `Exchange.failure`)."""
+
+
+class ClientGoneError(RelayError):
+    """The client closed or reset its connection, or stopped taking bytes."""
+
+
+class ClientBodyError(RelayError):
+    """The client's request body broke its framing (a bad chunk)."""
+
+
+class UpstreamError(RelayError):
+    """The upstream stream ended, was reset or sent something that is not HTTP."""
+
+    @classmethod
+    def from_h11(
+        cls, exc: h11.RemoteProtocolError, *, ended: bool, head_seen: bool
+    ) -> UpstreamError:
+        """What h11's complaint about a response means: the stream ended early (`ended`: its
+        EOF was fed to h11), or the bytes were not HTTP."""
+        if ended:
+            what = "response" if head_seen else "response head"
+            return cls(f"the upstream stream ended before a complete {what}")
+        return cls(f"invalid response: {exc}")
+
+
+class Forward:
+    """A request ready to go upstream: where to, and what to send."""
+
+    __slots__ = ("accept", "complete", "datas", "host", "request", "started")
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        accept: bytes | None,
+        request: h11.Request,
+        datas: list[h11.Data],
+        complete: bool,
+        started: float,
+    ) -> None:
+        self.host = host  # the routing name
+        self.accept = accept  # for an error page's format
+        self.request = request  # the head to send, headers rewritten
+        self.datas = datas  # the body read along with the head
+        self.complete = complete  # ... is the whole body
+        self.started = started  # when the head was read (for the log)
+
+
+class Upstream:
+    """One stream to an agent and the h11 client machine that speaks over it."""
+
+    __slots__ = ("h11", "key", "reused", "stream")
+
+    def __init__(self, key: object, stream: trio.abc.HalfCloseableStream, max_head: int) -> None:
+        self.key = key  # the HttpRoute.key it serves
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
+        self.reused = False  # kept from an earlier exchange (it may have died meanwhile)
+
+
+class Exchange:
+    """The state of one request/response relay, shared by its two directions."""
+
+    __slots__ = (
+        "body_bytes",
+        "failure",
+        "forward",
+        "received",
+        "request_done",
+        "request_sent",
+        "response_done",
+        "response_started",
+        "status",
+        "switched",
+        "upstream",
+    )
+
+    def __init__(self, forward: Forward, upstream: Upstream) -> None:
+        self.forward = forward
+        self.upstream = upstream
+        self.failure: RelayError | None = None
+        self.request_done = forward.complete  # the client's request has been read whole
+        self.request_sent = False  # ... and written whole to the upstream
+        self.received = False  # some byte came from the upstream
+        self.response_started = False  # a final response head went to the client
+        self.response_done = False
+        self.switched = False  # 101: both sides are raw bytes now
+        self.status = 0
+        self.body_bytes = 0
+
+
+class Relay:
+    """Carries exchanges between one client connection (`client`, spoken to through `cc`) and
+    upstream streams. `touch` is called whenever bytes move; `peer` names the client in logs."""
+
+    __slots__ = ("cc", "client", "peer", "touch")
+
+    def __init__(
+        self,
+        *,
+        cc: h11.Connection,
+        client: trio.abc.Stream,
+        touch: Callable[[], None],
+        peer: str,
+    ) -> None:
+        self.cc = cc
+        self.client = client
+        self.touch = touch
+        self.peer = peer
+
+    async def run(self, exchange: Exchange) -> None:
+        """Relay `exchange` until its response went to the client whole, a 101 did, or it
+        failed (`exchange.failure` says how). Closes nothing; cancellation propagates."""
+        if exchange.forward.complete:
+            await self._guard(self._relay_simple, exchange, None)
+        else:
+            await self._relay_concurrent(exchange)
+
+    async def splice(self, exchange: Exchange) -> bool:
+        """After a relayed 101: hand over h11's leftovers, then copy raw bytes both ways until
+        both end. Always closes the upstream stream (not the client); False if a side failed
+        before the copy began (the client connection should then be aborted)."""
+        upstream = exchange.upstream
+        spliced = False
+        try:
+            from_client = self.cc.trailing_data[0]
+            from_upstream = upstream.h11.trailing_data[0]
+            if from_client:
+                await upstream.stream.send_all(from_client)
+            if from_upstream:
+                await self.client.send_all(from_upstream)
+            spliced = True
+            await splice(_watch(self.client, self.touch), _watch(upstream.stream, self.touch))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("http %s: upgraded connection failed at once: %s", self.peer, exc)
+            return False
+        finally:
+            if not spliced:
+                await trio.aclose_forcefully(upstream.stream)
+        return True
+
+    async def _guard(
+        self,
+        relay: Callable[[Exchange], Awaitable[None]],
+        exchange: Exchange,
+        scope: trio.CancelScope | None,
+    ) -> None:
+        try:
+            await relay(exchange)
+        except RelayError as failure:
+            if exchange.failure is None:
+                exchange.failure = failure
+            if scope is not None:
+                scope.cancel()
+
+    async def _relay_simple(self, exchange: Exchange) -> None:
+        """The whole request is here: send it in one write, then relay the response."""
+        upstream = exchange.upstream
+        uh = upstream.h11
+        parts: list[bytes] = [uh.send(exchange.forward.request)]
+        for event in exchange.forward.datas:
+            parts.extend(_passthrough(uh, event))
+        parts.append(uh.send(h11.EndOfMessage()))
+        try:
+            await _send_parts(upstream.stream, parts)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise UpstreamError(f"sending the request failed: {exc}") from exc
+        exchange.request_sent = True
+        await self._relay_response(exchange)
+
+    async def _relay_concurrent(self, exchange: Exchange) -> None:
+        """The body is still coming: stream it in a second task while relaying the response."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._guard, self._relay_request, exchange, nursery.cancel_scope)
+            await self._guard(self._relay_response, exchange, nursery.cancel_scope)
+            if not exchange.request_done:
+                # Answered before the request ended (a 413, say): stop reading it.
+                nursery.cancel_scope.cancel()
+
+    async def _relay_request(self, exchange: Exchange) -> None:
+        """Client -> upstream: the head, then the body as it arrives."""
+        cc = self.cc
+        client = self.client
+        touch = self.touch
+        upstream = exchange.upstream
+        uh = upstream.h11
+        parts: list[bytes] = [uh.send(exchange.forward.request)]
+        datas = exchange.forward.datas
+        ended = False
+        while True:
+            for event in datas:
+                parts.extend(_passthrough(uh, event))
+            if ended:
+                parts.append(uh.send(h11.EndOfMessage()))
+            try:
+                await _send_parts(upstream.stream, parts)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                # Leave the verdict to the response side: the upstream may have answered
+                # already (and closed), or its reset tells why it is gone.
+                log.debug("http %s: upstream stopped taking the request: %s", self.peer, exc)
+                return
+            if ended:
+                exchange.request_sent = True
+                return
+            touch()
+            try:
+                data = await client.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ClientGoneError(f"the client connection failed mid-body: {exc}") from exc
+            if not data:
+                raise ClientGoneError("the client closed its connection mid-body")
+            touch()
+            cc.receive_data(cast(bytes, data))  # h11 appends it to a bytearray
+            try:
+                datas, ended = take_body(cc)
+            except h11.RemoteProtocolError as exc:
+                raise ClientBodyError(f"bad request body: {exc}") from exc
+            if ended:
+                exchange.request_done = True
+            parts = []
+
+    async def _relay_response(self, exchange: Exchange) -> None:
+        """Upstream -> client: 1xx, the head, the body; returns at its end or after a 101."""
+        cc = self.cc
+        upstream = exchange.upstream
+        uh = upstream.h11
+        stream = upstream.stream
+        out: list[bytes] = []
+        ended = False
+        # Nothing of the response is here yet unless an upstream sent more than it framed
+        # last time: read first rather than ask h11 for an event it cannot have.
+        pending, closed = uh.trailing_data
+        waiting = not pending and not closed
+        while True:
+            if waiting:
+                waiting = False
+                event: object = h11.NEED_DATA
+            else:
+                try:
+                    event = uh.next_event()
+                except h11.RemoteProtocolError as exc:
+                    raise UpstreamError.from_h11(
+                        exc, ended=ended, head_seen=exchange.response_started
+                    ) from exc
+            if event is h11.NEED_DATA:
+                if out:
+                    await self._to_client(out)
+                    out = []
+                try:
+                    data = await stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise UpstreamError(f"the upstream stream failed: {exc}") from exc
+                if data:
+                    exchange.received = True
+                    self.touch()
+                else:
+                    ended = True
+                uh.receive_data(cast(bytes, data))
+                continue
+            kind = type(event)
+            if kind is h11.Data:
+                data_event = cast(h11.Data, event)
+                out.extend(_passthrough(cc, data_event))
+                exchange.body_bytes += len(data_event.data)
+            elif kind is h11.Response:
+                response = cast(h11.Response, event)
+                headers = response_headers(response.headers, upgrade=False)
+                if not exchange.request_done:
+                    headers.append((b"Connection", b"close"))
+                out.append(
+                    cc.send(
+                        h11.Response(
+                            status_code=response.status_code,
+                            headers=headers,
+                            reason=response.reason,
+                        )
+                    )
+                )
+                exchange.response_started = True
+                exchange.status = response.status_code
+            elif kind is h11.EndOfMessage:
+                out.append(cc.send(h11.EndOfMessage()))
+                await self._to_client(out)
+                exchange.response_done = True
+                return
+            elif kind is h11.InformationalResponse:
+                info = cast(h11.InformationalResponse, event)
+                if info.status_code == 101:  # h11 accepts it only as an answer to an upgrade
+                    headers = response_headers(info.headers, upgrade=True)
+                    out.append(
+                        cc.send(
+                            h11.InformationalResponse(
+                                status_code=101, headers=headers, reason=info.reason
+                            )
+                        )
+                    )
+                    await self._to_client(out)
+                    exchange.status = 101
+                    exchange.switched = True
+                    return
+                version = cc.their_http_version
+                if version is not None and version >= b"1.1":  # RFC 9110 §15.2: none to 1.0
+                    headers = response_headers(info.headers, upgrade=False)
+                    out.append(
+                        cc.send(
+                            h11.InformationalResponse(
+                                status_code=info.status_code, headers=headers, reason=info.reason
+                            )
+                        )
+                    )
+            else:  # ConnectionClosed or PAUSED cannot come before the response ends
+                raise UpstreamError(f"the upstream stream ended early ({event!r})")
+
+    async def _to_client(self, parts: list[bytes]) -> None:
+        try:
+            await _send_parts(self.client, parts)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ClientGoneError(f"the client connection failed: {exc}") from exc
+        self.touch()
+
+
+# ------------------------------------------------------------------------------- h11 helpers
+
+
+def take_body(cc: h11.Connection) -> tuple[list[h11.Data], bool]:
+    """The body events h11 can produce without more bytes, and whether the body ended. Raises
+    h11.RemoteProtocolError for a body that breaks its framing."""
+    datas: list[h11.Data] = []
+    while True:
+        event = cc.next_event()
+        if event is h11.NEED_DATA:
+            return datas, False
+        if type(event) is h11.Data:
+            datas.append(event)
+            continue
+        return datas, True  # EndOfMessage (its trailers, if any, are dropped)
+
+
+def both_done(conn: h11.Connection) -> bool:
+    """Both directions of `conn` finished their message: it may start another cycle."""
+    return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+
+def _passthrough(conn: h11.Connection, event: h11.Data) -> list[bytes]:
+    """The bytes that frame `event` on `conn`, with the payload object itself among them."""
+    parts = conn.send_with_data_passthrough(event)
+    assert parts is not None  # None only for ConnectionClosed
+    return parts
+
+
+async def _send_parts(stream: trio.abc.SendStream, parts: list[bytes]) -> None:
+    """One write for a list of byte strings (a lone payload goes out without a copy)."""
+    if len(parts) == 1:
+        await stream.send_all(parts[0])
+    elif parts:
+        # Chunk framing or a head with a first body piece: one copy beats several syscalls.
+        await stream.send_all(b"".join(parts))
+
+
+# --------------------------------------------------------------------------- watched streams
+
+
+class _Watched(trio.abc.Stream):
+    """A stream that reports every read (for splice: bytes moving keep the connection open)."""
+
+    def __init__(self, inner: trio.abc.Stream, touch: Callable[[], None]) -> None:
+        self.inner = inner
+        self.touch = touch
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.inner.receive_some(max_bytes)
+        self.touch()
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _WatchedHalfCloseable(_Watched, trio.abc.HalfCloseableStream):
+    async def send_eof(self) -> None:
+        await cast(trio.abc.HalfCloseableStream, self.inner).send_eof()
+
+
+def _watch(stream: trio.abc.Stream, touch: Callable[[], None]) -> _Watched:
+    if isinstance(stream, trio.abc.HalfCloseableStream):
+        return _WatchedHalfCloseable(stream, touch)
+    return _Watched(stream, touch)

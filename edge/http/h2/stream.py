@@ -1,0 +1,513 @@
+"""One HTTP/2 request stream of the public https port, answered as an HTTP/1.1 exchange over a
+proxy stream of its own, as ngrok does (the agent and the upstream only ever see HTTP/1.1).
+
+Theory of operation
+-------------------
+`edge/http/h2/proxy.py` owns the client connection: its reader task feeds `h2` and fills each
+stream's `H2Stream` (body chunks, END_STREAM, window wake-ups, the RST_STREAM cancel scope), and
+it starts one task per request stream that calls `Exchanger.run`. This module is that task. It
+never touches the `H2Connection`: every HTTP/2 frame it sends goes through the connection's
+`Frames` (which queue on `h2` and flush under the connection's one write lock).
+
+`Exchanger.run` answers one stream: translate the head (`edge.http.headers.translate_h2_request`:
+Host from `:authority`, the same hop-by-hop and `X-Forwarded-*` rules as HTTP/1.1), route by
+that host, open a NEW proxy stream (`HttpRoute.open_stream`), write the request with an h11
+CLIENT machine (the body framed by the request's Content-Length, else chunked), and relay the
+response back as HTTP/2 headers and DATA frames. The proxy stream is closed at the end: one
+request per proxy stream, so nothing is kept between requests.
+
+Flow control. Request bodies: the task acknowledges (`Frames.acknowledge`) only what its proxy
+stream has taken, so an upload runs at the upstream's pace. Response bodies: the task reads at
+most `READ_SIZE` from its proxy stream, hands it to `Frames.send_body` (which sends DATA frames
+as the client's windows allow, waiting for WINDOW_UPDATE), and reads again only once it all
+went out.
+
+Errors the edge answers itself, as HTTP/2 responses on the stream (pages: `edge.http.error_pages`):
+
+| condition                                                         | status | code           |
+| ----------------------------------------------------------------- | ------ | -------------- |
+| no route for the :authority                                       | 404    | ERR_NGROK_3200 |
+| `open_stream` failed or took longer than `idle_timeout`           | 502    | ERR_NGROK_3200 |
+| the agent reset the stream STREAM_REFUSED before a response head  | 502    | ERR_NGROK_8012 |
+| EOF, another reset, or non-HTTP bytes before a whole response head| 502    | ERR_NGROK_3004 |
+| nothing moved on the stream for `idle_timeout` before a response  | 504    | BURROW_*       |
+| a missing or bad :authority, Content-Length values that disagree  | 400    | BURROW_*       |
+| a request body that breaks its Content-Length                     | 400    | BURROW_*       |
+| CONNECT (this is a reverse proxy; extended CONNECT is not offered)| 405    | BURROW_*       |
+
+Once a response head went out, a failure resets that stream (INTERNAL_ERROR) and nothing
+else. A response that ends before its request body did is followed by RST_STREAM(NO_ERROR),
+which tells the client to stop sending (RFC 9113 §8.1). Each phase of the exchange (opening the
+proxy stream, relaying, sending a page) has its own `idle_timeout` deadline, pushed later
+whenever bytes move (`H2Stream.touch`). The proxy stream is always closed when `run` returns;
+cancellation (the client's RST_STREAM, the connection ending) propagates after closing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol, cast
+
+import h11
+import trio
+from h2.errors import ErrorCodes
+
+from edge.config import HttpConfig
+from edge.http.error_pages import (
+    ErrorPage,
+    agent_unreachable,
+    bad_request,
+    endpoint_offline,
+    gateway_timeout,
+    invalid_response,
+    prefers_json,
+    render,
+    upstream_unreachable,
+)
+from edge.http.h1.exchange import (
+    READ_SIZE,
+    ClientBodyError,
+    ClientGoneError,
+    RelayError,
+    UpstreamError,
+)
+from edge.http.h1.proxy import CLOSE_TIMEOUT, HttpRouter
+from edge.http.headers import Headers, RefusedError, h2_response_headers, translate_h2_request
+from protocol.adapters.mux import reset_code
+from protocol.wire.errors import ErrorCode
+
+__all__ = ["Exchanger", "Frames", "H2Stream"]
+
+log = logging.getLogger(__name__)
+
+
+class Frames(Protocol):
+    """What a stream task asks of its client connection: every h2 call and every write."""
+
+    async def send_headers(
+        self, stream: H2Stream, headers: Headers, *, end_stream: bool = False
+    ) -> None:
+        """Send a header block on `stream`; raises ClientGoneError if the client's stream is
+        gone."""
+        ...
+
+    async def send_body(self, stream: H2Stream, data: bytes, *, end_stream: bool = False) -> None:
+        """Send `data` as the client's windows allow; raises ClientGoneError if the client's
+        stream is gone."""
+        ...
+
+    async def reset(self, stream: H2Stream, code: ErrorCodes) -> None:
+        """Reset `stream` (nothing if it is already closed)."""
+        ...
+
+    def acknowledge(self, stream_id: int, length: int) -> None:
+        """Give `length` flow-controlled bytes back to the client (sent by the next flush)."""
+        ...
+
+    async def flush(self) -> None:
+        """Send what is queued."""
+        ...
+
+
+class H2Stream:
+    """One request stream: what the reader hands its task, and how far the exchange got."""
+
+    __slots__ = (
+        "arrived",
+        "body",
+        "body_bytes",
+        "chunks",
+        "ended",
+        "fields",
+        "held",
+        "id",
+        "idle",
+        "request_done",
+        "request_sent",
+        "response_done",
+        "response_started",
+        "scope",
+        "started",
+        "status",
+        "timer",
+        "window",
+    )
+
+    def __init__(
+        self, stream_id: int, fields: list[tuple[bytes, bytes]], *, ended: bool, idle: float
+    ) -> None:
+        self.id = stream_id
+        self.fields = fields  # the request's header list, pseudo-headers first
+        self.body = not ended  # a body follows the head
+        self.chunks: list[bytes] = []  # body bytes not yet sent upstream
+        self.held = 0  # flow-controlled bytes received and not yet acknowledged
+        self.ended = ended  # the client's END_STREAM arrived
+        self.arrived = trio.Event()  # set when `chunks` or `ended` change
+        self.window = trio.Event()  # set when the client's windows may have opened
+        self.scope = trio.CancelScope()  # the task; cancelled by the client's RST_STREAM
+        self.idle = idle
+        self.timer: trio.CancelScope | None = None  # the current phase's idle deadline
+        self.started = trio.current_time()
+        self.request_done = ended  # the client's request body was read whole
+        self.request_sent = False  # ... and written whole to the proxy stream
+        self.response_started = False  # a final response head went to the client
+        self.response_done = False
+        self.status = 0
+        self.body_bytes = 0
+
+    def touch(self) -> None:
+        """Bytes moved: push the current phase's idle deadline later."""
+        timer = self.timer
+        if timer is not None:
+            timer.deadline = trio.current_time() + self.idle
+
+    def phase(self) -> trio.CancelScope:
+        """A new idle deadline scope for the next phase of the exchange."""
+        self.timer = trio.CancelScope(deadline=trio.current_time() + self.idle)
+        return self.timer
+
+
+class Exchanger:
+    """Answers the request streams of one client connection, each in the task that calls
+    `run`. `peer` names the client in logs; `client_ip` goes into X-Forwarded-For."""
+
+    __slots__ = ("client_ip", "frames", "limits", "peer", "router")
+
+    def __init__(
+        self,
+        frames: Frames,
+        *,
+        peer: str,
+        client_ip: bytes,
+        router: HttpRouter,
+        limits: HttpConfig,
+    ) -> None:
+        self.frames = frames
+        self.peer = peer
+        self.client_ip = client_ip
+        self.router = router
+        self.limits = limits
+
+    async def run(self, stream: H2Stream) -> None:
+        """Answer one request: route it, relay it over a new proxy stream, or answer a page. A
+        failure is answered (a page or a reset), not raised; the proxy stream is always closed."""
+        try:
+            request = translate_h2_request(
+                stream.fields, body=stream.body, client_ip=self.client_ip, scheme=b"https"
+            )
+        except RefusedError as refusal:
+            await self._refuse(stream, refusal.page, refusal.reason, accept=refusal.accept)
+            return
+        stream.fields = []  # translated: do not hold the originals for the whole exchange
+        host, accept = request.host, request.accept
+        route = self.router.route(host, "https")
+        if route is None:
+            page = endpoint_offline(host)
+            await self._refuse(stream, page, "no endpoint is online", accept=accept, host=host)
+            return
+        upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.limits.max_head_size)
+        try:
+            head = upstream.send(
+                h11.Request(method=request.method, target=request.target, headers=request.headers)
+            )
+        except h11.LocalProtocolError as exc:
+            page = bad_request(400, "The request cannot be forwarded.")
+            await self._refuse(stream, page, f"unforwardable request: {exc}", accept=accept)
+            return
+        assert head is not None
+        agent: trio.abc.HalfCloseableStream | None = None
+        with stream.phase() as timer:
+            try:
+                agent = await route.open_stream(self.peer)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                log.debug("http2 %s: open_stream failed: %s", self.peer, exc)
+        if agent is None:
+            reason = "the agent did not open a stream in time" if timer.cancelled_caught else ""
+            page = agent_unreachable(host)
+            await self._refuse(
+                stream, page, reason or "the agent is unreachable", accept=accept, host=host
+            )
+            return
+        failure: RelayError | None = None
+        clean = False
+        try:
+            with stream.phase() as timer:
+                try:
+                    await self._relay(stream, agent, upstream, head)
+                except RelayError as exc:
+                    failure = exc
+            clean = (
+                stream.response_done
+                and stream.request_sent
+                and upstream.their_state in (h11.DONE, h11.MUST_CLOSE)
+            )
+        finally:
+            await _close_agent_stream(agent, clean=clean)
+        if stream.response_done:
+            if not stream.ended:
+                await self.frames.reset(stream, ErrorCodes.NO_ERROR)  # stop sending, we answered
+            self._log_done(stream, request.method, host, request.target)
+        elif timer.cancelled_caught:
+            if stream.response_started:
+                log.warning(
+                    "http2 %s: %s: response aborted: nothing moved for %gs",
+                    self.peer,
+                    host,
+                    self.limits.idle_timeout,
+                )
+                await self.frames.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            else:
+                page = gateway_timeout(self.limits.idle_timeout)
+                reason = "nothing moved for the idle timeout before a response"
+                await self._refuse(stream, page, reason, accept=accept, host=host)
+        else:
+            assert failure is not None
+            await self._failed(stream, failure, route.forwards_to, accept, host)
+
+    async def _failed(
+        self,
+        stream: H2Stream,
+        failure: RelayError,
+        forwards_to: str,
+        accept: bytes | None,
+        host: str,
+    ) -> None:
+        """The exchange ended without a whole response: a page if none started, else reset."""
+        if isinstance(failure, ClientGoneError):
+            log.debug("http2 %s: %s", self.peer, failure)
+            return
+        if stream.response_started:
+            log.warning(
+                "http2 %s: %s: response aborted after it started: %s", self.peer, host, failure
+            )
+            await self.frames.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            return
+        if isinstance(failure, ClientBodyError):
+            page = bad_request(400, "The request body is malformed.")
+            reason = str(failure)
+        elif reset_code(_root(failure)) == ErrorCode.STREAM_REFUSED:
+            page = upstream_unreachable(forwards_to)
+            reason = f"the agent could not reach {forwards_to}"
+        else:
+            page = invalid_response()
+            reason = str(failure)
+        await self._refuse(stream, page, reason, accept=accept, host=host)
+
+    async def _refuse(
+        self,
+        stream: H2Stream,
+        page: ErrorPage,
+        reason: str,
+        *,
+        accept: bytes | None,
+        host: str | None = None,
+    ) -> None:
+        """Log and answer with an error page; then stop the request body if it is still
+        coming."""
+        level = logging.WARNING if page.status in (502, 504) else logging.INFO
+        log.log(
+            level,
+            "http2 %s: %s: %d %s: %s",
+            self.peer,
+            host or "-",
+            page.status,
+            page.code,
+            reason,
+        )
+        headers, body = render(page, as_json=prefers_json(accept))
+        fields: Headers = [(b":status", b"%d" % page.status)]
+        fields += [(name.lower(), value) for name, value in headers]
+        with stream.phase() as timer:
+            try:
+                await self.frames.send_headers(stream, fields)
+                await self.frames.send_body(stream, body, end_stream=True)
+            except ClientGoneError as exc:
+                log.debug("http2 %s: the page did not reach the client: %s", self.peer, exc)
+                return
+        if timer.cancelled_caught:  # the client granted no window for it
+            await self.frames.reset(stream, ErrorCodes.CANCEL)
+        elif not stream.ended:
+            await self.frames.reset(stream, ErrorCodes.NO_ERROR)
+
+    # ----------------------------------------------------------------------------- relaying
+
+    async def _relay(
+        self,
+        stream: H2Stream,
+        agent: trio.abc.HalfCloseableStream,
+        upstream: h11.Connection,
+        head: bytes,
+    ) -> None:
+        """Relay the request and its response; raises RelayError for what went wrong. A
+        response may come before the request ended (the request is then cut short)."""
+        if not stream.body:
+            try:
+                end = upstream.send(h11.EndOfMessage())
+            except h11.LocalProtocolError as exc:  # a Content-Length above 0, and no body
+                raise ClientBodyError(f"bad request body: {exc}") from exc
+            try:
+                await agent.send_all(head + end)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise UpstreamError(f"sending the request failed: {exc}") from exc
+            stream.request_sent = True
+            stream.touch()
+            await self._relay_response(stream, agent, upstream)
+            return
+        failures: list[RelayError] = []
+        async with trio.open_nursery() as nursery:
+
+            async def guard(relay: Callable[[], Awaitable[None]]) -> None:
+                try:
+                    await relay()
+                except RelayError as exc:
+                    failures.append(exc)
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(guard, lambda: self._relay_request(stream, agent, upstream, head))
+            await guard(lambda: self._relay_response(stream, agent, upstream))
+            if not stream.request_done:
+                nursery.cancel_scope.cancel()  # answered before the request ended
+        if failures:
+            raise failures[0]
+
+    async def _relay_request(
+        self,
+        stream: H2Stream,
+        agent: trio.abc.HalfCloseableStream,
+        upstream: h11.Connection,
+        head: bytes,
+    ) -> None:
+        """Client -> upstream: the head, then the body as it arrives, acknowledged to the
+        client only once the proxy stream took it."""
+        parts: list[bytes] = [head]
+        while True:
+            chunks, stream.chunks = stream.chunks, []
+            taken = stream.held
+            ended = stream.ended
+            try:
+                for chunk in chunks:
+                    parts.extend(_data(upstream, chunk))
+                if ended:
+                    parts.append(upstream.send(h11.EndOfMessage()))
+            except h11.LocalProtocolError as exc:  # more or less than its Content-Length
+                raise ClientBodyError(f"bad request body: {exc}") from exc
+            try:
+                await agent.send_all(b"".join(parts) if len(parts) != 1 else parts[0])
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                # Leave the verdict to the response side: the upstream may have answered
+                # already (and closed), or its reset tells why it is gone.
+                log.debug("http2 %s: upstream stopped taking the request: %s", self.peer, exc)
+                return
+            stream.touch()
+            if taken:
+                stream.held -= taken
+                self.frames.acknowledge(stream.id, taken)
+                await self.frames.flush()
+            if ended:
+                stream.request_done = stream.request_sent = True
+                return
+            parts = []
+            while not stream.chunks and not stream.ended:
+                stream.arrived = trio.Event()
+                await stream.arrived.wait()
+
+    async def _relay_response(
+        self, stream: H2Stream, agent: trio.abc.HalfCloseableStream, upstream: h11.Connection
+    ) -> None:
+        """Upstream -> client: 1xx heads, the head, the body; returns at the response's end."""
+        pending: Headers | None = None  # a head not sent yet: it may carry END_STREAM
+        ended = False
+        while True:
+            try:
+                event = upstream.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise UpstreamError.from_h11(
+                    exc, ended=ended, head_seen=bool(stream.status)
+                ) from exc
+            if event is h11.NEED_DATA:
+                if pending is not None:
+                    await self._send_final_headers(stream, pending)
+                    pending = None
+                try:
+                    data = await agent.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise UpstreamError(f"the upstream stream failed: {exc}") from exc
+                if data:
+                    stream.touch()
+                else:
+                    ended = True
+                upstream.receive_data(cast(bytes, data))
+                continue
+            kind = type(event)
+            if kind is h11.Data:
+                if pending is not None:
+                    await self._send_final_headers(stream, pending)
+                    pending = None
+                payload = cast(h11.Data, event).data
+                await self.frames.send_body(stream, payload)
+                stream.body_bytes += len(payload)
+            elif kind is h11.Response:
+                response = cast(h11.Response, event)
+                stream.status = response.status_code
+                pending = h2_response_headers(response.status_code, response.headers)
+            elif kind is h11.EndOfMessage:
+                if pending is not None:
+                    await self._send_final_headers(stream, pending, end_stream=True)
+                else:
+                    await self.frames.send_body(stream, b"", end_stream=True)
+                stream.response_done = True
+                return
+            elif kind is h11.InformationalResponse:
+                info = cast(h11.InformationalResponse, event)
+                if info.status_code == 101:
+                    raise UpstreamError("the upstream switched protocols, which HTTP/2 cannot")
+                informational = h2_response_headers(info.status_code, info.headers)
+                await self.frames.send_headers(stream, informational)
+            else:  # ConnectionClosed or PAUSED cannot come before the response ends
+                raise UpstreamError(f"the upstream stream ended early ({event!r})")
+
+    async def _send_final_headers(
+        self, stream: H2Stream, headers: Headers, *, end_stream: bool = False
+    ) -> None:
+        await self.frames.send_headers(stream, headers, end_stream=end_stream)
+        stream.response_started = True
+
+    def _log_done(self, stream: H2Stream, method: bytes, host: str, target: bytes) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        log.debug(
+            "http2 %s: %s %s %s %d %d %.1fms",
+            self.peer,
+            method.decode("ascii", "replace"),
+            host,
+            target.decode("ascii", "replace"),
+            stream.status,
+            stream.body_bytes,
+            (trio.current_time() - stream.started) * 1000,
+        )
+
+
+def _data(upstream: h11.Connection, chunk: bytes) -> list[bytes]:
+    """The bytes that frame `chunk` on `upstream`, the chunk itself among them (no copy)."""
+    parts = upstream.send_with_data_passthrough(h11.Data(data=chunk))
+    assert parts is not None  # None only for ConnectionClosed
+    return parts
+
+
+async def _close_agent_stream(stream: trio.abc.HalfCloseableStream, *, clean: bool) -> None:
+    if not clean:
+        await trio.aclose_forcefully(stream)
+        return
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.aclose()
+            return
+    await trio.aclose_forcefully(stream)
+
+
+def _root(failure: BaseException) -> BaseException:
+    """The exception a relay failure was raised from (a stream error carries the reset code)."""
+    cause = failure.__cause__
+    return cause if cause is not None else failure

@@ -1,0 +1,573 @@
+"""One agent session at the edge: Auth, Bind/Unbind, heartbeats, and proxy streams.
+
+Theory of operation: the session accepts the agent's typed streams and handles each in its own
+task. Until Auth succeeds only heartbeats and Auth are served, and Auth must succeed within
+`limits.auth_timeout` of the TCP accept (the TLS handshake counts). Auth fixes the session's
+codec (JSON for ngrok's SDKs, msgpack for Burrow's agent) from the first byte of its body.
+Each bound endpoint runs in its own cancel scope inside the session's nursery, so the session
+ending (transport loss, missed heartbeats, a resuming agent taking over, the edge shutting
+down) releases every endpoint at once: the registry forgets them in the same step in which
+their listeners are cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import trio
+
+from edge.endpoints.registry import EndpointRecord
+from edge.front_door.tcp_ports import open_tcp_endpoint_listeners, serve_tcp_endpoint
+from edge.store import Credential
+from edge.timestamps import rfc3339
+from edge.tunnels.acl import parse_acl
+from edge.tunnels.bind_options import refusal_message, unenforced_options
+from edge.tunnels.binding import BindRefused
+from edge.tunnels.hub import EdgeHub
+from protocol.adapters.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
+from protocol.adapters.mux import MuxSession, MuxStream, read_stream_type
+from protocol.adapters.rpc import RpcError, read_message, read_value, respond
+from protocol.rpc import errcodes
+from protocol.rpc.codec import Codec, encode_proxy_header
+from protocol.rpc.messages import (
+    BURROW_EDGE_VERSION_PREFIX,
+    Auth,
+    AuthResp,
+    AuthRespExtra,
+    Bind,
+    BindResp,
+    BindRespExtra,
+    PatchTunnelStateResp,
+    ProxyHeader,
+    SrvInfo,
+    SrvInfoResp,
+    StartTunnelWithLabelResp,
+    StreamType,
+    Unbind,
+    UnbindResp,
+    agent_keeps_large_windows,
+    agent_writes_proxy_headers,
+)
+from protocol.wire.errors import describe
+
+log = logging.getLogger(__name__)
+
+EDGE_VERSION = "0.1.0"
+#: AuthResp.Extra.Version: Burrow's agent reads the "burrow-edge/" prefix as "this edge's
+#: sender keeps credit past 256 KiB", and only then lets its receive windows grow.
+EDGE_VERSION_STRING = f"{BURROW_EDGE_VERSION_PREFIX}{EDGE_VERSION}"
+#: ProxyHeader.EdgeType by endpoint protocol: ngrok's legacy enum (1 TCP, 2 TLS, 3 HTTPS) as
+#: a decimal string; ngrok-rust reads http endpoints' streams the same way as https ones.
+EDGE_TYPES = {"tcp": "1", "tls": "2", "https": "3", "http": "3"}
+#: A stream's 4-byte type must arrive this quickly once the stream is open.
+STREAM_TYPE_TIMEOUT = 10.0
+#: An RPC request body must arrive this quickly once its stream is open.
+RPC_TIMEOUT = 10.0
+#: Streams an unauthenticated peer may hold open (Auth, heartbeat, and a little slack).
+PREAUTH_MAX_STREAMS = 4
+#: An Auth body is about 1 KiB; more than this before authentication is not an Auth.
+MAX_AUTH_SIZE = 64 * 1024
+#: Requests ngrok's agents may send that this edge answers with an error.
+UNSUPPORTED_REQUESTS: dict[
+    int, tuple[str, type[StartTunnelWithLabelResp | PatchTunnelStateResp]]
+] = {
+    StreamType.START_TUNNEL_WITH_LABEL: (
+        "labeled tunnels (ngrok Edges); bind an endpoint URL instead",
+        StartTunnelWithLabelResp,
+    ),
+    StreamType.PATCH_TUNNEL_STATE: (
+        "changing a live endpoint; restart it instead",
+        PatchTunnelStateResp,
+    ),
+}
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    record: EndpointRecord
+    listeners: list[trio.SocketListener]
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class AgentSession:
+    def __init__(
+        self,
+        hub: EdgeHub,
+        mux: MuxSession,
+        remote: tuple[str, int],
+        *,
+        auth_deadline: float | None = None,
+    ) -> None:
+        self.hub = hub
+        #: trio time by which Auth must have succeeded (counted from the TCP accept).
+        self.auth_deadline = auth_deadline
+        self.mux = mux
+        self.remote = remote
+        self.id = hub.new_id("ts")
+        self.client_id = ""
+        self.codec: Codec | None = None
+        self.credential: Credential | None = None
+        self.auth: Auth | None = None
+        self.stop_reason = ""
+        self.started_at: datetime | None = None
+        self._authenticated = trio.Event()
+        self._auth_started = False
+        self._peer_heartbeat = False
+        # Until Auth succeeds a connection may hold only a few streams (Auth, a heartbeat and
+        # little else), so an unauthenticated peer cannot make the edge buffer much.
+        mux.limit_streams(PREAUTH_MAX_STREAMS)
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        """Serve the session until it ends; every endpoint is released before this returns."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._enforce_auth_deadline)
+                    while True:
+                        try:
+                            stream = await self.mux.accept_stream()
+                        except trio.BrokenResourceError:
+                            self.stop_reason = self.stop_reason or self._ended_by_peer()
+                            break
+                        nursery.start_soon(self._handle_stream, stream)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._release_all()
+            if self.credential is not None:
+                self.hub.unregister(self)
+                self._record("agent_session_stop.v0", stopped=True)
+            log.info(
+                "session %s ended (%s): %d endpoints released",
+                self.id,
+                self.stop_reason or "closed",
+                len(self._endpoints),
+            )
+
+    @property
+    def credential_id(self) -> str | None:
+        return self.credential.id if self.credential is not None else None
+
+    def stop(self, reason: str) -> None:
+        """End the session now (endpoints are released at once; GOAWAY follows)."""
+        self.stop_reason = reason
+        self._release_all()
+        self._scope.cancel()
+
+    async def _enforce_auth_deadline(self) -> None:
+        deadline = self.auth_deadline
+        if deadline is None:
+            deadline = trio.current_time() + self.hub.config.limits.auth_timeout
+        with trio.move_on_at(deadline):
+            await self._authenticated.wait()
+            return
+        log.warning("session %s from %s: no Auth in time; closing", self.id, self._peer())
+        self.stop("no Auth before the deadline")
+
+    async def _handle_stream(self, stream: MuxStream) -> None:
+        try:
+            with trio.fail_after(STREAM_TYPE_TIMEOUT):
+                stream_type = await read_stream_type(stream)
+            if stream_type == StreamType.HEARTBEAT:
+                if self._peer_heartbeat:
+                    log.warning("session %s: a second heartbeat stream; closing it", self.id)
+                    return
+                self._peer_heartbeat = True
+                await answer_heartbeats(stream)
+            elif stream_type == StreamType.AUTH:
+                if self._auth_started:
+                    log.warning("session %s: a second Auth; closing the session", self.id)
+                    self.stop("a second Auth")
+                    return
+                self._auth_started = True
+                await self._serve_auth(stream)
+            elif not self._authenticated.is_set():
+                log.warning("session %s: stream type %d before Auth", self.id, stream_type)
+            elif stream_type == StreamType.BIND:
+                await self._serve_bind(stream)
+            elif stream_type == StreamType.UNBIND:
+                await self._serve_unbind(stream)
+            elif stream_type == StreamType.SRV_INFO:
+                await self._serve_rpc_srv_info(stream)
+            elif stream_type in UNSUPPORTED_REQUESTS:
+                await self._refuse_request(stream, *UNSUPPORTED_REQUESTS[stream_type])
+            else:
+                log.info("session %s: ignoring stream type %d", self.id, stream_type)
+        except trio.TooSlowError:
+            log.warning(
+                "session %s: stream %d stalled before its request", self.id, stream.stream_id
+            )
+        except RpcError as exc:
+            log.warning("session %s: bad request on stream %d: %s", self.id, stream.stream_id, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            stream.close_now()
+
+    # ---------------------------------------------------------------------------------- auth
+
+    async def _serve_auth(self, stream: MuxStream) -> None:
+        with trio.fail_after(RPC_TIMEOUT):
+            auth, codec = await read_message(stream, Auth, None, max_size=MAX_AUTH_SIZE)
+        self.codec = codec
+        self.auth = auth
+        token = auth.extra.authtoken
+        credential = self.hub.store.authenticate(token) if token else None
+        if credential is None:
+            revoked = self.hub.store.revoked_credential_id(token) if token else None
+            if not token:
+                code = errcodes.ERR_NGROK_4018
+                message = (
+                    "Usage of Burrow requires an authtoken. "
+                    "Pass --authtoken or set BURROW_AUTHTOKEN."
+                )
+            elif revoked is not None:
+                code = errcodes.ERR_NGROK_300
+                message = (
+                    f"The authtoken credential {revoked} has been revoked. "
+                    "Ask the edge's operator for a new one."
+                )
+            else:
+                code = errcodes.ERR_NGROK_107
+                message = (
+                    "The authtoken you specified is invalid. "
+                    "Ask the edge's operator for a new one (burrow-edge credential create)."
+                )
+            log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
+            await respond(
+                stream,
+                AuthResp(version="2", error=errcodes.format_wire_error(message, code)),
+                codec,
+            )
+            await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
+            self.stop(f"auth refused: {code}")
+            return
+        resuming = bool(auth.client_id) and self.hub.resume(
+            auth.client_id, auth.extra.cookie, credential.id
+        )
+        if credential.max_sessions is not None and not resuming:
+            live = self.hub.sessions_of(credential.id)
+            if live >= credential.max_sessions:
+                message = (
+                    f"This authtoken is limited to {credential.max_sessions} simultaneous agent "
+                    f"sessions and {live} are running. Stop one of them, or ask the edge's "
+                    "operator to raise the credential's max_sessions."
+                )
+                log.warning("session %s: refused, %s", self.id, message)
+                await respond(
+                    stream,
+                    AuthResp(
+                        version="2",
+                        error=errcodes.format_wire_error(message, errcodes.ERR_NGROK_108),
+                    ),
+                    codec,
+                )
+                await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
+                self.stop(f"auth refused: {errcodes.ERR_NGROK_108}")
+                return
+        self.credential = credential
+        if resuming:
+            self.client_id = auth.client_id
+            log.info("session %s resumes client %s", self.id, self.client_id)
+        else:
+            self.client_id = self.hub.new_id("cl")
+        cookie = self.hub.register(self, credential_id=credential.id)
+        await respond(
+            stream,
+            AuthResp(
+                version="2",
+                client_id=self.client_id,
+                extra=AuthRespExtra(
+                    version=EDGE_VERSION_STRING,
+                    region="local",
+                    cookie=cookie,
+                    account_name=credential.account_id,
+                    plan_name="self-hosted",
+                    agent_session_id=self.id,
+                ),
+            ),
+            codec,
+        )
+        self.mux.limit_streams(self.hub.config.limits.max_streams_per_session)
+        if agent_keeps_large_windows(auth):
+            self.mux.allow_window_growth()
+        self._authenticated.set()
+        self.started_at = datetime.now(UTC)
+        self._record("agent_session_start.v0", stopped=False)
+        log.info(
+            "session %s from %s authenticated: credential %s, %s %s",
+            self.id,
+            self._peer(),
+            credential.id,
+            auth.extra.client_type or "agent",
+            auth.extra.version,
+        )
+        assert self._nursery is not None
+        self._nursery.start_soon(self._heartbeat)
+
+    async def _heartbeat(self) -> None:
+        beats = self.hub.config.heartbeat
+        try:
+            await send_heartbeats(self.mux, interval=beats.interval, tolerance=beats.tolerance)
+        except HeartbeatTimeout as exc:
+            log.warning("session %s: %s; dropping it", self.id, exc)
+            self.stop(f"heartbeat: {exc}")
+
+    # ---------------------------------------------------------------------------------- bind
+
+    async def _serve_bind(self, stream: MuxStream) -> None:
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            bind, _ = await read_message(stream, Bind, self.codec)
+        try:
+            response = await self._bind(bind)
+        except BindRefused as exc:
+            log.warning("session %s: bind refused: %s (%s)", self.id, exc.message, exc.code)
+            response = BindResp(id=bind.id, proto=bind.proto, opts=bind.opts, error=exc.wire())
+        await respond(stream, response, self.codec)
+
+    async def _bind(self, bind: Bind) -> BindResp:
+        assert self.credential is not None
+        cap = self.hub.config.limits.max_endpoints_per_session
+        if self.credential.max_endpoints is not None:
+            cap = min(cap, self.credential.max_endpoints)
+        if len(self._endpoints) >= cap:
+            raise BindRefused(
+                f"Your session may serve at most {cap} endpoints.", errcodes.ERR_NGROK_324
+            )
+        assert self.auth is not None
+        refused = unenforced_options(
+            bind, agent_writes_proxy_headers=agent_writes_proxy_headers(self.auth)
+        )
+        if refused:
+            asked = bind.opts.get("URL") or f"this {bind.proto or 'unnamed'} endpoint"
+            raise BindRefused(refusal_message(str(asked), refused))
+        target = self.hub.binder.resolve(bind)
+        self._check_acl(target.url, target.host)
+        previous = self._endpoints.get(bind.id) if bind.id else None
+        if previous is not None and previous.record.url == target.url:
+            # The same bind id asking for its own URL again: replace, don't refuse.
+            self._release(self._endpoints.pop(bind.id))
+        if self.hub.registry.lookup(target.url) is not None:
+            raise BindRefused(
+                f"The tunnel '{target.url}' is already bound to another tunnel session",
+                errcodes.ERR_NGROK_334,
+            )
+        listeners: list[trio.SocketListener] = []
+        if target.scheme == "tcp" and target.binding == "public":
+            assert target.port is not None
+            try:
+                listeners = await open_tcp_endpoint_listeners(
+                    self.hub.config.tcp.bind_host, target.port
+                )
+            except OSError as exc:
+                # Another program holds the port. Say 334 (already bound) so that an agent
+                # reconnecting after an outage backs off and retries instead of giving up.
+                raise BindRefused(
+                    f"tcp port {target.port} is in use on the edge's host ({exc.strerror}); "
+                    "ask for another port, or free this one.",
+                    errcodes.ERR_NGROK_334,
+                ) from exc
+        bind_id = bind.id or self.hub.new_id("tun")
+        token = bind.extra.token or self.hub.new_token(24)
+        record = EndpointRecord(
+            url=target.url,
+            proto=target.scheme,
+            bind_id=bind_id,
+            token=token,
+            session_id=self.id,
+            client_id=self.client_id,
+            port=target.port if target.binding == "public" else None,
+            binding=target.binding,
+            host=target.host,
+            forwards_to=bind.forwards_to,
+            owner=self,
+        )
+        old = self._endpoints.pop(bind_id, None)
+        if old is not None:
+            self._release(old)
+        self.hub.registry.add(record)
+        endpoint = _Endpoint(record, listeners)
+        self._endpoints[bind_id] = endpoint
+        if listeners:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_tcp, endpoint)
+        # http, https and tls endpoints are served by the front door, which finds them in the
+        # registry by Host or SNI. Internal endpoints get no public route at all: only
+        # forward-internal (a Traffic Policy action, not built yet) will reach them.
+        log.info("session %s bound %s (%s, id %s)", self.id, target.url, target.binding, bind_id)
+        self._record_endpoint("endpoint_bound.v0", record, reason="")
+        url = self.hub.public_url(record)
+        opts = dict(bind.opts)
+        if target.scheme == "tcp":
+            opts["Addr"] = url.removeprefix("tcp://")
+        opts["URL"] = url
+        opts.setdefault("ProxyProto", 0)
+        return BindResp(
+            id=bind_id,
+            url=url,
+            proto=target.scheme,
+            opts=opts,
+            extra=BindRespExtra(token=token),
+        )
+
+    def _check_acl(self, url: str, host: str) -> None:
+        """Refuse with ERR_NGROK_308 a URL the credential's bind ACL does not allow."""
+        assert self.credential is not None
+        acl = parse_acl(self.credential.acl)  # validated when the credential was created
+        if not acl.allows(host):
+            rules = ", ".join(self.credential.acl)
+            raise BindRefused(
+                f"Your authtoken may not bind '{url}': its ACL allows only {rules}. Use a "
+                f"credential whose ACL includes bind:{host}.",
+                errcodes.ERR_NGROK_308,
+            )
+
+    async def _serve_tcp(self, endpoint: _Endpoint) -> None:
+        with endpoint.scope:
+            await serve_tcp_endpoint(endpoint.listeners, endpoint.record, self)
+
+    async def open_proxy(self, record: EndpointRecord, client_addr: str) -> MuxStream:
+        """A proxy stream (type 3) to the agent for one public connection or HTTP exchange,
+        its ProxyHeader written (§8.8). `trio.BrokenResourceError` if the session is gone."""
+        stream = await self.mux.open_typed_stream(StreamType.PROXY)
+        header = ProxyHeader(
+            id=record.bind_id,
+            client_addr=client_addr,
+            proto=record.proto,
+            edge_type=EDGE_TYPES[record.proto],
+            passthrough_tls=record.proto == "tls",
+        )
+        try:
+            await stream.send_all(encode_proxy_header(header, self.codec or Codec.JSON))
+        except BaseException:
+            stream.close_now()
+            raise
+        return stream
+
+    async def _serve_unbind(self, stream: MuxStream) -> None:
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            unbind, _ = await read_message(stream, Unbind, self.codec)
+        endpoint = self._endpoints.pop(unbind.id, None)
+        if endpoint is None:
+            error = errcodes.format_wire_error(
+                f"No endpoint with id '{unbind.id}' in this session.", errcodes.ERR_NGROK_3209
+            )
+            await respond(stream, UnbindResp(error=error), self.codec)
+            return
+        self._release(endpoint)
+        log.info("session %s unbound %s", self.id, endpoint.record.url)
+        await respond(stream, UnbindResp(), self.codec)
+
+    async def _refuse_request(
+        self,
+        stream: MuxStream,
+        what: str,
+        response: type[StartTunnelWithLabelResp | PatchTunnelStateResp],
+    ) -> None:
+        """Answer a request Burrow does not implement with an Error string (not a bare EOF)."""
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            await read_value(stream, self.codec)
+        message = f"This Burrow edge does not support {what}."
+        await respond(stream, response(error=message), self.codec)
+
+    async def _serve_rpc_srv_info(self, stream: MuxStream) -> None:
+        assert self.codec is not None
+        with trio.fail_after(RPC_TIMEOUT):
+            await read_message(stream, SrvInfo, self.codec)
+        await respond(stream, SrvInfoResp(region="local"), self.codec)
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _audit_refs(self) -> tuple[dict[str, object], dict[str, object]]:
+        """(credential reference, principal) for this session's audit events: the principal is
+        the credential's owning service user, else the credential itself."""
+        credential = self.credential
+        assert credential is not None
+        credential_ref: dict[str, object] = {
+            "id": credential.id,
+            "uri": f"/credentials/{credential.id}",
+        }
+        principal: dict[str, object] = {
+            "id": credential.owner_id or credential.id,
+            "source": "agent",
+            "credential": credential_ref,
+        }
+        return credential_ref, principal
+
+    def _record_endpoint(self, event_type: str, record: EndpointRecord, *, reason: str) -> None:
+        credential_ref, principal = self._audit_refs()
+        obj: dict[str, object] = {
+            "url": record.url,
+            "proto": record.proto,
+            "binding": record.binding,
+            "tunnel_session": {"id": self.id, "uri": f"/tunnel_sessions/{self.id}"},
+            "credential": credential_ref,
+        }
+        if event_type == "endpoint_unbound.v0":
+            obj["reason"] = reason
+        self.hub.events.record(event_type, obj, principal=principal)
+
+    def _ended_by_peer(self) -> str:
+        goaway = self.mux.goaway
+        if goaway is not None:
+            why = describe(goaway.error_code)
+            debug = goaway.debug.decode(errors="replace")
+            return (
+                f"agent closed the session ({why}: {debug})"
+                if debug
+                else (f"agent closed the session ({why})")
+            )
+        return f"transport closed: {self.mux.error}"
+
+    def _record(self, event_type: str, *, stopped: bool) -> None:
+        """An audit event in ngrok's shape: who, which session, from where, and why it
+        stopped."""
+        auth, started_at = self.auth, self.started_at
+        assert auth is not None and started_at is not None
+        credential_ref, principal = self._audit_refs()
+        obj: dict[str, object] = {
+            "session": {"id": self.id, "uri": f"/tunnel_sessions/{self.id}"},
+            "credential": credential_ref,
+            "agent_ip": self.remote[0],
+            "region": "local",
+            "ingress_hostname": self.hub.config.connect_host,
+            "user_agent": auth.extra.user_agent,
+            "metadata": auth.extra.metadata,
+            "os": auth.extra.os,
+            "arch": auth.extra.arch,
+            "version": auth.extra.version,
+            "transport": "muxado",
+            "started_at": rfc3339(started_at),
+            "error": self.stop_reason if stopped else "",
+        }
+        if stopped:
+            obj["stopped_at"] = rfc3339(datetime.now(UTC))
+        self.hub.events.record(event_type, obj, principal=principal)
+
+    def _release(self, endpoint: _Endpoint) -> None:
+        """Forget the endpoint and free its port now: the listening sockets close in this step
+        (not when its tasks finish unwinding), so the URL can be bound again at once."""
+        if self.hub.registry.remove(endpoint.record):
+            self._record_endpoint(
+                "endpoint_unbound.v0", endpoint.record, reason=self.stop_reason or "unbound"
+            )
+        endpoint.scope.cancel()
+        for listener in endpoint.listeners:
+            listener.socket.close()
+
+    def _release_all(self) -> None:
+        for endpoint in self._endpoints.values():
+            self._release(endpoint)
+
+    def _peer(self) -> str:
+        return f"{self.remote[0]}:{self.remote[1]}"

@@ -1,0 +1,529 @@
+"""`burrow-edge`'s commands through the admin API (edge/cli/api_client.py and
+edge/cli/main.py), against a
+tiny stdlib HTTP server on 127.0.0.1 that answers canned ngrok-shaped JSON and records every
+request (method, path, query, headers, JSON body)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from edge.cli.api_client import AdminClient, ApiClientError, ApiError, UnreachableError
+from edge.cli.main import _follow_events, build_parser, main
+
+KEY = "2abcDEF_0123456789abcdefghij"
+TS = "2024-05-01T12:00:00Z"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+Answer = tuple[int, Any]
+Route = Answer | Callable[[Seen], Answer]
+
+
+class FakeApi:
+    """Routes (method, path) to a canned answer or a function of the request."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.seen: list[Seen] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                request = Seen(
+                    method=self.command,
+                    path=parts.path,
+                    query=parse_qs(parts.query),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=json.loads(raw) if raw else None,
+                )
+                api.seen.append(request)
+                route = api.routes.get((request.method, request.path))
+                if route is None:
+                    status, body = 404, error(404, "ERR_NGROK_404", f"No {request.path}.")
+                elif callable(route):
+                    status, body = route(request)
+                else:
+                    status, body = route
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                if status != 204:
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if status != 204:
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _any  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def on(self, method: str, path: str, route: Route) -> None:
+        self.routes[(method, path)] = route
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def error(status: int, code: str, msg: str) -> dict[str, Any]:
+    return {
+        "error_code": code,
+        "status_code": status,
+        "msg": msg,
+        "details": {"operation_id": "op_1"},
+    }
+
+
+def credential(id_: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "uri": f"http://x/credentials/{id_}",
+        "created_at": TS,
+        "description": "",
+        "metadata": "",
+        "token": None,
+        "acl": [],
+        "owner_id": None,
+        "active": True,
+        "max_sessions": None,
+        "max_endpoints": None,
+        **fields,
+    }
+
+
+def user(id_: str, name: str, active: bool = True) -> dict[str, Any]:
+    uri = f"http://x/service_users/{id_}"
+    return {"id": id_, "uri": uri, "name": name, "active": active, "created_at": TS}
+
+
+def event(id_: str, event_type: str = "agent_session_stop.v0") -> dict[str, Any]:
+    return {
+        "event_id": id_,
+        "event_type": event_type,
+        "event_timestamp": "2024-05-01T12:00:00.000001Z",
+        "account_id": "acct_1",
+        "principal": None,
+        "object": {},
+    }
+
+
+def listing(prop: str, items: list[Any], more: bool = False) -> Answer:
+    return 200, {"uri": "x", prop: items, "next_page_uri": "http://x/next" if more else None}
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    server = FakeApi()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BURROW_API_KEY", raising=False)
+    monkeypatch.delenv("BURROW_API_URL", raising=False)
+
+
+def run(api: FakeApi, *args: str) -> int:
+    return main([*args, "--api-key", KEY, "--api-url", api.url])
+
+
+def refused_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# ---------------------------------------------------------------------------------- the client
+
+
+def test_requests_carry_the_key_the_version_and_a_json_body(api: FakeApi) -> None:
+    api.on("POST", "/credentials", (201, credential("cr_1", token="tok")))
+    client = AdminClient(api.url + "/", KEY)
+    created = client.create_credential(
+        description="box", acl=["bind:*.a.internal"], owner_id="service_1", max_sessions=2
+    )
+    assert created["token"] == "tok"
+    [seen] = api.seen
+    assert (seen.method, seen.path) == ("POST", "/credentials")
+    assert seen.headers["authorization"] == f"Bearer {KEY}"
+    assert seen.headers["ngrok-version"] == "2"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.body == {
+        "description": "box",
+        "metadata": "",
+        "acl": ["bind:*.a.internal"],
+        "owner_id": "service_1",
+        "max_sessions": 2,
+    }
+
+
+def test_get_has_no_body_and_lists_follow_the_pages(api: FakeApi) -> None:
+    def credentials(seen: Seen) -> Answer:
+        if "before_id" not in seen.query:
+            return listing("credentials", [credential("cr_3"), credential("cr_2")], more=True)
+        assert seen.query["before_id"] == ["cr_2"]
+        return listing("credentials", [credential("cr_1")])
+
+    api.on("GET", "/credentials", credentials)
+    ids = [c["id"] for c in AdminClient(api.url, KEY).list_credentials()]
+    assert ids == ["cr_3", "cr_2", "cr_1"]
+    assert [s.query["limit"] for s in api.seen] == [["100"], ["100"]]
+    assert all(s.body is None and "content-type" not in s.headers for s in api.seen)
+
+
+def test_api_keys_list_under_keys_and_no_content_is_none(api: FakeApi) -> None:
+    api.on("GET", "/api_keys", listing("keys", [{"id": "ak_1"}]))
+    api.on("DELETE", "/api_keys/ak_1", (204, b""))
+    api.on("POST", "/tunnel_sessions/ts_1/stop", (204, b""))
+    client = AdminClient(api.url, KEY)
+    assert client.list_api_keys() == [{"id": "ak_1"}]
+    client.delete_api_key("ak_1")
+    client.stop_tunnel_session("ts_1")
+    assert [(s.method, s.path) for s in api.seen[1:]] == [
+        ("DELETE", "/api_keys/ak_1"),
+        ("POST", "/tunnel_sessions/ts_1/stop"),
+    ]
+
+
+def test_ids_cannot_escape_their_path_segment(api: FakeApi) -> None:
+    api.on("DELETE", "/credentials/../api_keys/ak_1", (204, b""))
+    with pytest.raises(ApiError) as caught:
+        AdminClient(api.url, KEY).delete_credential("../api_keys/ak_1")
+    assert caught.value.status == 404
+    assert api.seen[0].path == "/credentials/..%2Fapi_keys%2Fak_1"
+
+
+def test_error_bodies_become_api_errors(api: FakeApi) -> None:
+    api.on("PATCH", "/credentials/cr_x", (404, error(404, "ERR_NGROK_404", "No credential.")))
+    with pytest.raises(ApiError) as caught:
+        AdminClient(api.url, KEY).update_credential("cr_x", active=False)
+    assert (caught.value.status, caught.value.error_code) == (404, "ERR_NGROK_404")
+    assert caught.value.operation_id == "op_1"
+    assert str(caught.value) == "No credential. (ERR_NGROK_404)"
+
+
+def test_a_reply_that_is_not_the_api_is_said_so(api: FakeApi) -> None:
+    api.on("GET", "/credentials", (200, b"<html>hello</html>"))
+    api.on("GET", "/service_users", (502, b"Bad gateway"))
+    client = AdminClient(api.url, KEY)
+    with pytest.raises(ApiClientError, match="without a JSON object"):
+        client.list_credentials()
+    with pytest.raises(ApiError, match="HTTP 502"):
+        client.list_service_users()
+
+
+def test_connection_refused_names_the_url() -> None:
+    url = refused_url()
+    with pytest.raises(UnreachableError) as caught:
+        AdminClient(url, KEY).list_credentials()
+    assert str(caught.value) == (
+        f"no edge answers at {url} (is burrow-edge serve running? is admin enabled?)"
+    )
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:4041", "ftp://x", "http://", "http://x:99999"])
+def test_bad_urls_are_refused_before_connecting(url: str) -> None:
+    with pytest.raises(ApiClientError, match="API URL"):
+        AdminClient(url, KEY)
+
+
+# ---------------------------------------------------------------------------------- the CLI
+
+
+def test_credential_create_prints_the_token_last(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("POST", "/credentials", (201, credential("cr_1", token="the-token")))
+    args = ["credential", "create", "--owner", "service_1", "--acl", "bind:*", "--acl", "bind:x"]
+    assert run(api, *args, "--max-sessions", "2", "--max-endpoints", "3", "--metadata", "m") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "credential cr_1 created; its authtoken (shown only now):",
+        "the-token",
+    ]
+    assert api.seen[0].body == {
+        "description": "",
+        "metadata": "m",
+        "acl": ["bind:*", "bind:x"],
+        "owner_id": "service_1",
+        "max_sessions": 2,
+        "max_endpoints": 3,
+    }
+
+
+def test_credential_list_revoke_activate_delete(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limited = credential("cr_2", acl=["bind:a"], max_sessions=2, max_endpoints=5, description="d")
+    api.on("GET", "/credentials", listing("credentials", [limited, credential("cr_1")]))
+    api.on("PATCH", "/credentials/cr_2", lambda s: (200, {**limited, **s.body}))
+    api.on("DELETE", "/credentials/cr_2", (204, b""))
+    assert run(api, "credential", "list") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"cr_2  {TS}  active  acl=bind:a  max_sessions=2  max_endpoints=5  d",
+        f"cr_1  {TS}  active  acl=-  max_sessions=-  max_endpoints=-  ",
+    ]
+    assert run(api, "credential", "list", "--json") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["cr_2", "cr_1"]
+    assert run(api, "credential", "revoke", "cr_2") == 0
+    assert run(api, "credential", "activate", "cr_2") == 0
+    assert run(api, "credential", "delete", "cr_2") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "credential cr_2 revoked",
+        "credential cr_2 activated",
+        "credential cr_2 deleted",
+    ]
+    assert [(s.method, s.body) for s in api.seen[2:]] == [
+        ("PATCH", {"active": False}),
+        ("PATCH", {"active": True}),
+        ("DELETE", None),
+    ]
+    assert run(api, "credential", "revoke", "cr_2", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["active"] is False
+
+
+def test_service_users_through_the_api(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("POST", "/service_users", lambda s: (201, user("service_1", s.body["name"])))
+    api.on("GET", "/service_users", listing("service_users", [user("service_1", "a", False)]))
+    api.on("PATCH", "/service_users/service_1", lambda s: (200, user("service_1", "a")))
+    api.on("DELETE", "/service_users/service_1", (204, b""))
+    owned = [credential("cr_1", owner_id="service_1"), credential("cr_2")]
+    api.on("GET", "/credentials", listing("credentials", owned))
+    api.on("GET", "/api_keys", listing("keys", [{"id": "ak_1", "owner_id": "service_1"}]))
+    assert run(api, "service-user", "create", "clinic-a") == 0
+    assert run(api, "service-user", "list") == 0
+    assert run(api, "service-user", "deactivate", "service_1") == 0
+    assert run(api, "service-user", "activate", "service_1") == 0
+    assert run(api, "service-user", "delete", "service_1") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "service user service_1 (clinic-a) created",
+        f"service_1  {TS}  inactive  a",
+        "service user service_1 deactivated",
+        "service user service_1 activated",
+        "service user service_1 deleted with 1 credential(s) and 1 API key(s)",
+    ]
+    assert api.seen[0].body == {"name": "clinic-a"}
+    assert [s.body for s in api.seen if s.method == "PATCH"] == [
+        {"active": False},
+        {"active": True},
+    ]
+    assert run(api, "service-user", "create", "b", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "b"
+
+
+def test_api_keys_through_the_api(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    made = {"id": "ak_2", "created_at": TS, "description": "ci", "token": "tok", "owner_id": None}
+    api.on("POST", "/api_keys", (201, made))
+    api.on("GET", "/api_keys", listing("keys", [{**made, "token": None}]))
+    api.on("DELETE", "/api_keys/ak_2", (204, b""))
+    assert run(api, "api-key", "create", "--description", "ci") == 0
+    assert run(api, "api-key", "list") == 0
+    assert run(api, "api-key", "delete", "ak_2") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "API key ak_2 created; use it as 'Authorization: Bearer <key>'.",
+        "Its token (shown only now):",
+        "tok",
+        f"ak_2  {TS}  owner=-  ci",
+        "API key ak_2 deleted",
+    ]
+    assert api.seen[0].body == {"description": "ci", "metadata": ""}
+
+
+def test_sessions_list_and_stop(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    session = {
+        "id": "ts_1",
+        "started_at": TS,
+        "credential": {"id": "cr_1", "uri": "x"},
+        "ip": "127.0.0.1",
+        "agent_version": "0.1.0",
+        "os": "linux",
+        "metadata": "box",
+    }
+    api.on("GET", "/tunnel_sessions", listing("tunnel_sessions", [session]))
+    endpoint = {"id": "ep_1", "url": "tcp://127.0.0.1:21000", "tunnel_session": {"id": "ts_1"}}
+    api.on("GET", "/endpoints", listing("endpoints", [endpoint]))
+    api.on("POST", "/tunnel_sessions/ts_1/stop", (204, b""))
+    assert run(api, "sessions", "list") == 0
+    assert run(api, "sessions", "stop", "ts_1") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"ts_1  {TS}  credential=cr_1  ip=127.0.0.1  agent=0.1.0/linux  "
+        "endpoints=tcp://127.0.0.1:21000  box",
+        "session ts_1 stopped",
+    ]
+    assert run(api, "sessions", "list", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == session
+
+
+def test_api_errors_are_one_line_and_exit_1(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("POST", "/credentials", (400, error(400, "ERR_NGROK_10007", "acl[0]: bad rule")))
+    assert run(api, "credential", "create", "--acl", "nope") == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == "burrow-edge: acl[0]: bad rule (ERR_NGROK_10007)\n"
+
+
+def test_nobody_listening_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    url = refused_url()
+    assert main(["credential", "list", "--api-key", KEY, "--api-url", url]) == 1
+    assert capsys.readouterr().err == (
+        f"burrow-edge: no edge answers at {url} (is burrow-edge serve running? is admin enabled?)\n"
+    )
+
+
+def test_the_environment_gives_key_and_url(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("GET", "/credentials", listing("credentials", []))
+    monkeypatch.setenv("BURROW_API_KEY", KEY)
+    monkeypatch.setenv("BURROW_API_URL", api.url)
+    assert main(["credential", "list"]) == 0
+    assert api.seen[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_an_explicit_data_dir_stays_offline_whatever_the_environment_says(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BURROW_API_KEY", KEY)
+    monkeypatch.setenv("BURROW_API_URL", api.url)
+    assert main(["service-user", "create", "a", "--data-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "burrow.db").exists()
+    assert api.seen == []
+
+
+def test_api_key_and_data_dir_together_are_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["credential", "list", "--api-key", KEY, "--data-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "give one of them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["sessions", "list"], ["sessions", "stop", "ts_1"], ["events", "list", "--follow"]],
+)
+def test_commands_that_need_the_edge_say_how_to_get_a_key(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    for needed in ("BURROW_API_KEY", "--api-key", "burrow-edge init", "api-key create"):
+        assert needed in err
+
+
+def test_offline_api_key_list_and_delete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offline = ["--data-dir", str(tmp_path)]
+    assert main(["api-key", "create", "--description", "ci", *offline]) == 0
+    key_id = capsys.readouterr().out.split()[2]
+    assert main(["api-key", "list", *offline]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(key_id) and line.endswith("owner=-  ci")
+    assert main(["api-key", "delete", key_id, *offline]) == 0
+    assert capsys.readouterr().out == f"API key {key_id} deleted\n"
+    assert main(["api-key", "delete", key_id, *offline]) == 1
+    assert main(["events", "list", "--type", "api_key_deleted.v0", *offline]) == 0
+    assert json.loads(capsys.readouterr().out)["object"]["id"] == key_id
+
+
+def test_events_list_pages_through_the_api(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def events(seen: Seen) -> Answer:
+        assert seen.query["type"] == ["agent_session_stop.v0"]
+        if "before_id" not in seen.query:
+            return listing("events", [event(f"ev_{i}") for i in range(150, 50, -1)], more=True)
+        assert seen.query["before_id"] == ["ev_51"]
+        return listing("events", [event(f"ev_{i}") for i in range(50, 0, -1)])
+
+    api.on("GET", "/events", events)
+    assert run(api, "events", "list", "--type", "agent_session_stop.v0", "--limit", "150") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["event_id"] for line in lines] == [
+        f"ev_{i}" for i in range(150, 0, -1)
+    ]
+    assert [s.query["limit"] for s in api.seen] == [["100"], ["50"]]
+
+
+def test_follow_prints_new_events_oldest_first_until_interrupted(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What the edge holds at each poll (newest first): two events, then two more, then one.
+    history = [["ev_2", "ev_1"], ["ev_4", "ev_3", "ev_2", "ev_1"], ["ev_5", "ev_4", "ev_3"]]
+    polls: list[int] = [0]
+
+    def events(seen: Seen) -> Answer:
+        now = history[min(polls[0], len(history) - 1)]
+        return listing("events", [event(i) for i in now][: int(seen.query["limit"][0])])
+
+    def sleep(seconds: float) -> None:
+        assert seconds == 1.0
+        polls[0] += 1
+        if polls[0] == len(history):
+            raise KeyboardInterrupt
+
+    api.on("GET", "/events", events)
+    args = build_parser().parse_args(["events", "list", "--follow", "--limit", "1"])
+    assert _follow_events(args, AdminClient(api.url, KEY), sleep) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["event_id"] for line in lines] == ["ev_2", "ev_3", "ev_4", "ev_5"]
+
+
+def test_follow_from_an_empty_log_prints_everything_that_arrives(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history: list[list[str]] = [[], ["ev_2", "ev_1"]]
+    polls: list[int] = [0]
+    api.on(
+        "GET",
+        "/events",
+        lambda _: listing("events", [event(i) for i in history[min(polls[0], 1)]]),
+    )
+
+    def sleep(seconds: float) -> None:
+        polls[0] += 1
+        if polls[0] == 3:
+            raise KeyboardInterrupt
+
+    args = build_parser().parse_args(["events", "list", "--follow"])
+    assert _follow_events(args, AdminClient(api.url, KEY), sleep) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["event_id"] for line in lines] == ["ev_1", "ev_2"]

@@ -1,0 +1,117 @@
+"""edge/tunnels/bind_options.py: which Bind options the edge refuses because it would not
+enforce them."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.tunnels.bind_options import refusal_message, unenforced_options
+from protocol.rpc.messages import Bind, BindExtra
+
+#: What ngrok-rust's HttpEndpoint sends when nothing but a URL was asked for (null and empty).
+SDK_HTTP_DEFAULTS: dict[str, object] = {
+    "URL": "",
+    "Hostname": "",
+    "Auth": "",
+    "Subdomain": "",
+    "HostHeaderRewrite": False,
+    "LocalURLScheme": "http",
+    "ProxyProto": 0,
+    "Compression": None,
+    "CircuitBreaker": None,
+    "IPRestriction": None,
+    "BasicAuth": None,
+    "OAuth": None,
+    "OIDC": None,
+    "WebhookVerification": None,
+    "MutualTLSCA": None,
+    "RequestHeaders": None,
+    "ResponseHeaders": None,
+    "WebsocketTCPConverter": None,
+    "UserAgentFilter": None,
+    "TrafficPolicy": None,
+}
+
+
+def refused(
+    proto: str, opts: dict[str, object], *, burrow: bool = False, **bind: object
+) -> list[str]:
+    return unenforced_options(
+        Bind(proto=proto, opts=opts, **bind),  # type: ignore[arg-type]
+        agent_writes_proxy_headers=burrow,
+    )
+
+
+def test_a_plain_bind_is_accepted() -> None:
+    assert refused("https", SDK_HTTP_DEFAULTS) == []
+    assert refused("tcp", {"URL": "", "Addr": "", "ProxyProto": 0, "IPRestriction": None}) == []
+    assert refused("tls", {"URL": "tls://db.example.com", "MutualTLSAtAgent": True}) == []
+
+
+def test_empty_objects_are_not_options() -> None:
+    opts = {**SDK_HTTP_DEFAULTS, "IPRestriction": {"allow_cidrs": [], "deny_cidrs": []}}
+    assert refused("http", opts) == []
+
+
+@pytest.mark.parametrize(
+    ("proto", "key", "value", "what"),
+    [
+        (
+            "https",
+            "BasicAuth",
+            {"credentials": [{"username": "u", "cleartext_password": "p"}]},
+            "basic auth",
+        ),
+        ("https", "Auth", "user:password", "basic auth"),
+        ("https", "IPRestriction", {"deny_cidrs": ["10.0.0.0/8"]}, "IP restrictions"),
+        ("tcp", "IPRestriction", {"allow_cidrs": ["127.0.0.1/32"]}, "IP restrictions"),
+        ("tls", "IPRestriction", {"allow_cidrs": ["127.0.0.1/32"]}, "IP restrictions"),
+        ("https", "TrafficPolicy", "on_http_request: []", "a Traffic Policy"),
+        ("tcp", "TrafficPolicy", '{"on_tcp_connect": []}', "a Traffic Policy"),
+        ("https", "Policy", {"Inbound": [{"Name": "x"}]}, "legacy"),
+        ("https", "OAuth", {"provider": "google"}, "OAuth"),
+        ("https", "OIDC", {"issuer_url": "https://id.example.com"}, "OpenID Connect"),
+        ("https", "MutualTLSCA", {"mutual_tls_ca": [1]}, "mutual TLS at the edge"),
+        ("tls", "MutualTLSAtEdge", True, "mutual TLS at the edge"),
+        ("tls", "TLSTermination", {"cert": "x"}, "TLS termination at the edge"),
+        ("https", "HostHeaderRewrite", True, "Host header rewriting"),
+        ("https", "RequestHeaders", {"add": ["x-a:b"]}, "request header"),
+        ("https", "WebhookVerification", {"provider": "github"}, "webhook"),
+        ("https", "SomethingNew", {"on": True}, "does not know"),
+    ],
+)
+def test_an_unenforced_option_is_refused_by_name(
+    proto: str, key: str, value: object, what: str
+) -> None:
+    (only,) = refused(proto, {"URL": "", key: value})
+    assert only.startswith(f"Opts.{key} (")
+    assert what in only
+
+
+def test_proxy_proto_is_the_agents_own_business_only_for_burrows_agent() -> None:
+    assert refused("tcp", {"ProxyProto": 2}, burrow=True) == []
+    assert refused("tcp", {"ProxyProto": 2}) == [
+        "Opts.ProxyProto (PROXY protocol headers written by the edge)"
+    ]
+
+
+def test_an_ip_policy_reference_and_an_http2_upstream_are_refused() -> None:
+    assert refused("https", {}, extra=BindExtra(ip_policy_ref="ipp_1")) == [
+        "Extra.IPPolicyRef (an IP policy)"
+    ]
+    (only,) = refused("https", {}, forwards_proto="http2")
+    assert only.startswith("ForwardsProto http2")
+    assert refused("https", {}, forwards_proto="http1") == []
+
+
+def test_every_refused_option_is_named_in_a_stable_order() -> None:
+    got = refused("https", {"TrafficPolicy": "x", "BasicAuth": {"a": 1}, "Auth": "u:p"})
+    assert [item.split(" ")[0] for item in got] == [
+        "Opts.Auth",
+        "Opts.BasicAuth",
+        "Opts.TrafficPolicy",
+    ]
+    message = refusal_message("https://a.example.com", got)
+    assert "does not enforce Opts.Auth" in message
+    assert "did not bind https://a.example.com" in message
+    assert all(item in message for item in got)

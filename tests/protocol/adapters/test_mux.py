@@ -1,0 +1,312 @@
+"""The trio adapter: MuxSession and MuxStream over in-memory and real transports."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from protocol.adapters.mux import (
+    MuxConfig,
+    MuxSession,
+    MuxStream,
+    open_mux_session,
+    read_stream_type,
+    receive_exactly,
+    reset_code,
+)
+from protocol.wire.errors import ErrorCode
+from protocol.wire.session import Role, SessionConfig
+from protocol.wire.windows import INITIAL_WINDOW
+
+
+@asynccontextmanager
+async def mux_pair(config: MuxConfig | None = None) -> AsyncIterator[tuple[MuxSession, MuxSession]]:
+    left, right = trio.testing.memory_stream_pair()
+    async with (
+        open_mux_session(left, Role.CLIENT, config) as client,
+        open_mux_session(right, Role.SERVER, config) as server,
+    ):
+        yield client, server
+
+
+async def stream_pair(client: MuxSession, server: MuxSession) -> tuple[MuxStream, MuxStream]:
+    mine = await client.open_stream()
+    await mine.send_all(b"!")  # muxado opens lazily: the first byte carries SYN
+    theirs = await server.accept_stream()
+    assert await theirs.receive_some(1) == b"!"
+    return mine, theirs
+
+
+async def test_generic_half_closeable_stream() -> None:
+    with trio.fail_after(30):
+        async with mux_pair() as (client, server):
+
+            async def maker() -> tuple[MuxStream, MuxStream]:
+                return await stream_pair(client, server)
+
+            async def clogged_maker() -> tuple[MuxStream, MuxStream]:
+                mine, theirs = await maker()
+                # Exhaust the send window both ways (check_two_way_stream flips the pair):
+                # neither reader has read any of it yet.
+                await mine.send_all(b"x" * client._conn.send_window(mine.stream_id))
+                await theirs.send_all(b"x" * server._conn.send_window(theirs.stream_id))
+                await trio.testing.wait_all_tasks_blocked()
+                assert client._conn.send_window(mine.stream_id) == 0
+                assert server._conn.send_window(theirs.stream_id) == 0
+                return mine, theirs
+
+            await trio.testing.check_half_closeable_stream(maker, clogged_maker)
+
+
+async def test_bidirectional_bulk_and_sha256() -> None:
+    with trio.fail_after(30):
+        async with mux_pair() as (client, server):
+            payloads = [os.urandom(n) for n in (0, 1, 4096, 3 * INITIAL_WINDOW + 17)]
+
+            async def one(payload: bytes) -> None:
+                mine = await client.open_stream()
+
+                async def send() -> None:
+                    await mine.send_all(payload)
+                    await mine.send_eof()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(send)
+                    got = bytearray()
+                    while chunk := await mine.receive_some():
+                        got += chunk
+                assert hashlib.sha256(got).digest() == hashlib.sha256(payload[::-1]).digest()
+
+            async def echo_reversed() -> None:
+                for _ in payloads:
+                    stream = await server.accept_stream()
+
+                    async def handle(s: MuxStream) -> None:
+                        data = bytearray()
+                        while chunk := await s.receive_some():
+                            data += chunk
+                        await s.send_all(bytes(data[::-1]))
+                        await s.send_eof()
+
+                    nursery.start_soon(handle, stream)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(echo_reversed)
+                async with trio.open_nursery() as senders:
+                    for payload in payloads:
+                        senders.start_soon(one, payload)
+
+
+async def test_typed_stream_type_is_read_first() -> None:
+    with trio.fail_after(10):
+        async with mux_pair() as (client, server):
+            mine = await client.open_typed_stream(0xFFFFFFFF)
+            await mine.send_all(b"ping")
+            theirs = await server.accept_stream()
+            assert await read_stream_type(theirs) == 0xFFFFFFFF
+            assert await receive_exactly(theirs, 4) == b"ping"
+
+
+async def test_a_write_cancelled_after_queueing_still_reaches_the_peer() -> None:
+    # A small write yields once before going out (so that frames coalesce); a cancel there
+    # must not strand the bytes already queued.
+    with trio.fail_after(10):
+        async with mux_pair() as (client, server):
+            mine, theirs = await stream_pair(client, server)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await mine.send_all(b"queued")
+            assert scope.cancelled_caught
+            assert await receive_exactly(theirs, 6) == b"queued"
+
+
+async def test_stalled_reader_blocks_sender_at_window() -> None:
+    with trio.fail_after(10):
+        async with mux_pair() as (client, server):
+            mine, _theirs = await stream_pair(client, server)
+            sent = 0
+
+            async def sender() -> None:
+                nonlocal sent
+                while True:
+                    await mine.send_all(b"y" * 4096)
+                    sent += 4096
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sender)
+                await trio.testing.wait_all_tasks_blocked()
+                # The reader never reads: the sender stops at the window, not at memory.
+                assert sent <= INITIAL_WINDOW
+                assert client._conn.outbound_size == 0
+                nursery.cancel_scope.cancel()
+
+
+async def test_peer_goaway_and_transport_eof_fail_streams() -> None:
+    with trio.fail_after(10):
+        async with mux_pair() as (client, server):
+            mine, _theirs = await stream_pair(client, server)
+            await server.aclose(ErrorCode.NO_ERROR, "bye")
+            with pytest.raises(trio.BrokenResourceError):
+                while True:
+                    await mine.receive_some()
+            await client.closed.wait()
+            assert client.goaway is not None and client.goaway.debug == b"bye"
+            with pytest.raises(trio.BrokenResourceError):
+                await client.open_stream()
+
+
+async def test_accept_backlog_overflow_resets_extra_streams() -> None:
+    config = MuxConfig(accept_backlog=2, session=SessionConfig())
+    with trio.fail_after(10):
+        async with mux_pair(config) as (client, server):
+            streams = [await client.open_stream() for _ in range(4)]
+            for s in streams:
+                await s.send_all(b"x")
+            await trio.testing.wait_all_tasks_blocked()
+            broken = 0
+            for s in streams:
+                try:
+                    await s.send_all(b"y")
+                    await trio.testing.wait_all_tasks_blocked()
+                    await s.send_all(b"y")
+                except trio.BrokenResourceError:
+                    broken += 1
+            assert broken == 2
+            assert server.refused_streams == 2
+
+
+async def _run_tcp_pair(body: Callable[[MuxSession, MuxSession], Awaitable[None]]) -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        accepted: trio.MemorySendChannel[trio.SocketStream]
+        accepted, incoming = trio.open_memory_channel[trio.SocketStream](1)
+
+        async def accept() -> None:
+            conn = await listeners[0].accept()
+            await accepted.send(conn)
+
+        nursery.start_soon(accept)
+        client_sock = await trio.open_tcp_stream("127.0.0.1", port)
+        server_sock = await incoming.receive()
+        async with (
+            open_mux_session(client_sock, Role.CLIENT) as c,
+            open_mux_session(server_sock, Role.SERVER) as s,
+        ):
+            await body(c, s)
+        await listeners[0].aclose()
+
+
+async def test_many_streams_over_real_tcp() -> None:
+    async def body(client: MuxSession, server: MuxSession) -> None:
+        async def echo_server() -> None:
+            async with trio.open_nursery() as nursery:
+                for _ in range(50):
+                    stream = await server.accept_stream()
+
+                    async def echo(s: MuxStream) -> None:
+                        while chunk := await s.receive_some():
+                            await s.send_all(chunk)
+                        await s.send_eof()
+
+                    nursery.start_soon(echo, stream)
+
+        async def client_one(i: int) -> None:
+            payload = os.urandom(1000 * i + 1)
+            s = await client.open_stream()
+
+            async def send() -> None:
+                await s.send_all(payload)
+                await s.send_eof()
+
+            async with trio.open_nursery() as n:
+                n.start_soon(send)
+                got = bytearray()
+                while chunk := await s.receive_some():
+                    got += chunk
+            assert got == payload
+            await s.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(echo_server)
+            async with trio.open_nursery() as clients:
+                for i in range(50):
+                    clients.start_soon(client_one, i)
+
+    with trio.fail_after(30):
+        await _run_tcp_pair(body)
+
+
+class _StallingStream(trio.abc.Stream):
+    """A transport that accepts `budget` bytes and then never takes another: a peer that
+    stopped reading (its TCP window is full)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.closed = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) > self.budget:
+            await trio.sleep_forever()
+        self.budget -= len(data)
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await self.closed.wait()
+        raise trio.ClosedResourceError
+
+    async def aclose(self) -> None:
+        self.closed.set()
+        await trio.lowlevel.checkpoint()
+
+
+async def test_write_to_a_peer_that_stopped_reading_times_out() -> None:
+    """Small writes are shielded (no half frames); write_timeout still bounds them."""
+    transport = _StallingStream(budget=100)
+    config = MuxConfig(write_timeout=0.5)
+    with trio.fail_after(10):
+        async with open_mux_session(transport, Role.CLIENT, config) as session:
+            stream = await session.open_stream()
+            with trio.move_on_after(0.1):  # a caller's own timeout cannot cut the shield...
+                await stream.send_all(b"x" * 1000)
+            # ...but the session gives up on the peer after write_timeout.
+            await session.closed.wait()
+            assert session.error is not None
+            assert session.error.code == ErrorCode.WRITE_TIMEOUT
+            assert transport.closed.is_set()
+
+
+async def test_heartbeat_times_out_when_the_peer_goes_silent() -> None:
+    """The peer takes every byte but never answers: no echo within interval + tolerance."""
+    from protocol.adapters.heartbeat import HeartbeatTimeout, send_heartbeats
+
+    transport = _StallingStream(budget=1 << 30)
+    with trio.fail_after(10):
+        async with open_mux_session(transport, Role.CLIENT) as session:
+            started = trio.current_time()
+            with pytest.raises(HeartbeatTimeout):
+                await send_heartbeats(session, interval=0.2, tolerance=0.3)
+            assert trio.current_time() - started < 2
+
+
+async def test_reset_with_a_code_reaches_the_peer() -> None:
+    with trio.fail_after(30):
+        async with mux_pair() as (client, server):
+            mine, theirs = await stream_pair(client, server)
+            theirs.reset(ErrorCode.STREAM_REFUSED)
+            theirs.reset(ErrorCode.STREAM_REFUSED)  # a second reset is a no-op
+            with pytest.raises(trio.BrokenResourceError) as info:
+                await mine.receive_some(10)
+            assert reset_code(info.value) == ErrorCode.STREAM_REFUSED
+            with pytest.raises(trio.ClosedResourceError):
+                await theirs.send_all(b"after reset")
+            assert reset_code(ValueError("not a stream failure")) is None

@@ -1,0 +1,457 @@
+"""TLSStream: trio's generic stream checks, interop with trio.SSLStream, errors and EOF."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from protocol.adapters.tls import TLSStream
+
+HOSTNAME = "burrow-test.example.org"
+CA = trustme.CA()
+SERVER_CERT = CA.issue_cert(HOSTNAME)
+OTHER_CA = trustme.CA()
+OTHER_CERT = OTHER_CA.issue_cert(HOSTNAME)
+
+AnyStream = trio.abc.Stream
+
+
+def _server_context(cert: trustme.LeafCert = SERVER_CERT) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # Let OpenSSL report a ragged EOF, so the trio.SSLStream peers stay strict too.
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    cert.configure_cert(ctx)
+    ctx.set_alpn_protocols(["burrow/1", "h2"])
+    return ctx
+
+
+def _client_context(version: str = "tls13", ca: trustme.CA = CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    ca.configure_trust(ctx)
+    ctx.set_alpn_protocols(["burrow/1"])
+    if version == "tls12":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+@pytest.fixture(params=["tls13", "tls12"])
+def client_ctx(request: pytest.FixtureRequest) -> ssl.SSLContext:
+    return _client_context(request.param)
+
+
+def _pair(
+    client_ctx: ssl.SSLContext,
+    client_transport: AnyStream,
+    server_transport: AnyStream,
+    **kwargs: Any,
+) -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
+    client = TLSStream(client_transport, client_ctx, server_hostname=HOSTNAME, **kwargs)
+    server = TLSStream(server_transport, _server_context(), server_side=True, **kwargs)
+    return client, server
+
+
+async def _handshake_both(*streams: TLSStream[AnyStream]) -> None:
+    async with trio.open_nursery() as nursery:
+        for stream in streams:
+            nursery.start_soon(stream.do_handshake)
+
+
+# ---- trio's generic stream conformance checks ---------------------------------------
+
+
+@pytest.mark.parametrize("https_compatible", [False, True])
+async def test_check_two_way_stream(client_ctx: ssl.SSLContext, https_compatible: bool) -> None:
+    async def stream_maker() -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
+        client_transport, server_transport = trio.testing.memory_stream_pair()
+        return _pair(
+            client_ctx, client_transport, server_transport, https_compatible=https_compatible
+        )
+
+    async def clogged_stream_maker() -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
+        client_transport, server_transport = trio.testing.lockstep_stream_pair()
+        client, server = _pair(client_ctx, client_transport, server_transport)
+        # As in trio's test_SSLStream_generic: a handshake started inside receive_some
+        # would itself block on the clogged transport, so do it up front.
+        await _handshake_both(client, server)
+        return client, server
+
+    with trio.fail_after(30):
+        await trio.testing.check_two_way_stream(stream_maker, clogged_stream_maker)
+
+
+# ---- behaviour over in-memory transports --------------------------------------------
+
+
+async def test_receive_returns_many_records_per_call(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, server = _pair(client_ctx, client_transport, server_transport)
+    payload = os.urandom(200 * 1024)  # 13 records of 16 KiB
+    with trio.fail_after(10):
+        await _handshake_both(client, server)
+        await client.send_all(payload)
+        received = await server.receive_some()
+        # trio.SSLStream would return one 16 KiB record here.
+        assert received == payload
+
+
+async def test_max_bytes_keeps_leftover(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, server = _pair(client_ctx, client_transport, server_transport)
+    payload = os.urandom(100_000)
+    with trio.fail_after(10):
+        await _handshake_both(client, server)
+        await client.send_all(payload)
+        await client.aclose()
+        pieces = []
+        while chunk := await server.receive_some(7_000):
+            assert len(chunk) <= 7_000
+            pieces.append(bytes(chunk))
+        assert b"".join(pieces) == payload
+        assert await server.receive_some(10) == b""
+
+
+async def test_cancelled_receive_loses_nothing(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, server = _pair(client_ctx, client_transport, server_transport)
+    with trio.fail_after(10):
+        await _handshake_both(client, server)
+        await client.send_all(b"a" * 50_000)
+        assert await server.receive_some(10) == b"a" * 10
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await server.receive_some()
+        assert scope.cancelled_caught
+        rest = b""
+        while len(rest) < 49_990:
+            rest += await server.receive_some()
+        assert rest == b"a" * 49_990
+
+
+async def test_large_send_is_sliced(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client = TLSStream(
+        client_transport, client_ctx, server_hostname=HOSTNAME, max_send_chunk=20_000
+    )
+    server = TLSStream(server_transport, _server_context(), server_side=True)
+    payload = memoryview(os.urandom(100_003))
+    received = bytearray()
+
+    async def reader() -> None:
+        while chunk := await server.receive_some():
+            received.extend(chunk)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await client.send_all(payload)
+            await client.aclose()
+    assert received == payload
+
+
+async def test_alpn_and_peer_certificate(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, server = _pair(client_ctx, client_transport, server_transport)
+    assert client.selected_alpn_protocol() is None
+    with trio.fail_after(10):
+        await _handshake_both(client, server)
+    assert client.selected_alpn_protocol() == "burrow/1"
+    assert server.selected_alpn_protocol() == "burrow/1"
+    cert = client.getpeercert()
+    assert cert is not None
+    assert ("DNS", HOSTNAME) in cert["subjectAltName"]
+    assert isinstance(client.getpeercert(binary_form=True), bytes)
+    assert server.getpeercert() is None  # no client certificate
+    assert server.server_side and not client.server_side
+    expected = "TLSv1.2" if client_ctx.maximum_version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3"
+    assert client.version() == server.version() == expected
+    assert client.cipher() is not None
+
+
+async def test_ragged_eof_is_broken_by_default(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, server = _pair(client_ctx, client_transport, server_transport)
+    with trio.fail_after(10):
+        await _handshake_both(client, server)
+        await client.send_all(b"hello")
+        await client.transport_stream.aclose()  # no close_notify
+        assert await server.receive_some() == b"hello"
+        with pytest.raises(trio.BrokenResourceError, match="close_notify"):
+            await server.receive_some()
+        with pytest.raises(trio.BrokenResourceError):
+            await server.receive_some()
+
+
+async def test_ragged_eof_is_eof_when_https_compatible(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, server = _pair(client_ctx, client_transport, server_transport, https_compatible=True)
+    with trio.fail_after(10):
+        await _handshake_both(client, server)
+        await client.send_all(b"hello")
+        await client.transport_stream.aclose()
+        assert await server.receive_some() == b"hello"
+        assert await server.receive_some() == b""
+        assert await server.receive_some() == b""
+
+
+async def test_eof_during_handshake_is_broken(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, _ = _pair(client_ctx, client_transport, server_transport)
+    with trio.fail_after(10):
+        await server_transport.send_stream.aclose()  # the client will read EOF
+        with pytest.raises(trio.BrokenResourceError, match="closed the connection"):
+            await client.do_handshake()
+        with pytest.raises(trio.BrokenResourceError):
+            await client.send_all(b"x")
+        await client.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await client.send_all(b"x")
+
+
+async def test_garbage_during_handshake_is_broken() -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    server = TLSStream(server_transport, _server_context(), server_side=True)
+    with trio.fail_after(10):
+        await client_transport.send_all(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await server.do_handshake()
+    assert isinstance(info.value.__cause__, ssl.SSLError)
+
+
+async def test_garbage_after_handshake_is_broken(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, server = _pair(client_ctx, client_transport, server_transport)
+    with trio.fail_after(10):
+        await _handshake_both(client, server)
+        await client.send_all(b"fine")
+        # Garbage on the wire: a well-framed application-data record that fails its MAC,
+        # then pure junk.
+        await client_transport.send_all(b"\x17\x03\x03\x00\x20" + b"\x00" * 32 + b"junk" * 50)
+        assert await server.receive_some() == b"fine"
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await server.receive_some()
+    assert isinstance(info.value.__cause__, ssl.SSLError)
+
+
+async def test_aclose_before_handshake_and_twice(client_ctx: ssl.SSLContext) -> None:
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client, _ = _pair(client_ctx, client_transport, server_transport)
+    with trio.fail_after(10):
+        await client.aclose()
+        await client.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await client.receive_some()
+        with pytest.raises(trio.ClosedResourceError):
+            await client.do_handshake()
+
+
+def test_rejects_bad_chunk_sizes(client_ctx: ssl.SSLContext) -> None:
+    client_transport, _ = trio.testing.memory_stream_pair()
+    with pytest.raises(ValueError, match="max_receive_chunk"):
+        TLSStream(client_transport, client_ctx, server_hostname=HOSTNAME, max_receive_chunk=0)
+
+
+# ---- real loopback TCP, interop with trio.SSLStream ---------------------------------
+
+Wrap = Callable[[trio.SocketStream], AnyStream]
+
+
+def _ours_server(stream: trio.SocketStream) -> AnyStream:
+    return TLSStream(stream, _server_context(), server_side=True)
+
+
+def _trio_server(stream: trio.SocketStream) -> AnyStream:
+    return trio.SSLStream(stream, _server_context(), server_side=True)
+
+
+def _ours_client(ctx: ssl.SSLContext) -> Wrap:
+    return lambda stream: TLSStream(stream, ctx, server_hostname=HOSTNAME)
+
+
+def _trio_client(ctx: ssl.SSLContext) -> Wrap:
+    return lambda stream: trio.SSLStream(stream, ctx, server_hostname=HOSTNAME)
+
+
+@asynccontextmanager
+async def _tcp_pair(
+    wrap_client: Wrap, wrap_server: Wrap
+) -> AsyncIterator[tuple[AnyStream, AnyStream]]:
+    """A connected (client, server) pair of TLS streams over loopback TCP."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listeners[0] as listener:
+        port = listener.socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            accepted: list[trio.SocketStream] = []
+
+            async def accept() -> None:
+                accepted.append(await listener.accept())
+
+            nursery.start_soon(accept)
+            client_sock = await trio.open_tcp_stream("127.0.0.1", port)
+        client = wrap_client(client_sock)
+        server = wrap_server(accepted[0])
+        async with client, server:
+            yield client, server
+
+
+async def _do_handshake(stream: AnyStream) -> None:
+    assert isinstance(stream, (TLSStream, trio.SSLStream))
+    await stream.do_handshake()
+
+
+async def _echo_round_trip(client: AnyStream, server: AnyStream) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_do_handshake, client)
+        nursery.start_soon(_do_handshake, server)
+    await client.send_all(b"ping")
+    assert await server.receive_some(100) == b"ping"
+    await server.send_all(b"pong" * 10_000)
+    received = b""
+    while len(received) < 40_000:
+        received += await client.receive_some()
+    assert received == b"pong" * 10_000
+    # Graceful close from the client; the server sees a clean EOF.
+    await client.aclose()
+    assert await server.receive_some() == b""
+
+
+@pytest.mark.parametrize(
+    ("client_kind", "server_kind"),
+    [("ours", "trio"), ("trio", "ours"), ("ours", "ours")],
+)
+async def test_interop_over_tcp(
+    client_ctx: ssl.SSLContext, client_kind: str, server_kind: str
+) -> None:
+    wrap_client = _ours_client(client_ctx) if client_kind == "ours" else _trio_client(client_ctx)
+    wrap_server = _ours_server if server_kind == "ours" else _trio_server
+    with trio.fail_after(10):
+        async with _tcp_pair(wrap_client, wrap_server) as (client, server):
+            await _echo_round_trip(client, server)
+
+
+async def _send_and_hash(stream: AnyStream, total: int, write_size: int) -> str:
+    digest = hashlib.sha256()
+    rng_block = os.urandom(1024 * 1024 + write_size)
+    sent = 0
+    while sent < total:
+        size = min(write_size, total - sent)
+        offset = sent % (1024 * 1024)
+        chunk = memoryview(rng_block)[offset : offset + size]
+        digest.update(chunk)
+        await stream.send_all(chunk)
+        sent += size
+    await stream.aclose()
+    return digest.hexdigest()
+
+
+async def _receive_and_hash(stream: AnyStream) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    count = 0
+    while chunk := await stream.receive_some():
+        digest.update(chunk)
+        count += len(chunk)
+    return digest.hexdigest(), count
+
+
+@pytest.mark.parametrize(
+    ("client_kind", "server_kind"), [("ours", "ours"), ("ours", "trio"), ("trio", "ours")]
+)
+async def test_64_mib_over_tcp_sha256(client_kind: str, server_kind: str) -> None:
+    ctx = _client_context("tls13")
+    wrap_client = _ours_client(ctx) if client_kind == "ours" else _trio_client(ctx)
+    wrap_server = _ours_server if server_kind == "ours" else _trio_server
+    total = 64 * 1024 * 1024
+    results: dict[str, Any] = {}
+
+    async def run(name: str, afn: Callable[[], Awaitable[Any]]) -> None:
+        results[name] = await afn()
+
+    with trio.fail_after(60):
+        async with (
+            _tcp_pair(wrap_client, wrap_server) as (client, server),
+            trio.open_nursery() as nursery,
+        ):
+            # An odd write size so records and writes never line up.
+            nursery.start_soon(run, "sent", lambda: _send_and_hash(client, total, 200_003))
+            nursery.start_soon(run, "received", lambda: _receive_and_hash(server))
+    assert results["received"] == (results["sent"], total)
+
+
+async def _handshake_expecting_failure(client: AnyStream, server: AnyStream) -> BaseException:
+    """Handshake both ends; both must fail. Returns the client's error."""
+    server_errors: list[BaseException] = []
+
+    async def server_side() -> None:
+        try:
+            await _do_handshake(server)
+        except trio.BrokenResourceError as exc:
+            server_errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server_side)
+        with pytest.raises(trio.BrokenResourceError) as client_error:
+            await _do_handshake(client)
+    # The server fails too (it gets the client's alert, or EOF).
+    assert len(server_errors) == 1
+    # And the client stays broken.
+    with pytest.raises(trio.BrokenResourceError):
+        await client.send_all(b"x")
+    return client_error.value
+
+
+@pytest.mark.parametrize("server_kind", ["ours", "trio"])
+async def test_bad_certificate_fails_handshake(server_kind: str) -> None:
+    # The server presents a certificate from a CA the client does not trust.
+    def wrap_server(stream: trio.SocketStream) -> AnyStream:
+        ctx = _server_context(OTHER_CERT)
+        if server_kind == "ours":
+            return TLSStream(stream, ctx, server_side=True)
+        return trio.SSLStream(stream, ctx, server_side=True)
+
+    with trio.fail_after(10):
+        async with _tcp_pair(_ours_client(_client_context()), wrap_server) as (client, server):
+            error = await _handshake_expecting_failure(client, server)
+    assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
+
+
+async def test_wrong_hostname_fails_handshake() -> None:
+    def wrap_client(stream: trio.SocketStream) -> AnyStream:
+        return TLSStream(stream, _client_context(), server_hostname="elsewhere.example.org")
+
+    with trio.fail_after(10):
+        async with _tcp_pair(wrap_client, _ours_server) as (client, server):
+            error = await _handshake_expecting_failure(client, server)
+    assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
+
+
+async def test_garbage_from_tcp_peer_is_broken() -> None:
+    with trio.fail_after(10):
+        async with _tcp_pair(lambda s: s, _ours_server) as (raw_client, server):
+            await raw_client.send_all(os.urandom(4096))
+            with pytest.raises(trio.BrokenResourceError):
+                await server.receive_some()
+
+
+async def test_initial_data_is_read_before_the_transport(client_ctx: ssl.SSLContext) -> None:
+    """The front door reads the ClientHello to route it, then hands the bytes back."""
+    client_transport, server_transport = trio.testing.memory_stream_pair()
+    client = TLSStream(client_transport, client_ctx, server_hostname=HOSTNAME)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        hello = await server_transport.receive_some(65536)
+        assert hello[:1] == b"\x16"  # a TLS handshake record
+        server = TLSStream(
+            server_transport, _server_context(), server_side=True, initial_data=hello
+        )
+        await server.do_handshake()
+    await client.send_all(b"ping")
+    assert await server.receive_some(10) == b"ping"
