@@ -12,7 +12,8 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,32 @@ class RawPeer:
             self.buf += data
         return self.parse()
 
+    def read_until(
+        self, done: Callable[[list[tuple[int, int, int, bytes]]], bool], timeout: float = 20.0
+    ) -> list[tuple[int, int, int, bytes]]:
+        """Read until `done(every frame so far)` holds, the edge closes, or `timeout` passes;
+        returns every frame so far."""
+        deadline = time.monotonic() + timeout
+        received = self.parse()
+        while not done(received) and time.monotonic() < deadline:
+            try:
+                self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+                data = self.sock.recv(65536)
+            except (TimeoutError, ssl.SSLError):
+                break
+            if not data:
+                break
+            self.buf += data
+            received = self.parse()
+        return received
+
+    def authenticate(self, token: str) -> None:
+        """Send Auth on stream 1 and wait for the edge's AuthResp accepting it."""
+        self.send(typed_open(1, StreamType.AUTH, auth_body(token)))
+        received = self.read_until(lambda got: b"ClientId" in auth_response(got))
+        response = auth_response(received)
+        assert b"ClientId" in response and b"ERR_NGROK" not in response, received
+
     def parse(self) -> list[tuple[int, int, int, bytes]]:
         out = []
         pos = 0
@@ -93,6 +120,11 @@ def rst_codes(received: list[tuple[int, int, int, bytes]], sid: int) -> list[int
     ]
 
 
+def auth_response(received: list[tuple[int, int, int, bytes]]) -> bytes:
+    """What the edge has written on stream 1 (the Auth stream) so far."""
+    return b"".join(f[3] for f in received if f[0] == FrameType.DATA and f[2] == 1)
+
+
 def typed_open(sid: int, stream_type: int, payload: bytes = b"") -> bytes:
     return frames.data_frame(sid, struct.pack(">I", stream_type) + payload, Flags.SYN)
 
@@ -103,12 +135,20 @@ def auth_body(token: str) -> bytes:
     ).encode()
 
 
-@pytest.fixture
-def serving(tmp_path: Path) -> Iterator[tuple[Edge, Agent]]:
-    """An edge with a short auth timeout, and a well-behaved agent serving an echo upstream."""
+#: The stream limit per agent session of the stream flood's edge: far below the flood, and
+#: below the accept backlog (256), so that it is this limit that bounds what the edge holds.
+FLOOD_STREAM_LIMIT = 100
+
+
+@contextmanager
+def serve(tmp_path: Path, limits: str = "") -> Iterator[tuple[Edge, Agent]]:
+    """An edge with a short auth timeout (and `limits`, more `limits:` keys), and a
+    well-behaved agent serving an echo upstream."""
     echo = EchoServer()
     edge = make_edge(tmp_path)
-    edge.config_path.write_text(edge.config_path.read_text() + "limits: {auth_timeout: 2s}\n")
+    edge.config_path.write_text(
+        edge.config_path.read_text() + f"limits: {{auth_timeout: 2s{limits}}}\n"
+    )
     edge.start()
     agent = make_agent(edge, edge.credential(), f"127.0.0.1:{echo.port}", tmp_path).start()
     try:
@@ -117,6 +157,18 @@ def serving(tmp_path: Path) -> Iterator[tuple[Edge, Agent]]:
         agent.kill()
         edge.stop()
         echo.close()
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[tuple[Edge, Agent]]:
+    with serve(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def serving_few_streams(tmp_path: Path) -> Iterator[tuple[Edge, Agent]]:
+    with serve(tmp_path, f", max_streams_per_session: {FLOOD_STREAM_LIMIT}") as running:
+        yield running
 
 
 def assert_still_serving(edge: Edge, agent: Agent) -> None:
@@ -156,32 +208,54 @@ def test_oversized_frame_is_refused_without_buffering(serving: tuple[Edge, Agent
     edge, agent = serving
     assert edge.proc is not None
     peer = RawPeer(edge)
-    peer.send(typed_open(1, StreamType.AUTH, auth_body(edge.credential())))
+    peer.authenticate(edge.credential())  # the session's own memory is in place before
     # A new stream whose first frame claims 16 MiB: more than the 256 KiB window.
     peer.send(frames.pack_header(frames.MAX_FRAME_LENGTH, FrameType.DATA, Flags.SYN, 3))
     chunk = b"\x00" * 65536
+    sent = 12 * 1024 * 1024  # 12 MiB of it (the frame stays incomplete); the edge skips it
     before = rss_kib(edge.proc.pid)
-    for _ in range(64):  # 4 MiB of it; the edge skips it as it arrives
+    for _ in range(sent // len(chunk)):
         peer.send(chunk)
     received = peer.read_frames(until=1.0)
-    assert rss_kib(edge.proc.pid) - before < 8 * 1024, "the edge buffered the frame"
+    grown = rss_kib(edge.proc.pid) - before
+    # Well under what was sent: an edge that kept the frame's bytes would grow by all of it.
+    assert grown * 1024 < sent // 3, f"the edge buffered the frame: it grew {grown} KiB"
     assert ErrorCode.FLOW_CONTROL_ERROR in rst_codes(received, 3), received
     assert goaway_code(received) is None  # a stream error, not a session error
     assert_still_serving(edge, agent)
     peer.close()
 
 
-def test_stream_flood_is_bounded(serving: tuple[Edge, Agent]) -> None:
-    edge, agent = serving
+def test_stream_flood_is_bounded(serving_few_streams: tuple[Edge, Agent]) -> None:
+    """An authenticated peer opening 20,000 streams at once gets at most the session's stream
+    limit of them; every other one is refused (RST) at once, not queued."""
+    edge, agent = serving_few_streams
     assert edge.proc is not None
     peer = RawPeer(edge)
-    peer.send(typed_open(1, StreamType.AUTH, auth_body(edge.credential())))
-    # 20,000 streams that send one byte of their type and then nothing.
-    burst = b"".join(frames.data_frame(sid, b"\x00", Flags.SYN) for sid in range(3, 40_003, 2))
-    peer.send(burst)
-    received = peer.read_frames(until=3.0)
+    peer.authenticate(edge.credential())  # past Auth the limit is the configured one
+    # 20,000 streams that send one byte of their type and then nothing: the edge waits 10 s
+    # for the rest of the type, so every stream it admits stays open meanwhile.
+    flood = set(range(3, 40_003, 2))
+    peer.send(b"".join(frames.data_frame(sid, b"\x00", Flags.SYN) for sid in sorted(flood)))
+    refusals = (ErrorCode.STREAM_REFUSED, ErrorCode.ACCEPT_QUEUE_FULL)
+
+    def refused_ids(got: list[tuple[int, int, int, bytes]]) -> set[int]:
+        return {
+            sid
+            for ftype, _, sid, body in got
+            if ftype == FrameType.RST and struct.unpack(">I", body)[0] in refusals
+        }
+
+    received = peer.read_until(
+        lambda got: len(refused_ids(got) & flood) >= len(flood) - FLOOD_STREAM_LIMIT,
+        timeout=8.0,  # under the 10 s in which the admitted streams must send their type
+    )
     refused = [f for f in received if f[0] == FrameType.RST]
     assert refused, "no stream was refused"
+    reset = {f[2] for f in refused}
+    admitted = flood - reset
+    assert 0 < len(admitted) <= FLOOD_STREAM_LIMIT, len(admitted)
+    assert reset & flood == refused_ids(received) & flood, "a flood stream was reset otherwise"
     assert_still_serving(edge, agent)
     peer.close()
 

@@ -1081,6 +1081,64 @@ async def test_upstream_failing_mid_response_aborts_the_client() -> None:
         assert out.startswith(b"HTTP/1.1 200 ")
 
 
+def response_head(size: int) -> bytes:
+    """A 200 response head of about `size` bytes (1 KiB filler headers), with a 2-byte body."""
+    lines = [b"HTTP/1.1 200 OK", b"Content-Length: 2"]
+    filler = b"x" * 1000
+    while sum(len(line) + 2 for line in lines) < size:
+        lines.append(b"X-Filler-%06d: %s" % (len(lines), filler))
+    return b"\r\n".join(lines) + b"\r\n\r\nok"
+
+
+def answering(reply: bytes, *, piece: int | None = None) -> Handler:
+    """An upstream that reads the request head, then sends `reply` whatever it asked: at once,
+    or `piece` bytes at a time with a pause between (so the edge sees an incomplete head)."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while conn.next_event() is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(READ_SIZE))
+        step = piece or len(reply)
+        for offset in range(0, len(reply), step):
+            if offset:
+                await trio.sleep(0.02)
+            await stream.send_all(reply[offset : offset + step])
+
+    return handler
+
+
+async def test_oversized_response_head_is_502_and_never_reaches_the_client() -> None:
+    """An upstream's response head is held whole before it is relayed, so it is bounded by
+    http.max_head_size as a request head is: a 1 MiB one is refused, not buffered."""
+    assert LIMITS.max_head_size < MiB
+    async with world() as w:
+        await w.upstream("app.test", answering(response_head(MiB)))
+        raw = await raw_exchange(
+            w, b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+        )
+        [response] = parse_responses(raw)
+        assert response.status == 502
+        assert response.get("burrow-error-code") == "ERR_NGROK_3004"
+        assert b"X-Filler" not in raw and b"x" * 1000 not in raw
+        assert len(raw) < 64 * KiB
+
+
+async def test_response_head_up_to_max_head_size_is_relayed() -> None:
+    """The bound on a response head is http.max_head_size, not some smaller default (h11's is
+    16 KiB): a 40 KiB head, arriving in pieces so the edge holds it incomplete, goes through."""
+    limits = HttpConfig(max_head_size=64 * KiB, head_timeout=2.0, idle_timeout=5.0)
+    head = response_head(40 * KiB)
+    async with world(limits) as w:
+        await w.upstream("app.test", answering(head, piece=8 * KiB))
+        raw = await raw_exchange(
+            w, b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+        )
+        [response] = parse_responses(raw)
+        assert response.status == 200 and response.body == b"ok"
+        assert len(header(response.headers, "x-filler-000002")) == 1
+        assert raw.count(b"X-Filler") == head.count(b"X-Filler")
+
+
 async def test_silent_upstream_is_504() -> None:
     async def handler(stream: trio.SocketStream) -> None:
         await stream.receive_some(READ_SIZE)

@@ -48,9 +48,12 @@ from tests.edge.http.h1.test_proxy import (
     DeadRoute,
     Handler,
     Reply,
+    Route,
+    answering,
     echo_headers,
     header,
     read_message,
+    response_head,
 )
 from tests.edge.http.h1.test_proxy import World as ProxyWorld
 
@@ -241,6 +244,7 @@ class H2Client:
         self.server_settings: dict[int, int] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = trio.Event()
+        self.pong = trio.Event()  # set when the server acknowledges a PING
 
     async def start(self, nursery: trio.Nursery) -> None:
         self.conn.initiate_connection()
@@ -304,6 +308,8 @@ class H2Client:
             self.window.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = event
+        elif isinstance(event, h2.events.PingAckReceived):
+            self.pong.set()
 
     async def release(self) -> None:
         """Acknowledge everything received so far, and from now on."""
@@ -691,6 +697,76 @@ async def test_client_reset_closes_only_its_agent_stream(
             assert again.status == 200 and len(again.body) == 10
 
 
+@dataclass
+class GaugedRoute(Route):
+    """A `Route` that also gauges the exchanges holding an agent stream or asking for one:
+    each counts from its `open_stream` call until the stream it got is closed (or the call
+    failed); `peak` is the most there ever were at once."""
+
+    asked: int = 0
+    failed: int = 0
+    peak: int = 0
+
+    @property
+    def held(self) -> int:
+        return self.asked - self.failed - self.closed
+
+    async def open_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+        self.asked += 1
+        self.peak = max(self.peak, self.held)
+        try:
+            return await super().open_stream(client_addr)
+        except BaseException:
+            self.failed += 1
+            raise
+
+
+async def test_rapid_reset_never_holds_more_exchanges_than_advertised(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """CVE-2023-44487: 1,000 requests, each reset at once (HEADERS, then RST_STREAM), all in
+    one write. h2 counts a reset stream as closed, so only the edge's own bound keeps it from
+    starting an exchange, and asking the agent for a stream, for every one of them at once.
+    It holds at most the advertised number at once (refusing the rest), and the connection
+    itself survives (no GOAWAY) and keeps serving."""
+    flood = 1000
+    async with world(tls_files) as w:
+        upstream = await w.app("app.test", echo_headers)
+        route = GaugedRoute(key="app.test", port=upstream.port)
+        w.route_list[-1] = w.router.routes["app.test"] = route
+        async with w.client() as client:
+            first = await client.fetch("GET", "/first")
+            assert first.status == 200
+            limit = client.server_settings[SettingCodes.MAX_CONCURRENT_STREAMS]
+            assert limit == MAX_CONCURRENT_STREAMS
+            route.peak = 0
+            asked = route.asked
+            fields = [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"app.test"),
+                (b":path", b"/flood"),
+            ]
+            for _ in range(flood):
+                stream_id = client.conn.get_next_available_stream_id()
+                client.responses[stream_id] = H2Response()
+                client.conn.send_headers(stream_id, fields, end_stream=True)
+                client.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+            client.conn.ping(b"flooded!")  # answered once the edge has read the whole flood
+            await client.flush()  # one write
+            with trio.fail_after(TIMEOUT):
+                await client.pong.wait()
+                while route.held:
+                    await trio.sleep(0.01)
+            assert route.asked > asked, "the flood never reached the agent: the test is void"
+            assert route.peak <= limit, (route.peak, limit)
+            assert client.goaway is None and not client.closed.is_set()
+            after = await client.fetch("GET", "/after")
+            assert after.status == 200 and after.ended
+            assert json.loads(after.body)["target"] == "/after"
+        assert route.held == 0
+
+
 async def test_an_early_answer_stops_the_upload_with_no_error(
     tls_files: tuple[Path, CertificateFiles],
 ) -> None:
@@ -844,6 +920,23 @@ async def test_bad_response_is_502_3004_and_connect_is_405(
             response = await client.fetch("CONNECT", authority="bad.test:443")
             assert response.status == 405
             assert response.get("burrow-error-code") == "BURROW_METHOD_NOT_ALLOWED"
+
+
+async def test_oversized_response_head_is_502_and_never_reaches_the_client_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """As on HTTP/1.1, an upstream's response head is bounded by http.max_head_size."""
+    assert LIMITS.max_head_size < MiB
+    async with world(tls_files) as w:
+        await w.upstream("app.test", answering(response_head(MiB)))
+        async with w.client() as client:
+            # Were the head relayed, let the client take it (and the test say so).
+            client.conn.decoder.max_header_list_size = 4 * MiB
+            response = await client.fetch("GET", "/")
+            assert response.status == 502 and response.ended
+            assert response.get("ngrok-error-code") == "ERR_NGROK_3004"
+            assert not [name for name, _ in response.headers if name.startswith(b"x-filler")]
+            assert b"x" * 1000 not in response.body
 
 
 async def test_silent_upstream_is_504_then_the_idle_connection_gets_goaway(
