@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 
+from protocol.rpc.errcodes import NgrokError
+
 __all__ = [
     "ApiError",
     "error_body",
@@ -49,14 +51,23 @@ def status_code(status: int) -> str:
     return f"ERR_NGROK_{status}"
 
 
-class ApiError(Exception):
-    """A request refused with `status`, ngrok-style `code` and a message saying what to fix."""
+class ApiError(NgrokError):
+    """A request refused with `status`, ngrok-style `code` and a message saying what to fix.
+
+    `msg` is `message` under the name ngrok's error body gives it; `str()` is the message alone
+    (the code and status travel in the body, see `error_body`).
+    """
 
     def __init__(self, status: int, code: str, msg: str) -> None:
-        super().__init__(msg)
+        super().__init__(msg, code)
         self.status = status
-        self.code = code
-        self.msg = msg
+
+    @property
+    def msg(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return self.message
 
     @classmethod
     def not_found(cls, what: str) -> ApiError:

@@ -6,7 +6,8 @@ so that what is sent is exactly what `--api-url` names. Every request carries
 
 Failures are `ApiClientError`s with a message fit for a terminal:
 
-* `ApiError`: the edge answered with ngrok's error body (`error_code`, `status_code`, `msg`);
+* `ApiRefusedError`: the edge refused the request, usually with ngrok's error body (`error_code`,
+  `status_code`, `msg`); the edge's own side of that is `edge.admin.errors.ApiError`;
 * `UnreachableError`: nothing accepts connections at the URL;
 * `ApiClientError` itself: anything else on the way (timeout, TLS, a reply that is not the API's).
 """
@@ -20,13 +21,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from protocol.rpc.errcodes import NgrokError, normalize_code
+
 __all__ = [
     "API_KEY_ENV",
     "API_URL_ENV",
     "DEFAULT_API_URL",
     "AdminClient",
     "ApiClientError",
-    "ApiError",
+    "ApiRefusedError",
     "UnreachableError",
 ]
 
@@ -46,19 +49,33 @@ MAX_PAGES = 1000
 QUOTE_BYTES = 200
 
 
-class ApiClientError(Exception):
-    """The request did not get an answer from the admin API; the message says why."""
+class ApiClientError(NgrokError):
+    """The request did not get an answer from the admin API; the message says why.
+
+    `ApiClientError(message)`; `code` is None unless the edge sent one (`ApiRefusedError`).
+    """
 
 
-class ApiError(ApiClientError):
-    """The admin API refused the request with ngrok's error body."""
+class ApiRefusedError(ApiClientError):
+    """The admin API refused the request: `status`, the body's `error_code` ("" if none) and
+    `msg`, and its `operation_id`; `str()` is `msg (error_code)`, or `msg` without a code.
+
+    `code` is `error_code` when it is an ngrok code and None otherwise: the reply comes from the
+    network, and a stray `error_code` must not turn into a ValueError here.
+    """
 
     def __init__(self, status: int, error_code: str, msg: str, operation_id: str = "") -> None:
-        super().__init__(f"{msg} ({error_code})" if error_code else msg)
+        super().__init__(msg, _ngrok_code(error_code))
         self.status = status
         self.error_code = error_code
-        self.msg = msg
         self.operation_id = operation_id
+
+    @property
+    def msg(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.error_code})" if self.error_code else self.message
 
 
 class UnreachableError(ApiClientError):
@@ -166,8 +183,9 @@ class AdminClient:
         if value is not None and isinstance(value.get("msg"), str):
             details = value.get("details")
             operation = details.get("operation_id", "") if isinstance(details, dict) else ""
-            raise ApiError(status, str(value.get("error_code") or ""), value["msg"], str(operation))
-        raise ApiError(
+            code = str(value.get("error_code") or "")
+            raise ApiRefusedError(status, code, value["msg"], str(operation))
+        raise ApiRefusedError(
             status,
             "",
             f"{method} {self.base_url}{path} answered HTTP {status} {reason}: "
@@ -283,6 +301,14 @@ class AdminClient:
 def _id(value: str) -> str:
     """An id as one path segment: whatever a person typed cannot reach another path."""
     return quote(value, safe="")
+
+
+def _ngrok_code(text: str) -> str | None:
+    """`text` if it is an ngrok error code, else None."""
+    try:
+        return normalize_code(text)
+    except ValueError:
+        return None
 
 
 def _json_object(raw: bytes) -> Json | None:

@@ -38,16 +38,15 @@ BIND_PROTOS = ("http", "https", "tcp", "tls")
 RANDOM_NAME_TRIES = 16
 
 
-class BindRefused(Exception):  # noqa: N818 - a refusal, answered to the agent as a value
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+class BindRefused(errcodes.NgrokError):
+    """A Bind the edge refuses: `BindRefused(message, code=None)`; `wire()` is the
+    `BindResp.Error` the agent is sent.
 
-    def wire(self) -> str:
-        if self.code is None:
-            return self.message
-        return errcodes.format_wire_error(self.message, self.code)
+    `str()` is the message alone: the code travels on the wire, and logs print it beside.
+    """
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,10 +136,17 @@ def parse_wire_error(text: str) -> WireError:
 
 
 class NgrokError(Exception):
-    """An expected refusal with an ngrok code: bad authtoken, URL already online, and so on.
+    """Burrow's one "message plus ngrok code" error: the base both programs' refusals share.
 
-    `code` is `"ERR_NGROK_334"`-style or None; `message` is the text for people; `wire()` is
-    the string to put in an RPC response's `Error` field.
+    `message` is the text for people; `code` is `"ERR_NGROK_334"`-style or None (an int or a
+    code string is normalized; anything else raises ValueError at construction, so a bad code
+    fails where it is written rather than when it is sent); `wire()` is the string to put in an
+    RPC response's `Error` field, which `from_wire` and `parse_wire_error` read back.
+
+    Subclasses: the edge's `BindRefused` (edge.tunnels.binding) and `ApiError` (edge.admin.errors),
+    the agent's `AgentError` (agent.errors), the CLI's `ApiClientError` (edge.cli.api_client).
+    They keep their own constructors and may print differently (`__str__`); `message`, `code`
+    and `wire()` mean the same on all of them.
     """
 
     def __init__(self, message: str, code: str | int | None = None) -> None:
@@ -147,11 +154,14 @@ class NgrokError(Exception):
         self.message = message
         self.code = None if code is None else normalize_code(code)
 
-    @classmethod
-    def from_wire(cls, text: str) -> NgrokError:
-        """The error an `Error` string describes (see `parse_wire_error`)."""
+    @staticmethod
+    def from_wire(text: str) -> NgrokError:
+        """The error an `Error` string describes (see `parse_wire_error`); never raises.
+
+        Always a plain NgrokError: subclasses take other constructor arguments.
+        """
         parsed = parse_wire_error(text)
-        return cls(parsed.message, parsed.code)
+        return NgrokError(parsed.message, parsed.code)
 
     def wire(self) -> str:
         """The `Error` string: the message, then the code on its own line if there is one."""

@@ -1,11 +1,18 @@
-"""ERR_NGROK_* codes and the wire error-string convention (protocol/rpc/errcodes.py)."""
+"""ERR_NGROK_* codes, the wire error-string convention and NgrokError, the base of every
+"message plus ngrok code" error in agent and edge (protocol/rpc/errcodes.py)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.errors import AgentError, UsageError
+from edge.admin.errors import ApiError, error_body
+from edge.cli.api_client import ApiClientError, ApiRefusedError
+from edge.tunnels.binding import BindRefused
 from protocol.rpc import errcodes
 from protocol.rpc.errcodes import (
     ERR_NGROK_334,
@@ -128,3 +135,79 @@ def test_ngrok_error_is_raisable() -> None:
     with pytest.raises(NgrokError) as info:
         raise NgrokError("bad token", "ERR_NGROK_107")
     assert info.value.code == "ERR_NGROK_107"
+
+
+# ------------------------------------------------------------------ the one base and its kin
+
+
+@given(lines=st.lists(_LINE, min_size=1, max_size=4), number=st.integers(0, 99_999))
+def test_ngrok_error_wire_round_trip(lines: list[str], number: int) -> None:
+    err = NgrokError("\n".join(lines), number)
+    back = NgrokError.from_wire(err.wire())
+    assert (back.message, back.code) == (err.message, f"ERR_NGROK_{number}")
+    assert NgrokError.from_wire(NgrokError(err.message).wire()).code is None
+
+
+def test_ngrok_error_refuses_a_bad_code_where_it_is_written() -> None:
+    with pytest.raises(ValueError, match="not an ngrok error code"):
+        NgrokError("x", "334")
+
+
+def test_bind_refused_is_an_ngrok_error_printed_as_its_message() -> None:
+    err = BindRefused("The tunnel 'tcp://x:1' is already bound", ERR_NGROK_334)
+    assert isinstance(err, NgrokError)
+    assert (err.message, err.code) == ("The tunnel 'tcp://x:1' is already bound", ERR_NGROK_334)
+    assert str(err) == "The tunnel 'tcp://x:1' is already bound"
+    assert err.wire() == format_wire_error(err.message, ERR_NGROK_334)
+    assert BindRefused("no code").wire() == "no code"
+
+
+def test_agent_errors_are_ngrok_errors_printed_with_their_code() -> None:
+    err = AgentError("the edge refused the session: bad token", "ERR_NGROK_107")
+    assert isinstance(err, NgrokError)
+    assert (err.message, err.code) == ("the edge refused the session: bad token", "ERR_NGROK_107")
+    assert str(err) == "the edge refused the session: bad token (ERR_NGROK_107)"
+    assert str(AgentError("config is broken")) == "config is broken"
+    assert AgentError("empty code", "").code is None
+    assert str(AgentError("empty code", "")) == "empty code"
+    usage = UsageError("--url needs a port")
+    assert isinstance(usage, NgrokError)
+    assert (str(usage), usage.code) == ("--url needs a port", None)
+
+
+def test_the_admin_api_error_is_an_ngrok_error_printed_as_its_message() -> None:
+    err = ApiError(404, "ERR_NGROK_404", "No credential 'cr_x'.")
+    assert isinstance(err, NgrokError)
+    assert (err.status, err.code, err.msg, err.message) == (
+        404,
+        "ERR_NGROK_404",
+        "No credential 'cr_x'.",
+        "No credential 'cr_x'.",
+    )
+    assert str(err) == "No credential 'cr_x'."
+    assert json.loads(error_body(err, "op_1")) == {
+        "error_code": "ERR_NGROK_404",
+        "status_code": 404,
+        "msg": "No credential 'cr_x'.",
+        "details": {"operation_id": "op_1"},
+    }
+
+
+def test_the_cli_clients_errors_are_ngrok_errors() -> None:
+    refused = ApiRefusedError(404, "ERR_NGROK_404", "No credential.", "op_1")
+    assert isinstance(refused, ApiClientError)
+    assert isinstance(refused, NgrokError)
+    assert (refused.status, refused.error_code, refused.code) == (
+        404,
+        "ERR_NGROK_404",
+        "ERR_NGROK_404",
+    )
+    assert (refused.msg, refused.operation_id) == ("No credential.", "op_1")
+    assert str(refused) == "No credential. (ERR_NGROK_404)"
+    assert str(ApiRefusedError(502, "", "answered HTTP 502")) == "answered HTTP 502"
+    # A reply's stray error_code is printed as sent but is no ngrok code.
+    odd = ApiRefusedError(400, "E_SOMETHING", "odd edge")
+    assert (str(odd), odd.code, odd.error_code) == ("odd edge (E_SOMETHING)", None, "E_SOMETHING")
+    plain = ApiClientError("the API key is empty")
+    assert isinstance(plain, NgrokError)
+    assert (str(plain), plain.code) == ("the API key is empty", None)
