@@ -1,263 +1,33 @@
-"""`burrow-edge`'s commands through the admin API (edge/cli/api_client.py and
-edge/cli/main.py), against a
-tiny stdlib HTTP server on 127.0.0.1 that answers canned ngrok-shaped JSON and records every
-request (method, path, query, headers, JSON body)."""
+"""`edge.cli.main`: `burrow-edge`'s commands through the admin API, against a tiny stdlib HTTP
+server on 127.0.0.1 that answers canned ngrok-shaped JSON and records every request
+(tests/edge/cli/fake_api.py); and the offline commands on a real store."""
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from edge.cli.api_client import AdminClient, ApiClientError, ApiError, UnreachableError
+from edge.cli.api_client import AdminClient
 from edge.cli.main import _follow_events, build_parser, main
-
-KEY = "2abcDEF_0123456789abcdefghij"
-TS = "2024-05-01T12:00:00Z"
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: Any
-
-
-Answer = tuple[int, Any]
-Route = Answer | Callable[[Seen], Answer]
-
-
-class FakeApi:
-    """Routes (method, path) to a canned answer or a function of the request."""
-
-    def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], Route] = {}
-        self.seen: list[Seen] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                request = Seen(
-                    method=self.command,
-                    path=parts.path,
-                    query=parse_qs(parts.query),
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=json.loads(raw) if raw else None,
-                )
-                api.seen.append(request)
-                route = api.routes.get((request.method, request.path))
-                if route is None:
-                    status, body = 404, error(404, "ERR_NGROK_404", f"No {request.path}.")
-                elif callable(route):
-                    status, body = route(request)
-                else:
-                    status, body = route
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                if status != 204:
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if status != 204:
-                    self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _any  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def on(self, method: str, path: str, route: Route) -> None:
-        self.routes[(method, path)] = route
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def error(status: int, code: str, msg: str) -> dict[str, Any]:
-    return {
-        "error_code": code,
-        "status_code": status,
-        "msg": msg,
-        "details": {"operation_id": "op_1"},
-    }
-
-
-def credential(id_: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "uri": f"http://x/credentials/{id_}",
-        "created_at": TS,
-        "description": "",
-        "metadata": "",
-        "token": None,
-        "acl": [],
-        "owner_id": None,
-        "active": True,
-        "max_sessions": None,
-        "max_endpoints": None,
-        **fields,
-    }
-
-
-def user(id_: str, name: str, active: bool = True) -> dict[str, Any]:
-    uri = f"http://x/service_users/{id_}"
-    return {"id": id_, "uri": uri, "name": name, "active": active, "created_at": TS}
-
-
-def event(id_: str, event_type: str = "agent_session_stop.v0") -> dict[str, Any]:
-    return {
-        "event_id": id_,
-        "event_type": event_type,
-        "event_timestamp": "2024-05-01T12:00:00.000001Z",
-        "account_id": "acct_1",
-        "principal": None,
-        "object": {},
-    }
-
-
-def listing(prop: str, items: list[Any], more: bool = False) -> Answer:
-    return 200, {"uri": "x", prop: items, "next_page_uri": "http://x/next" if more else None}
-
-
-@pytest.fixture
-def api() -> Iterator[FakeApi]:
-    server = FakeApi()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(autouse=True)
-def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("BURROW_API_KEY", raising=False)
-    monkeypatch.delenv("BURROW_API_URL", raising=False)
+from tests.edge.cli.fake_api import (
+    KEY,
+    TS,
+    Answer,
+    FakeApi,
+    Seen,
+    credential,
+    error,
+    event,
+    listing,
+    refused_url,
+    user,
+)
 
 
 def run(api: FakeApi, *args: str) -> int:
     return main([*args, "--api-key", KEY, "--api-url", api.url])
-
-
-def refused_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-# ---------------------------------------------------------------------------------- the client
-
-
-def test_requests_carry_the_key_the_version_and_a_json_body(api: FakeApi) -> None:
-    api.on("POST", "/credentials", (201, credential("cr_1", token="tok")))
-    client = AdminClient(api.url + "/", KEY)
-    created = client.create_credential(
-        description="box", acl=["bind:*.a.internal"], owner_id="service_1", max_sessions=2
-    )
-    assert created["token"] == "tok"
-    [seen] = api.seen
-    assert (seen.method, seen.path) == ("POST", "/credentials")
-    assert seen.headers["authorization"] == f"Bearer {KEY}"
-    assert seen.headers["ngrok-version"] == "2"
-    assert seen.headers["content-type"] == "application/json"
-    assert seen.body == {
-        "description": "box",
-        "metadata": "",
-        "acl": ["bind:*.a.internal"],
-        "owner_id": "service_1",
-        "max_sessions": 2,
-    }
-
-
-def test_get_has_no_body_and_lists_follow_the_pages(api: FakeApi) -> None:
-    def credentials(seen: Seen) -> Answer:
-        if "before_id" not in seen.query:
-            return listing("credentials", [credential("cr_3"), credential("cr_2")], more=True)
-        assert seen.query["before_id"] == ["cr_2"]
-        return listing("credentials", [credential("cr_1")])
-
-    api.on("GET", "/credentials", credentials)
-    ids = [c["id"] for c in AdminClient(api.url, KEY).list_credentials()]
-    assert ids == ["cr_3", "cr_2", "cr_1"]
-    assert [s.query["limit"] for s in api.seen] == [["100"], ["100"]]
-    assert all(s.body is None and "content-type" not in s.headers for s in api.seen)
-
-
-def test_api_keys_list_under_keys_and_no_content_is_none(api: FakeApi) -> None:
-    api.on("GET", "/api_keys", listing("keys", [{"id": "ak_1"}]))
-    api.on("DELETE", "/api_keys/ak_1", (204, b""))
-    api.on("POST", "/tunnel_sessions/ts_1/stop", (204, b""))
-    client = AdminClient(api.url, KEY)
-    assert client.list_api_keys() == [{"id": "ak_1"}]
-    client.delete_api_key("ak_1")
-    client.stop_tunnel_session("ts_1")
-    assert [(s.method, s.path) for s in api.seen[1:]] == [
-        ("DELETE", "/api_keys/ak_1"),
-        ("POST", "/tunnel_sessions/ts_1/stop"),
-    ]
-
-
-def test_ids_cannot_escape_their_path_segment(api: FakeApi) -> None:
-    api.on("DELETE", "/credentials/../api_keys/ak_1", (204, b""))
-    with pytest.raises(ApiError) as caught:
-        AdminClient(api.url, KEY).delete_credential("../api_keys/ak_1")
-    assert caught.value.status == 404
-    assert api.seen[0].path == "/credentials/..%2Fapi_keys%2Fak_1"
-
-
-def test_error_bodies_become_api_errors(api: FakeApi) -> None:
-    api.on("PATCH", "/credentials/cr_x", (404, error(404, "ERR_NGROK_404", "No credential.")))
-    with pytest.raises(ApiError) as caught:
-        AdminClient(api.url, KEY).update_credential("cr_x", active=False)
-    assert (caught.value.status, caught.value.error_code) == (404, "ERR_NGROK_404")
-    assert caught.value.operation_id == "op_1"
-    assert str(caught.value) == "No credential. (ERR_NGROK_404)"
-
-
-def test_a_reply_that_is_not_the_api_is_said_so(api: FakeApi) -> None:
-    api.on("GET", "/credentials", (200, b"<html>hello</html>"))
-    api.on("GET", "/service_users", (502, b"Bad gateway"))
-    client = AdminClient(api.url, KEY)
-    with pytest.raises(ApiClientError, match="without a JSON object"):
-        client.list_credentials()
-    with pytest.raises(ApiError, match="HTTP 502"):
-        client.list_service_users()
-
-
-def test_connection_refused_names_the_url() -> None:
-    url = refused_url()
-    with pytest.raises(UnreachableError) as caught:
-        AdminClient(url, KEY).list_credentials()
-    assert str(caught.value) == (
-        f"no edge answers at {url} (is burrow-edge serve running? is admin enabled?)"
-    )
-
-
-@pytest.mark.parametrize("url", ["127.0.0.1:4041", "ftp://x", "http://", "http://x:99999"])
-def test_bad_urls_are_refused_before_connecting(url: str) -> None:
-    with pytest.raises(ApiClientError, match="API URL"):
-        AdminClient(url, KEY)
 
 
 # ---------------------------------------------------------------------------------- the CLI
