@@ -441,14 +441,20 @@ class Session:
 
     def end_stream(self, stream_id: int, *, stop_reading: bool = False) -> None:
         """Half-close our direction (FIN). With `stop_reading`, data the peer sends afterwards is
-        answered with RST STREAM_CLOSED instead of being delivered (muxado's Close)."""
+        answered with RST STREAM_CLOSED instead of being delivered (muxado's Close); unread data
+        is dropped and counts as read, so if that leaves credit due (always so when the peer has
+        none left) a WNDINC goes out too: a peer writer blocked on the window then sends again
+        and learns from the RST that nobody reads, instead of waiting forever."""
         stream = self._live(stream_id)
+        increment = 0
         if stop_reading:
             stream.read_closed = True
-            stream.recv.discard()
-        if stream.state in (StreamState.HALF_CLOSED_LOCAL, StreamState.CLOSED):
-            return
-        self.send_data(stream_id, b"", end_stream=True)
+            increment = stream.recv.discard()
+        if stream.state not in (StreamState.HALF_CLOSED_LOCAL, StreamState.CLOSED):
+            self.send_data(stream_id, b"", end_stream=True)
+        # after the FIN: a peer that already sent FIN (the stream is now closed) needs no credit
+        if increment and stream.state in (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL):
+            self._out += frames.wndinc_frame(stream_id, increment)
 
     def reset_stream(self, stream_id: int, code: int = ErrorCode.STREAM_CANCELLED) -> None:
         """Abort both directions with RST. A stream that is already gone is left alone."""

@@ -86,9 +86,22 @@ class ReceiveWindow:
         self.credit += increment
         return increment
 
-    def discard(self) -> None:
-        """The reader will read no more: forget unread bytes (the stream is going away)."""
+    def discard(self) -> int:
+        """The reader will read no more: its unread bytes are dropped and count as read. Returns
+        the WNDINC increment to send now (0 = none), due by the same half-window rule as
+        `consume` but never growing the window.
+
+        Without the grant a writer whose credit is used up would wait forever: nothing it could
+        send would reach the receiver, so it would never learn that nobody reads. The rule is
+        enough for that: with no credit left, every byte of `size` is unread or unacked, so an
+        update is always due; with some left the writer can still send and draw the RST."""
+        self.unacked += self.unread
         self.unread = 0
+        if self.unacked * 2 < self.size:
+            return 0
+        increment, self.unacked = self.unacked, 0
+        self.credit += increment
+        return increment
 
     def release(self) -> None:
         """The stream is gone: return its growth to the session budget."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from protocol.wire import frames
@@ -721,6 +723,60 @@ def test_stop_reading_still_accepts_the_peer_fin() -> None:
     assert pair.client.open_streams == 0
 
 
+def test_stop_reading_with_the_window_used_up_lets_the_writer_learn_of_it() -> None:
+    # Regression (found by test_bytes_delivered_equal_bytes_sent_in_order): the reader stopped
+    # with a whole window unread, the dropped bytes were never re-granted, and the writer's last
+    # byte waited for credit forever.
+    config = SessionConfig(max_send_frame=64)
+    pair = SessionPair(config, config)
+    sid = pair.server.open_stream()
+    data = bytes(INITIAL_WINDOW + 1)
+    assert pair.server.send_data(sid, data) == INITIAL_WINDOW
+    pair.flush()  # nobody reads
+    assert pair.server.send_window(sid) == 0
+    pair.client.end_stream(sid, stop_reading=True)
+    wire = bytes(pair.client.data_to_send())
+    out = parse_frames(wire)
+    assert [(f.type, f.flags) for f in out] == [(FrameType.DATA, Flags.FIN), (FrameType.WNDINC, 0)]
+    assert out[1].increment == INITIAL_WINDOW  # the dropped bytes count as read
+    assert pair.server.receive_data(wire) == [
+        StreamEnded(stream_id=sid),
+        WindowUpdated(stream_id=sid, delta=INITIAL_WINDOW),
+    ]
+    assert pair.server.send_data(sid, data[INITIAL_WINDOW:]) == 1
+    seen = pair.flush()
+    assert seen.client == [
+        StreamReset(stream_id=sid, error_code=ErrorCode.STREAM_CLOSED, remote=False)
+    ]
+    assert seen.server == [
+        StreamReset(stream_id=sid, error_code=ErrorCode.STREAM_CLOSED, remote=True)
+    ]
+    assert pair.client.open_streams == pair.server.open_streams == 0
+
+
+def test_stop_reading_with_credit_left_sends_only_the_fin() -> None:
+    # The writer can still send and draw the RST: no WNDINC is needed, none goes out.
+    pair = SessionPair()
+    sid, _ = pair.open_stream(from_client=False)
+    assert pair.server.send_data(sid, bytes(100 * KiB)) == 100 * KiB
+    pair.flush()
+    pair.client.end_stream(sid, stop_reading=True)
+    out = sent(pair.client)
+    assert [(f.type, f.flags) for f in out] == [(FrameType.DATA, Flags.FIN)]
+
+
+def test_stop_reading_after_the_peer_fin_grants_nothing() -> None:
+    # The peer has finished sending: the stream closes and no credit is owed.
+    pair = SessionPair()
+    sid = pair.server.open_stream()
+    assert pair.server.send_data(sid, bytes(INITIAL_WINDOW), end_stream=True) == INITIAL_WINDOW
+    pair.flush()
+    pair.client.end_stream(sid, stop_reading=True)
+    out = sent(pair.client)
+    assert [(f.type, f.flags) for f in out] == [(FrameType.DATA, Flags.FIN)]
+    assert pair.client.open_streams == 0
+
+
 # --------------------------------------------------------------------------- session errors
 
 
@@ -945,7 +1001,7 @@ def test_the_same_events_byte_by_byte() -> None:
         {"max_stream_window": 1024},
     ],
 )
-def test_session_config_rejects_values_that_cannot_work(bad: dict[str, int]) -> None:
+def test_session_config_rejects_values_that_cannot_work(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="SessionConfig"):
         SessionConfig(**bad)
 
