@@ -1,4 +1,7 @@
-"""`burrow` command-line parsing and its one-line errors (nothing here reaches an edge)."""
+"""`burrow` command-line parsing and its one-line errors (nothing here reaches an edge).
+
+The endpoint rules behind `burrow http|tls|tcp`, called directly: test_cli_endpoints.py.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import endpoint_from_argv, main
-from agent.cli_endpoints import CLI_ENDPOINT_NAME, http_endpoint, tcp_endpoint, tls_endpoint
+from agent.cli_endpoints import CLI_ENDPOINT_NAME
 from agent.errors import UsageError
 from protocol.formats.urls import UpstreamURL
 
@@ -209,26 +212,6 @@ def test_config_check_reports_a_key_that_does_not_match_its_certificate(
     assert "agent_tls_termination.server_private_key: does not match server_certificate" in line
 
 
-def test_tcp_endpoint_defaults() -> None:
-    endpoint = tcp_endpoint("5432", url=None, name=CLI_ENDPOINT_NAME, pooling=False)
-    assert endpoint.name == "command_line"
-    assert endpoint.url == "tcp://"
-    assert endpoint.endpoint_url.is_random
-    assert str(endpoint.upstream.target) == "tcp://localhost:5432"
-    assert endpoint.bindings == ("public",)
-
-
-def test_tcp_endpoint_with_a_url_without_scheme() -> None:
-    endpoint = tcp_endpoint("10.0.0.6:5432", url="db.example.com:15432", name="db", pooling=True)
-    assert endpoint.url == "tcp://db.example.com:15432"
-    assert endpoint.pooling_enabled is True
-
-
-def test_tcp_endpoint_internal_needs_a_port() -> None:
-    with pytest.raises(UsageError, match="needs a port"):
-        tcp_endpoint("5432", url="tcp://db.internal", name="db", pooling=False)
-
-
 # --- burrow http / tls / tcp: every upstream form, every flag ---------------------------------
 
 
@@ -285,17 +268,6 @@ def test_tcp_and_tls_upstream_forms(command: str, addr: str, target: UpstreamURL
 def test_bad_upstreams(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         endpoint_from_argv(argv)
-
-
-def test_http_endpoint_urls() -> None:
-    assert http_endpoint("80").url == "https://"  # a random https name
-    assert http_endpoint("80", url="http://").url == "http://"
-    assert http_endpoint("80", url="app.example.com").url == "https://app.example.com"
-    assert http_endpoint("80", url="http://app.example.com:80").url == "http://app.example.com"
-    internal = http_endpoint("80", url="api.clinic-a.internal")
-    assert (internal.url, internal.binding) == ("https://api.clinic-a.internal", "internal")
-    assert tls_endpoint("443").url == "tls://"
-    assert tls_endpoint("443", url="secure.example.com").url == "tls://secure.example.com"
 
 
 @pytest.mark.parametrize(
@@ -506,13 +478,6 @@ def test_tls_termination_flags() -> None:
 def test_bad_tls_termination_flags(flags: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         endpoint_from_argv(["tls", "5432", *flags])
-
-
-def test_terminated_tls_cannot_forward_to_a_tls_upstream() -> None:
-    with pytest.raises(UsageError, match="sends it the decrypted bytes"):
-        tls_endpoint(
-            "tls://db.local:5433", crt=str(PEM / "server.pem"), key=str(PEM / "server.key")
-        )
 
 
 def test_endpoint_errors_through_main_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:

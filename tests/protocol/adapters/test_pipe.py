@@ -1,0 +1,176 @@
+"""splice(): both directions copied, EOF passed on as a half-close, failures close both sides."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+import trio.testing
+
+from protocol.adapters.pipe import COPY_CHUNK, splice
+
+# Big enough that each direction takes several COPY_CHUNK reads and fills socket buffers.
+BULK = 3 * COPY_CHUNK + 12345
+
+
+async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything until EOF."""
+    parts = []
+    while chunk := await stream.receive_some():
+        parts.append(bytes(chunk))
+    return b"".join(parts)
+
+
+async def tcp_pair(listener: trio.SocketListener) -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A connected (client, server) pair of real loopback TCP streams."""
+    sockname = listener.socket.getsockname()
+    client = await trio.open_tcp_stream(sockname[0], sockname[1])
+    server = await listener.accept()
+    return client, server
+
+
+async def test_both_directions_with_half_close_over_loopback_tcp() -> None:
+    """A client that shuts down its write side still gets the whole reply (TCP half-close)."""
+    request, reply = os.urandom(BULK), os.urandom(BULK + 1)
+    with trio.fail_after(30):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with listener:
+            client, near = await tcp_pair(listener)  # the public side: client -> near
+            far, upstream = await tcp_pair(listener)  # the upstream side: far -> upstream
+            result: list[tuple[int, int]] = []
+            got: dict[str, bytes] = {}
+
+            async def run_splice() -> None:
+                result.append(await splice(near, far))
+
+            async def client_side() -> None:
+                await client.send_all(request)
+                await client.send_eof()
+                got["client"] = await receive_all(client)
+                await client.aclose()
+
+            async def upstream_side() -> None:
+                got["upstream"] = await receive_all(upstream)  # ends: the client's EOF came through
+                await upstream.send_all(reply)  # after the EOF: the half-close kept it open
+                await upstream.send_eof()
+                assert await upstream.receive_some() == b""
+                await upstream.aclose()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_splice)
+                nursery.start_soon(client_side)
+                nursery.start_soon(upstream_side)
+    assert got["upstream"] == request
+    assert got["client"] == reply
+    assert result == [(len(request), len(reply))]
+
+
+async def test_both_directions_at_once_in_memory() -> None:
+    a_peer, a = trio.testing.memory_stream_pair()
+    b, b_peer = trio.testing.memory_stream_pair()
+    up, down = os.urandom(BULK), os.urandom(BULK // 2)
+    got: dict[str, bytes] = {}
+    counts: list[tuple[int, int]] = []
+
+    async def talk(name: str, stream: trio.abc.HalfCloseableStream, payload: bytes) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def send() -> None:
+                await stream.send_all(payload)
+                await stream.send_eof()
+
+            nursery.start_soon(send)
+            got[name] = await receive_all(stream)
+
+    async def run_splice() -> None:
+        counts.append(await splice(a, b))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_splice)
+            nursery.start_soon(talk, "a_peer", a_peer, up)
+            nursery.start_soon(talk, "b_peer", b_peer, down)
+    assert got == {"a_peer": down, "b_peer": up}
+    assert counts == [(len(up), len(down))]
+
+
+async def test_eof_is_passed_on_while_the_other_direction_goes_on() -> None:
+    a_peer, a = trio.testing.memory_stream_pair()
+    b, b_peer = trio.testing.memory_stream_pair()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(splice, a, b)
+            await a_peer.send_all(b"last words")
+            await a_peer.send_eof()
+            assert await receive_all(b_peer) == b"last words"  # the EOF arrived as an EOF
+            for _ in range(3):  # ...and the other direction still flows, in order
+                await b_peer.send_all(b"still here")
+                assert await a_peer.receive_some() == b"still here"
+            await b_peer.send_eof()
+            assert await a_peer.receive_some() == b""
+    # splice returned on its own once both directions ended.
+
+
+class _WholeCloseOnly(trio.abc.Stream):
+    """A stream without half-close (like trio.SSLStream): only `aclose`."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_destination_without_half_close_is_closed_at_eof() -> None:
+    a_peer, a = trio.testing.memory_stream_pair()
+    inner_b, b_peer = trio.testing.memory_stream_pair()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(splice, a, _WholeCloseOnly(inner_b))
+            await a_peer.send_all(b"bye")
+            await a_peer.send_eof()
+            assert await receive_all(b_peer) == b"bye"
+            # b is closed as a whole, so nothing more can come back to a_peer either.
+            assert await receive_all(a_peer) == b""
+
+
+async def test_a_broken_direction_closes_both_streams_without_raising() -> None:
+    a_peer, a = trio.testing.memory_stream_pair()
+    b, b_peer = trio.testing.memory_stream_pair()
+    counts: list[tuple[int, int]] = []
+
+    async def run_splice() -> None:
+        counts.append(await splice(a, b))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_splice)
+            # b's peer stops reading for good but never sends EOF: the b->a direction is still
+            # blocked in receive when a->b breaks, and must be stopped too.
+            await b_peer.receive_stream.aclose()
+            await a_peer.send_all(b"into the void")
+            assert await a_peer.receive_some() == b""  # a was closed by splice...
+        with pytest.raises(trio.ClosedResourceError):  # ...and so was b, by the time it returned
+            await b.send_all(b"too late")
+    assert counts == [(0, 0)]
+
+
+async def test_cancellation_propagates_and_closes_both() -> None:
+    a_peer, a = trio.testing.memory_stream_pair()
+    b, b_peer = trio.testing.memory_stream_pair()
+    with trio.fail_after(10):
+        with trio.move_on_after(0.05) as scope:
+            await splice(a, b)
+        assert scope.cancelled_caught  # the cancel reached the caller's scope, not swallowed
+        assert await a_peer.receive_some() == b""
+        assert await b_peer.receive_some() == b""
