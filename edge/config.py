@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from protocol.formats import units
+from protocol.formats import hostnames, units
 from protocol.formats.units import KiB, MiB, parse_size
 from protocol.formats.yamldoc import (
     DuplicateKeyError,
@@ -228,8 +227,6 @@ class ConfigError(Exception):
 
 
 _PORT_MAX = 65535
-_DNS_NAME_MAX = 253
-_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def parse_duration(value: str | float) -> float:
@@ -292,27 +289,20 @@ def parse_port_range(value: str | int) -> range:
 
 def parse_host(value: str) -> str:
     """An IP address (normalised) or a DNS hostname (lower-cased); `ValueError` otherwise."""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
-    return parse_hostname(value)
+    return _hostname(value, ip=True)
 
 
 def parse_hostname(value: str) -> str:
     """A DNS hostname, lower-cased, without a trailing dot; `ValueError` otherwise."""
-    name = value.lower().removesuffix(".")
-    if (
-        not value.isascii()
-        or not name
-        or len(name) > _DNS_NAME_MAX
-        or not all(_LABEL_RE.fullmatch(label) for label in name.split("."))
-    ):
-        raise ValueError(
-            f"{value!r} is not a hostname: use letters, digits and hyphens in dot-separated "
-            "labels (punycode for international names)"
-        )
-    return name
+    return _hostname(value, ip=False)
+
+
+def _hostname(value: str, *, ip: bool) -> str:
+    """The one host-name rule (protocol/formats/hostnames.py), in this file's words."""
+    try:
+        return hostnames.parse_hostname(value, ip=ip)
+    except hostnames.HostnameError as exc:
+        raise ValueError(f"{value!r} is not a hostname: {exc.problem}") from None
 
 
 def _parse_port(text: str, whole: str, *, minimum: int) -> int:

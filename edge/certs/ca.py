@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import ssl
 import tempfile
 from collections.abc import Sequence
@@ -27,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from protocol.formats.hostnames import HostnameError, parse_hostname
 
 __all__ = [
     "CA_CERT_FILENAME",
@@ -56,9 +57,6 @@ CLOCK_SKEW_ALLOWANCE = timedelta(hours=1)
 RAM_SCRATCH_DIR = "/dev/shm"
 # X.509's upper bound for a commonName (RFC 5280, ub-common-name).
 _COMMON_NAME_MAX = 64
-# A DNS name's length limit (RFC 1035), and its labels': letters, digits, hyphens, not at an end.
-_DNS_NAME_MAX = 253
-_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class CertError(Exception):
@@ -172,8 +170,9 @@ class DevCA:
     def issue(self, hostnames: Sequence[str], *, now: datetime | None = None) -> IssuedCert:
         """Sign a new leaf (with a new key) valid for `hostnames` for `LEAF_VALIDITY`.
 
-        Names are DNS names (lower-cased, a trailing dot dropped), wildcards whose `*` is the
-        whole leftmost label, or IPv4/IPv6 literals. The leaf never outlives the CA. Raises
+        Names are host names by the one rule of protocol/formats/hostnames.py (lower-cased, a
+        trailing dot dropped, no '_'), wildcards whose `*` is the whole leftmost label, or
+        IPv4/IPv6 literals. The leaf never outlives the CA. Raises
         `CertError` for an empty list, a name that is none of those, or a CA that has expired.
         """
         names = _normalise_hostnames(hostnames)
@@ -360,9 +359,10 @@ def _make_ca(
 def normalise_hostname(raw: str) -> str:
     """`raw` as a certificate names it: lower-cased, without a trailing dot, IPs canonical.
 
-    Accepts what `DevCA.issue` accepts: DNS names (ASCII; punycode for international names),
-    wildcards whose `*` is the whole leftmost label over at least two more labels, and IPv4/IPv6
-    literals. Raises `CertError` saying what is wrong otherwise.
+    Accepts what `DevCA.issue` accepts: host names by the one rule (protocol/formats/hostnames.py:
+    ASCII, punycode for international names, no '_'), wildcards whose `*` is the whole leftmost
+    label over at least two more labels, and IPv4/IPv6 literals. Raises `CertError` saying what
+    is wrong otherwise.
     """
     return _normalise_hostname(raw)
 
@@ -382,28 +382,17 @@ def _normalise_hostnames(hostnames: Sequence[str]) -> tuple[str, ...]:
 
 def _normalise_hostname(raw: str) -> str:
     try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        pass
-    name = raw.lower().removesuffix(".")
-    labels = name.split(".")
-    if labels[0] == "*":
-        labels = labels[1:]
-        if len(labels) < 2:
-            raise CertError(
-                f"wildcard {raw!r} must cover a name with at least two labels, like "
-                "*.burrow.localhost"
-            )
-    if (
-        not raw.isascii()
-        or not name
-        or len(name) > _DNS_NAME_MAX
-        or not all(_LABEL_RE.fullmatch(label) for label in labels)
-    ):
+        name = parse_hostname(raw, wildcard=True, ip=True)
+    except HostnameError as exc:
         raise CertError(
-            f"{raw!r} is not a hostname a certificate can name: use letters, digits and hyphens "
-            "in dot-separated labels (punycode for international names), a leading '*.' for a "
-            "wildcard, or an IP address"
+            f"{exc}; a certificate names DNS names (punycode for international names), "
+            "wildcards with a leading '*.', or IP addresses"
+        ) from None
+    # RFC 6125 §7.2 / CA/B Baseline Requirements: a wildcard directly under a top-level name
+    # (`*.localhost`, `*.com`) is one no client accepts; the host-name rule allows it elsewhere.
+    if name.startswith("*.") and name.count(".") < 2:
+        raise CertError(
+            f"wildcard {raw!r} must cover a name with at least two labels, like *.burrow.localhost"
         )
     return name
 

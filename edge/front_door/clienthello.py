@@ -26,10 +26,11 @@ This module does no I/O, no logging and reads no clock.
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
+
+from protocol.formats.hostnames import HostnameError, parse_hostname
 
 __all__ = [
     "MAX_CLIENT_HELLO",
@@ -67,9 +68,6 @@ MAX_HELLO_BYTES = MAX_HELLO_RECORDS * _RECORD_HEADER + _HANDSHAKE_HEADER + MAX_C
 _MIN_CLIENT_HELLO = 41
 # RFC 8446 4.1.2 / RFC 5246 7.4.1.2: legacy_session_id<0..32>.
 _MAX_SESSION_ID = 32
-# RFC 1035 2.3.4 and 3.1: 63 bytes per label, 253 for a name written without its trailing dot.
-_MAX_LABEL = 63
-_MAX_HOST_NAME = 253
 
 _CONTENT_HANDSHAKE = 22
 _HANDSHAKE_CLIENT_HELLO = 1
@@ -80,9 +78,6 @@ _NAME_TYPE_HOST_NAME = 0
 _INTERPRETED = frozenset((_EXT_SERVER_NAME, _EXT_ALPN, _EXT_SUPPORTED_VERSIONS))
 _TLS1_0 = 0x0301
 _TLS1_3 = 0x0304
-
-# Letters (already lower-cased), digits, hyphens and underscores, which real names in the wild use.
-_LABEL_RE = re.compile(rf"[a-z0-9_-]{{1,{_MAX_LABEL}}}")
 
 
 class Alert(StrEnum):
@@ -369,31 +364,22 @@ def _parse_server_name(ext: _Reader) -> str:
 
 
 def _host_name(raw: bytes) -> str:
-    """The SNI host name, lower-cased, if it is a DNS host name (RFC 6066 3)."""
+    """The SNI host name, lower-cased, if it is a host name by Burrow's one rule.
+
+    RFC 6066 3: ASCII (IDNs travel as A-labels), no trailing dot, never an IP literal; the rest
+    is `protocol.formats.hostnames.parse_hostname`, the rule that decides which hosts can be
+    bound and certified, so a name refused here is one no endpoint or certificate could have.
+    """
     try:
-        name = raw.decode("ascii").lower()
+        name = raw.decode("ascii")
     except UnicodeDecodeError:
         raise ClientHelloError(
             "server name is not ASCII (IDNs travel as A-labels)", Alert.UNRECOGNIZED_NAME
         ) from None
-    shown = name if len(name) <= 80 else name[:77] + "..."
-    if len(name) > _MAX_HOST_NAME:
-        raise ClientHelloError(
-            f"server name of {len(name)} characters (at most 253)", Alert.UNRECOGNIZED_NAME
-        )
-    labels = name.split(".")
-    if not all(_LABEL_RE.fullmatch(label) for label in labels):
-        raise ClientHelloError(
-            f"server name {shown!r} is not a DNS host name", Alert.UNRECOGNIZED_NAME
-        )
-    # RFC 6066 3 forbids IP literals. IPv6 ones already failed on their colons; an all-numeric
-    # last label is how any IPv4 spelling (1.2.3.4, 127.1, ...) ends, and no top-level domain is
-    # all-numeric (RFC 3696 2).
-    if labels[-1].isdigit():
-        raise ClientHelloError(
-            f"server name {shown!r} is an IP address (RFC 6066 3)", Alert.UNRECOGNIZED_NAME
-        )
-    return name
+    try:
+        return parse_hostname(name, trailing_dot=False)
+    except HostnameError as exc:
+        raise ClientHelloError(f"server name {exc}", Alert.UNRECOGNIZED_NAME) from None
 
 
 def _parse_alpn(ext: _Reader) -> tuple[str, ...]:

@@ -13,8 +13,11 @@ ERR_NGROK_10007). Label rules select ngrok's labeled tunnels; Burrow has no labe
 (an ngrok credential's ACL can be copied over unchanged) but never match a host. A non-empty
 ACL of label rules only therefore allows no host at all, as it does on ngrok for URL binds.
 
-Matching is on the host alone and case-insensitive: a port (`db.acme.com:5432`) and one trailing
-dot are dropped from the host asked about, so a TCP or TLS endpoint is checked like an HTTP one.
+Hosts in rules follow the one host-name rule (`protocol/formats/hostnames.py`): a rule can name
+the hosts an endpoint can be bound on and nothing else (no '_', punycode for international
+names, IP literals allowed). Matching is on the host alone and case-insensitive: a port
+(`db.acme.com:5432`) and one trailing dot are dropped from the host asked about, so a TCP or TLS
+endpoint is checked like an HTTP one.
 A suffix matches at a label boundary only: `*.acme.com` does not allow `badacme.com`.
 
 Pure: no I/O, no clock; values in, values out.
@@ -27,6 +30,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
+
+from protocol.formats.hostnames import HostnameError, parse_hostname
 
 __all__ = [
     "ERR_NGROK_10007",
@@ -42,15 +47,8 @@ __all__ = [
 ERR_NGROK_10007: Final = "ERR_NGROK_10007"
 
 _PREFIX = "bind:"
-# One DNS label as Burrow's endpoint hosts allow it: letters, digits, "-" and "_" (the latter
-# shows up in internal names), lower-cased before matching. Non-ASCII names must be given in
-# their punycode (xn--) form, which is also what arrives in SNI and Host headers.
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
-_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
 # A label rule's key and value: anything but "=", whitespace and control characters, or "*".
 _LABEL_PART_RE = re.compile(r"[^=\s\x00-\x1f\x7f]+")
-# Hostnames are at most 253 characters (RFC 1035); a longer rule is a mistake, not a host.
-HOST_MAX_LENGTH = 253
 
 
 class AclError(ValueError):
@@ -147,27 +145,27 @@ def _parse_rule(rule: str, index: int) -> AclRule:
         if not (_LABEL_PART_RE.fullmatch(key) and _LABEL_PART_RE.fullmatch(value)):
             raise AclError(f"{where} is not a label rule of the form 'bind:key=value'", rule=rule)
         return AclRule(kind=RuleKind.LABEL, value=body, source=rule)
-    host = body.lower()
-    host = host[:-1] if host.endswith(".") else host
-    kind = RuleKind.EXACT
-    if host.startswith("*."):
-        kind, host = RuleKind.SUFFIX, host[2:]
-    if "://" in host:
+    if "://" in body:
         raise AclError(
             f"{where} is a URL; ACL rules name hosts, so write 'bind:' and the host alone",
             rule=rule,
         )
-    if ":" in host:
+    try:
+        # The one host-name rule, so a rule can name exactly the hosts an endpoint can have.
+        host = parse_hostname(body, wildcard=True, ip=True)
+    except HostnameError as exc:
+        if body.rpartition(":")[2].isdigit():  # `host:443`; an IPv6 literal parsed above
+            raise AclError(
+                f"{where} names a port; ACL rules match hosts only, so drop the ':port'", rule=rule
+            ) from None
         raise AclError(
-            f"{where} names a port; ACL rules match hosts only, so drop the ':port'", rule=rule
-        )
-    if len(host) > HOST_MAX_LENGTH or not _HOST_RE.fullmatch(host):
-        raise AclError(
-            f"{where} is not a host name, '*.suffix', '*' or 'key=value' after 'bind:'"
-            " ('*' is allowed only as the whole first label)",
+            f"{where} is not a host name, '*.suffix', '*' or 'key=value' after 'bind:': "
+            f"{exc.problem}",
             rule=rule,
-        )
-    return AclRule(kind=kind, value=host, source=rule)
+        ) from None
+    if host.startswith("*."):
+        return AclRule(kind=RuleKind.SUFFIX, value=host[2:], source=rule)
+    return AclRule(kind=RuleKind.EXACT, value=host, source=rule)
 
 
 def _normalize_host(host: str) -> str:

@@ -12,6 +12,10 @@ An *upstream URL* is where the agent forwards traffic (§1.6): a port only (`808
 an origin, and for http(s) endpoints a domain or a scheme only. What is allowed depends on the
 endpoint's scheme, so `parse_upstream_url` takes it.
 
+Hosts follow the one host-name rule (`protocol/formats/hostnames.py`), which the edge's
+certificates, SNI check, bind ACLs and config apply too. An endpoint host may not contain '_'
+(no certificate can name it); an upstream host, which only a resolver sees, may.
+
 Everything here is a pure function of its arguments: no DNS, no sockets. Errors are `URLError`,
 a `ValueError` that carries ngrok's `ERR_NGROK_*` code where ngrok has one.
 """
@@ -22,6 +26,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from protocol.formats.hostnames import HostnameError, parse_hostname
 from protocol.rpc import errcodes
 
 __all__ = [
@@ -66,9 +71,6 @@ INTERNAL_MAX_LABELS = 5
 #: Ports a scheme implies when the URL gives none. tcp has no default: the edge picks one.
 DEFAULT_PORTS = {"http": 80, "https": 443, "tls": 443}
 _MAX_PORT = 65535
-_MAX_HOST_LENGTH = 253  # DNS: a name is at most 253 characters in text form
-_MAX_LABEL_LENGTH = 63  # DNS: a label is at most 63 octets
-_LABEL = re.compile(r"[a-z0-9_-]+")  # underscores appear in real internal names; allowed
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts '²' and friends
 _ACCEPTED_ENDPOINT_FORMS = (
     "write a domain (app.example.com), an origin (https://app.example.com, "
@@ -168,7 +170,7 @@ def parse_endpoint_url(text: str, *, default_scheme: str = "https") -> EndpointU
     host, port = _split_host_port(authority, text)
     if host == "":
         raise URLError(f"endpoint URL {text!r} has a port but no host; {_ACCEPTED_ENDPOINT_FORMS}")
-    host = _normalize_host(host, text, allow_wildcard=True)
+    host = _normalize_host(host, text, endpoint=True)
     if port is not None and port == DEFAULT_PORTS.get(scheme):
         port = None
     return EndpointURL(scheme, host, port)
@@ -247,7 +249,7 @@ def parse_upstream_url(text: str, *, endpoint_scheme: str) -> UpstreamURL:
             raise URLError(f"upstream {text!r} has no host; {forms}")
         host = "localhost"
     else:
-        host = _normalize_host(host, text, allow_wildcard=False)
+        host = _normalize_host(host, text, endpoint=False)
     if port is None:
         if not is_http:
             raise URLError(
@@ -367,45 +369,20 @@ def _parse_port(port_text: str, text: str) -> int:
     return port
 
 
-def _normalize_host(host: str, text: str, *, allow_wildcard: bool) -> str:
-    """Lower-case, drop one trailing dot, IDNA-encode, and check the DNS name rules."""
+def _normalize_host(host: str, text: str, *, endpoint: bool) -> str:
+    """`host` by the one host-name rule (protocol/formats/hostnames.py), or `URLError`.
+
+    Both kinds of URL take IP literals and Unicode names (converted to punycode) and drop one
+    trailing dot. Endpoint hosts may be wildcards and may not contain '_': a certificate can
+    name no such host, so it would be bound and then fail every TLS handshake. Upstream hosts
+    go to a resolver, never into a certificate, and real ones use '_' (container names).
+    """
     if ":" in host:  # an IPv6 literal already checked by _split_host_port
         return str(ipaddress.IPv6Address(host))
-    name = host.lower()
-    if name.endswith("."):
-        name = name[:-1]
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise URLError(f"{text!r}: {host!r} is not a valid international host name") from None
     try:
-        return str(ipaddress.IPv4Address(name))
-    except ValueError:
-        pass
-    if name == "" or len(name) > _MAX_HOST_LENGTH:
-        raise URLError(f"{text!r}: host {host!r} is empty or longer than 253 characters")
-    labels = name.split(".")
-    for index, label in enumerate(labels):
-        if label == "*" and index == 0 and allow_wildcard and len(labels) > 1:
-            continue
-        if label == "*":
-            raise URLError(
-                f"{text!r}: '*' may only be the first part of a host, as in *.example.com"
-            )
-        if (
-            not _LABEL.fullmatch(label)
-            or len(label) > _MAX_LABEL_LENGTH
-            or label.startswith("-")
-            or label.endswith("-")
-        ):
-            raise URLError(
-                f"{text!r}: {label!r} is not a valid host name part; use letters, digits "
-                "and '-' (not at either end), at most 63 characters"
-            )
-    if labels[-1].isdigit():
-        raise URLError(f"{text!r}: {host!r} is neither a host name nor an IPv4 address")
-    return name
+        return parse_hostname(host, wildcard=endpoint, ip=True, idna=True, underscore=not endpoint)
+    except HostnameError as exc:
+        raise URLError(f"{text!r}: {exc}") from None
 
 
 def format_host(host: str) -> str:

@@ -135,7 +135,12 @@ def test_allows_never_raises_on_a_non_string() -> None:
 
 
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
-_host = st.lists(_label, min_size=1, max_size=4).map(".".join)
+# The last label starts with a letter: an all-digit one (`x.0`) is no host name by the one
+# host-name rule (no top-level domain is all digits), so `bind:*.0` no longer parses.
+_tld = st.from_regex(r"[a-z]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+_host = st.tuples(st.lists(_label, max_size=3), _tld).map(
+    lambda parts: ".".join([*parts[0], parts[1]])
+)
 
 
 @given(

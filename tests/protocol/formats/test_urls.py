@@ -51,10 +51,9 @@ from protocol.formats.urls import (
         ("tcp://[::1]:9000", EndpointURL("tcp", "::1", 9000)),
         ("https://[2001:DB8:0::1]", EndpointURL("https", "2001:db8::1", None)),
         ("tcp://10.0.0.1:22", EndpointURL("tcp", "10.0.0.1", 22)),
-        # wildcards, internationalised names, underscores
+        # wildcards, internationalised names (underscores: refused, see the rejects below)
         ("https://*.example.com", EndpointURL("https", "*.example.com", None)),
         ("bücher.example", EndpointURL("https", "xn--bcher-kva.example", None)),
-        ("https://my_svc.internal", EndpointURL("https", "my_svc.internal", None)),
     ],
 )
 def test_parse_endpoint_url(text: str, expected: EndpointURL) -> None:
@@ -126,6 +125,14 @@ def test_properties() -> None:
         ("https://" + "a." * 127 + "com", "longer than 253 characters", None),
         ("8080", "neither a host name nor an IPv4 address", None),
         ("1.2.3", "neither a host name nor an IPv4 address", None),
+        # No certificate can name a host with '_' (CA/B Forum ballot SC12): refused at bind
+        # time rather than bound and then failing every TLS handshake. Was accepted before.
+        (
+            "https://my_svc.internal",
+            "'my_svc' is not a valid host name part: it contains '_'",
+            None,
+        ),
+        ("my_app.example.com", "no certificate may name", None),
     ],
 )
 def test_parse_endpoint_url_rejects(text: str, message: str, code: str | None) -> None:
@@ -227,6 +234,9 @@ def test_infer_binding() -> None:
         ("[::1]:80", "https", UpstreamURL("http", "::1", 80)),
         ("[::1]:5432", "tcp", UpstreamURL("tcp", "::1", 5432)),
         ("app.localhost:3000", "https", UpstreamURL("http", "app.localhost", 3000)),
+        # Upstream hosts only reach a resolver, never a certificate: '_' stays allowed there.
+        ("my_db:5432", "tcp", UpstreamURL("tcp", "my_db", 5432)),
+        ("http://web_1.local:8080", "https", UpstreamURL("http", "web_1.local", 8080)),
     ],
 )
 def test_parse_upstream_url(text: str, scheme: str, expected: UpstreamURL) -> None:
