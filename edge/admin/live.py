@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from edge.endpoints.registry import EndpointRecord
+from edge.endpoints.registry import Endpoint, Member
 from edge.tunnels.hub import EdgeHub
 from edge.tunnels.session import AgentSession
 
@@ -114,8 +114,9 @@ class HubLiveState:
         infos = []
         for session in self._agent_sessions():
             assert session.credential is not None
-            for record in self._hub.registry.held_by(session.id):
-                infos.append(_endpoint_info(record, session, self._hub.public_url(record)))
+            for endpoint, member in self._hub.registry.held_by(session.id):
+                url = self._hub.public_url(endpoint)
+                infos.append(_endpoint_info(endpoint, member, session, url))
         return infos
 
     def stop_session(self, session_id: str, reason: str) -> bool:
@@ -129,16 +130,19 @@ class HubLiveState:
         return self._hub.stop_revoked_sessions()
 
 
-def _endpoint_info(record: EndpointRecord, session: AgentSession, url: str) -> EndpointInfo:
-    """`url` is the one clients dial (with the edge's port when it is not the default)."""
+def _endpoint_info(
+    endpoint: Endpoint, member: Member, session: AgentSession, url: str
+) -> EndpointInfo:
+    """`member` is `session`'s member of `endpoint`; `url` is the one clients dial (with the
+    edge's port when it is not the default)."""
     assert session.credential is not None
     return EndpointInfo(
-        id=endpoint_id(record.session_id, record.bind_id),
+        id=endpoint_id(member.session_id, member.bind_id),
         url=url,
-        proto=record.proto,
-        port=record.port,
-        session_id=record.session_id,
+        proto=endpoint.proto,
+        port=endpoint.port,
+        session_id=member.session_id,
         owner_id=session.credential.owner_id,
         started_at=session.started_at,
-        binding=record.binding,
+        binding=endpoint.binding,
     )

@@ -1,102 +1,153 @@
-"""Which endpoints are online, who holds them, and which tcp ports are free. Pure bookkeeping.
+"""Which endpoints are online, who serves them, and which tcp ports are free. Pure bookkeeping.
 
-The registry is the single place that decides whether a URL may be bound: a URL held by another
-session is refused (ERR_NGROK_334) unless the binder is that same agent resuming (same client id
-and cookie, checked by the session code before it asks here). Ports are handed out from the
-configured range, randomly so that a restarted agent rarely lands on a port someone just left.
+Theory of operation. An endpoint is a URL and its binding (public, or internal: reachable only
+through forward-internal); its members are the agent sessions' bound endpoints that serve it.
+Each member knows how to open a proxy stream to its agent (`Member.opener`), so a caller that
+found an endpoint opens a stream with `Endpoint.open_proxy` and never sees a session. Today an
+endpoint has exactly one member: the registry is the single place that decides whether a URL
+may be bound, and a URL already online is refused (ERR_NGROK_334) unless the binder is that
+same agent resuming (same client id and cookie, checked by the session code before it asks
+here, which stops the old session and so removes its members first). The shape already holds
+a pool: `members` is a tuple and `open_proxy` picks one.
+
+Ports are handed out from the configured range, randomly so that a restarted agent rarely lands
+on a port someone just left. Removing a member remembers its bind token, so a resuming agent
+gets its URL back (`recent_url`).
 """
 
 from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 
 import trio
 
 #: How many released endpoints remember their URL for a resuming agent (by bind token).
 RECENT_BINDINGS = 10_000
 
-
-class ProxyOpener(Protocol):
-    """The agent session that serves an endpoint: it opens proxy streams to its agent."""
-
-    async def open_proxy(
-        self, record: EndpointRecord, client_addr: str
-    ) -> trio.abc.HalfCloseableStream:
-        """A new proxy stream with its ProxyHeader written; `trio.BrokenResourceError` if the
-        session is gone."""
-        ...
+#: Opens a new proxy stream (its ProxyHeader written) to a member's agent for the client at the
+#: given address ("host:port"); raises `trio.BrokenResourceError` if the session is gone.
+OpenProxy = Callable[[str], Awaitable[trio.abc.HalfCloseableStream]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EndpointRecord:
-    url: str  # canonical (edge/tunnels/binding.py): the registry key
-    proto: str  # http, https, tcp or tls
+class Member:
+    """One agent session's bound endpoint: what it bound with, and how to reach its agent."""
+
     bind_id: str
-    token: str
+    token: str  # the bind token a resuming agent presents to get its URL back
     session_id: str
     client_id: str
-    port: int | None = None
+    forwards_to: str = ""  # the agent's upstream as it described it (Bind.ForwardsTo)
+    opener: OpenProxy = field(compare=False, repr=False)
+
+    async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+        """A new proxy stream to this member's agent; `trio.BrokenResourceError` if its session
+        is gone. Cancellation leaves no stream behind."""
+        return await self.opener(client_addr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """An online URL and the members serving it (exactly one today)."""
+
+    url: str  # canonical (edge/tunnels/binding.py): the registry key
+    proto: str  # http, https, tcp or tls
     binding: str = "public"  # or "internal": reachable only through forward-internal
     host: str = ""  # the URL's host, for routing by SNI and Host
-    forwards_to: str = ""  # the agent's upstream as it described it (Bind.ForwardsTo)
-    owner: ProxyOpener | None = field(default=None, compare=False, repr=False)
+    port: int | None = None  # the public tcp port it holds, if any
+    members: tuple[Member, ...] = ()
+
+    @property
+    def forwards_to(self) -> str:
+        """The upstream the agents described, for error pages (the chosen member's)."""
+        return self.members[0].forwards_to if self.members else ""
+
+    def pick(self) -> Member | None:
+        """The member a new connection goes to: the only one today; None if there is none."""
+        return self.members[0] if self.members else None
+
+    async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+        """A new proxy stream to a member's agent, its ProxyHeader written.
+        `trio.BrokenResourceError` if the endpoint has no member or the member's session is
+        gone."""
+        member = self.pick()
+        if member is None:
+            raise trio.BrokenResourceError(f"{self.url} has no agent session")
+        return await member.open_proxy(client_addr)
 
 
 class EndpointRegistry:
     def __init__(self, *, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
-        self._by_url: dict[str, EndpointRecord] = {}
+        self._by_url: dict[str, Endpoint] = {}
         self._ports: set[int] = set()
         self._recent: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_url)
 
-    def lookup(self, url: str) -> EndpointRecord | None:
+    def lookup(self, url: str) -> Endpoint | None:
         return self._by_url.get(url)
 
-    def lookup_public(self, scheme: str, host: str) -> EndpointRecord | None:
+    def lookup_public(self, scheme: str, host: str) -> Endpoint | None:
         """The public endpoint serving `host` for `scheme` (http, https or tls): an exact name
         first, then the closest wildcard (`a.b.example.com` tries `*.b.example.com`, then
         `*.example.com`), as ngrok picks the most specific online endpoint. Internal endpoints
         are never returned: no public port may reach them."""
         by_url = self._by_url
-        record = by_url.get(f"{scheme}://{host}")
-        if record is None:
+        endpoint = by_url.get(f"{scheme}://{host}")
+        if endpoint is None:
             rest = host
-            while record is None and "." in rest:
+            while endpoint is None and "." in rest:
                 rest = rest.split(".", 1)[1]
-                record = by_url.get(f"{scheme}://*.{rest}")
-        if record is None or record.binding != "public":
+                endpoint = by_url.get(f"{scheme}://*.{rest}")
+        if endpoint is None or endpoint.binding != "public":
             return None
-        return record
+        return endpoint
 
-    def add(self, record: EndpointRecord) -> None:
-        if record.url in self._by_url:
-            raise KeyError(f"{record.url} is already registered")
-        self._by_url[record.url] = record
-        if record.port is not None:
-            self._ports.add(record.port)
+    def add(self, endpoint: Endpoint) -> None:
+        """Put `endpoint` online with its members. KeyError if its URL is already online (one
+        agent session per URL) or it has no member."""
+        if endpoint.url in self._by_url:
+            raise KeyError(f"{endpoint.url} is already registered")
+        if not endpoint.members:
+            raise KeyError(f"{endpoint.url} has no member to serve it")
+        self._by_url[endpoint.url] = endpoint
+        if endpoint.port is not None:
+            self._ports.add(endpoint.port)
 
-    def remove(self, record: EndpointRecord) -> bool:
-        """Forget `record` (only that record: its URL may already belong to a newer session)."""
-        if self._by_url.get(record.url) is not record:
+    def remove(self, url: str, member: Member) -> bool:
+        """Forget `member` (that very object: the URL may already belong to a newer session's
+        member) from the endpoint at `url`; the endpoint goes offline, and its port is freed,
+        with its last member. False if `member` does not serve `url`."""
+        endpoint = self._by_url.get(url)
+        if endpoint is None or not any(m is member for m in endpoint.members):
             return False
-        del self._by_url[record.url]
-        if record.port is not None:
-            self._ports.discard(record.port)
-        if record.token:
-            self._recent[record.token] = record.url
-            self._recent.move_to_end(record.token)
+        rest = tuple(m for m in endpoint.members if m is not member)
+        if rest:
+            self._by_url[url] = replace(endpoint, members=rest)
+        else:
+            del self._by_url[url]
+            if endpoint.port is not None:
+                self._ports.discard(endpoint.port)
+        if member.token:
+            self._recent[member.token] = url
+            self._recent.move_to_end(member.token)
             while len(self._recent) > RECENT_BINDINGS:
                 self._recent.popitem(last=False)
         return True
 
-    def held_by(self, session_id: str) -> list[EndpointRecord]:
-        return [r for r in self._by_url.values() if r.session_id == session_id]
+    def held_by(self, session_id: str) -> list[tuple[Endpoint, Member]]:
+        """The endpoints one session serves, each with that session's member."""
+        return [
+            (endpoint, member)
+            for endpoint in self._by_url.values()
+            for member in endpoint.members
+            if member.session_id == session_id
+        ]
 
     def recent_url(self, token: str) -> str | None:
         """The URL last bound with this bind token, so a resuming agent gets its URL back."""

@@ -9,7 +9,7 @@ import socket
 
 import trio
 
-from edge.endpoints.registry import EndpointRecord, ProxyOpener
+from edge.endpoints.registry import Endpoint
 from protocol.adapters.pipe import splice
 from protocol.formats.urls import format_host_port
 
@@ -24,15 +24,13 @@ async def open_tcp_endpoint_listeners(host: str, port: int) -> list[trio.SocketL
     return await trio.open_tcp_listeners(port, host=host, backlog=LISTEN_BACKLOG)
 
 
-async def serve_tcp_endpoint(
-    listeners: list[trio.SocketListener], record: EndpointRecord, opener: ProxyOpener
-) -> None:
+async def serve_tcp_endpoint(listeners: list[trio.SocketListener], record: Endpoint) -> None:
     """Accept until cancelled; each connection is proxied over its own stream. The caller owns
     the listeners (it closes them when the endpoint is released)."""
 
     async def handle(conn: trio.SocketStream) -> None:
         try:
-            await proxy_connection(conn, record, opener)
+            await proxy_connection(conn, record)
         except Exception:
             # One connection's failure must never end the endpoint, the session or the edge.
             log.exception("endpoint %s: a public connection failed unexpectedly", record.url)
@@ -52,8 +50,7 @@ def peer_address(conn: trio.SocketStream) -> tuple[str, int] | None:
 
 async def proxy_connection(
     conn: trio.SocketStream,
-    record: EndpointRecord,
-    opener: ProxyOpener,
+    record: Endpoint,
     *,
     initial_data: bytes | bytearray = b"",
 ) -> None:
@@ -67,7 +64,7 @@ async def proxy_connection(
     client_addr = format_host_port(*peer)
     stream: trio.abc.HalfCloseableStream | None = None
     try:
-        stream = await opener.open_proxy(record, client_addr)
+        stream = await record.open_proxy(client_addr)
         if initial_data:
             await stream.send_all(initial_data)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

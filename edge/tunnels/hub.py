@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edge.config import EdgeConfig
-from edge.endpoints.registry import EndpointRecord, EndpointRegistry
+from edge.endpoints.registry import Endpoint, EndpointRegistry
 from edge.events import EventLog
 from edge.store import Store
 from edge.tunnels.binding import BindResolver
@@ -67,13 +67,17 @@ class EdgeHub:
         self.sessions: dict[str, Stoppable] = {}
         self._resumable: dict[str, _Resumable] = {}
 
-    def public_url(self, record: EndpointRecord) -> str:
-        """The URL clients dial for `record`: its canonical URL, plus the edge's port when that
+    def public_url(self, endpoint: Endpoint) -> str:
+        """The URL clients dial for `endpoint`: its canonical URL, plus the edge's port when that
         is not the scheme's default (a development edge listens on 8443 and 8080)."""
-        port = self.public_ports.get(record.proto)
-        if record.binding != "public" or port is None or port == DEFAULT_PORTS.get(record.proto):
-            return record.url
-        return f"{record.url}:{port}"
+        port = self.public_ports.get(endpoint.proto)
+        if (
+            endpoint.binding != "public"
+            or port is None
+            or port == DEFAULT_PORTS.get(endpoint.proto)
+        ):
+            return endpoint.url
+        return f"{endpoint.url}:{port}"
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{self.new_token(18)}"

@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 
 import trio
 
-from edge.endpoints.registry import EndpointRecord
+from edge.endpoints.registry import Endpoint, Member
 from edge.front_door.tcp_ports import open_tcp_endpoint_listeners, serve_tcp_endpoint
 from edge.store import Credential
-from edge.timestamps import rfc3339
-from edge.tunnels.acl import parse_acl
-from edge.tunnels.bind_options import refusal_message, unenforced_options
+from edge.tunnels import audit, decisions
 from edge.tunnels.binding import BindRefused
+from edge.tunnels.decisions import AuthAccepted, Refused
 from edge.tunnels.hub import EdgeHub
 from protocol.adapters.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
 from protocol.adapters.mux import MuxSession, MuxStream, read_stream_type
@@ -86,9 +85,19 @@ UNSUPPORTED_REQUESTS: dict[
 
 @dataclass(slots=True)
 class _Endpoint:
-    record: EndpointRecord
+    """One endpoint this session serves: the registry's endpoint, this session's member of it,
+    and the tcp listeners it holds (public tcp only)."""
+
+    endpoint: Endpoint
+    member: Member
     listeners: list[trio.SocketListener]
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+def _raise_if_refused(decision: decisions.Accepted | Refused) -> None:
+    """Turn a Bind check's refusal into the `BindRefused` that `_serve_bind` answers with."""
+    if isinstance(decision, Refused):
+        raise BindRefused(decision.message, decision.code)
 
 
 class AgentSession:
@@ -143,7 +152,7 @@ class AgentSession:
             self._release_all()
             if self.credential is not None:
                 self.hub.unregister(self)
-                self._record("agent_session_stop.v0", stopped=True)
+                self._record_session(stopped=True)
             log.info(
                 "session %s ended (%s): %d endpoints released",
                 self.id,
@@ -219,59 +228,38 @@ class AgentSession:
         self.codec = codec
         self.auth = auth
         token = auth.extra.authtoken
-        credential = self.hub.store.authenticate(token) if token else None
-        if credential is None:
-            revoked = self.hub.store.revoked_credential_id(token) if token else None
-            if not token:
-                code = errcodes.ERR_NGROK_4018
-                message = (
-                    "Usage of Burrow requires an authtoken. "
-                    "Pass --authtoken or set BURROW_AUTHTOKEN."
-                )
-            elif revoked is not None:
-                code = errcodes.ERR_NGROK_300
-                message = (
-                    f"The authtoken credential {revoked} has been revoked. "
-                    "Ask the edge's operator for a new one."
-                )
+        store = self.hub.store
+        credential = store.authenticate(token) if token else None
+        revoked_id = store.revoked_credential_id(token) if token and credential is None else None
+        # Resuming stops the agent's old session at once, so ask only for a usable credential.
+        resuming = (
+            credential is not None
+            and bool(auth.client_id)
+            and self.hub.resume(auth.client_id, auth.extra.cookie, credential.id)
+        )
+        decision = decisions.decide_auth(
+            token=token,
+            credential=credential,
+            revoked_id=revoked_id,
+            resuming=resuming,
+            live_sessions=self.hub.sessions_of(credential.id) if credential is not None else 0,
+        )
+        if isinstance(decision, Refused):
+            code = decision.code
+            if code == errcodes.ERR_NGROK_108:
+                log.warning("session %s: refused, %s", self.id, decision.message)
             else:
-                code = errcodes.ERR_NGROK_107
-                message = (
-                    "The authtoken you specified is invalid. "
-                    "Ask the edge's operator for a new one (burrow-edge credential create)."
-                )
-            log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
-            await respond(
-                stream,
-                AuthResp(version="2", error=errcodes.format_wire_error(message, code)),
-                codec,
-            )
+                log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
+            await respond(stream, AuthResp(version="2", error=decision.wire()), codec)
             await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
             self.stop(f"auth refused: {code}")
             return
-        resuming = bool(auth.client_id) and self.hub.resume(
-            auth.client_id, auth.extra.cookie, credential.id
-        )
-        if credential.max_sessions is not None and not resuming:
-            live = self.hub.sessions_of(credential.id)
-            if live >= credential.max_sessions:
-                message = (
-                    f"This authtoken is limited to {credential.max_sessions} simultaneous agent "
-                    f"sessions and {live} are running. Stop one of them, or ask the edge's "
-                    "operator to raise the credential's max_sessions."
-                )
-                log.warning("session %s: refused, %s", self.id, message)
-                await respond(
-                    stream,
-                    AuthResp(
-                        version="2",
-                        error=errcodes.format_wire_error(message, errcodes.ERR_NGROK_108),
-                    ),
-                    codec,
-                )
-                await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
-                self.stop(f"auth refused: {errcodes.ERR_NGROK_108}")
-                return
+        await self._accept_auth(stream, auth, codec, decision)
+
+    async def _accept_auth(
+        self, stream: MuxStream, auth: Auth, codec: Codec, accepted: AuthAccepted
+    ) -> None:
+        credential, resuming = accepted.credential, accepted.resuming
         self.credential = credential
         if resuming:
             self.client_id = auth.client_id
@@ -300,7 +288,7 @@ class AgentSession:
             self.mux.allow_window_growth()
         self._authenticated.set()
         self.started_at = datetime.now(UTC)
-        self._record("agent_session_start.v0", stopped=False)
+        self._record_session(stopped=False)
         log.info(
             "session %s from %s authenticated: credential %s, %s %s",
             self.id,
@@ -334,32 +322,28 @@ class AgentSession:
         await respond(stream, response, self.codec)
 
     async def _bind(self, bind: Bind) -> BindResp:
-        assert self.credential is not None
-        cap = self.hub.config.limits.max_endpoints_per_session
-        if self.credential.max_endpoints is not None:
-            cap = min(cap, self.credential.max_endpoints)
-        if len(self._endpoints) >= cap:
-            raise BindRefused(
-                f"Your session may serve at most {cap} endpoints.", errcodes.ERR_NGROK_324
+        credential, auth = self.credential, self.auth
+        assert credential is not None and auth is not None
+        _raise_if_refused(
+            decisions.check_endpoint_cap(
+                bound=len(self._endpoints),
+                session_limit=self.hub.config.limits.max_endpoints_per_session,
+                credential_limit=credential.max_endpoints,
             )
-        assert self.auth is not None
-        refused = unenforced_options(
-            bind, agent_writes_proxy_headers=agent_writes_proxy_headers(self.auth)
         )
-        if refused:
-            asked = bind.opts.get("URL") or f"this {bind.proto or 'unnamed'} endpoint"
-            raise BindRefused(refusal_message(str(asked), refused))
+        _raise_if_refused(
+            decisions.check_options(
+                bind, agent_writes_proxy_headers=agent_writes_proxy_headers(auth)
+            )
+        )
         target = self.hub.binder.resolve(bind)
-        self._check_acl(target.url, target.host)
+        _raise_if_refused(decisions.check_acl(credential.acl, url=target.url, host=target.host))
         previous = self._endpoints.get(bind.id) if bind.id else None
-        if previous is not None and previous.record.url == target.url:
+        if previous is not None and previous.endpoint.url == target.url:
             # The same bind id asking for its own URL again: replace, don't refuse.
             self._release(self._endpoints.pop(bind.id))
-        if self.hub.registry.lookup(target.url) is not None:
-            raise BindRefused(
-                f"The tunnel '{target.url}' is already bound to another tunnel session",
-                errcodes.ERR_NGROK_334,
-            )
+        online = self.hub.registry.lookup(target.url) is not None
+        _raise_if_refused(decisions.check_not_bound(target.url, online=online))
         listeners: list[trio.SocketListener] = []
         if target.scheme == "tcp" and target.binding == "public":
             assert target.port is not None
@@ -368,43 +352,54 @@ class AgentSession:
                     self.hub.config.tcp.bind_host, target.port
                 )
             except OSError as exc:
-                # Another program holds the port. Say 334 (already bound) so that an agent
-                # reconnecting after an outage backs off and retries instead of giving up.
-                raise BindRefused(
-                    f"tcp port {target.port} is in use on the edge's host ({exc.strerror}); "
-                    "ask for another port, or free this one.",
-                    errcodes.ERR_NGROK_334,
-                ) from exc
+                refused = decisions.port_in_use(target.port, str(exc.strerror))
+                raise BindRefused(refused.message, refused.code) from exc
         bind_id = bind.id or self.hub.new_id("tun")
         token = bind.extra.token or self.hub.new_token(24)
-        record = EndpointRecord(
-            url=target.url,
-            proto=target.scheme,
+        proto = target.scheme
+
+        async def opener(client_addr: str) -> trio.abc.HalfCloseableStream:
+            return await self.open_proxy(bind_id, proto, client_addr)
+
+        member = Member(
             bind_id=bind_id,
             token=token,
             session_id=self.id,
             client_id=self.client_id,
-            port=target.port if target.binding == "public" else None,
+            forwards_to=bind.forwards_to,
+            opener=opener,
+        )
+        endpoint = Endpoint(
+            url=target.url,
+            proto=proto,
             binding=target.binding,
             host=target.host,
-            forwards_to=bind.forwards_to,
-            owner=self,
+            port=target.port if target.binding == "public" else None,
+            members=(member,),
         )
         old = self._endpoints.pop(bind_id, None)
         if old is not None:
             self._release(old)
-        self.hub.registry.add(record)
-        endpoint = _Endpoint(record, listeners)
-        self._endpoints[bind_id] = endpoint
+        self.hub.registry.add(endpoint)
+        bound = _Endpoint(endpoint, member, listeners)
+        self._endpoints[bind_id] = bound
         if listeners:
             assert self._nursery is not None
-            self._nursery.start_soon(self._serve_tcp, endpoint)
+            self._nursery.start_soon(self._serve_tcp, bound)
         # http, https and tls endpoints are served by the front door, which finds them in the
         # registry by Host or SNI. Internal endpoints get no public route at all: only
         # forward-internal (a Traffic Policy action, not built yet) will reach them.
         log.info("session %s bound %s (%s, id %s)", self.id, target.url, target.binding, bind_id)
-        self._record_endpoint("endpoint_bound.v0", record, reason="")
-        url = self.hub.public_url(record)
+        self._write_event(
+            audit.endpoint_bound(
+                credential,
+                session_id=self.id,
+                url=endpoint.url,
+                proto=endpoint.proto,
+                binding=endpoint.binding,
+            )
+        )
+        url = self.hub.public_url(endpoint)
         opts = dict(bind.opts)
         if target.scheme == "tcp":
             opts["Addr"] = url.removeprefix("tcp://")
@@ -418,32 +413,22 @@ class AgentSession:
             extra=BindRespExtra(token=token),
         )
 
-    def _check_acl(self, url: str, host: str) -> None:
-        """Refuse with ERR_NGROK_308 a URL the credential's bind ACL does not allow."""
-        assert self.credential is not None
-        acl = parse_acl(self.credential.acl)  # validated when the credential was created
-        if not acl.allows(host):
-            rules = ", ".join(self.credential.acl)
-            raise BindRefused(
-                f"Your authtoken may not bind '{url}': its ACL allows only {rules}. Use a "
-                f"credential whose ACL includes bind:{host}.",
-                errcodes.ERR_NGROK_308,
-            )
+    async def _serve_tcp(self, bound: _Endpoint) -> None:
+        with bound.scope:
+            await serve_tcp_endpoint(bound.listeners, bound.endpoint)
 
-    async def _serve_tcp(self, endpoint: _Endpoint) -> None:
-        with endpoint.scope:
-            await serve_tcp_endpoint(endpoint.listeners, endpoint.record, self)
-
-    async def open_proxy(self, record: EndpointRecord, client_addr: str) -> MuxStream:
-        """A proxy stream (type 3) to the agent for one public connection or HTTP exchange,
-        its ProxyHeader written (§8.8). `trio.BrokenResourceError` if the session is gone."""
+    async def open_proxy(self, bind_id: str, proto: str, client_addr: str) -> MuxStream:
+        """A proxy stream (type 3) to the agent for one public connection or HTTP exchange to
+        the endpoint bound as `bind_id`, its ProxyHeader written (§8.8).
+        `trio.BrokenResourceError` if the session is gone; on cancellation or any error the
+        stream is closed before this raises."""
         stream = await self.mux.open_typed_stream(StreamType.PROXY)
         header = ProxyHeader(
-            id=record.bind_id,
+            id=bind_id,
             client_addr=client_addr,
-            proto=record.proto,
-            edge_type=EDGE_TYPES[record.proto],
-            passthrough_tls=record.proto == "tls",
+            proto=proto,
+            edge_type=EDGE_TYPES[proto],
+            passthrough_tls=proto == "tls",
         )
         try:
             await stream.send_all(encode_proxy_header(header, self.codec or Codec.JSON))
@@ -464,7 +449,7 @@ class AgentSession:
             await respond(stream, UnbindResp(error=error), self.codec)
             return
         self._release(endpoint)
-        log.info("session %s unbound %s", self.id, endpoint.record.url)
+        log.info("session %s unbound %s", self.id, endpoint.endpoint.url)
         await respond(stream, UnbindResp(), self.codec)
 
     async def _refuse_request(
@@ -488,35 +473,6 @@ class AgentSession:
 
     # ------------------------------------------------------------------------------ helpers
 
-    def _audit_refs(self) -> tuple[dict[str, object], dict[str, object]]:
-        """(credential reference, principal) for this session's audit events: the principal is
-        the credential's owning service user, else the credential itself."""
-        credential = self.credential
-        assert credential is not None
-        credential_ref: dict[str, object] = {
-            "id": credential.id,
-            "uri": f"/credentials/{credential.id}",
-        }
-        principal: dict[str, object] = {
-            "id": credential.owner_id or credential.id,
-            "source": "agent",
-            "credential": credential_ref,
-        }
-        return credential_ref, principal
-
-    def _record_endpoint(self, event_type: str, record: EndpointRecord, *, reason: str) -> None:
-        credential_ref, principal = self._audit_refs()
-        obj: dict[str, object] = {
-            "url": record.url,
-            "proto": record.proto,
-            "binding": record.binding,
-            "tunnel_session": {"id": self.id, "uri": f"/tunnel_sessions/{self.id}"},
-            "credential": credential_ref,
-        }
-        if event_type == "endpoint_unbound.v0":
-            obj["reason"] = reason
-        self.hub.events.record(event_type, obj, principal=principal)
-
     def _ended_by_peer(self) -> str:
         goaway = self.mux.goaway
         if goaway is not None:
@@ -529,37 +485,49 @@ class AgentSession:
             )
         return f"transport closed: {self.mux.error}"
 
-    def _record(self, event_type: str, *, stopped: bool) -> None:
-        """An audit event in ngrok's shape: who, which session, from where, and why it
-        stopped."""
-        auth, started_at = self.auth, self.started_at
-        assert auth is not None and started_at is not None
-        credential_ref, principal = self._audit_refs()
-        obj: dict[str, object] = {
-            "session": {"id": self.id, "uri": f"/tunnel_sessions/{self.id}"},
-            "credential": credential_ref,
-            "agent_ip": self.remote[0],
-            "region": "local",
-            "ingress_hostname": self.hub.config.connect_host,
-            "user_agent": auth.extra.user_agent,
-            "metadata": auth.extra.metadata,
-            "os": auth.extra.os,
-            "arch": auth.extra.arch,
-            "version": auth.extra.version,
-            "transport": "muxado",
-            "started_at": rfc3339(started_at),
-            "error": self.stop_reason if stopped else "",
-        }
+    def _write_event(self, event: audit.AuditEvent) -> None:
+        self.hub.events.record(event.type, event.obj, principal=event.principal)
+
+    def _record_session(self, *, stopped: bool) -> None:
+        """The session's start or stop audit event: who, from where, and why it stopped."""
+        credential, auth, started_at = self.credential, self.auth, self.started_at
+        assert credential is not None and auth is not None and started_at is not None
         if stopped:
-            obj["stopped_at"] = rfc3339(datetime.now(UTC))
-        self.hub.events.record(event_type, obj, principal=principal)
+            event = audit.session_stopped(
+                credential,
+                session_id=self.id,
+                auth=auth,
+                agent_ip=self.remote[0],
+                ingress_hostname=self.hub.config.connect_host,
+                started_at=started_at,
+                stopped_at=datetime.now(UTC),
+                error=self.stop_reason,
+            )
+        else:
+            event = audit.session_started(
+                credential,
+                session_id=self.id,
+                auth=auth,
+                agent_ip=self.remote[0],
+                ingress_hostname=self.hub.config.connect_host,
+                started_at=started_at,
+            )
+        self._write_event(event)
 
     def _release(self, endpoint: _Endpoint) -> None:
         """Forget the endpoint and free its port now: the listening sockets close in this step
         (not when its tasks finish unwinding), so the URL can be bound again at once."""
-        if self.hub.registry.remove(endpoint.record):
-            self._record_endpoint(
-                "endpoint_unbound.v0", endpoint.record, reason=self.stop_reason or "unbound"
+        if self.hub.registry.remove(endpoint.endpoint.url, endpoint.member):
+            assert self.credential is not None  # nothing is bound before Auth
+            self._write_event(
+                audit.endpoint_unbound(
+                    self.credential,
+                    session_id=self.id,
+                    url=endpoint.endpoint.url,
+                    proto=endpoint.endpoint.proto,
+                    binding=endpoint.endpoint.binding,
+                    reason=self.stop_reason or "unbound",
+                )
             )
         endpoint.scope.cancel()
         for listener in endpoint.listeners:

@@ -6,9 +6,13 @@ import itertools
 from typing import Any
 
 import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from edge.certs.ca import normalise_hostname
 from edge.config import EdgeConfig, TcpConfig
-from edge.endpoints.registry import EndpointRecord, EndpointRegistry
+from edge.endpoints.registry import Endpoint, EndpointRegistry, Member
 from edge.tunnels.binding import BindRefused, BindResolver
 from protocol.rpc.messages import Bind, BindExtra
 
@@ -24,17 +28,19 @@ def _bind(proto: str, bindings: tuple[str, ...] = (), token: str = "", **opts: A
     return Bind(proto=proto, opts=opts, extra=BindExtra(bindings=bindings, token=token))
 
 
-def _record(url: str, proto: str, host: str, binding: str = "public") -> EndpointRecord:
-    return EndpointRecord(
-        url=url,
-        proto=proto,
-        bind_id=f"id-{url}",
-        token="",
-        session_id="s",
-        client_id="c",
-        binding=binding,
-        host=host,
-    )
+async def _no_agent(client_addr: str) -> trio.abc.HalfCloseableStream:
+    raise trio.BrokenResourceError("these tests open no proxy streams")
+
+
+def _member(url: str, token: str = "") -> Member:
+    return Member(bind_id=f"id-{url}", token=token, session_id="s", client_id="c", opener=_no_agent)
+
+
+def _record(
+    url: str, proto: str, host: str, binding: str = "public", member: Member | None = None
+) -> Endpoint:
+    members = (member or _member(url),)
+    return Endpoint(url=url, proto=proto, binding=binding, host=host, members=members)
 
 
 @pytest.mark.parametrize(
@@ -80,17 +86,11 @@ def test_no_url_gets_a_random_name_under_the_domain() -> None:
 
 def test_a_resuming_bind_token_gets_its_url_back() -> None:
     registry = EndpointRegistry()
-    record = EndpointRecord(
-        url="https://r7.burrow.localhost",
-        proto="https",
-        bind_id="b",
-        token="tok",
-        session_id="s",
-        client_id="c",
-        host="r7.burrow.localhost",
+    member = _member("https://r7.burrow.localhost", token="tok")
+    registry.add(
+        _record("https://r7.burrow.localhost", "https", "r7.burrow.localhost", member=member)
     )
-    registry.add(record)
-    registry.remove(record)
+    registry.remove("https://r7.burrow.localhost", member)
     target = _resolver(registry).resolve(_bind("https", token="tok"))
     assert target.url == "https://r7.burrow.localhost"
 
@@ -125,6 +125,49 @@ def test_refusals_say_why(
         assert info.value.code is None
     else:
         assert info.value.code == f"ERR_NGROK_{code}"
+
+
+@pytest.mark.parametrize(
+    ("proto", "opts", "host"),
+    [
+        ("https", {"URL": "https://my_app.example.com"}, "my_app.example.com"),
+        ("https", {"URL": "my_app.example.com"}, "my_app.example.com"),
+        ("https", {"Hostname": "My_App.example.com"}, "My_App.example.com"),
+        ("https", {"Subdomain": "my_app"}, "my_app.burrow.localhost"),
+        ("http", {"URL": "http://my_app.example.com"}, "my_app.example.com"),
+        ("tls", {"URL": "tls://my_app.example.com"}, "my_app.example.com"),
+        ("https", {"URL": "https://*.my_zone.example.com"}, "*.my_zone.example.com"),
+        ("https", {"URL": "https://my_svc.internal"}, "my_svc.internal"),
+        ("tcp", {"URL": "tcp://my_db.internal:5432"}, "my_db.internal"),
+    ],
+)
+def test_a_host_with_an_underscore_is_refused_at_bind_time(
+    proto: str, opts: dict[str, str], host: str
+) -> None:
+    # The bug: https://my_app.example.com was bound, then the development CA refused its
+    # certificate and every handshake failed. Now the bind itself is refused, naming the host
+    # and why; no ngrok code fits ("invalid URL" has none confirmed), so there is none.
+    with pytest.raises(BindRefused) as info:
+        _resolver().resolve(_bind(proto, **opts))
+    assert f"{host!r} is not a valid host name" in info.value.message
+    assert "contains '_'" in info.value.message
+    assert "no certificate may name" in info.value.message
+    assert info.value.code is None
+
+
+_name_chars = st.text(alphabet="aZ09-_.*ü", max_size=16)
+
+
+@settings(max_examples=300)
+@given(name=_name_chars, proto=st.sampled_from(["http", "https", "tls"]))
+def test_any_host_the_binder_accepts_the_dev_ca_can_name(name: str, proto: str) -> None:
+    try:
+        target = _resolver().resolve(_bind(proto, URL=f"{proto}://{name}"))
+    except BindRefused:
+        return
+    # The edge issues a leaf per SNI host; under a wildcard endpoint that is a name below it.
+    served = "x" + target.host[1:] if target.host.startswith("*.") else target.host
+    assert normalise_hostname(served) == served
 
 
 def test_tcp_still_allocates_ports_from_the_range() -> None:

@@ -1,0 +1,210 @@
+"""What the edge answers an agent's Auth and Bind: accepted, or refused with a code and a message.
+
+Theory of operation. The session (`edge.tunnels.session`) gathers the facts (what the store says
+about the authtoken, whether the agent resumes, how many sessions and endpoints are live, whether
+the URL is online) and asks here; these functions only compare values and build the refusal's
+text, so every refusal can be tested without a socket. A refusal is a value, not an exception:
+`Refused.code` is the ngrok error code (None for a refusal ngrok has no code for) and
+`Refused.wire()` the `Error` string the agent receives.
+
+Auth, in order: no authtoken (ERR_NGROK_4018), a revoked one (ERR_NGROK_300), an unknown one
+(ERR_NGROK_107), one whose credential already runs `max_sessions` sessions (ERR_NGROK_108; a
+resuming agent takes its old session's place, so it is not counted). Bind, in the order the
+session asks: the endpoint cap (ERR_NGROK_324), options this edge would not enforce (no code),
+the credential's bind ACL (ERR_NGROK_308), a URL already online (ERR_NGROK_334). The URL rules
+themselves live in `edge.tunnels.binding`.
+
+Pure: no I/O, no clock, no logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edge.store import Credential
+from edge.tunnels.acl import AclError, parse_acl
+from edge.tunnels.bind_options import refusal_message, unenforced_options
+from protocol.rpc import errcodes
+from protocol.rpc.messages import Bind
+
+__all__ = [
+    "ACCEPTED",
+    "Accepted",
+    "AuthAccepted",
+    "Refused",
+    "check_acl",
+    "check_endpoint_cap",
+    "check_not_bound",
+    "check_options",
+    "decide_auth",
+    "endpoint_cap",
+    "port_in_use",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The request may go ahead."""
+
+
+#: The one `Accepted` value the Bind checks return.
+ACCEPTED = Accepted()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthAccepted:
+    """Auth succeeded with `credential`; `resuming` when the agent takes over its old session."""
+
+    credential: Credential
+    resuming: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    """A refusal the agent is told about: `code` is ngrok's ERR_NGROK_... (or None)."""
+
+    message: str
+    code: str | None = None
+
+    def wire(self) -> str:
+        """The response's `Error` string: the message, then the code on its own line."""
+        if self.code is None:
+            return self.message
+        return errcodes.format_wire_error(self.message, self.code)
+
+
+# ---------------------------------------------------------------------------------------- auth
+
+
+def decide_auth(
+    *,
+    token: str,
+    credential: Credential | None,
+    revoked_id: str | None,
+    resuming: bool,
+    live_sessions: int,
+) -> AuthAccepted | Refused:
+    """Whether an Auth with `token` is accepted.
+
+    `credential` is what the store authenticated the token as (None: not usable); `revoked_id`
+    the id of the revoked credential the token belonged to, if any; `resuming` whether the agent
+    resumes an earlier session of that credential; `live_sessions` how many sessions of the
+    credential are live (only read when the credential has `max_sessions` and is not resuming).
+    """
+    if credential is None:
+        if not token:
+            return Refused(
+                message=(
+                    "Usage of Burrow requires an authtoken. "
+                    "Pass --authtoken or set BURROW_AUTHTOKEN."
+                ),
+                code=errcodes.ERR_NGROK_4018,
+            )
+        if revoked_id is not None:
+            return Refused(
+                message=(
+                    f"The authtoken credential {revoked_id} has been revoked. "
+                    "Ask the edge's operator for a new one."
+                ),
+                code=errcodes.ERR_NGROK_300,
+            )
+        return Refused(
+            message=(
+                "The authtoken you specified is invalid. "
+                "Ask the edge's operator for a new one (burrow-edge credential create)."
+            ),
+            code=errcodes.ERR_NGROK_107,
+        )
+    limit = credential.max_sessions
+    if limit is not None and not resuming and live_sessions >= limit:
+        return Refused(
+            message=(
+                f"This authtoken is limited to {limit} simultaneous agent "
+                f"sessions and {live_sessions} are running. Stop one of them, or ask the edge's "
+                "operator to raise the credential's max_sessions."
+            ),
+            code=errcodes.ERR_NGROK_108,
+        )
+    return AuthAccepted(credential=credential, resuming=resuming)
+
+
+# ---------------------------------------------------------------------------------------- bind
+
+
+def endpoint_cap(session_limit: int, credential_limit: int | None) -> int:
+    """How many endpoints one session may serve: the edge's limit, or the credential's if lower."""
+    return session_limit if credential_limit is None else min(session_limit, credential_limit)
+
+
+def check_endpoint_cap(
+    *, bound: int, session_limit: int, credential_limit: int | None
+) -> Accepted | Refused:
+    """ERR_NGROK_324 when a session already serving `bound` endpoints may serve no more."""
+    cap = endpoint_cap(session_limit, credential_limit)
+    if bound >= cap:
+        return Refused(
+            message=f"Your session may serve at most {cap} endpoints.",
+            code=errcodes.ERR_NGROK_324,
+        )
+    return ACCEPTED
+
+
+def check_options(bind: Bind, *, agent_writes_proxy_headers: bool) -> Accepted | Refused:
+    """Refused (no code) when `bind` asks for options this edge would not enforce: serving the
+    endpoint without them would leave it open (`edge.tunnels.bind_options`)."""
+    refused = unenforced_options(bind, agent_writes_proxy_headers=agent_writes_proxy_headers)
+    if refused:
+        asked = bind.opts.get("URL") or f"this {bind.proto or 'unnamed'} endpoint"
+        return Refused(message=refusal_message(str(asked), refused))
+    return ACCEPTED
+
+
+def check_acl(acl: Sequence[str], *, url: str, host: str) -> Accepted | Refused:
+    """ERR_NGROK_308 when the credential's bind ACL (its rule strings, validated when the
+    credential was created) does not allow `host`."""
+    try:
+        allowed = parse_acl(acl).allows(host)
+    except AclError as exc:
+        # A rule stored before the host-name rule tightened (an underscore, an all-digit last
+        # label) no longer parses: refuse the Bind, naming it, rather than fail the session.
+        return Refused(
+            message=(
+                f"Your authtoken's ACL has a rule this edge no longer accepts ({exc}); ask the "
+                "edge's operator to update the credential's ACL."
+            ),
+            code=errcodes.ERR_NGROK_308,
+        )
+    if allowed:
+        return ACCEPTED
+    rules = ", ".join(acl)
+    return Refused(
+        message=(
+            f"Your authtoken may not bind '{url}': its ACL allows only {rules}. Use a "
+            f"credential whose ACL includes bind:{host}."
+        ),
+        code=errcodes.ERR_NGROK_308,
+    )
+
+
+def check_not_bound(url: str, *, online: bool) -> Accepted | Refused:
+    """ERR_NGROK_334 when `url` is already online (served by another session)."""
+    if online:
+        return Refused(
+            message=f"The tunnel '{url}' is already bound to another tunnel session",
+            code=errcodes.ERR_NGROK_334,
+        )
+    return ACCEPTED
+
+
+def port_in_use(port: int, reason: str) -> Refused:
+    """The refusal when another program holds a tcp endpoint's port. It says 334 (already
+    bound) so that an agent reconnecting after an outage backs off and retries instead of
+    giving up."""
+    return Refused(
+        message=(
+            f"tcp port {port} is in use on the edge's host ({reason}); "
+            "ask for another port, or free this one."
+        ),
+        code=errcodes.ERR_NGROK_334,
+    )

@@ -1,0 +1,220 @@
+"""The endpoint registry: pure bookkeeping of endpoints, their members, ports and bind tokens."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from edge.endpoints.registry import RECENT_BINDINGS, Endpoint, EndpointRegistry, Member
+
+
+class _Agent:
+    """Stands in for an agent session: each proxy stream it opens is one end of an in-memory
+    stream pair; the other end is kept in `opened` with the client address."""
+
+    def __init__(self) -> None:
+        self.opened: list[tuple[str, trio.abc.HalfCloseableStream]] = []
+
+    async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+        mine, theirs = trio.testing.memory_stream_pair()
+        self.opened.append((client_addr, theirs))
+        return mine
+
+
+def _member(
+    session_id: str = "ts_1",
+    bind_id: str = "tun_1",
+    token: str = "",
+    forwards_to: str = "",
+    agent: _Agent | None = None,
+) -> Member:
+    return Member(
+        bind_id=bind_id,
+        token=token,
+        session_id=session_id,
+        client_id=f"cl_{session_id}",
+        forwards_to=forwards_to,
+        opener=(agent or _Agent()).open_proxy,
+    )
+
+
+def _endpoint(
+    url: str,
+    *members: Member,
+    binding: str = "public",
+    port: int | None = None,
+) -> Endpoint:
+    proto, host = url.split("://", 1)
+    return Endpoint(
+        url=url,
+        proto=proto,
+        binding=binding,
+        host=host,
+        port=port,
+        members=members or (_member(),),
+    )
+
+
+def test_add_then_lookup_by_url_and_len() -> None:
+    registry = EndpointRegistry()
+    endpoint = _endpoint("https://app.example.com")
+    registry.add(endpoint)
+    assert registry.lookup("https://app.example.com") is endpoint
+    assert registry.lookup("https://other.example.com") is None
+    assert len(registry) == 1
+
+
+def test_a_second_endpoint_for_an_online_url_is_refused() -> None:
+    registry = EndpointRegistry()
+    first = _endpoint("https://app.example.com", _member("ts_1"))
+    registry.add(first)
+    with pytest.raises(KeyError, match="already registered"):
+        registry.add(_endpoint("https://app.example.com", _member("ts_2")))
+    assert registry.lookup("https://app.example.com") is first
+
+
+def test_an_endpoint_without_members_is_refused() -> None:
+    registry = EndpointRegistry()
+    with pytest.raises(KeyError, match="no member"):
+        registry.add(Endpoint(url="https://a.example.com", proto="https", host="a.example.com"))
+    assert registry.lookup("https://a.example.com") is None
+
+
+def test_remove_forgets_only_the_given_member() -> None:
+    registry = EndpointRegistry()
+    old_member = _member("ts_old")
+    registry.add(_endpoint("https://app.example.com", old_member))
+    assert registry.remove("https://app.example.com", old_member) is True
+    new_member = _member("ts_old")  # equal by value, but another session's bind
+    newer = _endpoint("https://app.example.com", new_member)
+    registry.add(newer)
+    # The old member is gone; removing it again must not take the newer endpoint offline.
+    assert registry.remove("https://app.example.com", old_member) is False
+    assert registry.lookup("https://app.example.com") is newer
+    assert registry.remove("https://elsewhere.example.com", new_member) is False
+    assert registry.lookup("https://app.example.com") is newer
+
+
+def test_removing_one_member_of_a_pool_keeps_the_others_online() -> None:
+    registry = EndpointRegistry()
+    first, second = _member("ts_1", token="tok1"), _member("ts_2", token="tok2")
+    registry.add(_endpoint("tcp://edge.example.com:20001", first, second, port=20001))
+    assert registry.remove("tcp://edge.example.com:20001", first) is True
+    left = registry.lookup("tcp://edge.example.com:20001")
+    assert left is not None
+    assert left.members == (second,)
+    assert registry.port_in_use(20001)
+    assert registry.recent_url("tok1") == "tcp://edge.example.com:20001"
+    assert registry.remove("tcp://edge.example.com:20001", second) is True
+    assert registry.lookup("tcp://edge.example.com:20001") is None
+    assert not registry.port_in_use(20001)
+    assert len(registry) == 0
+
+
+def test_lookup_public_prefers_exact_then_the_closest_wildcard() -> None:
+    registry = EndpointRegistry()
+    for url in (
+        "https://*.example.com",
+        "https://*.b.example.com",
+        "https://a.b.example.com",
+        "tls://a.b.example.com",
+    ):
+        registry.add(_endpoint(url))
+    cases: dict[tuple[str, str], str | None] = {
+        ("https", "a.b.example.com"): "https://a.b.example.com",
+        ("https", "c.b.example.com"): "https://*.b.example.com",
+        ("https", "x.y.b.example.com"): "https://*.b.example.com",
+        ("https", "z.example.com"): "https://*.example.com",
+        ("tls", "a.b.example.com"): "tls://a.b.example.com",
+        ("tls", "c.b.example.com"): None,
+        ("https", "example.org"): None,
+        ("http", "a.b.example.com"): None,
+    }
+    for (scheme, host), expected in cases.items():
+        found = registry.lookup_public(scheme, host)
+        assert (found.url if found is not None else None) == expected, (scheme, host)
+
+
+def test_internal_endpoints_are_never_public() -> None:
+    registry = EndpointRegistry()
+    registry.add(_endpoint("https://api.clinic.internal", binding="internal"))
+    registry.add(_endpoint("https://*.internal", binding="internal"))
+    assert registry.lookup_public("https", "api.clinic.internal") is None
+    assert registry.lookup_public("https", "db.clinic.internal") is None
+    assert registry.lookup("https://api.clinic.internal") is not None
+
+
+def test_ports_are_held_while_online_and_allocated_from_the_free_ones() -> None:
+    registry = EndpointRegistry(rng=random.Random(7))
+    ports = range(20000, 20003)
+    member = _member()
+    registry.add(_endpoint("tcp://edge.example.com:20001", member, port=20001))
+    assert registry.port_in_use(20001)
+    allocated = {registry.allocate_port(ports) for _ in range(50)}
+    assert allocated == {20000, 20002}
+    assert registry.allocate_port(ports, unusable={20000, 20002}) is None
+    registry.remove("tcp://edge.example.com:20001", member)
+    assert not registry.port_in_use(20001)
+    assert registry.allocate_port(ports, unusable={20000, 20002}) == 20001
+
+
+def test_recent_url_by_bind_token_survives_removal() -> None:
+    registry = EndpointRegistry()
+    member = _member(token="tok")
+    registry.add(_endpoint("https://r7.burrow.localhost", member))
+    assert registry.recent_url("tok") is None  # still online: nothing to give back yet
+    registry.remove("https://r7.burrow.localhost", member)
+    assert registry.recent_url("tok") == "https://r7.burrow.localhost"
+    assert registry.recent_url("") is None
+    assert registry.recent_url("other") is None
+
+
+def test_recent_urls_are_bounded() -> None:
+    registry = EndpointRegistry()
+    for n in range(RECENT_BINDINGS + 1):
+        member = _member(token=f"tok{n}")
+        registry.add(_endpoint(f"https://r{n}.example.com", member))
+        registry.remove(f"https://r{n}.example.com", member)
+    assert registry.recent_url("tok0") is None  # the oldest was forgotten
+    assert registry.recent_url(f"tok{RECENT_BINDINGS}") == f"https://r{RECENT_BINDINGS}.example.com"
+
+
+def test_held_by_lists_a_sessions_endpoints_with_its_member() -> None:
+    registry = EndpointRegistry()
+    mine_a, mine_b, theirs = _member("ts_me", "a"), _member("ts_me", "b"), _member("ts_them")
+    a = _endpoint("https://a.example.com", mine_a)
+    b = _endpoint("tls://b.example.com", mine_b)
+    registry.add(a)
+    registry.add(b)
+    registry.add(_endpoint("https://c.example.com", theirs))
+    assert registry.held_by("ts_me") == [(a, mine_a), (b, mine_b)]
+    assert registry.held_by("ts_nobody") == []
+
+
+def test_forwards_to_is_the_members() -> None:
+    endpoint = _endpoint("https://a.example.com", _member(forwards_to="http://localhost:3000"))
+    assert endpoint.forwards_to == "http://localhost:3000"
+
+
+async def test_open_proxy_goes_to_the_member_with_the_client_address() -> None:
+    with trio.fail_after(5):
+        agent = _Agent()
+        member = _member(agent=agent)
+        endpoint = _endpoint("https://a.example.com", member)
+        assert endpoint.pick() is member
+        stream = await endpoint.open_proxy("203.0.113.9:4242")
+        ((client_addr, theirs),) = agent.opened
+        assert client_addr == "203.0.113.9:4242"
+        await stream.send_all(b"hello")
+        assert await theirs.receive_some(5) == b"hello"
+
+
+async def test_open_proxy_without_members_is_a_broken_resource() -> None:
+    with trio.fail_after(5):
+        endpoint = Endpoint(url="https://a.example.com", proto="https", host="a.example.com")
+        assert endpoint.pick() is None
+        with pytest.raises(trio.BrokenResourceError, match="no agent session"):
+            await endpoint.open_proxy("203.0.113.9:4242")

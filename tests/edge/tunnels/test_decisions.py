@@ -1,0 +1,217 @@
+"""Auth and Bind decisions: every refusal, with its exact code and message, and the acceptances."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from edge.store import Credential
+from edge.tunnels.decisions import (
+    ACCEPTED,
+    AuthAccepted,
+    Refused,
+    check_acl,
+    check_endpoint_cap,
+    check_not_bound,
+    check_options,
+    decide_auth,
+    endpoint_cap,
+    port_in_use,
+)
+from protocol.rpc import errcodes
+from protocol.rpc.messages import Bind, BindExtra
+
+
+def _credential(
+    *, acl: tuple[str, ...] = (), max_sessions: int | None = None, max_endpoints: int | None = None
+) -> Credential:
+    return Credential(
+        id="cr_test",
+        account_id="acct_test",
+        created_at=datetime(2025, 3, 14, 15, 9, 26, tzinfo=UTC),
+        description="",
+        metadata="",
+        acl=acl,
+        active=True,
+        max_sessions=max_sessions,
+        max_endpoints=max_endpoints,
+    )
+
+
+# ---------------------------------------------------------------------------------------- auth
+
+
+def test_no_authtoken_is_4018() -> None:
+    decision = decide_auth(
+        token="", credential=None, revoked_id=None, resuming=False, live_sessions=0
+    )
+    assert decision == Refused(
+        message="Usage of Burrow requires an authtoken. Pass --authtoken or set BURROW_AUTHTOKEN.",
+        code=errcodes.ERR_NGROK_4018,
+    )
+
+
+def test_a_revoked_authtoken_is_300_and_names_the_credential() -> None:
+    decision = decide_auth(
+        token="cr_x_secret", credential=None, revoked_id="cr_x", resuming=False, live_sessions=0
+    )
+    assert decision == Refused(
+        message="The authtoken credential cr_x has been revoked. "
+        "Ask the edge's operator for a new one.",
+        code=errcodes.ERR_NGROK_300,
+    )
+
+
+def test_an_unknown_authtoken_is_107() -> None:
+    decision = decide_auth(
+        token="nonsense", credential=None, revoked_id=None, resuming=False, live_sessions=0
+    )
+    assert decision == Refused(
+        message="The authtoken you specified is invalid. "
+        "Ask the edge's operator for a new one (burrow-edge credential create).",
+        code=errcodes.ERR_NGROK_107,
+    )
+
+
+def test_the_session_limit_is_108() -> None:
+    credential = _credential(max_sessions=2)
+    decision = decide_auth(
+        token="t", credential=credential, revoked_id=None, resuming=False, live_sessions=2
+    )
+    assert decision == Refused(
+        message="This authtoken is limited to 2 simultaneous agent sessions and 2 are running. "
+        "Stop one of them, or ask the edge's operator to raise the credential's max_sessions.",
+        code=errcodes.ERR_NGROK_108,
+    )
+
+
+def test_below_the_session_limit_is_accepted() -> None:
+    credential = _credential(max_sessions=2)
+    decision = decide_auth(
+        token="t", credential=credential, revoked_id=None, resuming=False, live_sessions=1
+    )
+    assert decision == AuthAccepted(credential=credential, resuming=False)
+
+
+def test_a_resuming_agent_is_not_counted_against_the_session_limit() -> None:
+    credential = _credential(max_sessions=1)
+    decision = decide_auth(
+        token="t", credential=credential, revoked_id=None, resuming=True, live_sessions=1
+    )
+    assert decision == AuthAccepted(credential=credential, resuming=True)
+
+
+def test_no_session_limit_accepts_any_count() -> None:
+    credential = _credential()
+    decision = decide_auth(
+        token="t", credential=credential, revoked_id=None, resuming=False, live_sessions=10_000
+    )
+    assert decision == AuthAccepted(credential=credential, resuming=False)
+
+
+def test_refusals_go_on_the_wire_with_their_code_line() -> None:
+    refused = Refused(message="No.", code=errcodes.ERR_NGROK_107)
+    assert refused.wire() == "No.\r\n\r\nERR_NGROK_107\r\n"
+    assert Refused(message="No code.").wire() == "No code."
+
+
+# ---------------------------------------------------------------------------------------- bind
+
+
+@pytest.mark.parametrize(
+    ("session_limit", "credential_limit", "cap"), [(100, None, 100), (100, 3, 3), (2, 5, 2)]
+)
+def test_the_endpoint_cap_is_the_lower_limit(
+    session_limit: int, credential_limit: int | None, cap: int
+) -> None:
+    assert endpoint_cap(session_limit, credential_limit) == cap
+    assert (
+        check_endpoint_cap(
+            bound=cap - 1, session_limit=session_limit, credential_limit=credential_limit
+        )
+        is ACCEPTED
+    )
+    assert check_endpoint_cap(
+        bound=cap, session_limit=session_limit, credential_limit=credential_limit
+    ) == Refused(
+        message=f"Your session may serve at most {cap} endpoints.", code=errcodes.ERR_NGROK_324
+    )
+
+
+def test_unenforced_options_are_refused_by_name_without_a_code() -> None:
+    bind = Bind(proto="https", opts={"URL": "https://app.example.com", "BasicAuth": ["u:p"]})
+    decision = check_options(bind, agent_writes_proxy_headers=False)
+    assert decision == Refused(
+        message="This Burrow edge does not enforce Opts.BasicAuth (basic auth) yet, so it did "
+        "not bind https://app.example.com: serving it without them would leave it open. "
+        "Remove the option to serve the endpoint without it.",
+        code=None,
+    )
+
+
+def test_unenforced_options_without_a_url_name_the_protocol() -> None:
+    bind = Bind(proto="tcp", extra=BindExtra(ip_policy_ref="ipp_1"))
+    decision = check_options(bind, agent_writes_proxy_headers=False)
+    assert isinstance(decision, Refused)
+    assert "so it did not bind this tcp endpoint:" in decision.message
+    assert "Extra.IPPolicyRef (an IP policy)" in decision.message
+
+
+def test_proxy_proto_is_accepted_only_from_an_agent_that_writes_it() -> None:
+    bind = Bind(proto="tcp", opts={"ProxyProto": 2})
+    assert check_options(bind, agent_writes_proxy_headers=True) is ACCEPTED
+    assert isinstance(check_options(bind, agent_writes_proxy_headers=False), Refused)
+
+
+def test_plain_options_are_accepted() -> None:
+    bind = Bind(proto="https", opts={"URL": "https://a.example.com", "BasicAuth": None})
+    assert check_options(bind, agent_writes_proxy_headers=False) is ACCEPTED
+
+
+def test_a_host_outside_the_acl_is_308() -> None:
+    acl = ("bind:*.acme.com", "bind:api.example.com")
+    decision = check_acl(acl, url="https://evil.example.org", host="evil.example.org")
+    assert decision == Refused(
+        message="Your authtoken may not bind 'https://evil.example.org': its ACL allows only "
+        "bind:*.acme.com, bind:api.example.com. Use a credential whose ACL includes "
+        "bind:evil.example.org.",
+        code=errcodes.ERR_NGROK_308,
+    )
+
+
+@pytest.mark.parametrize(
+    ("acl", "host"),
+    [((), "anything.example.org"), (("bind:*.acme.com",), "app.acme.com"), (("*",), "x.y")],
+)
+def test_a_host_the_acl_allows_is_accepted(acl: tuple[str, ...], host: str) -> None:
+    assert check_acl(acl, url=f"https://{host}", host=host) is ACCEPTED
+
+
+def test_an_online_url_is_334() -> None:
+    url = "https://app.example.com"
+    assert check_not_bound(url, online=False) is ACCEPTED
+    assert check_not_bound(url, online=True) == Refused(
+        message="The tunnel 'https://app.example.com' is already bound to another tunnel session",
+        code=errcodes.ERR_NGROK_334,
+    )
+
+
+def test_a_port_taken_on_the_host_is_334_so_agents_retry() -> None:
+    assert port_in_use(20001, "Address already in use") == Refused(
+        message="tcp port 20001 is in use on the edge's host (Address already in use); ask for "
+        "another port, or free this one.",
+        code=errcodes.ERR_NGROK_334,
+    )
+
+
+def test_an_acl_rule_that_no_longer_parses_refuses_the_bind_with_308() -> None:
+    """A credential stored before the host-name rule refused underscores keeps working for
+    everything else: its Bind is refused with a message, not a failed session."""
+    refused = check_acl(
+        ["bind:my_app.example.com"], url="https://a.example.com", host="a.example.com"
+    )
+    assert isinstance(refused, Refused)
+    assert refused.code == errcodes.ERR_NGROK_308
+    assert "no longer accepts" in refused.message
+    assert "my_app" in refused.message

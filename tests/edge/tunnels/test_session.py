@@ -1,0 +1,327 @@
+"""A real `AgentSession` against an in-memory agent: Auth, Bind, proxy streams, Unbind, the
+session's end and resumption, over muxado on `trio.testing` memory streams.
+
+The harness (`connect`) runs the edge side as `edge.server` does (a SERVER mux session and an
+`AgentSession` over it, GOAWAY once the session ends) and the agent side as a CLIENT mux session
+whose accept loop answers the edge's heartbeats and hands proxy streams to the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from edge.config import EdgeConfig
+from edge.store import SQLiteStore
+from edge.tunnels.hub import EdgeHub
+from edge.tunnels.session import AgentSession
+from protocol.adapters.heartbeat import answer_heartbeats
+from protocol.adapters.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
+from protocol.adapters.rpc import call
+from protocol.rpc import errcodes
+from protocol.rpc.codec import Codec, parse_proxy_header
+from protocol.rpc.messages import (
+    Auth,
+    AuthExtra,
+    AuthResp,
+    Bind,
+    BindResp,
+    ProxyHeader,
+    StreamType,
+    Unbind,
+    UnbindResp,
+)
+from protocol.wire.errors import ErrorCode
+from protocol.wire.session import Role
+
+#: Every test here is in memory; none should come near this.
+TIMEOUT = 10
+AGENT_ADDR = ("203.0.113.9", 50123)
+CODEC = Codec.MSGPACK
+
+
+@dataclass
+class Connection:
+    """One agent connection: the edge's session, the agent's mux, the proxy streams the edge
+    opened (their type already read), and an event set once the edge's session has ended."""
+
+    session: AgentSession
+    agent: MuxSession
+    proxies: trio.MemoryReceiveChannel[MuxStream]
+    ended: trio.Event
+
+    async def auth(self, token: str, *, client_id: str = "", cookie: str = "") -> AuthResp:
+        request = Auth(
+            version=("2",),
+            client_id=client_id,
+            extra=AuthExtra(authtoken=token, cookie=cookie, version="3.0.0", os="linux"),
+        )
+        return await call(self.agent, StreamType.AUTH, request, AuthResp, CODEC)
+
+    async def bind(self, url: str, *, bind_id: str = "") -> BindResp:
+        proto = url.split("://", 1)[0]
+        request = Bind(id=bind_id, proto=proto, opts={"URL": url}, forwards_to="localhost:3000")
+        return await call(self.agent, StreamType.BIND, request, BindResp, CODEC)
+
+    async def unbind(self, bind_id: str) -> UnbindResp:
+        return await call(self.agent, StreamType.UNBIND, Unbind(id=bind_id), UnbindResp, CODEC)
+
+
+async def _serve_edge(
+    hub: EdgeHub,
+    transport: trio.abc.Stream,
+    *,
+    task_status: trio.TaskStatus[tuple[AgentSession, trio.Event]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """What `edge.server._serve_agent_connection` does once TLS is up."""
+    async with open_mux_session(transport, Role.SERVER) as mux:
+        session = AgentSession(hub, mux, AGENT_ADDR)
+        ended = trio.Event()
+        task_status.started((session, ended))
+        try:
+            await session.run()
+        finally:
+            ended.set()
+        await mux.aclose(ErrorCode.NO_ERROR, session.stop_reason or "session closed")
+
+
+async def _agent_accepts(mux: MuxSession, proxies: trio.MemorySendChannel[MuxStream]) -> None:
+    """The agent's side of edge-opened streams: heartbeats are answered, proxies handed over."""
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                stream = await mux.accept_stream()
+                kind = await read_stream_type(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if kind == StreamType.HEARTBEAT:
+                nursery.start_soon(answer_heartbeats, stream)
+            elif kind == StreamType.PROXY:
+                await proxies.send(stream)
+
+
+@asynccontextmanager
+async def connect(hub: EdgeHub) -> AsyncIterator[Connection]:
+    edge_side, agent_side = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        session, ended = await nursery.start(_serve_edge, hub, edge_side)
+        async with open_mux_session(agent_side, Role.CLIENT) as agent:
+            send, receive = trio.open_memory_channel[MuxStream](16)
+            nursery.start_soon(_agent_accepts, agent, send)
+            yield Connection(session, agent, receive, ended)
+        nursery.cancel_scope.cancel()
+
+
+async def _read_proxy_header(stream: MuxStream) -> ProxyHeader:
+    buf = bytearray()
+    while (parsed := parse_proxy_header(buf, CODEC)) is None:
+        chunk = await stream.receive_some()
+        assert chunk, "the proxy stream ended before its header"
+        buf += chunk
+    header, used = parsed
+    assert used == len(buf)  # nothing but the header was sent yet
+    return header
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    with SQLiteStore.open(tmp_path / "burrow.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def hub(store: SQLiteStore) -> EdgeHub:
+    return EdgeHub(EdgeConfig(), store)
+
+
+@pytest.fixture
+def token(store: SQLiteStore) -> str:
+    _, secret = store.create_credential(description="agent")
+    return secret
+
+
+def _event_types(store: SQLiteStore) -> list[str]:
+    return [event.event_type for event in reversed(store.list_events())]
+
+
+async def test_auth_bind_proxy_unbind(hub: EdgeHub, store: SQLiteStore, token: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as conn:
+            auth = await conn.auth(token)
+            assert auth.error == ""
+            assert auth.client_id.startswith("cl_")
+            assert auth.extra.agent_session_id == conn.session.id
+            assert auth.extra.cookie
+
+            bound = await conn.bind("https://app.example.com", bind_id="tun_app")
+            assert bound.error == ""
+            assert (bound.id, bound.url, bound.proto) == (
+                "tun_app",
+                "https://app.example.com",
+                "https",
+            )
+            endpoint = hub.registry.lookup_public("https", "app.example.com")
+            assert endpoint is not None
+            (member,) = endpoint.members
+            assert (member.bind_id, member.session_id, member.client_id) == (
+                "tun_app",
+                conn.session.id,
+                auth.client_id,
+            )
+            assert member.token == bound.extra.token
+            assert endpoint.forwards_to == "localhost:3000"
+
+            # The edge opens a proxy stream for a client; the agent reads its header, then
+            # bytes flow both ways.
+            edge_stream = await endpoint.open_proxy("198.51.100.7:40000")
+            agent_stream = await conn.proxies.receive()
+            header = await _read_proxy_header(agent_stream)
+            assert header == ProxyHeader(
+                id="tun_app",
+                client_addr="198.51.100.7:40000",
+                proto="https",
+                edge_type="3",
+                passthrough_tls=False,
+            )
+            await edge_stream.send_all(b"GET / HTTP/1.1\r\n\r\n")
+            assert await agent_stream.receive_some() == b"GET / HTTP/1.1\r\n\r\n"
+            await agent_stream.send_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            assert await edge_stream.receive_some() == b"HTTP/1.1 204 No Content\r\n\r\n"
+            await edge_stream.aclose()
+            await agent_stream.aclose()
+
+            unbound = await conn.unbind("tun_app")
+            assert unbound.error == ""
+            assert hub.registry.lookup("https://app.example.com") is None
+            assert hub.registry.held_by(conn.session.id) == []
+            missing = await conn.unbind("tun_app")
+            assert errcodes.ERR_NGROK_3209 in missing.error
+    assert _event_types(store) == [
+        "agent_session_start.v0",
+        "endpoint_bound.v0",
+        "endpoint_unbound.v0",
+        "agent_session_stop.v0",
+    ]
+    unbound_event = store.list_events(event_type="endpoint_unbound.v0")[0]
+    assert unbound_event.object["reason"] == "unbound"
+
+
+async def test_a_second_bind_of_an_online_url_is_334(hub: EdgeHub, token: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as first, connect(hub) as second:
+            await first.auth(token)
+            await second.auth(token)
+            assert (await first.bind("tls://db.example.com")).error == ""
+            refused = await second.bind("tls://db.example.com")
+            assert refused.error == errcodes.format_wire_error(
+                "The tunnel 'tls://db.example.com' is already bound to another tunnel session",
+                errcodes.ERR_NGROK_334,
+            )
+            endpoint = hub.registry.lookup("tls://db.example.com")
+            assert endpoint is not None
+            assert [m.session_id for m in endpoint.members] == [first.session.id]
+
+
+@pytest.mark.parametrize(
+    ("secret", "code"),
+    [("", errcodes.ERR_NGROK_4018), ("cr_nonsense_token", errcodes.ERR_NGROK_107)],
+)
+async def test_a_refused_auth_ends_the_session(
+    hub: EdgeHub, store: SQLiteStore, secret: str, code: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as conn:
+            auth = await conn.auth(secret)
+            assert auth.error.endswith(f"\r\n\r\n{code}\r\n")
+            assert auth.client_id == ""
+            await conn.ended.wait()
+            assert conn.session.stop_reason == f"auth refused: {code}"
+            assert conn.session.credential is None
+            assert hub.sessions == {}
+    assert store.list_events() == []  # nobody authenticated: nothing to audit
+
+
+async def test_a_revoked_authtoken_is_refused_with_300(
+    hub: EdgeHub, store: SQLiteStore, token: str
+) -> None:
+    (credential,) = store.list_credentials()
+    assert store.update_credential(credential.id, active=False) is not None
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as conn:
+            auth = await conn.auth(token)
+            assert auth.error == errcodes.format_wire_error(
+                f"The authtoken credential {credential.id} has been revoked. "
+                "Ask the edge's operator for a new one.",
+                errcodes.ERR_NGROK_300,
+            )
+            await conn.ended.wait()
+
+
+async def test_the_session_end_releases_its_endpoints(
+    hub: EdgeHub, store: SQLiteStore, token: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as conn:
+            await conn.auth(token)
+            assert (await conn.bind("https://a.example.com")).error == ""
+            assert (await conn.bind("tls://b.example.com")).error == ""
+            session_id = conn.session.id
+            assert len(hub.registry.held_by(session_id)) == 2
+            await conn.agent.aclose()  # the agent goes away
+            await conn.ended.wait()
+            assert hub.registry.held_by(session_id) == []
+            assert hub.registry.lookup("https://a.example.com") is None
+            assert hub.registry.lookup("tls://b.example.com") is None
+            assert session_id not in hub.sessions
+            assert conn.session.stop_reason.startswith("agent closed the session")
+    reasons = [e.object["reason"] for e in store.list_events(event_type="endpoint_unbound.v0")]
+    assert reasons == [conn.session.stop_reason] * 2
+
+
+async def test_resuming_with_the_right_cookie_takes_over(hub: EdgeHub, token: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as old, connect(hub) as new:
+            first = await old.auth(token)
+            assert (await old.bind("https://app.example.com", bind_id="tun_1")).error == ""
+
+            resumed = await new.auth(token, client_id=first.client_id, cookie=first.extra.cookie)
+            assert resumed.error == ""
+            assert resumed.client_id == first.client_id
+            await old.ended.wait()
+            assert old.session.stop_reason == (
+                "replaced by a reconnecting session of the same agent"
+            )
+            assert hub.registry.lookup("https://app.example.com") is None
+
+            # The URL is free for the resumed session at once: no "already bound".
+            rebound = await new.bind("https://app.example.com", bind_id="tun_1")
+            assert rebound.error == ""
+            endpoint = hub.registry.lookup("https://app.example.com")
+            assert endpoint is not None
+            assert [m.session_id for m in endpoint.members] == [new.session.id]
+            assert list(hub.sessions) == [new.session.id]
+
+
+async def test_resuming_with_a_wrong_cookie_does_not_take_over(hub: EdgeHub, token: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as old, connect(hub) as impostor:
+            first = await old.auth(token)
+            assert (await old.bind("https://app.example.com")).error == ""
+
+            other = await impostor.auth(token, client_id=first.client_id, cookie="not-the-cookie")
+            assert other.error == ""
+            assert other.client_id != first.client_id  # a new agent, not a resumption
+            assert not old.ended.is_set()
+            assert old.session.stop_reason == ""
+            refused = await impostor.bind("https://app.example.com")
+            assert errcodes.ERR_NGROK_334 in refused.error
+            endpoint = hub.registry.lookup("https://app.example.com")
+            assert endpoint is not None
+            assert [m.session_id for m in endpoint.members] == [old.session.id]
+            assert set(hub.sessions) == {old.session.id, impostor.session.id}
