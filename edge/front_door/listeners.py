@@ -18,7 +18,9 @@ first on the proxy stream), so nothing is consumed twice or lost. A tls:// endpo
 an https:// one for the same host: a tls endpoint asked for the raw bytes explicitly.
 
 The plain-HTTP port goes straight to `serve_http` with scheme "http"; routing is per request
-by Host, among http:// endpoints only. Both ports share one bound on concurrent connections
+by Host, among http:// endpoints only. HTTP requests are routed in `edge.http` (`edge.http.seam`
+decides, `edge.http.routing.EndpointRouter` looks endpoints up); the front door only hands the
+connection over with that router. Both ports share one bound on concurrent connections
 (`limits.max_public_connections`): past it, the accept loops stop accepting and new
 connections wait in the kernel's backlog instead of costing tasks and buffers.
 
@@ -34,14 +36,13 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import trio
 
 from edge.certs.cert_store import CertStore
 from edge.config import EdgeConfig
-from edge.endpoints.registry import EndpointRecord, EndpointRegistry
+from edge.endpoints.registry import EndpointRegistry
 from edge.front_door.clienthello import (
     MAX_HELLO_BYTES,
     Alert,
@@ -51,8 +52,9 @@ from edge.front_door.clienthello import (
     parse_client_hello,
 )
 from edge.front_door.tcp_ports import peer_address, proxy_connection
-from edge.http.h1.proxy import HttpRoute, serve_http
+from edge.http.h1.proxy import serve_http
 from edge.http.h2.proxy import serve_http2
+from edge.http.routing import EndpointRouter
 from protocol.adapters.tls import TLSStream
 from protocol.formats.urls import format_host_port
 
@@ -73,39 +75,6 @@ _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 AgentHandler = Callable[[TLSStream[trio.SocketStream], tuple[str, int], float], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class _AgentRoute:
-    """An endpoint as `serve_http` sees it: the record is the identity (a stream to the agent
-    is reused only for the same endpoint), and its session opens the streams."""
-
-    record: EndpointRecord
-
-    @property
-    def key(self) -> object:
-        return self.record
-
-    @property
-    def forwards_to(self) -> str:
-        return self.record.forwards_to or "its upstream"
-
-    async def open_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
-        owner = self.record.owner
-        if owner is None:
-            raise trio.BrokenResourceError(f"{self.record.url} has no agent session")
-        return await owner.open_proxy(self.record, client_addr)
-
-
-class EndpointRouter:
-    """Finds the endpoint for an HTTP request's Host, among endpoints of the request's scheme."""
-
-    def __init__(self, registry: EndpointRegistry) -> None:
-        self._registry = registry
-
-    def route(self, host: str, scheme: str) -> HttpRoute | None:
-        record = self._registry.lookup_public(scheme, host)
-        return None if record is None else _AgentRoute(record)
-
-
 class FrontDoor:
     def __init__(
         self,
@@ -120,7 +89,7 @@ class FrontDoor:
         self.registry = registry
         self.agent_tls = agent_tls
         self.certs = certs
-        self.router = EndpointRouter(registry)
+        self.http_router = EndpointRouter(registry)  # requests go where `edge.http` decides
         self._serve_agent = serve_agent
         self._agent_names = {config.connect_host.lower(), "localhost"}
         self._limiter = trio.CapacityLimiter(config.limits.max_public_connections)
@@ -197,8 +166,8 @@ class FrontDoor:
             return
         if sni is not None:
             record = self.registry.lookup_public("tls", sni)
-            if record is not None and record.owner is not None:
-                await proxy_connection(conn, record, record.owner, initial_data=data)
+            if record is not None:
+                await proxy_connection(conn, record, initial_data=data)
                 return
             if self.registry.lookup_public("https", sni) is not None:
                 await self._terminate_https(conn, peer, sni, data, deadline)
@@ -282,9 +251,11 @@ class FrontDoor:
             await trio.aclose_forcefully(stream)
             return
         if stream.selected_alpn_protocol() == "h2":  # offered only when http.http2 is on
-            await serve_http2(stream, client_addr=peer, router=self.router, limits=self.config.http)
+            await serve_http2(
+                stream, client_addr=peer, router=self.http_router, limits=self.config.http, sni=sni
+            )
             return
-        await self._serve_http(stream, peer, "https")
+        await self._serve_http(stream, peer, "https", sni)
 
     # ------------------------------------------------------------------------ HTTP port
 
@@ -295,17 +266,22 @@ class FrontDoor:
             await trio.aclose_forcefully(conn)
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        await self._serve_http(conn, peer, "http")
+        await self._serve_http(conn, peer, "http", None)
 
     async def _serve_http(
-        self, stream: trio.abc.Stream, peer: tuple[str, int], scheme: Literal["http", "https"]
+        self,
+        stream: trio.abc.Stream,
+        peer: tuple[str, int],
+        scheme: Literal["http", "https"],
+        sni: str | None,
     ) -> None:
         await serve_http(
             stream,
             client_addr=peer,
             scheme=scheme,
-            router=self.router,
+            router=self.http_router,
             limits=self.config.http,
+            sni=sni,
         )
 
 

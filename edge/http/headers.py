@@ -43,6 +43,7 @@ __all__ = [
     "PreparedRequest",
     "RawHeaders",
     "RefusedError",
+    "h2_response_fields",
     "h2_response_headers",
     "head_error_page",
     "prepare_request",
@@ -372,8 +373,15 @@ def response_headers(headers: RawHeaders, *, upgrade: bool) -> Headers:
 def h2_response_headers(status: int, headers: RawHeaders) -> Headers:
     """An HTTP/1.1 response head as an HTTP/2 header list: `:status` first, names lowercased,
     hop-by-hop, connection-specific and edge-only headers removed (as `response_headers`)."""
+    return h2_response_fields(status, response_headers(headers, upgrade=False))
+
+
+def h2_response_fields(status: int, headers: Headers) -> Headers:
+    """Response headers already cleared of hop-by-hop and edge-only ones (`response_headers`)
+    as an HTTP/2 header list: `:status` first, names lowercased, connection-specific ones
+    removed."""
     out: Headers = [(b":status", b"%d" % status)]
-    for name, value in response_headers(headers, upgrade=False):
+    for name, value in headers:
         lower = name.lower()
         if lower not in _H2_CONNECTION_SPECIFIC:
             out.append((lower, value))

@@ -1,24 +1,26 @@
-"""One request/response exchange of the edge's HTTP proxy: relaying a request to an upstream
+"""One request/response exchange of the edge's HTTP proxy: relaying a request over an agent
 stream and its response back, and splicing the two after a 101.
 
 Theory of operation
 -------------------
 Two h11 state machines meet in every exchange. `cc` (a SERVER) parses the public client's
 requests and frames our responses to it; it lives as long as the client connection, which
-`edge/http/h1/proxy.py` owns. Each upstream stream (a stream to an agent, which pipes its bytes
-unchanged to the customer's service) has its own `Upstream.h11` (a CLIENT) that frames the
-requests we forward and parses the answers. Events cross between them (`Request` -> `Request`,
-`Data` -> `Data`, ...) with their heads rewritten by `edge/http/headers.py`. Framing headers
-pass unchanged, so h11 frames the other side the same way (and re-frames a read-until-close
-response as chunked for an HTTP/1.1 client, as it must). Trailers are dropped both ways.
+`edge/http/h1/proxy.py` owns. Each agent stream (a stream to an agent, which pipes its bytes
+unchanged to the upstream, the customer's service) has its own `AgentStream.h11` (a CLIENT)
+that frames the requests we forward and parses the answers. Events cross between them
+(`Request` -> `Request`, `Data` -> `Data`, ...) with their heads rewritten by
+`edge/http/headers.py` (the final response head's by `edge.http.seam.client_response_headers`,
+where Traffic Policy's on_http_response phase will run). Framing headers pass unchanged, so h11
+frames the other side the same way (and re-frames a read-until-close response as chunked for an
+HTTP/1.1 client, as it must). Trailers are dropped both ways.
 
 `Relay.run` carries one exchange:
 
 1. If the body h11 already held when the head was read is the whole body (a GET, a small
-   POST), the request goes upstream in one write and the response is relayed in the same task.
-   Otherwise a second task streams the request body while this one relays the response, so an
-   upstream may answer early (a 413 while the upload is running); reading the request then
-   stops, and the connection is to be closed.
+   POST), the request goes to the agent stream in one write and the response is relayed in the
+   same task. Otherwise a second task streams the request body while this one relays the
+   response, so an upstream may answer early (a 413 while the upload is running); reading the
+   request then stops, and the connection is to be closed.
 2. Every read is at most `READ_SIZE`; every write is awaited before the next read, so memory
    per connection is bounded by a few reads whatever the body sizes (backpressure). Every read
    or write that moves bytes calls `touch`, which pushes the connection's idle deadline later.
@@ -41,19 +43,23 @@ import h11
 import trio
 
 from edge.http.headers import response_headers
+from edge.http.seam import (
+    AgentStreamError,
+    ClientBodyError,
+    ClientGoneError,
+    HttpRequest,
+    RelayError,
+    client_response_headers,
+)
 from protocol.adapters.pipe import splice
 from protocol.formats.units import KiB
 
 __all__ = [
     "READ_SIZE",
-    "ClientBodyError",
-    "ClientGoneError",
+    "AgentStream",
     "Exchange",
     "Forward",
     "Relay",
-    "RelayError",
-    "Upstream",
-    "UpstreamError",
     "both_done",
     "take_body",
 ]
@@ -65,57 +71,28 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * KiB
 
 
-class RelayError(Exception):
-    """Why a relay task stopped an exchange (recorded in `Exchange.failure`)."""
-
-
-class ClientGoneError(RelayError):
-    """The client closed or reset its connection, or stopped taking bytes."""
-
-
-class ClientBodyError(RelayError):
-    """The client's request body broke its framing (a bad chunk)."""
-
-
-class UpstreamError(RelayError):
-    """The upstream stream ended, was reset or sent something that is not HTTP."""
-
-    @classmethod
-    def from_h11(
-        cls, exc: h11.RemoteProtocolError, *, ended: bool, head_seen: bool
-    ) -> UpstreamError:
-        """What h11's complaint about a response means: the stream ended early (`ended`: its
-        EOF was fed to h11), or the bytes were not HTTP."""
-        if ended:
-            what = "response" if head_seen else "response head"
-            return cls(f"the upstream stream ended before a complete {what}")
-        return cls(f"invalid response: {exc}")
-
-
 class Forward:
-    """A request ready to go upstream: where to, and what to send."""
+    """A request ready to go over an agent stream: what it is, and what to send."""
 
-    __slots__ = ("accept", "complete", "datas", "host", "request", "started")
+    __slots__ = ("complete", "datas", "head", "request", "started")
 
     def __init__(
         self,
         *,
-        host: str,
-        accept: bytes | None,
-        request: h11.Request,
+        request: HttpRequest,
+        head: h11.Request,
         datas: list[h11.Data],
         complete: bool,
         started: float,
     ) -> None:
-        self.host = host  # the routing name
-        self.accept = accept  # for an error page's format
-        self.request = request  # the head to send, headers rewritten
+        self.request = request  # the request as the seam decided on it
+        self.head = head  # ... as h11 sends it (with Connection/Upgrade for an upgrade)
         self.datas = datas  # the body read along with the head
         self.complete = complete  # ... is the whole body
         self.started = started  # when the head was read (for the log)
 
 
-class Upstream:
+class AgentStream:
     """One stream to an agent and the h11 client machine that speaks over it."""
 
     __slots__ = ("h11", "key", "reused", "stream")
@@ -131,6 +108,7 @@ class Exchange:
     """The state of one request/response relay, shared by its two directions."""
 
     __slots__ = (
+        "agent",
         "body_bytes",
         "failure",
         "forward",
@@ -141,16 +119,15 @@ class Exchange:
         "response_started",
         "status",
         "switched",
-        "upstream",
     )
 
-    def __init__(self, forward: Forward, upstream: Upstream) -> None:
+    def __init__(self, forward: Forward, agent: AgentStream) -> None:
         self.forward = forward
-        self.upstream = upstream
+        self.agent = agent
         self.failure: RelayError | None = None
         self.request_done = forward.complete  # the client's request has been read whole
-        self.request_sent = False  # ... and written whole to the upstream
-        self.received = False  # some byte came from the upstream
+        self.request_sent = False  # ... and written whole to the agent stream
+        self.received = False  # some byte came over the agent stream
         self.response_started = False  # a final response head went to the client
         self.response_done = False
         self.switched = False  # 101: both sides are raw bytes now
@@ -160,7 +137,7 @@ class Exchange:
 
 class Relay:
     """Carries exchanges between one client connection (`client`, spoken to through `cc`) and
-    upstream streams. `touch` is called whenever bytes move; `peer` names the client in logs."""
+    agent streams. `touch` is called whenever bytes move; `peer` names the client in logs."""
 
     __slots__ = ("cc", "client", "peer", "touch")
 
@@ -187,25 +164,25 @@ class Relay:
 
     async def splice(self, exchange: Exchange) -> bool:
         """After a relayed 101: hand over h11's leftovers, then copy raw bytes both ways until
-        both end. Always closes the upstream stream (not the client); False if a side failed
+        both end. Always closes the agent stream (not the client); False if a side failed
         before the copy began (the client connection should then be aborted)."""
-        upstream = exchange.upstream
+        agent = exchange.agent
         spliced = False
         try:
             from_client = self.cc.trailing_data[0]
-            from_upstream = upstream.h11.trailing_data[0]
+            from_agent = agent.h11.trailing_data[0]
             if from_client:
-                await upstream.stream.send_all(from_client)
-            if from_upstream:
-                await self.client.send_all(from_upstream)
+                await agent.stream.send_all(from_client)
+            if from_agent:
+                await self.client.send_all(from_agent)
             spliced = True
-            await splice(_watch(self.client, self.touch), _watch(upstream.stream, self.touch))
+            await splice(_watch(self.client, self.touch), _watch(agent.stream, self.touch))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.debug("http %s: upgraded connection failed at once: %s", self.peer, exc)
             return False
         finally:
             if not spliced:
-                await trio.aclose_forcefully(upstream.stream)
+                await trio.aclose_forcefully(agent.stream)
         return True
 
     async def _guard(
@@ -224,16 +201,16 @@ class Relay:
 
     async def _relay_simple(self, exchange: Exchange) -> None:
         """The whole request is here: send it in one write, then relay the response."""
-        upstream = exchange.upstream
-        uh = upstream.h11
-        parts: list[bytes] = [uh.send(exchange.forward.request)]
+        agent = exchange.agent
+        uh = agent.h11
+        parts: list[bytes] = [uh.send(exchange.forward.head)]
         for event in exchange.forward.datas:
             parts.extend(_passthrough(uh, event))
         parts.append(uh.send(h11.EndOfMessage()))
         try:
-            await _send_parts(upstream.stream, parts)
+            await _send_parts(agent.stream, parts)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise UpstreamError(f"sending the request failed: {exc}") from exc
+            raise AgentStreamError(f"sending the request failed: {exc}") from exc
         exchange.request_sent = True
         await self._relay_response(exchange)
 
@@ -247,13 +224,13 @@ class Relay:
                 nursery.cancel_scope.cancel()
 
     async def _relay_request(self, exchange: Exchange) -> None:
-        """Client -> upstream: the head, then the body as it arrives."""
+        """Client -> agent stream: the head, then the body as it arrives."""
         cc = self.cc
         client = self.client
         touch = self.touch
-        upstream = exchange.upstream
-        uh = upstream.h11
-        parts: list[bytes] = [uh.send(exchange.forward.request)]
+        agent = exchange.agent
+        uh = agent.h11
+        parts: list[bytes] = [uh.send(exchange.forward.head)]
         datas = exchange.forward.datas
         ended = False
         while True:
@@ -262,11 +239,13 @@ class Relay:
             if ended:
                 parts.append(uh.send(h11.EndOfMessage()))
             try:
-                await _send_parts(upstream.stream, parts)
+                await _send_parts(agent.stream, parts)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 # Leave the verdict to the response side: the upstream may have answered
                 # already (and closed), or its reset tells why it is gone.
-                log.debug("http %s: upstream stopped taking the request: %s", self.peer, exc)
+                log.debug(
+                    "http %s: the agent stream stopped taking the request: %s", self.peer, exc
+                )
                 return
             if ended:
                 exchange.request_sent = True
@@ -289,11 +268,11 @@ class Relay:
             parts = []
 
     async def _relay_response(self, exchange: Exchange) -> None:
-        """Upstream -> client: 1xx, the head, the body; returns at its end or after a 101."""
+        """Agent stream -> client: 1xx, the head, the body; returns at its end or after a 101."""
         cc = self.cc
-        upstream = exchange.upstream
-        uh = upstream.h11
-        stream = upstream.stream
+        agent = exchange.agent
+        uh = agent.h11
+        stream = agent.stream
         out: list[bytes] = []
         ended = False
         # Nothing of the response is here yet unless an upstream sent more than it framed
@@ -308,7 +287,7 @@ class Relay:
                 try:
                     event = uh.next_event()
                 except h11.RemoteProtocolError as exc:
-                    raise UpstreamError.from_h11(
+                    raise AgentStreamError.from_h11(
                         exc, ended=ended, head_seen=exchange.response_started
                     ) from exc
             if event is h11.NEED_DATA:
@@ -318,7 +297,7 @@ class Relay:
                 try:
                     data = await stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise UpstreamError(f"the upstream stream failed: {exc}") from exc
+                    raise AgentStreamError(f"the agent stream failed: {exc}") from exc
                 if data:
                     exchange.received = True
                     self.touch()
@@ -333,7 +312,7 @@ class Relay:
                 exchange.body_bytes += len(data_event.data)
             elif kind is h11.Response:
                 response = cast(h11.Response, event)
-                headers = response_headers(response.headers, upgrade=False)
+                headers = client_response_headers(response.headers)
                 if not exchange.request_done:
                     headers.append((b"Connection", b"close"))
                 out.append(
@@ -378,7 +357,7 @@ class Relay:
                         )
                     )
             else:  # ConnectionClosed or PAUSED cannot come before the response ends
-                raise UpstreamError(f"the upstream stream ended early ({event!r})")
+                raise AgentStreamError(f"the agent stream ended early ({event!r})")
 
     async def _to_client(self, parts: list[bytes]) -> None:
         try:

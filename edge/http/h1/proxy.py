@@ -6,37 +6,44 @@ Theory of operation
 The proxy is three modules, one concern each:
 
 * this one owns the client connection: its request loop, its one deadline, the choice of an
-  upstream stream (and whether to retry on another), and every ending: an error page, a
+  agent stream (and whether to retry on another), and every ending: an error page, a
   lingering close, an abort;
 * `edge/http/headers.py` decides what heads become on the way through (routing name, framing
   checks, hop-by-hop removal, `X-Forwarded-*`), with no I/O;
 * `edge/http/h1/exchange.py` relays one request/response exchange between the client's h11
-  SERVER machine (`cc`, which lives as long as the connection) and an upstream stream's h11
+  SERVER machine (`cc`, which lives as long as the connection) and an agent stream's h11
   CLIENT machine, and splices the two after a 101.
+
+What a request means is decided in `edge/http/seam.py`, as for HTTP/2: the head becomes an
+`HttpRequest`, `decide` routes it (or answers 404), and every failure becomes its page through
+`failure_response`. An *agent stream* is the proxy stream to the endpoint's agent; the
+*upstream* is the customer's service the agent pipes it to.
 
 One request:
 
 1. Read a request head from the client (`head_timeout`; after the first request the wait for
    the first byte is `idle_timeout`, then `head_timeout` for the rest). Refuse bad framing.
-2. Take whatever body h11 already holds, route by Host, and get an upstream stream.
+2. Take whatever body h11 already holds, route by Host (`seam.decide`), and get an agent
+   stream.
 3. Relay the exchange (`Relay.run`): in one task if the whole request is here, else with a
    second task streaming the request body, so an upstream may answer early (a 413 while the
    upload is running); the client connection then closes.
 4. A `101` answer to an upgrade request switches both sides to raw bytes (`Relay.splice`).
 
-Upstream stream reuse: after an exchange in which both h11 machines finished cleanly (both
+Agent stream reuse: after an exchange in which both h11 machines finished cleanly (both
 DONE, nothing left over), the stream is kept for the client's next request if that request
 routes to the same endpoint (`HttpRoute.key`); otherwise it is closed and a new one opened. A
-kept stream may have been closed by the upstream meanwhile (a keep-alive timeout there), so a
+kept stream may have been closed meanwhile (a keep-alive timeout there), so a
 request without a body and with a replayable method that fails on a reused stream before any
 response byte is retried once on a new stream (Go's http.Transport does the same).
 
-Errors the edge answers itself (pages and codes: `edge/http/error_pages.py`):
+Errors the edge answers itself (the failure -> page mapping: `edge.http.seam.failure_response`;
+pages and codes: `edge/http/error_pages.py`):
 
 | condition                                                         | status | code           |
 | ----------------------------------------------------------------- | ------ | -------------- |
 | no route for the Host                                             | 404    | ERR_NGROK_3200 |
-| `open_stream` failed (the agent's session is gone)                | 502    | ERR_NGROK_3200 |
+| opening the agent stream failed (the agent's session is gone)     | 502    | ERR_NGROK_3200 |
 | the agent reset the stream STREAM_REFUSED before a response head  | 502    | ERR_NGROK_8012 |
 | EOF, another reset, or non-HTTP bytes before a whole response head| 502    | ERR_NGROK_3004 |
 | nothing moved either way for `idle_timeout` before a response head| 504    | BURROW_*       |
@@ -63,48 +70,44 @@ from __future__ import annotations
 import contextlib
 import logging
 from enum import Enum
-from typing import Literal, Protocol, cast
+from typing import Literal, cast
 
 import h11
 import trio
 
 from edge.config import HttpConfig
-from edge.http.error_pages import (
-    ErrorPage,
-    agent_unreachable,
-    bad_request,
-    endpoint_offline,
-    gateway_timeout,
-    invalid_response,
-    prefers_json,
-    render,
-    request_timeout,
-    upstream_unreachable,
-)
+from edge.http.error_pages import ErrorPage
 from edge.http.h1.exchange import (
     READ_SIZE,
-    ClientBodyError,
-    ClientGoneError,
+    AgentStream,
     Exchange,
     Forward,
     Relay,
-    RelayError,
-    Upstream,
-    UpstreamError,
     both_done,
     take_body,
 )
-from edge.http.headers import RefusedError, head_error_page, prepare_request, raw_head, route_host
-from protocol.adapters.mux import reset_code
+from edge.http.headers import RefusedError, head_error_page, prepare_request, raw_head
+from edge.http.routing import HttpRoute, HttpRouter
+from edge.http.seam import (
+    CLOSE_TIMEOUT,
+    AgentStreamError,
+    Failure,
+    HttpRequest,
+    Refusal,
+    RelayError,
+    close_agent_stream,
+    decide,
+    error_response,
+    failure_kind,
+    failure_response,
+    log_refusal,
+)
 from protocol.formats.urls import format_host_port
-from protocol.wire.errors import ErrorCode
 
-__all__ = ["READ_SIZE", "HttpRoute", "HttpRouter", "route_host", "serve_http"]
+__all__ = ["READ_SIZE", "serve_http"]
 
 log = logging.getLogger(__name__)
 
-#: A graceful close (a TLS close_notify, a FIN) gets this long before it is abandoned.
-CLOSE_TIMEOUT = 1.0
 #: After answering a request whose body we did not read, keep reading (and discarding) for up
 #: to this long before closing, so the kernel does not reset the connection under the client
 #: before it has read the answer (nginx's lingering close; its lingering_timeout is 5 s).
@@ -114,34 +117,6 @@ LINGER_TIME = 2.0
 REPLAYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
-class HttpRoute(Protocol):
-    """An endpoint a request was routed to."""
-
-    @property
-    def key(self) -> object:
-        """The endpoint's identity: an upstream stream is reused only for the same key."""
-        ...
-
-    @property
-    def forwards_to(self) -> str:
-        """The agent's upstream as the agent described it (named in ERR_NGROK_8012's page)."""
-        ...
-
-    async def open_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
-        """A new stream to the agent with its ProxyHeader written; `client_addr` is the public
-        client as "host:port". Raises trio.BrokenResourceError if the agent's session is gone."""
-        ...
-
-
-class HttpRouter(Protocol):
-    """Where requests go: the edge's view of online http(s) endpoints."""
-
-    def route(self, host: str, scheme: str) -> HttpRoute | None:
-        """The endpoint serving `host` (lowercased, no port, no trailing dot) for `scheme`
-        ("http" or "https"), or None when none is online."""
-        ...
-
-
 async def serve_http(
     client: trio.abc.Stream,
     *,
@@ -149,15 +124,17 @@ async def serve_http(
     scheme: Literal["http", "https"],
     router: HttpRouter,
     limits: HttpConfig,
+    sni: str | None = None,
 ) -> None:
-    """Serve one client connection (plaintext: TLS, if any, is already terminated) until it
-    ends, routing each request by Host through `router`.
+    """Serve one client connection (plaintext: TLS, if any, is already terminated; `sni` is
+    the name its ClientHello asked for) until it ends, routing each request by Host through
+    `router`.
 
-    Always closes `client` and every upstream stream it opened. Never raises for
+    Always closes `client` and every agent stream it opened. Never raises for
     connection-level trouble (a reset, a bad request, a dead agent: each is answered or logged);
     cancellation propagates after both sides are closed forcefully.
     """
-    connection = _Connection(client, client_addr, scheme, router, limits)
+    connection = _Connection(client, client_addr, scheme, router, limits, sni)
     try:
         await connection.run()
     except Exception:
@@ -195,7 +172,7 @@ class _Phase(Enum):
 
 
 class _Connection:
-    """One public client connection: the request loop and its upstream stream."""
+    """One public client connection: the request loop and its agent stream."""
 
     def __init__(
         self,
@@ -204,17 +181,19 @@ class _Connection:
         scheme: Literal["http", "https"],
         router: HttpRouter,
         limits: HttpConfig,
+        sni: str | None,
     ) -> None:
         self.client = client
         self.peer = format_host_port(*client_addr)
         self.client_ip = client_addr[0].encode("ascii")
         self.scheme = scheme
         self.scheme_bytes = scheme.encode("ascii")
+        self.sni = sni
         self.router = router
         self.limits = limits
         self.cc = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
         self.relay = Relay(cc=self.cc, client=client, touch=self._touch, peer=self.peer)
-        self.upstream: Upstream | None = None
+        self.agent_stream: AgentStream | None = None  # kept for the next request
         self.client_eof = False
         #: Close the client connection with a reset rather than gracefully.
         self.abort = False
@@ -266,38 +245,39 @@ class _Connection:
         phase = self.phase
         forward = self.forward
         exchange = self.exchange
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            await trio.aclose_forcefully(upstream.stream)
+        agent, self.agent_stream = self.agent_stream, None
+        if agent is not None:
+            await trio.aclose_forcefully(agent.stream)
         if phase is _Phase.IDLE:
             log.debug("http %s: idle; closing", self.peer)
         elif phase is _Phase.HEAD:
-            page = request_timeout(self.limits.head_timeout)
-            await self._refuse(page, "the request head was too slow", accept=None, keep=False)
+            refusal = failure_response(Failure.HEAD_TIMEOUT, limits=self.limits)
+            await self._refuse(refusal.page, refusal.reason, accept=None, keep=False)
         elif phase is _Phase.OPENING and forward is not None:
+            request = forward.request
+            host = request.host
+            refusal = failure_response(Failure.AGENT_TOO_SLOW, limits=self.limits, host=host)
             await self._refuse(
-                agent_unreachable(forward.host),
-                "the agent did not open a stream in time",
-                accept=forward.accept,
-                keep=False,
-                host=forward.host,
+                refusal.page, refusal.reason, accept=request.accept, keep=False, host=host
             )
         elif phase is _Phase.EXCHANGE and forward is not None and exchange is not None:
+            request = forward.request
             if exchange.response_started:
                 log.warning(
                     "http %s: %s: response aborted: nothing moved for %gs",
                     self.peer,
-                    forward.host,
+                    request.host,
                     self.limits.idle_timeout,
                 )
                 self.abort = True
             else:
+                refusal = failure_response(Failure.RESPONSE_TIMEOUT, limits=self.limits)
                 await self._refuse(
-                    gateway_timeout(self.limits.idle_timeout),
-                    "nothing moved for the idle timeout before a response",
-                    accept=forward.accept,
+                    refusal.page,
+                    refusal.reason,
+                    accept=request.accept,
                     keep=False,
-                    host=forward.host,
+                    host=request.host,
                 )
         elif phase is _Phase.UPGRADED:
             log.info("http %s: upgraded connection idle; closed", self.peer)
@@ -320,10 +300,10 @@ class _Connection:
             first = False
 
     async def close(self) -> None:
-        """Close the upstream stream (if one is kept) and the client connection."""
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            await self._close_upstream(upstream, clean=not self.abort)
+        """Close the agent stream (if one is kept) and the client connection."""
+        agent, self.agent_stream = self.agent_stream, None
+        if agent is not None:
+            await close_agent_stream(agent.stream, clean=not self.abort)
         if self.abort:
             await trio.aclose_forcefully(self.client)
             return
@@ -409,53 +389,56 @@ class _Connection:
             host, accept, headers, upgrade = prepare_request(
                 head.request, head.chunks, client_ip=self.client_ip, scheme=self.scheme_bytes
             )
-        except RefusedError as refusal:
-            await self._refuse(refusal.page, refusal.reason, accept=refusal.accept, keep=False)
+        except RefusedError as refused:
+            await self._refuse(refused.page, refused.reason, accept=refused.accept, keep=False)
             return False
         head.chunks.clear()  # checked: do not hold a first body piece for the whole exchange
         try:
             datas, complete = take_body(self.cc)
         except h11.RemoteProtocolError as exc:
-            page = bad_request(400, "The request body is malformed.")
-            await self._refuse(page, f"bad request body: {exc}", accept=accept, keep=False)
+            detail = f"bad request body: {exc}"
+            refusal = failure_response(Failure.BAD_BODY, limits=self.limits, detail=detail)
+            await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False)
             return False
-        route = self.router.route(host, self.scheme)
-        if route is None:
-            page = endpoint_offline(host)
-            return await self._refuse(
-                page, "no endpoint is online", accept=accept, keep=complete, host=host
-            )
         if upgrade is not None and complete:
             headers.append((b"Connection", b"upgrade"))
             headers.append((b"Upgrade", upgrade))
-        request = head.request
-        try:
-            upstream_request = h11.Request(
-                method=request.method, target=request.target, headers=headers
+        parsed = head.request
+        request = HttpRequest(
+            method=parsed.method,
+            target=parsed.target,
+            host=host,
+            scheme=self.scheme,
+            headers=headers,
+            accept=accept,
+            client_addr=self.peer,
+            sni=self.sni,
+        )
+        route = decide(request, self.router)
+        if isinstance(route, Refusal):
+            return await self._refuse(
+                route.page, route.reason, accept=accept, keep=complete, host=host
             )
+        try:
+            forward_head = h11.Request(method=parsed.method, target=parsed.target, headers=headers)
         except h11.LocalProtocolError as exc:  # h11 parsed it, so this is not expected
-            page = bad_request(400, "The request cannot be forwarded.")
-            await self._refuse(page, f"unforwardable request: {exc}", accept=accept, keep=False)
+            refusal = failure_response(Failure.UNFORWARDABLE, limits=self.limits, detail=str(exc))
+            await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False)
             return False
         forward = Forward(
-            host=host,
-            accept=accept,
-            request=upstream_request,
-            datas=datas,
-            complete=complete,
-            started=started,
+            request=request, head=forward_head, datas=datas, complete=complete, started=started
         )
         self.forward = forward
-        replayable = complete and not datas and request.method in REPLAYABLE_METHODS
+        replayable = complete and not datas and parsed.method in REPLAYABLE_METHODS
         while True:
             self._set_deadline(_Phase.OPENING, trio.current_time() + self.limits.idle_timeout)
-            upstream = await self._upstream_for(route)
-            if upstream is None:
-                page = agent_unreachable(host)
+            agent = await self._agent_stream_for(route)
+            if agent is None:
+                refusal = failure_response(Failure.AGENT_UNREACHABLE, limits=self.limits, host=host)
                 return await self._refuse(
-                    page, "the agent is unreachable", accept=accept, keep=complete, host=host
+                    refusal.page, refusal.reason, accept=accept, keep=complete, host=host
                 )
-            exchange = self.exchange = Exchange(forward, upstream)
+            exchange = self.exchange = Exchange(forward, agent)
             self.phase = _Phase.EXCHANGE
             await self.relay.run(exchange)
             failure = exchange.failure
@@ -463,55 +446,55 @@ class _Connection:
                 # (A failure now can only be the client leaving once it had the answer.)
                 return await self._finish(exchange)
             # The exchange failed (the relays end early only with a whole response or a 101):
-            # this upstream stream is done for.
+            # this agent stream is done for.
             assert failure is not None
-            self.upstream = None
-            await trio.aclose_forcefully(upstream.stream)
+            self.agent_stream = None
+            await trio.aclose_forcefully(agent.stream)
             if (
-                isinstance(failure, UpstreamError)
+                isinstance(failure, AgentStreamError)
                 and not exchange.response_started
-                and upstream.reused
+                and agent.reused
                 and not exchange.received
                 and replayable
             ):
                 log.debug(
-                    "http %s: reused upstream stream was dead (%s); retrying", self.peer, failure
+                    "http %s: reused agent stream was dead (%s); retrying", self.peer, failure
                 )
                 continue
             return await self._failed(exchange, failure, route.forwards_to)
 
-    async def _upstream_for(self, route: HttpRoute) -> Upstream | None:
-        """The kept upstream stream if it serves the same endpoint, else a new one (None if the
+    async def _agent_stream_for(self, route: HttpRoute) -> AgentStream | None:
+        """The kept agent stream if it serves the same endpoint, else a new one (None if the
         agent cannot be reached)."""
-        upstream = self.upstream
-        if upstream is not None:
-            if upstream.key == route.key:
-                upstream.reused = True
-                return upstream
-            self.upstream = None
-            await self._close_upstream(upstream, clean=True)
+        agent = self.agent_stream
+        if agent is not None:
+            if agent.key == route.key:
+                agent.reused = True
+                return agent
+            self.agent_stream = None
+            await close_agent_stream(agent.stream, clean=True)
         try:
-            stream = await route.open_stream(self.peer)
+            stream = await route.open_agent_stream(self.peer)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.debug("http %s: open_stream failed: %s", self.peer, exc)
+            log.debug("http %s: opening an agent stream failed: %s", self.peer, exc)
             return None
-        self.upstream = Upstream(route.key, stream, self.limits.max_head_size)
-        return self.upstream
+        self.agent_stream = AgentStream(route.key, stream, self.limits.max_head_size)
+        return self.agent_stream
 
     # ------------------------------------------------------------------------ the endings
 
     async def _finish(self, exchange: Exchange) -> bool:
-        """A response went out whole (or a 101): log it, keep or close the upstream."""
-        upstream = exchange.upstream
+        """A response went out whole (or a 101): log it, keep or close the agent stream."""
+        agent = exchange.agent
         if exchange.switched:
-            self.upstream = None
+            self.agent_stream = None
             self._set_deadline(_Phase.UPGRADED, trio.current_time() + self.limits.idle_timeout)
             if not await self.relay.splice(exchange):
                 self.abort = True
             self._log_done(exchange)
             return False
         self._log_done(exchange)
-        uh = upstream.h11
+        uh = agent.h11
         if (
             exchange.request_sent
             and uh.our_state is h11.DONE
@@ -520,9 +503,9 @@ class _Connection:
         ):
             uh.start_next_cycle()
         else:
-            self.upstream = None
+            self.agent_stream = None
             clean = exchange.request_sent and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
-            await self._close_upstream(upstream, clean=clean)
+            await close_agent_stream(agent.stream, clean=clean)
         if exchange.failure is not None:
             log.debug("http %s: %s", self.peer, exchange.failure)
             self.abort = True
@@ -534,9 +517,9 @@ class _Connection:
 
     async def _failed(self, exchange: Exchange, failure: RelayError, forwards_to: str) -> bool:
         """The exchange ended without a whole response: answer with a page if none started."""
-        forward = exchange.forward
-        keep = exchange.request_done
-        if isinstance(failure, ClientGoneError):
+        request = exchange.forward.request
+        kind = failure_kind(failure)
+        if kind is None:  # the client is gone
             log.debug("http %s: %s", self.peer, failure)
             self.abort = True
             return False
@@ -544,22 +527,23 @@ class _Connection:
             log.warning(
                 "http %s: %s: response aborted after it started: %s",
                 self.peer,
-                forward.host,
+                request.host,
                 failure,
             )
             self.abort = True
             return False
-        if isinstance(failure, ClientBodyError):
-            page = bad_request(400, "The request body is malformed.")
-            reason = str(failure)
-            keep = False
-        elif reset_code(_root(failure)) == ErrorCode.STREAM_REFUSED:
-            page = upstream_unreachable(forwards_to)
-            reason = f"the agent could not reach {forwards_to}"
-        else:
-            page = invalid_response()
-            reason = str(failure)
-        return await self._refuse(page, reason, accept=forward.accept, keep=keep, host=forward.host)
+        refusal = failure_response(
+            kind,
+            limits=self.limits,
+            host=request.host,
+            forwards_to=forwards_to,
+            detail=str(failure),
+        )
+        # A body that broke its framing leaves the connection's bytes unreadable.
+        keep = exchange.request_done and kind is not Failure.BAD_BODY
+        return await self._refuse(
+            refusal.page, refusal.reason, accept=request.accept, keep=keep, host=request.host
+        )
 
     async def _refuse(
         self,
@@ -571,12 +555,7 @@ class _Connection:
         host: str | None = None,
     ) -> bool:
         """Log and send an error page; True if the connection may carry another request."""
-        # WARNING for what an operator may need to act on (agents, upstreams); INFO for what
-        # clients get wrong.
-        level = logging.WARNING if page.status in (502, 504) else logging.INFO
-        log.log(
-            level, "http %s: %s: %d %s: %s", self.peer, host or "-", page.status, page.code, reason
-        )
+        log_refusal(log, "http", self.peer, host, page, reason)
         cc = self.cc
         if cc.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return False
@@ -584,7 +563,7 @@ class _Connection:
         self._set_deadline(
             _Phase.CLOSING, trio.current_time() + self.limits.idle_timeout + CLOSE_TIMEOUT
         )
-        headers, body = render(page, as_json=prefers_json(accept))
+        headers, body = error_response(page, accept)
         if not keep:
             headers.append((b"Connection", b"close"))
         try:
@@ -628,31 +607,17 @@ class _Connection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _close_upstream(self, upstream: Upstream, *, clean: bool) -> None:
-        if not clean:
-            await trio.aclose_forcefully(upstream.stream)
-            return
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await upstream.stream.aclose()
-
     def _log_done(self, exchange: Exchange) -> None:
         if not log.isEnabledFor(logging.DEBUG):
             return
-        forward = exchange.forward
+        request = exchange.forward.request
         log.debug(
             "http %s: %s %s %s %d %d %.1fms",
             self.peer,
-            forward.request.method.decode("ascii", "replace"),
-            forward.host,
-            forward.request.target.decode("ascii", "replace"),
+            request.method.decode("ascii", "replace"),
+            request.host,
+            request.target.decode("ascii", "replace"),
             exchange.status,
             exchange.body_bytes,
-            (trio.current_time() - forward.started) * 1000,
+            (trio.current_time() - exchange.forward.started) * 1000,
         )
-
-
-def _root(failure: BaseException) -> BaseException:
-    """The exception a relay failure was raised from (a stream error carries the reset code)."""
-    cause = failure.__cause__
-    return cause if cause is not None else failure

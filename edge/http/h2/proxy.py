@@ -1,5 +1,5 @@
 """HTTP/2 on the public https port: one client connection whose streams are each relayed as an
-HTTP/1.1 exchange over a proxy stream of their own, as ngrok does (the agent and the upstream
+HTTP/1.1 exchange over a agent stream of their own, as ngrok does (the agent and the upstream
 only ever see HTTP/1.1).
 
 Theory of operation
@@ -11,23 +11,24 @@ connection and its tasks, and is the only one that touches the `H2Connection`:
 * One reader task feeds the client's bytes to `h2` and dispatches its events: a request head
   starts a stream task, body bytes and END_STREAM are queued on that stream, RST_STREAM
   cancels it, WINDOW_UPDATE wakes the streams waiting to send, GOAWAY ends everything.
-* One task per request stream runs `edge.http.h2.stream.Exchanger.run`: it routes the request,
-  relays it over a new proxy stream as HTTP/1.1 and the response back, or answers an error
-  page (the table of those is in `edge/http/h2/stream.py`). It sends through this connection's
-  `Frames` methods (`send_headers`, `send_body`, `reset`, `acknowledge`, `flush`); when it
-  ends, the connection forgets the stream and gives back the window it still held.
+* One task per request stream runs `edge.http.h2.stream.Exchanger.run`: it routes the request
+  (`edge.http.seam.decide`, as HTTP/1.1 does), relays it over a new agent stream as HTTP/1.1
+  and the response back, or answers an error page (`edge.http.seam.failure_response`). It
+  sends through this connection's `Frames` methods (`send_headers`, `send_body`, `reset`,
+  `acknowledge`, `flush`); when it ends, the connection forgets the stream and gives back the
+  window it still held.
 * Every h2 call only queues bytes; `flush` sends `data_to_send()` under one lock. That write
   is shielded (a write cancelled half-way would break the TLS stream every stream shares) and
   bounded by `idle_timeout` (a client that takes nothing for that long loses the connection).
 
 Memory and flow control. Request bodies: the client may send at most `STREAM_WINDOW` per
 stream and `CONNECTION_WINDOW` in all beyond what the edge acknowledged, and a stream task
-acknowledges only what its proxy stream has taken, so one connection holds at most
+acknowledges only what its agent stream has taken, so one connection holds at most
 `CONNECTION_WINDOW` of request bodies (h2 makes overrunning a window a connection error).
 Response bodies: `send_body` sends DATA frames as the client's windows allow, waiting for the
 reader's WINDOW_UPDATE wake-up; a stream task hands it at most `READ_SIZE` at a time.
 
-The client's RST_STREAM closes that stream's proxy stream at once; GOAWAY, EOF or a connection
+The client's RST_STREAM closes that stream's agent stream at once; GOAWAY, EOF or a connection
 error close all of them.
 
 Limits: `max_head_size` is the advertised SETTINGS_MAX_HEADER_LIST_SIZE, enforced by h2's
@@ -60,10 +61,11 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from edge.config import HttpConfig
-from edge.http.h1.exchange import READ_SIZE, ClientGoneError
-from edge.http.h1.proxy import CLOSE_TIMEOUT, HttpRouter
+from edge.http.h1.exchange import READ_SIZE
 from edge.http.h2.stream import Exchanger, H2Stream
 from edge.http.headers import Headers
+from edge.http.routing import HttpRouter
+from edge.http.seam import CLOSE_TIMEOUT, ClientGoneError
 from protocol.formats.units import KiB, MiB
 from protocol.formats.urls import format_host_port
 
@@ -72,10 +74,10 @@ __all__ = ["CONNECTION_WINDOW", "MAX_CONCURRENT_STREAMS", "STREAM_WINDOW", "serv
 log = logging.getLogger(__name__)
 
 #: Requests one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS): each is a
-#: task, a proxy stream and a read buffer; 100 is what h2, nginx and Go's server default to.
+#: task, a agent stream and a read buffer; 100 is what h2, nginx and Go's server default to.
 MAX_CONCURRENT_STREAMS = 100
 #: Request body bytes a client may send on one stream ahead of the upstream
-#: (SETTINGS_INITIAL_WINDOW_SIZE): a proxy stream's muxado window, more would only wait here.
+#: (SETTINGS_INITIAL_WINDOW_SIZE): a agent stream's muxado window, more would only wait here.
 STREAM_WINDOW = 256 * KiB
 #: Request body bytes a client may send on all its streams ahead of the upstreams: what one
 #: connection holds at most (Go's HTTP/2 server uses 1 MiB per connection too).
@@ -90,15 +92,17 @@ async def serve_http2(
     client_addr: tuple[str, int],
     router: HttpRouter,
     limits: HttpConfig,
+    sni: str | None = None,
 ) -> None:
-    """Serve one HTTP/2 client connection (TLS already terminated, ALPN "h2") until it ends,
-    routing each request by its `:authority` among https endpoints through `router`.
+    """Serve one HTTP/2 client connection (TLS already terminated, ALPN "h2"; `sni` is the name
+    its ClientHello asked for) until it ends, routing each request by its `:authority` among
+    https endpoints through `router`.
 
-    Always closes `client` and every proxy stream it opened. Never raises for connection-level
+    Always closes `client` and every agent stream it opened. Never raises for connection-level
     trouble (a reset, a protocol error, a dead agent: each is answered or logged); cancellation
     propagates after both sides are closed forcefully.
     """
-    connection = _Connection(client, client_addr, router, limits)
+    connection = _Connection(client, client_addr, router, limits, sni)
     try:
         await connection.run()
     except Exception:
@@ -124,6 +128,7 @@ class _Connection:
         client_addr: tuple[str, int],
         router: HttpRouter,
         limits: HttpConfig,
+        sni: str | None,
     ) -> None:
         self.client = client
         self.peer = format_host_port(*client_addr)
@@ -152,6 +157,7 @@ class _Connection:
             client_ip=client_addr[0].encode("ascii"),
             router=router,
             limits=limits,
+            sni=sni,
         )
         self.send_lock = trio.Lock()
         #: The reader's deadline: the first request, then idle with no stream open.

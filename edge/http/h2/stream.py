@@ -1,5 +1,5 @@
-"""One HTTP/2 request stream of the public https port, answered as an HTTP/1.1 exchange over a
-proxy stream of its own, as ngrok does (the agent and the upstream only ever see HTTP/1.1).
+"""One HTTP/2 request stream of the public https port, answered as an HTTP/1.1 exchange over an
+agent stream of its own, as ngrok does (the agent and the upstream only ever see HTTP/1.1).
 
 Theory of operation
 -------------------
@@ -10,24 +10,26 @@ never touches the `H2Connection`: every HTTP/2 frame it sends goes through the c
 `Frames` (which queue on `h2` and flush under the connection's one write lock).
 
 `Exchanger.run` answers one stream: translate the head (`edge.http.headers.translate_h2_request`:
-Host from `:authority`, the same hop-by-hop and `X-Forwarded-*` rules as HTTP/1.1), route by
-that host, open a NEW proxy stream (`HttpRoute.open_stream`), write the request with an h11
-CLIENT machine (the body framed by the request's Content-Length, else chunked), and relay the
-response back as HTTP/2 headers and DATA frames. The proxy stream is closed at the end: one
-request per proxy stream, so nothing is kept between requests.
+Host from `:authority`, the same hop-by-hop and `X-Forwarded-*` rules as HTTP/1.1) into the
+seam's `HttpRequest`, decide on it as HTTP/1.1 does (`edge.http.seam.decide`), open a NEW agent
+stream (`HttpRoute.open_agent_stream`), write the request with an h11 CLIENT machine (the body
+framed by the request's Content-Length, else chunked), and relay the response back as HTTP/2
+headers and DATA frames. The agent stream is closed at the end: one request per agent stream,
+so nothing is kept between requests.
 
-Flow control. Request bodies: the task acknowledges (`Frames.acknowledge`) only what its proxy
+Flow control. Request bodies: the task acknowledges (`Frames.acknowledge`) only what its agent
 stream has taken, so an upload runs at the upstream's pace. Response bodies: the task reads at
-most `READ_SIZE` from its proxy stream, hands it to `Frames.send_body` (which sends DATA frames
+most `READ_SIZE` from its agent stream, hands it to `Frames.send_body` (which sends DATA frames
 as the client's windows allow, waiting for WINDOW_UPDATE), and reads again only once it all
 went out.
 
-Errors the edge answers itself, as HTTP/2 responses on the stream (pages: `edge.http.error_pages`):
+Errors the edge answers itself, as HTTP/2 responses on the stream (the failure -> page mapping:
+`edge.http.seam.failure_response`; pages: `edge.http.error_pages`):
 
 | condition                                                         | status | code           |
 | ----------------------------------------------------------------- | ------ | -------------- |
 | no route for the :authority                                       | 404    | ERR_NGROK_3200 |
-| `open_stream` failed or took longer than `idle_timeout`           | 502    | ERR_NGROK_3200 |
+| opening the agent stream failed or took longer than `idle_timeout`| 502    | ERR_NGROK_3200 |
 | the agent reset the stream STREAM_REFUSED before a response head  | 502    | ERR_NGROK_8012 |
 | EOF, another reset, or non-HTTP bytes before a whole response head| 502    | ERR_NGROK_3004 |
 | nothing moved on the stream for `idle_timeout` before a response  | 504    | BURROW_*       |
@@ -38,14 +40,13 @@ Errors the edge answers itself, as HTTP/2 responses on the stream (pages: `edge.
 Once a response head went out, a failure resets that stream (INTERNAL_ERROR) and nothing
 else. A response that ends before its request body did is followed by RST_STREAM(NO_ERROR),
 which tells the client to stop sending (RFC 9113 §8.1). Each phase of the exchange (opening the
-proxy stream, relaying, sending a page) has its own `idle_timeout` deadline, pushed later
-whenever bytes move (`H2Stream.touch`). The proxy stream is always closed when `run` returns;
+agent stream, relaying, sending a page) has its own `idle_timeout` deadline, pushed later
+whenever bytes move (`H2Stream.touch`). The agent stream is always closed when `run` returns;
 cancellation (the client's RST_STREAM, the connection ending) propagates after closing it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
@@ -55,28 +56,32 @@ import trio
 from h2.errors import ErrorCodes
 
 from edge.config import HttpConfig
-from edge.http.error_pages import (
-    ErrorPage,
-    agent_unreachable,
-    bad_request,
-    endpoint_offline,
-    gateway_timeout,
-    invalid_response,
-    prefers_json,
-    render,
-    upstream_unreachable,
+from edge.http.error_pages import ErrorPage
+from edge.http.h1.exchange import READ_SIZE
+from edge.http.headers import (
+    Headers,
+    RefusedError,
+    h2_response_fields,
+    h2_response_headers,
+    translate_h2_request,
 )
-from edge.http.h1.exchange import (
-    READ_SIZE,
+from edge.http.routing import HttpRouter
+from edge.http.seam import (
+    AgentStreamError,
     ClientBodyError,
     ClientGoneError,
+    Failure,
+    HttpRequest,
+    Refusal,
     RelayError,
-    UpstreamError,
+    client_response_headers,
+    close_agent_stream,
+    decide,
+    error_response,
+    failure_kind,
+    failure_response,
+    log_refusal,
 )
-from edge.http.h1.proxy import CLOSE_TIMEOUT, HttpRouter
-from edge.http.headers import Headers, RefusedError, h2_response_headers, translate_h2_request
-from protocol.adapters.mux import reset_code
-from protocol.wire.errors import ErrorCode
 
 __all__ = ["Exchanger", "Frames", "H2Stream"]
 
@@ -141,7 +146,7 @@ class H2Stream:
         self.id = stream_id
         self.fields = fields  # the request's header list, pseudo-headers first
         self.body = not ended  # a body follows the head
-        self.chunks: list[bytes] = []  # body bytes not yet sent upstream
+        self.chunks: list[bytes] = []  # body bytes not yet sent over the agent stream
         self.held = 0  # flow-controlled bytes received and not yet acknowledged
         self.ended = ended  # the client's END_STREAM arrived
         self.arrived = trio.Event()  # set when `chunks` or `ended` change
@@ -151,7 +156,7 @@ class H2Stream:
         self.timer: trio.CancelScope | None = None  # the current phase's idle deadline
         self.started = trio.current_time()
         self.request_done = ended  # the client's request body was read whole
-        self.request_sent = False  # ... and written whole to the proxy stream
+        self.request_sent = False  # ... and written whole to the agent stream
         self.response_started = False  # a final response head went to the client
         self.response_done = False
         self.status = 0
@@ -171,9 +176,10 @@ class H2Stream:
 
 class Exchanger:
     """Answers the request streams of one client connection, each in the task that calls
-    `run`. `peer` names the client in logs; `client_ip` goes into X-Forwarded-For."""
+    `run`. `peer` names the client in logs; `client_ip` goes into X-Forwarded-For; `sni` is the
+    name the connection's ClientHello asked for."""
 
-    __slots__ = ("client_ip", "frames", "limits", "peer", "router")
+    __slots__ = ("client_ip", "frames", "limits", "peer", "router", "sni")
 
     def __init__(
         self,
@@ -183,85 +189,94 @@ class Exchanger:
         client_ip: bytes,
         router: HttpRouter,
         limits: HttpConfig,
+        sni: str | None = None,
     ) -> None:
         self.frames = frames
         self.peer = peer
         self.client_ip = client_ip
         self.router = router
         self.limits = limits
+        self.sni = sni
 
     async def run(self, stream: H2Stream) -> None:
-        """Answer one request: route it, relay it over a new proxy stream, or answer a page. A
-        failure is answered (a page or a reset), not raised; the proxy stream is always closed."""
+        """Answer one request: route it, relay it over a new agent stream, or answer a page. A
+        failure is answered (a page or a reset), not raised; the agent stream is always closed."""
         try:
-            request = translate_h2_request(
+            translated = translate_h2_request(
                 stream.fields, body=stream.body, client_ip=self.client_ip, scheme=b"https"
             )
-        except RefusedError as refusal:
-            await self._refuse(stream, refusal.page, refusal.reason, accept=refusal.accept)
+        except RefusedError as refused:
+            await self._refuse(stream, refused.page, refused.reason, accept=refused.accept)
             return
         stream.fields = []  # translated: do not hold the originals for the whole exchange
-        host, accept = request.host, request.accept
-        route = self.router.route(host, "https")
-        if route is None:
-            page = endpoint_offline(host)
-            await self._refuse(stream, page, "no endpoint is online", accept=accept, host=host)
+        host, accept = translated.host, translated.accept
+        request = HttpRequest(
+            method=translated.method,
+            target=translated.target,
+            host=host,
+            scheme="https",
+            headers=translated.headers,
+            accept=accept,
+            client_addr=self.peer,
+            sni=self.sni,
+        )
+        route = decide(request, self.router)
+        if isinstance(route, Refusal):
+            await self._refuse(stream, route.page, route.reason, accept=accept, host=host)
             return
-        upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.limits.max_head_size)
+        limits = self.limits
+        uh = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_head_size)
         try:
-            head = upstream.send(
+            head = uh.send(
                 h11.Request(method=request.method, target=request.target, headers=request.headers)
             )
         except h11.LocalProtocolError as exc:
-            page = bad_request(400, "The request cannot be forwarded.")
-            await self._refuse(stream, page, f"unforwardable request: {exc}", accept=accept)
+            refusal = failure_response(Failure.UNFORWARDABLE, limits=limits, detail=str(exc))
+            await self._refuse(stream, refusal.page, refusal.reason, accept=accept)
             return
         assert head is not None
         agent: trio.abc.HalfCloseableStream | None = None
         with stream.phase() as timer:
             try:
-                agent = await route.open_stream(self.peer)
+                agent = await route.open_agent_stream(self.peer)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                log.debug("http2 %s: open_stream failed: %s", self.peer, exc)
+                log.debug("http2 %s: opening an agent stream failed: %s", self.peer, exc)
         if agent is None:
-            reason = "the agent did not open a stream in time" if timer.cancelled_caught else ""
-            page = agent_unreachable(host)
-            await self._refuse(
-                stream, page, reason or "the agent is unreachable", accept=accept, host=host
-            )
+            kind = Failure.AGENT_TOO_SLOW if timer.cancelled_caught else Failure.AGENT_UNREACHABLE
+            refusal = failure_response(kind, limits=limits, host=host)
+            await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
             return
         failure: RelayError | None = None
         clean = False
         try:
             with stream.phase() as timer:
                 try:
-                    await self._relay(stream, agent, upstream, head)
+                    await self._relay(stream, agent, uh, head)
                 except RelayError as exc:
                     failure = exc
             clean = (
                 stream.response_done
                 and stream.request_sent
-                and upstream.their_state in (h11.DONE, h11.MUST_CLOSE)
+                and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
             )
         finally:
-            await _close_agent_stream(agent, clean=clean)
+            await close_agent_stream(agent, clean=clean)
         if stream.response_done:
             if not stream.ended:
                 await self.frames.reset(stream, ErrorCodes.NO_ERROR)  # stop sending, we answered
-            self._log_done(stream, request.method, host, request.target)
+            self._log_done(stream, request)
         elif timer.cancelled_caught:
             if stream.response_started:
                 log.warning(
                     "http2 %s: %s: response aborted: nothing moved for %gs",
                     self.peer,
                     host,
-                    self.limits.idle_timeout,
+                    limits.idle_timeout,
                 )
                 await self.frames.reset(stream, ErrorCodes.INTERNAL_ERROR)
             else:
-                page = gateway_timeout(self.limits.idle_timeout)
-                reason = "nothing moved for the idle timeout before a response"
-                await self._refuse(stream, page, reason, accept=accept, host=host)
+                refusal = failure_response(Failure.RESPONSE_TIMEOUT, limits=limits)
+                await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
         else:
             assert failure is not None
             await self._failed(stream, failure, route.forwards_to, accept, host)
@@ -275,7 +290,8 @@ class Exchanger:
         host: str,
     ) -> None:
         """The exchange ended without a whole response: a page if none started, else reset."""
-        if isinstance(failure, ClientGoneError):
+        kind = failure_kind(failure)
+        if kind is None:  # the client is gone
             log.debug("http2 %s: %s", self.peer, failure)
             return
         if stream.response_started:
@@ -284,16 +300,10 @@ class Exchanger:
             )
             await self.frames.reset(stream, ErrorCodes.INTERNAL_ERROR)
             return
-        if isinstance(failure, ClientBodyError):
-            page = bad_request(400, "The request body is malformed.")
-            reason = str(failure)
-        elif reset_code(_root(failure)) == ErrorCode.STREAM_REFUSED:
-            page = upstream_unreachable(forwards_to)
-            reason = f"the agent could not reach {forwards_to}"
-        else:
-            page = invalid_response()
-            reason = str(failure)
-        await self._refuse(stream, page, reason, accept=accept, host=host)
+        refusal = failure_response(
+            kind, limits=self.limits, host=host, forwards_to=forwards_to, detail=str(failure)
+        )
+        await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
 
     async def _refuse(
         self,
@@ -306,17 +316,8 @@ class Exchanger:
     ) -> None:
         """Log and answer with an error page; then stop the request body if it is still
         coming."""
-        level = logging.WARNING if page.status in (502, 504) else logging.INFO
-        log.log(
-            level,
-            "http2 %s: %s: %d %s: %s",
-            self.peer,
-            host or "-",
-            page.status,
-            page.code,
-            reason,
-        )
-        headers, body = render(page, as_json=prefers_json(accept))
+        log_refusal(log, "http2", self.peer, host, page, reason)
+        headers, body = error_response(page, accept)
         fields: Headers = [(b":status", b"%d" % page.status)]
         fields += [(name.lower(), value) for name, value in headers]
         with stream.phase() as timer:
@@ -337,23 +338,23 @@ class Exchanger:
         self,
         stream: H2Stream,
         agent: trio.abc.HalfCloseableStream,
-        upstream: h11.Connection,
+        uh: h11.Connection,
         head: bytes,
     ) -> None:
         """Relay the request and its response; raises RelayError for what went wrong. A
         response may come before the request ended (the request is then cut short)."""
         if not stream.body:
             try:
-                end = upstream.send(h11.EndOfMessage())
+                end = uh.send(h11.EndOfMessage())
             except h11.LocalProtocolError as exc:  # a Content-Length above 0, and no body
                 raise ClientBodyError(f"bad request body: {exc}") from exc
             try:
                 await agent.send_all(head + end)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise UpstreamError(f"sending the request failed: {exc}") from exc
+                raise AgentStreamError(f"sending the request failed: {exc}") from exc
             stream.request_sent = True
             stream.touch()
-            await self._relay_response(stream, agent, upstream)
+            await self._relay_response(stream, agent, uh)
             return
         failures: list[RelayError] = []
         async with trio.open_nursery() as nursery:
@@ -365,8 +366,8 @@ class Exchanger:
                     failures.append(exc)
                     nursery.cancel_scope.cancel()
 
-            nursery.start_soon(guard, lambda: self._relay_request(stream, agent, upstream, head))
-            await guard(lambda: self._relay_response(stream, agent, upstream))
+            nursery.start_soon(guard, lambda: self._relay_request(stream, agent, uh, head))
+            await guard(lambda: self._relay_response(stream, agent, uh))
             if not stream.request_done:
                 nursery.cancel_scope.cancel()  # answered before the request ended
         if failures:
@@ -376,11 +377,11 @@ class Exchanger:
         self,
         stream: H2Stream,
         agent: trio.abc.HalfCloseableStream,
-        upstream: h11.Connection,
+        uh: h11.Connection,
         head: bytes,
     ) -> None:
-        """Client -> upstream: the head, then the body as it arrives, acknowledged to the
-        client only once the proxy stream took it."""
+        """Client -> agent stream: the head, then the body as it arrives, acknowledged to the
+        client only once the agent stream took it."""
         parts: list[bytes] = [head]
         while True:
             chunks, stream.chunks = stream.chunks, []
@@ -388,9 +389,9 @@ class Exchanger:
             ended = stream.ended
             try:
                 for chunk in chunks:
-                    parts.extend(_data(upstream, chunk))
+                    parts.extend(_data(uh, chunk))
                 if ended:
-                    parts.append(upstream.send(h11.EndOfMessage()))
+                    parts.append(uh.send(h11.EndOfMessage()))
             except h11.LocalProtocolError as exc:  # more or less than its Content-Length
                 raise ClientBodyError(f"bad request body: {exc}") from exc
             try:
@@ -398,7 +399,9 @@ class Exchanger:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 # Leave the verdict to the response side: the upstream may have answered
                 # already (and closed), or its reset tells why it is gone.
-                log.debug("http2 %s: upstream stopped taking the request: %s", self.peer, exc)
+                log.debug(
+                    "http2 %s: the agent stream stopped taking the request: %s", self.peer, exc
+                )
                 return
             stream.touch()
             if taken:
@@ -414,16 +417,16 @@ class Exchanger:
                 await stream.arrived.wait()
 
     async def _relay_response(
-        self, stream: H2Stream, agent: trio.abc.HalfCloseableStream, upstream: h11.Connection
+        self, stream: H2Stream, agent: trio.abc.HalfCloseableStream, uh: h11.Connection
     ) -> None:
-        """Upstream -> client: 1xx heads, the head, the body; returns at the response's end."""
+        """Agent stream -> client: 1xx heads, the head, the body; returns at the response's end."""
         pending: Headers | None = None  # a head not sent yet: it may carry END_STREAM
         ended = False
         while True:
             try:
-                event = upstream.next_event()
+                event = uh.next_event()
             except h11.RemoteProtocolError as exc:
-                raise UpstreamError.from_h11(
+                raise AgentStreamError.from_h11(
                     exc, ended=ended, head_seen=bool(stream.status)
                 ) from exc
             if event is h11.NEED_DATA:
@@ -433,12 +436,12 @@ class Exchanger:
                 try:
                     data = await agent.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise UpstreamError(f"the upstream stream failed: {exc}") from exc
+                    raise AgentStreamError(f"the agent stream failed: {exc}") from exc
                 if data:
                     stream.touch()
                 else:
                     ended = True
-                upstream.receive_data(cast(bytes, data))
+                uh.receive_data(cast(bytes, data))
                 continue
             kind = type(event)
             if kind is h11.Data:
@@ -451,7 +454,9 @@ class Exchanger:
             elif kind is h11.Response:
                 response = cast(h11.Response, event)
                 stream.status = response.status_code
-                pending = h2_response_headers(response.status_code, response.headers)
+                pending = h2_response_fields(
+                    response.status_code, client_response_headers(response.headers)
+                )
             elif kind is h11.EndOfMessage:
                 if pending is not None:
                     await self._send_final_headers(stream, pending, end_stream=True)
@@ -462,11 +467,11 @@ class Exchanger:
             elif kind is h11.InformationalResponse:
                 info = cast(h11.InformationalResponse, event)
                 if info.status_code == 101:
-                    raise UpstreamError("the upstream switched protocols, which HTTP/2 cannot")
+                    raise AgentStreamError("the upstream switched protocols, which HTTP/2 cannot")
                 informational = h2_response_headers(info.status_code, info.headers)
                 await self.frames.send_headers(stream, informational)
             else:  # ConnectionClosed or PAUSED cannot come before the response ends
-                raise UpstreamError(f"the upstream stream ended early ({event!r})")
+                raise AgentStreamError(f"the agent stream ended early ({event!r})")
 
     async def _send_final_headers(
         self, stream: H2Stream, headers: Headers, *, end_stream: bool = False
@@ -474,40 +479,23 @@ class Exchanger:
         await self.frames.send_headers(stream, headers, end_stream=end_stream)
         stream.response_started = True
 
-    def _log_done(self, stream: H2Stream, method: bytes, host: str, target: bytes) -> None:
+    def _log_done(self, stream: H2Stream, request: HttpRequest) -> None:
         if not log.isEnabledFor(logging.DEBUG):
             return
         log.debug(
             "http2 %s: %s %s %s %d %d %.1fms",
             self.peer,
-            method.decode("ascii", "replace"),
-            host,
-            target.decode("ascii", "replace"),
+            request.method.decode("ascii", "replace"),
+            request.host,
+            request.target.decode("ascii", "replace"),
             stream.status,
             stream.body_bytes,
             (trio.current_time() - stream.started) * 1000,
         )
 
 
-def _data(upstream: h11.Connection, chunk: bytes) -> list[bytes]:
-    """The bytes that frame `chunk` on `upstream`, the chunk itself among them (no copy)."""
-    parts = upstream.send_with_data_passthrough(h11.Data(data=chunk))
+def _data(uh: h11.Connection, chunk: bytes) -> list[bytes]:
+    """The bytes that frame `chunk` on `uh`, the chunk itself among them (no copy)."""
+    parts = uh.send_with_data_passthrough(h11.Data(data=chunk))
     assert parts is not None  # None only for ConnectionClosed
     return parts
-
-
-async def _close_agent_stream(stream: trio.abc.HalfCloseableStream, *, clean: bool) -> None:
-    if not clean:
-        await trio.aclose_forcefully(stream)
-        return
-    with trio.move_on_after(CLOSE_TIMEOUT):
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.aclose()
-            return
-    await trio.aclose_forcefully(stream)
-
-
-def _root(failure: BaseException) -> BaseException:
-    """The exception a relay failure was raised from (a stream error carries the reset code)."""
-    cause = failure.__cause__
-    return cause if cause is not None else failure

@@ -76,12 +76,12 @@ class Route:
     key: object
     port: int
     forwards_to: str = "http://localhost:3000"
-    buffer: int | None = None  # SO_SNDBUF/SO_RCVBUF for the upstream streams
+    buffer: int | None = None  # SO_SNDBUF/SO_RCVBUF for the agent streams
     opened: int = 0
     closed: int = 0
     client_addrs: list[str] = field(default_factory=list)
 
-    async def open_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+    async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         self.client_addrs.append(client_addr)
         try:
             inner = await trio.open_tcp_stream("127.0.0.1", self.port)
@@ -99,7 +99,7 @@ class DeadRoute:
     key = "dead"
     forwards_to = "http://localhost:1"
 
-    async def open_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+    async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         raise trio.BrokenResourceError("the session is closed")
 
 
@@ -1012,7 +1012,7 @@ async def test_stream_refused_by_the_agent_is_502_8012() -> None:
                 key = "mux"
                 forwards_to = "http://localhost:5999"
 
-                async def open_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+                async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
                     stream = await edge.open_stream()
                     await stream.send_all(b"proxy-header")  # muxado's SYN rides on data
                     opened.append(stream)
@@ -1335,7 +1335,7 @@ async def test_agent_that_never_opens_the_stream_is_502_3200() -> None:
         key = "stuck"
         forwards_to = "http://localhost:1"
 
-        async def open_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+        async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
             await trio.sleep_forever()
             raise AssertionError
 

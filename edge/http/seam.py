@@ -1,0 +1,285 @@
+"""The one seam every public HTTP request passes through, whatever HTTP version it came in.
+
+Theory of operation
+-------------------
+HTTP/1.1 (`edge/http/h1/proxy.py`, one client connection; `edge/http/h1/exchange.py`, one
+relay) and HTTP/2 (`edge/http/h2/proxy.py`, one client connection; `edge/http/h2/stream.py`,
+one request stream) own their framing, flow control and timers. What a request *means* is
+decided here, once, for both:
+
+1. The shell turns the request head into one value, `HttpRequest` (method, target, routing
+   host, scheme, the headers to forward, the client's address, the TLS SNI).
+2. `decide` picks what happens to it: forward it to an endpoint (`HttpRoute`, found by
+   `HttpRouter.route`: `edge/http/routing.py`), or answer it here with a page (`Refusal`).
+3. The shell opens an *agent stream* (`HttpRoute.open_agent_stream`) and relays; the agent
+   pipes it to the *upstream*, the customer's service. The response head the client gets is
+   `client_response_headers`.
+4. Whatever goes wrong (no endpoint, an agent that cannot be reached, an upstream the agent
+   cannot dial, a broken or missing response, a timeout, a bad request body) is a `Failure`,
+   and `failure_response` is the one mapping from a failure to the status, error code and
+   page the client gets (the pages themselves are `edge/http/error_pages.py`):
+
+| Failure              | status | code           | when                                          |
+| -------------------- | ------ | -------------- | --------------------------------------------- |
+| NO_ENDPOINT          | 404    | ERR_NGROK_3200 | no endpoint online for the host               |
+| AGENT_UNREACHABLE    | 502    | ERR_NGROK_3200 | opening the agent stream failed               |
+| AGENT_TOO_SLOW       | 502    | ERR_NGROK_3200 | ... or took longer than `idle_timeout`        |
+| UPSTREAM_UNREACHABLE | 502    | ERR_NGROK_8012 | the agent reset its stream STREAM_REFUSED     |
+| INVALID_RESPONSE     | 502    | ERR_NGROK_3004 | EOF, another reset or non-HTTP bytes          |
+| RESPONSE_TIMEOUT     | 504    | BURROW_*       | nothing moved for `idle_timeout`, no response |
+| BAD_BODY             | 400    | BURROW_*       | a request body that breaks its framing        |
+| UNFORWARDABLE        | 400    | BURROW_*       | a head h11 will not write to the agent stream |
+| HEAD_TIMEOUT         | 408    | BURROW_*       | the request head was not whole in time        |
+
+Refusals decided while reading the head (bad framing, CONNECT, a bad Host) come from
+`edge/http/headers.py` as `RefusedError` with their page. Either way the shell logs the answer
+with `log_refusal` and renders it with `error_response`.
+
+Traffic Policy. The endpoint's `on_http_request` phase will run in `decide`, once the endpoint
+is known and before anything is forwarded: its actions (deny, redirect, custom-response, add or
+remove headers) turn the decision into a `Refusal` or rewrite the `HttpRequest`. Its
+`on_http_response` phase will run in `client_response_headers`, on the upstream's final
+response head before it goes to the client. No policy runs today; both are the places, for
+both HTTP versions.
+
+Everything here but `log_refusal` and `close_agent_stream` is pure: values in, values out, no
+clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+import h11
+import trio
+
+from edge.config import HttpConfig
+from edge.http.error_pages import (
+    ErrorPage,
+    agent_unreachable,
+    bad_request,
+    endpoint_offline,
+    gateway_timeout,
+    invalid_response,
+    prefers_json,
+    render,
+    request_timeout,
+    upstream_unreachable,
+)
+from edge.http.headers import Headers, RawHeaders, response_headers
+from edge.http.routing import HttpRoute, HttpRouter
+from protocol.adapters.mux import reset_code
+from protocol.wire.errors import ErrorCode
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "AgentStreamError",
+    "ClientBodyError",
+    "ClientGoneError",
+    "Failure",
+    "HttpRequest",
+    "Refusal",
+    "RelayError",
+    "client_response_headers",
+    "close_agent_stream",
+    "decide",
+    "error_response",
+    "failure_kind",
+    "failure_response",
+    "log_refusal",
+]
+
+#: A graceful close (a TLS close_notify, a FIN, an agent stream's close) gets this long before
+#: it is abandoned.
+CLOSE_TIMEOUT = 1.0
+
+
+# ----------------------------------------------------------------------------- the request
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    """One public request as both HTTP versions see it, ready to be decided on."""
+
+    method: bytes
+    #: The request target (HTTP/2's `:path`).
+    target: bytes
+    #: The routing name from Host or `:authority` (`edge.http.headers.route_host`).
+    host: str
+    scheme: Literal["http", "https"]
+    #: The HTTP/1.1 headers to forward (hop-by-hop removed, `X-Forwarded-*` added).
+    headers: Headers
+    #: The client's Accept header: an error page's format (`error_pages.prefers_json`).
+    accept: bytes | None
+    #: The public client as "host:port" (logs; the agent stream's ProxyHeader).
+    client_addr: str
+    #: The TLS server name the client asked for; None on the plain-HTTP port.
+    sni: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An answer the edge gives itself: the page, and the reason for the log."""
+
+    page: ErrorPage
+    reason: str
+
+
+def decide(request: HttpRequest, router: HttpRouter) -> HttpRoute | Refusal:
+    """Where `request` goes: the endpoint to forward it to, or the page to answer with (404
+    ERR_NGROK_3200 when no endpoint for its host and scheme is online).
+
+    This is where the endpoint's Traffic Policy `on_http_request` phase will run, for HTTP/1.1
+    and HTTP/2 alike: after the lookup (the policy belongs to the endpoint) and before the
+    agent stream is opened. None runs today."""
+    route = router.route(request.host, request.scheme)
+    return _endpoint_offline(request.host) if route is None else route
+
+
+def client_response_headers(headers: RawHeaders) -> Headers:
+    """The headers of the upstream's final response head as the client gets them: hop-by-hop
+    and edge-only headers removed (`edge.http.headers.response_headers`). HTTP/2 then lowercases
+    them behind `:status`; a 101 is not a final response and does not come here.
+
+    This is where the endpoint's Traffic Policy `on_http_response` phase will run, for HTTP/1.1
+    and HTTP/2 alike (add or remove headers, replace the response). None runs today."""
+    return response_headers(headers, upgrade=False)
+
+
+# ------------------------------------------------------------------------------- failures
+
+
+class RelayError(Exception):
+    """Why relaying a request and its response stopped before the response ended."""
+
+
+class ClientGoneError(RelayError):
+    """The client closed or reset its connection (or its HTTP/2 stream), or stopped taking
+    bytes."""
+
+
+class ClientBodyError(RelayError):
+    """The client's request body broke its framing (a bad chunk, more or less than its
+    Content-Length)."""
+
+
+class AgentStreamError(RelayError):
+    """The agent stream ended or was reset, or what came over it is not an HTTP response. (The
+    agent pipes the upstream's bytes unchanged, so this is often the upstream's doing; a reset
+    raised from a stream error carries the agent's code, see `failure_kind`.)"""
+
+    @classmethod
+    def from_h11(
+        cls, exc: h11.RemoteProtocolError, *, ended: bool, head_seen: bool
+    ) -> AgentStreamError:
+        """What h11's complaint about a response means: the stream ended early (`ended`: its
+        EOF was fed to h11), or the bytes were not HTTP."""
+        if ended:
+            what = "response" if head_seen else "response head"
+            return cls(f"the agent stream ended before a complete {what}")
+        return cls(f"invalid response: {exc}")
+
+
+class Failure(Enum):
+    """What went wrong with a request, as far as the client's answer goes."""
+
+    NO_ENDPOINT = "no endpoint"
+    AGENT_UNREACHABLE = "agent unreachable"
+    AGENT_TOO_SLOW = "agent too slow"
+    UPSTREAM_UNREACHABLE = "upstream unreachable"
+    INVALID_RESPONSE = "invalid response"
+    RESPONSE_TIMEOUT = "response timeout"
+    BAD_BODY = "bad body"
+    UNFORWARDABLE = "unforwardable"
+    HEAD_TIMEOUT = "head timeout"
+
+
+def failure_kind(failure: RelayError) -> Failure | None:
+    """The `Failure` a relay error means for the client, or None when the client is gone (there
+    is nobody to answer)."""
+    if isinstance(failure, ClientGoneError):
+        return None
+    if isinstance(failure, ClientBodyError):
+        return Failure.BAD_BODY
+    cause = failure.__cause__  # a stream error carries the agent's reset code
+    if reset_code(cause if cause is not None else failure) == ErrorCode.STREAM_REFUSED:
+        return Failure.UPSTREAM_UNREACHABLE
+    return Failure.INVALID_RESPONSE
+
+
+def failure_response(
+    failure: Failure,
+    *,
+    limits: HttpConfig,
+    host: str = "",
+    forwards_to: str = "",
+    detail: str = "",
+) -> Refusal:
+    """The answer to `failure`: its page (status, error code, body) and the reason to log.
+    `host` is the request's routing name, `forwards_to` the endpoint's upstream as its agent
+    described it, `detail` what the relay or h11 said (logged for the failures that have one)."""
+    if failure is Failure.NO_ENDPOINT:
+        return _endpoint_offline(host)
+    if failure is Failure.AGENT_UNREACHABLE:
+        return Refusal(agent_unreachable(host), "the agent is unreachable")
+    if failure is Failure.AGENT_TOO_SLOW:
+        return Refusal(agent_unreachable(host), "the agent did not open a stream in time")
+    if failure is Failure.UPSTREAM_UNREACHABLE:
+        return Refusal(
+            upstream_unreachable(forwards_to), f"the agent could not reach {forwards_to}"
+        )
+    if failure is Failure.INVALID_RESPONSE:
+        return Refusal(invalid_response(), detail)
+    if failure is Failure.RESPONSE_TIMEOUT:
+        return Refusal(
+            gateway_timeout(limits.idle_timeout),
+            "nothing moved for the idle timeout before a response",
+        )
+    if failure is Failure.BAD_BODY:
+        return Refusal(bad_request(400, "The request body is malformed."), detail)
+    if failure is Failure.UNFORWARDABLE:
+        page = bad_request(400, "The request cannot be forwarded.")
+        return Refusal(page, f"unforwardable request: {detail}")
+    assert failure is Failure.HEAD_TIMEOUT
+    return Refusal(request_timeout(limits.head_timeout), "the request head was too slow")
+
+
+def _endpoint_offline(host: str) -> Refusal:
+    return Refusal(endpoint_offline(host), "no endpoint is online")
+
+
+def error_response(page: ErrorPage, accept: bytes | None) -> tuple[Headers, bytes]:
+    """A page's headers (HTTP/1.1 spelling) and body, HTML or JSON as `accept` prefers."""
+    return render(page, as_json=prefers_json(accept))
+
+
+def log_refusal(
+    logger: logging.Logger, label: str, peer: str, host: str | None, page: ErrorPage, reason: str
+) -> None:
+    """Log an answer the edge gave itself: WARNING for what an operator may need to act on
+    (agents, upstreams: 502, 504), INFO for what clients get wrong. `label` names the protocol
+    ("http", "http2"), `peer` the client."""
+    level = logging.WARNING if page.status in (502, 504) else logging.INFO
+    logger.log(
+        level, "%s %s: %s: %d %s: %s", label, peer, host or "-", page.status, page.code, reason
+    )
+
+
+# ------------------------------------------------------------------------ the agent stream
+
+
+async def close_agent_stream(stream: trio.abc.HalfCloseableStream, *, clean: bool) -> None:
+    """Close an agent stream: gracefully (within `CLOSE_TIMEOUT`) after a clean exchange, so
+    the agent sees an orderly end, else at once. Never raises but for cancellation."""
+    if not clean:
+        await trio.aclose_forcefully(stream)
+        return
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.aclose()
+            return
+    await trio.aclose_forcefully(stream)
