@@ -51,6 +51,7 @@ from edge.front_door.clienthello import (
     alert_record,
     parse_client_hello,
 )
+from edge.front_door.sni import Passthrough, Terminate, ToAgent, route_sni
 from edge.front_door.tcp_ports import peer_address, proxy_connection
 from edge.http.h1.proxy import serve_http
 from edge.http.h2.proxy import serve_http2
@@ -160,18 +161,17 @@ class FrontDoor:
         if hello is None:
             return
         sni = hello.sni
-        if sni in self._agent_names:
+        decided = route_sni(sni, agent_names=self._agent_names, registry=self.registry)
+        if isinstance(decided, ToAgent):
             stream = TLSStream(conn, self.agent_tls, server_side=True, initial_data=data)
             await self._serve_agent(stream, peer, accepted + self.config.limits.auth_timeout)
             return
-        if sni is not None:
-            record = self.registry.lookup_public("tls", sni)
-            if record is not None:
-                await proxy_connection(conn, record, initial_data=data)
-                return
-            if self.registry.lookup_public("https", sni) is not None:
-                await self._terminate_https(conn, peer, sni, data, deadline)
-                return
+        if isinstance(decided, Passthrough):
+            await proxy_connection(conn, decided.endpoint, initial_data=data)
+            return
+        if isinstance(decided, Terminate):
+            await self._terminate_https(conn, peer, decided.host, data, deadline)
+            return
         log.info(
             "TLS connection from %s for %s: no endpoint; unrecognized_name",
             format_host_port(*peer),
