@@ -19,6 +19,7 @@ from protocol.adapters.heartbeat import (
 from protocol.adapters.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
 from protocol.rpc.messages import StreamType
 from protocol.wire.session import Role
+from tests.protocol.adapters.transports import StallingStream
 
 Responder = Callable[[MuxStream], Awaitable[None]]
 
@@ -175,31 +176,10 @@ async def test_a_closed_session_cannot_beat_and_returns(
             await send_heartbeats(client, interval=1.0, tolerance=2.0)  # returns, no raise
 
 
-class _SwallowingStream(trio.abc.Stream):
-    """A transport that takes every byte and never sends one: a peer gone silent."""
-
-    def __init__(self) -> None:
-        self.closed = trio.Event()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await self.closed.wait()
-        raise trio.ClosedResourceError
-
-    async def aclose(self) -> None:
-        self.closed.set()
-        await trio.lowlevel.checkpoint()
-
-
 async def test_heartbeat_times_out_when_the_peer_goes_silent() -> None:
     """The peer takes every byte but never answers: no echo within interval + tolerance
     (on the real clock: the timeout does not depend on the autojump clock)."""
-    transport = _SwallowingStream()
+    transport = StallingStream(budget=None)
     with trio.fail_after(10):
         async with open_mux_session(transport, Role.CLIENT) as session:
             started = trio.current_time()

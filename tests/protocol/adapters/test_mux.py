@@ -23,6 +23,7 @@ from protocol.adapters.mux import (
 from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role, SessionConfig
 from protocol.wire.windows import INITIAL_WINDOW
+from tests.protocol.adapters.transports import StallingStream
 
 
 @asynccontextmanager
@@ -243,35 +244,9 @@ async def test_many_streams_over_real_tcp() -> None:
         await _run_tcp_pair(body)
 
 
-class _StallingStream(trio.abc.Stream):
-    """A transport that accepts `budget` bytes and then never takes another: a peer that
-    stopped reading (its TCP window is full)."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.closed = trio.Event()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) > self.budget:
-            await trio.sleep_forever()
-        self.budget -= len(data)
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await self.closed.wait()
-        raise trio.ClosedResourceError
-
-    async def aclose(self) -> None:
-        self.closed.set()
-        await trio.lowlevel.checkpoint()
-
-
 async def test_write_to_a_peer_that_stopped_reading_times_out() -> None:
     """Small writes are shielded (no half frames); write_timeout still bounds them."""
-    transport = _StallingStream(budget=100)
+    transport = StallingStream(budget=100)
     config = MuxConfig(write_timeout=0.5)
     with trio.fail_after(10):
         async with open_mux_session(transport, Role.CLIENT, config) as session:
