@@ -153,12 +153,33 @@ class Edge:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def log_size(self) -> int:
+        """How many bytes the edge has logged so far: a mark to pass to `log_since` later."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, mark: int) -> str:
+        """What the edge logged after `mark` (an earlier `log_size()`): on an edge shared by
+        several tests, the lines of one test's own doing."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(mark)
+            return log.read().decode(errors="replace")
+
+
+#: The tcp port range of `make_edge`'s edges.
+PORT_RANGE = (21000, 21999)
+#: The tcp port range of an edge shared by a module's tests (conftest's `shared_edge`): apart
+#: from PORT_RANGE, so that a shared edge and a test's own fresh edge, both running, never
+#: pick the same port for their agents.
+SHARED_PORT_RANGE = (22000, 22999)
+
 
 def make_edge(
     tmp_path: Path,
     *,
     agents_port: int = 0,
-    port_range: tuple[int, int] = (21000, 21999),
+    port_range: tuple[int, int] = PORT_RANGE,
     heartbeat: str = "",
     extra_config: str = "",
 ) -> Edge:
@@ -189,7 +210,8 @@ class Agent:
     host: str = ""  # the URL's host (the SNI and Host clients use)
     port: int = 0  # the URL's port; 0 when the URL names none
 
-    def start(self) -> Agent:
+    def start(self, *, wait: bool = True) -> Agent:
+        """Start the agent; by default wait until it prints its Forwarding line."""
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(
             [str(BIN / "burrow"), *self.args],
@@ -198,7 +220,8 @@ class Agent:
             text=True,
             env=self.env,
         )
-        self.wait_forwarding()
+        if wait:
+            self.wait_forwarding()
         return self
 
     def run_to_exit(self, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

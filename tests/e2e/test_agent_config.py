@@ -134,7 +134,8 @@ def test_agent_resumes_its_session_after_an_outage(
     config = write_config(
         tmp_path / "burrow.yml",
         {"svc": ("tcp://", echo.port)},
-        extra_agent="  heartbeat_interval: 500ms\n  heartbeat_tolerance: 1s",
+        # Short beats, so that the agent notices the outage in under a second.
+        extra_agent="  heartbeat_interval: 250ms\n  heartbeat_tolerance: 500ms",
     )
     env = agent_env(edge, tmp_path, edge.credential())
     env["BURROW_CONNECT_URL"] = f"connect.burrow.localhost:{relay.port}"

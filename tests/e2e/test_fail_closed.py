@@ -50,8 +50,10 @@ POLICY = json.dumps(
     ids=["basic_auth", "deny_cidr", "allow_cidr", "traffic_policy", "request_header", "oauth"],
 )
 def test_sdk_bind_with_an_unenforced_option_is_refused(
-    edge: Edge, upstream: HttpUpstream, options: list[list[str]], named: str
+    shared_edge: Edge, upstream: HttpUpstream, options: list[list[str]], named: str
 ) -> None:
+    edge = shared_edge
+    mark = edge.log_size()  # the edge is shared: the lines after this are this test's
     token = edge.credential()
     env = {**os.environ, "SDK_OPTIONS": json.dumps(options)}
     done = subprocess.run(
@@ -77,15 +79,18 @@ def test_sdk_bind_with_an_unenforced_option_is_refused(
     error = " ".join(result["bind_error"])
     assert named in error
     assert "does not enforce" in error
-    assert " bound https://" not in edge.log()  # "session ... bound URL" for every Bind
-    assert "bind refused" in edge.log()
+    log = edge.log_since(mark)
+    assert " bound https://" not in log  # "session ... bound URL" for every Bind
+    assert "bind refused" in log
 
 
 def test_agent_config_with_a_policy_is_refused_before_it_connects(
-    edge: Edge, tmp_path: Path
+    shared_edge: Edge, tmp_path: Path
 ) -> None:
     """`burrow start` with a traffic_policy fails at once, naming the key path, and never
     reaches the edge; `burrow config check` says the same."""
+    edge = shared_edge
+    mark = edge.log_size()  # the edge is shared: the lines after this are this test's
     config = tmp_path / "burrow.yml"
     config.write_text(
         "version: 3\n"
@@ -113,4 +118,4 @@ def test_agent_config_with_a_policy_is_refused_before_it_connects(
         assert done.returncode == 1, (argv, done.stdout, done.stderr)
         assert f"{config}:10: endpoints[0].traffic_policy:" in done.stderr
         assert "not enforced by Burrow yet" in done.stderr
-    assert "authenticated" not in edge.log()
+    assert "authenticated" not in edge.log_since(mark)

@@ -4,6 +4,9 @@ https:// endpoints are terminated at the edge with a certificate from the develo
 tls:// endpoints reach the agent untouched (the agent may terminate them, with mutual TLS);
 http:// endpoints are served on the plain-HTTP port; internal endpoints are reachable from no
 public port; names nobody serves get a TLS `unrecognized_name` alert.
+
+Most tests share the module's edge (`shared_edge`, each binding names no other test binds); the
+memory test and those that need their own edge config start their own edge.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ def s_client(edge: Edge, *args: str, stdin: str = "") -> subprocess.CompletedPro
 
 
 def test_https_endpoint_serves_curl_with_keep_alive(
-    edge: Edge, upstream: HttpUpstream, tmp_path: Path
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path
 ) -> None:
+    edge = shared_edge
     agent = start_http_agent(edge, upstream.port, tmp_path)
     try:
         assert agent.url.startswith("https://") and agent.host.endswith(".burrow.localhost")
@@ -92,8 +96,9 @@ def test_https_endpoint_serves_curl_with_keep_alive(
 
 
 def test_https_sets_forwarded_headers_and_keeps_host(
-    edge: Edge, upstream: HttpUpstream, tmp_path: Path
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path
 ) -> None:
+    edge = shared_edge
     agent = start_http_agent(edge, upstream.port, tmp_path)
     try:
         out = curl(
@@ -110,8 +115,9 @@ def test_https_sets_forwarded_headers_and_keeps_host(
 
 
 def test_chunked_upload_and_large_download(
-    edge: Edge, upstream: HttpUpstream, tmp_path: Path
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path
 ) -> None:
+    edge = shared_edge
     agent = start_http_agent(edge, upstream.port, tmp_path)
     try:
         body = os.urandom(5 * 1024 * 1024 + 3)
@@ -193,8 +199,9 @@ def test_one_gib_download_keeps_the_edge_small(
 
 
 def test_upstream_cannot_fake_an_edge_error_code(
-    edge: Edge, upstream: HttpUpstream, tmp_path: Path
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path
 ) -> None:
+    edge = shared_edge
     agent = start_http_agent(edge, upstream.port, tmp_path)
     try:
         out = curl(edge, agent, "/error-header", "--include")
@@ -204,7 +211,8 @@ def test_upstream_cannot_fake_an_edge_error_code(
         agent.kill()
 
 
-def test_dead_upstream_gives_err_ngrok_8012(edge: Edge, tmp_path: Path) -> None:
+def test_dead_upstream_gives_err_ngrok_8012(shared_edge: Edge, tmp_path: Path) -> None:
+    edge = shared_edge
     with socket.socket() as probe:  # a port with nothing listening
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
@@ -223,8 +231,9 @@ def test_dead_upstream_gives_err_ngrok_8012(edge: Edge, tmp_path: Path) -> None:
 
 
 def test_http_endpoint_on_the_plain_port(
-    edge: Edge, upstream: HttpUpstream, tmp_path: Path
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path
 ) -> None:
+    edge = shared_edge
     agent = start_http_agent(
         edge, upstream.port, tmp_path, "--url", "http://plain.burrow.localhost"
     )
@@ -241,7 +250,8 @@ def test_http_endpoint_on_the_plain_port(
         agent.kill()
 
 
-def test_unknown_host_on_the_http_port_is_err_ngrok_3200(edge: Edge) -> None:
+def test_unknown_host_on_the_http_port_is_err_ngrok_3200(shared_edge: Edge) -> None:
+    edge = shared_edge
     out = subprocess.run(
         [
             "curl",
@@ -269,9 +279,10 @@ def upstream_ca() -> trustme.CA:
 
 
 def test_tls_endpoint_passes_the_bytes_through(
-    edge: Edge, upstream_ca: trustme.CA, tmp_path: Path
+    shared_edge: Edge, upstream_ca: trustme.CA, tmp_path: Path
 ) -> None:
     """The upstream's own certificate reaches the client: the edge never terminated TLS."""
+    edge = shared_edge
     host = "db.burrow.localhost"
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     upstream_ca.issue_cert(host).configure_cert(context)
@@ -346,8 +357,9 @@ def _client_cert(ca: trustme.CA, tmp_path: Path, name: str) -> tuple[Path, Path]
 
 
 def test_agent_mutual_tls_accepts_only_good_client_certificates(
-    edge: Edge, upstream: HttpUpstream, tmp_path: Path
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path
 ) -> None:
+    edge = shared_edge
     agent, client_ca, server_ca = _mtls_agent(edge, tmp_path, upstream.port)
     good = _client_cert(client_ca, tmp_path, "vendor")
     stranger = _client_cert(trustme.CA(), tmp_path, "stranger")
@@ -409,8 +421,9 @@ def test_agent_mutual_tls_accepts_only_good_client_certificates(
 
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_proxy_protocol_header_reaches_the_upstream(
-    edge: Edge, tmp_path: Path, version: str
+    shared_edge: Edge, tmp_path: Path, version: str
 ) -> None:
+    edge = shared_edge
     recorder = ProxyHeaderRecorder()
     agent = make_agent(
         edge,
@@ -438,8 +451,9 @@ def test_proxy_protocol_header_reaches_the_upstream(
 
 
 def test_internal_endpoints_are_reachable_from_no_public_port(
-    edge: Edge, upstream: HttpUpstream, echo: EchoServer, tmp_path: Path
+    shared_edge: Edge, upstream: HttpUpstream, echo: EchoServer, tmp_path: Path
 ) -> None:
+    edge = shared_edge
     token = edge.credential()
     https_agent = make_agent(
         edge,
@@ -487,7 +501,8 @@ def test_internal_endpoints_are_reachable_from_no_public_port(
         tls_agent.kill()
 
 
-def test_unknown_or_missing_sni_gets_unrecognized_name(edge: Edge) -> None:
+def test_unknown_or_missing_sni_gets_unrecognized_name(shared_edge: Edge) -> None:
+    edge = shared_edge
     unknown = s_client(edge, "-servername", "nobody.burrow.localhost")
     assert "unrecognized name" in unknown.stdout + unknown.stderr
     missing = s_client(edge, "-noservername")
@@ -506,9 +521,10 @@ def _raw_tls_port(edge: Edge, payload: bytes, *, shut: bool = True) -> bytes:
 
 
 def test_garbage_truncated_and_oversized_hellos_cost_little(
-    edge: Edge, echo: EchoServer, tmp_path: Path
+    shared_edge: Edge, echo: EchoServer, tmp_path: Path
 ) -> None:
     """Hostile hellos get an alert or a close; a tcp tunnel keeps working throughout."""
+    edge = shared_edge
     agent = make_agent(edge, edge.credential(), f"127.0.0.1:{echo.port}", tmp_path).start()
     try:
         # Not TLS at all: a fatal alert (21 = alert record), then close.
@@ -525,7 +541,8 @@ def test_garbage_truncated_and_oversized_hellos_cost_little(
 def test_slow_hello_is_cut_off(tmp_path: Path) -> None:
     from tests.e2e.harness import make_edge
 
-    edge = make_edge(tmp_path, extra_config="limits: {hello_timeout: 1s}\n").start()
+    # A short limit, so that waiting it out is quick; the cut must still wait for it (> 0.5 s).
+    edge = make_edge(tmp_path, extra_config="limits: {hello_timeout: 600ms}\n").start()
     try:
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", edge.agents_port), timeout=30) as conn:

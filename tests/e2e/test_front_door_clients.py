@@ -100,10 +100,12 @@ JSON_LINE = re.compile(r"^\{.*\}$")
 @pytest.mark.sdk
 @pytest.mark.parametrize("domain", ["", "sdk.burrow.localhost"], ids=["random", "domain"])
 def test_sdk_https_endpoint_serves_curl(
-    edge: Edge, upstream: HttpUpstream, tmp_path: Path, domain: str
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path, domain: str
 ) -> None:
     """`session.http_endpoint()[.domain(...)].listen_and_forward("http://...")` binds an
     https:// endpoint on the edge, and curl's requests reach the SDK's upstream through it."""
+    edge = shared_edge
+    mark = edge.log_size()
     token = edge.credential()
     sdk_log = tmp_path / "sdk.log"
     with sdk_log.open("w") as stderr:
@@ -142,7 +144,7 @@ def test_sdk_https_endpoint_serves_curl(
         sdk.stdin.close()  # the SDK closes its listener and session
         closed = json.loads(_read_line_matching(sdk, JSON_LINE, TEST_DEADLINE).group(0))
         assert closed == {"closed": True}, (closed, sdk_log.read_text()[-2000:])
-        assert f"unbound https://{host}" in edge.log()
+        assert f"unbound https://{host}" in edge.log_since(mark)
     finally:
         if sdk.poll() is None:
             sdk.kill()
@@ -221,9 +223,10 @@ async def start_ws_agent(
     return echo, agent
 
 
-async def test_websocket_echo_through_an_https_endpoint(edge: Edge, tmp_path: Path) -> None:
+async def test_websocket_echo_through_an_https_endpoint(shared_edge: Edge, tmp_path: Path) -> None:
     """wss:// to the edge's TLS port: TLS with the endpoint's name as SNI, then an Upgrade the
     edge passes to the agent's upstream; every message comes back unchanged."""
+    edge = shared_edge
     agent: Agent | None = None
     with trio.fail_after(TEST_DEADLINE):
         async with trio.open_nursery() as nursery:
@@ -252,8 +255,9 @@ async def test_websocket_echo_through_an_https_endpoint(edge: Edge, tmp_path: Pa
                 nursery.cancel_scope.cancel()
 
 
-async def test_websocket_echo_through_an_http_endpoint(edge: Edge, tmp_path: Path) -> None:
+async def test_websocket_echo_through_an_http_endpoint(shared_edge: Edge, tmp_path: Path) -> None:
     """ws:// to the edge's plain HTTP port, routed by Host."""
+    edge = shared_edge
     agent: Agent | None = None
     with trio.fail_after(TEST_DEADLINE):
         async with trio.open_nursery() as nursery:
@@ -300,10 +304,11 @@ def tls_upstream(tmp_path: Path) -> Iterator[tuple[HttpUpstream, Path]]:
 
 @pytest.mark.parametrize("mode", ["private-ca", "no-verify"])
 def test_https_upstream_is_reached_when_trusted_or_unverified(
-    edge: Edge, tls_upstream: tuple[HttpUpstream, Path], tmp_path: Path, mode: str
+    shared_edge: Edge, tls_upstream: tuple[HttpUpstream, Path], tmp_path: Path, mode: str
 ) -> None:
     """With the upstream's CA (`--upstream-tls-verify-cas`), or with verification off
     (`--upstream-tls-verify=false`), the agent speaks TLS to the upstream and requests work."""
+    edge = shared_edge
     server, ca_file = tls_upstream
     flags = (
         ["--upstream-tls-verify-cas", str(ca_file)]
@@ -326,10 +331,11 @@ def test_https_upstream_is_reached_when_trusted_or_unverified(
 
 
 def test_untrusted_https_upstream_gives_err_ngrok_8012(
-    edge: Edge, tls_upstream: tuple[HttpUpstream, Path], tmp_path: Path
+    shared_edge: Edge, tls_upstream: tuple[HttpUpstream, Path], tmp_path: Path
 ) -> None:
     """Without the private CA the system store does not trust the upstream: the edge answers
     502 ERR_NGROK_8012 and the agent's log says the certificate did not verify."""
+    edge = shared_edge
     server, _ = tls_upstream
     upstream_url = f"https://localhost:{server.port}"
     agent = make_agent(edge, edge.credential(), upstream_url, tmp_path, command="http").start()

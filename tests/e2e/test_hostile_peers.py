@@ -3,6 +3,9 @@
 Each case checks the edge's answer on the wire (GOAWAY or RST with the right code, or an
 AuthResp refusal), that the edge process is still alive, and that the well-behaved agent's
 endpoint carries traffic throughout.
+
+Most cases share one edge and agent (`shared_serving`) and look only at the log lines of their
+own doing; the memory cases (RSS growth) and the stream flood (its own limit) get a fresh edge.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ from protocol.rpc.messages import StreamType
 from protocol.wire import frames
 from protocol.wire.errors import ErrorCode
 from protocol.wire.frames import Flags, FrameType
-from tests.e2e.harness import Agent, EchoServer, Edge, make_agent, make_edge, roundtrip, rss_kib
+from tests.e2e.harness import (
+    PORT_RANGE,
+    SHARED_PORT_RANGE,
+    Agent,
+    EchoServer,
+    Edge,
+    make_agent,
+    make_edge,
+    roundtrip,
+    rss_kib,
+)
 
 
 class RawPeer:
@@ -139,15 +152,21 @@ def auth_body(token: str) -> bytes:
 #: below the accept backlog (256), so that it is this limit that bounds what the edge holds.
 FLOOD_STREAM_LIMIT = 100
 
+#: The edges' auth timeout: the silent and undecodable peers wait it out, so it is short; a
+#: peer that authenticates sends Auth right after its handshake, well within it.
+AUTH_TIMEOUT = "1s"
+
 
 @contextmanager
-def serve(tmp_path: Path, limits: str = "") -> Iterator[tuple[Edge, Agent]]:
+def serve(
+    tmp_path: Path, limits: str = "", port_range: tuple[int, int] = PORT_RANGE
+) -> Iterator[tuple[Edge, Agent]]:
     """An edge with a short auth timeout (and `limits`, more `limits:` keys), and a
     well-behaved agent serving an echo upstream."""
     echo = EchoServer()
-    edge = make_edge(tmp_path)
+    edge = make_edge(tmp_path, port_range=port_range)
     edge.config_path.write_text(
-        edge.config_path.read_text() + f"limits: {{auth_timeout: 2s{limits}}}\n"
+        edge.config_path.read_text() + f"limits: {{auth_timeout: {AUTH_TIMEOUT}{limits}}}\n"
     )
     edge.start()
     agent = make_agent(edge, edge.credential(), f"127.0.0.1:{echo.port}", tmp_path).start()
@@ -159,8 +178,18 @@ def serve(tmp_path: Path, limits: str = "") -> Iterator[tuple[Edge, Agent]]:
         echo.close()
 
 
+@pytest.fixture(scope="module")
+def shared_serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Edge, Agent]]:
+    """One edge and agent for the cases that hold on an edge other cases have used: each one
+    looks only at the log lines after its own start (`Edge.log_since`)."""
+    with serve(tmp_path_factory.mktemp("serving"), port_range=SHARED_PORT_RANGE) as running:
+        yield running
+
+
 @pytest.fixture
 def serving(tmp_path: Path) -> Iterator[tuple[Edge, Agent]]:
+    """A fresh edge and agent, for the cases that measure the edge's memory growth (memory
+    other cases left free in its heap could hide a buffer)."""
     with serve(tmp_path) as running:
         yield running
 
@@ -192,23 +221,25 @@ def assert_still_serving(edge: Edge, agent: Agent) -> None:
     ids=["rst-short", "wndinc-long", "goaway-short", "data-on-0", "goaway-on-stream", "our-parity"],
 )
 def test_malformed_frames_end_only_that_session(
-    serving: tuple[Edge, Agent], attack: bytes, code: int
+    shared_serving: tuple[Edge, Agent], attack: bytes, code: int
 ) -> None:
-    edge, agent = serving
+    edge, agent = shared_serving
+    mark = edge.log_size()
     peer = RawPeer(edge)
     peer.send(attack)
     received = peer.frames_until_closed()
     peer.close()
     assert goaway_code(received) == code, received
     assert_still_serving(edge, agent)
-    assert "broke the protocol" in edge.log()
+    assert "broke the protocol" in edge.log_since(mark)
 
 
 def test_oversized_frame_is_refused_without_buffering(serving: tuple[Edge, Agent]) -> None:
     edge, agent = serving
     assert edge.proc is not None
+    token = edge.credential()  # made before the connection, so Auth follows the handshake
     peer = RawPeer(edge)
-    peer.authenticate(edge.credential())  # the session's own memory is in place before
+    peer.authenticate(token)  # the session's own memory is in place before
     # A new stream whose first frame claims 16 MiB: more than the 256 KiB window.
     peer.send(frames.pack_header(frames.MAX_FRAME_LENGTH, FrameType.DATA, Flags.SYN, 3))
     chunk = b"\x00" * 65536
@@ -231,8 +262,9 @@ def test_stream_flood_is_bounded(serving_few_streams: tuple[Edge, Agent]) -> Non
     limit of them; every other one is refused (RST) at once, not queued."""
     edge, agent = serving_few_streams
     assert edge.proc is not None
+    token = edge.credential()  # made before the connection, so Auth follows the handshake
     peer = RawPeer(edge)
-    peer.authenticate(edge.credential())  # past Auth the limit is the configured one
+    peer.authenticate(token)  # past Auth the limit is the configured one
     # 20,000 streams that send one byte of their type and then nothing: the edge waits 10 s
     # for the rest of the type, so every stream it admits stays open meanwhile.
     flood = set(range(3, 40_003, 2))
@@ -260,19 +292,20 @@ def test_stream_flood_is_bounded(serving_few_streams: tuple[Edge, Agent]) -> Non
     peer.close()
 
 
-def test_undecodable_auth_gets_no_session(serving: tuple[Edge, Agent]) -> None:
-    edge, agent = serving
+def test_undecodable_auth_gets_no_session(shared_serving: tuple[Edge, Agent]) -> None:
+    edge, agent = shared_serving
+    mark = edge.log_size()
     peer = RawPeer(edge)
     peer.send(typed_open(1, StreamType.AUTH, b"{this is not json") + frames.data_frame(1, b"", 1))
     received = peer.frames_until_closed()
     peer.close()
     assert not any(f[0] == FrameType.DATA and b"ClientId" in f[3] for f in received)
-    assert "bad request" in edge.log()
+    assert "bad request" in edge.log_since(mark)
     assert_still_serving(edge, agent)
 
 
-def test_wrong_token_gets_err_ngrok_107_then_goaway(serving: tuple[Edge, Agent]) -> None:
-    edge, agent = serving
+def test_wrong_token_gets_err_ngrok_107_then_goaway(shared_serving: tuple[Edge, Agent]) -> None:
+    edge, agent = shared_serving
     peer = RawPeer(edge)
     peer.send(
         typed_open(1, StreamType.AUTH, auth_body("cr_nope_nope")) + frames.data_frame(1, b"", 1)
@@ -285,22 +318,24 @@ def test_wrong_token_gets_err_ngrok_107_then_goaway(serving: tuple[Edge, Agent])
     assert_still_serving(edge, agent)
 
 
-def test_silent_peer_is_dropped_after_auth_timeout(serving: tuple[Edge, Agent]) -> None:
-    edge, agent = serving
+def test_silent_peer_is_dropped_after_auth_timeout(shared_serving: tuple[Edge, Agent]) -> None:
+    edge, agent = shared_serving
+    mark = edge.log_size()
     peer = RawPeer(edge)
     started = time.monotonic()
     received = peer.frames_until_closed(timeout=20)
     peer.close()
     assert goaway_code(received) is not None
     assert time.monotonic() - started < 10
-    assert "no Auth in time" in edge.log()
+    assert "no Auth in time" in edge.log_since(mark)
     assert_still_serving(edge, agent)
 
 
-def test_data_for_a_reset_stream_is_answered_with_rst(serving: tuple[Edge, Agent]) -> None:
-    edge, agent = serving
+def test_data_for_a_reset_stream_is_answered_with_rst(shared_serving: tuple[Edge, Agent]) -> None:
+    edge, agent = shared_serving
+    token = edge.credential()  # made before the connection, so Auth follows the handshake
     peer = RawPeer(edge)
-    peer.send(typed_open(1, StreamType.AUTH, auth_body(edge.credential())))
+    peer.send(typed_open(1, StreamType.AUTH, auth_body(token)))
     peer.send(typed_open(3, 0xABCD))  # an unknown type: the edge closes it
     time.sleep(0.3)
     peer.send(frames.rst_frame(3, ErrorCode.STREAM_CANCELLED))
@@ -312,10 +347,12 @@ def test_data_for_a_reset_stream_is_answered_with_rst(serving: tuple[Edge, Agent
     peer.close()
 
 
-def test_connections_reset_at_once_do_not_take_the_edge_down(serving: tuple[Edge, Agent]) -> None:
+def test_connections_reset_at_once_do_not_take_the_edge_down(
+    shared_serving: tuple[Edge, Agent],
+) -> None:
     """A client that resets its connection before the edge looks at it (found in review: the
     edge's getpeername() raised ENOTCONN and the error ended the whole process)."""
-    edge, agent = serving
+    edge, agent = shared_serving
     for port in (edge.agents_port, agent.port) * 50:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

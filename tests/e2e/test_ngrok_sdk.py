@@ -37,7 +37,8 @@ def run_sdk(edge: Edge, token: str, upstream: int) -> dict[str, object]:
     return result
 
 
-def test_sdk_binds_tcp_and_carries_traffic(edge: Edge, echo: EchoServer) -> None:
+def test_sdk_binds_tcp_and_carries_traffic(shared_edge: Edge, echo: EchoServer) -> None:
+    edge = shared_edge
     token = edge.credential()
     result = run_sdk(edge, token, echo.port)
     assert "error" not in result and "connect_error" not in result, (result, edge.log()[-3000:])
@@ -48,7 +49,8 @@ def test_sdk_binds_tcp_and_carries_traffic(edge: Edge, echo: EchoServer) -> None
     assert echo.connections == 2
 
 
-def test_sdk_with_bad_token_gets_err_ngrok_107(edge: Edge, echo: EchoServer) -> None:
+def test_sdk_with_bad_token_gets_err_ngrok_107(shared_edge: Edge, echo: EchoServer) -> None:
+    edge = shared_edge
     edge.credential()
     result = run_sdk(edge, "not-a-real-token", echo.port)
     assert "connect_error" in result, result

@@ -45,8 +45,9 @@ def web_root(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 
 def test_curl_downloads_through_the_tunnel(
-    edge: Edge, web_root: tuple[Path, int], tmp_path: Path
+    shared_edge: Edge, web_root: tuple[Path, int], tmp_path: Path
 ) -> None:
+    edge = shared_edge
     root, port = web_root
     blobs = {name: os.urandom(size) for name, size in (("a.bin", 3 * 1024 * 1024), ("b.bin", 1))}
     for name, blob in blobs.items():
@@ -116,7 +117,8 @@ class TLSEchoServer:
         self.sock.close()
 
 
-def test_openssl_s_client_speaks_tls_end_to_end(edge: Edge, tmp_path: Path) -> None:
+def test_openssl_s_client_speaks_tls_end_to_end(shared_edge: Edge, tmp_path: Path) -> None:
+    edge = shared_edge
     ca = trustme.CA()
     ca_file = tmp_path / "upstream-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
