@@ -76,7 +76,7 @@ from protocol.adapters.mux import (
 )
 from protocol.adapters.tls import TLSStream
 from protocol.rpc.codec import Codec
-from protocol.rpc.errcodes import ERR_NGROK_108, ERR_NGROK_334, parse_wire_error
+from protocol.rpc.errcodes import ERR_NGROK_108, ERR_NGROK_334, ERR_NGROK_10000, parse_wire_error
 from protocol.rpc.messages import (
     AuthResp,
     BindResp,
@@ -382,8 +382,12 @@ class _Session:
     def _refused_auth(self, error: str) -> None:
         parsed = parse_wire_error(error)
         message = parsed.message or "authentication failed"
-        if self.agent.established_once and parsed.code == ERR_NGROK_108:
-            # Our previous session may still be counted against the limit until it expires.
+        if (self.agent.established_once and parsed.code == ERR_NGROK_108) or (
+            parsed.code == ERR_NGROK_10000
+        ):
+            # 108: our previous session may still be counted against the limit until it
+            # expires. 10000: the edge failed on its side (its store, say), not our token:
+            # back off and try again rather than stop a service that will work once it heals.
             self._end(_Ending.LOST, f"the edge refused the session: {message} ({parsed.code})")
             return
         self.fatal = AgentError(f"the edge refused the session: {message}", parsed.code)

@@ -76,10 +76,14 @@ def admin_tls_context(config: EdgeConfig) -> ssl.SSLContext | None:
     return server_context_from_pem(tls.cert.read_bytes(), tls.key.read_bytes())
 
 
-def prepare_data_dir(data_dir: Path) -> tuple[DevCA, SQLiteStore]:
-    """Create the data directory, development CA and store on first run; load them after."""
+def prepare_data_dir(data_dir: Path, *, new_store: bool = False) -> tuple[DevCA, SQLiteStore]:
+    """Create the data directory, development CA and store on first run; load them after.
+
+    The store is checked as it opens (`SQLiteStore.open`): `EmptyStoreError` for a 0-byte store
+    file unless `new_store`, `StoreError` for a damaged one, before anything listens."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return DevCA.load_or_create(data_dir), SQLiteStore.open(data_dir / STORE_FILE)
+    ca = DevCA.load_or_create(data_dir)
+    return ca, SQLiteStore.open(data_dir / STORE_FILE, new_store=new_store)
 
 
 async def serve_edge(
@@ -161,14 +165,21 @@ async def _reload_on_sighup(certs: CertStore) -> None:
 
 async def _watch_revocations(hub: EdgeHub) -> None:
     """Revocation reaches live sessions within REVOCATION_POLL: the store may be changed by
-    another process (the CLI), so the edge asks it rather than waiting to be told."""
+    another process (the CLI), so the edge asks it rather than waiting to be told. A store that
+    fails is logged in one line when it starts failing (or fails differently) and when it works
+    again, not at every poll."""
+    failing = ""
     while True:
         await trio.sleep(REVOCATION_POLL)
         try:
-            stopped = hub.stop_revoked_sessions()
-        except StoreError:
-            log.exception("could not check for revoked credentials; will try again")
-            continue
+            stopped, problem = hub.stop_revoked_sessions(), ""
+        except StoreError as exc:
+            stopped, problem = 0, str(exc)
+        if problem and problem != failing:
+            log.error("could not check for revoked credentials (will keep trying): %s", problem)
+        elif failing and not problem:
+            log.info("the store works again: checking for revoked credentials")
+        failing = problem
         if stopped:
             log.info("stopped %d session(s) whose credential was revoked", stopped)
 

@@ -29,7 +29,13 @@ from edge.cli.api_client import (
 from edge.config import ConfigError, EdgeConfig, load_edge_config
 from edge.events import EVENTS_FILE, EventLog, envelope
 from edge.server import STORE_FILE, EdgeAddresses, prepare_data_dir, serve_edge
-from edge.store import CREDENTIAL_LIMIT_MAX, EVENT_LIST_MAX, SQLiteStore, StoreError
+from edge.store import (
+    CREDENTIAL_LIMIT_MAX,
+    EVENT_LIST_MAX,
+    EmptyStoreError,
+    SQLiteStore,
+    StoreError,
+)
 from protocol.formats.urls import format_host_port
 
 log = logging.getLogger("burrow-edge")
@@ -98,8 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
                 "--json", action="store_true", help="print ngrok-shaped JSON, one object a line"
             )
 
+    def new_store_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--new-store",
+            action="store_true",
+            help=(
+                f"if the store ({STORE_FILE} in --data-dir) is an empty 0-byte file, start a new "
+                "empty store in its place instead of refusing it (a store with data is never "
+                "replaced); pass it once, not in a service definition"
+            ),
+        )
+
     serve = commands.add_parser("serve", help="run the edge")
     data_dir_option(serve)
+    new_store_option(serve)
     serve.add_argument("--config", type=Path, help="edge.yml (see deploy/edge.example.yml)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -168,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="set up a data directory (CA, store) and print its first API key (last line)",
     )
     data_dir_option(init)
+    new_store_option(init)
     init.add_argument("--description", default="first API key, from burrow-edge init")
     init.add_argument("--metadata", default="")
     init.add_argument("--owner", help=argparse.SUPPRESS)
@@ -244,9 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiClientError as exc:
         print(f"burrow-edge: {exc}", file=sys.stderr)
         return 1
+    except EmptyStoreError as exc:
+        print(f"burrow-edge: {exc}, or {_START_A_NEW_STORE}", file=sys.stderr)
+        return 1
     except (ConfigError, StoreError, CertError) as exc:
         print(f"burrow-edge: {exc}", file=sys.stderr)
         return 1
+
+
+_START_A_NEW_STORE = (
+    "start a new empty store in its place (every authtoken and API key must then be created "
+    "again) with `burrow-edge serve --new-store` or `burrow-edge init --new-store`"
+)
 
 
 def _api_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> AdminClient | None:
@@ -303,7 +331,7 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     config = load_edge_config(args.config)
-    ca, store = prepare_data_dir(args.data_dir)
+    ca, store = prepare_data_dir(args.data_dir, new_store=args.new_store)
     try:
         trio.run(_serve_until_signalled, config, ca, store)
     except KeyboardInterrupt:
@@ -499,7 +527,7 @@ def _api_key(args: argparse.Namespace) -> int:
     later one can come from the API itself). `init` also makes the CA, as a first run would.
     `api-key list` and `api-key delete` work offline too."""
     if args.command == "init":
-        ca, store = prepare_data_dir(args.data_dir)
+        ca, store = prepare_data_dir(args.data_dir, new_store=args.new_store)
         print(f"data directory {args.data_dir} ready; agents trust {ca.ca_path}")
     else:
         args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

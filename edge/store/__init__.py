@@ -8,7 +8,9 @@ run). A PostgreSQL backend for a multi-node edge would implement the same `Store
 The schema evolves through `MIGRATIONS`, a list of SQL statement groups. The number of groups
 applied is kept in SQLite's `PRAGMA user_version`; opening a store applies the missing groups, one
 transaction each, so a crash mid-upgrade leaves the file at the last complete version. A file
-whose version is newer than this code knows is refused rather than guessed at.
+whose version is newer than this code knows is refused rather than guessed at, and so are a
+0-byte file (a truncated store: starting empty would lose every token, so only an explicit
+`new_store=True` does) and a file that fails SQLite's `PRAGMA quick_check` (damaged pages).
 
 Tokens follow ngrok's shape, `<credential id without "cr_">_<secret>`: the id half finds the row,
 the secret half proves possession. Only a SHA-256 of the secret is stored, and it is compared
@@ -43,10 +45,10 @@ Layout. `edge.store` re-exports the public names below; the code lives in one mo
 
     records.py   the frozen dataclasses (Credential, ServiceUser, ApiKey, Event,
                  DeletedServiceUser), UNSET, DEFAULT_ACCOUNT_ID and the limits on stored values
-    errors.py    StoreError, NotFoundError, ConflictError
+    errors.py    StoreError, NotFoundError, ConflictError, EmptyStoreError
     tokens.py    id prefixes, the token shape, hashing a secret
-    schema.py    MIGRATIONS; opening and configuring the connection (busy timeout, WAL) and
-                 migrating it
+    schema.py    MIGRATIONS; creating the file, opening and configuring the connection (busy
+                 timeout, WAL), checking its integrity and migrating it
     base.py      Store, the interface
     sqlite.py    SQLiteStore, the SQLite backend
     rows.py      the SQLite backend's column lists, row decoding, timestamp text, WHERE filters
@@ -56,7 +58,7 @@ Layout. `edge.store` re-exports the public names below; the code lives in one mo
 from __future__ import annotations
 
 from edge.store.base import Store
-from edge.store.errors import ConflictError, NotFoundError, StoreError
+from edge.store.errors import ConflictError, EmptyStoreError, NotFoundError, StoreError
 from edge.store.records import (
     ACL_MAX_RULES,
     CREDENTIAL_LIMIT_MAX,
@@ -104,6 +106,7 @@ __all__ = [
     "ConflictError",
     "Credential",
     "DeletedServiceUser",
+    "EmptyStoreError",
     "Event",
     "JsonObject",
     "NotFoundError",

@@ -1,4 +1,4 @@
-"""The store's exception tree: `StoreError` and the two refusals callers tell apart."""
+"""The store's exception tree: `StoreError` and the refusals callers tell apart."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ class NotFoundError(StoreError):
 
 class ConflictError(StoreError):
     """A value that must be unique is taken (a service user's name within its account)."""
+
+
+class EmptyStoreError(StoreError):
+    """The store's file is there but empty (0 bytes): a truncated store, whose authtokens are
+    gone. Opening it with `new_store=True` starts a new empty store in its place."""

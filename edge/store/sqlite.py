@@ -55,7 +55,7 @@ from edge.store.rows import (
     _filters,
     _service_user_from_row,
 )
-from edge.store.schema import _configure, _connect, _migrate
+from edge.store.schema import open_connection
 from edge.store.tokens import (
     _DUMMY_HASH,
     _ID_RANDOM_BYTES,
@@ -99,21 +99,19 @@ class SQLiteStore(Store):
         cls,
         path: Path,
         *,
+        new_store: bool = False,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         clock: Callable[[], datetime] = _utc_now,
     ) -> SQLiteStore:
-        """Open the store at `path`, creating the file (mode 0600) and migrating its schema.
+        """Open the store at `path`: create it (mode 0600) if there is no file, check its
+        integrity, migrate its schema.
 
-        Raises `StoreError` naming the path when the file cannot be opened, is not a SQLite
-        database, or was written by a newer burrow-edge.
+        Raises `EmptyStoreError` for a 0-byte file unless `new_store` (which starts a new empty
+        store in its place), and `StoreError` naming the path when the file cannot be opened, is
+        not a SQLite database, is damaged, or was written by a newer burrow-edge
+        (`edge.store.schema.open_connection`).
         """
-        connection = _connect(path)
-        try:
-            _configure(connection, path)
-            _migrate(connection, path)
-        except BaseException:
-            connection.close()
-            raise
+        connection = open_connection(path, new_store=new_store)
         return cls(connection, path=path, random_bytes=random_bytes, clock=clock)
 
     @property

@@ -1,7 +1,10 @@
 """Heartbeats on typed stream 0xFFFFFFFF (muxado's heartbeat decorator).
 
 The requester writes 4 random bytes every `interval` and expects them echoed; no echo within
-`interval + tolerance` means the session is dead. The responder echoes every 4 bytes it reads.
+`interval + tolerance` of a beat means the session is dead. So a peer that goes silent is found
+dead between `interval + tolerance` (it went silent just before a beat) and `2 * interval +
+tolerance` (just after an echo) later: 25 to 35 s with the defaults of 10 s and 15 s. The
+responder echoes every 4 bytes it reads.
 Both sides may run a requester: the agent to reconnect, the edge to drop a dead agent's
 endpoints at once instead of waiting for TCP to notice.
 """

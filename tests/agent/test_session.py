@@ -224,6 +224,20 @@ async def test_auth_refusal_is_fatal_with_its_code(nursery: trio.Nursery) -> Non
     assert len(h.edge.auths) == 1
 
 
+async def test_an_edge_side_failure_at_auth_is_retried_with_backoff(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    """ERR_NGROK_10000 says the edge failed (its store, say), not the token: even on the first
+    connect the agent backs off and tries again instead of giving up."""
+    h = Harness(nursery, [endpoint()])
+    h.edge.auth_errors.extend([format_wire_error("The edge's store failed.", 10000)] * 2)
+    with trio.fail_after(10):
+        await nursery.start(h.agent.run)
+    assert len(h.edge.auths) == 3
+    assert h.err.getvalue().count("ERR_NGROK_10000") == 2
+    assert "reconnecting in" in h.err.getvalue()
+
+
 async def test_bind_refusal_on_the_first_connect_is_fatal(nursery: trio.Nursery) -> None:
     h = Harness(nursery, [endpoint(url="tcp://db.example.com:5432")])
     h.edge.bind_errors.append(format_wire_error("The endpoint is already online.", 334))

@@ -11,6 +11,7 @@ import pytest
 
 from edge.cli.api_client import AdminClient
 from edge.cli.main import _follow_events, build_parser, main
+from edge.store import SQLiteStore
 from tests.edge.cli.fake_api import (
     KEY,
     TS,
@@ -297,3 +298,37 @@ def test_follow_from_an_empty_log_prints_everything_that_arrives(
     assert _follow_events(args, AdminClient(api.url, KEY), sleep) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["event_id"] for line in lines] == ["ev_1", "ev_2"]
+
+
+# ------------------------------------------------------------------------- an empty store
+
+
+def test_an_empty_store_is_refused_in_one_line_that_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "burrow.db").write_bytes(b"")
+    assert main(["credential", "list", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"burrow-edge: the store at {tmp_path / 'burrow.db'} is empty (0 bytes)")
+    assert err.rstrip().endswith(
+        "with `burrow-edge serve --new-store` or `burrow-edge init --new-store`"
+    )
+    assert (tmp_path / "burrow.db").read_bytes() == b""
+
+
+def test_init_with_new_store_starts_a_new_store_in_an_empty_files_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "burrow.db").write_bytes(b"")
+    assert main(["init", "--data-dir", str(tmp_path)]) == 1  # not without the flag
+    capsys.readouterr()
+    assert main(["init", "--new-store", "--data-dir", str(tmp_path)]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["api-key", "list", "--data-dir", str(tmp_path)]) == 0
+    (listed,) = capsys.readouterr().out.strip().splitlines()
+    assert listed.startswith("ak_")
+    with SQLiteStore.open(tmp_path / "burrow.db") as store:  # a store now: no flag needed
+        assert store.authenticate_api_key(key) is not None
+    assert build_parser().parse_args(["serve", "--new-store"]).new_store is True
+    assert build_parser().parse_args(["serve"]).new_store is False

@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import stat
 import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from edge.store import (
     DEFAULT_ACCOUNT_ID,
     MIGRATIONS,
+    EmptyStoreError,
     SQLiteStore,
     StoreError,
 )
@@ -310,3 +312,114 @@ def test_a_store_locked_by_another_process_gets_a_clear_error(
         holder.execute("ROLLBACK")
         holder.close()
     SQLiteStore.open(path).close()  # and it opens again once released
+
+
+# ------------------------------------------------------------------------- damaged stores
+
+PAGE = 4096  # SQLite's default page size, which every Burrow store uses
+
+
+def _store_with_data(path: Path) -> str:
+    """A closed store of a few dozen pages (credentials and events); returns one token."""
+    with SQLiteStore.open(path) as store:
+        _, token = store.create_credential(description="kept")
+        for _ in range(30):
+            store.create_credential(description="x" * 200)
+        for n in range(200):
+            store.append_event("test_event.v0", {"n": n, "pad": "y" * 300}, principal=None)
+    return token
+
+
+def test_an_empty_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyStoreError) as caught:
+        SQLiteStore.open(path)
+    message = str(caught.value)
+    assert message == (
+        f"the store at {path} is empty (0 bytes): it was truncated or never written, and every "
+        "authtoken and API key it held is gone; restore it from a backup"
+    )
+    assert path.read_bytes() == b""  # nothing was written: a backup can still be put there
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["burrow.db"]
+
+
+def test_an_empty_file_becomes_a_new_store_only_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    path.write_bytes(b"")
+    with SQLiteStore.open(path, new_store=True) as store:
+        assert store.schema_version == len(MIGRATIONS)
+        _, token = store.create_credential()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with SQLiteStore.open(path) as store:  # a store now: no flag needed
+        assert store.authenticate(token) is not None
+
+
+def test_new_store_never_replaces_a_store_with_data(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    token = _store_with_data(path)
+    with SQLiteStore.open(path, new_store=True) as store:
+        assert store.authenticate(token) is not None
+        assert len(store.list_credentials()) == 31
+
+
+def test_an_empty_file_with_a_write_ahead_log_is_refused_even_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    path.write_bytes(b"")
+    wal = tmp_path / "burrow.db-wal"
+    wal.write_bytes(b"\x37\x7f\x06\x82" + b"\0" * 28)  # a WAL header: frames may follow
+    with pytest.raises(StoreError, match="move both aside") as caught:
+        SQLiteStore.open(path, new_store=True)
+    assert str(wal) in str(caught.value)
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    "pages",
+    [
+        pytest.param(lambda count: [2], id="one-page"),  # quick_check lists the bad page
+        pytest.param(lambda count: range(2, count, 3), id="every-third-page"),  # it gives up
+    ],
+)
+def test_damaged_pages_fail_the_integrity_check_in_one_line(
+    tmp_path: Path, pages: Callable[[int], Iterable[int]]
+) -> None:
+    path = tmp_path / "burrow.db"
+    _store_with_data(path)
+    data = bytearray(path.read_bytes())
+    count = len(data) // PAGE
+    assert count > 20
+    for page in pages(count):  # page 0 (the header and schema) stays intact
+        data[page * PAGE : (page + 1) * PAGE] = b"\xa5" * PAGE
+    path.write_bytes(data)
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore.open(path)
+    message = str(caught.value)
+    assert message.startswith(f"the store at {path} is damaged (SQLite's quick_check: ")
+    assert message.endswith(
+        "); restore it from a backup, or move it and its -wal file aside to start a new empty store"
+    )
+    assert "\n" not in message
+    assert path.read_bytes() == data  # left as it was, for whoever tries to recover it
+
+
+def test_a_new_store_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "burrow.db"
+    SQLiteStore.open(path).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["burrow.db"]
+
+
+def test_without_hard_links_a_new_store_is_copied_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.store import schema
+
+    def no_links(source: object, target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as on a file system without them
+
+    monkeypatch.setattr(schema.os, "link", no_links)
+    path = tmp_path / "burrow.db"
+    with SQLiteStore.open(path) as store:
+        assert store.schema_version == len(MIGRATIONS)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["burrow.db"]
