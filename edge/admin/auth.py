@@ -2,14 +2,16 @@
 and a per-address budget of failed attempts so that guessing keys costs the guesser, not the edge.
 
 Theory of operation. Every source address has a token bucket of failures: `burst` failures at
-once, then one more every `refill_seconds`. A failed authentication takes a token; an address
-with no token left is answered 429 (ERR_NGROK_226) before its key is even looked at, so a
-guessing loop costs one dictionary lookup per request. Successful requests take nothing, so a
-working client never notices. The table of addresses is bounded (`max_addresses`): when it is
-full the address that failed least recently is forgotten, which can only ever help an attacker
-who controls more than `max_addresses` addresses, and each of those still gets only `burst`
-guesses at a time. Time comes in as `now` (seconds on any monotonic clock); nothing here reads a
-clock.
+once, then one more every `refill_seconds`. A failed authentication takes a token. An address
+with no token left is locked out of failing, not out of the API: its key is still looked up (one
+indexed query and a SHA-256), a valid key is accepted as always, and anything else is answered
+429 (ERR_NGROK_226) at once, without saying which mistake it was and without charging more, so a
+guessing loop costs one lookup per request and learns nothing. Successful requests take nothing,
+so a working client never notices, even behind the same address as a guesser. The table of
+addresses is bounded (`max_addresses`): when it is full the address that failed least recently
+is forgotten, which can only ever help an attacker who controls more than `max_addresses`
+addresses, and each of those still gets only `burst` guesses at a time. Time comes in as `now`
+(seconds on any monotonic clock); nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from edge.admin.errors import (
 )
 from edge.store import API_KEY_ID_PREFIX, ApiKey, Store
 
-__all__ = ["FailedAuthLimiter", "authenticate"]
+__all__ = ["FailedAuthLimiter", "authenticate", "authenticate_within_budget"]
 
 #: Failed authentications an address may make at once: enough for a person fixing a typo or a
 #: script retrying with a stale key, far too few to guess a 256-bit secret.
@@ -154,6 +156,34 @@ def authenticate(
         f"The API key is well-formed but invalid: no active API key ({API_KEY_ID_PREFIX}...) has "
         "that secret. Was it deleted, or its service user deactivated?",
     )
+
+
+def authenticate_within_budget(
+    store: Store,
+    authorization: str | None,
+    *,
+    limiter: FailedAuthLimiter,
+    address: str,
+    now: float,
+    is_tunnel_credential: Callable[[str], bool] | None = None,
+) -> ApiKey:
+    """`authenticate`, with `address`'s budget of failures: a failure is charged and refused
+    with its 401; once the budget is spent, a valid key is still accepted and anything else is
+    refused with 429 (see the module docstring). Never echoes the key back."""
+    if not limiter.allowed(address, now):
+        try:
+            token = bearer_token(authorization)
+        except ApiError:
+            raise rate_limited(limiter, address, now) from None
+        api_key = store.authenticate_api_key(token)
+        if api_key is None:
+            raise rate_limited(limiter, address, now)
+        return api_key
+    try:
+        return authenticate(store, authorization, is_tunnel_credential=is_tunnel_credential)
+    except ApiError:
+        limiter.record_failure(address, now)
+        raise
 
 
 def rate_limited(limiter: FailedAuthLimiter, address: str, now: float) -> ApiError:

@@ -1,11 +1,12 @@
 """The admin API's request handling, without I/O: a `Request` in, a `Response` out.
 
 Theory of operation. `AdminApi.handle` runs the same steps for every request, each of which may
-answer with ngrok's error body instead: the failed-authentication budget of the source address
-(429), the API key (401), the `Ngrok-Version` header (400 unless absent or 2), the route (404,
-405), then the resource handler, which parses the query and the JSON body against the fields it
-knows (400 naming the field) and calls the store and the live edge. Changes made here append an
-audit event whose principal is the API key's owner (or the key), with `source: "API"`:
+answer with ngrok's error body instead: the API key (401; 429 for anything but a valid key once
+the source address has spent its budget of failures), the `Ngrok-Version` header (400 unless
+absent or 2), the route (404, 405), then the resource handler, which parses the query and the
+JSON body against the fields it knows (400 naming the field) and calls the store and the live
+edge. Changes made here append an audit event whose principal is the API key's owner (or the
+key), with `source: "API"`:
 
     service_user_created.v0  service_user_updated.v0  service_user_deleted.v0
     tunnel_credential_created.v0  tunnel_credential_updated.v0  tunnel_credential_deleted.v0
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from edge.admin.auth import FailedAuthLimiter, authenticate, rate_limited
+from edge.admin.auth import FailedAuthLimiter, authenticate_within_budget
 from edge.admin.errors import (
     ERR_BAD_ACL,
     ERR_BAD_BODY,
@@ -218,13 +219,13 @@ class AdminApi:
         )
 
     def _handle(self, request: Request, now: float) -> Response:
-        if not self.limiter.allowed(request.remote, now):
-            raise rate_limited(self.limiter, request.remote, now)
-        try:
-            key = authenticate(self.store, _header(request, "authorization"))
-        except ApiError:
-            self.limiter.record_failure(request.remote, now)
-            raise
+        key = authenticate_within_budget(
+            self.store,
+            _header(request, "authorization"),
+            limiter=self.limiter,
+            address=request.remote,
+            now=now,
+        )
         version = _header(request, "ngrok-version")
         if version is not None and version.strip() != API_VERSION:
             raise ApiError(

@@ -3,6 +3,11 @@
 Pure: each function takes values (the credential, the session's id and facts, the time) and
 returns an `AuditEvent`; the session hands it to `EventLog.record`. No clock here: the caller
 passes `started_at` and `stopped_at`.
+
+A failed login (`agent_login_failed.v0`) has no principal: nobody authenticated. Its object
+names the source address, the refusal's code, and the credential only when the authtoken
+belonged to a revoked one; never the authtoken itself, and only a bounded prefix of the
+agent-supplied strings, so that a flood of failures cannot put large rows in the store.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ __all__ = [
     "audit_refs",
     "endpoint_bound",
     "endpoint_unbound",
+    "login_failed",
     "session_started",
     "session_stopped",
 ]
@@ -30,7 +36,7 @@ class AuditEvent:
 
     type: str
     obj: dict[str, object]
-    principal: dict[str, object]
+    principal: dict[str, object] | None
 
 
 def audit_refs(credential: Credential) -> tuple[dict[str, object], dict[str, object]]:
@@ -157,3 +163,56 @@ def session_stopped(
     )
     obj["stopped_at"] = rfc3339(stopped_at)
     return AuditEvent(type="agent_session_stop.v0", obj=obj, principal=principal)
+
+
+#: The most characters of an agent-supplied string (user agent, version, os, arch) a failed
+#: login's event keeps: real values are a few dozen, and the event of an unauthenticated peer
+#: must stay small however long its Auth's fields are.
+MAX_UNTRUSTED_FIELD = 128
+
+
+def login_failed(
+    *,
+    session_id: str,
+    auth: Auth,
+    agent_ip: str,
+    ingress_hostname: str,
+    error_code: str,
+    revoked_credential_id: str | None,
+    throttled: bool,
+    failures_in_window: int,
+    unrecorded_failures: int,
+) -> AuditEvent:
+    """`agent_login_failed.v0`: an Auth from `agent_ip` was refused with `error_code`.
+
+    `revoked_credential_id` names the revoked credential the authtoken belonged to (None for a
+    missing or unknown authtoken); `throttled` whether the address had spent its budget;
+    `failures_in_window` its failures in the current window, this one included;
+    `unrecorded_failures` how many earlier failures of the address were throttled without an
+    event of their own since its last recorded one."""
+
+    def bounded(value: str) -> str:
+        return value[:MAX_UNTRUSTED_FIELD]
+
+    credential: dict[str, object] | None = None
+    if revoked_credential_id is not None:
+        credential = {
+            "id": revoked_credential_id,
+            "uri": f"/credentials/{revoked_credential_id}",
+        }
+    obj: dict[str, object] = {
+        "session": {"id": session_id},
+        "agent_ip": agent_ip,
+        "region": "local",
+        "ingress_hostname": ingress_hostname,
+        "error_code": error_code,
+        "credential": credential,
+        "throttled": throttled,
+        "failures_in_window": failures_in_window,
+        "unrecorded_failures": unrecorded_failures,
+        "user_agent": bounded(auth.extra.user_agent),
+        "os": bounded(auth.extra.os),
+        "arch": bounded(auth.extra.arch),
+        "version": bounded(auth.extra.version),
+    }
+    return AuditEvent(type="agent_login_failed.v0", obj=obj, principal=None)

@@ -7,18 +7,23 @@ text, so every refusal can be tested without a socket. A refusal is a value, not
 `Refused.code` is the ngrok error code (None for a refusal ngrok has no code for) and
 `Refused.wire()` the `Error` string the agent receives.
 
-Auth, in order: no authtoken (ERR_NGROK_4018), a revoked one (ERR_NGROK_300), an unknown one
-(ERR_NGROK_107), one whose credential already runs `max_sessions` sessions (ERR_NGROK_108; a
-resuming agent takes its old session's place, so it is not counted). Bind, in the order the
-session asks: the endpoint cap (ERR_NGROK_324), options this edge would not enforce (no code),
-the credential's bind ACL (ERR_NGROK_308), a URL already online (ERR_NGROK_334). The URL rules
-themselves live in `edge.tunnels.binding`.
+Auth, in order: a usable authtoken is never refused for its source address; otherwise an
+address that spent its failed-login budget (`edge.tunnels.login_throttle`) is told so and when
+to retry (ERR_NGROK_5001), else no authtoken (ERR_NGROK_4018), a revoked one (ERR_NGROK_300), an
+unknown one (ERR_NGROK_107); then a credential that already runs `max_sessions` sessions
+(ERR_NGROK_108; a resuming agent takes its old session's place, so it is not counted). The
+first four are login failures (`LOGIN_FAILURES`): they are throttled and audited.
+
+Bind, in the order the session asks: the endpoint cap (ERR_NGROK_324), options this edge would
+not enforce (no code), the credential's bind ACL (ERR_NGROK_308), a URL already online
+(ERR_NGROK_334). The URL rules themselves live in `edge.tunnels.binding`.
 
 Pure: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,8 +35,10 @@ from protocol.rpc.messages import Bind
 
 __all__ = [
     "ACCEPTED",
+    "LOGIN_FAILURES",
     "Accepted",
     "AuthAccepted",
+    "LoginThrottled",
     "Refused",
     "check_acl",
     "check_endpoint_cap",
@@ -40,6 +47,7 @@ __all__ = [
     "decide_auth",
     "endpoint_cap",
     "port_in_use",
+    "store_failed",
 ]
 
 
@@ -76,6 +84,28 @@ class Refused:
 
 # ---------------------------------------------------------------------------------------- auth
 
+#: The refusals that are failed logins (a missing, unknown or revoked authtoken, or one more
+#: from an address already throttled): each is charged to its source address and audited.
+LOGIN_FAILURES = frozenset(
+    {
+        errcodes.ERR_NGROK_4018,
+        errcodes.ERR_NGROK_107,
+        errcodes.ERR_NGROK_300,
+        errcodes.ERR_NGROK_5001,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginThrottled:
+    """The Auth's source `address` has spent its budget of `failures_per_window` failed logins
+    per `window` seconds, and may fail again (be told why) in `retry_after` seconds."""
+
+    address: str
+    retry_after: float
+    failures_per_window: int
+    window: float
+
 
 def decide_auth(
     *,
@@ -84,15 +114,29 @@ def decide_auth(
     revoked_id: str | None,
     resuming: bool,
     live_sessions: int,
+    throttled: LoginThrottled | None = None,
 ) -> AuthAccepted | Refused:
     """Whether an Auth with `token` is accepted.
 
     `credential` is what the store authenticated the token as (None: not usable); `revoked_id`
     the id of the revoked credential the token belonged to, if any; `resuming` whether the agent
     resumes an earlier session of that credential; `live_sessions` how many sessions of the
-    credential are live (only read when the credential has `max_sessions` and is not resuming).
+    credential are live (only read when the credential has `max_sessions` and is not resuming);
+    `throttled` set when the source address may not fail again yet (only read when the token
+    is not usable: a valid authtoken is accepted from a throttled address).
     """
     if credential is None:
+        if throttled is not None:
+            wait = max(1, math.ceil(throttled.retry_after))
+            return Refused(
+                message=(
+                    f"Too many failed logins from {throttled.address}: it is rate limited to "
+                    f"{throttled.failures_per_window} failed agent logins per "
+                    f"{throttled.window:g}s. Try again in {wait}s with a valid authtoken "
+                    "(a valid one is accepted at any time)."
+                ),
+                code=errcodes.ERR_NGROK_5001,
+            )
         if not token:
             return Refused(
                 message=(
@@ -127,6 +171,19 @@ def decide_auth(
             code=errcodes.ERR_NGROK_108,
         )
     return AuthAccepted(credential=credential, resuming=resuming)
+
+
+def store_failed() -> Refused:
+    """ERR_NGROK_10000 (internal server error) when the edge's store failed while checking the
+    authtoken: the token may be fine, so the message says the fault is the edge's."""
+    return Refused(
+        message=(
+            "The edge could not check your authtoken: its credential store failed. This is not "
+            "a problem with your authtoken; ask the edge's operator to check the edge's log, "
+            "and try again later."
+        ),
+        code=errcodes.ERR_NGROK_10000,
+    )
 
 
 # ---------------------------------------------------------------------------------------- bind

@@ -20,6 +20,7 @@ from edge.endpoints.registry import Endpoint, EndpointRegistry
 from edge.events import EventLog
 from edge.store import Store
 from edge.tunnels.binding import BindResolver
+from edge.tunnels.login_throttle import LoginThrottle
 from protocol.formats.urls import DEFAULT_PORTS
 
 
@@ -66,6 +67,13 @@ class EdgeHub:
         self.public_ports: dict[str, int] = {}
         self.sessions: dict[str, Stoppable] = {}
         self._resumable: dict[str, _Resumable] = {}
+        limits = config.limits
+        #: Failed agent logins per source address, shared by every session of this edge.
+        self.login_throttle = LoginThrottle(
+            failures_per_window=limits.auth_failures_per_address,
+            window=limits.auth_failure_window,
+            max_addresses=limits.auth_failure_addresses,
+        )
 
     def public_url(self, endpoint: Endpoint) -> str:
         """The URL clients dial for `endpoint`: its canonical URL, plus the edge's port when that

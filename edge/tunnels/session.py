@@ -18,15 +18,16 @@ from datetime import UTC, datetime
 
 import trio
 
-from edge.endpoints.registry import Endpoint, Member
+from edge.endpoints.registry import Endpoint, Member, StreamLimitError
 from edge.front_door.tcp_ports import open_tcp_endpoint_listeners, serve_tcp_endpoint
-from edge.store import Credential
+from edge.store import Credential, StoreError
 from edge.tunnels import audit, decisions
 from edge.tunnels.binding import BindRefused
 from edge.tunnels.decisions import AuthAccepted, Refused
 from edge.tunnels.hub import EdgeHub
+from edge.tunnels.stream_shares import SharedStream, StreamShares
 from protocol.adapters.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
-from protocol.adapters.mux import MuxSession, MuxStream, read_stream_type
+from protocol.adapters.mux import MuxSession, MuxStream, read_stream_type, reset_code
 from protocol.adapters.rpc import RpcError, read_message, read_value, respond
 from protocol.rpc import errcodes
 from protocol.rpc.codec import Codec, encode_proxy_header
@@ -49,7 +50,7 @@ from protocol.rpc.messages import (
     agent_keeps_large_windows,
     agent_writes_proxy_headers,
 )
-from protocol.wire.errors import describe
+from protocol.wire.errors import ErrorCode, describe
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,11 @@ class AgentSession:
         # little else), so an unauthenticated peer cannot make the edge buffer much.
         mux.limit_streams(PREAUTH_MAX_STREAMS)
         self._endpoints: dict[str, _Endpoint] = {}
+        limits = hub.config.limits
+        #: Each endpoint's proxy streams, capped at its share of the session's streams.
+        self.shares = StreamShares(
+            session_limit=limits.max_streams_per_session, percent=limits.endpoint_stream_percent
+        )
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
 
@@ -196,7 +202,10 @@ class AgentSession:
                     self.stop("a second Auth")
                     return
                 self._auth_started = True
-                await self._serve_auth(stream)
+                try:
+                    await self._serve_auth(stream)
+                except StoreError as exc:
+                    await self._refuse_auth_store_failed(stream, exc)
             elif not self._authenticated.is_set():
                 log.warning("session %s: stream type %d before Auth", self.id, stream_type)
             elif stream_type == StreamType.BIND:
@@ -230,7 +239,23 @@ class AgentSession:
         token = auth.extra.authtoken
         store = self.hub.store
         credential = store.authenticate(token) if token else None
-        revoked_id = store.revoked_credential_id(token) if token and credential is None else None
+        now = trio.current_time()
+        throttled: decisions.LoginThrottled | None = None
+        revoked_id: str | None = None
+        if credential is None:
+            # Only a failure looks at (and pays into) its address's budget: a valid authtoken
+            # is accepted from a throttled address, and a throttled guess costs no more lookups.
+            throttle = self.hub.login_throttle
+            retry_after = throttle.retry_after(self.remote[0], now)
+            if retry_after > 0:
+                throttled = decisions.LoginThrottled(
+                    address=self.remote[0],
+                    retry_after=retry_after,
+                    failures_per_window=throttle.failures_per_window,
+                    window=throttle.window,
+                )
+            elif token:
+                revoked_id = store.revoked_credential_id(token)
         # Resuming stops the agent's old session at once, so ask only for a usable credential.
         resuming = (
             credential is not None
@@ -243,18 +268,71 @@ class AgentSession:
             revoked_id=revoked_id,
             resuming=resuming,
             live_sessions=self.hub.sessions_of(credential.id) if credential is not None else 0,
+            throttled=throttled,
         )
         if isinstance(decision, Refused):
-            code = decision.code
-            if code == errcodes.ERR_NGROK_108:
-                log.warning("session %s: refused, %s", self.id, decision.message)
-            else:
-                log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
-            await respond(stream, AuthResp(version="2", error=decision.wire()), codec)
-            await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
-            self.stop(f"auth refused: {code}")
+            await self._refuse_auth(stream, auth, codec, decision, revoked_id=revoked_id, now=now)
             return
         await self._accept_auth(stream, auth, codec, decision)
+
+    async def _refuse_auth_store_failed(self, stream: MuxStream, exc: StoreError) -> None:
+        """The store failed while the Auth was checked: the agent gets ERR_NGROK_10000 with a
+        message (not a bare GOAWAY), the edge logs one line (not a traceback per attempt)."""
+        log.error("session %s from %s: the store failed at Auth: %s", self.id, self._peer(), exc)
+        refused = decisions.store_failed()
+        assert self.codec is not None  # set from the Auth's first byte, before the store is asked
+        await respond(stream, AuthResp(version="2", error=refused.wire()), self.codec)
+        await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
+        self.stop(f"auth refused: {refused.code}")
+
+    async def _refuse_auth(
+        self,
+        stream: MuxStream,
+        auth: Auth,
+        codec: Codec,
+        refused: Refused,
+        *,
+        revoked_id: str | None,
+        now: float,
+    ) -> None:
+        """Answer a refused Auth, then end the session. A login failure is charged to its source
+        address and audited (within the address's event budget) before the answer is written,
+        so an agent that is gone by then still leaves its event."""
+        code = refused.code
+        if code in decisions.LOGIN_FAILURES:
+            assert code is not None
+            address = self.remote[0]
+            charged = self.hub.login_throttle.charge_failure(address, now)
+            if charged.audit:
+                self._write_event(
+                    audit.login_failed(
+                        session_id=self.id,
+                        auth=auth,
+                        agent_ip=address,
+                        ingress_hostname=self.hub.config.connect_host,
+                        error_code=code,
+                        revoked_credential_id=revoked_id,
+                        throttled=charged.throttled,
+                        failures_in_window=charged.failures,
+                        unrecorded_failures=charged.unaudited,
+                    )
+                )
+            if not charged.throttled:
+                log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
+            elif charged.audit:  # the first throttled failure of this window: say so once
+                log.warning(
+                    "%s: %d failed agent logins within %gs; its failures are refused as "
+                    "throttled (%s) until the window ends",
+                    address,
+                    charged.failures - 1,
+                    self.hub.login_throttle.window,
+                    code,
+                )
+        else:
+            log.warning("session %s: refused, %s", self.id, refused.message)
+        await respond(stream, AuthResp(version="2", error=refused.wire()), codec)
+        await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
+        self.stop(f"auth refused: {code}")
 
     async def _accept_auth(
         self, stream: MuxStream, auth: Auth, codec: Codec, accepted: AuthAccepted
@@ -267,6 +345,10 @@ class AgentSession:
         else:
             self.client_id = self.hub.new_id("cl")
         cookie = self.hub.register(self, credential_id=credential.id)
+        # Registered and audited in one step, before the answer: an agent gone by the time the
+        # AuthResp is written still leaves its start event, and `run` records the stop event.
+        self.started_at = datetime.now(UTC)
+        self._record_session(stopped=False)
         await respond(
             stream,
             AuthResp(
@@ -287,8 +369,6 @@ class AgentSession:
         if agent_keeps_large_windows(auth):
             self.mux.allow_window_growth()
         self._authenticated.set()
-        self.started_at = datetime.now(UTC)
-        self._record_session(stopped=False)
         log.info(
             "session %s from %s authenticated: credential %s, %s %s",
             self.id,
@@ -417,12 +497,32 @@ class AgentSession:
         with bound.scope:
             await serve_tcp_endpoint(bound.listeners, bound.endpoint)
 
-    async def open_proxy(self, bind_id: str, proto: str, client_addr: str) -> MuxStream:
+    async def open_proxy(
+        self, bind_id: str, proto: str, client_addr: str
+    ) -> trio.abc.HalfCloseableStream:
         """A proxy stream (type 3) to the agent for one public connection or HTTP exchange to
-        the endpoint bound as `bind_id`, its ProxyHeader written (§8.8).
-        `trio.BrokenResourceError` if the session is gone; on cancellation or any error the
-        stream is closed before this raises."""
-        stream = await self.mux.open_typed_stream(StreamType.PROXY)
+        the endpoint bound as `bind_id`, its ProxyHeader written (§8.8); closing it gives its
+        endpoint's share back (`edge.tunnels.stream_shares`).
+        `StreamLimitError` if the endpoint holds its share of the session's streams or the
+        session holds `limits.max_streams_per_session`; `trio.BrokenResourceError` if the
+        session is gone. On cancellation or any error the stream is closed before this raises."""
+        shares = self.shares
+        if not shares.take(bind_id):
+            raise StreamLimitError(
+                f"endpoint {bind_id} holds {shares.per_endpoint} streams, its share of "
+                "limits.max_streams_per_session (limits.endpoint_stream_percent)"
+            )
+        try:
+            stream = await self.mux.open_typed_stream(StreamType.PROXY)
+        except trio.BrokenResourceError as exc:
+            shares.give_back(bind_id)
+            if reset_code(exc) == ErrorCode.STREAMS_EXHAUSTED:
+                raise StreamLimitError(f"the agent session is at its stream limit: {exc}") from exc
+            raise
+        except BaseException:
+            shares.give_back(bind_id)
+            raise
+        shared = SharedStream(stream, shares, bind_id)
         header = ProxyHeader(
             id=bind_id,
             client_addr=client_addr,
@@ -434,8 +534,9 @@ class AgentSession:
             await stream.send_all(encode_proxy_header(header, self.codec or Codec.JSON))
         except BaseException:
             stream.close_now()
+            await trio.aclose_forcefully(shared)
             raise
-        return stream
+        return shared
 
     async def _serve_unbind(self, stream: MuxStream) -> None:
         assert self.codec is not None

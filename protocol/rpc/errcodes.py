@@ -34,10 +34,12 @@ __all__ = [
     "ERR_NGROK_3210",
     "ERR_NGROK_3501",
     "ERR_NGROK_4018",
+    "ERR_NGROK_5001",
     "ERR_NGROK_8012",
     "ERR_NGROK_9029",
     "ERR_NGROK_9030",
     "ERR_NGROK_9031",
+    "ERR_NGROK_10000",
     "NgrokError",
     "WireError",
     "docs_url",
@@ -57,6 +59,8 @@ ERR_NGROK_108: Final = "ERR_NGROK_108"
 ERR_NGROK_300: Final = "ERR_NGROK_300"
 #: No authtoken was given but the edge requires one.
 ERR_NGROK_4018: Final = "ERR_NGROK_4018"
+#: Rate limited: too many of something (here: failed agent logins from one address) per interval.
+ERR_NGROK_5001: Final = "ERR_NGROK_5001"
 
 # --- binding endpoints ----------------------------------------------------------------------
 #: The credential's ACL does not allow binding this address.
@@ -87,6 +91,10 @@ ERR_NGROK_3501: Final = "ERR_NGROK_3501"
 ERR_NGROK_3004: Final = "ERR_NGROK_3004"
 #: The agent was reached but could not dial its upstream.
 ERR_NGROK_8012: Final = "ERR_NGROK_8012"
+
+# --- the edge itself ------------------------------------------------------------------------
+#: Internal server error (ngrok: "Internal Server Error"); Burrow: the edge's store failed.
+ERR_NGROK_10000: Final = "ERR_NGROK_10000"
 
 _CODE = re.compile(r"ERR_NGROK_\d+", re.ASCII)  # ASCII digits only, as in Go
 _EXACT_CODE = re.compile(r"ERR_NGROK_\d+\Z", re.ASCII)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.admin.auth import FailedAuthLimiter, authenticate, bearer_token
+from edge.admin.auth import (
+    FailedAuthLimiter,
+    authenticate,
+    authenticate_within_budget,
+    bearer_token,
+)
 from edge.admin.errors import ApiError
 from edge.store import SQLiteStore
 
@@ -95,3 +100,60 @@ def test_limiter_table_is_bounded() -> None:
 def test_limiter_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError):
         FailedAuthLimiter(burst=0)
+
+
+# --------------------------------------------- lock out the failures, not the right key (9.6)
+
+GUESSER = "203.0.113.1"
+
+
+def _within_budget(
+    store: SQLiteStore, limiter: FailedAuthLimiter, header: str | None, now: float = 0.0
+) -> str:
+    """The error code for `header` from GUESSER ("" when it authenticated)."""
+    try:
+        authenticate_within_budget(store, header, limiter=limiter, address=GUESSER, now=now)
+    except ApiError as exc:
+        return str(exc.code)
+    return ""
+
+
+def test_a_locked_out_address_still_gets_in_with_the_right_key(store: SQLiteStore) -> None:
+    key, token = store.create_api_key()
+    limiter = FailedAuthLimiter(burst=3, refill_seconds=10)
+    assert [_within_budget(store, limiter, "Bearer AAAA_BBBB") for _ in range(3)] == [
+        "ERR_NGROK_203"
+    ] * 3
+    assert not limiter.allowed(GUESSER, 0.0), "the budget is spent"
+    # Wrong keys, malformed headers and no header are all refused fast with 429 now ...
+    for header in ("Bearer AAAA_BBBB", "Bearer nounderscore", "Basic x", None):
+        assert _within_budget(store, limiter, header) == "ERR_NGROK_226"
+    # ... while the right key is accepted, again and again, at once.
+    for _ in range(5):
+        assert (
+            authenticate_within_budget(
+                store, f"Bearer {token}", limiter=limiter, address=GUESSER, now=0.0
+            )
+            == key
+        )
+
+
+def test_refusals_while_locked_do_not_extend_the_lockout(store: SQLiteStore) -> None:
+    limiter = FailedAuthLimiter(burst=1, refill_seconds=10)
+    assert _within_budget(store, limiter, "Bearer AAAA_BBBB", now=0.0) == "ERR_NGROK_203"
+    for t in range(1, 10):
+        assert _within_budget(store, limiter, "Bearer AAAA_BBBB", now=float(t)) == "ERR_NGROK_226"
+    # One refill later the address may fail once more, with the real reason.
+    assert _within_budget(store, limiter, "Bearer AAAA_BBBB", now=10.0) == "ERR_NGROK_203"
+    assert _within_budget(store, limiter, "Bearer AAAA_BBBB", now=10.0) == "ERR_NGROK_226"
+
+
+def test_a_valid_key_spends_no_budget(store: SQLiteStore) -> None:
+    _, token = store.create_api_key()
+    limiter = FailedAuthLimiter(burst=2, refill_seconds=60)
+    for _ in range(50):
+        assert _within_budget(store, limiter, f"Bearer {token}") == ""
+    assert len(limiter) == 0
+    assert _within_budget(store, limiter, "Bearer AAAA_BBBB") == "ERR_NGROK_203"
+    assert _within_budget(store, limiter, "Bearer AAAA_BBBB") == "ERR_NGROK_203"
+    assert _within_budget(store, limiter, "Bearer AAAA_BBBB") == "ERR_NGROK_226"

@@ -192,11 +192,12 @@ async def test_missing_and_wrong_keys_are_401_then_429(server: Server) -> None:
         assert (status, error["error_code"]) == (401, "ERR_NGROK_200")
         status, _, error = await exchange(server, request("GET", "/credentials", "AAA_BBB"))
         assert (status, error["error_code"]) == (401, "ERR_NGROK_203")
-        status, headers, error = await exchange(
-            server, request("GET", "/credentials", server.token)
-        )
+        status, headers, error = await exchange(server, request("GET", "/credentials", "AAA_BBB"))
         assert (status, error["error_code"]) == (429, "ERR_NGROK_226")
         assert headers["retry-after"] == "60"
+        # Locked out of failing, not out of the API: the right key still works (issue 9.6).
+        status, _, _ = await exchange(server, request("GET", "/credentials", server.token))
+        assert status == 200
 
 
 async def test_slowloris_head_is_cut_off(server: Server) -> None:

@@ -660,11 +660,14 @@ def test_no_or_bad_key_is_401_then_429(client: Client) -> None:
     bad = (("authorization", "Bearer AAAA_BBBB"),)
     assert client.error("GET", "/credentials", headers=bad)["error_code"] == "ERR_NGROK_203"
     assert client.error("GET", "/credentials", headers=bad)["status_code"] == 401
-    # The budget (3) is spent: now even a good key from that address waits.
-    limited = client.call("GET", "/credentials")
+    # The budget (3) is spent: a wrong key from that address is refused at once ...
+    limited = client.call("GET", "/credentials", headers=bad)
     assert limited.status == 429
     assert json.loads(limited.body)["error_code"] == "ERR_NGROK_226"
     assert ("retry-after", "10") in limited.headers
+    # ... but the right key still works (issue 9.6: lock out the failures, not the key).
+    assert client.ok("GET", "/credentials")["credentials"] == []
+    assert client.call("GET", "/credentials", headers=()).status == 429
     other = Client(client.api, client.token, remote="192.0.2.99")
     assert other.ok("GET", "/credentials") == {
         "credentials": [],

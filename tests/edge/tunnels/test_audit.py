@@ -9,6 +9,7 @@ from edge.tunnels.audit import (
     audit_refs,
     endpoint_bound,
     endpoint_unbound,
+    login_failed,
     session_started,
     session_stopped,
 )
@@ -69,6 +70,7 @@ def test_endpoint_bound() -> None:
         "credential": {"id": "cr_1", "uri": "/credentials/cr_1"},
     }
     assert "reason" not in event.obj
+    assert event.principal is not None
     assert event.principal["id"] == "cr_1"
 
 
@@ -90,6 +92,7 @@ def test_endpoint_unbound_says_why() -> None:
         "credential": {"id": "cr_1", "uri": "/credentials/cr_1"},
         "reason": "unbound",
     }
+    assert event.principal is not None
     assert event.principal["id"] == "bot_7"
 
 
@@ -138,3 +141,61 @@ def test_session_stopped_adds_the_error_and_the_stop_time_in_utc() -> None:
     assert event.obj["stopped_at"] == "2025-03-14T16:00:01Z"
     assert event.obj["started_at"] == "2025-03-14T15:09:26Z"
     assert list(event.obj)[-2:] == ["error", "stopped_at"]
+
+
+def test_login_failed_names_the_address_code_and_revoked_credential_only() -> None:
+    long_agent = Auth(
+        extra=AuthExtra(
+            authtoken="cr_x_topsecret",
+            os="linux",
+            arch="amd64",
+            version="3.2.1",
+            user_agent="x" * 10_000,
+            metadata="m" * 10_000,
+        )
+    )
+    event = login_failed(
+        session_id="ts_1",
+        auth=long_agent,
+        agent_ip="203.0.113.9",
+        ingress_hostname="connect.example.com",
+        error_code="ERR_NGROK_300",
+        revoked_credential_id="cr_x",
+        throttled=False,
+        failures_in_window=2,
+        unrecorded_failures=5,
+    )
+    assert event.type == "agent_login_failed.v0"
+    assert event.principal is None
+    assert event.obj == {
+        "session": {"id": "ts_1"},
+        "agent_ip": "203.0.113.9",
+        "region": "local",
+        "ingress_hostname": "connect.example.com",
+        "error_code": "ERR_NGROK_300",
+        "credential": {"id": "cr_x", "uri": "/credentials/cr_x"},
+        "throttled": False,
+        "failures_in_window": 2,
+        "unrecorded_failures": 5,
+        "user_agent": "x" * 128,
+        "os": "linux",
+        "arch": "amd64",
+        "version": "3.2.1",
+    }
+    assert "topsecret" not in repr(event.obj)
+
+
+def test_login_failed_without_a_credential() -> None:
+    event = login_failed(
+        session_id="ts_1",
+        auth=AUTH,
+        agent_ip="203.0.113.9",
+        ingress_hostname="connect.example.com",
+        error_code="ERR_NGROK_107",
+        revoked_credential_id=None,
+        throttled=True,
+        failures_in_window=11,
+        unrecorded_failures=0,
+    )
+    assert event.obj["credential"] is None
+    assert event.obj["throttled"] is True

@@ -9,7 +9,9 @@ import pytest
 from edge.store import Credential
 from edge.tunnels.decisions import (
     ACCEPTED,
+    LOGIN_FAILURES,
     AuthAccepted,
+    LoginThrottled,
     Refused,
     check_acl,
     check_endpoint_cap,
@@ -18,6 +20,7 @@ from edge.tunnels.decisions import (
     decide_auth,
     endpoint_cap,
     port_in_use,
+    store_failed,
 )
 from protocol.rpc import errcodes
 from protocol.rpc.messages import Bind, BindExtra
@@ -72,6 +75,54 @@ def test_an_unknown_authtoken_is_107() -> None:
         "Ask the edge's operator for a new one (burrow-edge credential create).",
         code=errcodes.ERR_NGROK_107,
     )
+
+
+THROTTLED = LoginThrottled(
+    address="203.0.113.9", retry_after=41.2, failures_per_window=10, window=60.0
+)
+
+
+@pytest.mark.parametrize(
+    ("token", "revoked_id"), [("", None), ("nonsense", None), ("cr_x_secret", "cr_x")]
+)
+def test_a_throttled_address_failing_again_is_5001_with_when_to_retry(
+    token: str, revoked_id: str | None
+) -> None:
+    decision = decide_auth(
+        token=token,
+        credential=None,
+        revoked_id=revoked_id,
+        resuming=False,
+        live_sessions=0,
+        throttled=THROTTLED,
+    )
+    assert decision == Refused(
+        message="Too many failed logins from 203.0.113.9: it is rate limited to 10 failed agent "
+        "logins per 60s. Try again in 42s with a valid authtoken (a valid one is accepted at "
+        "any time).",
+        code=errcodes.ERR_NGROK_5001,
+    )
+    assert decision.code in LOGIN_FAILURES
+
+
+def test_a_valid_authtoken_from_a_throttled_address_is_accepted() -> None:
+    credential = _credential()
+    decision = decide_auth(
+        token="t",
+        credential=credential,
+        revoked_id=None,
+        resuming=False,
+        live_sessions=0,
+        throttled=THROTTLED,
+    )
+    assert decision == AuthAccepted(credential=credential, resuming=False)
+
+
+def test_only_credential_failures_are_login_failures() -> None:
+    assert {errcodes.ERR_NGROK_4018, errcodes.ERR_NGROK_107, errcodes.ERR_NGROK_300} < (
+        LOGIN_FAILURES
+    )
+    assert errcodes.ERR_NGROK_108 not in LOGIN_FAILURES  # a valid token over its quota
 
 
 def test_the_session_limit_is_108() -> None:
@@ -215,3 +266,15 @@ def test_an_acl_rule_that_no_longer_parses_refuses_the_bind_with_308() -> None:
     assert refused.code == errcodes.ERR_NGROK_308
     assert "no longer accepts" in refused.message
     assert "my_app" in refused.message
+
+
+def test_a_store_failure_is_an_internal_error_that_blames_the_edge() -> None:
+    refused = store_failed()
+    assert refused.code == errcodes.ERR_NGROK_10000
+    assert refused.code not in LOGIN_FAILURES  # the edge's fault: not throttled, not audited
+    assert errcodes.parse_wire_error(refused.wire()) == errcodes.WireError(
+        "The edge could not check your authtoken: its credential store failed. This is not a "
+        "problem with your authtoken; ask the edge's operator to check the edge's log, and try "
+        "again later.",
+        errcodes.ERR_NGROK_10000,
+    )

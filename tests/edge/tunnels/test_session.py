@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, LimitsConfig
 from edge.store import SQLiteStore
 from edge.tunnels.hub import EdgeHub
 from edge.tunnels.session import AgentSession
@@ -25,7 +25,7 @@ from protocol.adapters.heartbeat import answer_heartbeats
 from protocol.adapters.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
 from protocol.adapters.rpc import call
 from protocol.rpc import errcodes
-from protocol.rpc.codec import Codec, parse_proxy_header
+from protocol.rpc.codec import Codec, encode, parse_proxy_header
 from protocol.rpc.messages import (
     Auth,
     AuthExtra,
@@ -43,6 +43,7 @@ from protocol.wire.session import Role
 #: Every test here is in memory; none should come near this.
 TIMEOUT = 10
 AGENT_ADDR = ("203.0.113.9", 50123)
+OTHER_ADDR = ("198.51.100.20", 40404)
 CODEC = Codec.MSGPACK
 
 
@@ -76,12 +77,13 @@ class Connection:
 async def _serve_edge(
     hub: EdgeHub,
     transport: trio.abc.Stream,
+    remote: tuple[str, int] = AGENT_ADDR,
     *,
     task_status: trio.TaskStatus[tuple[AgentSession, trio.Event]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """What `edge.server._serve_agent_connection` does once TLS is up."""
     async with open_mux_session(transport, Role.SERVER) as mux:
-        session = AgentSession(hub, mux, AGENT_ADDR)
+        session = AgentSession(hub, mux, remote)
         ended = trio.Event()
         task_status.started((session, ended))
         try:
@@ -107,10 +109,10 @@ async def _agent_accepts(mux: MuxSession, proxies: trio.MemorySendChannel[MuxStr
 
 
 @asynccontextmanager
-async def connect(hub: EdgeHub) -> AsyncIterator[Connection]:
+async def connect(hub: EdgeHub, remote: tuple[str, int] = AGENT_ADDR) -> AsyncIterator[Connection]:
     edge_side, agent_side = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        session, ended = await nursery.start(_serve_edge, hub, edge_side)
+        session, ended = await nursery.start(_serve_edge, hub, edge_side, remote)
         async with open_mux_session(agent_side, Role.CLIENT) as agent:
             send, receive = trio.open_memory_channel[MuxStream](16)
             nursery.start_soon(_agent_accepts, agent, send)
@@ -244,7 +246,15 @@ async def test_a_refused_auth_ends_the_session(
             assert conn.session.stop_reason == f"auth refused: {code}"
             assert conn.session.credential is None
             assert hub.sessions == {}
-    assert store.list_events() == []  # nobody authenticated: nothing to audit
+    # Nobody authenticated, so no session events; the failed login itself is audited
+    # (issue 9.6), without the token.
+    (event,) = store.list_events()
+    assert event.event_type == "agent_login_failed.v0"
+    assert event.principal is None
+    assert event.object["error_code"] == code
+    assert event.object["agent_ip"] == AGENT_ADDR[0]
+    assert event.object["credential"] is None
+    assert not secret or secret not in repr(event.object)
 
 
 async def test_a_revoked_authtoken_is_refused_with_300(
@@ -325,3 +335,166 @@ async def test_resuming_with_a_wrong_cookie_does_not_take_over(hub: EdgeHub, tok
             assert endpoint is not None
             assert [m.session_id for m in endpoint.members] == [old.session.id]
             assert set(hub.sessions) == {old.session.id, impostor.session.id}
+
+
+# ------------------------------------------------------------- the login audit race (issue 9.5)
+
+
+async def test_an_agent_gone_right_after_auth_gets_start_and_stop_events(
+    hub: EdgeHub, store: SQLiteStore, token: str
+) -> None:
+    """An agent that sends Auth and closes at once: the edge authenticates it but cannot answer.
+    The session still has both audit events, naming its credential, and is forgotten.
+
+    Deterministic: the agent's bytes reach the edge only when the test moves them, after the
+    agent has closed its connection, so the edge's AuthResp always meets a broken transport."""
+    agent_out = trio.testing.MemorySendStream()  # the agent's bytes wait here
+    edge_in = trio.testing.MemoryReceiveStream()
+    edge_out, agent_in = trio.testing.memory_stream_one_way_pair()
+    request = Auth(version=("2",), extra=AuthExtra(authtoken=token, version="3.0.0", os="linux"))
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            session, ended = await nursery.start(
+                _serve_edge, hub, trio.StapledStream(edge_out, edge_in)
+            )
+            async with open_mux_session(
+                trio.StapledStream(agent_out, agent_in), Role.CLIENT
+            ) as agent:
+                stream = await agent.open_typed_stream(StreamType.AUTH)
+                await stream.send_all(encode(request, CODEC))
+                await stream.send_eof()
+                await trio.testing.wait_all_tasks_blocked()
+                sent = agent_out.get_data_nowait()
+            assert sent, "the agent wrote its Auth"
+            # The agent's connection is closed (leaving the block closed agent_in): whatever
+            # the edge writes now fails. Only now does its Auth reach the edge.
+            edge_in.put_data(sent)
+            await ended.wait()
+            assert session.credential is not None, "the Auth was read and authenticated"
+            assert hub.sessions == {}
+            # The edge's task then ends by itself (cancelling it could hide what it raised).
+    (credential,) = store.list_credentials()
+    assert _event_types(store) == ["agent_session_start.v0", "agent_session_stop.v0"]
+    for event in store.list_events():
+        assert event.object["credential"] == {
+            "id": credential.id,
+            "uri": f"/credentials/{credential.id}",
+        }
+        assert event.object["session"] == {
+            "id": session.id,
+            "uri": f"/tunnel_sessions/{session.id}",
+        }
+    (stop,) = store.list_events(event_type="agent_session_stop.v0")
+    assert stop.object["error"], "the stop event says why the session ended"
+
+
+# --------------------------------------------------------- failed-login throttling (issue 9.6)
+
+WRONG_TOKEN = "cr_2bW5q1NotARealIdAtAll_butShapedLikeOneXXXXXXXXXXXXXXXXXXXXXX"
+
+
+def _throttled_hub(store: SQLiteStore, failures: int = 3) -> EdgeHub:
+    limits = LimitsConfig(auth_failures_per_address=failures, auth_failure_window=60.0)
+    return EdgeHub(EdgeConfig(limits=limits), store)
+
+
+async def _refusal_code(hub: EdgeHub, secret: str, remote: tuple[str, int] = AGENT_ADDR) -> str:
+    async with connect(hub, remote) as conn:
+        refused = await conn.auth(secret)
+        await conn.ended.wait()
+    parsed = errcodes.parse_wire_error(refused.error)
+    assert parsed.code is not None, refused.error
+    return parsed.code
+
+
+async def test_failed_logins_are_throttled_per_address_but_valid_tokens_are_not(
+    store: SQLiteStore, token: str
+) -> None:
+    hub = _throttled_hub(store, failures=3)
+    with trio.fail_after(TIMEOUT):
+        for _ in range(3):  # the budget: answered with the real reason
+            assert await _refusal_code(hub, WRONG_TOKEN) == errcodes.ERR_NGROK_107
+        async with connect(hub) as conn:
+            refused = await conn.auth(WRONG_TOKEN)
+        parsed = errcodes.parse_wire_error(refused.error)
+        assert parsed.code == errcodes.ERR_NGROK_5001
+        assert f"Too many failed logins from {AGENT_ADDR[0]}" in parsed.message
+        assert "3 failed agent logins per 60s" in parsed.message
+        assert "Try again in 60s" in parsed.message or "Try again in 59s" in parsed.message
+        for secret in ("", WRONG_TOKEN):  # every kind of failure is throttled now
+            assert await _refusal_code(hub, secret) == errcodes.ERR_NGROK_5001
+
+        # A valid authtoken from the throttled address is accepted, and quickly.
+        started = trio.current_time()
+        async with connect(hub) as conn:
+            accepted = await conn.auth(token)
+            assert accepted.error == ""
+            assert accepted.client_id.startswith("cl_")
+        assert trio.current_time() - started < 1.0
+        # Another address is not affected: its failure gets the real reason.
+        assert await _refusal_code(hub, WRONG_TOKEN, OTHER_ADDR) == errcodes.ERR_NGROK_107
+        async with connect(hub, OTHER_ADDR) as conn:
+            assert (await conn.auth(token)).error == ""
+
+
+async def test_a_throttled_address_is_answered_again_when_its_window_ends(
+    store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    hub = _throttled_hub(store, failures=2)
+    with trio.fail_after(TIMEOUT):
+        for _ in range(2):
+            assert await _refusal_code(hub, WRONG_TOKEN) == errcodes.ERR_NGROK_107
+        assert await _refusal_code(hub, WRONG_TOKEN) == errcodes.ERR_NGROK_5001
+    await trio.sleep(60)  # the autojump clock: instant
+    with trio.fail_after(TIMEOUT):
+        assert await _refusal_code(hub, WRONG_TOKEN) == errcodes.ERR_NGROK_107
+
+
+async def test_failed_login_events_are_bounded_per_address_and_window(
+    store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """3 failures allowed: each answered failure and the first throttled one are events; the
+    next throttled ones are only counted, and the count rides on the address's next event."""
+    hub = _throttled_hub(store, failures=3)
+    with trio.fail_after(TIMEOUT):
+        for _ in range(20):
+            await _refusal_code(hub, WRONG_TOKEN)
+        await _refusal_code(hub, WRONG_TOKEN, OTHER_ADDR)
+        events = list(reversed(store.list_events(event_type="agent_login_failed.v0")))
+        assert [
+            (e.object["agent_ip"], e.object["error_code"], e.object["throttled"]) for e in events
+        ] == [
+            (AGENT_ADDR[0], errcodes.ERR_NGROK_107, False),
+            (AGENT_ADDR[0], errcodes.ERR_NGROK_107, False),
+            (AGENT_ADDR[0], errcodes.ERR_NGROK_107, False),
+            (AGENT_ADDR[0], errcodes.ERR_NGROK_5001, True),
+            (OTHER_ADDR[0], errcodes.ERR_NGROK_107, False),
+        ]
+        assert [e.object["failures_in_window"] for e in events] == [1, 2, 3, 4, 1]
+        assert all(e.object["unrecorded_failures"] == 0 for e in events)
+    await trio.sleep(60)  # a new window (the autojump clock: instant)
+    with trio.fail_after(TIMEOUT):
+        await _refusal_code(hub, WRONG_TOKEN)
+    latest = store.list_events(event_type="agent_login_failed.v0")[0]
+    assert latest.object["unrecorded_failures"] == 16
+    assert latest.object["failures_in_window"] == 1
+    assert latest.object["throttled"] is False
+    for event in store.list_events():
+        assert WRONG_TOKEN not in repr(event.object) and event.principal is None
+    assert store.list_events(event_type="agent_session_start.v0") == []
+
+
+async def test_a_revoked_credentials_failed_login_names_it(
+    hub: EdgeHub, store: SQLiteStore, token: str
+) -> None:
+    (credential,) = store.list_credentials()
+    assert store.update_credential(credential.id, active=False) is not None
+    with trio.fail_after(TIMEOUT):
+        assert await _refusal_code(hub, token) == errcodes.ERR_NGROK_300
+    (event,) = store.list_events(event_type="agent_login_failed.v0")
+    assert event.object["credential"] == {
+        "id": credential.id,
+        "uri": f"/credentials/{credential.id}",
+    }
+    assert token not in repr(event.object)
+    assert token.partition("_")[2] not in repr(event.object)

@@ -1,0 +1,88 @@
+"""Fair shares of one agent session's streams across its endpoints.
+
+Theory of operation. An agent session may hold `limits.max_streams_per_session` muxado streams
+at once, and every public connection (tcp, tls) or HTTP exchange to any of its endpoints holds
+one proxy stream while it lasts. Without shares, the clients of one endpoint could take them
+all and every other endpoint of the same agent would be refused too. So each endpoint (a bind
+id of the session) may hold at most `limits.endpoint_stream_percent` of the session's streams:
+`StreamShares.take` says whether one more may be opened, and the `SharedStream` wrapped around
+the stream gives its share back when it is closed (whichever way: `aclose`, or
+`trio.aclose_forcefully` under cancellation). A stream the peer resets still holds its share
+until the edge closes its end, which the edge always does.
+
+`StreamShares` is pure bookkeeping (no I/O, no clock); `SharedStream` only delegates.
+"""
+
+from __future__ import annotations
+
+import trio
+
+__all__ = ["SharedStream", "StreamShares"]
+
+
+class StreamShares:
+    """The proxy streams each endpoint of one session holds, against each endpoint's cap."""
+
+    __slots__ = ("_held", "per_endpoint")
+
+    def __init__(self, *, session_limit: int, percent: int) -> None:
+        #: The most streams one endpoint may hold: `percent` of `session_limit`, at least one.
+        self.per_endpoint = max(1, session_limit * percent // 100)
+        self._held: dict[str, int] = {}
+
+    def held(self, bind_id: str) -> int:
+        return self._held.get(bind_id, 0)
+
+    def take(self, bind_id: str) -> bool:
+        """Count one more stream for `bind_id`; False (and nothing counted) at its cap."""
+        held = self._held.get(bind_id, 0)
+        if held >= self.per_endpoint:
+            return False
+        self._held[bind_id] = held + 1
+        return True
+
+    def give_back(self, bind_id: str) -> None:
+        """One stream of `bind_id` closed."""
+        held = self._held.get(bind_id, 0) - 1
+        if held > 0:
+            self._held[bind_id] = held
+        else:
+            self._held.pop(bind_id, None)
+
+
+class SharedStream(trio.abc.HalfCloseableStream):
+    """A proxy stream that gives its endpoint's share back once closed. Everything else is the
+    wrapped stream's own behaviour, errors included (their `__cause__` carries the muxado
+    code that `protocol.adapters.mux.reset_code` reads)."""
+
+    __slots__ = ("_bind_id", "_shares", "_stream")
+
+    def __init__(
+        self, stream: trio.abc.HalfCloseableStream, shares: StreamShares, bind_id: str
+    ) -> None:
+        self._stream = stream
+        self._shares: StreamShares | None = shares
+        self._bind_id = bind_id
+
+    def _give_back(self) -> None:
+        shares, self._shares = self._shares, None
+        if shares is not None:
+            shares.give_back(self._bind_id)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        """Give the share back at once, then close the stream (which closes it even when
+        cancelled, as every trio stream's `aclose` must)."""
+        self._give_back()
+        await self._stream.aclose()
