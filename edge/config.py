@@ -129,9 +129,48 @@ class HttpConfig:
     # A connection with no bytes moving either way for this long is closed: between
     # keep-alive requests, and inside bodies and upgraded connections. ngrok's value.
     idle_timeout: float = 300.0
+    # A keep-alive connection waiting for its next request is closed after this long (within
+    # a request or response, and on upgraded connections, `idle_timeout` applies). nginx's
+    # keepalive_timeout default: long enough for a reading user's next click to find the
+    # connection open, short enough that idle clients do not pile up for `idle_timeout`.
+    keepalive_timeout: float = 75.0
     # Offer HTTP/2 (ALPN "h2") on https:// endpoints, as ngrok does; the agent and upstream
     # still get HTTP/1.1. Off until it has soaked: clients then keep HTTP/1.1.
     http2: bool = False
+    # A request body must average this many bytes a second, `body_rate_window` seconds of
+    # slack aside, or it is cut with a 408 and its agent stream (and upstream connection)
+    # released; each byte resetting `idle_timeout` is no bound. Apache's mod_reqtimeout default
+    # (body=20,MinRate=500): any real client on any real link is far above it.
+    body_min_rate: int = 500
+    # The grace a request body gets at its start, and the most slack it can bank by coming
+    # fast (so a fast start cannot buy a long trickle): Apache's body=20.
+    body_rate_window: float = 20.0
+    # A request body must be whole this long after it started, however fast it comes: the
+    # longest one upload may hold an upstream connection. An hour carries 1 GiB at 300 KB/s.
+    body_timeout: float = 3600.0
+    # Header fields one request may carry (HTTP/1.1 lines; HTTP/2 fields, cookie crumbs as one);
+    # more get 431. Apache's LimitRequestFields default (HAProxy's tune.http.maxhdr is 101):
+    # browsers send 10 to 30, and every field costs a parse and a copy to the upstream.
+    max_headers: int = 100
+    # Set X-Forwarded-Host to the request's Host, dropping any the client sent. Off by default,
+    # as at ngrok: a client's X-Forwarded-Host passes through (so a chain of proxies in front of
+    # the edge keeps the original name), which an upstream must then not trust blindly.
+    replace_x_forwarded_host: bool = False
+    # HTTP/2 flood limits (edge/http/h2/flood.py): frames that cost a client nine bytes and the
+    # edge a parse, an answer or a whole exchange are counted per connection in windows of
+    # this many seconds; a connection over a limit gets GOAWAY ENHANCE_YOUR_CALM and is closed,
+    # as servers patched after CVE-2023-44487 do. 10 s spans a page load and its follow-ups.
+    h2_flood_window: float = 10.0
+    # Streams a client resets (RST_STREAM) or the edge must refuse (too many open) per window:
+    # a browser resets the streams it no longer needs when the user navigates away, at most
+    # the 100 a connection may have open each time; 500 is five such navigations in 10 s
+    # (Netty allows 200 per 30 s). A rapid-reset flood is cut after costing 500 exchanges.
+    h2_max_resets_per_window: int = 500
+    # Control frames per window: SETTINGS, PING, PRIORITY, empty DATA, HEADERS that open no
+    # stream, unknown frames, and WINDOW_UPDATEs beyond those the edge's DATA frames earn. A
+    # browser sends a handful per page (one SETTINGS and its ACK, a few PINGs and PRIORITY
+    # frames); 1000 (Jetty allows 128 a second) bounds a flood to a few milliseconds of work.
+    h2_max_control_frames_per_window: int = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,8 +191,10 @@ class HeartbeatConfig:
     # Seconds between heartbeats on an idle session: ngrok's agent default, so ngrok peers and
     # Burrow agents behave alike.
     interval: float = 10.0
-    # Seconds without a heartbeat reply before the session is declared dead: ngrok's default,
-    # one and a half intervals, so one late reply is not fatal.
+    # Seconds beyond `interval` that a heartbeat's reply may take: a beat unanswered for
+    # interval + tolerance (25 s) ends the session, so a silent peer is dropped 25-35 s after it
+    # went silent (protocol.adapters.heartbeat). ngrok's default, one and a half intervals, so
+    # one late reply is not fatal.
     tolerance: float = 15.0
 
 
@@ -183,6 +224,27 @@ class LimitsConfig:
     # Public connections (TLS and HTTP ports together) served at once; the next ones wait in
     # the kernel's backlog, so a flood costs queued sockets rather than tasks and buffers.
     max_public_connections: int = 10_000
+    # Public connections one source address (an IPv6 /64) may hold at once; more are closed at
+    # accept. A browser opens at most 6 HTTP/1.1 connections per host, so 1000 is over 150
+    # browsers busy on one host behind one NAT address, while one attacker who wants to hold a
+    # session's 4096 streams needs four times as many.
+    max_connections_per_address: int = 1000
+    # The share of `max_streams_per_session` (a percentage) one endpoint's public connections
+    # may hold: the other endpoints of the same agent keep the rest, so clients of one endpoint
+    # cannot take a whole agent offline; beyond it a client gets 503 BURROW_ENDPOINT_AT_CAPACITY.
+    endpoint_stream_percent: int = 50
+    # Failed agent logins (no, unknown or revoked authtoken) one source address (an IPv6 /64)
+    # may make per `auth_failure_window` before further failures are refused as throttled
+    # (ERR_NGROK_5001, with when to retry); valid authtokens are never throttled. Enough for an
+    # operator fixing a typo or a few agents retrying with a stale token, far too few to guess
+    # a 256-bit secret; also each address's audit budget (one event per failure, plus one).
+    auth_failures_per_address: int = 10
+    # The window those failures are counted over, from an address's first failure; a throttled
+    # address is answered with its real reason again when it ends.
+    auth_failure_window: float = 60.0
+    # Source addresses whose failures are remembered at once (about 200 bytes each, so 10,000
+    # is about 2 MB); when full, the least recently failing address is forgotten first.
+    auth_failure_addresses: int = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -473,7 +535,30 @@ class _Loader:
             max_head_size=self._size(section, "http.max_head_size", default.max_head_size),
             head_timeout=self._duration(section, "http.head_timeout", default.head_timeout),
             idle_timeout=self._duration(section, "http.idle_timeout", default.idle_timeout),
+            keepalive_timeout=self._duration(
+                section, "http.keepalive_timeout", default.keepalive_timeout
+            ),
             http2=self._flag(section, "http.http2", default.http2),
+            body_min_rate=self._size(section, "http.body_min_rate", default.body_min_rate),
+            body_rate_window=self._duration(
+                section, "http.body_rate_window", default.body_rate_window
+            ),
+            body_timeout=self._duration(section, "http.body_timeout", default.body_timeout),
+            max_headers=self._count(section, "http.max_headers", default.max_headers),
+            replace_x_forwarded_host=self._flag(
+                section, "http.replace_x_forwarded_host", default.replace_x_forwarded_host
+            ),
+            h2_flood_window=self._duration(
+                section, "http.h2_flood_window", default.h2_flood_window
+            ),
+            h2_max_resets_per_window=self._count(
+                section, "http.h2_max_resets_per_window", default.h2_max_resets_per_window
+            ),
+            h2_max_control_frames_per_window=self._count(
+                section,
+                "http.h2_max_control_frames_per_window",
+                default.h2_max_control_frames_per_window,
+            ),
         )
         if limits.max_head_size < MIN_HTTP_HEAD:
             self._fail(
@@ -570,7 +655,30 @@ class _Loader:
             max_public_connections=self._count(
                 section, "limits.max_public_connections", default.max_public_connections
             ),
+            max_connections_per_address=self._count(
+                section,
+                "limits.max_connections_per_address",
+                default.max_connections_per_address,
+            ),
+            endpoint_stream_percent=self._count(
+                section, "limits.endpoint_stream_percent", default.endpoint_stream_percent
+            ),
+            auth_failures_per_address=self._count(
+                section, "limits.auth_failures_per_address", default.auth_failures_per_address
+            ),
+            auth_failure_window=self._duration(
+                section, "limits.auth_failure_window", default.auth_failure_window
+            ),
+            auth_failure_addresses=self._count(
+                section, "limits.auth_failure_addresses", default.auth_failure_addresses
+            ),
         )
+        if limits.endpoint_stream_percent > 100:
+            self._fail(
+                "limits.endpoint_stream_percent",
+                f"{limits.endpoint_stream_percent} is more than 100 (percent of "
+                "limits.max_streams_per_session); set 1 to 100",
+            )
         if limits.stream_window_max < MUXADO_INITIAL_WINDOW:
             self._fail(
                 "limits.stream_window_max",

@@ -28,8 +28,15 @@ import trio
 RECENT_BINDINGS = 10_000
 
 #: Opens a new proxy stream (its ProxyHeader written) to a member's agent for the client at the
-#: given address ("host:port"); raises `trio.BrokenResourceError` if the session is gone.
+#: given address ("host:port"); raises `trio.BrokenResourceError` if the session is gone, and
+#: `StreamLimitError` (a kind of it) if the session or this member holds all it may.
 OpenProxy = Callable[[str], Awaitable[trio.abc.HalfCloseableStream]]
+
+
+class StreamLimitError(trio.BrokenResourceError):
+    """The agent is online but no proxy stream may be opened now: its session holds
+    `limits.max_streams_per_session` streams, or this endpoint holds its share of them
+    (`limits.endpoint_stream_percent`). A client gets 503, not "agent unreachable"."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +52,8 @@ class Member:
 
     async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         """A new proxy stream to this member's agent; `trio.BrokenResourceError` if its session
-        is gone. Cancellation leaves no stream behind."""
+        is gone, `StreamLimitError` if it holds all the streams it may. Cancellation leaves no
+        stream behind."""
         return await self.opener(client_addr)
 
 
@@ -72,7 +80,7 @@ class Endpoint:
     async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         """A new proxy stream to a member's agent, its ProxyHeader written.
         `trio.BrokenResourceError` if the endpoint has no member or the member's session is
-        gone."""
+        gone; `StreamLimitError` if the member is at its stream limit."""
         member = self.pick()
         if member is None:
             raise trio.BrokenResourceError(f"{self.url} has no agent session")

@@ -22,7 +22,10 @@ by Host, among http:// endpoints only. HTTP requests are routed in `edge.http` (
 decides, `edge.http.routing.EndpointRouter` looks endpoints up); the front door only hands the
 connection over with that router. Both ports share one bound on concurrent connections
 (`limits.max_public_connections`): past it, the accept loops stop accepting and new
-connections wait in the kernel's backlog instead of costing tasks and buffers.
+connections wait in the kernel's backlog instead of costing tasks and buffers. One source
+address (an IPv6 /64) may hold `limits.max_connections_per_address` of them
+(`edge.front_door.address_limits`): past it, a new connection is closed at once, before
+anything is read, and the refusals are logged as one summary line per interval.
 
 Every refusal costs a bounded read, one log line and a close; nothing one connection does can
 end the listener or touch another connection.
@@ -43,6 +46,7 @@ import trio
 from edge.certs.cert_store import CertStore
 from edge.config import EdgeConfig
 from edge.endpoints.registry import EndpointRegistry
+from edge.front_door.address_limits import AddressLimits, address_key
 from edge.front_door.clienthello import (
     MAX_HELLO_BYTES,
     Alert,
@@ -94,6 +98,7 @@ class FrontDoor:
         self._serve_agent = serve_agent
         self._agent_names = {config.connect_host.lower(), "localhost"}
         self._limiter = trio.CapacityLimiter(config.limits.max_public_connections)
+        self._addresses = AddressLimits(config.limits.max_connections_per_address)
 
     # ----------------------------------------------------------------------------- accept
 
@@ -138,12 +143,25 @@ class FrontDoor:
         conn: trio.SocketStream,
         token: object,
     ) -> None:
+        key: str | None = None
         try:
+            peer = peer_address(conn)
+            if peer is not None:
+                key = address_key(peer[0])
+                if not self._addresses.admit(key):
+                    key = None
+                    summary = self._addresses.report(trio.current_time())
+                    if summary is not None:
+                        log.warning("public connections: %s", summary)
+                    await trio.aclose_forcefully(conn)
+                    return
             await handler(conn)
         except Exception:
             log.exception("public connection failed unexpectedly; closing it")
             await trio.aclose_forcefully(conn)
         finally:
+            if key is not None:
+                self._addresses.release(key)
             self._limiter.release_on_behalf_of(token)
 
     # ------------------------------------------------------------------------- TLS port

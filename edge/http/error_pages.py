@@ -11,12 +11,16 @@ proxy strips them), so a client can trust them to come from the edge.
 | 502    | ERR_NGROK_3200            | yes         | the endpoint's agent could not be reached   |
 | 502    | ERR_NGROK_8012            | yes         | the agent could not dial its upstream       |
 | 502    | ERR_NGROK_3004            | yes         | invalid or incomplete response from it      |
+| 503    | BURROW_ENDPOINT_AT_CAPACITY | no        | the agent holds all the streams it may      |
 | 504    | BURROW_GATEWAY_TIMEOUT    | no          | no response within http.idle_timeout        |
 | 400    | BURROW_BAD_REQUEST        | no          | unparseable request, bad Host, bad framing  |
 | 405    | BURROW_METHOD_NOT_ALLOWED | no          | CONNECT (this is not a forward proxy)       |
+| 421    | BURROW_MISDIRECTED_REQUEST | no         | Host is another endpoint than the TLS SNI   |
 | 408    | BURROW_REQUEST_TIMEOUT    | no          | the request head did not arrive in time     |
 | 431    | BURROW_HEAD_TOO_LARGE     | no          | the request head exceeds http.max_head_size |
+|        |                           |             | or has more than http.max_headers fields    |
 | 501    | BURROW_NOT_IMPLEMENTED    | no          | a Transfer-Encoding other than chunked      |
+| 505    | BURROW_VERSION_NOT_SUPPORTED | no       | a request line for HTTP/2.0 or another major |
 
 The body is HTML unless the request's `Accept` prefers `application/json` over `text/html`
 (see `prefers_json`); the JSON shape follows ngrok's REST error body: `{"error_code",
@@ -33,18 +37,23 @@ from protocol.rpc.errcodes import ERR_NGROK_3004, ERR_NGROK_3200, ERR_NGROK_8012
 
 __all__ = [
     "BURROW_BAD_REQUEST",
+    "BURROW_ENDPOINT_AT_CAPACITY",
     "BURROW_GATEWAY_TIMEOUT",
     "BURROW_HEAD_TOO_LARGE",
     "BURROW_METHOD_NOT_ALLOWED",
+    "BURROW_MISDIRECTED_REQUEST",
     "BURROW_NOT_IMPLEMENTED",
     "BURROW_REQUEST_TIMEOUT",
+    "BURROW_VERSION_NOT_SUPPORTED",
     "ErrorPage",
     "agent_unreachable",
+    "at_capacity",
     "bad_request",
     "endpoint_offline",
     "gateway_timeout",
     "invalid_response",
     "method_not_allowed",
+    "misdirected_request",
     "prefers_json",
     "render",
     "request_timeout",
@@ -63,22 +72,35 @@ BURROW_NOT_IMPLEMENTED = "BURROW_NOT_IMPLEMENTED"
 BURROW_METHOD_NOT_ALLOWED = "BURROW_METHOD_NOT_ALLOWED"
 #: The upstream sent nothing for http.idle_timeout after the request (status 504).
 BURROW_GATEWAY_TIMEOUT = "BURROW_GATEWAY_TIMEOUT"
+#: The request's Host is served by another endpoint than the TLS server name (SNI) the
+#: connection was made for (status 421, RFC 9110 §15.5.20). ngrok documents no code for this.
+BURROW_MISDIRECTED_REQUEST = "BURROW_MISDIRECTED_REQUEST"
+#: The request line names an HTTP major version other than 1 (status 505, RFC 9112 §2.3).
+BURROW_VERSION_NOT_SUPPORTED = "BURROW_VERSION_NOT_SUPPORTED"
+#: The endpoint's agent is online but holds all the streams it may: its session's
+#: limits.max_streams_per_session, or this endpoint's share of them (status 503). ngrok has no
+#: code for this (ERR_NGROK_3200 says the agent is offline, which it is not).
+BURROW_ENDPOINT_AT_CAPACITY = "BURROW_ENDPOINT_AT_CAPACITY"
 
 _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    421: "Misdirected Request",
     431: "Request Header Fields Too Large",
     501: "Not Implemented",
     502: "Bad Gateway",
+    503: "Service Unavailable",
     504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 _BAD_REQUEST_CODES = {
     408: BURROW_REQUEST_TIMEOUT,
     431: BURROW_HEAD_TOO_LARGE,
     501: BURROW_NOT_IMPLEMENTED,
     405: BURROW_METHOD_NOT_ALLOWED,
+    505: BURROW_VERSION_NOT_SUPPORTED,
 }
 
 
@@ -113,6 +135,18 @@ def agent_unreachable(host: str) -> ErrorPage:
         status=502,
         code=ERR_NGROK_3200,
         message=f"The endpoint {host} is offline: its agent could not be reached.",
+    )
+
+
+def at_capacity(host: str) -> ErrorPage:
+    """The endpoint's agent is online but may open no more streams now (503)."""
+    return ErrorPage(
+        status=503,
+        code=BURROW_ENDPOINT_AT_CAPACITY,
+        message=(
+            f"The endpoint {host} is online but at capacity: its agent is serving as many "
+            "connections as it may. Try again shortly."
+        ),
     )
 
 
@@ -164,6 +198,19 @@ def method_not_allowed(method: str) -> ErrorPage:
         status=405,
         code=BURROW_METHOD_NOT_ALLOWED,
         message=f"{method} is not supported: this is a reverse proxy, not a forward proxy.",
+    )
+
+
+def misdirected_request(host: str, sni: str) -> ErrorPage:
+    """The request's `host` is not served by the endpoint the connection's TLS server name
+    `sni` names (421): the client should retry on a connection made for `host`."""
+    return ErrorPage(
+        status=421,
+        code=BURROW_MISDIRECTED_REQUEST,
+        message=(
+            f"This connection was made for {sni}, which does not serve {host}. Connect to "
+            f"{host} itself (its name as the TLS server name) and send the request there."
+        ),
     )
 
 

@@ -8,9 +8,16 @@ stream; this module decides what each head becomes on the way through:
 * A request head is checked, routed and rewritten by `prepare_request`: its Host is reduced to
   a routing name (`route_host`); framing h11 accepts but a proxy must not (Content-Length with
   Transfer-Encoding, repeated Content-Length, which h11 folds into one and only the raw bytes
-  show) and CONNECT are refused with an `ErrorPage`; hop-by-hop headers are dropped, with any
-  header a `Connection` header names; and `X-Forwarded-For`/`-Proto` are appended to while
-  `X-Forwarded-Host` is kept if the client sent one (so a chain of proxies is visible).
+  show, a Content-Length above `MAX_CONTENT_LENGTH`) and CONNECT are refused with an
+  `ErrorPage`; so are request lines h11 parses but HTTP/1.1 does not allow (a major version
+  other than 1: 505; a target that is neither origin-form nor absolute-form, or `*` with a
+  method other than OPTIONS: 400) and heads with more than `http.max_headers` fields (431).
+  An absolute-form target (`GET http://host/path`) is routed by its own authority, which
+  replaces the Host header, and forwarded in origin-form (`request_target`, RFC 9112 §3.2.2).
+  Hop-by-hop headers are dropped, with any header a `Connection` header names; and
+  `X-Forwarded-For`/`-Proto` are appended to while `X-Forwarded-Host` is kept if the client
+  sent one (so a chain of proxies is visible; ngrok does the same), unless
+  `http.replace_x_forwarded_host` says to set it to the request's Host.
 * A response head is rewritten by `response_headers`: hop-by-hop headers and the edge's own
   error-code headers are dropped (an upstream must never be able to fake an edge error).
 * HTTP/2 (`edge/http/h2/stream.py`) goes through the same rules: `translate_h2_request` turns an
@@ -35,9 +42,11 @@ from typing import NamedTuple, Protocol
 
 import h11
 
+from edge.config import HttpConfig
 from edge.http.error_pages import ErrorPage, bad_request, method_not_allowed
 
 __all__ = [
+    "MAX_CONTENT_LENGTH",
     "H2Request",
     "Headers",
     "PreparedRequest",
@@ -48,10 +57,17 @@ __all__ = [
     "head_error_page",
     "prepare_request",
     "raw_head",
+    "request_target",
     "response_headers",
     "route_host",
     "translate_h2_request",
 ]
+
+#: The largest Content-Length forwarded: what a signed 64-bit integer holds (Go's net/http
+#: parses it with ParseUint(v, 10, 63); nginx and most servers keep it in an off_t). An upstream
+#: that keeps 64 bits would read 2^64+5 as 5 and take the rest of the body for the next request,
+#: so a larger value is refused (400: RFC 9112 §6.3 makes an unusable length a bad request).
+MAX_CONTENT_LENGTH = 2**63 - 1
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -97,6 +113,8 @@ _HEAD_END = re.compile(rb"\n\r?\n")
 _CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length:([^\n]*)")
 #: A Host value: a name or a bracketed IPv6 address, then an optional port (lowercased first).
 _HOST_VALUE = re.compile(r"(?:([a-z0-9_][a-z0-9_.-]*)|\[([0-9a-f:.]+)\])(?::[0-9]*)?", re.ASCII)
+#: An absolute-form request target (RFC 9112 §3.2.2): http(s)://authority, then the rest.
+_ABSOLUTE_FORM = re.compile(rb"[hH][tT][tT][pP][sS]?://([^/?#]*)(.*)", re.DOTALL)
 
 
 class H2Request(NamedTuple):
@@ -141,6 +159,8 @@ class PreparedRequest(NamedTuple):
     headers: Headers
     #: The Upgrade value if this is an upgrade request (Connection names "upgrade"), else None.
     upgrade: bytes | None
+    #: The request target to forward: origin-form (an absolute-form one rewritten), or `*`.
+    target: bytes
 
 
 def route_host(value: bytes) -> str | None:
@@ -160,19 +180,94 @@ def route_host(value: bytes) -> str | None:
     return name.removesuffix(".") or None
 
 
+def request_target(
+    method: bytes, target: bytes, *, absolute: bool, accept: bytes | None = None
+) -> tuple[bytes, bytes | None]:
+    """The target to forward and, for an absolute-form target, its authority (the name to route
+    by and to send as Host, RFC 9112 §3.2.2): `(target, None)` for origin-form (`/...`) and for
+    `*` with OPTIONS; `(b"/path?query", b"host:port")` for `http://host:port/path?query` (an
+    empty path is `/`, or `*` for OPTIONS, §3.2.4). `absolute` says whether absolute-form is
+    allowed (HTTP/1.1; HTTP/2's `:path` is never absolute). Raises RefusedError (400) for `*`
+    with another method, authority-form (only CONNECT has it, and CONNECT is refused first),
+    an absolute-form target with userinfo or without a valid host, and anything else."""
+    if target[:1] == b"/":
+        return target, None
+    if target == b"*":
+        if method == b"OPTIONS":
+            return target, None
+        raise RefusedError(
+            bad_request(400, "Only an OPTIONS request may have the request target *."),
+            f"{method.decode('ascii', 'replace')} * request",
+            accept,
+        )
+    match = _ABSOLUTE_FORM.fullmatch(target) if absolute else None
+    if match is None:
+        raise RefusedError(
+            bad_request(400, "The request target must be a path (/...) or an http(s) URL."),
+            "bad request target",
+            accept,
+        )
+    authority, rest = match.groups()
+    # RFC 9110 §4.2.4: userinfo in an http(s) URI is deprecated and a recipient should treat it
+    # as an error (it is a phishing vector); an empty or invalid host routes nowhere.
+    if b"@" in authority or route_host(authority) is None:
+        raise RefusedError(
+            bad_request(400, "The request target's URL has no valid host."),
+            "bad authority in an absolute-form target",
+            accept,
+        )
+    if not rest:
+        return (b"*" if method == b"OPTIONS" else b"/"), authority
+    if rest[:1] == b"?":
+        return b"/" + rest, authority
+    if rest[:1] == b"/":
+        return rest, authority
+    raise RefusedError(  # a fragment: never part of a request target (RFC 9112 §3.2)
+        bad_request(400, "The request target must not carry a fragment (#)."),
+        "fragment in the request target",
+        accept,
+    )
+
+
+def _too_many_headers(count: int, max_headers: int) -> RefusedError:
+    return RefusedError(
+        bad_request(431, f"The request has more than {max_headers} header fields."),
+        f"{count} header fields (http.max_headers is {max_headers})",
+    )
+
+
+def _content_length_limit(value: bytes, accept: bytes | None) -> None:
+    """Raise RefusedError (400) unless `value` is a Content-Length an upstream can hold."""
+    value = value.strip()
+    if not value.isdigit() or int(value) > MAX_CONTENT_LENGTH:
+        raise RefusedError(
+            bad_request(400, "The request's Content-Length is not a usable length."),
+            f"Content-Length {value[:40].decode('ascii', 'replace')} beyond 2^63-1",
+            accept,
+        )
+
+
 def prepare_request(
     request: h11.Request,
     chunks: Sequence[bytes | bytearray],
     *,
     client_ip: bytes,
     scheme: bytes,
+    max_headers: int = HttpConfig.max_headers,
+    replace_forwarded_host: bool = HttpConfig.replace_x_forwarded_host,
 ) -> PreparedRequest:
     """Check `request` (parsed from the bytes in `chunks`, which may run past its head) and
     rewrite its headers for the upstream, adding `client_ip` and `scheme` ("http"/"https") to
-    the X-Forwarded-* headers. Raises RefusedError for a request the edge will not forward."""
+    the X-Forwarded-* headers. `max_headers` and `replace_forwarded_host` are the
+    `http.max_headers` and `http.replace_x_forwarded_host` settings. Raises RefusedError for a
+    request the edge will not forward."""
+    count = len(request.headers)
+    if count > max_headers:
+        raise _too_many_headers(count, max_headers)
     headers: Headers = []
     tokens: set[bytes] = set()
-    host = accept = upgrade = forwarded_host = None
+    host = accept = upgrade = forwarded_host = length = None
+    host_at = 0  # where the Host header is in `headers`
     forwarded_for: list[bytes] = []
     forwarded_proto: list[bytes] = []
     lengths = 0
@@ -198,15 +293,27 @@ def prepare_request(
         else:
             if tag == _HOST:
                 host = value
+                host_at = len(headers)
             elif tag == _CL:
                 lengths += 1
+                length = value
             elif tag == _TE:
                 chunked = True
             elif tag == _ACCEPT:
                 accept = value
             headers.append((raw, value))
+    version = request.http_version
+    if not version.startswith(b"1."):
+        # RFC 9112 §2.3: a server may answer 505 to refuse a major version; an HTTP/2 request
+        # line is not HTTP/1.1, and what follows it is not HTTP/1.1 framing.
+        raise RefusedError(
+            bad_request(505, "This connection speaks HTTP/1.x only."),
+            f"HTTP/{version.decode('ascii', 'replace')} request line",
+            accept,
+        )
     if request.method == b"CONNECT":
         raise RefusedError(method_not_allowed("CONNECT"), "CONNECT request", accept)
+    target, authority = request_target(request.method, request.target, absolute=True, accept=accept)
     if lengths and chunked:
         raise RefusedError(
             bad_request(400, "The request has both Content-Length and Transfer-Encoding."),
@@ -222,6 +329,15 @@ def prepare_request(
                 "repeated Content-Length",
                 accept,
             )
+        assert length is not None
+        _content_length_limit(length, accept)
+    if authority is not None:
+        # RFC 9112 §3.2.2: the target's authority replaces Host, for routing and upstream.
+        if host is None:  # HTTP/1.0 may leave Host out
+            headers.append((b"Host", authority))
+        else:
+            headers[host_at] = (headers[host_at][0], authority)
+        host = authority
     route = route_host(host) if host is not None else None
     if host is None or route is None:
         raise RefusedError(
@@ -236,6 +352,8 @@ def prepare_request(
             forwarded_proto = []
         if b"x-forwarded-host" in drop:
             forwarded_host = None
+    if replace_forwarded_host:
+        forwarded_host = None
     _append_forwarded(
         headers,
         [*forwarded_for, client_ip],
@@ -244,7 +362,7 @@ def prepare_request(
     )
     if b"upgrade" not in tokens:
         upgrade = None
-    return PreparedRequest(route, accept, headers, upgrade)
+    return PreparedRequest(route, accept, headers, upgrade, target)
 
 
 def translate_h2_request(
@@ -253,6 +371,8 @@ def translate_h2_request(
     body: bool,
     client_ip: bytes,
     scheme: bytes,
+    max_headers: int = HttpConfig.max_headers,
+    replace_forwarded_host: bool = HttpConfig.replace_x_forwarded_host,
 ) -> H2Request:
     """The HTTP/1.1 request for an HTTP/2 request's header list `fields` (pseudo-headers
     included, names lowercase as HTTP/2 requires). `body` says whether a body follows the head:
@@ -262,7 +382,9 @@ def translate_h2_request(
     carries one HTTP/2 request, so the head asks the upstream to close after it.
 
     Raises RefusedError for CONNECT, a missing or invalid authority, a missing method or path,
-    and conflicting Content-Length values.
+    a `:path` that is not origin-form (or `*` for OPTIONS), conflicting Content-Length values
+    or one above `MAX_CONTENT_LENGTH` (400), and more than `max_headers` fields (431; pseudo-
+    headers aside, cookie crumbs counting as the one header they become).
     """
     method = target = authority = host_header = accept = forwarded_host = None
     headers: Headers = []
@@ -300,6 +422,11 @@ def translate_h2_request(
         elif tag == _XFH and forwarded_host is None:
             forwarded_host = value
         # else: hop-by-hop, Connection, Upgrade, Transfer-Encoding (HTTP/2 frames its own body)
+    # Header fields, pseudo-headers aside; cookie crumbs count as the one header they become.
+    count = sum(1 for name, _ in fields if name[:1] != b":" and name != b"cookie")
+    count += 1 if cookies else 0
+    if count > max_headers:
+        raise _too_many_headers(count, max_headers)
     if method == b"CONNECT":
         raise RefusedError(method_not_allowed("CONNECT"), "CONNECT request", accept)
     if authority is None:
@@ -319,6 +446,11 @@ def translate_h2_request(
             "conflicting Content-Length",
             accept,
         )
+    target, _ = request_target(method, target, absolute=False, accept=accept)
+    for length in lengths:
+        _content_length_limit(length, accept)
+    if replace_forwarded_host:
+        forwarded_host = None
     out: Headers = [(b"host", authority), *headers]
     if cookies:
         out.append((b"cookie", b"; ".join(cookies)))

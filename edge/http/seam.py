@@ -24,14 +24,20 @@ decided here, once, for both:
 | NO_ENDPOINT          | 404    | ERR_NGROK_3200 | no endpoint online for the host               |
 | AGENT_UNREACHABLE    | 502    | ERR_NGROK_3200 | opening the agent stream failed               |
 | AGENT_TOO_SLOW       | 502    | ERR_NGROK_3200 | ... or took longer than `idle_timeout`        |
+| AGENT_AT_CAPACITY    | 503    | BURROW_*       | the agent's session, or the endpoint's share  |
+|                      |        |                | of it, holds all the streams it may           |
 | UPSTREAM_UNREACHABLE | 502    | ERR_NGROK_8012 | the agent reset its stream STREAM_REFUSED     |
 | INVALID_RESPONSE     | 502    | ERR_NGROK_3004 | EOF, another reset or non-HTTP bytes          |
 | RESPONSE_TIMEOUT     | 504    | BURROW_*       | nothing moved for `idle_timeout`, no response |
 | BAD_BODY             | 400    | BURROW_*       | a request body that breaks its framing        |
 | UNFORWARDABLE        | 400    | BURROW_*       | a head h11 will not write to the agent stream |
 | HEAD_TIMEOUT         | 408    | BURROW_*       | the request head was not whole in time        |
+| BODY_TIMEOUT         | 408    | BURROW_*       | the body came below `body_min_rate` or took   |
+|                      |        |                | longer than `body_timeout` (`body_rate.py`)   |
 
-Refusals decided while reading the head (bad framing, CONNECT, a bad Host) come from
+`decide` itself refuses a request whose Host is not the endpoint of its connection's SNI (421
+BURROW_MISDIRECTED_REQUEST). Refusals decided while reading the head (bad framing, CONNECT, a
+bad Host, a bad request line or target, too many headers) come from
 `edge/http/headers.py` as `RefusedError` with their page. Either way the shell logs the answer
 with `log_refusal` and renders it with `error_response`.
 
@@ -58,13 +64,16 @@ import h11
 import trio
 
 from edge.config import HttpConfig
+from edge.endpoints.registry import StreamLimitError
 from edge.http.error_pages import (
     ErrorPage,
     agent_unreachable,
+    at_capacity,
     bad_request,
     endpoint_offline,
     gateway_timeout,
     invalid_response,
+    misdirected_request,
     prefers_json,
     render,
     request_timeout,
@@ -80,6 +89,7 @@ __all__ = [
     "AgentStreamError",
     "ClientBodyError",
     "ClientGoneError",
+    "ClientTooSlowError",
     "Failure",
     "HttpRequest",
     "Refusal",
@@ -91,6 +101,7 @@ __all__ = [
     "failure_kind",
     "failure_response",
     "log_refusal",
+    "open_failure",
 ]
 
 #: A graceful close (a TLS close_notify, a FIN, an agent stream's close) gets this long before
@@ -117,7 +128,9 @@ class HttpRequest:
     accept: bytes | None
     #: The public client as "host:port" (logs; the agent stream's ProxyHeader).
     client_addr: str
-    #: The TLS server name the client asked for; None on the plain-HTTP port.
+    #: The TLS server name the client asked for (lowercase, no trailing dot, as the front door's
+    #: ClientHello parser gives it); None on the plain-HTTP port. `decide` checks the routing
+    #: host against it.
     sni: str | None = None
 
 
@@ -131,13 +144,28 @@ class Refusal:
 
 def decide(request: HttpRequest, router: HttpRouter) -> HttpRoute | Refusal:
     """Where `request` goes: the endpoint to forward it to, or the page to answer with (404
-    ERR_NGROK_3200 when no endpoint for its host and scheme is online).
+    ERR_NGROK_3200 when no endpoint for its host and scheme is online; 421
+    BURROW_MISDIRECTED_REQUEST when its Host is not the endpoint its connection was made for).
+
+    Host and SNI. A TLS connection was terminated with the certificate of its SNI's endpoint,
+    so a request on it whose Host names another endpoint (another customer's, perhaps, or none)
+    is not forwarded: it gets 421 Misdirected Request (RFC 9110 §15.5.20), as CDNs answer, and
+    a client that reused the connection for another name (HTTP/2 coalescing, RFC 9113 §9.1.1)
+    retries on a new one. A Host that is another name of the same endpoint (under a wildcard)
+    is forwarded. The plain-HTTP port has no SNI: Host alone decides there.
 
     This is where the endpoint's Traffic Policy `on_http_request` phase will run, for HTTP/1.1
     and HTTP/2 alike: after the lookup (the policy belongs to the endpoint) and before the
     agent stream is opened. None runs today."""
-    route = router.route(request.host, request.scheme)
-    return _endpoint_offline(request.host) if route is None else route
+    host = request.host
+    route = router.route(host, request.scheme)
+    sni = request.sni
+    if sni is None or sni == host:
+        return _endpoint_offline(host) if route is None else route
+    connected = router.route(sni, request.scheme)
+    if route is not None and connected is not None and route.key == connected.key:
+        return route
+    return Refusal(misdirected_request(host, sni), f"the connection is for {sni}, another endpoint")
 
 
 def client_response_headers(headers: RawHeaders) -> Headers:
@@ -167,6 +195,11 @@ class ClientBodyError(RelayError):
     Content-Length)."""
 
 
+class ClientTooSlowError(RelayError):
+    """The client's request body came slower than `http.body_min_rate`, or took longer than
+    `http.body_timeout` (`edge.http.body_rate`)."""
+
+
 class AgentStreamError(RelayError):
     """The agent stream ended or was reset, or what came over it is not an HTTP response. (The
     agent pipes the upstream's bytes unchanged, so this is often the upstream's doing; a reset
@@ -190,12 +223,22 @@ class Failure(Enum):
     NO_ENDPOINT = "no endpoint"
     AGENT_UNREACHABLE = "agent unreachable"
     AGENT_TOO_SLOW = "agent too slow"
+    AGENT_AT_CAPACITY = "agent at capacity"
     UPSTREAM_UNREACHABLE = "upstream unreachable"
     INVALID_RESPONSE = "invalid response"
     RESPONSE_TIMEOUT = "response timeout"
     BAD_BODY = "bad body"
     UNFORWARDABLE = "unforwardable"
     HEAD_TIMEOUT = "head timeout"
+    BODY_TIMEOUT = "body timeout"
+
+
+def open_failure(exc: BaseException) -> Failure:
+    """What a failure to open an agent stream (`HttpRoute.open_agent_stream` raised `exc`) means
+    for the client: the agent at its stream limit, or the agent unreachable."""
+    if isinstance(exc, StreamLimitError):
+        return Failure.AGENT_AT_CAPACITY
+    return Failure.AGENT_UNREACHABLE
 
 
 def failure_kind(failure: RelayError) -> Failure | None:
@@ -205,6 +248,8 @@ def failure_kind(failure: RelayError) -> Failure | None:
         return None
     if isinstance(failure, ClientBodyError):
         return Failure.BAD_BODY
+    if isinstance(failure, ClientTooSlowError):
+        return Failure.BODY_TIMEOUT
     cause = failure.__cause__  # a stream error carries the agent's reset code
     if reset_code(cause if cause is not None else failure) == ErrorCode.STREAM_REFUSED:
         return Failure.UPSTREAM_UNREACHABLE
@@ -228,6 +273,8 @@ def failure_response(
         return Refusal(agent_unreachable(host), "the agent is unreachable")
     if failure is Failure.AGENT_TOO_SLOW:
         return Refusal(agent_unreachable(host), "the agent did not open a stream in time")
+    if failure is Failure.AGENT_AT_CAPACITY:
+        return Refusal(at_capacity(host), f"the agent is at its stream limit: {detail}")
     if failure is Failure.UPSTREAM_UNREACHABLE:
         return Refusal(
             upstream_unreachable(forwards_to), f"the agent could not reach {forwards_to}"
@@ -244,6 +291,12 @@ def failure_response(
     if failure is Failure.UNFORWARDABLE:
         page = bad_request(400, "The request cannot be forwarded.")
         return Refusal(page, f"unforwardable request: {detail}")
+    if failure is Failure.BODY_TIMEOUT:
+        message = (
+            f"The request body came too slowly: it must average {limits.body_min_rate} bytes a "
+            f"second and arrive within {limits.body_timeout:g} seconds."
+        )
+        return Refusal(bad_request(408, message), detail)
     assert failure is Failure.HEAD_TIMEOUT
     return Refusal(request_timeout(limits.head_timeout), "the request head was too slow")
 
@@ -261,9 +314,9 @@ def log_refusal(
     logger: logging.Logger, label: str, peer: str, host: str | None, page: ErrorPage, reason: str
 ) -> None:
     """Log an answer the edge gave itself: WARNING for what an operator may need to act on
-    (agents, upstreams: 502, 504), INFO for what clients get wrong. `label` names the protocol
+    (agents, upstreams: 502, 503, 504), INFO for what clients get wrong. `label` names the protocol
     ("http", "http2"), `peer` the client."""
-    level = logging.WARNING if page.status in (502, 504) else logging.INFO
+    level = logging.WARNING if page.status in (502, 503, 504) else logging.INFO
     logger.log(
         level, "%s %s: %s: %d %s: %s", label, peer, host or "-", page.status, page.code, reason
     )

@@ -370,3 +370,47 @@ def test_hostile_yaml_is_a_config_error(tmp_path: Path, text: str, message: str)
         load_edge_config(config_file)
     assert message in str(caught.value)
     assert str(caught.value).startswith(str(config_file))
+
+
+def test_request_body_limits_load_and_are_validated(tmp_path: Path) -> None:
+    """http.body_min_rate, http.body_rate_window and http.body_timeout (finding 3 of the
+    hardening issue: slow request bodies)."""
+    assert (HttpConfig().body_min_rate, HttpConfig().body_rate_window) == (500, 20.0)
+    assert HttpConfig().body_timeout == 3600.0
+    path = tmp_path / "edge.yml"
+    path.write_text("http:\n  body_min_rate: 1KiB\n  body_rate_window: 30s\n  body_timeout: 2h\n")
+    assert load_edge_config(path).http == HttpConfig(
+        body_min_rate=1024, body_rate_window=30.0, body_timeout=7200.0
+    )
+    for text, message in [
+        ("http:\n  body_min_rate: 0\n", "http.body_min_rate: must be at least 1 byte"),
+        ("http:\n  body_rate_window: 0s\n", "http.body_rate_window: must be longer than zero"),
+        ("http:\n  body_timeout: soon\n", "http.body_timeout:"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_edge_config(path)
+        assert message in str(caught.value), str(caught.value)
+        assert caught.value.line == 2
+
+
+def test_header_count_and_forwarded_host_settings_load_and_are_validated(tmp_path: Path) -> None:
+    """http.max_headers and http.replace_x_forwarded_host (finding 7 of the hardening issue)."""
+    assert HttpConfig().max_headers == 100
+    assert HttpConfig().replace_x_forwarded_host is False  # ngrok's behaviour
+    path = tmp_path / "edge.yml"
+    path.write_text("http:\n  max_headers: 250\n  replace_x_forwarded_host: true\n")
+    assert load_edge_config(path).http == HttpConfig(max_headers=250, replace_x_forwarded_host=True)
+    for text, message in [
+        ("http:\n  max_headers: 0\n", "http.max_headers: must be at least 1, got 0"),
+        ("http:\n  max_headers: many\n", "http.max_headers: expected an integer"),
+        (
+            "http:\n  replace_x_forwarded_host: replace\n",
+            "http.replace_x_forwarded_host: expected true or false",
+        ),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_edge_config(path)
+        assert message in str(caught.value), str(caught.value)
+        assert caught.value.line == 2

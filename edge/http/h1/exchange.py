@@ -21,6 +21,12 @@ HTTP/1.1 client, as it must). Trailers are dropped both ways.
    same task. Otherwise a second task streams the request body while this one relays the
    response, so an upstream may answer early (a 413 while the upload is running); reading the
    request then stops, and the connection is to be closed.
+   The body is held to `BodyLimits` (`edge/http/body_rate.py`): a minimum rate over a window
+   and a total time, counted only while waiting for the client (not while an agent stream
+   whose upstream reads slowly holds the write, nor while the client waits for a
+   `100 Continue`). A body that breaks them fails with `ClientTooSlowError` (a 408 if no
+   response has started), so its agent stream and upstream connection are released: each
+   byte resetting the idle deadline is no bound.
 2. Every read is at most `READ_SIZE`; every write is awaited before the next read, so memory
    per connection is bounded by a few reads whatever the body sizes (backpressure). Every read
    or write that moves bytes calls `touch`, which pushes the connection's idle deadline later.
@@ -36,17 +42,20 @@ say how far it got, so the connection can decide between a page, a retry and an 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import cast
 
 import h11
 import trio
 
+from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
 from edge.http.headers import response_headers
 from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
     ClientGoneError,
+    ClientTooSlowError,
     HttpRequest,
     RelayError,
     client_response_headers,
@@ -110,6 +119,8 @@ class Exchange:
     __slots__ = (
         "agent",
         "body_bytes",
+        "body_rate",
+        "body_wait",
         "failure",
         "forward",
         "received",
@@ -133,13 +144,18 @@ class Exchange:
         self.switched = False  # 101: both sides are raw bytes now
         self.status = 0
         self.body_bytes = 0
+        # While the request body streams: its rate account, and the cancel scope whose
+        # deadline bounds the wait for the client's next bytes (infinite when not waiting).
+        self.body_rate: BodyRate | None = None
+        self.body_wait: trio.CancelScope | None = None
 
 
 class Relay:
     """Carries exchanges between one client connection (`client`, spoken to through `cc`) and
-    agent streams. `touch` is called whenever bytes move; `peer` names the client in logs."""
+    agent streams. `touch` is called whenever bytes move; `peer` names the client in logs;
+    `body` bounds how slowly a request body may come."""
 
-    __slots__ = ("cc", "client", "peer", "touch")
+    __slots__ = ("body", "cc", "client", "peer", "touch")
 
     def __init__(
         self,
@@ -148,11 +164,13 @@ class Relay:
         client: trio.abc.Stream,
         touch: Callable[[], None],
         peer: str,
+        body: BodyLimits,
     ) -> None:
         self.cc = cc
         self.client = client
         self.touch = touch
         self.peer = peer
+        self.body = body
 
     async def run(self, exchange: Exchange) -> None:
         """Relay `exchange` until its response went to the client whole, a 101 did, or it
@@ -224,7 +242,21 @@ class Relay:
                 nursery.cancel_scope.cancel()
 
     async def _relay_request(self, exchange: Exchange) -> None:
-        """Client -> agent stream: the head, then the body as it arrives."""
+        """Client -> agent stream: the head, then the body as it arrives. Raises
+        ClientTooSlowError for a body that breaks `self.body`'s limits."""
+        rate = exchange.body_rate = BodyRate(self.body, now=trio.current_time())
+        with trio.CancelScope(deadline=math.inf) as waiting:
+            exchange.body_wait = waiting
+            await self._stream_request(exchange, rate, waiting)
+            return
+        verdict = rate.verdict(trio.current_time()) or SlowBody.TOO_SLOW
+        raise ClientTooSlowError(rate.describe(verdict))
+
+    async def _stream_request(
+        self, exchange: Exchange, rate: BodyRate, waiting: trio.CancelScope
+    ) -> None:
+        """`_relay_request`'s loop; `waiting`'s deadline bounds only the reads from the
+        client."""
         cc = self.cc
         client = self.client
         touch = self.touch
@@ -251,13 +283,20 @@ class Relay:
                 exchange.request_sent = True
                 return
             touch()
+            now = trio.current_time()
+            # A client waiting for a 100 Continue is not slow: only the total time counts then.
+            continuing = cc.they_are_waiting_for_100_continue
+            waiting.deadline = rate.hold(now) if continuing else rate.wait(now)
             try:
                 data = await client.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ClientGoneError(f"the client connection failed mid-body: {exc}") from exc
+            finally:
+                waiting.deadline = math.inf
             if not data:
                 raise ClientGoneError("the client closed its connection mid-body")
             touch()
+            rate.received(len(data), trio.current_time())
             cc.receive_data(cast(bytes, data))  # h11 appends it to a bytearray
             try:
                 datas, ended = take_body(cc)
@@ -356,6 +395,7 @@ class Relay:
                             )
                         )
                     )
+                    _continue_body(exchange)
             else:  # ConnectionClosed or PAUSED cannot come before the response ends
                 raise AgentStreamError(f"the agent stream ended early ({event!r})")
 
@@ -382,6 +422,14 @@ def take_body(cc: h11.Connection) -> tuple[list[h11.Data], bool]:
             datas.append(event)
             continue
         return datas, True  # EndOfMessage (its trailers, if any, are dropped)
+
+
+def _continue_body(exchange: Exchange) -> None:
+    """A 1xx went to the client, which was waiting for a 100 Continue: if the request relay
+    is waiting for its body, the rate counts again from now (h11 has cleared its flag)."""
+    waiting, rate = exchange.body_wait, exchange.body_rate
+    if waiting is not None and rate is not None and waiting.deadline != math.inf:
+        waiting.deadline = rate.wait(trio.current_time())
 
 
 def both_done(conn: h11.Connection) -> bool:

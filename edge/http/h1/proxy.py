@@ -22,8 +22,10 @@ What a request means is decided in `edge/http/seam.py`, as for HTTP/2: the head 
 One request:
 
 1. Read a request head from the client (`head_timeout`; after the first request the wait for
-   the first byte is `idle_timeout`, then `head_timeout` for the rest). Refuse bad framing.
-2. Take whatever body h11 already holds, route by Host (`seam.decide`), and get an agent
+   the first byte is `keepalive_timeout`, then `head_timeout` for the rest). Refuse bad
+   framing.
+2. Take whatever body h11 already holds, route by Host (an absolute-form target's authority;
+   on TLS, only to the endpoint of the connection's SNI: `seam.decide`), and get an agent
    stream.
 3. Relay the exchange (`Relay.run`): in one task if the whole request is here, else with a
    second task streaming the request body, so an upstream may answer early (a 413 while the
@@ -37,19 +39,33 @@ kept stream may have been closed meanwhile (a keep-alive timeout there), so a
 request without a body and with a replayable method that fails on a reused stream before any
 response byte is retried once on a new stream (Go's http.Transport does the same).
 
+An idle client holds no agent stream: a kept stream is closed once the client has sent
+nothing for `AGENT_STREAM_HOLD` after an exchange (the watchdog does it, as it does the
+deadlines), so back-to-back requests reuse it while a keep-alive connection waiting for its
+next request costs the agent neither a stream (of its session's `max_streams_per_session`)
+nor an upstream connection. Were streams kept for the whole keep-alive wait, a few thousand
+idle clients could hold all of an agent's streams and take every one of its endpoints offline.
+
 Errors the edge answers itself (the failure -> page mapping: `edge.http.seam.failure_response`;
 pages and codes: `edge/http/error_pages.py`):
 
 | condition                                                         | status | code           |
 | ----------------------------------------------------------------- | ------ | -------------- |
 | no route for the Host                                             | 404    | ERR_NGROK_3200 |
+| a Host of another endpoint than the connection's TLS SNI          | 421    | BURROW_*       |
 | opening the agent stream failed (the agent's session is gone)     | 502    | ERR_NGROK_3200 |
+| the agent at its stream limit (session, or this endpoint's share)| 503    | BURROW_*       |
 | the agent reset the stream STREAM_REFUSED before a response head  | 502    | ERR_NGROK_8012 |
 | EOF, another reset, or non-HTTP bytes before a whole response head| 502    | ERR_NGROK_3004 |
 | nothing moved either way for `idle_timeout` before a response head| 504    | BURROW_*       |
 | bad head, bad Host, CL with TE, repeated CL, bad chunked body     | 400    | BURROW_*       |
+| a CL above 2^63-1, a target neither a path nor an http(s) URL, `*`| 400    | BURROW_*       |
+| ... with a method other than OPTIONS                              |        |                |
+| more than `max_headers` header fields                             | 431    | BURROW_*       |
+| a request line for HTTP/2.0 (any major version but 1)             | 505    | BURROW_*       |
 | CONNECT (this is a reverse proxy)                                 | 405    | BURROW_*       |
 | head not whole `head_timeout` after accept / after its first byte  | 408    | BURROW_*       |
+| a request body below `body_min_rate`, or over `body_timeout`      | 408    | BURROW_*       |
 | head larger than `max_head_size`                                  | 431    | BURROW_*       |
 | a Transfer-Encoding other than chunked                            | 501    | BURROW_*       |
 
@@ -59,16 +75,19 @@ Trailers (rare, and never needed by HTTP/1.1 semantics) are dropped in both dire
 
 Timeouts: each connection has one deadline and one watchdog task. The connection's phase (idle
 between requests, reading a head, opening a stream, relaying, upgraded, closing) says what the
-deadline passing means: a quiet close, a 408, a 502, a 504 or an abort. Moving bytes push the
-deadline later by storing a float (no cancel scope per request or per chunk, which would cost
-more than the rest of the relay logic); a phase change that brings it earlier wakes the
-watchdog. There is no limit on a request's or a response's total time, as at ngrok.
+deadline passing means: a quiet close, a 408, a 502, a 504 or an abort. The same watchdog
+closes a kept agent stream at `release_at`, if the client is still idle then. Moving bytes
+push the deadline later by storing a float (no cancel scope per request or per chunk, which
+would cost more than the rest of the relay logic); a phase change that brings it earlier
+wakes the watchdog. A request body is also held to a minimum rate and a total time (`Relay`, with
+`edge/http/body_rate.py`); a response has no limit on its total time, as at ngrok.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from enum import Enum
 from typing import Literal, cast
 
@@ -76,6 +95,7 @@ import h11
 import trio
 
 from edge.config import HttpConfig
+from edge.http.body_rate import BodyLimits
 from edge.http.error_pages import ErrorPage
 from edge.http.h1.exchange import (
     READ_SIZE,
@@ -101,6 +121,7 @@ from edge.http.seam import (
     failure_kind,
     failure_response,
     log_refusal,
+    open_failure,
 )
 from protocol.formats.urls import format_host_port
 
@@ -115,6 +136,12 @@ LINGER_TIME = 2.0
 #: Methods that may be sent twice (RFC 9110 §9.2.2, as Go's transport counts them); only these,
 #: without a body, are retried on a fresh stream when a reused one turns out to be dead.
 REPLAYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+#: A kept agent stream is closed once its client has sent nothing for this long after an
+#: exchange. A page's requests follow each other within milliseconds and keep reusing it; a
+#: client quiet for a second is idle (a person reading), and must not hold one of its agent's
+#: streams, nor the agent's upstream connection, for the whole `keepalive_timeout`. Opening a
+#: new stream when it comes back costs about a millisecond.
+AGENT_STREAM_HOLD = 1.0
 
 
 async def serve_http(
@@ -163,7 +190,7 @@ class _Head:
 class _Phase(Enum):
     """What the connection is waiting for, which says what its deadline passing means."""
 
-    IDLE = "idle"  # the next request's first byte: close quietly
+    IDLE = "idle"  # the next request's first byte (a kept agent stream goes): close quietly
     HEAD = "head"  # the rest of a request head: 408
     OPENING = "opening"  # a stream to the agent: 502 ERR_NGROK_3200
     EXCHANGE = "exchange"  # bytes either way: 504 before a response head, abort after
@@ -192,7 +219,13 @@ class _Connection:
         self.router = router
         self.limits = limits
         self.cc = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
-        self.relay = Relay(cc=self.cc, client=client, touch=self._touch, peer=self.peer)
+        self.relay = Relay(
+            cc=self.cc,
+            client=client,
+            touch=self._touch,
+            peer=self.peer,
+            body=BodyLimits.of(limits),
+        )
         self.agent_stream: AgentStream | None = None  # kept for the next request
         self.client_eof = False
         #: Close the client connection with a reset rather than gracefully.
@@ -205,6 +238,8 @@ class _Connection:
         self.deadline = self.accepted_at + limits.head_timeout
         self._alarm: trio.CancelScope | None = None  # the watchdog's sleep
         self.phase = _Phase.IDLE
+        #: When the watchdog closes the kept agent stream if the client is still idle.
+        self.release_at = math.inf
         self.forward: Forward | None = None  # the request being served
         self.exchange: Exchange | None = None  # ... and its relay, once under way
         self.timed_out = False
@@ -221,12 +256,36 @@ class _Connection:
 
     async def _watchdog(self, scope: trio.CancelScope) -> None:
         while True:
-            with trio.CancelScope(deadline=self.deadline) as self._alarm:
+            with trio.CancelScope(deadline=min(self.deadline, self.release_at)) as self._alarm:
                 await trio.sleep_forever()
-            if trio.current_time() >= self.deadline:
+            now = trio.current_time()
+            if now >= self.release_at:
+                await self._release_idle_stream()
+            if now >= self.deadline:
                 self.timed_out = True
                 scope.cancel()
                 return
+
+    def _hold_agent_stream(self) -> None:
+        """The client went idle after an exchange: have the watchdog close the kept agent
+        stream (if any) `AGENT_STREAM_HOLD` from now unless a request comes first."""
+        if self.agent_stream is None:
+            return
+        self.release_at = when = trio.current_time() + AGENT_STREAM_HOLD
+        alarm = self._alarm
+        if alarm is not None and when < alarm.deadline:
+            alarm.deadline = when
+
+    async def _release_idle_stream(self) -> None:
+        """Close the kept agent stream if the client is still idle (taken from the connection
+        first, so a request arriving meanwhile opens a new one)."""
+        self.release_at = math.inf
+        agent = self.agent_stream
+        if agent is None or self.phase is not _Phase.IDLE:
+            return
+        self.agent_stream = None
+        log.debug("http %s: client idle; agent stream released", self.peer)
+        await close_agent_stream(agent.stream, clean=True)
 
     def _touch(self) -> None:
         """Bytes moved: push the idle deadline back (only ever later within a phase)."""
@@ -332,7 +391,8 @@ class _Connection:
             self._set_deadline(_Phase.HEAD, head_deadline)
         else:
             head_deadline = 0.0  # set at the first byte
-            self._set_deadline(_Phase.IDLE, trio.current_time() + limits.idle_timeout)
+            self._set_deadline(_Phase.IDLE, trio.current_time() + limits.keepalive_timeout)
+            self._hold_agent_stream()
         # With nothing pipelined, read first rather than ask h11 for an event it cannot have.
         waiting = not leftover
         while True:
@@ -386,8 +446,13 @@ class _Connection:
         """Answer one request; True if the client connection may carry another."""
         started = trio.current_time()
         try:
-            host, accept, headers, upgrade = prepare_request(
-                head.request, head.chunks, client_ip=self.client_ip, scheme=self.scheme_bytes
+            host, accept, headers, upgrade, target = prepare_request(
+                head.request,
+                head.chunks,
+                client_ip=self.client_ip,
+                scheme=self.scheme_bytes,
+                max_headers=self.limits.max_headers,
+                replace_forwarded_host=self.limits.replace_x_forwarded_host,
             )
         except RefusedError as refused:
             await self._refuse(refused.page, refused.reason, accept=refused.accept, keep=False)
@@ -406,7 +471,7 @@ class _Connection:
         parsed = head.request
         request = HttpRequest(
             method=parsed.method,
-            target=parsed.target,
+            target=target,
             host=host,
             scheme=self.scheme,
             headers=headers,
@@ -420,7 +485,7 @@ class _Connection:
                 route.page, route.reason, accept=accept, keep=complete, host=host
             )
         try:
-            forward_head = h11.Request(method=parsed.method, target=parsed.target, headers=headers)
+            forward_head = h11.Request(method=parsed.method, target=target, headers=headers)
         except h11.LocalProtocolError as exc:  # h11 parsed it, so this is not expected
             refusal = failure_response(Failure.UNFORWARDABLE, limits=self.limits, detail=str(exc))
             await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False)
@@ -432,11 +497,10 @@ class _Connection:
         replayable = complete and not datas and parsed.method in REPLAYABLE_METHODS
         while True:
             self._set_deadline(_Phase.OPENING, trio.current_time() + self.limits.idle_timeout)
-            agent = await self._agent_stream_for(route)
-            if agent is None:
-                refusal = failure_response(Failure.AGENT_UNREACHABLE, limits=self.limits, host=host)
+            agent = await self._agent_stream_for(route, host)
+            if isinstance(agent, Refusal):
                 return await self._refuse(
-                    refusal.page, refusal.reason, accept=accept, keep=complete, host=host
+                    agent.page, agent.reason, accept=accept, keep=complete, host=host
                 )
             exchange = self.exchange = Exchange(forward, agent)
             self.phase = _Phase.EXCHANGE
@@ -463,9 +527,9 @@ class _Connection:
                 continue
             return await self._failed(exchange, failure, route.forwards_to)
 
-    async def _agent_stream_for(self, route: HttpRoute) -> AgentStream | None:
-        """The kept agent stream if it serves the same endpoint, else a new one (None if the
-        agent cannot be reached)."""
+    async def _agent_stream_for(self, route: HttpRoute, host: str) -> AgentStream | Refusal:
+        """The kept agent stream if it serves the same endpoint, else a new one; the page to
+        answer with if the agent cannot be reached (502) or is at its stream limit (503)."""
         agent = self.agent_stream
         if agent is not None:
             if agent.key == route.key:
@@ -477,7 +541,9 @@ class _Connection:
             stream = await route.open_agent_stream(self.peer)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("http %s: opening an agent stream failed: %s", self.peer, exc)
-            return None
+            return failure_response(
+                open_failure(exc), limits=self.limits, host=host, detail=str(exc)
+            )
         self.agent_stream = AgentStream(route.key, stream, self.limits.max_head_size)
         return self.agent_stream
 

@@ -37,8 +37,16 @@ header block split into CONTINUATION frames is bounded by h2 (64 frames) and not
 interleave with it, so a stalled one stalls the whole connection into its idle timeout.
 `MAX_CONCURRENT_STREAMS` is advertised, and enforced by h2 and by `_open`. The first request
 must arrive within `head_timeout` of the handshake, as on HTTP/1.1; afterwards a connection
-with no stream open for `idle_timeout` gets GOAWAY and is closed, and a stream on which
+with no stream open for `keepalive_timeout` gets GOAWAY and is closed, and a stream on which
 nothing moved for `idle_timeout` gets a 504 (or a reset, once its response started).
+
+Floods. Frames that cost nothing to send and flow control does not bound (RST_STREAM right
+after HEADERS, SETTINGS, PING, PRIORITY, empty DATA, ...) are counted by an
+`edge.http.h2.flood.FloodGuard` per connection, before h2 parses them, and streams `_open`
+refuses count as resets. The first frame (or refusal) over a limit (`http.h2_max_*`) ends
+the connection: h2 parses nothing from that frame on, no further event of the same read is
+acted on, and the client gets GOAWAY ENHANCE_YOUR_CALM; so a flood costs at most its limit's
+worth of frames, and the reader stops reading it at once.
 
 Not here: server push, extended CONNECT (websockets over HTTP/2: ENABLE_CONNECT_PROTOCOL is
 not advertised, so clients open an HTTP/1.1 connection for them), trailers (dropped both
@@ -62,6 +70,7 @@ from h2.settings import SettingCodes
 
 from edge.config import HttpConfig
 from edge.http.h1.exchange import READ_SIZE
+from edge.http.h2.flood import Flood, FloodGuard, FloodLimits
 from edge.http.h2.stream import Exchanger, H2Stream
 from edge.http.headers import Headers
 from edge.http.routing import HttpRouter
@@ -150,6 +159,13 @@ class _Connection:
         # HPACK decoder only when a setting changes, so it is set here too.
         conn.decoder.max_header_list_size = limits.max_head_size
         self.conn = conn
+        self.guard = FloodGuard(
+            FloodLimits(
+                window=limits.h2_flood_window,
+                max_resets=limits.h2_max_resets_per_window,
+                max_control_frames=limits.h2_max_control_frames_per_window,
+            )
+        )
         self.streams: dict[int, H2Stream] = {}
         self.exchanger = Exchanger(
             self,
@@ -193,6 +209,10 @@ class _Connection:
             if not data:
                 log.debug("http2 %s: the client closed the connection", self.peer)
                 return
+            flood = self.guard.receive(data, trio.current_time())
+            if flood is not None:  # h2 never sees these bytes
+                self._calm(flood)
+                return
             try:
                 events = self.conn.receive_data(data)
             except h2.exceptions.ProtocolError as exc:
@@ -202,6 +222,9 @@ class _Connection:
             done = False
             for event in events:
                 done = self._dispatch(event) or done
+                if self.guard.flood is not None:  # a refused stream too many
+                    self._calm(self.guard.flood)
+                    return
             await self.flush()
             if done:
                 return
@@ -258,6 +281,7 @@ class _Connection:
             log.debug("http2 %s: stream %d refused: too many open", self.peer, stream_id)
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.guard.refused(trio.current_time())
             return
         stream = H2Stream(
             stream_id,
@@ -269,6 +293,14 @@ class _Connection:
         self.idle_scope.deadline = math.inf
         assert self.nursery is not None
         self.nursery.start_soon(self._serve_stream, stream)
+
+    def _calm(self, flood: Flood) -> None:
+        """Queue GOAWAY ENHANCE_YOUR_CALM for a flooding client (close() sends it)."""
+        log.info("http2 %s: flood: %s; closing", self.peer, flood.describe())
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.conn.close_connection(
+                ErrorCodes.ENHANCE_YOUR_CALM, additional_data=flood.describe().encode()
+            )
 
     def _wake_all(self) -> None:
         for stream in self.streams.values():
@@ -346,10 +378,12 @@ class _Connection:
                     continue
                 size = min(window, len(view))
                 frame = conn.max_outbound_frame_size
-                for offset in range(0, size, frame):
+                offsets = range(0, size, frame)
+                for offset in offsets:
                     end = min(offset + frame, size)
                     last = end_stream and end == len(view)
                     conn.send_data(stream.id, view[offset:end], end_stream=last)
+                self.guard.data_sent(len(offsets))
                 view = view[size:]
                 if not view:
                     end_stream = False  # it went with the last frame
@@ -377,7 +411,7 @@ class _Connection:
             if stream.held:
                 self.acknowledge(stream.id, stream.held)
             if not self.streams:
-                self.idle_scope.deadline = trio.current_time() + self.limits.idle_timeout
+                self.idle_scope.deadline = trio.current_time() + self.limits.keepalive_timeout
         if stream.scope.cancelled_caught:
             log.debug("http2 %s: stream %d ended by the client", self.peer, stream.id)
         await self.flush()

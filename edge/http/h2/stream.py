@@ -29,13 +29,24 @@ Errors the edge answers itself, as HTTP/2 responses on the stream (the failure -
 | condition                                                         | status | code           |
 | ----------------------------------------------------------------- | ------ | -------------- |
 | no route for the :authority                                       | 404    | ERR_NGROK_3200 |
+| an :authority of another endpoint than the connection's TLS SNI   | 421    | BURROW_*       |
 | opening the agent stream failed or took longer than `idle_timeout`| 502    | ERR_NGROK_3200 |
 | the agent reset the stream STREAM_REFUSED before a response head  | 502    | ERR_NGROK_8012 |
 | EOF, another reset, or non-HTTP bytes before a whole response head| 502    | ERR_NGROK_3004 |
 | nothing moved on the stream for `idle_timeout` before a response  | 504    | BURROW_*       |
 | a missing or bad :authority, Content-Length values that disagree  | 400    | BURROW_*       |
+| a Content-Length above 2^63-1, a :path not `/...` (or `*`: OPTIONS)| 400   | BURROW_*       |
+| more than `max_headers` header fields                             | 431    | BURROW_*       |
 | a request body that breaks its Content-Length                     | 400    | BURROW_*       |
+| a request body below `body_min_rate`, or over `body_timeout`      | 408    | BURROW_*       |
 | CONNECT (this is a reverse proxy; extended CONNECT is not offered)| 405    | BURROW_*       |
+
+Slow request bodies. As over HTTP/1.1, a request body is held to `BodyLimits`
+(`edge/http/body_rate.py`: `http.body_min_rate` over `http.body_rate_window`, and
+`http.body_timeout` in all), counted only while the task waits for the client's DATA (not while
+the agent stream holds a write, nor while the client waits for a `100 Continue`). A body that
+breaks them gets a 408 page (BURROW_REQUEST_TIMEOUT) and RST_STREAM(NO_ERROR) if no response
+started, else the reset below; either way its agent stream is closed at once.
 
 Once a response head went out, a failure resets that stream (INTERNAL_ERROR) and nothing
 else. A response that ends before its request body did is followed by RST_STREAM(NO_ERROR),
@@ -56,6 +67,7 @@ import trio
 from h2.errors import ErrorCodes
 
 from edge.config import HttpConfig
+from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
 from edge.http.error_pages import ErrorPage
 from edge.http.h1.exchange import READ_SIZE
 from edge.http.headers import (
@@ -70,6 +82,7 @@ from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
     ClientGoneError,
+    ClientTooSlowError,
     Failure,
     HttpRequest,
     Refusal,
@@ -81,6 +94,7 @@ from edge.http.seam import (
     failure_kind,
     failure_response,
     log_refusal,
+    open_failure,
 )
 
 __all__ = ["Exchanger", "Frames", "H2Stream"]
@@ -124,6 +138,7 @@ class H2Stream:
         "body",
         "body_bytes",
         "chunks",
+        "continuing",
         "ended",
         "fields",
         "held",
@@ -149,6 +164,7 @@ class H2Stream:
         self.chunks: list[bytes] = []  # body bytes not yet sent over the agent stream
         self.held = 0  # flow-controlled bytes received and not yet acknowledged
         self.ended = ended  # the client's END_STREAM arrived
+        self.continuing = False  # the client waits for a 100 Continue before its body
         self.arrived = trio.Event()  # set when `chunks` or `ended` change
         self.window = trio.Event()  # set when the client's windows may have opened
         self.scope = trio.CancelScope()  # the task; cancelled by the client's RST_STREAM
@@ -203,12 +219,18 @@ class Exchanger:
         failure is answered (a page or a reset), not raised; the agent stream is always closed."""
         try:
             translated = translate_h2_request(
-                stream.fields, body=stream.body, client_ip=self.client_ip, scheme=b"https"
+                stream.fields,
+                body=stream.body,
+                client_ip=self.client_ip,
+                scheme=b"https",
+                max_headers=self.limits.max_headers,
+                replace_forwarded_host=self.limits.replace_x_forwarded_host,
             )
         except RefusedError as refused:
             await self._refuse(stream, refused.page, refused.reason, accept=refused.accept)
             return
         stream.fields = []  # translated: do not hold the originals for the whole exchange
+        stream.continuing = stream.body and _expects_continue(translated.headers)
         host, accept = translated.host, translated.accept
         request = HttpRequest(
             method=translated.method,
@@ -236,14 +258,16 @@ class Exchanger:
             return
         assert head is not None
         agent: trio.abc.HalfCloseableStream | None = None
+        kind = Failure.AGENT_TOO_SLOW
+        detail = ""
         with stream.phase() as timer:
             try:
                 agent = await route.open_agent_stream(self.peer)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.debug("http2 %s: opening an agent stream failed: %s", self.peer, exc)
+                kind, detail = open_failure(exc), str(exc)
         if agent is None:
-            kind = Failure.AGENT_TOO_SLOW if timer.cancelled_caught else Failure.AGENT_UNREACHABLE
-            refusal = failure_response(kind, limits=limits, host=host)
+            refusal = failure_response(kind, limits=limits, host=host, detail=detail)
             await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
             return
         failure: RelayError | None = None
@@ -381,12 +405,15 @@ class Exchanger:
         head: bytes,
     ) -> None:
         """Client -> agent stream: the head, then the body as it arrives, acknowledged to the
-        client only once the agent stream took it."""
+        client only once the agent stream took it. Raises ClientTooSlowError for a body that
+        breaks `BodyLimits`."""
+        rate = BodyRate(BodyLimits.of(self.limits), now=trio.current_time())
         parts: list[bytes] = [head]
         while True:
             chunks, stream.chunks = stream.chunks, []
             taken = stream.held
             ended = stream.ended
+            rate.received(sum(map(len, chunks)), trio.current_time())
             try:
                 for chunk in chunks:
                     parts.extend(_data(uh, chunk))
@@ -413,8 +440,15 @@ class Exchanger:
                 return
             parts = []
             while not stream.chunks and not stream.ended:
+                now = trio.current_time()
+                # A client waiting for a 100 Continue is not slow: only the total time counts.
+                deadline = rate.hold(now) if stream.continuing else rate.wait(now)
                 stream.arrived = trio.Event()
-                await stream.arrived.wait()
+                with trio.move_on_at(deadline) as waiting:
+                    await stream.arrived.wait()
+                if waiting.cancelled_caught:
+                    verdict = rate.verdict(trio.current_time()) or SlowBody.TOO_SLOW
+                    raise ClientTooSlowError(rate.describe(verdict))
 
     async def _relay_response(
         self, stream: H2Stream, agent: trio.abc.HalfCloseableStream, uh: h11.Connection
@@ -470,6 +504,9 @@ class Exchanger:
                     raise AgentStreamError("the upstream switched protocols, which HTTP/2 cannot")
                 informational = h2_response_headers(info.status_code, info.headers)
                 await self.frames.send_headers(stream, informational)
+                if stream.continuing:  # the body may come now: count its rate again
+                    stream.continuing = False
+                    stream.arrived.set()
             else:  # ConnectionClosed or PAUSED cannot come before the response ends
                 raise AgentStreamError(f"the agent stream ended early ({event!r})")
 
@@ -492,6 +529,14 @@ class Exchanger:
             stream.body_bytes,
             (trio.current_time() - stream.started) * 1000,
         )
+
+
+def _expects_continue(headers: Headers) -> bool:
+    """The request asks for a 100 Continue before its body (RFC 9110 §10.1.1)."""
+    return any(
+        name.lower() == b"expect" and value.strip().lower() == b"100-continue"
+        for name, value in headers
+    )
 
 
 def _data(uh: h11.Connection, chunk: bytes) -> list[bytes]:

@@ -10,12 +10,15 @@ import h11
 import pytest
 
 from edge.http.headers import (
+    MAX_CONTENT_LENGTH,
     RefusedError,
     head_error_page,
     prepare_request,
     raw_head,
+    request_target,
     response_headers,
     route_host,
+    translate_h2_request,
 )
 
 CLIENT_IP = b"203.0.113.7"
@@ -33,8 +36,12 @@ def prepare(
     raw: bytes, scheme: bytes = b"https"
 ) -> tuple[str, bytes | None, dict[str, list[bytes]], bytes | None]:
     """prepare_request on `raw`, with the headers as lowercased name -> values."""
-    host, accept, headers, upgrade = prepare_request(
-        parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=scheme
+    prepared = prepare_request(parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=scheme)
+    host, accept, headers, upgrade = (
+        prepared.host,
+        prepared.accept,
+        prepared.headers,
+        prepared.upgrade,
     )
     by_name: dict[str, list[bytes]] = {}
     for name, value in headers:
@@ -203,6 +210,234 @@ def test_repeated_content_length_is_seen_across_chunks_and_not_in_the_body() -> 
     chunks = [head[:20], head[20:] + body]
     prepared = prepare_request(request, chunks, client_ip=CLIENT_IP, scheme=b"http")
     assert prepared.host == "app.test"
+
+
+# ------------------------------------------------- request line, targets, counts and lengths
+
+TOO_LONG = str(2**64 + 5).encode()  # an upstream keeping 64 bits reads 5
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code", "reason"),
+    [
+        (
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + TOO_LONG + b"\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+            "Content-Length 18446744073709551621 beyond 2^63-1",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 9223372036854775808\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+            "Content-Length 9223372036854775808 beyond 2^63-1",
+        ),
+        (b"GET * HTTP/1.1\r\nHost: app.test\r\n\r\n", 400, "BURROW_BAD_REQUEST", "GET * request"),
+        (
+            b"GET app.test:80 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+            "bad request target",
+        ),
+        (
+            b"GET ftp://app.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+            "bad request target",
+        ),
+        (
+            b"GET http://user@app.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+            "bad authority in an absolute-form target",
+        ),
+        (
+            b"GET http:///x HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+            "bad authority in an absolute-form target",
+        ),
+        (
+            b"GET http://app.test#top HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+            "fragment in the request target",
+        ),
+        (
+            b"GET / HTTP/2.0\r\nHost: app.test\r\n\r\n",
+            505,
+            "BURROW_VERSION_NOT_SUPPORTED",
+            "HTTP/2.0 request line",
+        ),
+        (
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # the HTTP/2 preface on an HTTP/1.1 port
+            505,
+            "BURROW_VERSION_NOT_SUPPORTED",
+            "HTTP/2.0 request line",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: app.test\r\n" + b"X-N: 1\r\n" * 100 + b"\r\n",
+            431,
+            "BURROW_HEAD_TOO_LARGE",
+            "101 header fields (http.max_headers is 100)",
+        ),
+    ],
+)
+def test_request_lines_and_heads_http_1_1_does_not_allow_are_refused(
+    raw: bytes, status: int, code: str, reason: str
+) -> None:
+    refused = refusal(raw)
+    assert (refused.page.status, refused.page.code, refused.reason) == (status, code, reason)
+
+
+def test_the_limits_themselves_are_allowed() -> None:
+    longest = str(MAX_CONTENT_LENGTH).encode()
+    _, _, headers, _ = prepare(
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + longest + b"\r\n\r\n"
+    )
+    assert headers["content-length"] == [longest]
+    host, _, headers, _ = prepare(
+        b"GET / HTTP/1.1\r\nHost: app.test\r\n" + b"X-N: 1\r\n" * 99 + b"\r\n"
+    )
+    assert host == "app.test" and len(headers["x-n"]) == 99  # 100 fields with Host
+    host, _, _, _ = prepare(b"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n")
+    assert host == "app.test"
+
+
+def test_max_headers_is_the_setting_passed_in() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: app.test\r\nA: 1\r\nB: 2\r\n\r\n"
+    with pytest.raises(RefusedError) as caught:
+        prepare_request(
+            parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=b"http", max_headers=2
+        )
+    assert caught.value.page.status == 431
+    prepared = prepare_request(
+        parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=b"http", max_headers=3
+    )
+    assert prepared.host == "app.test"
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "forwarded", "authority"),
+    [
+        (b"GET", b"http://Other.Test:8080/p?q=1", b"/p?q=1", b"Other.Test:8080"),
+        (b"GET", b"HTTPS://other.test", b"/", b"other.test"),
+        (b"GET", b"http://other.test?q", b"/?q", b"other.test"),
+        (b"OPTIONS", b"http://other.test:80", b"*", b"other.test:80"),  # RFC 9112 §3.2.4
+        (b"OPTIONS", b"*", b"*", None),
+        (b"GET", b"/plain", b"/plain", None),
+    ],
+)
+def test_request_target_forms(
+    method: bytes, target: bytes, forwarded: bytes, authority: bytes | None
+) -> None:
+    assert request_target(method, target, absolute=True) == (forwarded, authority)
+
+
+def test_absolute_form_is_refused_where_it_is_not_allowed() -> None:
+    with pytest.raises(RefusedError) as caught:
+        request_target(b"GET", b"http://other.test/", absolute=False)
+    assert caught.value.page.status == 400
+
+
+def test_an_absolute_form_target_is_routed_by_its_authority_which_replaces_host() -> None:
+    raw = b"GET http://Other.Test:8080/p?q=1 HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    prepared = prepare_request(parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=b"http")
+    assert prepared.host == "other.test"
+    assert prepared.target == b"/p?q=1"
+    assert [v for n, v in prepared.headers if n.lower() == b"host"] == [b"Other.Test:8080"]
+    assert [v for n, v in prepared.headers if n.lower() == b"x-forwarded-host"] == [
+        b"Other.Test:8080"
+    ]
+    # HTTP/1.0 may leave Host out; the authority then becomes it.
+    raw = b"GET http://other.test/ HTTP/1.0\r\n\r\n"
+    prepared = prepare_request(parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=b"http")
+    assert prepared.host == "other.test"
+    assert [v for n, v in prepared.headers if n.lower() == b"host"] == [b"other.test"]
+
+
+def test_origin_form_and_asterisk_targets_are_forwarded_as_sent() -> None:
+    raw = b"OPTIONS * HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    prepared = prepare_request(parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=b"http")
+    assert prepared.target == b"*"
+    raw = b"GET /a/b?c HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    prepared = prepare_request(parse_request(raw), [raw], client_ip=CLIENT_IP, scheme=b"http")
+    assert prepared.target == b"/a/b?c"
+
+
+def test_a_clients_x_forwarded_host_passes_unless_replace_is_set() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Host: spoofed.test\r\n\r\n"
+
+    def forwarded_host(replace: bool) -> list[bytes]:
+        prepared = prepare_request(
+            parse_request(raw),
+            [raw],
+            client_ip=CLIENT_IP,
+            scheme=b"http",
+            replace_forwarded_host=replace,
+        )
+        return [v for n, v in prepared.headers if n.lower() == b"x-forwarded-host"]
+
+    assert forwarded_host(False) == [b"spoofed.test"]  # as ngrok
+    assert forwarded_host(True) == [b"app.test"]
+
+
+H2_HEAD = [
+    (b":method", b"GET"),
+    (b":scheme", b"https"),
+    (b":authority", b"app.test"),
+    (b":path", b"/"),
+]
+
+
+def h2_refusal(fields: list[tuple[bytes, bytes]], **kwargs: object) -> RefusedError:
+    with pytest.raises(RefusedError) as caught:
+        translate_h2_request(fields, body=False, client_ip=CLIENT_IP, scheme=b"https", **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+def with_pseudo(name: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    return [(n, value if n == name else v) for n, v in H2_HEAD]
+
+
+def test_h2_requests_with_bad_paths_lengths_or_too_many_fields_are_refused() -> None:
+    assert h2_refusal(with_pseudo(b":path", b"*")).page.status == 400
+    assert h2_refusal(with_pseudo(b":path", b"http://other.test/")).page.status == 400
+    assert h2_refusal(with_pseudo(b":path", b"other.test:443")).page.status == 400
+    refused = h2_refusal([*H2_HEAD, (b"content-length", TOO_LONG)])
+    assert (refused.page.status, refused.reason) == (
+        400,
+        "Content-Length 18446744073709551621 beyond 2^63-1",
+    )
+    refused = h2_refusal([*H2_HEAD, *[(b"x-n", b"1")] * 101])
+    assert (refused.page.status, refused.page.code) == (431, "BURROW_HEAD_TOO_LARGE")
+    assert h2_refusal([*H2_HEAD, (b"a", b"1"), (b"b", b"2")], max_headers=1).page.status == 431
+
+
+def test_h2_limits_allow_options_asterisk_cookie_crumbs_and_100_fields() -> None:
+    options = [(b":method", b"OPTIONS"), *with_pseudo(b":path", b"*")[1:]]
+    request = translate_h2_request(options, body=False, client_ip=CLIENT_IP, scheme=b"https")
+    assert request.target == b"*"
+    fields = [*H2_HEAD, *[(b"x-n", b"1")] * 99, *[(b"cookie", b"c=%d" % n) for n in range(50)]]
+    request = translate_h2_request(fields, body=False, client_ip=CLIENT_IP, scheme=b"https")
+    assert sum(1 for n, _ in request.headers if n == b"x-n") == 99
+
+
+def test_h2_x_forwarded_host_passes_unless_replace_is_set() -> None:
+    fields = [*H2_HEAD, (b"x-forwarded-host", b"spoofed.test")]
+
+    def forwarded_host(replace: bool) -> list[bytes]:
+        request = translate_h2_request(
+            fields,
+            body=False,
+            client_ip=CLIENT_IP,
+            scheme=b"https",
+            replace_forwarded_host=replace,
+        )
+        return [v for n, v in request.headers if n.lower() == b"x-forwarded-host"]
+
+    assert forwarded_host(False) == [b"spoofed.test"]
+    assert forwarded_host(True) == [b"app.test"]
 
 
 # -------------------------------------------------------------------------- response_headers

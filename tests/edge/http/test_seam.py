@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from edge.config import HttpConfig
+from edge.endpoints.registry import StreamLimitError
 from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
@@ -25,6 +26,7 @@ from edge.http.seam import (
     failure_kind,
     failure_response,
     log_refusal,
+    open_failure,
 )
 from protocol.wire.errors import ErrorCode, StreamGoneError
 
@@ -83,6 +85,68 @@ def test_decide_answers_404_3200_when_no_endpoint_is_online() -> None:
     assert "app.test" in decision.page.message
     assert decision.reason == "no endpoint is online"
     assert router.asked == [("app.test", "http")]
+
+
+class Endpoint(Route):
+    """A route with its own identity: two names of one endpoint share one `Endpoint`."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def on_connection(host: str, sni: str | None) -> HttpRequest:
+    """A request for `host` on an https connection made for `sni` (None: the HTTP port)."""
+    return HttpRequest(
+        method=b"GET",
+        target=b"/",
+        host=host,
+        scheme="https" if sni is not None else "http",
+        headers=[(b"Host", host.encode())],
+        accept=None,
+        client_addr="203.0.113.9:5000",
+        sni=sni,
+    )
+
+
+def test_decide_answers_421_for_a_host_of_another_endpoint_than_the_sni() -> None:
+    mine, theirs = Endpoint("a"), Endpoint("victim")
+    router = Router({("a.test", "https"): mine, ("victim.test", "https"): theirs})
+    decision = decide(on_connection("victim.test", sni="a.test"), router)
+    assert isinstance(decision, Refusal)
+    assert decision.page.status == 421
+    assert decision.page.reason == b"Misdirected Request"
+    assert decision.page.code == "BURROW_MISDIRECTED_REQUEST"
+    assert decision.page.ngrok_code is None
+    assert "a.test" in decision.page.message and "victim.test" in decision.page.message
+    assert decision.reason == "the connection is for a.test, another endpoint"
+    assert router.asked == [("victim.test", "https"), ("a.test", "https")]
+
+
+def test_decide_answers_421_for_a_host_no_endpoint_serves_on_another_names_connection() -> None:
+    router = Router({("a.test", "https"): Endpoint("a")})
+    decision = decide(on_connection("nobody.test", sni="a.test"), router)
+    assert isinstance(decision, Refusal)
+    assert decision.page.status == 421
+
+
+def test_decide_answers_421_when_the_snis_endpoint_went_offline() -> None:
+    router = Router({("b.test", "https"): Endpoint("b")})
+    decision = decide(on_connection("b.test", sni="a.test"), router)
+    assert isinstance(decision, Refusal)
+    assert decision.page.status == 421
+
+
+def test_decide_forwards_another_name_of_the_same_endpoint() -> None:
+    wildcard = Endpoint("*.apps.test")  # one endpoint serving both names
+    router = Router({("a.apps.test", "https"): wildcard, ("b.apps.test", "https"): wildcard})
+    assert decide(on_connection("b.apps.test", sni="a.apps.test"), router) is wildcard
+
+
+def test_decide_routes_by_host_alone_without_sni() -> None:
+    router = Router({("b.test", "http"): Endpoint("b")})
+    decision = decide(on_connection("b.test", sni=None), router)
+    assert decision is router.routes[("b.test", "http")]
+    assert router.asked == [("b.test", "http")]
 
 
 # ------------------------------------------------------------------- failure -> response
@@ -241,3 +305,28 @@ def test_log_refusal_warns_for_gateway_failures_and_informs_for_client_errors(
         ),
         (logging.INFO, "http 1.2.3.4:5: -: 400 BURROW_BAD_REQUEST: bad chunk"),
     ]
+
+
+def test_an_agent_at_its_stream_limit_is_503_not_agent_unreachable() -> None:
+    at_limit = StreamLimitError("the agent session is at its stream limit")
+    assert open_failure(at_limit) is Failure.AGENT_AT_CAPACITY
+    assert open_failure(trio.BrokenResourceError("gone")) is Failure.AGENT_UNREACHABLE
+    assert open_failure(OSError("refused")) is Failure.AGENT_UNREACHABLE
+    refusal = failure_response(
+        Failure.AGENT_AT_CAPACITY, limits=LIMITS, host="app.test", detail=str(at_limit)
+    )
+    assert refusal.page.status == 503
+    assert refusal.page.code == "BURROW_ENDPOINT_AT_CAPACITY"
+    assert refusal.page.ngrok_code is None  # not ERR_NGROK_3200: the agent is online
+    assert refusal.page.reason == b"Service Unavailable"
+    assert "app.test" in refusal.page.message
+    assert "stream limit" in refusal.reason
+
+
+def test_a_503_is_logged_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    refusal = failure_response(Failure.AGENT_AT_CAPACITY, limits=LIMITS, host="app.test")
+    logger = logging.getLogger("test.seam.capacity")
+    with caplog.at_level(logging.INFO, logger="test.seam.capacity"):
+        log_refusal(logger, "http", "192.0.2.1:5", "app.test", refusal.page, refusal.reason)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "503 BURROW_ENDPOINT_AT_CAPACITY" in caplog.records[0].getMessage()

@@ -1,21 +1,29 @@
 """Tests for edge/http/h1/exchange.py: one request/response relay between a client's h11 SERVER
 machine and an agent stream, on trio.testing memory streams (the client connection and the
 agent stream are in-memory pairs; the "upstream" is an h11 server on the agent stream's far
-end)."""
+end). The slow-body limits are also checked through the whole proxy over real sockets, with
+`tests/edge/http/h1/test_proxy.py`'s harness."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import h11
 import trio
 import trio.testing
 
+from edge.config import HttpConfig
+from edge.http.body_rate import BodyLimits
 from edge.http.h1.exchange import AgentStream, Exchange, Forward, Relay, both_done, take_body
-from edge.http.seam import AgentStreamError, HttpRequest
+from edge.http.seam import AgentStreamError, ClientTooSlowError, HttpRequest
+from tests.edge.http.h1 import test_proxy as proxy
 
 TIMEOUT = 10  # seconds: only to turn a hang into a failure
 MAX_HEAD = 16 * 1024
+BODY = BodyLimits.of(HttpConfig())
 
 Upstream = Callable[[trio.abc.HalfCloseableStream], Awaitable[None]]
 
@@ -28,7 +36,9 @@ class World:
         agent_side, self.upstream = trio.testing.memory_stream_pair()
         self.cc = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.touched = 0
-        self.relay = Relay(cc=self.cc, client=proxy_side, touch=self._touch, peer="client:1")
+        self.relay = Relay(
+            cc=self.cc, client=proxy_side, touch=self._touch, peer="client:1", body=BODY
+        )
         self.agent = AgentStream("app", agent_side, MAX_HEAD)
 
     def _touch(self) -> None:
@@ -190,3 +200,208 @@ def test_take_body_returns_what_h11_holds_and_whether_the_body_ended() -> None:
     datas, ended = take_body(cc)
     assert [bytes(d.data) for d in datas] == [b"de"] and ended
     assert cc.their_state is h11.DONE and not both_done(cc)  # no response sent yet
+
+
+# ------------------------------------------------------------------------ slow request bodies
+
+# Small limits so a slow body is cut within about a second: 100 bytes/s over a 1 s window.
+SLOW = BodyLimits(min_rate=100, window=1.0, total=60.0)
+
+
+async def test_a_silent_body_fails_as_too_slow_after_the_window(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    world = World()
+    world.relay.body = SLOW
+    forward = world.forward(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\n")
+    upstream_got: list[h11.Request] = []
+
+    async def upstream(stream: trio.abc.HalfCloseableStream) -> None:
+        request, _ = await read_request(stream, h11.Connection(h11.SERVER), head_only=True)
+        upstream_got.append(request)
+
+    began = trio.current_time()
+    exchange = await world.run(forward, upstream)
+    assert isinstance(exchange.failure, ClientTooSlowError)
+    assert str(exchange.failure) == (
+        "the request body came slower than 100 bytes/s (over a 1s window)"
+    )
+    assert trio.current_time() - began == 1.0  # the window, not the idle timeout
+    assert upstream_got and not exchange.request_done and not exchange.response_started
+    assert world.cc.our_state is h11.SEND_RESPONSE  # the connection may still answer 408
+
+
+async def test_a_body_that_takes_longer_than_the_total_time_fails(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    world = World()
+    world.relay.body = BodyLimits(min_rate=100, window=5.0, total=8.0)
+    forward = world.forward(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 9999\r\n\r\n")
+
+    async def client() -> None:
+        while True:  # 1000 bytes/s: ten times the minimum rate
+            await world.client.send_all(b"x" * 100)
+            await trio.sleep(0.1)
+
+    async def upstream(stream: trio.abc.HalfCloseableStream) -> None:
+        await read_request(stream, h11.Connection(h11.SERVER), head_only=True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client)
+        began = trio.current_time()
+        exchange = await world.run(forward, upstream)
+        nursery.cancel_scope.cancel()
+    assert isinstance(exchange.failure, ClientTooSlowError)
+    assert str(exchange.failure) == "the request body took longer than 8s"
+    assert 8.0 <= trio.current_time() - began < 8.2
+
+
+async def test_a_client_waiting_for_100_continue_is_not_slow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The upstream takes 5 windows to send its 100 Continue; the client sends its body only
+    then, and gets its answer."""
+    world = World()
+    world.relay.body = SLOW
+    forward = world.forward(
+        b"PUT / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+
+    async def upstream(stream: trio.abc.HalfCloseableStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        await read_request(stream, conn, head_only=True)
+        await trio.sleep(5.0)
+        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        body = b""
+        while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+            if event is h11.NEED_DATA:
+                conn.receive_data(bytes(await stream.receive_some(65536)))
+            elif isinstance(event, h11.Data):
+                body += event.data
+        out = conn.send(h11.Response(status_code=201, headers=[("Content-Length", "4")]))
+        await stream.send_all(out + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+
+    async def client() -> None:
+        assert (await world.client.receive_some(65536)).startswith(b"HTTP/1.1 100 ")
+        await trio.sleep(0.5)  # within the window, which counts again from the 100
+        await world.client.send_all(b"data")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client)
+        exchange = await world.run(forward, upstream)
+    assert exchange.failure is None and exchange.status == 201
+
+
+async def _slow_body_is_408(w: proxy.World, *, prefix: bytes, gap: float) -> tuple[float, float]:
+    """Through the proxy over real sockets: a body sent `gap` apart a byte at a time gets a
+    408 page; returns (seconds to the 408, seconds to the upstream's end)."""
+    upstream_ended = trio.Event()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        try:
+            while await stream.receive_some(65536):
+                pass
+        finally:
+            upstream_ended.set()
+
+    await w.upstream("app.test", handler)
+    stream = await w.connect()
+    conn = h11.Connection(h11.CLIENT)
+    headers = [("host", "app.test"), ("content-length", "100000"), ("accept", "application/json")]
+    await stream.send_all(conn.send(h11.Request(method="POST", target="/", headers=headers)))
+    began = trio.current_time()
+    ended_at = 0.0
+
+    async def trickle() -> None:
+        if prefix:
+            await stream.send_all(prefix)
+        while gap:
+            await trio.sleep(gap)
+            try:
+                await stream.send_all(b"z")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def watch_upstream() -> None:
+        nonlocal ended_at
+        await upstream_ended.wait()
+        ended_at = trio.current_time() - began
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trickle)
+        nursery.start_soon(watch_upstream)
+        head, body = await proxy.read_message(conn, stream)
+        answered = trio.current_time() - began
+        await upstream_ended.wait()
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+    assert isinstance(head, h11.Response)
+    response = proxy.Response(head.status_code, list(head.headers), body)
+    assert response.status == 408
+    assert response.get("burrow-error-code") == "BURROW_REQUEST_TIMEOUT"
+    assert proxy.header(response.headers, "connection") == ["close"]
+    assert b"too slowly" in response.body
+    return answered, ended_at
+
+
+async def test_a_trickling_body_over_a_socket_is_408_and_releases_the_upstream() -> None:
+    """The issue's probe in small: a byte every 0.2 s used to hold the upstream connection for
+    as long as the client kept trickling (each byte reset the 5 s idle timeout)."""
+    limits = replace(proxy.LIMITS, body_min_rate=100, body_rate_window=1.0)
+    async with proxy.world(limits) as w:
+        answered, released = await _slow_body_is_408(w, prefix=b"", gap=0.2)
+        assert 0.9 < answered < 2.5
+        assert released < answered + 0.5  # the agent stream went before the page
+
+
+async def test_a_fast_start_then_silence_over_a_socket_is_408() -> None:
+    """64 KiB at once earns no more than the window: the silence after it is cut there."""
+    limits = replace(proxy.LIMITS, body_min_rate=100, body_rate_window=1.0)
+    async with proxy.world(limits) as w:
+        answered, released = await _slow_body_is_408(w, prefix=b"y" * 65536, gap=0)
+        assert 0.9 < answered < 2.5
+        assert released < answered + 0.5
+
+
+async def test_a_fast_upload_to_a_slow_reading_upstream_is_unaffected() -> None:
+    """Time the relay waits on the agent stream is not the client's: an upstream that takes
+    three windows before reading, then reads slowly, still gets the whole body."""
+    size = 8 * 1024 * 1024
+    limits = replace(proxy.LIMITS, body_min_rate=1024 * 1024, body_rate_window=1.0)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        await read_request(stream, conn, head_only=True)
+        await trio.sleep(3.0)
+        digest = hashlib.sha256()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                await trio.sleep(0.001)
+                conn.receive_data(bytes(await stream.receive_some(65536)))
+            elif isinstance(event, h11.Data):
+                digest.update(event.data)
+            else:
+                break
+        payload = digest.hexdigest().encode()
+        out = conn.send(h11.Response(status_code=200, headers=[("Content-Length", "64")]))
+        await stream.send_all(
+            out + conn.send(h11.Data(data=payload)) + conn.send(h11.EndOfMessage())
+        )
+
+    block = os.urandom(size)
+    async with proxy.world(limits, buffer=64 * 1024) as w:
+        await w.upstream("big.test", handler)
+        stream = await w.connect()
+        proxy.small_buffers(stream, 64 * 1024)
+        conn = h11.Connection(h11.CLIENT)
+        headers = [("host", "big.test"), ("content-length", str(size))]
+        data = conn.send(h11.Request(method="POST", target="/", headers=headers))
+        await stream.send_all(
+            data + conn.send(h11.Data(data=block)) + conn.send(h11.EndOfMessage())
+        )
+        with trio.fail_after(TIMEOUT):
+            response, body = await proxy.read_message(conn, stream)
+        assert isinstance(response, h11.Response) and response.status_code == 200
+        assert body.decode() == hashlib.sha256(block).hexdigest()
+        await stream.aclose()

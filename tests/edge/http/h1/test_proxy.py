@@ -28,8 +28,10 @@ import trustme
 from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
 
 from edge.config import HttpConfig
-from edge.http.h1.proxy import READ_SIZE, serve_http
+from edge.front_door.clienthello import MAX_HELLO_BYTES, parse_client_hello
+from edge.http.h1.proxy import AGENT_STREAM_HOLD, READ_SIZE, serve_http
 from protocol.adapters.mux import open_mux_session
+from protocol.adapters.tls import TLSStream
 from protocol.formats.units import KiB, MiB
 from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role
@@ -150,18 +152,31 @@ class World:
             if self.buffer:
                 small_buffers(stream, self.buffer)
             peer = stream.socket.getpeername()
-            # As the front door will: TLS terminated here, a plain trio.abc.Stream (no
-            # half-close) handed on.
+            # As the front door does: the ClientHello read for its SNI, TLS terminated here, a
+            # plain trio.abc.Stream (no half-close) handed on with the SNI.
             client: trio.abc.Stream = stream
-            if self.tls is not None:
-                client = trio.SSLStream(stream, self.tls, server_side=True)
+            sni = None
             try:
+                if self.tls is not None:
+                    try:
+                        sni, hello = await read_client_hello(stream)
+                    except trio.BrokenResourceError:
+                        await trio.aclose_forcefully(stream)
+                        return
+                    client = TLSStream(
+                        stream,
+                        self.tls,
+                        server_side=True,
+                        https_compatible=True,
+                        initial_data=hello,
+                    )
                 await serve_http(
                     client,
                     client_addr=(peer[0], peer[1]),
                     scheme="https" if self.tls else "http",
                     router=self.router,  # type: ignore[arg-type]
                     limits=self.limits,
+                    sni=sni,
                 )
             except BaseException as exc:  # serve_http must never raise but for cancellation
                 self.errors.append(exc)
@@ -236,6 +251,18 @@ async def world(
     if check_leaks:
         for route in w.route_list:
             assert route.opened == route.closed, (route.key, route.opened, route.closed)
+
+
+async def read_client_hello(stream: trio.SocketStream) -> tuple[str | None, bytes]:
+    """A connection's ClientHello, read as the front door reads it (without answering): its
+    SNI, and the bytes read, which the TLS stream must then get first."""
+    data = bytearray()
+    while (hello := parse_client_hello(data)) is None:
+        chunk = await stream.receive_some(MAX_HELLO_BYTES)
+        if not chunk:
+            raise trio.BrokenResourceError("closed before its ClientHello")
+        data += chunk
+    return hello.sni, bytes(data)
 
 
 def small_buffers(stream: trio.SocketStream, size: int) -> None:
@@ -1265,7 +1292,9 @@ async def test_slow_head_is_408_within_head_timeout() -> None:
 
 
 async def test_silent_connection_and_idle_keep_alive_close_quietly() -> None:
-    limits = HttpConfig(max_head_size=16 * KiB, head_timeout=0.5, idle_timeout=0.5)
+    limits = HttpConfig(
+        max_head_size=16 * KiB, head_timeout=0.5, idle_timeout=0.5, keepalive_timeout=0.5
+    )
     async with world(limits) as w:
         await w.app("app.test", echo_headers)
         stream = await w.connect()
@@ -1449,3 +1478,224 @@ async def test_https_client_stream_without_half_close(tmp_path: Path) -> None:
                     await ws.send_message(message)
                     assert await ws.get_message() == message
             nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------- misdirected requests and request-line cases
+
+
+def tls_files(tmp_path: Path, *names: str) -> tuple[ssl.SSLContext, Path]:
+    """A server context with one trustme certificate for `names`, and the CA file for curl."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(server_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_tls, ca_file
+
+
+async def test_host_of_another_endpoint_than_the_sni_is_421_over_tls(tmp_path: Path) -> None:
+    """SNI a.test, Host victim.test: the certificate was a.test's, so the request must not
+    reach victim.test's endpoint (another customer's, perhaps); nor a name nobody serves.
+    Another spelling of a.test, or another name of a.test's endpoint, is forwarded."""
+    server_tls, ca_file = tls_files(tmp_path, "a.test")
+    async with world(tls=server_tls) as w:
+        mine = await w.app("a.test", echo_headers)
+        victim = await w.app("victim.test", echo_headers)
+        w.router.routes["alias.test"] = w.router.routes["a.test"]  # one endpoint, two names
+
+        async def get(host_header: str, *extra: str) -> Response:
+            code, out, err = await curl(
+                "-i",
+                "--cacert",
+                str(ca_file),
+                *w.resolve("a.test"),
+                "-H",
+                f"Host: {host_header}",
+                *extra,
+                w.url("a.test"),
+            )
+            assert code == 0, err
+            [response] = parse_responses(out)
+            return response
+
+        for host_header in ("victim.test", f"victim.test:{w.port}", "nobody.test"):
+            response = await get(host_header)
+            assert response.status == 421, host_header
+            assert response.get("burrow-error-code") == "BURROW_MISDIRECTED_REQUEST"
+            assert response.get("ngrok-error-code") is None
+            assert b"a.test" in response.body
+        response = await get("victim.test", "-H", "Accept: application/json")
+        assert json.loads(response.body)["error_code"] == "BURROW_MISDIRECTED_REQUEST"
+        assert victim.requests == []
+
+        for host_header in (f"A.Test:{w.port}", "a.test.", "alias.test"):
+            response = await get(host_header)
+            assert response.status == 200, host_header
+        hosts = [header(request.headers, "host") for request, _ in mine.requests]
+        assert hosts == [[f"A.Test:{w.port}"], ["a.test."], ["alias.test"]]
+
+
+async def test_a_421_keeps_the_connection_for_its_own_host(tmp_path: Path) -> None:
+    server_tls, ca_file = tls_files(tmp_path, "a.test")
+    client_tls = ssl.create_default_context(cafile=str(ca_file))
+    async with world(tls=server_tls) as w:
+        mine = await w.app("a.test", echo_headers)
+        victim = await w.app("victim.test", echo_headers)
+        tcp = await w.connect()
+        tls = trio.SSLStream(tcp, client_tls, server_hostname="a.test", https_compatible=True)
+        client = Client(tls)  # type: ignore[arg-type]
+        assert (await client.request("GET", "/1", [("Host", "a.test")])).status == 200
+        response = await client.request("GET", "/2", [("Host", "victim.test")])
+        assert response.status == 421
+        assert response.get("connection") is None  # kept, as after a 404
+        assert (await client.request("GET", "/3", [("Host", "a.test")])).status == 200
+        await trio.aclose_forcefully(tls)
+        assert [request.target for request, _ in mine.requests] == [b"/1", b"/3"]
+        assert victim.requests == []
+
+
+async def test_plain_http_port_routes_by_host_alone() -> None:
+    async with world() as w:
+        up = await w.app("victim.test", echo_headers)
+        client = Client(await w.connect())
+        assert (await client.request("GET", "/", [("Host", "victim.test")])).status == 200
+        await client.stream.aclose()
+        assert len(up.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 18446744073709551621\r\n\r\n"
+            b"GET /smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            400,
+            "BURROW_BAD_REQUEST",
+        ),
+        (b"GET * HTTP/1.1\r\nHost: app.test\r\n\r\n", 400, "BURROW_BAD_REQUEST"),
+        (b"DELETE * HTTP/1.1\r\nHost: app.test\r\n\r\n", 400, "BURROW_BAD_REQUEST"),
+        (b"GET app.test:80 HTTP/1.1\r\nHost: app.test\r\n\r\n", 400, "BURROW_BAD_REQUEST"),
+        (b"GET / HTTP/2.0\r\nHost: app.test\r\n\r\n", 505, "BURROW_VERSION_NOT_SUPPORTED"),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "BURROW_VERSION_NOT_SUPPORTED"),
+        (
+            b"GET / HTTP/1.1\r\nHost: app.test\r\n" + b"X-N: 1\r\n" * 100 + b"\r\n",
+            431,
+            "BURROW_HEAD_TOO_LARGE",
+        ),
+    ],
+)
+async def test_request_line_and_header_edge_cases_are_refused_and_never_forwarded(
+    request_bytes: bytes, status: int, code: str
+) -> None:
+    async with world() as w:
+        up = await w.app("app.test", echo_headers)
+        raw = await raw_exchange(w, request_bytes)
+        [response] = parse_responses(raw)
+        assert response.status == status
+        assert response.get("burrow-error-code") == code
+        assert response.get("connection") == "close"
+        assert up.requests == []
+
+
+async def test_ten_thousand_headers_are_431_and_never_forwarded() -> None:
+    """10,000 header lines fit in a 64 KiB head; the field count limit refuses them."""
+    limits = HttpConfig(max_head_size=64 * KiB, head_timeout=2.0, idle_timeout=5.0)
+    async with world(limits) as w:
+        up = await w.app("app.test", echo_headers)
+        many = b"GET / HTTP/1.1\r\nHost: app.test\r\n" + b"a:b\r\n" * 10_000 + b"\r\n"
+        assert len(many) < limits.max_head_size
+        [response] = parse_responses(await raw_exchange(w, many))
+        assert response.status == 431
+        assert response.get("burrow-error-code") == "BURROW_HEAD_TOO_LARGE"
+        assert b"100 header fields" in response.body
+        assert up.requests == []
+
+
+async def test_absolute_form_is_routed_by_its_authority_and_forwarded_in_origin_form() -> None:
+    async with world() as w:
+        up = await w.app("app.test", echo_headers)
+        other = await w.app("other.test", echo_headers)
+        client = Client(await w.connect())
+        target = f"http://App.Test:{w.port}/p?q=1"
+        response = await client.request("GET", target, [("Host", "other.test")])
+        assert response.status == 200
+        seen = json.loads(response.body)
+        assert seen["target"] == "/p?q=1"
+        assert header(seen["headers"], "host") == [f"App.Test:{w.port}"]
+        assert header(seen["headers"], "x-forwarded-host") == [f"App.Test:{w.port}"]
+        response = await client.request("OPTIONS", "http://app.test", [("Host", "app.test")])
+        assert json.loads(response.body)["target"] == "*"
+        response = await client.request("OPTIONS", "*", [("Host", "app.test")])
+        assert json.loads(response.body)["target"] == "*"
+        await client.stream.aclose()
+        assert len(up.requests) == 3
+        assert other.requests == []
+
+
+async def test_replace_x_forwarded_host_sets_it_to_the_host() -> None:
+    limits = HttpConfig(
+        max_head_size=16 * KiB, head_timeout=2.0, idle_timeout=5.0, replace_x_forwarded_host=True
+    )
+    async with world(limits) as w:
+        await w.app("app.test", echo_headers)
+        client = Client(await w.connect())
+        response = await client.request(
+            "GET", "/", [("Host", "app.test"), ("X-Forwarded-Host", "spoofed.example")]
+        )
+        await client.stream.aclose()
+        seen = json.loads(response.body)
+        assert header(seen["headers"], "x-forwarded-host") == ["app.test"]
+
+
+# ------------------------------------------------------------------- idle clients (issue 9)
+
+
+async def test_idle_client_releases_its_agent_stream_but_back_to_back_requests_reuse_it() -> None:
+    async with world() as w:
+        upstream = await w.app("app.test", echo_headers)
+        route = w.router.routes["app.test"]
+        assert isinstance(route, Route)
+        client = Client(await w.connect())
+        for _ in range(3):
+            assert (await client.request("GET", "/", [("Host", "app.test")])).status == 200
+        assert (route.opened, route.closed) == (1, 0)  # back to back: one agent stream
+        idle_since = time.monotonic()
+        with trio.fail_after(AGENT_STREAM_HOLD + TIMEOUT):
+            while route.closed < 1:
+                await trio.sleep(0.02)
+        # Released a moment after the client went idle, the client still connected.
+        assert time.monotonic() - idle_since >= AGENT_STREAM_HOLD * 0.8
+        assert (route.opened, route.closed) == (1, 1)
+        # The client's next request is served on a new agent stream.
+        assert (await client.request("GET", "/", [("Host", "app.test")])).status == 200
+        assert route.opened == 2
+        assert upstream.connections == 2
+        await client.stream.aclose()
+
+
+async def test_keep_alive_wait_has_its_own_shorter_timeout() -> None:
+    limits = HttpConfig(
+        max_head_size=16 * KiB, head_timeout=2.0, idle_timeout=TIMEOUT, keepalive_timeout=0.5
+    )
+
+    async def slow_handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request, _ = await read_message(conn, stream)
+            if request is None:
+                return
+            await trio.sleep(1.0)  # longer than keepalive_timeout, within idle_timeout
+            data = conn.send(h11.Response(status_code=200, headers=[("Content-Length", "4")]))
+            data += conn.send(h11.Data(data=b"slow")) + conn.send(h11.EndOfMessage())
+            await stream.send_all(data)
+            conn.start_next_cycle()
+
+    async with world(limits) as w:
+        await w.upstream("app.test", slow_handler)
+        client = Client(await w.connect())
+        response = await client.request("GET", "/", [("Host", "app.test")])
+        assert (response.status, response.body) == (200, b"slow")  # idle_timeout applied
+        began = time.monotonic()
+        assert await read_all(client.stream) == b""  # then closed, quietly, while idle
+        assert 0.4 < time.monotonic() - began < 0.5 + 3
+        await client.stream.aclose()

@@ -12,6 +12,7 @@ what curl cannot be told to do (many streams at once, resets, withheld window up
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ from tests.edge.http.h1.test_proxy import (
     Route,
     echo_headers,
     header,
+    read_client_hello,
     read_message,
 )
 from tests.edge.http.h1.test_proxy import World as ProxyWorld
@@ -106,9 +108,17 @@ class World(ProxyWorld):
         async def handle(conn: trio.SocketStream) -> None:
             self.started += 1
             peer = conn.socket.getpeername()
-            # As FrontDoor._terminate_https does.
-            stream = TLSStream(conn, self.context, server_side=True, https_compatible=True)
             try:
+                # As FrontDoor.handle_tls and _terminate_https do: the ClientHello read for its
+                # SNI, then TLS, then HTTP with the SNI.
+                try:
+                    sni, hello = await read_client_hello(conn)
+                except trio.BrokenResourceError:
+                    await trio.aclose_forcefully(conn)
+                    return
+                stream = TLSStream(
+                    conn, self.context, server_side=True, https_compatible=True, initial_data=hello
+                )
                 try:
                     await stream.do_handshake()
                 except trio.BrokenResourceError:
@@ -122,6 +132,7 @@ class World(ProxyWorld):
                         client_addr=(peer[0], peer[1]),
                         router=self.router,  # type: ignore[arg-type]
                         limits=self.limits,
+                        sni=sni,
                     )
                 else:
                     await serve_http(
@@ -130,6 +141,7 @@ class World(ProxyWorld):
                         scheme="https",
                         router=self.router,  # type: ignore[arg-type]
                         limits=self.limits,
+                        sni=sni,
                     )
             except BaseException as exc:  # serve_* must never raise but for cancellation
                 self.errors.append(exc)
@@ -222,12 +234,22 @@ class H2Client:
     """An HTTP/2 client on the `h2` library: requests on one connection, concurrently.
 
     `ack=False` withholds WINDOW_UPDATEs for received data until `release()`, so the server
-    can send at most the initial windows (65,535 bytes per stream and per connection)."""
+    can send at most the initial windows (65,535 bytes per stream and per connection).
+    `eager=True` grants every DATA frame's window back at once, in two WINDOW_UPDATEs (stream
+    and connection), rather than in h2's batches."""
 
-    def __init__(self, stream: trio.SSLStream[trio.SocketStream], host: str, ack: bool = True):
+    def __init__(
+        self,
+        stream: trio.SSLStream[trio.SocketStream],
+        host: str,
+        ack: bool = True,
+        eager: bool = False,
+    ):
         self.stream = stream
         self.host = host.encode()
         self.ack = ack
+        self.eager = eager
+        self.updates = 0  # WINDOW_UPDATE frames sent by `eager`
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )
@@ -282,7 +304,14 @@ class H2Client:
             response = self.responses[event.stream_id]
             response.body += event.data
             response.data.set()
-            if self.ack:
+            length = event.flow_controlled_length
+            if self.eager and length:
+                self.conn.increment_flow_control_window(length)
+                self.updates += 1
+                if event.stream_ended is None:
+                    self.conn.increment_flow_control_window(length, event.stream_id)
+                    self.updates += 1
+            elif self.ack:
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             else:
                 self.unacked[event.stream_id] = (
@@ -722,9 +751,15 @@ async def test_rapid_reset_never_holds_more_exchanges_than_advertised(
     one write. h2 counts a reset stream as closed, so only the edge's own bound keeps it from
     starting an exchange, and asking the agent for a stream, for every one of them at once.
     It holds at most the advertised number at once (refusing the rest), and the connection
-    itself survives (no GOAWAY) and keeps serving."""
+    itself survives (no GOAWAY) and keeps serving.
+
+    The flood limit (`http.h2_max_resets_per_window`, 500 by default) would end this
+    connection after at most 500 of them (see the flood tests below); it is raised here above
+    the flood's 1,000 resets plus the refusals, so the concurrency bound is still what is
+    tested, and so is a connection's survival below the flood limit."""
     flood = 1000
-    async with world(tls_files) as w:
+    limits = dataclasses.replace(LIMITS, h2_max_resets_per_window=10 * flood)
+    async with world(tls_files, limits) as w:
         upstream = await w.app("app.test", echo_headers)
         route = GaugedRoute(key="app.test", port=upstream.port)
         w.route_list[-1] = w.router.routes["app.test"] = route
@@ -761,13 +796,245 @@ async def test_rapid_reset_never_holds_more_exchanges_than_advertised(
         assert route.held == 0
 
 
+# ----------------------------------------------------------------------------------- floods
+
+MARKER = b"marker!!"  # the opaque data of the PING sent after a flood
+FLOOD_KINDS = ("reset", "settings", "ping")
+_GOAWAY, _PING, _SETTINGS, _ACK = 0x7, 0x6, 0x4, 0x1
+
+
+@dataclass
+class Flooded:
+    """What the edge answered a flood connection: its GOAWAY (code and debug data), whether it
+    answered the PING sent after the flood, how many PINGs and SETTINGS it acknowledged."""
+
+    goaway: int | None = None
+    debug: bytes = b""
+    answered: bool = False
+    acks: int = 0
+
+
+def flood_bytes(kind: str, count: int) -> bytes:
+    """A client's whole connection: preface and SETTINGS, `count` flood frames of `kind` (a
+    request head each followed by its RST_STREAM, an empty SETTINGS, or a PING), then a PING
+    carrying MARKER."""
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    conn.initiate_connection()
+    if kind == "reset":
+        fields = [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"app.test"),
+            (b":path", b"/flood"),
+        ]
+        for _ in range(count):
+            stream_id = conn.get_next_available_stream_id()
+            conn.send_headers(stream_id, fields, end_stream=True)
+            conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+        frames = b""
+    elif kind == "settings":
+        frames = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" * count
+    else:
+        frames = (b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678") * count
+    marker = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + MARKER
+    return conn.data_to_send() + frames + marker
+
+
+async def flood(w: World, blob: bytes) -> Flooded:
+    """Send `blob` on a new connection in one write, reading meanwhile, until the edge says
+    GOAWAY, answers the marker PING or closes the connection."""
+    tcp = await trio.open_tcp_stream("127.0.0.1", w.port)
+    context = ssl.create_default_context(cafile=str(w.ca_file))
+    context.set_alpn_protocols(["h2"])
+    tls = trio.SSLStream(tcp, context, server_hostname="app.test", https_compatible=True)
+    await tls.do_handshake()
+    assert tls.selected_alpn_protocol() == "h2"
+    flooded = Flooded()
+
+    async def send() -> None:
+        # The edge stops reading when it cuts the flood off, and closes with the rest unread.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await tls.send_all(blob)
+
+    async def read() -> None:
+        buffer = bytearray()
+        while True:
+            try:
+                data = await tls.receive_some(64 * KiB)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            buffer += data
+            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+                length = int.from_bytes(buffer[:3], "big")
+                kind, flags, payload = buffer[3], buffer[4], bytes(buffer[9 : 9 + length])
+                del buffer[: 9 + length]
+                if kind == _GOAWAY:
+                    flooded.goaway = int.from_bytes(payload[4:8], "big")
+                    flooded.debug = payload[8:]
+                    return
+                if kind == _PING and flags & _ACK and payload == MARKER:
+                    flooded.answered = True
+                    return
+                if kind in (_PING, _SETTINGS) and flags & _ACK:
+                    flooded.acks += 1
+
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                await read()
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(tls)
+    return flooded
+
+
+async def flood_while_another_client_is_served(
+    tls_files: tuple[Path, CertificateFiles], kind: str, count: int
+) -> None:
+    """A flood of `count` frames of `kind` on one connection, while another client on another
+    connection sends requests one after another: the flood ends with GOAWAY ENHANCE_YOUR_CALM
+    after costing the edge no more than the limit's worth, and every request of the other
+    client is answered, each within a generous bound."""
+    bound = 2.0  # seconds per request: a loopback request takes milliseconds
+    blob = flood_bytes(kind, count)
+    async with world(tls_files) as w:
+        upstream = await w.app("app.test", echo_headers)
+        route = w.route_list[-1]
+        latencies: list[float] = []
+        flooded: Flooded | None = None
+        async with w.client() as other:
+            warm = await other.fetch("GET", "/warm")
+            assert warm.status == 200
+            before = len(upstream.requests)
+
+            async def serve_other() -> None:
+                for n in range(10_000):
+                    start = trio.current_time()
+                    response = await other.fetch("GET", f"/other/{n}")
+                    latencies.append(trio.current_time() - start)
+                    assert response.status == 200, (n, response.status, response.reset)
+                    assert json.loads(response.body)["target"] == f"/other/{n}"
+                    if flooded is not None and len(latencies) >= 20:
+                        return
+                    await trio.sleep(0.005)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_other)
+                await trio.sleep(0.05)
+                flooded = await flood(w, blob)
+            assert other.goaway is None and not other.closed.is_set()
+        assert flooded.goaway == ErrorCodes.ENHANCE_YOUR_CALM, flooded
+        assert not flooded.answered  # nothing after the flood's cut was read
+        assert flooded.debug.endswith(b"within 10s")
+        limits = LIMITS
+        if kind == "reset":
+            assert flooded.debug.startswith(f"{limits.h2_max_resets_per_window + 1} reset".encode())
+            flood_requests = route.opened - 1 - len(latencies)  # less /warm and the other's
+            assert flood_requests <= limits.h2_max_resets_per_window, flood_requests
+        else:
+            assert flooded.debug.startswith(
+                f"{limits.h2_max_control_frames_per_window + 1} control".encode()
+            )
+            assert flooded.acks <= limits.h2_max_control_frames_per_window, flooded.acks
+        if kind != "reset":  # the flood asked the upstream nothing
+            assert len(upstream.requests) - before == len(latencies)
+        assert len(latencies) >= 20
+        assert max(latencies) < bound, sorted(latencies)[-5:]
+
+
+@pytest.mark.parametrize("kind", FLOOD_KINDS)
+async def test_a_flood_gets_enhance_your_calm_while_another_client_is_served(
+    tls_files: tuple[Path, CertificateFiles], kind: str
+) -> None:
+    """Scaled down: 5,000 HEADERS+RST_STREAM, 20,000 SETTINGS or 20,000 PINGs."""
+    count = 5_000 if kind == "reset" else 20_000
+    await flood_while_another_client_is_served(tls_files, kind, count)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", FLOOD_KINDS)
+async def test_a_full_size_flood_gets_enhance_your_calm_while_another_client_is_served(
+    tls_files: tuple[Path, CertificateFiles], kind: str
+) -> None:
+    """The hardening probe's size: 100,000 frames (HEADERS+RST_STREAM pairs, SETTINGS or
+    PINGs) on one connection."""
+    await flood_while_another_client_is_served(tls_files, kind, 100_000)
+
+
+async def test_a_browser_like_client_is_never_cut_off(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """Hundreds of requests with a few cancelled, pings, priority changes and a settings
+    change; a large download whose every DATA frame's window is granted back at once (more
+    WINDOW_UPDATEs than the control frame limit); and curl with 200 parallel requests on
+    one connection: none is cut off."""
+    size = 16 * MiB
+    async with world(tls_files) as w:
+        await w.app("app.test", echo_headers)
+        await w.upstream("big.test", streaming_app({}))
+        async with w.client() as client:
+            client.conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1 * MiB})
+            cancelled = 0
+            for batch in range(10):  # 300 requests, 30 at a time
+                ids = [await client.request("GET", f"/page/{batch}/{n}") for n in range(29)]
+                await client.reset(await client.request("GET", f"/cancelled/{batch}"))
+                cancelled += 1
+                client.conn.prioritize(ids[-1], weight=200)
+                client.conn.ping(f"browser{batch}".encode())
+                await client.flush()
+                for n, stream_id in enumerate(ids):
+                    response = client.responses[stream_id]
+                    await response.done.wait()
+                    assert response.status == 200, (batch, n, response.reset)
+                    assert json.loads(response.body)["target"] == f"/page/{batch}/{n}"
+            assert client.goaway is None and not client.closed.is_set()
+            assert cancelled == 10
+        async with w.client("big.test", eager=True) as client:
+            # Windows wide enough that the edge need not wait for each update in turn.
+            client.conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 4 * MiB})
+            client.conn.increment_flow_control_window(4 * MiB)
+            await client.flush()
+            response = await client.fetch("GET", f"/big?size={size}")
+            assert len(response.body) == size
+            assert hashlib.sha256(response.body).hexdigest() == pattern_sha256(size)
+            assert client.updates > LIMITS.h2_max_control_frames_per_window, client.updates
+            again = await client.fetch("GET", "/big?size=10")
+            assert again.status == 200
+            assert client.goaway is None and not client.closed.is_set()
+        urls = [w.url("app.test", f"/parallel/{n}") for n in range(200)]
+        outputs = ["-o", "/dev/null"] * len(urls)
+        code, out, err = await curl(
+            "--parallel",
+            "--parallel-max",
+            "100",
+            "-w",
+            "%{http_code} %{http_version}\n",
+            *outputs,
+            *w.curl_args("app.test"),
+            *urls,
+        )
+        assert code == 0, err
+        assert out.decode().splitlines() == ["200 2"] * 200
+
+
 # ------------------------------------------------------------------------------ error pages
 
 
 async def test_silent_upstream_is_504_then_the_idle_connection_gets_goaway(
     tls_files: tuple[Path, CertificateFiles],
 ) -> None:
-    limits = HttpConfig(max_head_size=16 * KiB, head_timeout=0.5, idle_timeout=0.5, http2=True)
+    limits = HttpConfig(
+        max_head_size=16 * KiB,
+        head_timeout=0.5,
+        idle_timeout=0.5,
+        keepalive_timeout=0.5,
+        http2=True,
+    )
 
     async def silent(stream: trio.SocketStream) -> None:
         await stream.receive_some(64 * KiB)
@@ -788,6 +1055,60 @@ async def test_silent_upstream_is_504_then_the_idle_connection_gets_goaway(
             with trio.fail_after(TIMEOUT):
                 await client.closed.wait()
             assert client.goaway is not None
+
+
+# ------------------------------------------------- misdirected requests and request-line cases
+
+
+async def test_authority_of_another_endpoint_than_the_sni_is_421(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """SNI app.test, :authority big.test (a name the certificate also covers, so a client may
+    coalesce the two): big.test's endpoint never sees the request; the connection keeps
+    serving app.test."""
+    async with world(tls_files) as w:
+        mine = await w.app("app.test", echo_headers)
+        victim = await w.app("big.test", echo_headers)
+        async with w.client("app.test") as client:
+            for authority in ("big.test", f"big.test:{w.port}", "nobody.test"):
+                response = await client.fetch("GET", "/", authority=authority)
+                assert response.status == 421, authority
+                assert response.get("burrow-error-code") == "BURROW_MISDIRECTED_REQUEST"
+                assert b"app.test" in response.body
+            response = await client.fetch("GET", "/mine", authority=f"App.Test:{w.port}")
+            assert response.status == 200
+            assert client.goaway is None
+        assert victim.requests == []
+        assert [request.target for request, _ in mine.requests] == [b"/mine"]
+        # curl turns -H Host into :authority.
+        code, out, err = await curl(
+            "-i", *w.curl_args("app.test"), "-H", "Host: big.test", w.url("app.test")
+        )
+        assert code == 0, err
+        assert out.startswith(b"HTTP/2 421")
+        assert b"burrow-error-code: BURROW_MISDIRECTED_REQUEST" in out
+        assert victim.requests == []
+
+
+async def test_request_edge_cases_over_http2_are_refused_and_never_forwarded(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    async with world(tls_files) as w:
+        up = await w.app("app.test", echo_headers)
+        async with w.client() as client:
+            asterisk = await client.fetch("GET", "*")
+            assert asterisk.status == 400
+            many = await client.fetch("GET", "/", [("x-n", "1")] * 101)
+            assert (many.status, many.get("burrow-error-code")) == (431, "BURROW_HEAD_TOO_LARGE")
+            too_long = await client.fetch(
+                "POST", "/", [("content-length", str(2**64 + 5))], end=False
+            )
+            assert too_long.status == 400
+            assert b"Content-Length" in too_long.body
+            options = await client.fetch("OPTIONS", "*")
+            assert options.status == 200
+            assert client.goaway is None
+        assert [request.target for request, _ in up.requests] == [b"*"]
 
 
 # ----------------------------------------------------------------------- settings and ALPN

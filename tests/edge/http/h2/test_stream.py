@@ -4,7 +4,9 @@ real HTTP/2 proxy and clients of `tests/edge/http/h2/test_proxy.py`'s harness.""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import h11
@@ -17,7 +19,13 @@ from protocol.adapters.mux import open_mux_session
 from protocol.formats.units import KiB, MiB
 from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role
-from tests.edge.http.h1.test_proxy import DeadRoute, answering, read_message, response_head
+from tests.edge.http.h1.test_proxy import (
+    DeadRoute,
+    Route,
+    answering,
+    read_message,
+    response_head,
+)
 from tests.edge.http.h2 import test_proxy as harness
 from tests.edge.http.h2.test_proxy import LIMITS, TIMEOUT, curl, world
 
@@ -118,8 +126,9 @@ async def test_offline_endpoint_is_404_3200_over_http2(
             response = await client.fetch("GET", "/", [("accept", "application/json")])
             assert response.status == 404
             assert json.loads(response.body)["error_code"] == "ERR_NGROK_3200"
-            w.router.routes["gone.test"] = DeadRoute()
-            response = await client.fetch("GET", "/", authority="gone.test")
+        w.router.routes["gone.test"] = DeadRoute()
+        async with w.client("gone.test") as client:  # its own connection: SNI and Host agree
+            response = await client.fetch("GET", "/")
             assert response.status == 502
             assert response.get("ngrok-error-code") == "ERR_NGROK_3200"
 
@@ -198,3 +207,97 @@ async def test_oversized_response_head_is_502_and_never_reaches_the_client_over_
             assert response.get("ngrok-error-code") == "ERR_NGROK_3004"
             assert not [name for name, _ in response.headers if name.startswith(b"x-filler")]
             assert b"x" * 1000 not in response.body
+
+
+# ------------------------------------------------------------------------ slow request bodies
+
+# Small limits so a slow body is cut within about a second: 100 bytes/s over a 1 s window.
+SLOW_LIMITS = replace(LIMITS, body_min_rate=100, body_rate_window=1.0)
+
+
+async def test_a_trickling_body_over_http2_is_408_and_releases_only_its_upstream(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """A byte every 0.2 s used to hold the agent stream (and the upstream connection) as long
+    as the client kept trickling; now that stream gets a 408 and RST_STREAM(NO_ERROR), and a
+    request on the same connection is answered meanwhile."""
+    upstream_ended = trio.Event()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while not isinstance(request := conn.next_event(), h11.Request):
+            conn.receive_data(await stream.receive_some(64 * KiB))
+        if request.method == b"GET":
+            await stream.send_all(
+                conn.send(h11.Response(status_code=200, headers=[("content-length", "2")]))
+                + conn.send(h11.Data(data=b"ok"))
+                + conn.send(h11.EndOfMessage())
+            )
+            return
+        try:
+            while await stream.receive_some(64 * KiB):
+                pass
+        finally:
+            upstream_ended.set()
+
+    async with world(tls_files, SLOW_LIMITS) as w:
+        await w.upstream("app.test", handler)
+        async with w.client("app.test") as client:
+            headers = [("content-length", "100000"), ("accept", "application/json")]
+            stream_id = await client.request("POST", "/", headers, end=False)
+            response = client.responses[stream_id]
+            began = trio.current_time()
+            released = 0.0
+
+            async def trickle() -> None:
+                while response.status == 0 and response.reset is None:
+                    await client.send_body(stream_id, b"z", end=False)
+                    await trio.sleep(0.2)
+
+            async def watch_upstream() -> None:
+                nonlocal released
+                await upstream_ended.wait()
+                released = trio.current_time() - began
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle)
+                nursery.start_soon(watch_upstream)
+                other = await client.fetch("GET", "/")
+                assert other.status == 200 and bytes(other.body) == b"ok"
+                await response.done.wait()
+                answered = trio.current_time() - began
+                with trio.fail_after(TIMEOUT):
+                    while response.reset is None:
+                        await trio.sleep(0.01)
+                await upstream_ended.wait()
+            assert response.status == 408 and response.ended
+            assert response.get("burrow-error-code") == "BURROW_REQUEST_TIMEOUT"
+            assert "too slowly" in json.loads(response.body)["msg"]
+            assert response.reset == ErrorCodes.NO_ERROR  # stop sending: we answered
+            assert 0.9 < answered < 2.5
+            assert released < answered + 0.5
+            route = w.router.routes["app.test"]
+            assert isinstance(route, Route) and route.opened == route.closed == 2
+
+
+async def test_a_fast_upload_over_http2_to_a_slow_reading_upstream_is_unaffected(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """Time the stream waits on its agent stream is not the client's: an upstream that takes
+    three windows before it reads still gets the whole body."""
+    body = bytes(range(256)) * (4 * MiB // 256)
+    gate = trio.Event()
+    limits = replace(LIMITS, body_min_rate=MiB, body_rate_window=1.0)
+    async with world(tls_files, limits, buffer=32 * KiB) as w:
+        await w.upstream("big.test", harness.streaming_app({}, gate))
+        async with w.client("big.test") as client:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.fetch, "POST", "/up", [], body)
+                await trio.sleep(3.0)
+                gate.set()
+            [response] = client.responses.values()
+            assert response.status == 200, bytes(response.body)
+            assert json.loads(response.body) == {
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "size": len(body),
+            }
