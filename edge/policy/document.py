@@ -31,6 +31,7 @@ from edge.policy.errors import (
     ERR_NGROK_2265,
     Place,
     PolicyError,
+    kind_of,
 )
 from protocol.formats.yamldoc import KeyPath, YAMLDocumentError, read_yaml
 
@@ -215,22 +216,6 @@ def _json_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return result
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
 def _unknown_key(key: object, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -264,9 +249,7 @@ class _Reader:
         if document is None:
             return Policy()
         if not isinstance(document, Mapping):
-            self.fail(
-                Place(), (), f"a policy must be a mapping of phases, not {_type_name(document)}"
-            )
+            self.fail(Place(), (), f"a policy must be a mapping of phases, not {kind_of(document)}")
         phases: dict[str, tuple[Rule, ...]] = {}
         for key, rules in document.items():
             if key in _UNSUPPORTED_PHASES:
@@ -285,7 +268,7 @@ class _Reader:
             return ()
         if not isinstance(rules, list | tuple):
             self.fail(
-                Place(phase=phase), (phase,), f"must be a list of rules, not {_type_name(rules)}"
+                Place(phase=phase), (phase,), f"must be a list of rules, not {kind_of(rules)}"
             )
         if len(rules) > self.limits.max_rules_per_phase:
             self.fail(
@@ -301,13 +284,13 @@ class _Reader:
         path: KeyPath = (phase, index)
         place = Place(phase=phase, rule_index=index)
         if not isinstance(rule, Mapping):
-            self.fail(place, path, f"a rule must be a mapping, not {_type_name(rule)}")
+            self.fail(place, path, f"a rule must be a mapping, not {kind_of(rule)}")
         name = rule.get("name")
         if name is None:
             name = ""
         if not isinstance(name, str):
             self.fail(
-                place.at_field("name"), (*path, "name"), f"must be a string, not {_type_name(name)}"
+                place.at_field("name"), (*path, "name"), f"must be a string, not {kind_of(name)}"
             )
         place = Place(phase=phase, rule_index=index, rule_name=name)
         for key in rule:
@@ -327,7 +310,7 @@ class _Reader:
             self.fail(
                 place.at_field("expressions"),
                 path,
-                f"must be a list of strings, not {_type_name(value)}",
+                f"must be a list of strings, not {kind_of(value)}",
             )
         limit = self.limits.max_expressions_per_rule
         if len(value) > limit:
@@ -342,7 +325,7 @@ class _Reader:
         for index, expression in enumerate(value):
             field = place.at_field(f"expressions[{index}]")
             if not isinstance(expression, str):
-                self.fail(field, (*path, index), f"must be a string, not {_type_name(expression)}")
+                self.fail(field, (*path, index), f"must be a string, not {kind_of(expression)}")
             if len(expression) > self.limits.max_expression_length:
                 self.fail(
                     field,
@@ -362,7 +345,7 @@ class _Reader:
             self.fail(
                 place.at_field("actions"),
                 path,
-                f"must be a list of actions, not {_type_name(value)}",
+                f"must be a list of actions, not {kind_of(value)}",
             )
         limit = self.limits.max_actions_per_rule
         if len(value) > limit:
@@ -384,7 +367,7 @@ class _Reader:
             action_index=index,
         )
         if not isinstance(action, Mapping):
-            self.fail(place, path, f"an action must be a mapping, not {_type_name(action)}")
+            self.fail(place, path, f"an action must be a mapping, not {kind_of(action)}")
         kind = action.get("type")
         if not isinstance(kind, str) or not kind:
             self.fail(place.at_field("type"), (*path, "type"), "every action needs a `type` string")
@@ -405,7 +388,7 @@ class _Reader:
             self.fail(
                 place.at_field("config"),
                 (*path, "config"),
-                f"must be a mapping, not {_type_name(config)}",
+                f"must be a mapping, not {kind_of(config)}",
             )
         for key in config:
             if not isinstance(key, str):

@@ -14,6 +14,7 @@ the place, and the caller answers that one request with a coded 500-class error.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,6 +52,7 @@ __all__ = [
     "Place",
     "PolicyError",
     "PolicyRuntimeError",
+    "kind_of",
 ]
 
 #: "Invalid policy expression." A rule expression that does not compile (or is too long).
@@ -170,3 +172,20 @@ class PolicyRuntimeError(PolicyError):
 
     Only that request fails (a logged, coded 500-class answer); the policy stays loaded.
     """
+
+
+def kind_of(value: object) -> str:
+    """A policy value's kind as an error message names it: `a mapping`, `a list`, `null`..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, Sequence):
+        return "a list"
+    return type(value).__name__

@@ -26,26 +26,11 @@ from edge.policy.errors import (
     ERR_NGROK_2223,
     Place,
     PolicyError,
+    kind_of,
 )
 from edge.policy.interpolation import Template, compile_template
 
 __all__ = ["ConfigReader"]
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, Sequence):
-        return "a list"
-    return type(value).__name__
 
 
 class ConfigReader:
@@ -92,7 +77,7 @@ class ConfigReader:
                 raise self.invalid(field, "is required")
             return None
         if not isinstance(value, str):
-            raise self.invalid(field, f"must be a string, not {_kind(value)}")
+            raise self.invalid(field, f"must be a string, not {kind_of(value)}")
         if max_length is not None and len(value) > max_length:
             raise self.error(
                 ERR_NGROK_2221,
@@ -107,7 +92,7 @@ class ConfigReader:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.invalid(field, f"must be an integer, not {_kind(value)}")
+            raise self.invalid(field, f"must be an integer, not {kind_of(value)}")
         if not minimum <= value <= maximum:
             raise self.error(
                 ERR_NGROK_2215,
@@ -122,7 +107,7 @@ class ConfigReader:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.invalid(field, f"must be true or false, not {_kind(value)}")
+            raise self.invalid(field, f"must be true or false, not {kind_of(value)}")
         return value
 
     def strings(
@@ -133,7 +118,7 @@ class ConfigReader:
         if value is None:
             value = ()
         if isinstance(value, str) or not isinstance(value, Sequence):
-            raise self.invalid(field, f"must be a list of strings, not {_kind(value)}")
+            raise self.invalid(field, f"must be a list of strings, not {kind_of(value)}")
         if required and not value:
             raise self.error(
                 ERR_NGROK_2223,
@@ -143,7 +128,7 @@ class ConfigReader:
         self.check_count(field, len(value), max_entries)
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise self.invalid(f"{field}[{index}]", f"must be a string, not {_kind(item)}")
+                raise self.invalid(f"{field}[{index}]", f"must be a string, not {kind_of(item)}")
         return tuple(value)
 
     def mapping(
@@ -154,7 +139,7 @@ class ConfigReader:
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
-            raise self.invalid(field, f"must be a mapping, not {_kind(value)}")
+            raise self.invalid(field, f"must be a mapping, not {kind_of(value)}")
         if required and not value:
             raise self.error(
                 ERR_NGROK_2223,
