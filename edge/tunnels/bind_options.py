@@ -26,6 +26,9 @@ _AGENT_SIDE: dict[str, frozenset[str]] = {
     "tls": frozenset({"MutualTLSAtAgent"}),
     "tcp": frozenset(),
 }
+#: Options ngrok's SDKs turn on by sending an empty object (`"Compression": {}`) and off with
+#: null: for these any object is a request, however empty.
+_SWITCHES = frozenset({"Compression", "WebsocketTCPConverter"})
 #: What the user most likely meant by each option, for the refusal's message.
 _DESCRIPTIONS = {
     "Auth": "basic auth",
@@ -71,7 +74,9 @@ def unenforced_options(bind: Bind, *, agent_writes_proxy_headers: bool) -> list[
     accepted = _NAMING | _AGENT_SIDE.get(proto, frozenset())
     refused = []
     for key, value in sorted(bind.opts.items()):
-        if key in accepted or not _is_set(value):
+        if key in accepted:
+            continue
+        if not (_is_set(value) or (key in _SWITCHES and value is not None)):
             continue
         if key == "ProxyProto" and agent_writes_proxy_headers:
             continue

@@ -46,8 +46,19 @@ POLICY = json.dumps(
         ([["traffic_policy", POLICY]], "Opts.TrafficPolicy (a Traffic Policy)"),
         ([["request_header", "X-Tenant", "a"]], "Opts.RequestHeaders"),
         ([["oauth", "google"]], "Opts.OAuth"),
+        ([["compression"]], "Opts.Compression"),
+        ([["websocket_tcp_conversion"]], "Opts.WebsocketTCPConverter"),
     ],
-    ids=["basic_auth", "deny_cidr", "allow_cidr", "traffic_policy", "request_header", "oauth"],
+    ids=[
+        "basic_auth",
+        "deny_cidr",
+        "allow_cidr",
+        "traffic_policy",
+        "request_header",
+        "oauth",
+        "compression",
+        "websocket_tcp_conversion",
+    ],
 )
 def test_sdk_bind_with_an_unenforced_option_is_refused(
     shared_edge: Edge, upstream: HttpUpstream, options: list[list[str]], named: str

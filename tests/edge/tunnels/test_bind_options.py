@@ -48,6 +48,14 @@ def test_a_plain_bind_is_accepted() -> None:
     assert refused("tls", {"URL": "tls://db.example.com", "MutualTLSAtAgent": True}) == []
 
 
+@pytest.mark.parametrize("key", ["Compression", "WebsocketTCPConverter"])
+def test_a_switch_sent_as_an_empty_object_is_refused(key: str) -> None:
+    """ngrok's SDKs turn these on with `{}` (and off with null): an empty object asks for it."""
+    (only,) = refused("https", {**SDK_HTTP_DEFAULTS, key: {}})
+    assert only.startswith(f"Opts.{key} (")
+    assert refused("https", {**SDK_HTTP_DEFAULTS, key: None}) == []
+
+
 def test_empty_objects_are_not_options() -> None:
     opts = {**SDK_HTTP_DEFAULTS, "IPRestriction": {"allow_cidrs": [], "deny_cidrs": []}}
     assert refused("http", opts) == []
