@@ -159,6 +159,8 @@ def _as_text(value: object, expression: str, place: Place | None) -> str:
             ) from None
     if isinstance(value, str | int | float):
         return str(value)
+    if isinstance(value, celtypes.TimestampType | celtypes.DurationType):
+        return str(value)  # RFC 3339 / "90s", as CEL's string() writes them (no JSON quotes)
     return json.dumps(value, cls=CELJSONEncoder, separators=(",", ":"))
 
 

@@ -1,0 +1,415 @@
+"""Running a compiled policy: one phase, for one connection, request or response.
+
+Theory of operation. The shell calls one entry point per phase with the facts it has
+(`edge.policy.activation`), the time and the policy's `PolicyState`:
+
+    run_tcp_connect(policy, conn, ...)                        -> Continue | Close
+    run_http_request(policy, conn, request, ...)              -> Forward | Respond | Close
+    run_http_response(policy, conn, request, response, ...)   -> ResponseChanges | Respond
+
+Rules run in order. A rule applies when all its expressions are true (evaluated in order, the
+first false one stops it; no expressions means always); its actions then run in order, and an
+action that answers or closes ends the phase (deny, custom-response, close-connection; a
+redirect that changes the URL; restrict-ips, basic-auth and rate-limit when they refuse and
+enforce). Everything else changes the request/response or the variables and falls through.
+
+Every outcome carries `logs` (what `log` actions recorded, and any runtime failure, for the
+shell to emit: this module never logs) and `trace` (each rule reached, each expression's value,
+each action and what it did: what `burrow-edge policy test` prints).
+
+Variables. `vars.*` belong to the phase that set them (DOCS set-vars: "Variables defined in each
+of the three phases are scoped to that phase"). Action result variables (`actions.ngrok.*`) of
+the request phase are carried to the response phase in `Forward.carried` (and in a `Respond`,
+whose synthetic response the shell may run the response phase on, as ngrok does after a
+request-phase custom-response).
+
+Failures. A CEL expression or `${...}` that fails at run time (ERR_NGROK_2254 for a rule
+expression, 2238 for interpolation, 2253 for an action field) fails this one request with a
+coded 500 (`Respond.error_code`) and a log record; on `on_tcp_connect` the connection is
+closed. Nothing raises out of an entry point; the policy stays loaded for the next request.
+
+Pure: no I/O, no clock (`now` is Unix seconds from the caller), no logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from edge.policy.actions import (
+    AddHeadersConfig,
+    BasicAuthConfig,
+    CloseConnectionConfig,
+    CustomResponseConfig,
+    DenyConfig,
+    LogConfig,
+    RateLimitConfig,
+    RedirectConfig,
+    RemoveHeadersConfig,
+    RestrictIpsConfig,
+    SetVarsConfig,
+    UrlRewriteConfig,
+)
+from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from edge.policy.errors import ERR_NGROK_2254, Place, PolicyRuntimeError
+from edge.policy.phase import Answer, Hangup, LogRecord, PhaseRun, plain
+from edge.policy.ratelimit import PolicyState
+from edge.policy.run_access import run_basic_auth, run_rate_limit, run_restrict_ips
+from edge.policy.run_http import (
+    run_add_headers,
+    run_custom_response,
+    run_deny,
+    run_redirect,
+    run_remove_headers,
+    run_url_rewrite,
+)
+from edge.policy.validate import CompiledAction, CompiledPolicy, CompiledRule
+
+__all__ = [
+    "ERR_NGROK_2300",
+    "ActionTrace",
+    "Carried",
+    "Close",
+    "Continue",
+    "ExpressionTrace",
+    "Forward",
+    "HeaderChanges",
+    "LogRecord",
+    "RequestChanges",
+    "Respond",
+    "ResponseChanges",
+    "RuleTrace",
+    "Trace",
+    "run_http_request",
+    "run_http_response",
+    "run_tcp_connect",
+]
+
+#: ngrok's "internal gateway error" (traffic-policy.md §1): a fault in the engine itself, never
+#: expected; the request fails as a runtime error would, and the record says what broke.
+ERR_NGROK_2300: Final = "ERR_NGROK_2300"
+
+
+# --- outcomes --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ExpressionTrace:
+    text: str
+    value: bool | None  # None: the evaluation failed (see `error`)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTrace:
+    index: int
+    type: str
+    result: str  # "continued", "responded 403", "closed", "failed ERR_NGROK_2238: ..."
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    index: int
+    name: str
+    expressions: tuple[ExpressionTrace, ...]  # only those evaluated (the first false stops)
+    matched: bool
+    actions: tuple[ActionTrace, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    phase: str
+    rules: tuple[RuleTrace, ...]  # the rules reached, in order
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderChanges:
+    """Apply as: remove every header named in `removed`, then append `added` in order."""
+
+    removed: tuple[str, ...] = ()  # lower-case names
+    added: tuple[tuple[str, str], ...] = ()  # lower-case names; values never hold CR/LF/NUL
+
+
+@dataclass(frozen=True, slots=True)
+class RequestChanges:
+    headers: HeaderChanges = HeaderChanges()
+    target: str | None = None  # url-rewrite's new `path?query`; None: unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """What the request phase leaves to the response phase: action result variables."""
+
+    results: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Continue:
+    """on_tcp_connect: let the connection through."""
+
+    logs: tuple[LogRecord, ...]
+    trace: Trace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close:
+    """Close the client's connection without an answer."""
+
+    reason: str  # the action that closed it, or the failing error code
+    logs: tuple[LogRecord, ...]
+    trace: Trace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forward:
+    """on_http_request: forward the request upstream with `changes` applied."""
+
+    changes: RequestChanges
+    carried: Carried
+    logs: tuple[LogRecord, ...]
+    trace: Trace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Respond:
+    """Answer the client with this response instead of (or in place of) the upstream's."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    logs: tuple[LogRecord, ...]
+    trace: Trace
+    carried: Carried = Carried()
+    error_code: str | None = None  # set when a runtime failure made this answer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseChanges:
+    """on_http_response: send the upstream's response with `headers` changes applied."""
+
+    headers: HeaderChanges
+    logs: tuple[LogRecord, ...]
+    trace: Trace
+
+
+# --- actions that need only the phase --------------------------------------------------------
+def _run_set_vars(run: PhaseRun, config: SetVarsConfig, place: Place) -> None:
+    for name, value in config.vars:
+        run.set_var(name, run.typed(value, place.at_field(f"config.vars.{name}")))
+
+
+def _run_log(run: PhaseRun, config: LogConfig, place: Place) -> None:
+    metadata = {
+        name: plain(run.typed(value, place.at_field(f"config.metadata.{name}")))
+        for name, value in config.metadata
+    }
+    run.logs.append(LogRecord(run.phase, str(place), MappingProxyType(metadata)))
+    run.set_result("log", {"metadata": metadata})
+
+
+def _run_close(run: PhaseRun, config: CloseConnectionConfig, place: Place) -> Hangup:
+    return Hangup("close-connection")
+
+
+Runner = Callable[[PhaseRun, Any, Place], Answer | Hangup | None]
+_RUNNERS: Final[Mapping[type, Runner]] = {
+    RestrictIpsConfig: run_restrict_ips,
+    DenyConfig: run_deny,
+    CloseConnectionConfig: _run_close,
+    CustomResponseConfig: run_custom_response,
+    AddHeadersConfig: run_add_headers,
+    RemoveHeadersConfig: run_remove_headers,
+    RedirectConfig: run_redirect,
+    UrlRewriteConfig: run_url_rewrite,
+    SetVarsConfig: _run_set_vars,
+    LogConfig: _run_log,
+    BasicAuthConfig: run_basic_auth,
+    RateLimitConfig: run_rate_limit,
+}
+
+
+# --- the rule loop ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    code: str
+
+
+Ending = Answer | Hangup | _Failed
+
+
+def _fail(run: PhaseRun, error: PolicyRuntimeError) -> _Failed:
+    run.logs.append(
+        LogRecord(
+            run.phase,
+            str(error.place),
+            MappingProxyType({"message": error.message}),
+            error_code=error.code,
+        )
+    )
+    return _Failed(error.code or ERR_NGROK_2300)
+
+
+def _action(run: PhaseRun, action: CompiledAction) -> tuple[Ending | None, ActionTrace]:
+    index = action.place.action_index or 0
+    try:
+        runner = _RUNNERS[type(action.config)]
+        ending = runner(run, action.config, action.place)
+    except PolicyRuntimeError as error:
+        failed = _fail(run, error)
+        return failed, ActionTrace(index, action.type, f"failed {error.code}: {error.problem}")
+    except Exception as exc:  # an engine bug must fail one request, not the edge
+        internal = PolicyRuntimeError(ERR_NGROK_2300, f"internal error: {exc!r}", action.place)
+        return _fail(run, internal), ActionTrace(index, action.type, f"failed {ERR_NGROK_2300}")
+    if ending is None:
+        return None, ActionTrace(index, action.type, "continued")
+    if isinstance(ending, Hangup):
+        return ending, ActionTrace(index, action.type, "closed the connection")
+    return ending, ActionTrace(index, action.type, f"responded {ending.status}")
+
+
+def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace]:
+    index = rule.place.rule_index or 0
+    expressions: list[ExpressionTrace] = []
+    for number, expression in enumerate(rule.expressions):
+        place = rule.place.at_field(f"expressions[{number}]")
+        try:
+            value = expression.evaluate(run.activation, code=ERR_NGROK_2254, place=place)
+        except PolicyRuntimeError as error:
+            expressions.append(ExpressionTrace(expression.text, None, error.problem))
+            return _fail(run, error), RuleTrace(index, rule.name, tuple(expressions), False, ())
+        expressions.append(ExpressionTrace(expression.text, value))
+        if not value:
+            return None, RuleTrace(index, rule.name, tuple(expressions), False, ())
+    actions: list[ActionTrace] = []
+    for action in rule.actions:
+        ending, trace = _action(run, action)
+        actions.append(trace)
+        if ending is not None:
+            return ending, RuleTrace(index, rule.name, tuple(expressions), True, tuple(actions))
+    return None, RuleTrace(index, rule.name, tuple(expressions), True, tuple(actions))
+
+
+def _phase(run: PhaseRun, rules: tuple[CompiledRule, ...]) -> tuple[Ending | None, Trace]:
+    traces: list[RuleTrace] = []
+    for rule in rules:
+        ending, trace = _rule(run, rule)
+        traces.append(trace)
+        if ending is not None:
+            return ending, Trace(run.phase, tuple(traces))
+    return None, Trace(run.phase, tuple(traces))
+
+
+def _error_response(code: str) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+    # The client sees the code only; the expression and its error go to the log record.
+    body = f"{code}: this endpoint's Traffic Policy failed on the request.\n".encode()
+    return 500, (("content-type", "text/plain; charset=utf-8"),), body
+
+
+def _respond(ending: Answer | _Failed, run: PhaseRun, trace: Trace, carried: Carried) -> Respond:
+    logs = tuple(run.logs)
+    if isinstance(ending, _Failed):
+        status, headers, body = _error_response(ending.code)
+        return Respond(
+            status=status,
+            headers=headers,
+            body=body,
+            logs=logs,
+            trace=trace,
+            carried=carried,
+            error_code=ending.code,
+        )
+    return Respond(
+        status=ending.status,
+        headers=ending.headers,
+        body=ending.body,
+        logs=logs,
+        trace=trace,
+        carried=carried,
+    )
+
+
+def _changes(run: PhaseRun) -> HeaderChanges:
+    return HeaderChanges(tuple(run.removed), tuple(run.added))
+
+
+def _carried(run: PhaseRun) -> Carried:
+    return Carried(MappingProxyType(dict(run.results)))
+
+
+# --- entry points ----------------------------------------------------------------------------
+def run_tcp_connect(
+    policy: CompiledPolicy,
+    conn: ConnFacts,
+    *,
+    endpoint: EndpointFacts,
+    now: float,
+    state: PolicyState,
+) -> Continue | Close:
+    """Run `on_tcp_connect`; a refusal or a runtime failure closes the connection."""
+    run = PhaseRun("on_tcp_connect", conn, endpoint, now, state)
+    ending, trace = _phase(run, policy.on_tcp_connect)
+    logs = tuple(run.logs)
+    if ending is None:
+        return Continue(logs=logs, trace=trace)
+    if isinstance(ending, Hangup):
+        reason = ending.reason
+    elif isinstance(ending, _Failed):
+        reason = ending.code
+    else:  # no tcp action answers with a status (validation keeps them out)
+        reason = f"status {ending.status}"
+    return Close(reason=reason, logs=logs, trace=trace)
+
+
+def run_http_request(
+    policy: CompiledPolicy,
+    conn: ConnFacts,
+    request: RequestFacts,
+    *,
+    endpoint: EndpointFacts,
+    now: float,
+    state: PolicyState,
+) -> Forward | Respond | Close:
+    """Run `on_http_request` for one request head."""
+    run = PhaseRun("on_http_request", conn, endpoint, now, state, request=request)
+    ending, trace = _phase(run, policy.on_http_request)
+    carried = _carried(run)
+    if ending is None:
+        return Forward(
+            changes=RequestChanges(_changes(run), run.target),
+            carried=carried,
+            logs=tuple(run.logs),
+            trace=trace,
+        )
+    if isinstance(ending, Hangup):
+        return Close(reason=ending.reason, logs=tuple(run.logs), trace=trace)
+    return _respond(ending, run, trace, carried)
+
+
+def run_http_response(
+    policy: CompiledPolicy,
+    conn: ConnFacts,
+    request: RequestFacts,
+    response: ResponseFacts,
+    *,
+    endpoint: EndpointFacts,
+    now: float,
+    state: PolicyState,
+    carried: Carried | None = None,
+) -> ResponseChanges | Respond:
+    """Run `on_http_response` on a response head (the upstream's, or a policy's answer).
+
+    `carried` is `Forward.carried` (or `Respond.carried`) of the same request's request phase.
+    No response-phase action closes the connection (validation refuses close-connection and
+    deny there), so the result is header changes or a replacement response.
+    """
+    run = PhaseRun(
+        "on_http_response", conn, endpoint, now, state, request=request, response=response
+    )
+    if carried is not None:
+        run.results.update(carried.results)
+    ending, trace = _phase(run, policy.on_http_response)
+    if ending is None:
+        return ResponseChanges(headers=_changes(run), logs=tuple(run.logs), trace=trace)
+    if isinstance(ending, Hangup):  # unreachable for a validated policy; fail safe
+        ending = _Failed(ERR_NGROK_2300)
+    return _respond(ending, run, trace, carried or Carried())

@@ -1,0 +1,258 @@
+"""One phase of a policy as it runs: the working state every action reads and changes.
+
+`PhaseRun` holds what a running phase knows (the facts, `vars.*` set so far, the action result
+variables, the header changes and URL rewrite made so far, the log records) and builds the CEL
+activation from it lazily: a root variable (`req`, `conn`, ...) is built when an expression
+first names it, and rebuilt only after an action changed what it shows (`add-headers` on the
+request invalidates `req`, `set-vars` invalidates `vars`).
+
+Actions (`edge.policy.run_http`, `edge.policy.run_access`, `edge.policy.engine`) return `None`
+to let the phase go on, or an `Answer` (respond with this status, headers and body) or a
+`Hangup` (close the connection), which ends the phase. A failing CEL expression or template
+raises `PolicyRuntimeError`; the engine turns that into the request's coded error.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from celpy import celtypes
+from celpy.adapter import CELJSONEncoder
+
+from edge.policy.activation import (
+    ConnFacts,
+    EndpointFacts,
+    RequestFacts,
+    ResponseFacts,
+    conn_view,
+    endpoint_view,
+    request_view,
+    response_view,
+    time_view,
+)
+from edge.policy.cel import to_cel
+from edge.policy.errors import ERR_NGROK_2238, Place
+from edge.policy.interpolation import Template
+from edge.policy.ratelimit import PolicyState
+
+__all__ = ["Answer", "Hangup", "LogRecord", "PhaseRun", "plain", "text_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """End the phase by answering the client directly."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """End the phase by closing the client's connection (nothing is sent)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """What a `log` action (or a runtime failure) asks the shell to emit.
+
+    `metadata` holds plain Python values (str, int, float, bool, None, lists, dicts).
+    `error_code` is set on a record that reports a runtime failure (ERR_NGROK_2238/2253/2254).
+    """
+
+    phase: str
+    place: str
+    metadata: Mapping[str, object]
+    error_code: str | None = None
+
+
+def plain(value: object) -> object:
+    """A CEL value as plain Python (for log records and result variables)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, celtypes.BoolType):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return str(value)  # timestamps and durations: their text
+
+
+def text_of(value: object) -> str:
+    """A CEL value as text, as `${...}` would write it (bucket keys, log values)."""
+    if value is None:
+        return ""
+    if isinstance(value, celtypes.BoolType | bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, celtypes.TimestampType | celtypes.DurationType):
+        return str(value)
+    return json.dumps(value, cls=CELJSONEncoder, separators=(",", ":"))
+
+
+def _thaw(value: object) -> object:
+    """A deep-frozen config value (MappingProxyType, tuples) as dicts and lists for CEL."""
+    if isinstance(value, Mapping):
+        return {str(key): _thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(item) for item in value]
+    return value
+
+
+class _Activation(Mapping[str, object]):
+    """The root variables, each built on first use and kept until invalidated."""
+
+    def __init__(self, run: PhaseRun) -> None:
+        self._run = run
+        self._built: dict[str, object] = {}
+
+    def _names(self) -> list[str]:
+        names = ["conn", "endpoint", "time", "vars", "actions"]
+        if self._run.request is not None:
+            names.append("req")
+        if self._run.response is not None:
+            names.append("res")
+        return names
+
+    def __getitem__(self, name: str) -> object:
+        if name not in self._built:
+            self._built[name] = self._build(name)
+        return self._built[name]
+
+    def _build(self, name: str) -> object:
+        run = self._run
+        if name == "conn":
+            return conn_view(run.conn)
+        if name == "endpoint":
+            return endpoint_view(run.endpoint)
+        if name == "time":
+            return time_view(run.now)
+        if name == "vars":
+            return celtypes.MapType({celtypes.StringType(k): v for k, v in run.vars.items()})
+        if name == "actions":
+            return to_cel({"ngrok": run.results})
+        if name == "req" and run.request is not None:
+            return request_view(run.request)
+        if name == "res" and run.response is not None:
+            return response_view(run.response)
+        raise KeyError(name)
+
+    def invalidate(self, name: str) -> None:
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+@dataclass(eq=False)
+class PhaseRun:
+    """The working state of one phase run (one connection, request or response)."""
+
+    phase: str
+    conn: ConnFacts
+    endpoint: EndpointFacts
+    now: float
+    state: PolicyState
+    request: RequestFacts | None = None
+    response: ResponseFacts | None = None
+    # action result variables, `actions.ngrok.<type_with_underscores>.*` (plain values)
+    results: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, object] = field(default_factory=dict)  # CEL values, `vars.*`
+    removed: list[str] = field(default_factory=list)
+    added: list[tuple[str, str]] = field(default_factory=list)
+    target: str | None = None  # a url-rewrite's new path?query
+    logs: list[LogRecord] = field(default_factory=list)
+    activation: _Activation = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.activation = _Activation(self)
+
+    # --- results and vars ---------------------------------------------------------------------
+    def set_result(self, action: str, values: Mapping[str, object]) -> None:
+        """Record an action's result variables (the last run of an action type wins)."""
+        self.results[action] = dict(values)
+        self.activation.invalidate("actions")
+
+    def set_var(self, name: str, value: object) -> None:
+        self.vars[name] = to_cel(value)
+        self.activation.invalidate("vars")
+
+    # --- rendering ----------------------------------------------------------------------------
+    def render(self, template: Template, place: Place, *, header_value: bool = False) -> str:
+        return template.render(self.activation, header_value=header_value, place=place)
+
+    def typed(self, value: object, place: Place) -> object:
+        """A set-vars/log value: a string that is exactly one `${expr}` keeps the expression's
+        type (ngrok: "resolves to the evaluated type"); other strings are rendered; other
+        values are taken as written."""
+        if not isinstance(value, Template):
+            return _thaw(value)
+        if len(value.parts) == 1 and not isinstance(value.parts[0], str):
+            return value.parts[0].value(self.activation, code=ERR_NGROK_2238, place=place)
+        return self.render(value, place)
+
+    # --- the message the phase works on -------------------------------------------------------
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        if self.response is not None:
+            return self.response.headers
+        assert self.request is not None
+        return self.request.headers
+
+    def _set_headers(self, headers: tuple[tuple[str, str], ...], host: str | None) -> None:
+        if self.response is not None:
+            self.response = replace(self.response, headers=headers)
+            self.activation.invalidate("res")
+            return
+        assert self.request is not None
+        if host is None:
+            self.request = replace(self.request, headers=headers)
+        else:
+            self.request = replace(self.request, headers=headers, host=host)
+        self.activation.invalidate("req")
+
+    def remove_header(self, name: str) -> bool:
+        """Remove every header `name` (lower-case); True if there was one."""
+        current = self.headers()
+        kept = tuple((key, value) for key, value in current if key.lower() != name)
+        if name not in self.removed:
+            self.removed.append(name)
+        self.added = [(key, value) for key, value in self.added if key != name]
+        self._set_headers(kept, None)
+        return len(kept) != len(current)
+
+    def add_header(self, name: str, value: str) -> None:
+        """Append `name: value` (lower-case name); `host` replaces the Host instead."""
+        in_request = self.response is None
+        if name == "host" and in_request:
+            self.remove_header("host")
+        self.added.append((name, value))
+        host = value if name == "host" and in_request else None
+        self._set_headers((*self.headers(), (name, value)), host)
+
+    def rewrite_target(self, path: str, query: str) -> None:
+        assert self.request is not None
+        self.request = replace(self.request, path=path, query=query)
+        self.target = self.request.target
+        self.activation.invalidate("req")
