@@ -24,6 +24,9 @@ from dataclasses import dataclass, field, replace
 
 import trio
 
+from edge.policy.ratelimit import PolicyState
+from edge.policy.validate import CompiledPolicy
+
 #: How many released endpoints remember their URL for a resuming agent (by bind token).
 RECENT_BINDINGS = 10_000
 
@@ -39,6 +42,17 @@ class StreamLimitError(trio.BrokenResourceError):
     (`limits.endpoint_stream_percent`). A client gets 503, not "agent unreachable"."""
 
 
+@dataclass(frozen=True, slots=True)
+class AttachedPolicy:
+    """A member's Traffic Policy, validated for its protocol, and the state its actions keep
+    between runs (rate-limit windows). One per member: ngrok picks the member first, then runs
+    *its* policy (traffic-policy.md §2)."""
+
+    compiled: CompiledPolicy
+    text: str  # the document as the agent sent it, for the admin API
+    state: PolicyState = field(default_factory=PolicyState, compare=False)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Member:
     """One agent session's bound endpoint: what it bound with, and how to reach its agent."""
@@ -49,6 +63,7 @@ class Member:
     client_id: str
     forwards_to: str = ""  # the agent's upstream as it described it (Bind.ForwardsTo)
     opener: OpenProxy = field(compare=False, repr=False)
+    policy: AttachedPolicy | None = field(default=None, compare=False, repr=False)
 
     async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         """A new proxy stream to this member's agent; `trio.BrokenResourceError` if its session
@@ -72,6 +87,12 @@ class Endpoint:
     def forwards_to(self) -> str:
         """The upstream the agents described, for error pages (the chosen member's)."""
         return self.members[0].forwards_to if self.members else ""
+
+    @property
+    def policy(self) -> AttachedPolicy | None:
+        """The policy of the member traffic goes to (the only member today), if it has one."""
+        member = self.pick()
+        return member.policy if member is not None else None
 
     def pick(self) -> Member | None:
         """The member a new connection goes to: the only one today; None if there is none."""
