@@ -26,6 +26,7 @@ from edge.cli.api_client import (
     AdminClient,
     ApiClientError,
 )
+from edge.cli.policy import add_policy_parser, run_policy
 from edge.config import ConfigError, EdgeConfig, load_edge_config
 from edge.events import EVENTS_FILE, EventLog, envelope
 from edge.server import STORE_FILE, EdgeAddresses, prepare_data_dir, serve_edge
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api_options(session_stop, offline=False)
     session_stop.add_argument("id")
+    add_policy_parser(commands)
     return parser
 
 
@@ -238,6 +240,8 @@ def _limit(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "policy":
+        return run_policy(args)  # offline, no store: edge/cli/policy.py
     try:
         client = _api_client(parser, args)
         args.data_dir_given = getattr(args, "data_dir", None) is not None
