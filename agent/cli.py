@@ -161,6 +161,11 @@ def _endpoint_options(parser: argparse.ArgumentParser, *, url_help: str) -> None
         metavar="1|2",
         help="write a PROXY protocol header (version 1 or 2) to the upstream first",
     )
+    group.add_argument(
+        "--traffic-policy-file",
+        metavar="PATH",
+        help="a Traffic Policy (YAML or JSON) the edge enforces for this endpoint",
+    )
 
 
 def _int_or_text(text: str) -> int | str:
@@ -296,6 +301,7 @@ def _command_endpoint(args: argparse.Namespace) -> EndpointSettings:
         "description": args.description,
         "metadata": args.endpoint_metadata,
         "proxy_protocol": args.upstream_proxy_protocol,
+        "traffic_policy_file": args.traffic_policy_file,
     }
     if args.command == "http":
         return http_endpoint(

@@ -18,6 +18,7 @@ from agent.config import (
     AgentTLSTermination,
     EndpointSettings,
     UpstreamSettings,
+    read_policy_file,
 )
 from agent.errors import UsageError
 from agent.tls_contexts import TLSMaterialError, termination_context, upstream_context
@@ -54,6 +55,7 @@ def tcp_endpoint(
     description: str = "",
     metadata: str = "",
     proxy_protocol: int | None = None,
+    traffic_policy_file: str | None = None,
 ) -> EndpointSettings:
     """The endpoint `burrow tcp ADDR --url URL ...` asks for; raises UsageError if invalid."""
     endpoint_url, chosen = _endpoint_url("tcp", url, binding)
@@ -68,6 +70,7 @@ def tcp_endpoint(
         pooling=pooling,
         description=description,
         metadata=metadata,
+        traffic_policy_file=traffic_policy_file,
     )
 
 
@@ -84,6 +87,7 @@ def http_endpoint(
     upstream_protocol: str | None = None,
     tls_verify: bool | None = None,
     tls_verify_cas: str | None = None,
+    traffic_policy_file: str | None = None,
 ) -> EndpointSettings:
     """The endpoint `burrow http ADDR ...` asks for: an https:// URL (random unless `url`
     names one; http:// if it says so). `tls_verify` None means not given (verify).
@@ -134,6 +138,7 @@ def http_endpoint(
         pooling=pooling,
         description=description,
         metadata=metadata,
+        traffic_policy_file=traffic_policy_file,
     )
 
 
@@ -150,6 +155,7 @@ def tls_endpoint(
     crt: str | None = None,
     key: str | None = None,
     mutual_tls_cas: str | None = None,
+    traffic_policy_file: str | None = None,
 ) -> EndpointSettings:
     """The endpoint `burrow tls ADDR ...` asks for. With `crt` and `key` the agent terminates
     TLS (and with `mutual_tls_cas` checks client certificates); they are loaded here, so a bad
@@ -199,6 +205,7 @@ def tls_endpoint(
         description=description,
         metadata=metadata,
         termination=termination,
+        traffic_policy_file=traffic_policy_file,
     )
 
 
@@ -262,9 +269,16 @@ def _endpoint(
     description: str,
     metadata: str,
     termination: AgentTLSTermination | None = None,
+    traffic_policy_file: str | None = None,
 ) -> EndpointSettings:
     if not name.strip():
         raise UsageError("--name must not be empty")
+    policy_file = None
+    if traffic_policy_file is not None:
+        policy_file = _existing_file("--traffic-policy-file", traffic_policy_file)
+        problem = read_policy_file(policy_file)
+        if problem is not None:
+            raise UsageError(f"--traffic-policy-file {traffic_policy_file}: {problem}")
     for flag, text in (("--description", description), ("--metadata", metadata)):
         if len(text) > MAX_METADATA_LENGTH:
             raise UsageError(
@@ -279,7 +293,7 @@ def _endpoint(
         metadata=metadata,
         bindings=(binding,),
         traffic_policy=None,
-        traffic_policy_file=None,
+        traffic_policy_file=policy_file,
         agent_tls_termination=termination,
         inspect=False,
         endpoint_url=endpoint_url,

@@ -19,6 +19,7 @@ directory (the agent often runs as a service whose working directory is `/`).
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ from protocol.formats.urls import (
     parse_upstream_url,
     validate_endpoint_url,
 )
-from protocol.formats.yamldoc import KeyPath
+from protocol.formats.yamldoc import KeyPath, YAMLDocumentError, read_yaml
 
 __all__ = [
     "DEFAULT_CONNECT_URL",
@@ -161,8 +162,9 @@ class EndpointSettings:
     description: str
     metadata: str
     bindings: tuple[str, ...]  # always exactly one; inferred from the URL when not given
-    traffic_policy: dict[str, object] | None
-    traffic_policy_file: str | None  # an absolute path
+    # Inline: a mapping, or the document as a string (sent as is). The edge validates it.
+    traffic_policy: dict[str, object] | str | None
+    traffic_policy_file: str | None  # an absolute path; read again when the endpoint binds
     agent_tls_termination: AgentTLSTermination | None
     inspect: bool  # accepted because ngrok's agent API shows it; Burrow does not inspect yet
     endpoint_url: EndpointURL
@@ -326,11 +328,50 @@ def _is_proxy_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://", "socks5://"))
 
 
-#: `traffic_policy` is refused until the edge enforces policy (fail closed).
-POLICY_NOT_ENFORCED = (
-    "Traffic Policy is not enforced by Burrow yet, and serving this endpoint without it would "
-    "leave it open to everyone; remove the policy to serve the endpoint unprotected"
-)
+def policy_problem(text: str) -> str | None:
+    """What is wrong with a Traffic Policy document `text` as the agent checks it, or None.
+
+    The agent checks only that it is JSON or YAML holding one mapping (or nothing: the empty
+    policy); the edge validates the policy itself when the endpoint is bound (and refuses a bad
+    one with ngrok's ERR_NGROK_22xx code), so the two cannot disagree about what is valid."""
+    value: object
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            document = read_yaml(text)
+        except YAMLDocumentError as exc:
+            where = f" (line {exc.line})" if exc.line is not None else ""
+            return f"is not YAML or JSON{where}: {exc.problem}"
+        value = None if document is None else document.value
+    if value is not None and not isinstance(value, dict):
+        return (
+            f"must be a mapping of phases (on_tcp_connect, on_http_request, on_http_response), "
+            f"found {describe(value)}"
+        )
+    return None
+
+
+def read_policy_file(path: str) -> str | None:
+    """What is wrong with the Traffic Policy file at `path` (unreadable, or `policy_problem`),
+    or None."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"cannot be read: {exc}"
+    return policy_problem(text)
+
+
+def _traffic_policy(ctx: SourceMap, value: object, p: KeyPath) -> dict[str, object] | str:
+    """`traffic_policy` as written: a mapping, or (as ngrok allows) the document as a string."""
+    if isinstance(value, str):
+        problem = policy_problem(value)
+        if problem is not None:
+            raise ctx.error(p, problem)
+        return value
+    return dict(read_mapping(ctx, value, p))
+
+
 #: How `config check` reports a setting that is accepted but has no effect.
 NOT_SUPPORTED_YET = "not supported by Burrow yet; accepted and ignored"
 
@@ -474,9 +515,10 @@ def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
         key = "bindings" if exc.code == "ERR_NGROK_15005" else "url"
         raise ctx.error((*p, key), str(exc), exc.code) from None
     upstream = _upstream(ctx, data.get("upstream"), (*p, "upstream"), url)
-    policy = data.get("traffic_policy")
-    if policy is not None:
-        policy = dict(read_mapping(ctx, policy, (*p, "traffic_policy")))
+    raw_policy = data.get("traffic_policy")
+    policy = None
+    if raw_policy is not None:
+        policy = _traffic_policy(ctx, raw_policy, (*p, "traffic_policy"))
     policy_file = read_str(ctx, data, p, "traffic_policy_file", "") or None
     if policy_file is not None:
         if policy is not None:
@@ -485,11 +527,9 @@ def _endpoint(ctx: SourceMap, value: object, p: KeyPath) -> EndpointSettings:
                 "conflicts with traffic_policy; give the policy inline or in a file, not both",
             )
         policy_file = ctx.resolve_file((*p, "traffic_policy_file"), policy_file)
-    for key in ("traffic_policy", "traffic_policy_file"):
-        if data.get(key) is not None:
-            # Fail closed: an endpoint served without the policy its owner wrote (restrict-ips,
-            # basic-auth, ...) would be open to everyone; the edge refuses such a Bind too.
-            raise ctx.error((*p, key), POLICY_NOT_ENFORCED)
+        problem = read_policy_file(policy_file)
+        if problem is not None:
+            raise ctx.error((*p, "traffic_policy_file"), f"{policy_file}: {problem}")
     termination = None
     if data.get("agent_tls_termination") is not None:
         if url.scheme != "tls":

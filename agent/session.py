@@ -517,9 +517,13 @@ def _route(endpoint: EndpointSettings) -> Route:
 
 
 def _policy_text(endpoint: EndpointSettings) -> str | None:
-    """The endpoint's traffic policy as text for Bind's TrafficPolicy option, if it has one."""
+    """The endpoint's traffic policy as text for Bind's TrafficPolicy option, if it has one:
+    an inline string as written, an inline mapping as JSON (a YAML date becomes its text), a
+    file's text as read now. Raises AgentError if the file cannot be read."""
+    if isinstance(endpoint.traffic_policy, str):
+        return endpoint.traffic_policy
     if endpoint.traffic_policy is not None:
-        return json.dumps(endpoint.traffic_policy)
+        return json.dumps(endpoint.traffic_policy, default=str)
     if endpoint.traffic_policy_file is not None:
         try:
             return Path(endpoint.traffic_policy_file).read_text(encoding="utf-8")

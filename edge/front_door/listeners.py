@@ -13,6 +13,12 @@ its ClientHello is complete (`edge.front_door.clienthello`, at most `MAX_HELLO_B
                                    chose h2 (`edge.http.h2.proxy`, with `http.http2` on)
     anything else, or no SNI       a fatal `unrecognized_name` alert, then close
 
+Before anything is forwarded or answered for a tls:// or https:// endpoint, its Traffic Policy's
+`on_tcp_connect` rules run (`edge.front_door.connect_policy`; for https before the TLS
+handshake): a connection they close is closed at once, with no alert. (http:// endpoints do
+not run on_tcp_connect: the plain-HTTP port learns the endpoint per request, from Host; the
+Bind path refuses such rules.)
+
 The bytes already read are handed to whoever goes on (TLSStream's `initial_data`, or sent
 first on the proxy stream), so nothing is consumed twice or lost. A tls:// endpoint wins over
 an https:// one for the same host: a tls endpoint asked for the raw bytes explicitly.
@@ -55,6 +61,7 @@ from edge.front_door.clienthello import (
     alert_record,
     parse_client_hello,
 )
+from edge.front_door.connect_policy import admit
 from edge.front_door.sni import Passthrough, Terminate, ToAgent, route_sni
 from edge.front_door.tcp_ports import peer_address, proxy_connection
 from edge.http.h1.proxy import serve_http
@@ -185,9 +192,14 @@ class FrontDoor:
             await self._serve_agent(stream, peer, accepted + self.config.limits.auth_timeout)
             return
         if isinstance(decided, Passthrough):
-            await proxy_connection(conn, decided.endpoint, initial_data=data)
+            await proxy_connection(conn, decided.endpoint, initial_data=data, sni=sni)
             return
         if isinstance(decided, Terminate):
+            # on_tcp_connect runs before the handshake: a closed connection gets no TLS at all.
+            if decided.endpoint is not None and not await admit(
+                conn, decided.endpoint, peer, sni=sni
+            ):
+                return
             await self._terminate_https(conn, peer, decided.host, data, deadline)
             return
         log.info(

@@ -3,13 +3,14 @@
 Pure: a name and what is online in, one of four routes out. `listeners.FrontDoor` acts on it
 (the I/O shell): the connect host goes to an agent session, a `tls://` endpoint gets the raw
 bytes, an `https://` endpoint has TLS terminated at the edge, and anything else is refused
-with `unrecognized_name`. `on_tcp_connect` Traffic Policy will run on this decision's result.
+with `unrecognized_name`. The `on_tcp_connect` Traffic Policy phase runs on this decision's
+result (`edge.front_door.connect_policy`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edge.endpoints.registry import Endpoint, EndpointRegistry
 
@@ -28,9 +29,11 @@ class Passthrough:
 
 @dataclass(frozen=True, slots=True)
 class Terminate:
-    """A public `https://` endpoint: the edge terminates TLS for `host`, then speaks HTTP."""
+    """A public `https://` endpoint: the edge terminates TLS for `host`, then speaks HTTP.
+    `endpoint` is the endpoint the name found (its `on_tcp_connect` runs before the handshake)."""
 
     host: str
+    endpoint: Endpoint | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ def route_sni(
     endpoint = registry.lookup_public("tls", sni)
     if endpoint is not None:
         return Passthrough(endpoint)
-    if registry.lookup_public("https", sni) is not None:
-        return Terminate(sni)
+    endpoint = registry.lookup_public("https", sni)
+    if endpoint is not None:
+        return Terminate(sni, endpoint)
     return Refuse()

@@ -1,4 +1,5 @@
-"""A tcp:// endpoint: a listener whose every connection becomes a proxy stream to the agent.
+"""A tcp:// endpoint: a listener whose every connection becomes a proxy stream to the agent,
+once the endpoint's `on_tcp_connect` policy let it through (`edge.front_door.connect_policy`).
 
 `proxy_connection` is also how the front door passes a tls:// connection through."""
 
@@ -10,6 +11,7 @@ import socket
 import trio
 
 from edge.endpoints.registry import Endpoint
+from edge.front_door.connect_policy import admit
 from protocol.adapters.pipe import splice
 from protocol.formats.urls import format_host_port
 
@@ -53,12 +55,17 @@ async def proxy_connection(
     record: Endpoint,
     *,
     initial_data: bytes | bytearray = b"",
+    sni: str | None = None,
 ) -> None:
-    """Open a proxy stream to the endpoint's agent, send `initial_data` (bytes the edge already
-    read, such as a ClientHello), then splice the bytes both ways. Always closes `conn`."""
+    """Run the endpoint's `on_tcp_connect` policy (`connect_policy.admit`; `sni` is the
+    ClientHello's, for a tls:// endpoint), then open a proxy stream to the endpoint's agent,
+    send `initial_data` (bytes the edge already read, such as a ClientHello), and splice the
+    bytes both ways. Always closes `conn` (at once if the policy closed the connection)."""
     peer = peer_address(conn)
     if peer is None:
         await trio.aclose_forcefully(conn)
+        return
+    if not await admit(conn, record, peer, sni=sni):
         return
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
     client_addr = format_host_port(*peer)

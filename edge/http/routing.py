@@ -16,7 +16,8 @@ from typing import Protocol
 
 import trio
 
-from edge.endpoints.registry import Endpoint, EndpointRegistry
+from edge.endpoints.registry import AttachedPolicy, Endpoint, EndpointRegistry
+from edge.policy.activation import EndpointFacts
 
 __all__ = ["EndpointRouter", "HttpRoute", "HttpRouter"]
 
@@ -32,6 +33,15 @@ class HttpRoute(Protocol):
     @property
     def forwards_to(self) -> str:
         """The agent's upstream as the agent described it (named in ERR_NGROK_8012's page)."""
+        ...
+
+    @property
+    def policy(self) -> AttachedPolicy | None:
+        """The endpoint's Traffic Policy (`edge.http.policy` runs it), or None."""
+        ...
+
+    def endpoint_facts(self) -> EndpointFacts:
+        """The endpoint as a policy sees it (`endpoint.*`); asked only when it has a policy."""
         ...
 
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
@@ -78,5 +88,26 @@ class _EndpointRoute:
     def forwards_to(self) -> str:
         return self.endpoint.forwards_to or "its upstream"
 
+    @property
+    def policy(self) -> AttachedPolicy | None:
+        return self.endpoint.policy
+
+    def endpoint_facts(self) -> EndpointFacts:
+        endpoint = self.endpoint
+        default = 443 if endpoint.proto == "https" else 80
+        return EndpointFacts(
+            url=endpoint.url,
+            host=endpoint.host,
+            port=endpoint.port if endpoint.port is not None else _url_port(endpoint.url, default),
+            protocol=endpoint.proto,
+        )
+
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         return await self.endpoint.open_proxy(client_addr)
+
+
+def _url_port(url: str, default: int) -> int:
+    """The explicit port of `scheme://host[:port]`, else `default`."""
+    authority = url.partition("://")[2]
+    _, colon, port = authority.rpartition(":")
+    return int(port) if colon and port.isdigit() and "]" not in port else default

@@ -41,15 +41,18 @@ bad Host, a bad request line or target, too many headers) come from
 `edge/http/headers.py` as `RefusedError` with their page. Either way the shell logs the answer
 with `log_refusal` and renders it with `error_response`.
 
-Traffic Policy. The endpoint's `on_http_request` phase will run in `decide`, once the endpoint
-is known and before anything is forwarded: its actions (deny, redirect, custom-response, add or
-remove headers) turn the decision into a `Refusal` or rewrite the `HttpRequest`. Its
-`on_http_response` phase will run in `client_response_headers`, on the upstream's final
-response head before it goes to the client. No policy runs today; both are the places, for
-both HTTP versions.
+Traffic Policy. The endpoint's `on_http_request` phase runs in `decide`, once the endpoint is
+known and before anything is forwarded, and only when it has a policy (one `is None` check
+otherwise): its outcome (`edge.http.policy`) is the request to forward changed (`Policed`, headers
+added or removed, target rewritten), a `PolicyAnswer` (deny, custom-response, redirect, 401, 429,
+a runtime failure's coded 500) or a `PolicyClose`. Its `on_http_response` phase runs in
+`client_response_headers`, on the upstream's final response head before it goes to the client:
+header changes, or a `PolicyAnswer` that replaces the response (the shell then discards the
+upstream's body and closes the agent stream). Both places serve both HTTP versions; the shells
+pass `now` (Unix seconds), so this module keeps no clock.
 
 Everything here but `log_refusal` and `close_agent_stream` is pure: values in, values out, no
-clock, no I/O.
+clock, no I/O (a policy's `log` records are written by `edge.http.policy` as it runs it).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Literal, overload
 
 import h11
 import trio
@@ -80,6 +83,15 @@ from edge.http.error_pages import (
     upstream_unreachable,
 )
 from edge.http.headers import Headers, RawHeaders, response_headers
+from edge.http.policy import (
+    ClientConn,
+    Policed,
+    PolicyAnswer,
+    PolicyClose,
+    ResponsePolicy,
+    request_phase,
+    response_phase,
+)
 from edge.http.routing import HttpRoute, HttpRouter
 from protocol.adapters.mux import reset_code
 from protocol.wire.errors import ErrorCode
@@ -92,8 +104,12 @@ __all__ = [
     "ClientTooSlowError",
     "Failure",
     "HttpRequest",
+    "Policed",
+    "PolicyAnswer",
+    "PolicyClose",
     "Refusal",
     "RelayError",
+    "ResponsePolicy",
     "client_response_headers",
     "close_agent_stream",
     "decide",
@@ -132,6 +148,10 @@ class HttpRequest:
     #: ClientHello parser gives it); None on the plain-HTTP port. `decide` checks the routing
     #: host against it.
     sni: str | None = None
+    #: The connection, for a Traffic Policy's `conn.*` (read only when the endpoint has one).
+    conn: ClientConn | None = None
+    #: The client's HTTP version, as a policy's `req.version` shows it.
+    version: str = "HTTP/1.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +162,9 @@ class Refusal:
     reason: str
 
 
-def decide(request: HttpRequest, router: HttpRouter) -> HttpRoute | Refusal:
+def decide(
+    request: HttpRequest, router: HttpRouter, *, now: float
+) -> HttpRoute | Refusal | Policed | PolicyAnswer | PolicyClose:
     """Where `request` goes: the endpoint to forward it to, or the page to answer with (404
     ERR_NGROK_3200 when no endpoint for its host and scheme is online; 421
     BURROW_MISDIRECTED_REQUEST when its Host is not the endpoint its connection was made for).
@@ -154,28 +176,57 @@ def decide(request: HttpRequest, router: HttpRouter) -> HttpRoute | Refusal:
     retries on a new one. A Host that is another name of the same endpoint (under a wildcard)
     is forwarded. The plain-HTTP port has no SNI: Host alone decides there.
 
-    This is where the endpoint's Traffic Policy `on_http_request` phase will run, for HTTP/1.1
-    and HTTP/2 alike: after the lookup (the policy belongs to the endpoint) and before the
-    agent stream is opened. None runs today."""
+    Traffic Policy. When the endpoint has a policy, its `on_http_request` phase runs here, for
+    HTTP/1.1 and HTTP/2 alike, after the lookup (the policy belongs to the endpoint) and before
+    the agent stream is opened, at `now` (Unix seconds): `Policed` (forward `Policed.request`,
+    its changes applied, to `Policed.route`), `PolicyAnswer` or `PolicyClose`. An endpoint
+    without a policy costs one `is None` check."""
     host = request.host
     route = router.route(host, request.scheme)
     sni = request.sni
     if sni is None or sni == host:
-        return _endpoint_offline(host) if route is None else route
-    connected = router.route(sni, request.scheme)
-    if route is not None and connected is not None and route.key == connected.key:
+        if route is None:
+            return _endpoint_offline(host)
+    else:
+        connected = router.route(sni, request.scheme)
+        if route is None or connected is None or route.key != connected.key:
+            return _misdirected(host, sni)
+    attached = route.policy
+    if attached is None:
         return route
+    return request_phase(request, route, attached, now=now)
+
+
+def _misdirected(host: str, sni: str) -> Refusal:
     return Refusal(misdirected_request(host, sni), f"the connection is for {sni}, another endpoint")
 
 
-def client_response_headers(headers: RawHeaders) -> Headers:
-    """The headers of the upstream's final response head as the client gets them: hop-by-hop
-    and edge-only headers removed (`edge.http.headers.response_headers`). HTTP/2 then lowercases
-    them behind `:status`; a 101 is not a final response and does not come here.
+@overload
+def client_response_headers(headers: RawHeaders) -> Headers: ...
+@overload
+def client_response_headers(
+    headers: RawHeaders, *, policy: ResponsePolicy, status: int, now: float
+) -> Headers | PolicyAnswer: ...
+def client_response_headers(
+    headers: RawHeaders,
+    *,
+    policy: ResponsePolicy | None = None,
+    status: int = 0,
+    now: float = 0.0,
+) -> Headers | PolicyAnswer:
+    """The headers of the upstream's final response head (`status`) as the client gets them:
+    hop-by-hop and edge-only headers removed (`edge.http.headers.response_headers`). HTTP/2
+    then lowercases them behind `:status`; a 101 is not a final response and does not come here.
 
-    This is where the endpoint's Traffic Policy `on_http_response` phase will run, for HTTP/1.1
-    and HTTP/2 alike (add or remove headers, replace the response). None runs today."""
-    return response_headers(headers, upgrade=False)
+    Traffic Policy: `policy` is `Policed.response` when the endpoint has one; its
+    `on_http_response` phase runs here at `now`, for HTTP/1.1 and HTTP/2 alike: the headers
+    with its changes, or a `PolicyAnswer` to send instead of the upstream's response (whose body
+    the shell then discards, closing the agent stream). Without a policy the result is always
+    the headers."""
+    cleaned = response_headers(headers, upgrade=False)
+    if policy is None:
+        return cleaned
+    return response_phase(policy, status, cleaned, now=now)
 
 
 # ------------------------------------------------------------------------------- failures

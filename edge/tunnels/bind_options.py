@@ -1,8 +1,12 @@
 """Which of a Bind's endpoint options this edge enforces, and which it must refuse.
 
-Fail closed: an agent that asks for basic auth, an IP restriction or a Traffic Policy believes
-its endpoint is protected by it. An edge that bound the endpoint without enforcing the option
+Fail closed: an agent that asks for OAuth, compression or mutual TLS believes its endpoint is
+protected (or changed) by it. An edge that bound the endpoint without enforcing the option
 would leave it open, so every option this edge does not act on is refused by name instead.
+
+Enforced, so not refused here: `TrafficPolicy` and the legacy modules that become a Traffic
+Policy (`POLICY_OPTIONS`, mapped by `edge.policy.sdk_options`); the Bind path loads and
+validates them (`edge.tunnels.decisions.decide_policy`) and refuses those it cannot enforce.
 
 ngrok's clients send the per-protocol options object (`Bind.Opts`, reference §8.7) with every
 field present, most of them null or empty; a field only counts as asked for when it carries a
@@ -26,6 +30,20 @@ _AGENT_SIDE: dict[str, frozenset[str]] = {
     "tls": frozenset({"MutualTLSAtAgent"}),
     "tcp": frozenset(),
 }
+#: Opts fields that become the endpoint's Traffic Policy, by protocol: the policy itself, and
+#: the legacy modules `edge.policy.sdk_options` maps (its `_MAPPED`; keep the two in step).
+POLICY_OPTIONS: dict[str, frozenset[str]] = {
+    "http": frozenset(
+        {"TrafficPolicy", "IPRestriction", "UserAgentFilter", "Auth", "BasicAuth",
+         "RequestHeaders", "ResponseHeaders"}
+    ),
+    "https": frozenset(
+        {"TrafficPolicy", "IPRestriction", "UserAgentFilter", "Auth", "BasicAuth",
+         "RequestHeaders", "ResponseHeaders"}
+    ),
+    "tcp": frozenset({"TrafficPolicy", "IPRestriction"}),
+    "tls": frozenset({"TrafficPolicy", "IPRestriction"}),
+}  # fmt: skip
 #: Options ngrok's SDKs turn on by sending an empty object (`"Compression": {}`) and off with
 #: null: for these any object is a request, however empty.
 _SWITCHES = frozenset({"Compression", "WebsocketTCPConverter"})
@@ -65,13 +83,16 @@ def _is_set(value: object) -> bool:
 
 def unenforced_options(bind: Bind, *, agent_writes_proxy_headers: bool) -> list[str]:
     """The options of `bind` this edge would not enforce, as `Opts.Name (what it is)` strings,
-    in a stable order; empty when the Bind may go ahead.
+    in a stable order; empty when the Bind may go ahead. `POLICY_OPTIONS` are not listed: the
+    policy path decides about them (and refuses a bad one with its own code).
 
     `agent_writes_proxy_headers`: Burrow's agent writes the PROXY header to its upstream itself
     and reports the version in `Opts.ProxyProto`; for any other client a non-zero ProxyProto
     asks the edge to write it, which this edge does not do."""
     proto = bind.proto.lower()
-    accepted = _NAMING | _AGENT_SIDE.get(proto, frozenset())
+    accepted = (
+        _NAMING | _AGENT_SIDE.get(proto, frozenset()) | POLICY_OPTIONS.get(proto, frozenset())
+    )
     refused = []
     for key, value in sorted(bind.opts.items()):
         if key in accepted:

@@ -15,18 +15,26 @@ unknown one (ERR_NGROK_107); then a credential that already runs `max_sessions` 
 first four are login failures (`LOGIN_FAILURES`): they are throttled and audited.
 
 Bind, in the order the session asks: the endpoint cap (ERR_NGROK_324), options this edge would
-not enforce (no code), the credential's bind ACL (ERR_NGROK_308), a URL already online
-(ERR_NGROK_334). The URL rules themselves live in `edge.tunnels.binding`.
+not enforce (no code), the credential's bind ACL (ERR_NGROK_308), the endpoint's Traffic Policy
+(`decide_policy`: the policy's own ERR_NGROK_22xx code, a legacy option's refusal, or a phase
+this edge does not run yet), a URL already online (ERR_NGROK_334). The URL rules themselves
+live in `edge.tunnels.binding`.
 
 Pure: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
+from edge.policy.document import Policy, load_policy
+from edge.policy.errors import ERR_NGROK_2236, PolicyError, kind_of
+from edge.policy.sdk_options import SdkOptionError, policy_from_bind_options
+from edge.policy.validate import CompiledPolicy, validate
 from edge.store import Credential
 from edge.tunnels.acl import AclError, parse_acl
 from edge.tunnels.bind_options import refusal_message, unenforced_options
@@ -35,9 +43,11 @@ from protocol.rpc.messages import Bind
 
 __all__ = [
     "ACCEPTED",
+    "ENFORCED_PHASES",
     "LOGIN_FAILURES",
     "Accepted",
     "AuthAccepted",
+    "BindPolicy",
     "LoginThrottled",
     "Refused",
     "check_acl",
@@ -45,6 +55,7 @@ __all__ = [
     "check_not_bound",
     "check_options",
     "decide_auth",
+    "decide_policy",
     "endpoint_cap",
     "port_in_use",
     "store_failed",
@@ -265,3 +276,111 @@ def port_in_use(port: int, reason: str) -> Refused:
         ),
         code=errcodes.ERR_NGROK_334,
     )
+
+
+# -------------------------------------------------------------------------------------- policy
+
+#: The Traffic Policy phases this edge runs, by endpoint protocol. A policy with rules in any
+#: other phase is refused (fail closed: accepting it would leave those rules unenforced).
+#: on_tcp_connect runs in the front door (`edge.front_door.connect_policy`) for tcp, tls and
+#: https endpoints, whose endpoint is known when the connection arrives (its port or SNI); the
+#: plain-HTTP port learns the endpoint per request, from Host, so http:// endpoints do not run
+#: it. on_http_request and on_http_response run in `edge.http.seam` (HTTP/1.1 and HTTP/2).
+_HTTP_PHASES: Final = frozenset({"on_http_request", "on_http_response"})
+ENFORCED_PHASES: Final[Mapping[str, frozenset[str]]] = {
+    "tcp": frozenset({"on_tcp_connect"}),
+    "tls": frozenset({"on_tcp_connect"}),
+    "https": frozenset({"on_tcp_connect"}) | _HTTP_PHASES,
+    "http": _HTTP_PHASES,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BindPolicy:
+    """An endpoint's Traffic Policy, validated for its protocol; `text` is the document as the
+    agent sent it (or, for legacy SDK options, the policy they became, as JSON)."""
+
+    compiled: CompiledPolicy
+    text: str
+
+
+def decide_policy(
+    bind: Bind, proto: str, *, enforced: Mapping[str, frozenset[str]] = ENFORCED_PHASES
+) -> BindPolicy | Refused | None:
+    """The Traffic Policy a Bind for a `proto` endpoint (its resolved URL's scheme) carries, or
+    None when it carries none.
+
+    The policy is `Opts.TrafficPolicy` (YAML or JSON text) or the legacy SDK options mapped by
+    `edge.policy.sdk_options`. Refused, with the error's code: a policy that does not load or
+    validate (ERR_NGROK_22xx), a legacy option that is unknown, unmapped or malformed, both a
+    TrafficPolicy and legacy options; and (no code) a policy with rules in a phase that this
+    edge does not run for `proto` (`enforced`), naming the phase.
+    """
+    raw = bind.opts.get("TrafficPolicy")
+    try:
+        legacy = policy_from_bind_options(proto, bind.opts)
+    except SdkOptionError as exc:
+        return Refused(message=exc.message, code=exc.code)
+    text: str
+    source = "Opts.TrafficPolicy"
+    try:
+        if raw is not None and raw != "":
+            if not isinstance(raw, str):
+                return Refused(
+                    message=(
+                        "Opts.TrafficPolicy must be the policy document as a string (YAML or "
+                        f"JSON), not {kind_of(raw)}."
+                    ),
+                    code=ERR_NGROK_2236,
+                )
+            text = raw
+            compiled = validate(load_policy(raw), protocol=proto)
+        elif legacy is not None:
+            source = "the Traffic Policy of the endpoint options"
+            text = policy_json(legacy)
+            compiled = validate(legacy, protocol=proto)
+        else:
+            return None
+    except PolicyError as exc:
+        return Refused(message=f"{source}: {exc.message}", code=exc.code)
+    allowed = enforced.get(proto, frozenset())
+    unenforced = [name for name, rules in compiled.source.phases() if rules and name not in allowed]
+    if unenforced:
+        phases = " and ".join(unenforced)
+        return Refused(
+            message=(
+                f"This Burrow edge does not run {phases} rules for {proto} endpoints yet, so the "
+                f"endpoint was not bound: its policy would not be enforced. Remove the {phases} "
+                "rules to serve the endpoint without them."
+            )
+        )
+    return BindPolicy(compiled=compiled, text=text)
+
+
+def policy_json(policy: Policy) -> str:
+    """`policy` as the JSON document it would be written as (empty phases left out)."""
+    document = {
+        phase: [
+            {
+                "name": rule.name,
+                "expressions": list(rule.expressions),
+                "actions": [
+                    {"type": action.type, "config": _thawed(action.config)}
+                    for action in rule.actions
+                ],
+            }
+            for rule in rules
+        ]
+        for phase, rules in policy.phases()
+        if rules
+    }
+    return json.dumps(document, sort_keys=False)
+
+
+def _thawed(value: object) -> object:
+    """A frozen config (read-only mappings, tuples) as plain dicts and lists, for JSON."""
+    if isinstance(value, Mapping):
+        return {str(key): _thawed(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thawed(item) for item in value]
+    return value

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import trio
 
-from edge.endpoints.registry import Endpoint, Member, StreamLimitError
+from edge.endpoints.registry import AttachedPolicy, Endpoint, Member, StreamLimitError
 from edge.front_door.tcp_ports import open_tcp_endpoint_listeners, serve_tcp_endpoint
 from edge.store import Credential, StoreError
 from edge.tunnels import audit, decisions
@@ -418,6 +418,9 @@ class AgentSession:
         )
         target = self.hub.binder.resolve(bind)
         _raise_if_refused(decisions.check_acl(credential.acl, url=target.url, host=target.host))
+        policy = decisions.decide_policy(bind, target.scheme)
+        if isinstance(policy, Refused):
+            raise BindRefused(policy.message, policy.code)
         previous = self._endpoints.get(bind.id) if bind.id else None
         if previous is not None and previous.endpoint.url == target.url:
             # The same bind id asking for its own URL again: replace, don't refuse.
@@ -448,6 +451,7 @@ class AgentSession:
             client_id=self.client_id,
             forwards_to=bind.forwards_to,
             opener=opener,
+            policy=AttachedPolicy(policy.compiled, policy.text) if policy is not None else None,
         )
         endpoint = Endpoint(
             url=target.url,
@@ -469,7 +473,14 @@ class AgentSession:
         # http, https and tls endpoints are served by the front door, which finds them in the
         # registry by Host or SNI. Internal endpoints get no public route at all: only
         # forward-internal (a Traffic Policy action, not built yet) will reach them.
-        log.info("session %s bound %s (%s, id %s)", self.id, target.url, target.binding, bind_id)
+        log.info(
+            "session %s bound %s (%s, id %s%s)",
+            self.id,
+            target.url,
+            target.binding,
+            bind_id,
+            ", with a traffic policy" if policy is not None else "",
+        )
         self._write_event(
             audit.endpoint_bound(
                 credential,

@@ -81,13 +81,43 @@ def test_config_check_reports_settings_it_accepts_but_ignores(
     ]
 
 
-def test_config_check_refuses_a_traffic_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    path = CONFIGS / "invalid" / "policy_not_enforced.yml"
+def test_config_check_accepts_a_traffic_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    """The edge enforces policies now, so the agent accepts them (and the edge validates)."""
+    for name in ("traffic_policy_mapping.yml", "traffic_policy_forms.yml"):
+        path = CONFIGS / "valid" / name
+        status, out, err = run(capsys, "config", "check", "--config", str(path))
+        assert (status, err) == (0, "")
+        assert out == f"Valid configuration file at {path}\n"
+
+
+def test_config_check_refuses_a_policy_that_is_not_a_mapping(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = CONFIGS / "invalid" / "policy_string_not_mapping.yml"
     status, out, err = run(capsys, "config", "check", "--config", str(path))
     assert status == 1
     assert out == ""
     line = one_error_line(err)
-    assert f"{path}:8: endpoints[0].traffic_policy: Traffic Policy is not enforced" in line
+    assert f"{path}:5: endpoints[0].traffic_policy: must be a mapping of phases" in line
+
+
+@pytest.mark.parametrize("command", ["http", "tls", "tcp"])
+def test_traffic_policy_file_flag(command: str, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yml"
+    policy.write_text("on_tcp_connect:\n  - actions: [{type: deny}]\n")
+    endpoint = endpoint_from_argv([command, "8080", "--traffic-policy-file", str(policy)])
+    assert endpoint.traffic_policy_file == str(policy.resolve())
+    assert endpoint.traffic_policy is None
+
+
+def test_traffic_policy_file_flag_refuses_a_missing_or_bad_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(UsageError, match=r"--traffic-policy-file .*nope\.yml: no such file"):
+        endpoint_from_argv(["tcp", "5432", "--traffic-policy-file", str(missing)])
+    bad = tmp_path / "bad.yml"
+    bad.write_text("- just a list\n")
+    with pytest.raises(UsageError, match=r"bad\.yml: must be a mapping of phases"):
+        endpoint_from_argv(["http", "80", "--traffic-policy-file", str(bad)])
 
 
 def test_config_check_several_files_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,6 +22,7 @@ from agent.config import (
     default_config_path,
     load_config,
     parse_duration,
+    policy_problem,
     validate_connect_url,
 )
 from protocol.formats.urls import EndpointURL, UpstreamURL
@@ -145,6 +146,11 @@ def test_all_endpoint_keys() -> None:
     assert everything.upstream.proxy_protocol == 1
     assert everything.upstream.target == UpstreamURL("tcp", "10.0.0.6", 5432)
     assert everything.description == "all the keys"
+    assert everything.traffic_policy == {
+        "on_tcp_connect": [
+            {"actions": [{"type": "restrict-ips", "config": {"allow": ["10.0.0.0/8"]}}]}
+        ]
+    }
     assert everything.metadata == '{"team": "db"}'
     termination = everything.agent_tls_termination
     assert termination is not None
@@ -428,3 +434,40 @@ def test_any_file_loads_or_raises_config_error(text: str) -> None:
             load(path)
         except ConfigError as exc:
             assert str(exc).startswith(str(path))
+
+
+def test_traffic_policy_forms() -> None:
+    """A string is kept as written (the agent sends it as is); a file is checked, kept by path."""
+    config = load(HERE / "configs" / "valid" / "traffic_policy_forms.yml")
+    api, front, as_json, from_file = config.endpoints
+    assert api.traffic_policy is None and api.traffic_policy_file is None
+    assert isinstance(front.traffic_policy, str)
+    assert front.traffic_policy.startswith("on_http_request:\n")
+    assert as_json.traffic_policy == '{"on_http_request": [{"actions": [{"type": "deny"}]}]}'
+    assert from_file.traffic_policy is None
+    assert from_file.traffic_policy_file is not None
+    assert (
+        Path(from_file.traffic_policy_file).resolve()
+        == (HERE / "configs" / "policies" / "restrict.yml").resolve()
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", None),
+        ("# only a comment\n", None),
+        ("on_http_request: []\n", None),
+        ('{"on_tcp_connect": []}', None),
+        ('{\n\t"on_tcp_connect": []\n}', None),  # JSON with tabs: not YAML, still accepted
+        ("- a\n", "must be a mapping of phases"),
+        ("42", "must be a mapping of phases"),
+        ("on_http_request: [\n", "is not YAML or JSON"),
+    ],
+)
+def test_policy_problem(text: str, problem: str | None) -> None:
+    got = policy_problem(text)
+    if problem is None:
+        assert got is None
+    else:
+        assert got is not None and problem in got

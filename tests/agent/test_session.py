@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
+import json
 import ssl
 from collections.abc import AsyncIterator
+from datetime import date
 from functools import partial
 from pathlib import Path
 from random import Random
@@ -19,7 +22,7 @@ from agent.cli_endpoints import tcp_endpoint
 from agent.config import AgentSettings, EndpointSettings, Secret
 from agent.errors import AgentError
 from agent.requests import HostInfo
-from agent.session import Agent, Reporter, edge_tls_context
+from agent.session import Agent, Reporter, _policy_text, edge_tls_context
 from protocol.adapters.mux import receive_exactly
 from protocol.adapters.rpc import read_message
 from protocol.adapters.tls import TLSStream
@@ -430,3 +433,25 @@ async def test_stop_during_a_backoff_wait_returns_at_once(autojump_clock: trio.a
         agent.stop()
     assert trio.current_time() - started < 0.01
     assert err.getvalue().endswith("burrow: stopped\n")
+
+
+def test_policy_text_is_what_the_bind_carries(tmp_path: Path) -> None:
+    """Bind.Opts.TrafficPolicy: an inline string as written, a mapping as JSON (a YAML date as
+    its text), a file's text as read when the agent starts."""
+    base = tcp_endpoint("5432", url="tcp://", name="db", pooling=False)
+    as_string = dataclasses.replace(base, traffic_policy="on_tcp_connect: []\n")
+    assert _policy_text(as_string) == "on_tcp_connect: []\n"
+    mapping = {
+        "on_tcp_connect": [{"name": "x", "expressions": [], "actions": []}],
+        "d": date(2025, 1, 2),
+    }
+    as_mapping = dataclasses.replace(base, traffic_policy=mapping)
+    assert json.loads(_policy_text(as_mapping) or "") == {**mapping, "d": "2025-01-02"}
+    policy = tmp_path / "policy.yml"
+    policy.write_text("on_tcp_connect: []\n")
+    as_file = dataclasses.replace(base, traffic_policy_file=str(policy))
+    assert _policy_text(as_file) == "on_tcp_connect: []\n"
+    assert _policy_text(base) is None
+    policy.unlink()
+    with pytest.raises(AgentError, match="cannot read traffic_policy_file"):
+        _policy_text(as_file)

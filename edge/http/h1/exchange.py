@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -57,7 +58,9 @@ from edge.http.seam import (
     ClientGoneError,
     ClientTooSlowError,
     HttpRequest,
+    PolicyAnswer,
     RelayError,
+    ResponsePolicy,
     client_response_headers,
 )
 from protocol.adapters.pipe import splice
@@ -83,7 +86,7 @@ READ_SIZE = 64 * KiB
 class Forward:
     """A request ready to go over an agent stream: what it is, and what to send."""
 
-    __slots__ = ("complete", "datas", "head", "request", "started")
+    __slots__ = ("complete", "datas", "head", "policy", "request", "started")
 
     def __init__(
         self,
@@ -93,12 +96,14 @@ class Forward:
         datas: list[h11.Data],
         complete: bool,
         started: float,
+        policy: ResponsePolicy | None = None,
     ) -> None:
         self.request = request  # the request as the seam decided on it
         self.head = head  # ... as h11 sends it (with Connection/Upgrade for an upgrade)
         self.datas = datas  # the body read along with the head
         self.complete = complete  # ... is the whole body
         self.started = started  # when the head was read (for the log)
+        self.policy = policy  # the endpoint's Traffic Policy's response phase, if it has one
 
 
 class AgentStream:
@@ -351,7 +356,20 @@ class Relay:
                 exchange.body_bytes += len(data_event.data)
             elif kind is h11.Response:
                 response = cast(h11.Response, event)
-                headers = client_response_headers(response.headers)
+                policy = exchange.forward.policy
+                if policy is None:
+                    headers = client_response_headers(response.headers)
+                else:
+                    decided = client_response_headers(
+                        response.headers,
+                        policy=policy,
+                        status=response.status_code,
+                        now=time.time(),
+                    )
+                    if isinstance(decided, PolicyAnswer):
+                        await self._policy_answer(exchange, decided, out)
+                        return
+                    headers = decided
                 if not exchange.request_done:
                     headers.append((b"Connection", b"close"))
                 out.append(
@@ -398,6 +416,31 @@ class Relay:
                     _continue_body(exchange)
             else:  # ConnectionClosed or PAUSED cannot come before the response ends
                 raise AgentStreamError(f"the agent stream ended early ({event!r})")
+
+    async def _policy_answer(
+        self, exchange: Exchange, answer: PolicyAnswer, out: list[bytes]
+    ) -> None:
+        """Send the Traffic Policy's answer in place of the upstream's response. The upstream's
+        body is never read: the agent stream is left unfinished, so it is closed, not kept."""
+        cc = self.cc
+        headers = list(answer.headers)
+        if not exchange.request_done:
+            headers.append((b"Connection", b"close"))
+        body = answer.body_for(exchange.forward.head.method)
+        response = h11.Response(status_code=answer.status, headers=headers, reason=answer.phrase)
+        try:
+            out.append(cc.send(response))
+            if body:
+                out.append(cc.send(h11.Data(data=body)))
+            out.append(cc.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError as exc:  # validation keeps statuses sendable
+            raise AgentStreamError(f"the policy's answer cannot be sent: {exc}") from exc
+        exchange.response_started = True
+        exchange.status = answer.status
+        exchange.body_bytes += len(body)
+        await self._to_client(out)
+        exchange.response_done = True
+        log.info("http %s: %d from %s on the response", self.peer, answer.status, answer.reason)
 
     async def _to_client(self, parts: list[bytes]) -> None:
         try:

@@ -69,6 +69,11 @@ pages and codes: `edge/http/error_pages.py`):
 | head larger than `max_head_size`                                  | 431    | BURROW_*       |
 | a Transfer-Encoding other than chunked                            | 501    | BURROW_*       |
 
+An endpoint's Traffic Policy (`seam.decide`, `seam.client_response_headers`) may answer a
+request itself (`_answer`: deny, redirect, 401, 429, ...; not an error page), close the
+connection without an answer, or replace the upstream's response (`Relay`: the agent stream is
+then closed, not kept, since its response was not read to its end).
+
 Once a response head has gone to the client, no page can follow: any failure then aborts the
 client connection. A page keeps the connection alive only when the whole request was read.
 Trailers (rare, and never needed by HTTP/1.1 semantics) are dropped in both directions.
@@ -88,6 +93,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from enum import Enum
 from typing import Literal, cast
 
@@ -106,13 +112,17 @@ from edge.http.h1.exchange import (
     both_done,
     take_body,
 )
-from edge.http.headers import RefusedError, head_error_page, prepare_request, raw_head
+from edge.http.headers import Headers, RefusedError, head_error_page, prepare_request, raw_head
+from edge.http.policy import ClientConn
 from edge.http.routing import HttpRoute, HttpRouter
 from edge.http.seam import (
     CLOSE_TIMEOUT,
     AgentStreamError,
     Failure,
     HttpRequest,
+    Policed,
+    PolicyAnswer,
+    PolicyClose,
     Refusal,
     RelayError,
     close_agent_stream,
@@ -142,6 +152,8 @@ REPLAYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 #: streams, nor the agent's upstream connection, for the whole `keepalive_timeout`. Opening a
 #: new stream when it comes back costs about a millisecond.
 AGENT_STREAM_HOLD = 1.0
+#: What `decide` returns when the endpoint's Traffic Policy ran (one isinstance check).
+_POLICY_OUTCOMES = (Policed, PolicyAnswer, PolicyClose)
 
 
 async def serve_http(
@@ -216,6 +228,7 @@ class _Connection:
         self.scheme = scheme
         self.scheme_bytes = scheme.encode("ascii")
         self.sni = sni
+        self.conn = ClientConn(client, client_addr, sni)  # a policy's `conn.*`, on first use
         self.router = router
         self.limits = limits
         self.cc = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
@@ -478,20 +491,37 @@ class _Connection:
             accept=accept,
             client_addr=self.peer,
             sni=self.sni,
+            conn=self.conn,
+            version="HTTP/" + parsed.http_version.decode("ascii"),
         )
-        route = decide(request, self.router)
+        route = decide(request, self.router, now=time.time())
         if isinstance(route, Refusal):
             return await self._refuse(
                 route.page, route.reason, accept=accept, keep=complete, host=host
             )
+        policy = None
+        if isinstance(route, _POLICY_OUTCOMES):
+            if isinstance(route, PolicyAnswer):
+                return await self._answer(route, parsed.method, keep=complete, host=host)
+            if isinstance(route, PolicyClose):
+                log.info("http %s: %s: closed by the policy (%s)", self.peer, host, route.reason)
+                return False
+            request, policy, route = route.request, route.response, route.route
         try:
-            forward_head = h11.Request(method=parsed.method, target=target, headers=headers)
+            forward_head = h11.Request(
+                method=parsed.method, target=request.target, headers=request.headers
+            )
         except h11.LocalProtocolError as exc:  # h11 parsed it, so this is not expected
             refusal = failure_response(Failure.UNFORWARDABLE, limits=self.limits, detail=str(exc))
             await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False)
             return False
         forward = Forward(
-            request=request, head=forward_head, datas=datas, complete=complete, started=started
+            request=request,
+            head=forward_head,
+            datas=datas,
+            complete=complete,
+            started=started,
+            policy=policy,
         )
         self.forward = forward
         replayable = complete and not datas and parsed.method in REPLAYABLE_METHODS
@@ -630,20 +660,38 @@ class _Connection:
             _Phase.CLOSING, trio.current_time() + self.limits.idle_timeout + CLOSE_TIMEOUT
         )
         headers, body = error_response(page, accept)
+        return await self._respond(page.status, page.reason, headers, body, keep=keep)
+
+    async def _answer(self, answer: PolicyAnswer, method: bytes, *, keep: bool, host: str) -> bool:
+        """Send the answer of the endpoint's Traffic Policy to the request; True if the
+        connection may carry another request."""
+        log.info("http %s: %s: %d from %s", self.peer, host, answer.status, answer.reason)
+        if self.cc.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return False
+        self._set_deadline(
+            _Phase.CLOSING, trio.current_time() + self.limits.idle_timeout + CLOSE_TIMEOUT
+        )
+        headers = list(answer.headers)
+        body = answer.body_for(method)
+        return await self._respond(answer.status, answer.phrase, headers, body, keep=keep)
+
+    async def _respond(
+        self, status: int, reason: bytes, headers: Headers, body: bytes, *, keep: bool
+    ) -> bool:
+        """Send a whole response the edge made; True if the connection may carry another."""
+        cc = self.cc
         if not keep:
             headers.append((b"Connection", b"close"))
         try:
             data = b"".join(
                 (
-                    cc.send(
-                        h11.Response(status_code=page.status, headers=headers, reason=page.reason)
-                    ),
+                    cc.send(h11.Response(status_code=status, headers=headers, reason=reason)),
                     cc.send(h11.Data(data=body)),
                     cc.send(h11.EndOfMessage()),
                 )
             )
         except h11.LocalProtocolError as exc:
-            log.debug("http %s: cannot send the %d page: %s", self.peer, page.status, exc)
+            log.debug("http %s: cannot send the %d answer: %s", self.peer, status, exc)
             return False
         sent = False
         with trio.move_on_after(self.limits.idle_timeout):
@@ -651,7 +699,7 @@ class _Connection:
                 await self.client.send_all(data)
                 sent = True
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                log.debug("http %s: the page did not reach the client: %s", self.peer, exc)
+                log.debug("http %s: the answer did not reach the client: %s", self.peer, exc)
         if not sent:
             self.abort = True
             return False

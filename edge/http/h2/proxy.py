@@ -73,6 +73,7 @@ from edge.http.h1.exchange import READ_SIZE
 from edge.http.h2.flood import Flood, FloodGuard, FloodLimits
 from edge.http.h2.stream import Exchanger, H2Stream
 from edge.http.headers import Headers
+from edge.http.policy import ClientConn
 from edge.http.routing import HttpRouter
 from edge.http.seam import CLOSE_TIMEOUT, ClientGoneError
 from protocol.formats.units import KiB, MiB
@@ -174,6 +175,7 @@ class _Connection:
             router=router,
             limits=limits,
             sni=sni,
+            conn=ClientConn(client, client_addr, sni),
         )
         self.send_lock = trio.Lock()
         #: The reader's deadline: the first request, then idle with no stream open.

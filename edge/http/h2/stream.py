@@ -48,6 +48,10 @@ the agent stream holds a write, nor while the client waits for a `100 Continue`)
 breaks them gets a 408 page (BURROW_REQUEST_TIMEOUT) and RST_STREAM(NO_ERROR) if no response
 started, else the reset below; either way its agent stream is closed at once.
 
+An endpoint's Traffic Policy (`edge.http.seam.decide`, `client_response_headers`) may answer
+the request itself (not an error page), reset the stream without an answer (close-connection:
+CANCEL), or replace the upstream's response (its agent stream is then closed unread).
+
 Once a response head went out, a failure resets that stream (INTERNAL_ERROR) and nothing
 else. A response that ends before its request body did is followed by RST_STREAM(NO_ERROR),
 which tells the client to stop sending (RFC 9113 §8.1). Each phase of the exchange (opening the
@@ -59,6 +63,7 @@ cancellation (the client's RST_STREAM, the connection ending) propagates after c
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
@@ -77,6 +82,7 @@ from edge.http.headers import (
     h2_response_headers,
     translate_h2_request,
 )
+from edge.http.policy import ClientConn
 from edge.http.routing import HttpRouter
 from edge.http.seam import (
     AgentStreamError,
@@ -85,8 +91,12 @@ from edge.http.seam import (
     ClientTooSlowError,
     Failure,
     HttpRequest,
+    Policed,
+    PolicyAnswer,
+    PolicyClose,
     Refusal,
     RelayError,
+    ResponsePolicy,
     client_response_headers,
     close_agent_stream,
     decide,
@@ -98,6 +108,9 @@ from edge.http.seam import (
 )
 
 __all__ = ["Exchanger", "Frames", "H2Stream"]
+
+#: What `decide` returns when the endpoint's Traffic Policy ran (one isinstance check).
+_POLICY_OUTCOMES = (Policed, PolicyAnswer, PolicyClose)
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +208,7 @@ class Exchanger:
     `run`. `peer` names the client in logs; `client_ip` goes into X-Forwarded-For; `sni` is the
     name the connection's ClientHello asked for."""
 
-    __slots__ = ("client_ip", "frames", "limits", "peer", "router", "sni")
+    __slots__ = ("client_ip", "conn", "frames", "limits", "peer", "router", "sni")
 
     def __init__(
         self,
@@ -206,8 +219,10 @@ class Exchanger:
         router: HttpRouter,
         limits: HttpConfig,
         sni: str | None = None,
+        conn: ClientConn | None = None,
     ) -> None:
         self.frames = frames
+        self.conn = conn  # a policy's `conn.*`, built on first use
         self.peer = peer
         self.client_ip = client_ip
         self.router = router
@@ -241,11 +256,25 @@ class Exchanger:
             accept=accept,
             client_addr=self.peer,
             sni=self.sni,
+            conn=self.conn,
+            version="HTTP/2.0",
         )
-        route = decide(request, self.router)
+        route = decide(request, self.router, now=time.time())
         if isinstance(route, Refusal):
             await self._refuse(stream, route.page, route.reason, accept=accept, host=host)
             return
+        policy = None
+        if isinstance(route, _POLICY_OUTCOMES):
+            if isinstance(route, PolicyAnswer):
+                log.info("http2 %s: %s: %d from %s", self.peer, host, route.status, route.reason)
+                body = route.body_for(request.method)
+                await self._send(stream, route.status, list(route.headers), body)
+                return
+            if isinstance(route, PolicyClose):
+                log.info("http2 %s: %s: reset by the policy (%s)", self.peer, host, route.reason)
+                await self.frames.reset(stream, ErrorCodes.CANCEL)
+                return
+            request, policy, route = route.request, route.response, route.route
         limits = self.limits
         uh = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_head_size)
         try:
@@ -275,7 +304,7 @@ class Exchanger:
         try:
             with stream.phase() as timer:
                 try:
-                    await self._relay(stream, agent, uh, head)
+                    await self._relay(stream, agent, uh, head, policy)
                 except RelayError as exc:
                     failure = exc
             clean = (
@@ -342,7 +371,12 @@ class Exchanger:
         coming."""
         log_refusal(log, "http2", self.peer, host, page, reason)
         headers, body = error_response(page, accept)
-        fields: Headers = [(b":status", b"%d" % page.status)]
+        await self._send(stream, page.status, headers, body)
+
+    async def _send(self, stream: H2Stream, status: int, headers: Headers, body: bytes) -> None:
+        """Answer with a whole response the edge made (HTTP/1.1 header spelling); then stop the
+        request body if it is still coming."""
+        fields: Headers = [(b":status", b"%d" % status)]
         fields += [(name.lower(), value) for name, value in headers]
         with stream.phase() as timer:
             try:
@@ -364,9 +398,11 @@ class Exchanger:
         agent: trio.abc.HalfCloseableStream,
         uh: h11.Connection,
         head: bytes,
+        policy: ResponsePolicy | None,
     ) -> None:
-        """Relay the request and its response; raises RelayError for what went wrong. A
-        response may come before the request ended (the request is then cut short)."""
+        """Relay the request and its response (`policy`: the endpoint's Traffic Policy's
+        response phase, if it has one); raises RelayError for what went wrong. A response may
+        come before the request ended (the request is then cut short)."""
         if not stream.body:
             try:
                 end = uh.send(h11.EndOfMessage())
@@ -378,7 +414,7 @@ class Exchanger:
                 raise AgentStreamError(f"sending the request failed: {exc}") from exc
             stream.request_sent = True
             stream.touch()
-            await self._relay_response(stream, agent, uh)
+            await self._relay_response(stream, agent, uh, policy)
             return
         failures: list[RelayError] = []
         async with trio.open_nursery() as nursery:
@@ -391,7 +427,7 @@ class Exchanger:
                     nursery.cancel_scope.cancel()
 
             nursery.start_soon(guard, lambda: self._relay_request(stream, agent, uh, head))
-            await guard(lambda: self._relay_response(stream, agent, uh))
+            await guard(lambda: self._relay_response(stream, agent, uh, policy))
             if not stream.request_done:
                 nursery.cancel_scope.cancel()  # answered before the request ended
         if failures:
@@ -451,9 +487,15 @@ class Exchanger:
                     raise ClientTooSlowError(rate.describe(verdict))
 
     async def _relay_response(
-        self, stream: H2Stream, agent: trio.abc.HalfCloseableStream, uh: h11.Connection
+        self,
+        stream: H2Stream,
+        agent: trio.abc.HalfCloseableStream,
+        uh: h11.Connection,
+        policy: ResponsePolicy | None,
     ) -> None:
-        """Agent stream -> client: 1xx heads, the head, the body; returns at the response's end."""
+        """Agent stream -> client: 1xx heads, the head, the body; returns at the response's end
+        (or once a Traffic Policy's answer replaced the response: the upstream's body is then
+        never read, and the unfinished agent stream is closed, not reused)."""
         pending: Headers | None = None  # a head not sent yet: it may carry END_STREAM
         ended = False
         while True:
@@ -488,9 +530,25 @@ class Exchanger:
             elif kind is h11.Response:
                 response = cast(h11.Response, event)
                 stream.status = response.status_code
-                pending = h2_response_fields(
-                    response.status_code, client_response_headers(response.headers)
-                )
+                if policy is None:
+                    headers = client_response_headers(response.headers)
+                else:
+                    decided = client_response_headers(
+                        response.headers, policy=policy, status=stream.status, now=time.time()
+                    )
+                    if isinstance(decided, PolicyAnswer):
+                        log.info("http2 %s: %d from %s", self.peer, decided.status, decided.reason)
+                        stream.status = decided.status
+                        fields = h2_response_fields(decided.status, list(decided.headers))
+                        body = decided.body_for(b"")
+                        await self._send_final_headers(stream, fields, end_stream=not body)
+                        if body:
+                            await self.frames.send_body(stream, body, end_stream=True)
+                        stream.body_bytes += len(body)
+                        stream.response_done = True
+                        return
+                    headers = decided
+                pending = h2_response_fields(response.status_code, headers)
             elif kind is h11.EndOfMessage:
                 if pending is not None:
                     await self._send_final_headers(stream, pending, end_stream=True)

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from edge.config import HttpConfig
-from edge.endpoints.registry import StreamLimitError
+from edge.endpoints.registry import AttachedPolicy, StreamLimitError
 from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
@@ -28,14 +28,20 @@ from edge.http.seam import (
     log_refusal,
     open_failure,
 )
+from edge.policy.activation import EndpointFacts
 from protocol.wire.errors import ErrorCode, StreamGoneError
 
 LIMITS = HttpConfig(head_timeout=7.0, idle_timeout=42.0)
+NOW = 1_700_000_000.0  # Unix seconds: the seam takes the time from its shells
 
 
 class Route:
-    key = "app"
+    key: object = "app"
     forwards_to = "http://localhost:3000"
+    policy: AttachedPolicy | None = None
+
+    def endpoint_facts(self) -> EndpointFacts:
+        return EndpointFacts(url="https://app.test", host="app.test", port=443, protocol="https")
 
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         raise AssertionError("the decision never opens a stream")
@@ -71,13 +77,13 @@ def request(host: str = "app.test", scheme: str = "https") -> HttpRequest:
 def test_decide_forwards_to_the_endpoint_for_the_host_and_scheme() -> None:
     route = Route()
     router = Router({("app.test", "https"): route})
-    assert decide(request("app.test", "https"), router) is route
+    assert decide(request("app.test", "https"), router, now=NOW) is route
     assert router.asked == [("app.test", "https")]
 
 
 def test_decide_answers_404_3200_when_no_endpoint_is_online() -> None:
     router = Router({("app.test", "https"): Route()})
-    decision = decide(request("app.test", "http"), router)  # only https is online
+    decision = decide(request("app.test", "http"), router, now=NOW)  # only https is online
     assert isinstance(decision, Refusal)
     assert decision.page.status == 404
     assert decision.page.code == "ERR_NGROK_3200"
@@ -111,7 +117,7 @@ def on_connection(host: str, sni: str | None) -> HttpRequest:
 def test_decide_answers_421_for_a_host_of_another_endpoint_than_the_sni() -> None:
     mine, theirs = Endpoint("a"), Endpoint("victim")
     router = Router({("a.test", "https"): mine, ("victim.test", "https"): theirs})
-    decision = decide(on_connection("victim.test", sni="a.test"), router)
+    decision = decide(on_connection("victim.test", sni="a.test"), router, now=NOW)
     assert isinstance(decision, Refusal)
     assert decision.page.status == 421
     assert decision.page.reason == b"Misdirected Request"
@@ -124,14 +130,14 @@ def test_decide_answers_421_for_a_host_of_another_endpoint_than_the_sni() -> Non
 
 def test_decide_answers_421_for_a_host_no_endpoint_serves_on_another_names_connection() -> None:
     router = Router({("a.test", "https"): Endpoint("a")})
-    decision = decide(on_connection("nobody.test", sni="a.test"), router)
+    decision = decide(on_connection("nobody.test", sni="a.test"), router, now=NOW)
     assert isinstance(decision, Refusal)
     assert decision.page.status == 421
 
 
 def test_decide_answers_421_when_the_snis_endpoint_went_offline() -> None:
     router = Router({("b.test", "https"): Endpoint("b")})
-    decision = decide(on_connection("b.test", sni="a.test"), router)
+    decision = decide(on_connection("b.test", sni="a.test"), router, now=NOW)
     assert isinstance(decision, Refusal)
     assert decision.page.status == 421
 
@@ -139,12 +145,12 @@ def test_decide_answers_421_when_the_snis_endpoint_went_offline() -> None:
 def test_decide_forwards_another_name_of_the_same_endpoint() -> None:
     wildcard = Endpoint("*.apps.test")  # one endpoint serving both names
     router = Router({("a.apps.test", "https"): wildcard, ("b.apps.test", "https"): wildcard})
-    assert decide(on_connection("b.apps.test", sni="a.apps.test"), router) is wildcard
+    assert decide(on_connection("b.apps.test", sni="a.apps.test"), router, now=NOW) is wildcard
 
 
 def test_decide_routes_by_host_alone_without_sni() -> None:
     router = Router({("b.test", "http"): Endpoint("b")})
-    decision = decide(on_connection("b.test", sni=None), router)
+    decision = decide(on_connection("b.test", sni=None), router, now=NOW)
     assert decision is router.routes[("b.test", "http")]
     assert router.asked == [("b.test", "http")]
 

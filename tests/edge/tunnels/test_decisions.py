@@ -9,8 +9,10 @@ import pytest
 from edge.store import Credential
 from edge.tunnels.decisions import (
     ACCEPTED,
+    ENFORCED_PHASES,
     LOGIN_FAILURES,
     AuthAccepted,
+    BindPolicy,
     LoginThrottled,
     Refused,
     check_acl,
@@ -18,6 +20,7 @@ from edge.tunnels.decisions import (
     check_not_bound,
     check_options,
     decide_auth,
+    decide_policy,
     endpoint_cap,
     port_in_use,
     store_failed,
@@ -191,10 +194,10 @@ def test_the_endpoint_cap_is_the_lower_limit(
 
 
 def test_unenforced_options_are_refused_by_name_without_a_code() -> None:
-    bind = Bind(proto="https", opts={"URL": "https://app.example.com", "BasicAuth": ["u:p"]})
+    bind = Bind(proto="https", opts={"URL": "https://app.example.com", "OAuth": {"p": "g"}})
     decision = check_options(bind, agent_writes_proxy_headers=False)
     assert decision == Refused(
-        message="This Burrow edge does not enforce Opts.BasicAuth (basic auth) yet, so it did "
+        message="This Burrow edge does not enforce Opts.OAuth (OAuth) yet, so it did "
         "not bind https://app.example.com: serving it without them would leave it open. "
         "Remove the option to serve the endpoint without it.",
         code=None,
@@ -278,3 +281,154 @@ def test_a_store_failure_is_an_internal_error_that_blames_the_edge() -> None:
         "again later.",
         errcodes.ERR_NGROK_10000,
     )
+
+
+# ------------------------------------------------------------------------------ traffic policy
+
+ALL_PHASES = frozenset({"on_tcp_connect", "on_http_request", "on_http_response"})
+RESTRICT_TCP = """
+on_tcp_connect:
+  - name: office only
+    actions:
+      - type: restrict-ips
+        config: {allow: [127.0.0.2/32]}
+"""
+DENY_HTTP = '{"on_http_request": [{"actions": [{"type": "deny"}]}]}'
+
+
+def _policy_bind(proto: str, **opts: object) -> Bind:
+    return Bind(proto=proto, opts={"URL": "", **opts})
+
+
+def test_no_policy_is_none() -> None:
+    assert decide_policy(_policy_bind("tcp"), "tcp") is None
+    assert (
+        decide_policy(_policy_bind("https", TrafficPolicy="", IPRestriction=None), "https") is None
+    )
+
+
+@pytest.mark.parametrize("proto", ["tcp", "tls", "https"])
+def test_a_valid_policy_is_attached_compiled_with_its_text(proto: str) -> None:
+    decision = decide_policy(_policy_bind(proto, TrafficPolicy=RESTRICT_TCP), proto)
+    assert isinstance(decision, BindPolicy)
+    assert decision.text == RESTRICT_TCP
+    assert decision.compiled.protocol == proto
+    (rule,) = decision.compiled.on_tcp_connect
+    assert rule.name == "office only"
+    assert [action.type for action in rule.actions] == ["restrict-ips"]
+
+
+@pytest.mark.parametrize(
+    ("proto", "text", "code", "words"),
+    [
+        ("tcp", "on_tcp_connect: [", "ERR_NGROK_2236", "Opts.TrafficPolicy: "),
+        ("tcp", "on_tcp_connect: [{actions: [{type: nope}]}]", "ERR_NGROK_2201", "nope"),
+        (
+            "tcp",
+            "on_tcp_connect: [{actions: [{type: restrict-ips, config: {allow: [300.0.0.0/8]}}]}]",
+            "ERR_NGROK_2217",
+            "300.0.0.0/8",
+        ),
+        ("tcp", DENY_HTTP, "ERR_NGROK_2230", "on_http_request"),
+        (
+            "https",
+            "on_tcp_connect: [{expressions: ['conn.client_ip =='], actions: [{type: deny}]}]",
+            "ERR_NGROK_2200",
+            "rule 0",
+        ),
+    ],
+)
+def test_an_invalid_policy_is_refused_with_its_code(
+    proto: str, text: str, code: str, words: str
+) -> None:
+    decision = decide_policy(_policy_bind(proto, TrafficPolicy=text), proto)
+    assert isinstance(decision, Refused), decision
+    assert decision.code == code
+    assert words in decision.message
+    assert decision.wire().endswith(f"\r\n\r\n{code}\r\n")
+
+
+def test_a_policy_that_is_not_a_string_is_refused() -> None:
+    decision = decide_policy(_policy_bind("tcp", TrafficPolicy={"on_tcp_connect": []}), "tcp")
+    assert decision == Refused(
+        message="Opts.TrafficPolicy must be the policy document as a string (YAML or JSON), "
+        "not a mapping.",
+        code="ERR_NGROK_2236",
+    )
+
+
+def test_http_phases_follow_the_enforced_phases() -> None:
+    """Fail closed: a phase this edge does not run refuses the Bind, naming the phase; once it
+    runs, the same policy is attached."""
+    bind = _policy_bind("https", TrafficPolicy=DENY_HTTP)
+    http_phases = ENFORCED_PHASES["https"] >= {"on_http_request", "on_http_response"}
+    decision = decide_policy(bind, "https")
+    if http_phases:
+        assert isinstance(decision, BindPolicy)
+    else:
+        assert isinstance(decision, Refused)
+        assert decision.code is None
+        assert "does not run on_http_request rules for https endpoints" in decision.message
+    only_tcp = {"https": frozenset({"on_tcp_connect"})}
+    refused = decide_policy(bind, "https", enforced=only_tcp)
+    assert isinstance(refused, Refused)
+    assert "on_http_request" in refused.message
+    assert isinstance(decide_policy(bind, "https", enforced={"https": ALL_PHASES}), BindPolicy)
+
+
+def test_on_tcp_connect_is_refused_for_http_endpoints() -> None:
+    """The plain-HTTP port learns the endpoint per request, so it cannot run on_tcp_connect."""
+    assert "on_tcp_connect" not in ENFORCED_PHASES["http"]
+    decision = decide_policy(_policy_bind("http", TrafficPolicy=RESTRICT_TCP), "http")
+    assert isinstance(decision, Refused)
+    assert "does not run on_tcp_connect rules for http endpoints" in decision.message
+
+
+def test_legacy_options_become_the_policy() -> None:
+    bind = _policy_bind("tcp", IPRestriction={"allow_cidrs": ["127.0.0.2/32"], "deny_cidrs": None})
+    decision = decide_policy(bind, "tcp")
+    assert isinstance(decision, BindPolicy)
+    (rule,) = decision.compiled.on_tcp_connect
+    (action,) = rule.actions
+    assert action.type == "restrict-ips"
+    assert '"restrict-ips"' in decision.text and "127.0.0.2/32" in decision.text
+
+
+def test_legacy_http_options_map_to_http_phases() -> None:
+    bind = _policy_bind(
+        "https", BasicAuth={"credentials": [{"username": "u", "cleartext_password": "secret-pw"}]}
+    )
+    decision = decide_policy(bind, "https", enforced={"https": ALL_PHASES})
+    assert isinstance(decision, BindPolicy)
+    assert [a.type for r in decision.compiled.on_http_request for a in r.actions] == ["basic-auth"]
+    refused = decide_policy(bind, "https", enforced={"https": frozenset({"on_tcp_connect"})})
+    assert isinstance(refused, Refused)
+    assert "on_http_request" in refused.message
+
+
+def test_unmapped_legacy_options_are_refused_by_name() -> None:
+    decision = decide_policy(_policy_bind("https", OAuth={"provider": "google"}), "https")
+    assert isinstance(decision, Refused)
+    assert decision.message.startswith("Opts.OAuth (OAuth) is not supported")
+    on_tcp = decide_policy(
+        _policy_bind("tcp", BasicAuth={"credentials": [{"username": "u"}]}), "tcp"
+    )
+    assert isinstance(on_tcp, Refused)
+    assert "Opts.BasicAuth" in on_tcp.message and "on tcp endpoints" in on_tcp.message
+
+
+def test_a_malformed_legacy_option_is_refused_with_its_code() -> None:
+    bind = _policy_bind("tcp", IPRestriction={"allow_cidrs": ["not-a-cidr"]})
+    decision = decide_policy(bind, "tcp")
+    assert isinstance(decision, Refused)
+    assert decision.code == "ERR_NGROK_2217"
+    assert "Opts.IPRestriction" in decision.message
+
+
+def test_a_policy_and_legacy_options_together_are_refused() -> None:
+    bind = _policy_bind(
+        "tcp", TrafficPolicy=RESTRICT_TCP, IPRestriction={"allow_cidrs": ["10.0.0.0/8"]}
+    )
+    decision = decide_policy(bind, "tcp")
+    assert isinstance(decision, Refused)
+    assert "Opts.TrafficPolicy and Opts.IPRestriction were both given" in decision.message

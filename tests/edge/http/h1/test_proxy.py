@@ -28,8 +28,12 @@ import trustme
 from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
 
 from edge.config import HttpConfig
+from edge.endpoints.registry import AttachedPolicy
 from edge.front_door.clienthello import MAX_HELLO_BYTES, parse_client_hello
 from edge.http.h1.proxy import AGENT_STREAM_HOLD, READ_SIZE, serve_http
+from edge.policy.activation import EndpointFacts
+from edge.policy.document import load_policy
+from edge.policy.validate import validate
 from protocol.adapters.mux import open_mux_session
 from protocol.adapters.tls import TLSStream
 from protocol.formats.units import KiB, MiB
@@ -82,6 +86,12 @@ class Route:
     opened: int = 0
     closed: int = 0
     client_addrs: list[str] = field(default_factory=list)
+    policy: AttachedPolicy | None = None  # the endpoint's Traffic Policy
+
+    def endpoint_facts(self) -> EndpointFacts:
+        return EndpointFacts(
+            url=f"https://{self.key}", host=str(self.key), port=443, protocol="https"
+        )
 
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         self.client_addrs.append(client_addr)
@@ -100,6 +110,7 @@ class DeadRoute:
 
     key = "dead"
     forwards_to = "http://localhost:1"
+    policy = None
 
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         raise trio.BrokenResourceError("the session is closed")
@@ -1038,6 +1049,7 @@ async def test_stream_refused_by_the_agent_is_502_8012() -> None:
             class MuxRoute:
                 key = "mux"
                 forwards_to = "http://localhost:5999"
+                policy = None
 
                 async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
                     stream = await edge.open_stream()
@@ -1363,6 +1375,7 @@ async def test_agent_that_never_opens_the_stream_is_502_3200() -> None:
     class StuckRoute:
         key = "stuck"
         forwards_to = "http://localhost:1"
+        policy = None
 
         async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
             await trio.sleep_forever()
@@ -1699,3 +1712,240 @@ async def test_keep_alive_wait_has_its_own_shorter_timeout() -> None:
         assert await read_all(client.stream) == b""  # then closed, quietly, while idle
         assert 0.4 < time.monotonic() - began < 0.5 + 3
         await client.stream.aclose()
+
+
+# ------------------------------------------------------------------------- Traffic Policy
+
+
+def attach(w: World, host: str, text: str) -> AttachedPolicy:
+    """Give `host`'s endpoint the policy `text` (as Bind would, validated for https)."""
+    route = w.router.routes[host]
+    assert isinstance(route, Route)
+    route.policy = AttachedPolicy(validate(load_policy(text), protocol="https"), text)
+    return route.policy
+
+
+@asynccontextmanager
+async def policy_world(tmp_path: Path, text: str) -> AsyncIterator[tuple[World, Upstream, Get]]:
+    """A TLS world with app.test (an echo upstream) under the policy `text`, and a curl GET."""
+    server_tls, ca_file = tls_files(tmp_path, "app.test")
+    async with world(tls=server_tls) as w:
+        upstream = await w.app("app.test", echo_headers)
+        attach(w, "app.test", text)
+
+        async def get(path: str = "/", *extra: str) -> Response:
+            code, out, err = await curl(
+                "-i",
+                "--cacert",
+                str(ca_file),
+                *w.resolve("app.test"),
+                *extra,
+                w.url("app.test", path),
+            )
+            assert code == 0, err
+            [response] = parse_responses(out)
+            return response
+
+        yield w, upstream, get
+
+
+Get = Callable[..., Awaitable[Response]]
+
+
+async def test_policy_deny_answers_403_and_forwards_nothing(tmp_path: Path) -> None:
+    async with policy_world(tmp_path, "on_http_request: [{actions: [{type: deny}]}]") as (
+        _,
+        upstream,
+        get,
+    ):
+        response = await get()
+        assert response.status == 403
+        assert response.get("burrow-error-code") is None  # a policy's answer, not an edge error
+        assert response.get("content-length") == str(len(response.body))
+        head = await get("/", "--head")  # the same answer, without its body
+        assert (head.status, head.body) == (403, b"")
+        assert head.get("content-length") == str(len(response.body))
+        assert upstream.requests == []
+
+
+async def test_policy_runtime_failure_is_the_coded_500_and_the_next_request_is_served(
+    tmp_path: Path,
+) -> None:
+    text = """
+on_http_request:
+  - expressions: ["req.headers['x-missing'][0] == 'yes'"]
+    actions: [{type: deny}]
+"""
+    async with policy_world(tmp_path, text) as (_, upstream, get):
+        failed = await get()
+        assert failed.status == 500
+        assert failed.get("burrow-error-code") == "ERR_NGROK_2254"
+        assert b"ERR_NGROK_2254" in failed.body
+        assert (await get("/", "-H", "X-Missing: no")).status == 200  # the policy stays loaded
+        assert len(upstream.requests) == 1
+
+
+async def test_policy_custom_response_answers_with_its_status_headers_and_body(
+    tmp_path: Path,
+) -> None:
+    text = """
+on_http_request:
+  - expressions: ["req.url.path == '/teapot'"]
+    actions:
+      - type: custom-response
+        config: {status_code: 418, headers: {x-kind: tea}, body: "short and stout ${req.method}"}
+"""
+    async with policy_world(tmp_path, text) as (_, upstream, get):
+        response = await get("/teapot")
+        assert (response.status, response.body) == (418, b"short and stout GET")
+        assert response.get("x-kind") == "tea"
+        assert (await get("/other")).status == 200  # no match: forwarded
+        assert [request.target for request, _ in upstream.requests] == [b"/other"]
+
+
+async def test_policy_request_changes_are_what_the_upstream_sees(tmp_path: Path) -> None:
+    """add-headers (with conn.* facts from the TLS connection), remove-headers, url-rewrite,
+    and an added Host that replaces the client's."""
+    text = """
+on_http_request:
+  - actions:
+      - type: add-headers
+        config:
+          headers:
+            x-client: "${conn.client_ip}"
+            x-tls: "${conn.tls.version} ${conn.tls.sni}"
+            x-server-port: "${string(conn.server_port)}"
+            host: internal.example
+      - type: remove-headers
+        config: {headers: [x-secret]}
+      - type: url-rewrite
+        config: {from: "/v1/([a-z]+)", to: "/api/$1"}
+"""
+    async with policy_world(tmp_path, text) as (w, upstream, get):
+        response = await get("/v1/users?id=7", "-H", "X-Secret: hunter2")
+        assert response.status == 200
+        seen = json.loads(response.body)
+        assert seen["target"] == "/api/users?id=7"
+        assert header(seen["headers"], "x-secret") == []
+        assert header(seen["headers"], "x-client") == ["127.0.0.1"]
+        assert header(seen["headers"], "x-tls") == ["1.3 app.test"]
+        assert header(seen["headers"], "x-server-port") == [str(w.port)]
+        assert header(seen["headers"], "host") == ["internal.example"]
+        assert len(upstream.requests) == 1
+
+
+async def test_policy_redirect_answers_with_the_location(tmp_path: Path) -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: redirect
+        config: {from: /old, to: /new, status_code: 301}
+"""
+    async with policy_world(tmp_path, text) as (w, upstream, get):
+        response = await get("/old")
+        assert response.status == 301
+        assert response.get("location") == f"https://app.test:{w.port}/new"
+        assert upstream.requests == []
+
+
+async def test_policy_basic_auth_is_401_then_200_with_credentials(tmp_path: Path) -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: basic-auth
+        config: {realm: burrow, credentials: ["ops:s3cret-pass"]}
+"""
+    async with policy_world(tmp_path, text) as (_, upstream, get):
+        refused = await get()
+        assert refused.status == 401
+        assert (refused.get("www-authenticate") or "").startswith('Basic realm="burrow"')
+        assert (await get("/", "-u", "ops:wrong")).status == 401
+        assert upstream.requests == []
+        allowed = await get("/", "-u", "ops:s3cret-pass")
+        assert allowed.status == 200
+        assert len(upstream.requests) == 1
+
+
+async def test_policy_restrict_ips_uses_the_client_address(tmp_path: Path) -> None:
+    text = "on_http_request: [{actions: [{type: restrict-ips, config: {allow: [127.0.0.1/32]}}]}]"
+    async with policy_world(tmp_path, text) as (_, upstream, get):
+        assert (await get("/", "--interface", "127.0.0.2")).status == 403
+        assert upstream.requests == []
+        assert (await get("/", "--interface", "127.0.0.1")).status == 200
+        assert len(upstream.requests) == 1
+
+
+async def test_policy_response_phase_changes_the_headers_the_client_gets(tmp_path: Path) -> None:
+    text = """
+on_http_response:
+  - expressions: [res.status_code == 200]
+    actions:
+      - type: add-headers
+        config: {headers: {x-policy: "${req.url.path}"}}
+      - type: remove-headers
+        config: {headers: [content-type]}
+"""
+    async with policy_world(tmp_path, text) as (_, _upstream, get):
+        response = await get("/seen")
+        assert response.status == 200
+        assert response.get("x-policy") == "/seen"
+        assert response.get("content-type") is None
+        assert json.loads(response.body)["target"] == "/seen"
+
+
+async def test_policy_response_phase_answer_replaces_the_response(tmp_path: Path) -> None:
+    """The upstream's body is discarded and its agent stream closed (the leak check), and the
+    client's connection carries on."""
+    text = """
+on_http_response:
+  - expressions: ["req.url.path == '/hidden'"]
+    actions:
+      - type: custom-response
+        config: {status_code: 404, body: gone}
+"""
+    server_tls, ca_file = tls_files(tmp_path, "app.test")
+    client_tls = ssl.create_default_context(cafile=str(ca_file))
+    async with world(tls=server_tls) as w:
+        upstream = await w.app("app.test", echo_headers)
+        attach(w, "app.test", text)
+        tcp = await w.connect()
+        tls = trio.SSLStream(tcp, client_tls, server_hostname="app.test", https_compatible=True)
+        client = Client(tls)  # type: ignore[arg-type]
+        hidden = await client.request("GET", "/hidden", [("Host", "app.test")])
+        assert (hidden.status, hidden.body) == (404, b"gone")
+        shown = await client.request("GET", "/shown", [("Host", "app.test")])
+        assert shown.status == 200 and json.loads(shown.body)["target"] == "/shown"
+        await trio.aclose_forcefully(tls)
+        assert [request.target for request, _ in upstream.requests] == [b"/hidden", b"/shown"]
+        route = w.router.routes["app.test"]
+        assert isinstance(route, Route) and route.opened == 2  # the first stream was not kept
+
+
+async def test_policy_rate_limit_is_429_after_its_capacity(tmp_path: Path) -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: rate-limit
+        config:
+          name: three a minute
+          algorithm: sliding_window
+          capacity: 3
+          rate: 60s
+          bucket_key: [conn.client_ip]
+"""
+    async with policy_world(tmp_path, text) as (_, upstream, get):
+        statuses = [(await get()).status for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        assert len(upstream.requests) == 3
+
+
+async def test_policy_close_connection_closes_without_an_answer(tmp_path: Path) -> None:
+    server_tls, ca_file = tls_files(tmp_path, "app.test")
+    async with world(tls=server_tls) as w:
+        upstream = await w.app("app.test", echo_headers)
+        attach(w, "app.test", "on_http_request: [{actions: [{type: close-connection}]}]")
+        code, out, _ = await curl(
+            "-i", "--cacert", str(ca_file), *w.resolve("app.test"), w.url("app.test")
+        )
+        assert code == 52 and out == b""  # curl: empty reply from server
+        assert upstream.requests == []

@@ -11,6 +11,7 @@ what curl cannot be told to do (many streams at once, resets, withheld window up
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -46,6 +47,8 @@ from tests.edge.http.h1.test_proxy import (
     Handler,
     Reply,
     Route,
+    Upstream,
+    attach,
     echo_headers,
     header,
     read_client_hello,
@@ -1216,3 +1219,164 @@ def test_h2_response_headers_drop_what_http2_forbids() -> None:
         (b"set-cookie", b"a=1"),
         (b"set-cookie", b"b=2"),
     ]
+
+
+# ------------------------------------------------------------------------- Traffic Policy
+
+
+@asynccontextmanager
+async def policy_world(
+    tls_files: tuple[Path, CertificateFiles], text: str
+) -> AsyncIterator[tuple[World, Upstream]]:
+    """An HTTP/2 world with app.test (an echo upstream) under the policy `text`."""
+    async with world(tls_files) as w:
+        upstream = await w.app("app.test", echo_headers)
+        attach(w, "app.test", text)
+        yield w, upstream
+
+
+async def test_policy_deny_and_custom_response_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    text = """
+on_http_request:
+  - expressions: ["req.url.path == '/teapot'"]
+    actions:
+      - type: custom-response
+        config:
+          status_code: 418
+          headers: {x-kind: tea, connection: close}
+          body: "${req.version}"
+  - expressions: ["req.url.path == '/private'"]
+    actions:
+      - type: deny
+"""
+    async with policy_world(tls_files, text) as (w, upstream):
+        async with w.client() as client:
+            teapot = await client.fetch("GET", "/teapot")
+            assert (teapot.status, bytes(teapot.body), teapot.ended) == (418, b"HTTP/2.0", True)
+            assert teapot.get("x-kind") == "tea"
+            assert teapot.get("connection") is None  # HTTP/2 forbids it
+            denied = await client.fetch("GET", "/private")
+            assert denied.status == 403 and denied.get("burrow-error-code") is None
+            assert (await client.fetch("GET", "/open")).status == 200
+        assert [request.target for request, _ in upstream.requests] == [b"/open"]
+
+
+async def test_policy_request_changes_over_http2_are_what_the_upstream_sees(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: add-headers
+        config:
+          headers: {x-client: "${conn.client_ip}", x-sni: "${conn.tls.sni}", host: internal.example}
+      - type: remove-headers
+        config: {headers: [x-secret]}
+      - type: url-rewrite
+        config: {from: "/v1/([a-z]+)", to: "/api/$1"}
+"""
+    async with policy_world(tls_files, text) as (w, upstream):
+        async with w.client() as client:
+            response = await client.fetch("GET", "/v1/users?id=7", [("x-secret", "hunter2")])
+        assert response.status == 200
+        seen = json.loads(response.body)
+        assert seen["target"] == "/api/users?id=7"
+        assert header(seen["headers"], "x-secret") == []
+        assert header(seen["headers"], "x-client") == ["127.0.0.1"]
+        assert header(seen["headers"], "x-sni") == ["app.test"]
+        assert header(seen["headers"], "host") == ["internal.example"]
+        assert len(upstream.requests) == 1
+
+
+async def test_policy_redirect_and_basic_auth_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: redirect
+        config: {from: /old, to: /new}
+      - type: basic-auth
+        config: {credentials: ["ops:s3cret-pass"]}
+"""
+    token = base64.b64encode(b"ops:s3cret-pass").decode()
+    async with policy_world(tls_files, text) as (w, upstream):
+        async with w.client() as client:
+            moved = await client.fetch("GET", "/old")
+            assert moved.status == 302
+            assert moved.get("location") == "https://app.test/new"
+            assert (await client.fetch("GET", "/new")).status == 401
+            assert upstream.requests == []
+            allowed = await client.fetch("GET", "/new", [("authorization", f"Basic {token}")])
+            assert allowed.status == 200
+        assert len(upstream.requests) == 1
+
+
+async def test_policy_restrict_ips_over_http2_uses_the_client_address(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    text = "on_http_request: [{actions: [{type: restrict-ips, config: {deny: [127.0.0.2/32]}}]}]"
+    async with policy_world(tls_files, text) as (w, upstream):
+        statuses = []
+        for source in ("127.0.0.2", "127.0.0.1"):
+            code, out, err = await curl(
+                "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+                "--interface", source, *w.curl_args("app.test"), w.url("app.test"),
+            )  # fmt: skip
+            assert code == 0, err
+            statuses.append(out.decode())
+        assert statuses == ["403 2", "200 2"]
+        assert len(upstream.requests) == 1
+
+
+async def test_policy_response_phase_over_http2(tls_files: tuple[Path, CertificateFiles]) -> None:
+    """Header changes reach the client; a replacing answer discards the upstream's response
+    (its agent stream is closed: the leak check) and the connection carries on."""
+    text = """
+on_http_response:
+  - expressions: ["req.url.path == '/hidden'"]
+    actions:
+      - type: custom-response
+        config: {status_code: 404, body: gone}
+  - actions:
+      - type: add-headers
+        config: {headers: {x-policy: "${string(res.status_code)}"}}
+"""
+    async with policy_world(tls_files, text) as (w, upstream):
+        async with w.client() as client:
+            hidden = await client.fetch("GET", "/hidden")
+            assert (hidden.status, bytes(hidden.body), hidden.ended) == (404, b"gone", True)
+            assert hidden.get("x-policy") is None  # the phase ended at the answer
+            shown = await client.fetch("GET", "/shown")
+            assert shown.status == 200 and shown.get("x-policy") == "200"
+            assert json.loads(shown.body)["target"] == "/shown"
+        assert [request.target for request, _ in upstream.requests] == [b"/hidden", b"/shown"]
+
+
+async def test_policy_rate_limit_and_close_connection_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    text = """
+on_http_request:
+  - expressions: ["req.url.path == '/close'"]
+    actions:
+      - type: close-connection
+  - actions:
+      - type: rate-limit
+        config:
+          name: two
+          algorithm: sliding_window
+          capacity: 2
+          rate: 60s
+          bucket_key: [conn.client_ip]
+"""
+    async with policy_world(tls_files, text) as (w, upstream):
+        async with w.client() as client:
+            statuses = [(await client.fetch("GET", "/")).status for _ in range(3)]
+            assert statuses == [200, 200, 429]
+            closed = await client.fetch("GET", "/close")
+            assert closed.reset == ErrorCodes.CANCEL and closed.status == 0
+            assert client.goaway is None  # only that stream
+        assert len(upstream.requests) == 2

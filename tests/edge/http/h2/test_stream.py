@@ -147,6 +147,7 @@ async def test_stream_refused_by_the_agent_is_502_8012_over_http2(
             class MuxRoute:
                 key = "mux"
                 forwards_to = "http://localhost:5999"
+                policy = None
 
                 async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
                     stream = await edge.open_stream()

@@ -1,0 +1,329 @@
+"""An endpoint's Traffic Policy on HTTP traffic: the facts, the outcomes, the changes applied.
+
+Theory of operation. `edge.http.seam.decide` calls `request_phase` once it knows the endpoint
+and only when the endpoint has a policy (`HttpRoute.policy`); the no-policy path never comes
+here. It builds the engine's facts from the seam's `HttpRequest` (`ConnFacts` from the
+connection, once per connection, on first use: `ClientConn`), runs `on_http_request`
+(`edge.policy.engine.run_http_request`) and turns the outcome into one of:
+
+* `Policed`: forward the request with the policy's header changes and URL rewrite applied,
+  and run `on_http_response` on the upstream's final response head (`response_phase`, from
+  `edge.http.seam.client_response_headers`), with the request phase's result variables;
+* `PolicyAnswer`: answer the client with this response (deny, custom-response, redirect,
+  basic-auth's 401, rate-limit's 429, or a runtime failure's coded 500). A policy's answer is
+  not an edge error page: it carries no `Burrow-Error-Code` unless a runtime failure made it;
+* `PolicyClose`: close the client's connection (HTTP/1.1) or reset the stream (HTTP/2).
+
+The engine never logs; its records (`log` actions and runtime failures) are logged here, one
+INFO line each (WARNING for a runtime failure, which the operator must fix), naming the
+endpoint URL, the phase and rule, and the metadata. Nothing here raises: the engine fails one
+request with a coded 500, never the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Final
+
+from edge.endpoints.registry import AttachedPolicy
+from edge.http.headers import Headers
+from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from edge.policy.engine import (
+    Carried,
+    Close,
+    HeaderChanges,
+    LogRecord,
+    Respond,
+    run_http_request,
+    run_http_response,
+)
+
+if TYPE_CHECKING:
+    from edge.http.routing import HttpRoute
+    from edge.http.seam import HttpRequest
+
+__all__ = [
+    "ClientConn",
+    "Policed",
+    "PolicyAnswer",
+    "PolicyClose",
+    "ResponsePolicy",
+    "request_phase",
+    "response_phase",
+]
+
+log = logging.getLogger(__name__)
+
+#: Framing and connection headers a policy's answer may not set: the shells frame the body
+#: themselves (Content-Length is added from the body), and HTTP/2 forbids connection headers.
+_FRAMING: Final = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
+)
+
+#: Statuses whose responses have no body (RFC 9110 §15.3.5, §15.4.5).
+_NO_BODY: Final = frozenset({204, 304})
+
+
+class ClientConn:
+    """What a client connection knows about itself, as the policy's `conn.*` facts: built on
+    the first request that needs them (a request to an endpoint with a policy), then kept.
+
+    `server` and the TLS fields are read from the stream the shell serves (a `TLSStream` the
+    edge terminated, over a socket): nothing is looked up for an endpoint without a policy."""
+
+    __slots__ = ("_client", "_facts", "_sni", "_stream")
+
+    def __init__(self, stream: object, client: tuple[str, int], sni: str | None) -> None:
+        self._stream = stream
+        self._client = client
+        self._sni = sni
+        self._facts: ConnFacts | None = None
+
+    def facts(self) -> ConnFacts:
+        facts = self._facts
+        if facts is None:
+            facts = self._facts = self._build()
+            self._stream = None  # not needed again
+        return facts
+
+    def _build(self) -> ConnFacts:
+        stream = self._stream
+        tls_version = tls_cipher = None
+        version = getattr(stream, "version", None)
+        if callable(version):
+            text = version()  # "TLSv1.3"
+            if isinstance(text, str):
+                tls_version = text.removeprefix("TLSv")
+            cipher = getattr(stream, "cipher", None)
+            described = cipher() if callable(cipher) else None
+            if isinstance(described, tuple) and described:
+                tls_cipher = str(described[0])
+            stream = getattr(stream, "transport_stream", None)
+        server_ip, server_port = "", 0
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            try:
+                name = sock.getsockname()
+                server_ip, server_port = str(name[0]), int(name[1])
+            except (OSError, IndexError, TypeError, ValueError):
+                pass
+        return ConnFacts(
+            client_ip=self._client[0],
+            client_port=self._client[1],
+            server_ip=server_ip,
+            server_port=server_port,
+            sni=self._sni,
+            tls_version=tls_version,
+            tls_cipher=tls_cipher,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyAnswer:
+    """Answer the client with this response (HTTP/1.1 header spelling, framing included)."""
+
+    status: int
+    headers: Headers
+    body: bytes
+    reason: str  # for the log: which policy action answered
+
+    def body_for(self, method: bytes) -> bytes:
+        """The body to send: none to a HEAD request, nor with a status that has none."""
+        if method == b"HEAD" or self.status in _NO_BODY or self.status < 200:
+            return b""
+        return self.body
+
+    @property
+    def phrase(self) -> bytes:
+        try:
+            return HTTPStatus(self.status).phrase.encode("ascii")
+        except ValueError:
+            return b""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyClose:
+    """Close the client's connection (HTTP/1.1) or reset its stream (HTTP/2), answering nothing."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsePolicy:
+    """What the response phase of one request needs: its policy, facts and carried results."""
+
+    attached: AttachedPolicy
+    conn: ConnFacts
+    request: RequestFacts
+    endpoint: EndpointFacts
+    carried: Carried
+
+
+@dataclass(frozen=True, slots=True)
+class Policed:
+    """Forward `request` (the policy's changes applied) to `route`; run `response` on the
+    response head."""
+
+    route: HttpRoute
+    request: HttpRequest
+    response: ResponsePolicy
+
+
+def request_facts(request: HttpRequest) -> RequestFacts:
+    """`req.*` from the seam's request (the headers as they will be forwarded)."""
+    target = request.target.decode("latin-1")
+    path, _, query = target.partition("?")
+    headers = tuple(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
+    )
+    host = request.host
+    length: int | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "host":
+            host = value
+        elif lowered == "content-length" and value.isdigit():
+            length = int(value)
+    return RequestFacts(
+        method=request.method.decode("latin-1"),
+        scheme=request.scheme,
+        host=host,
+        path=path if path.startswith("/") else "/" + path,
+        query=query,
+        headers=headers,
+        content_length=length,
+        version=request.version,
+    )
+
+
+def request_phase(
+    request: HttpRequest, route: HttpRoute, attached: AttachedPolicy, *, now: float
+) -> Policed | PolicyAnswer | PolicyClose:
+    """Run `on_http_request` of `route`'s policy `attached` on `request`: forward it changed,
+    answer it, or close."""
+    endpoint = route.endpoint_facts()
+    conn = request.conn.facts() if request.conn is not None else _unknown_conn(request)
+    facts = request_facts(request)
+    outcome = run_http_request(
+        attached.compiled, conn, facts, endpoint=endpoint, now=now, state=attached.state
+    )
+    _log_records(outcome.logs, endpoint.url)
+    if isinstance(outcome, Close):
+        return PolicyClose(outcome.reason)
+    if isinstance(outcome, Respond):
+        answer = _answer(outcome)
+        if outcome.error_code is not None or not attached.compiled.on_http_response:
+            return answer
+        # The policy's own answer goes through its response phase, as the upstream's would
+        # (ngrok runs on_http_response after a request-phase custom-response too).
+        policy = ResponsePolicy(attached, conn, facts, endpoint, outcome.carried)
+        return _answer_phase(policy, answer, now=now)
+    changes = outcome.changes
+    changed = request
+    if changes.headers.removed or changes.headers.added:
+        changed = replace(changed, headers=apply_headers(request.headers, changes.headers))
+    if changes.target is not None:
+        changed = replace(changed, target=changes.target.encode("utf-8"))
+    return Policed(route, changed, ResponsePolicy(attached, conn, facts, endpoint, outcome.carried))
+
+
+def response_phase(
+    policy: ResponsePolicy, status: int, headers: Headers, *, now: float
+) -> Headers | PolicyAnswer:
+    """Run `on_http_response` on the final response head `status`/`headers` (as the client
+    would get them): those headers with the policy's changes (but for the framing headers,
+    which stay as they are), or the answer replacing it."""
+    facts = ResponseFacts(
+        status=status,
+        headers=tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers),
+    )
+    outcome = run_http_response(
+        policy.attached.compiled,
+        policy.conn,
+        policy.request,
+        facts,
+        endpoint=policy.endpoint,
+        now=now,
+        state=policy.attached.state,
+        carried=policy.carried,
+    )
+    _log_records(outcome.logs, policy.endpoint.url)
+    if isinstance(outcome, Respond):
+        return _answer(outcome)
+    changes = outcome.headers
+    if not changes.removed and not changes.added:
+        return headers
+    # The body is framed by the upstream's head (or the answer's length): a policy does not
+    # change the framing headers, which would make the response unsendable.
+    kept = HeaderChanges(
+        tuple(name for name in changes.removed if name not in _FRAMING),
+        tuple((name, value) for name, value in changes.added if name not in _FRAMING),
+    )
+    return apply_headers(headers, kept)
+
+
+def _answer_phase(policy: ResponsePolicy, answer: PolicyAnswer, *, now: float) -> PolicyAnswer:
+    """`answer` after the response phase: its headers changed, or another answer."""
+    decided = response_phase(policy, answer.status, answer.headers, now=now)
+    if isinstance(decided, PolicyAnswer):
+        return decided
+    return replace(answer, headers=decided)
+
+
+def apply_headers(headers: Headers, changes: HeaderChanges) -> Headers:
+    """`headers` with `changes` applied: the removed names dropped, the added ones appended; an
+    added Host replaces the request's Host (one Host only, RFC 9110 §7.2)."""
+    removed = set(changes.removed)
+    if any(name == "host" for name, _ in changes.added):
+        removed.add("host")
+    kept = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in removed]
+    kept.extend((name.encode("latin-1"), value.encode("utf-8")) for name, value in changes.added)
+    return kept
+
+
+def _answer(outcome: Respond) -> PolicyAnswer:
+    headers: Headers = [
+        (name.encode("latin-1"), value.encode("utf-8"))
+        for name, value in outcome.headers
+        if name.lower() not in _FRAMING
+    ]
+    if outcome.status not in _NO_BODY and outcome.status >= 200:
+        headers.append((b"Content-Length", b"%d" % len(outcome.body)))
+    code = outcome.error_code
+    if code is not None:  # a runtime failure: the coded 500, as the edge's own errors are
+        headers.append((b"Burrow-Error-Code", code.encode("ascii")))
+        if code.startswith("ERR_NGROK_"):
+            headers.append((b"ngrok-error-code", code.encode("ascii")))
+    actions = [a for rule in outcome.trace.rules for a in rule.actions]
+    reason = (
+        f"policy runtime error {code}"
+        if code is not None
+        else f"policy {actions[-1].type if actions else 'action'}"
+    )
+    return PolicyAnswer(outcome.status, headers, outcome.body, reason)
+
+
+def _unknown_conn(request: HttpRequest) -> ConnFacts:
+    """Facts from the request alone, for a shell that passed no `ClientConn`."""
+    host, _, port = request.client_addr.rpartition(":")
+    return ConnFacts(
+        client_ip=host.strip("[]"),
+        client_port=int(port) if port.isdigit() else 0,
+        server_ip="",
+        server_port=0,
+        sni=request.sni,
+    )
+
+
+def _log_records(records: tuple[LogRecord, ...], url: str) -> None:
+    # A record's place names its phase, rule and action: `on_http_request rule 0 ("audit")
+    # action 0 (log)`.
+    for record in records:
+        metadata = json.dumps(dict(record.metadata), default=str, sort_keys=True)
+        if record.error_code is not None:
+            log.warning("policy %s: %s: %s %s", url, record.place, record.error_code, metadata)
+        else:
+            log.info("policy %s: %s: %s", url, record.place, metadata)

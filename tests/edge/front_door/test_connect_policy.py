@@ -1,0 +1,154 @@
+"""`edge.front_door.connect_policy`: on_tcp_connect run on real loopback connections (clients
+bound to 127.0.0.2 and 127.0.0.3), and the facts it gives the policy."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from edge.endpoints.registry import AttachedPolicy, Endpoint, Member
+from edge.front_door.connect_policy import admit, conn_facts, endpoint_facts
+from edge.front_door.tcp_ports import (
+    open_tcp_endpoint_listeners,
+    peer_address,
+    serve_tcp_endpoint,
+)
+from edge.policy.document import load_policy
+from edge.policy.validate import validate
+from tests.edge.front_door.test_tcp_ports import FakeAgent, receive_exactly
+
+BOUND = 10
+RESTRICT = """
+on_tcp_connect:
+  - name: note
+    actions:
+      - type: log
+        config:
+          metadata: {who: "${conn.client_ip}", sni: "${conn.tls.sni}"}
+  - name: office only
+    actions:
+      - type: restrict-ips
+        config: {allow: [127.0.0.2/32]}
+"""
+
+
+def endpoint(text: str | None, port: int = 5432, agent: FakeAgent | None = None) -> Endpoint:
+    async def unreachable(client_addr: str) -> trio.abc.HalfCloseableStream:
+        raise AssertionError("no proxy stream expected")
+
+    policy = None
+    if text is not None:
+        policy = AttachedPolicy(validate(load_policy(text), protocol="tcp"), text)
+    member = Member(
+        bind_id="tun_1",
+        token="tok",
+        session_id="ts_1",
+        client_id="client",
+        opener=agent.open if agent is not None else unreachable,
+        policy=policy,
+    )
+    return Endpoint(
+        url=f"tcp://127.0.0.1:{port}", proto="tcp", host="127.0.0.1", port=port, members=(member,)
+    )
+
+
+async def connect_from(source: str, port: int) -> trio.SocketStream:
+    sock = trio.socket.socket()
+    await sock.bind((source, 0))
+    await sock.connect(("127.0.0.1", port))
+    return trio.SocketStream(sock)
+
+
+def test_facts() -> None:
+    conn = conn_facts(("127.0.0.2", 40000), ("127.0.0.1", 443), sni="a.example.com", started_at=5)
+    assert (conn.client_ip, conn.client_port, conn.server_ip, conn.server_port) == (
+        "127.0.0.2",
+        40000,
+        "127.0.0.1",
+        443,
+    )
+    assert conn.sni == "a.example.com"
+    assert conn.tls_version is None  # the edge terminated no TLS before on_tcp_connect
+    facts = endpoint_facts(endpoint(None, port=15432), 99)
+    assert (facts.url, facts.host, facts.port, facts.protocol, facts.id) == (
+        "tcp://127.0.0.1:15432",
+        "127.0.0.1",
+        15432,
+        "tcp",
+        "tun_1",
+    )
+    https = Endpoint(url="https://a.example.com", proto="https", host="a.example.com")
+    assert endpoint_facts(https, 8443).port == 8443  # the port the connection reached
+
+
+async def test_admit_lets_an_allowed_address_through_and_closes_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge.front_door.connect_policy")
+    record = endpoint(RESTRICT)
+    results: dict[str, bool] = {}
+    with trio.fail_after(BOUND):
+        listener = (await open_tcp_endpoint_listeners("127.0.0.1", 0))[0]
+        port = listener.socket.getsockname()[1]
+        for source in ("127.0.0.2", "127.0.0.3"):
+            client = await connect_from(source, port)
+            conn = await listener.accept()
+            peer = peer_address(conn)
+            assert peer is not None
+            results[source] = await admit(conn, record, peer, sni="db.example.com")
+            if results[source]:
+                await conn.send_all(b"welcome")
+                assert await receive_exactly(client, 7) == b"welcome"
+                await conn.aclose()
+            else:
+                assert await client.receive_some(10) == b""  # closed, nothing sent
+            await client.aclose()
+        await listener.aclose()
+    assert results == {"127.0.0.2": True, "127.0.0.3": False}
+    messages = [r.getMessage() for r in caplog.records]
+    logged = [m for m in messages if "policy on_tcp_connect" in m]
+    assert len(logged) == 2
+    assert '"who": "127.0.0.2"' in logged[0] and '"sni": "db.example.com"' in logged[0]
+    assert '"who": "127.0.0.3"' in logged[1]
+    assert any("127.0.0.3" in m and "closed by its traffic policy" in m for m in messages)
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+
+
+async def test_no_policy_admits_without_reading_anything() -> None:
+    record = endpoint(None)
+    with trio.fail_after(BOUND):
+        listener = (await open_tcp_endpoint_listeners("127.0.0.1", 0))[0]
+        port = listener.socket.getsockname()[1]
+        client = await connect_from("127.0.0.3", port)
+        conn = await listener.accept()
+        assert await admit(conn, record, ("127.0.0.3", 1)) is True
+        await conn.aclose()
+        await client.aclose()
+        await listener.aclose()
+
+
+async def test_a_tcp_endpoint_runs_its_policy_before_opening_a_proxy_stream() -> None:
+    agent = FakeAgent()
+    with trio.fail_after(BOUND):
+        listeners = await open_tcp_endpoint_listeners("127.0.0.1", 0)
+        port = listeners[0].socket.getsockname()[1]
+        record = endpoint(RESTRICT, port=port, agent=agent)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_tcp_endpoint, listeners, record)
+            refused = await connect_from("127.0.0.3", port)
+            assert await refused.receive_some(10) == b""
+            await refused.aclose()
+            allowed = await connect_from("127.0.0.2", port)
+            proxied = await agent.streams.receive()
+            await allowed.send_all(b"ping")
+            assert await receive_exactly(proxied, 4) == b"ping"
+            # Only the allowed client cost a proxy stream.
+            assert len(agent.client_addrs) == 1
+            assert agent.client_addrs[0].startswith("127.0.0.2:")
+            await allowed.aclose()
+            await proxied.aclose()
+            nursery.cancel_scope.cancel()
+        for listener in listeners:
+            await listener.aclose()

@@ -1,0 +1,228 @@
+"""edge/http/policy.py: the HTTP phases of Traffic Policy at the seam (decide and
+client_response_headers run them for HTTP/1.1 and HTTP/2 alike)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import h11
+import pytest
+
+from edge.endpoints.registry import AttachedPolicy
+from edge.http.seam import (
+    HttpRequest,
+    Policed,
+    PolicyAnswer,
+    PolicyClose,
+    Refusal,
+    client_response_headers,
+    decide,
+)
+from edge.policy.document import load_policy
+from edge.policy.validate import validate
+from tests.edge.http.test_seam import NOW, Route, Router, on_connection, request
+
+
+class PolicyRoute(Route):
+    """An endpoint with a Traffic Policy attached."""
+
+    def __init__(self, text: str) -> None:
+        self.key = "policed"
+        self.policy = attached(text)
+
+
+def attached(text: str) -> AttachedPolicy:
+    return AttachedPolicy(validate(load_policy(text), protocol="https"), text)
+
+
+def policed(text: str, req: HttpRequest | None = None) -> Policed | PolicyAnswer | PolicyClose:
+    route = PolicyRoute(text)
+    decision = decide(req or request(), Router({("app.test", "https"): route}), now=NOW)
+    assert isinstance(decision, Policed | PolicyAnswer | PolicyClose), decision
+    if isinstance(decision, Policed):
+        assert decision.route is route
+    return decision
+
+
+def test_decide_with_a_policy_forwards_the_request_with_its_changes() -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-added: "${conn.client_ip}", host: other.test}}
+      - type: remove-headers
+        config: {headers: [x-secret]}
+      - type: url-rewrite
+        config: {from: /old, to: /new}
+"""
+    base = request()
+    req = dataclasses.replace(
+        base, target=b"/old?q=1", headers=[*base.headers, (b"X-Secret", b"s")]
+    )
+    decision = policed(text, req)
+    assert isinstance(decision, Policed)
+    assert decision.request.target == b"/new?q=1"
+    assert decision.request.headers == [(b"x-added", b"203.0.113.9"), (b"host", b"other.test")]
+    assert decision.request.host == "app.test"  # routing is done; only the forwarded head changes
+
+
+def test_decide_with_a_policy_answers_a_deny_without_an_error_code() -> None:
+    decision = policed("on_http_request: [{actions: [{type: deny, config: {status_code: 403}}]}]")
+    assert isinstance(decision, PolicyAnswer)
+    assert decision.status == 403
+    names = [name.lower() for name, _ in decision.headers]
+    assert b"burrow-error-code" not in names
+    assert (b"Content-Length", b"%d" % len(decision.body)) in decision.headers
+    assert decision.phrase == b"Forbidden"
+
+
+def test_decide_with_a_policy_answers_a_custom_response() -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: custom-response
+        config: {status_code: 418, headers: {content-type: text/plain, content-length: "1"},
+                 body: "teapot ${req.url.path}"}
+"""
+    decision = policed(text)
+    assert isinstance(decision, PolicyAnswer)
+    assert (decision.status, decision.body) == (418, b"teapot /")
+    # A policy cannot set the framing: the length is the body's.
+    assert decision.headers == [(b"content-type", b"text/plain"), (b"Content-Length", b"8")]
+    assert decision.body_for(b"HEAD") == b""
+
+
+def test_decide_with_a_failing_policy_answers_the_coded_500() -> None:
+    text = """
+on_http_request:
+  - expressions: ["req.headers['x-missing'][0] == 'a'"]
+    actions: [{type: deny}]
+"""
+    decision = policed(text)
+    assert isinstance(decision, PolicyAnswer)
+    assert decision.status == 500
+    assert (b"Burrow-Error-Code", b"ERR_NGROK_2254") in decision.headers
+    assert (b"ngrok-error-code", b"ERR_NGROK_2254") in decision.headers
+
+
+def test_decide_with_a_policy_closes_on_close_connection() -> None:
+    decision = policed("on_http_request: [{actions: [{type: close-connection}]}]")
+    assert decision == PolicyClose("close-connection")
+
+
+def test_decide_without_a_matching_rule_forwards_the_request_unchanged() -> None:
+    req = request()
+    decision = policed("on_http_request: [{expressions: ['false'], actions: [{type: deny}]}]", req)
+    assert isinstance(decision, Policed)
+    assert decision.request == req
+
+
+def test_decide_runs_no_policy_for_a_misdirected_request() -> None:
+    route = PolicyRoute("on_http_request: [{actions: [{type: deny}]}]")
+    router = Router({("a.test", "https"): route, ("b.test", "https"): Route()})
+    decision = decide(on_connection("b.test", sni="a.test"), router, now=NOW)
+    assert isinstance(decision, Refusal)
+    assert decision.page.status == 421
+
+
+def test_policy_logs_name_the_endpoint_the_rule_and_the_metadata(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = """
+on_http_request:
+  - name: audit
+    actions: [{type: log, config: {metadata: {who: "${conn.client_ip}"}}}]
+"""
+    with caplog.at_level(logging.INFO, logger="edge.http.policy"):
+        assert isinstance(policed(text), Policed)
+    [record] = [r for r in caplog.records if r.name == "edge.http.policy"]
+    assert record.levelno == logging.INFO
+    message = record.getMessage()
+    assert message.startswith('policy https://app.test: on_http_request rule 0 ("audit")')
+    assert '{"who": "203.0.113.9"}' in message
+
+
+def test_client_response_headers_run_the_response_phase_with_carried_results() -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: url-rewrite
+        config: {from: /old, to: /new}
+on_http_response:
+  - expressions: [res.status_code == 200]
+    actions:
+      - type: add-headers
+        config: {headers: {x-rewritten: "${actions.ngrok.url_rewrite.url}"}}
+      - type: remove-headers
+        config: {headers: [server]}
+"""
+    decision = policed(text, dataclasses.replace(request(), target=b"/old"))
+    assert isinstance(decision, Policed)
+    raw = h11.Response(
+        status_code=200,
+        headers=[("Server", "nginx"), ("Content-Type", "text/plain"), ("Connection", "close")],
+    ).headers
+    headers = client_response_headers(raw, policy=decision.response, status=200, now=NOW)
+    assert headers == [
+        (b"Content-Type", b"text/plain"),
+        (b"x-rewritten", b"https://app.test/new"),
+    ]
+    # Another status: the rule does not apply; only the hop-by-hop headers go.
+    other = client_response_headers(raw, policy=decision.response, status=404, now=NOW)
+    assert other == [(b"Server", b"nginx"), (b"Content-Type", b"text/plain")]
+
+
+def test_client_response_headers_answer_when_the_response_phase_replaces_the_response() -> None:
+    text = """
+on_http_response:
+  - expressions: [res.status_code >= 500]
+    actions:
+      - type: custom-response
+        config: {status_code: 503, body: maintenance}
+"""
+    decision = policed(text)
+    assert isinstance(decision, Policed)
+    raw = h11.Response(status_code=502, headers=[("Content-Length", "0")]).headers
+    answer = client_response_headers(raw, policy=decision.response, status=502, now=NOW)
+    assert isinstance(answer, PolicyAnswer)
+    assert (answer.status, answer.body) == (503, b"maintenance")
+
+
+def test_a_request_phase_answer_goes_through_the_response_phase() -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: custom-response
+        config: {status_code: 200, headers: {x-drop: "1"}, body: hi}
+on_http_response:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-seen: "${string(res.status_code)}"}}
+      - type: remove-headers
+        config: {headers: [x-drop]}
+"""
+    decision = policed(text)
+    assert isinstance(decision, PolicyAnswer)
+    assert decision.headers == [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", b"2"),
+        (b"x-seen", b"200"),
+    ]
+    assert decision.body == b"hi"
+
+
+def test_the_response_phase_does_not_change_the_framing_headers() -> None:
+    text = """
+on_http_response:
+  - actions:
+      - type: remove-headers
+        config: {headers: [content-length, x-gone]}
+      - type: add-headers
+        config: {headers: {content-length: "999", transfer-encoding: chunked, x-new: "1"}}
+"""
+    decision = policed(text)
+    assert isinstance(decision, Policed)
+    raw = h11.Response(status_code=200, headers=[("Content-Length", "5"), ("X-Gone", "1")]).headers
+    headers = client_response_headers(raw, policy=decision.response, status=200, now=NOW)
+    assert headers == [(b"Content-Length", b"5"), (b"x-new", b"1")]
