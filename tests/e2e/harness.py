@@ -6,6 +6,7 @@ ready (never a sleep), with a generous timeout that only catches hangs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -18,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 30.0
@@ -370,3 +372,34 @@ def curl_endpoint(
         timeout=CURL_TIMEOUT,
         check=False,
     )
+
+
+SDK_HTTP_DRIVER = Path(__file__).with_name("sdk_http_client.py")
+
+
+def sdk_http_bind_once(
+    edge: Edge, token: str, upstream_port: int, options: list[list[object]], timeout: float = 60
+) -> dict[str, Any]:
+    """Bind an http endpoint with ngrok's Python SDK (tests/e2e/sdk_http_client.py), builder
+    `options` applied first, and let it go at once (stdin is closed): the first JSON line it
+    printed, `{"url": ...}` or `{"bind_error": [...]}`."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SDK_HTTP_DRIVER),
+            f"localhost:{edge.agents_port}",
+            str(edge.ca_path),
+            token,
+            f"http://127.0.0.1:{upstream_port}",
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SDK_OPTIONS": json.dumps(options)},
+        timeout=timeout,
+        check=False,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, (done.stdout, done.stderr[-2000:])
+    first: dict[str, Any] = lines[0]
+    return first

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Edge, curl_endpoint
+from tests.e2e.harness import Edge, curl_endpoint, sdk_http_bind_once
 from tests.e2e.upstreams import HttpUpstream
 
 SDK_DRIVER = Path(__file__).with_name("sdk_http_client.py")
@@ -66,26 +66,7 @@ def test_sdk_bind_with_an_unenforced_option_is_refused(
     edge = shared_edge
     mark = edge.log_size()  # the edge is shared: the lines after this are this test's
     token = edge.credential()
-    env = {**os.environ, "SDK_OPTIONS": json.dumps(options)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SDK_DRIVER),
-            f"localhost:{edge.agents_port}",
-            str(edge.ca_path),
-            token,
-            f"http://127.0.0.1:{upstream.port}",
-        ],
-        input="",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=SDK_TIMEOUT,
-        check=False,
-    )
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert lines, (done.stdout, done.stderr[-2000:])
-    result = lines[0]
+    result = sdk_http_bind_once(edge, token, upstream.port, options, SDK_TIMEOUT)
     assert "bind_error" in result, (result, edge.log()[-3000:])
     error = " ".join(result["bind_error"])
     assert named in error

@@ -6,15 +6,12 @@ Nothing is served: the edge logs the refusal and never a `bound` line for it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import EchoServer, Edge, make_agent
-from tests.e2e.test_fail_closed import SDK_DRIVER, SDK_TIMEOUT
+from tests.e2e.harness import EchoServer, Edge, make_agent, sdk_http_bind_once
+from tests.e2e.test_fail_closed import SDK_TIMEOUT
 from tests.e2e.upstreams import HttpUpstream
 
 BAD_CIDR = """\
@@ -61,26 +58,8 @@ def test_the_ngrok_sdk_shows_the_policy_error_and_its_code(
 ) -> None:
     edge = shared_edge
     mark = edge.log_size()
-    env = {**os.environ, "SDK_OPTIONS": json.dumps([["traffic_policy", UNKNOWN_ACTION]])}
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SDK_DRIVER),
-            f"localhost:{edge.agents_port}",
-            str(edge.ca_path),
-            edge.credential(),
-            f"http://127.0.0.1:{upstream.port}",
-        ],
-        input="",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=SDK_TIMEOUT,
-        check=False,
-    )
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert lines, (done.stdout, done.stderr[-2000:])
-    result = lines[0]
+    options: list[list[object]] = [["traffic_policy", UNKNOWN_ACTION]]
+    result = sdk_http_bind_once(edge, edge.credential(), upstream.port, options, SDK_TIMEOUT)
     assert "bind_error" in result, (result, edge.log()[-3000:])
     error = " ".join(result["bind_error"])
     assert "ERR_NGROK_2201" in error
