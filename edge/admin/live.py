@@ -22,7 +22,14 @@ from edge.tunnels.session import AgentSession
 #: Sorts a session that has authenticated but not yet been stamped as the newest.
 _NOT_STARTED = datetime.max.replace(tzinfo=UTC)
 
-__all__ = ["EndpointInfo", "HubLiveState", "LiveState", "SessionInfo", "endpoint_id"]
+__all__ = [
+    "EndpointInfo",
+    "HubLiveState",
+    "LiveState",
+    "SessionInfo",
+    "endpoint_id",
+    "endpoint_info",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +58,9 @@ class EndpointInfo:
     owner_id: str | None
     started_at: datetime | None  # its session's start: the registry keeps no bind time
     binding: str = "public"  # or "internal"
+    # The member's Traffic Policy as the agent sent it (for an SDK's legacy endpoint options,
+    # the policy they became, as JSON); "" when it has none, as ngrok shows it.
+    traffic_policy: str = ""
 
 
 class LiveState(Protocol):
@@ -115,8 +125,15 @@ class HubLiveState:
         for session in self._agent_sessions():
             assert session.credential is not None
             for endpoint, member in self._hub.registry.held_by(session.id):
-                url = self._hub.public_url(endpoint)
-                infos.append(_endpoint_info(endpoint, member, session, url))
+                infos.append(
+                    endpoint_info(
+                        endpoint,
+                        member,
+                        url=self._hub.public_url(endpoint),
+                        owner_id=session.credential.owner_id,
+                        started_at=session.started_at,
+                    )
+                )
         return infos
 
     def stop_session(self, session_id: str, reason: str) -> bool:
@@ -130,19 +147,25 @@ class HubLiveState:
         return self._hub.stop_revoked_sessions()
 
 
-def _endpoint_info(
-    endpoint: Endpoint, member: Member, session: AgentSession, url: str
+def endpoint_info(
+    endpoint: Endpoint,
+    member: Member,
+    *,
+    url: str,
+    owner_id: str | None,
+    started_at: datetime | None,
 ) -> EndpointInfo:
-    """`member` is `session`'s member of `endpoint`; `url` is the one clients dial (with the
-    edge's port when it is not the default)."""
-    assert session.credential is not None
+    """What the API shows of `member`, one member of `endpoint`: `url` is the one clients dial
+    (with the edge's port when it is not the default); `owner_id` and `started_at` are those of
+    the member's session (its credential's service user, and when it started)."""
     return EndpointInfo(
         id=endpoint_id(member.session_id, member.bind_id),
         url=url,
         proto=endpoint.proto,
         port=endpoint.port,
         session_id=member.session_id,
-        owner_id=session.credential.owner_id,
-        started_at=session.started_at,
+        owner_id=owner_id,
+        started_at=started_at,
         binding=endpoint.binding,
+        traffic_policy=member.policy.text if member.policy is not None else "",
     )

@@ -130,6 +130,9 @@ def endpoint_json(base: str, endpoint: EndpointInfo) -> Json:
         "metadata": "",
         "description": "",
         "bindings": [endpoint.binding],
+        # A string, as ngrok's Endpoint has it (the document as sent; "" when there is none).
+        "traffic_policy": endpoint.traffic_policy,
+        # The registry keeps one member per URL and does not record the Bind's flag.
         "pooling_enabled": False,
         "tunnel_session": ref(base, "tunnel_sessions", endpoint.session_id),
         "principal": (

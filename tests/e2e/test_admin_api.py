@@ -219,3 +219,50 @@ def test_endpoints_lists_https_tls_and_internal_endpoints(
     finally:
         for agent in agents:
             agent.kill()
+
+
+def test_endpoints_show_the_traffic_policy_an_agent_sent(
+    edge: Edge, upstream: HttpUpstream, echo: EchoServer, tmp_path: Path
+) -> None:
+    """An endpoint's policy is in `/endpoints` as ngrok shows it: a string, the document as the
+    agent sent it (an inline mapping goes as JSON); one without a policy shows "". ngrok's own
+    client reads the listing."""
+    policy = {
+        "on_http_response": [
+            {
+                "name": "mark",
+                "actions": [{"type": "add-headers", "config": {"headers": {"x-a": "1"}}}],
+            }
+        ]
+    }
+    config = tmp_path / "burrow.yml"
+    config.write_text(
+        "version: 3\n"
+        "agent:\n  log: stderr\n"
+        "endpoints:\n"
+        "  - name: web\n"
+        "    url: https://\n"
+        "    upstream:\n"
+        f"      url: 127.0.0.1:{upstream.port}\n"
+        f"    traffic_policy: {json.dumps(policy)}\n"
+    )
+    key = edge.api_key()
+    token = edge.credential()
+    # As tests/e2e/test_policy_http.py starts one: make_agent's flags, `start web --config`.
+    web = make_agent(edge, token, "web", tmp_path, "--config", str(config), name="web")
+    web.args[0] = "start"
+    plain = make_agent(edge, token, f"127.0.0.1:{echo.port}", tmp_path, name="plain")
+    try:
+        web.start()
+        plain.start()
+        listed = {e["url"]: e for e in admin_get(edge, key, "/endpoints")["endpoints"]}
+        shown = listed[web.url]["traffic_policy"]
+        assert isinstance(shown, str) and json.loads(shown) == policy
+        assert listed[plain.url]["traffic_policy"] == ""
+        got = admin_get(edge, key, f"/endpoints/{listed[web.url]['id']}")
+        assert got["traffic_policy"] == shown
+        client = ngrok_api(edge, key, "sessions")["endpoints"]["endpoints"]
+        assert {e["url"]: e["traffic_policy"] for e in client} == {web.url: shown, plain.url: ""}
+    finally:
+        web.kill()
+        plain.kill()

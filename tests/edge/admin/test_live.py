@@ -1,18 +1,23 @@
-"""`edge.admin.live`: stable endpoint ids, and `HubLiveState` over a real `EdgeHub` and SQLite
-store. The hub's sessions here are small `Stoppable`s: a full agent session is covered end to
-end (tests/e2e/test_admin_api.py)."""
+"""`edge.admin.live`: stable endpoint ids, what the API shows of a registry member, and
+`HubLiveState` over a real `EdgeHub` and SQLite store. The hub's sessions here are small
+`Stoppable`s: a full agent session is covered end to end (tests/e2e/test_admin_api.py)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import trio
 
-from edge.admin.live import HubLiveState, endpoint_id
+from edge.admin.live import EndpointInfo, HubLiveState, endpoint_id, endpoint_info
 from edge.config import EdgeConfig
+from edge.endpoints.registry import AttachedPolicy, Endpoint, Member
+from edge.policy.document import load_policy
+from edge.policy.validate import validate
 from edge.store import SQLiteStore
 from edge.tunnels.hub import EdgeHub
 
@@ -32,6 +37,65 @@ def test_endpoint_id_tells_sessions_and_bind_ids_apart() -> None:
         endpoint_id("ts_1t", "un_1"),
     }
     assert len(ids) == 4
+
+
+POLICY = """on_http_request:
+  - name: only-office
+    expressions: ["!inCidrRange(conn.client_ip, '10.0.0.0/8')"]
+    actions:
+      - type: deny
+"""
+WHEN = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+async def never_opens(client_addr: str) -> trio.abc.HalfCloseableStream:
+    raise trio.BrokenResourceError(f"no agent here for {client_addr}")
+
+
+def member(policy: AttachedPolicy | None) -> Member:
+    return Member(
+        bind_id="tun_1",
+        token="tok",
+        session_id="ts_1",
+        client_id="c",
+        opener=never_opens,
+        policy=policy,
+    )
+
+
+def test_endpoint_info_shows_the_members_policy_as_the_agent_sent_it() -> None:
+    attached = AttachedPolicy(validate(load_policy(POLICY), protocol="https"), POLICY)
+    endpoint = Endpoint(
+        url="https://app.burrow.localhost",
+        proto="https",
+        binding="internal",
+        host="app.burrow.localhost",
+        members=(member(attached),),
+    )
+    shown = endpoint_info(
+        endpoint,
+        endpoint.members[0],
+        url="https://app.burrow.localhost:8443",
+        owner_id="service_B",
+        started_at=WHEN,
+    )
+    assert shown == EndpointInfo(
+        id=endpoint_id("ts_1", "tun_1"),
+        url="https://app.burrow.localhost:8443",
+        proto="https",
+        port=None,
+        session_id="ts_1",
+        owner_id="service_B",
+        started_at=WHEN,
+        binding="internal",
+        traffic_policy=POLICY,
+    )
+
+
+def test_endpoint_info_shows_an_empty_policy_when_the_member_has_none() -> None:
+    endpoint = Endpoint(url="tcp://127.0.0.1:21001", proto="tcp", port=21001)
+    shown = endpoint_info(endpoint, member(None), url=endpoint.url, owner_id=None, started_at=None)
+    assert (shown.traffic_policy, shown.port, shown.binding) == ("", 21001, "public")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -150,6 +151,7 @@ def test_endpoint_json_for_a_tcp_endpoint_with_an_owner() -> None:
         "metadata": "",
         "description": "",
         "bindings": ["public"],
+        "traffic_policy": "",
         "pooling_enabled": False,
         "tunnel_session": {"id": "ts_1", "uri": f"{BASE}/tunnel_sessions/ts_1"},
         "principal": {"id": "service_B", "uri": f"{BASE}/service_users/service_B"},
@@ -164,6 +166,14 @@ def test_endpoint_json_fills_in_the_default_port_of_an_https_url() -> None:
         "a.example.test",
     )
     assert shown["principal"] is None
+
+
+def test_endpoint_json_shows_the_traffic_policy_as_sent() -> None:
+    text = "on_tcp_connect:\n  - actions:\n      - type: deny\n"
+    info = replace(endpoint("tcp://127.0.0.1:21001", "tcp", 21001), traffic_policy=text)
+    shown = endpoint_json(BASE, info)
+    assert shown["traffic_policy"] == text
+    assert isinstance(shown["traffic_policy"], str)  # ngrok's is a string, not an object
 
 
 def test_event_json_is_the_event_envelope() -> None:

@@ -541,6 +541,32 @@ def test_endpoints_list_filter_get(client: Client, store: SQLiteStore, live: Fak
     assert client.error("POST", "/endpoints", {"url": "https://x"})["status_code"] == 501
 
 
+def test_endpoints_list_and_get_show_each_traffic_policy(
+    client: Client, store: SQLiteStore, live: FakeLive
+) -> None:
+    credential = store.create_credential()[0]
+    session = live.add_session(credential.id, None, 1)
+    text = '{"on_http_request":[{"actions":[{"type":"deny","config":{"status_code":403}}]}]}'
+    live.online.append(
+        EndpointInfo(
+            id=endpoint_id(session.id, "tun_policy"),
+            url="https://app.burrow.localhost",
+            proto="https",
+            port=None,
+            session_id=session.id,
+            owner_id=None,
+            started_at=session.started_at,
+            traffic_policy=text,
+        )
+    )
+    shown = {e["url"]: e for e in client.ok("GET", "/endpoints")["endpoints"]}
+    assert shown["https://app.burrow.localhost"]["traffic_policy"] == text
+    assert shown["tcp://127.0.0.1:21001"]["traffic_policy"] == ""
+    got = client.ok("GET", f"/endpoints/{endpoint_id(session.id, 'tun_policy')}")
+    assert got["traffic_policy"] == text
+    assert got == shown["https://app.burrow.localhost"]
+
+
 def test_https_and_internal_endpoints_show_their_host_and_port(
     client: Client, store: SQLiteStore, live: FakeLive
 ) -> None:
