@@ -27,6 +27,7 @@ from edge.cli.api_client import (
     ApiClientError,
 )
 from edge.cli.policy import add_policy_parser, run_policy
+from edge.cli.policy_test import add_policy_test_parser, run_policy_test
 from edge.config import ConfigError, EdgeConfig, load_edge_config
 from edge.events import EVENTS_FILE, EventLog, envelope
 from edge.server import STORE_FILE, EdgeAddresses, prepare_data_dir, serve_edge
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api_options(session_stop, offline=False)
     session_stop.add_argument("id")
-    add_policy_parser(commands)
+    add_policy_test_parser(add_policy_parser(commands))
     return parser
 
 
@@ -241,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "policy":
+        if args.action == "test":
+            return run_policy_test(args)  # offline: edge/cli/policy_test.py
         return run_policy(args)  # offline, no store: edge/cli/policy.py
     try:
         client = _api_client(parser, args)

@@ -28,7 +28,14 @@ from edge.policy.errors import ERR_NGROK_2236, Place, PolicyError
 from edge.policy.validate import PROTOCOLS, check
 from protocol.formats.yamldoc import KeyPath, YAMLDocumentError, read_yaml
 
-__all__ = ["PROTOCOL_CHOICES", "add_policy_parser", "run_policy"]
+__all__ = [
+    "PROTOCOL_CHOICES",
+    "CheckResult",
+    "add_policy_parser",
+    "check_document",
+    "read_document",
+    "run_policy",
+]
 
 #: `--protocol` values, the default first: an https endpoint has every phase.
 PROTOCOL_CHOICES: Final = ("https", *sorted(set(PROTOCOLS) - {"https"}))
@@ -39,8 +46,11 @@ _STDIN_NAME: Final = "<stdin>"
 _FIELD_PART: Final = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
 
-def add_policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `policy` and its actions to `burrow-edge`'s subcommands."""
+def add_policy_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add `policy` and `policy check` to `burrow-edge`'s subcommands; the actions (where
+    `policy test`, edge/cli/policy_test.py, adds itself)."""
     policy = commands.add_parser("policy", help="Traffic Policy documents (offline)")
     actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     checking = actions.add_parser(
@@ -67,6 +77,7 @@ def add_policy_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="{" + ",".join(_FORMATS) + "}",
         help='text (default), or JSON: {"valid": ..., "errors": [{"code", "message", "place"}]}',
     )
+    return actions
 
 
 def run_policy(args: argparse.Namespace) -> int:
@@ -86,7 +97,7 @@ def run_policy(args: argparse.Namespace) -> int:
     limits = PolicyLimits()
     name = _STDIN_NAME if args.file == _STDIN else args.file
     try:
-        raw = _read(args.file, limits, sys.stdin)
+        raw = read_document(args.file, limits, sys.stdin)
     except OSError as exc:
         return _refuse(f"cannot read {name}: {exc.strerror or exc}")
     result = check_document(raw, protocol=args.protocol, limits=limits)
@@ -105,7 +116,7 @@ def _refuse(problem: str) -> int:
     return 2
 
 
-def _read(file: str, limits: PolicyLimits, stdin: TextIO | None) -> bytes:
+def read_document(file: str, limits: PolicyLimits, stdin: TextIO | None) -> bytes:
     """The document's bytes: at most one byte over the size limit, so that an oversized one is
     refused by the loader (ERR_NGROK_2236, naming the limit) without reading all of it.
 

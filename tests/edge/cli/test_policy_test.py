@@ -1,0 +1,316 @@
+"""`edge.cli.policy_test`: `burrow-edge policy test FILE ...`, run in-process through the CLI's
+`main` on real policy files in tmp_path, with the edge's own engine."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.cli.main import main
+
+RESTRICT_IPS = """\
+on_tcp_connect:
+  - actions:
+      - type: restrict-ips
+        config: {allow: [203.0.113.0/24]}
+"""
+
+# ngrok's docs, basic-auth/examples/basic-example.mdx
+BASIC_AUTH = """\
+on_http_request:
+  - actions:
+      - type: basic-auth
+        config:
+          realm: sample-realm
+          credentials: [user:password1]
+          enforce: true
+      - type: custom-response
+        config:
+          status_code: 200
+          headers: {content-type: text/plain}
+          body: Successfully Authenticated!
+"""
+
+ADD_HEADERS_AND_REWRITE = """\
+on_http_request:
+  - name: products
+    expressions: ["req.url.path == '/products'"]
+    actions:
+      - type: url-rewrite
+        config: {from: /products, to: /products.php}
+      - type: add-headers
+        config: {headers: {x-client-ip: "${conn.client_ip}"}}
+      - type: log
+        config: {metadata: {method: "${req.method}"}}
+  - expressions: ["req.method == 'DELETE'"]
+    actions:
+      - type: remove-headers
+        config: {headers: [cookie]}
+on_http_response:
+  - expressions: ["res.status_code == 200"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-served-by: burrow}}
+      - type: remove-headers
+        config: {headers: [server]}
+"""
+
+CLOSE_TCP = """\
+on_tcp_connect:
+  - expressions: ["conn.server_port == 10000"]
+    actions:
+      - type: close-connection
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "policy.yml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def run(*args: str) -> int:
+    return main(["policy", "test", *args])
+
+
+def test_restrict_ips_lets_an_allowed_client_through(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, RESTRICT_IPS)
+    assert run(file, "--client", "203.0.113.7:50000", "--url", "https://app.example.com/") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        "on_tcp_connect:",
+        "  rule 0: matched",
+        "    action 0 restrict-ips: continued",
+    ]
+    assert "on_http_request: no rules" in out
+    assert "outcome: forward GET /" in out
+
+
+def test_restrict_ips_closes_a_denied_client(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, RESTRICT_IPS)
+    assert run(file, "--client", "198.51.100.9:40000") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "on_tcp_connect:",
+        "  rule 0: matched",
+        "    action 0 restrict-ips: closed the connection",
+        "outcome: close (restrict-ips)",
+    ]
+
+
+def test_basic_auth_without_credentials_answers_401(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, BASIC_AUTH)
+    assert run(file) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "    action 0 basic-auth: responded 401" in out
+    assert not any("custom-response" in line for line in out)  # the phase ended at basic-auth
+    assert "outcome: respond 401" in out
+    assert any(
+        line.startswith("  header www-authenticate: ") and "sample-realm" in line for line in out
+    )
+
+
+def test_basic_auth_with_the_right_credentials_reaches_the_custom_response(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, BASIC_AUTH)
+    token = base64.b64encode(b"user:password1").decode()
+    assert run(file, "--header", f"Authorization: Basic {token}") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "    action 0 basic-auth: continued" in out
+    assert "    action 1 custom-response: responded 200" in out
+    assert out[-3:] == [
+        "outcome: respond 200",
+        "  header content-type: text/plain",
+        '  body: "Successfully Authenticated!"',
+    ]
+
+
+def test_forward_shows_added_headers_the_rewritten_target_and_the_response_phase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, ADD_HEADERS_AND_REWRITE)
+    args = ["--url", "https://app.example.com/products?q=1", "--client", "198.51.100.4:1234"]
+    assert run(file, *args, "--response-header", "Server: nginx") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "on_tcp_connect: no rules",
+        "on_http_request:",
+        '  rule 0 ("products"): matched',
+        "    req.url.path == '/products' => true",
+        "    action 0 url-rewrite: continued",
+        "    action 1 add-headers: continued",
+        "    action 2 log: continued",
+        "  rule 1: not matched",
+        "    req.method == 'DELETE' => false",
+        "on_http_response:",
+        "  rule 0: matched",
+        "    res.status_code == 200 => true",
+        "    action 0 add-headers: continued",
+        "    action 1 remove-headers: continued",
+        "outcome: forward GET /products.php?q=1 (rewritten from /products?q=1)",
+        "  add header x-client-ip: 198.51.100.4",
+        "response: 200 from the upstream",
+        "  remove header server",
+        "  add header x-served-by: burrow",
+        'log on_http_request rule 0 ("products") action 2 (log): {"method": "GET"}',
+    ]
+
+
+def test_the_response_phase_sees_the_given_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, ADD_HEADERS_AND_REWRITE)
+    assert run(file, "--status", "503", "--method", "delete") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "    res.status_code == 200 => false" in out
+    assert "outcome: forward DELETE /" in out
+    assert "  remove header cookie" in out
+    assert out[-1] == "response: 503 from the upstream"  # no changes, no log (rule 0 missed)
+
+
+def test_on_tcp_connect_close_for_a_tcp_endpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, CLOSE_TCP)
+    assert run(file, "--protocol", "tcp") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "on_tcp_connect:",
+        "  rule 0: matched",
+        "    conn.server_port == 10000 => true",
+        "    action 0 close-connection: closed the connection",
+        "outcome: close (close-connection)",
+    ]
+    assert run(file, "--protocol", "tcp", "--url", "tcp://tcp.example.com:20000") == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "    conn.server_port == 10000 => false",
+        "outcome: continue (the connection is let through)",
+    ]
+
+
+def test_an_expression_that_fails_shows_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = """\
+on_http_request:
+  - expressions: ["req.headers['x-missing'][0] == 'a'"]
+    actions: [{type: deny}]
+"""
+    file = write(tmp_path, policy)
+    assert run(file) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("    req.headers['x-missing'][0] == 'a' => error: ") for line in out)
+    assert "outcome: respond 500 (ERR_NGROK_2254)" in out
+    assert any(line.startswith("log ") and "ERR_NGROK_2254" in line for line in out)
+
+
+def test_an_invalid_policy_prints_the_check_errors_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, BASIC_AUTH)
+    assert run(file, "--protocol", "tcp", "--url", "tcp://tcp.example.com:10000") == 1
+    tested = capsys.readouterr()
+    assert main(["policy", "check", file, "--protocol", "tcp"]) == 1
+    checked = capsys.readouterr()
+    assert tested.out == checked.out
+    assert "ERR_NGROK_2230" in tested.out
+    assert tested.err == ""
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--client", "nowhere"], "--client 'nowhere' is not IP:PORT"),
+        (["--client", "10.0.0.1:0"], "--client '10.0.0.1:0' has no port from 1 to 65535"),
+        (["--header", "no colon"], "--header 'no colon' is not 'Name: value'"),
+        (["--response-header", ": v"], "--response-header ': v' is not 'Name: value'"),
+        (["--status", "2000"], "--status '2000' is not an HTTP status from 100 to 599"),
+        (["--url", "http://app.example.com/"], "is not a https:// URL with a host"),
+        (["--protocol", "udp"], "unknown protocol 'udp' for --protocol"),
+        (["--format", "xml"], "unknown format 'xml' for --format"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], problem: str
+) -> None:
+    file = write(tmp_path, RESTRICT_IPS)
+    assert run(file, *flags) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("burrow-edge: policy test: ")
+    assert problem in out.err
+    assert out.err.count("\n") == 1
+
+
+def test_an_unreadable_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(str(tmp_path / "missing.yml")) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("burrow-edge: policy test: cannot read ")
+
+
+def test_json_format_is_one_object_with_phases_outcome_and_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, ADD_HEADERS_AND_REWRITE)
+    args = ["--url", "https://app.example.com/products", "--response-header", "Server: x"]
+    assert run(file, *args, "--format", "json") == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    report = json.loads(out)
+    assert [phase["phase"] for phase in report["phases"]] == [
+        "on_tcp_connect",
+        "on_http_request",
+        "on_http_response",
+    ]
+    first = report["phases"][1]["rules"][0]
+    assert first["name"] == "products"
+    assert first["matched"] is True
+    assert first["expressions"] == [
+        {"text": "req.url.path == '/products'", "value": True, "error": None}
+    ]
+    assert [a["type"] for a in first["actions"]] == ["url-rewrite", "add-headers", "log"]
+    assert report["outcome"] == {
+        "type": "forward",
+        "method": "GET",
+        "target": "/products.php",
+        "rewritten": True,
+        "headers": {"removed": [], "added": [["x-client-ip", "203.0.113.7"]]},
+        "response": {
+            "type": "upstream",
+            "status": 200,
+            "headers": {"removed": ["server"], "added": [["x-served-by", "burrow"]]},
+        },
+    }
+    assert report["logs"] == [
+        {
+            "phase": "on_http_request",
+            "place": 'on_http_request rule 0 ("products") action 2 (log)',
+            "metadata": {"method": "GET"},
+            "error_code": None,
+        }
+    ]
+
+
+def test_json_format_of_a_respond_and_of_an_invalid_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, BASIC_AUTH)
+    assert run(file, "--format", "json") == 0
+    outcome = json.loads(capsys.readouterr().out)["outcome"]
+    assert outcome["type"] == "respond"
+    assert outcome["status"] == 401
+    invalid = write(tmp_path, "on_http_request: [{actions: [{type: dney}]}]\n", "bad.yml")
+    assert run(invalid, "--format", "json") == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False
+    assert report["errors"][0]["code"] == "ERR_NGROK_2201"
