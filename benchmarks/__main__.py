@@ -4,6 +4,8 @@ Runs each selected measure `--runs` times, interleaving the tunnels inside every
 moment hits all columns alike) and starting a fresh tunnel for each (measure, run, tunnel). The
 "burrow" column is the Burrow endpoint the measure is about: `burrow tcp` for the TCP measures,
 `burrow http` (an https:// endpoint) for http and https_bulk, `burrow tls` for tls_bulk.
+http_policy (opt-in: `--only http_policy`) has its own columns and table: the https:// endpoint
+with no Traffic Policy, a 3-rule and a 10-rule one, and each one's ratio to no policy.
 Prints a Markdown table of medians with min-max ranges and the tunnels' CPU%, and writes every raw
 run with the machine info and parameters to benchmarks/results/<timestamp>.json.
 
@@ -26,10 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import load
+from benchmarks import load, policy_table
 from benchmarks.measure import ProcessGoneError, Summary, machine_info
 from benchmarks.origin import TLS_HOST, Origin, OriginUnavailableError
-from benchmarks.suite import MEASURES, Measure, Params, Record, Upstreams
+from benchmarks.suite import MEASURES, POLICIES, Measure, Params, Record, Upstreams
 from benchmarks.tunnels import (
     Burrow,
     BurrowHttps,
@@ -192,11 +194,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=3, help="repeats of each measure (median)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    defaults = [name for name, spec in MEASURES.items() if spec.default]
     parser.add_argument(
         "--only",
         type=_csv(list(MEASURES)),
-        default=list(MEASURES),
-        help=f"measures to run, comma-separated: {','.join(MEASURES)}",
+        default=defaults,
+        help=f"measures to run, comma-separated: {','.join(MEASURES)} "
+        f"(default: all but {','.join(m for m in MEASURES if m not in defaults)})",
     )
     parser.add_argument(
         "--tunnels",
@@ -285,8 +289,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _columns(measure: Measure, tunnels: Sequence[str]) -> list[str]:
+    """A measure's columns: the selected tunnels, or its policies if Burrow is selected."""
+    if measure.policies:
+        return list(measure.policies) if "burrow" in tunnels else []
+    return list(tunnels)
+
+
 def _variant(name: str, measure: Measure) -> str:
     """The tunnel class a column runs for a measure: burrow, burrow-https or burrow-tls."""
+    if measure.policies:  # one policy failing to load must not stop the other columns
+        return "burrow-https" if name == "none" else f"burrow-https-{name}"
     if name != "burrow" or measure.endpoint == "tcp":
         return name
     return f"burrow-{measure.endpoint}"
@@ -302,8 +315,9 @@ def _make_tunnel(
         return SSHForward(port, cipher=args.ssh_cipher, probe=probe)
     if variant == "burrow":
         return Burrow(port, bin_dir=args.burrow_bin, probe=probe)
-    if variant == "burrow-https":
-        return BurrowHttps(port, bin_dir=args.burrow_bin, probe=probe)
+    if variant.startswith("burrow-https"):
+        policy = POLICIES[name] if measure.policies else None
+        return BurrowHttps(port, bin_dir=args.burrow_bin, probe=probe, policy_file=policy)
     if variant == "burrow-tls":
         return BurrowTls(port, TLS_HOST, bin_dir=args.burrow_bin, probe=probe)
     return Direct(port, probe=probe)
@@ -368,7 +382,7 @@ def run_all(args: argparse.Namespace, params: Params) -> tuple[list[Record], dic
             if missing:
                 continue
             for run in range(1, args.runs + 1):
-                for name in args.tunnels:
+                for name in _columns(spec, args.tunnels):
                     variant = _variant(name, spec)
                     if variant in unavailable:
                         continue
@@ -402,6 +416,7 @@ def run_all(args: argparse.Namespace, params: Params) -> tuple[list[Record], dic
             web.close()
         server.close()
     _add_latency_over_direct(records)
+    policy_table.add_ratios(records)
     return records, unavailable
 
 
@@ -593,6 +608,24 @@ def render(
     return "\n".join(parts)
 
 
+def render_policy(records: list[Record], runs: int) -> str:
+    """The http_policy table and its notes; empty if the measure did not run."""
+    header, body = policy_table.table(records)
+    if not body:
+        return ""
+    stat = f"median (min{EN_DASH}max)" if runs > 1 else "single run"
+    parts = [
+        "",
+        "Traffic Policy cost: burrow https:// endpoint, no policy / 3 rules / 10 rules "
+        f"(benchmarks/policies); {stat} of {runs} run(s); ratios are per run, to no policy",
+        "",
+        _markdown(header, body),
+    ]
+    cost = policy_table.cost_line(records)
+    parts += [""] + ([cost] if cost else []) + policy_table.notes(records)
+    return "\n".join(parts)
+
+
 def _jsonable(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     return {
         label: {t: {**c, "value": c["value"].as_dict()} for t, c in cells.items()}
@@ -623,7 +656,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = os.getloadavg()
     rows = _rows(params)
     table = summarize(records, rows, args.tunnels)
-    print(render(table, rows, args.tunnels, records, args.runs))
+    if table:  # empty when only http_policy ran: it has its own table
+        print(render(table, rows, args.tunnels, records, args.runs))
+    print(render_policy(records, args.runs))
     if load_before[0] > BUSY_LOADAVG:
         print(
             f"\nnote: load average was {load_before[0]:.2f} before the run "
@@ -659,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 },
                 "unavailable": unavailable,
                 "summary": _jsonable(table),
+                "policy_summary": policy_table.summary(records),
                 "runs": records,
             },
             indent=2,

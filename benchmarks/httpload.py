@@ -11,17 +11,22 @@ measure is driven by the same client with the same settings.
 wrk runs keep-alive connections (HTTP/1.1, one request in flight per connection) for a fixed
 time and prints its latency distribution with `--latency`; `parse_wrk` reads Requests/sec, the
 percentiles, and the error lines (socket errors, non-2xx answers), and a run with any non-2xx
-answer or no request at all is a failed run.
+answer or no request at all is a failed run. With `count_statuses`, the script also counts every
+answer whose status is not exactly 200 (wrk's own count lets 3xx through) and prints the total
+as its last line (`STATUS_LUA`); `WrkResult.non_200` holds it. Extra request `headers` go into
+the script as `wrk.headers`, so every request of the run carries them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,29 @@ function wrk.resolve(host, service)
    wrk.addrs = wrk.lookup("127.0.0.1", service)
 end
 """
+# Counts answers whose status is not 200 in every thread; `done` prints the total (NON_200_LINE).
+STATUS_LUA = """\
+local threads = {}
+function setup(thread)
+   table.insert(threads, thread)
+end
+function init(args)
+   not_200 = 0
+end
+function response(status, headers, body)
+   if status ~= 200 then
+      not_200 = not_200 + 1
+   end
+end
+function done(summary, latency, requests)
+   local total = 0
+   for _, thread in ipairs(threads) do
+      total = total + thread:get("not_200")
+   end
+   io.write(string.format("burrow-bench non-200 responses: %d\\n", total))
+end
+"""
+NON_200_LINE = re.compile(r"^burrow-bench non-200 responses: (\d+)$", re.MULTILINE)
 # Seconds wrk may overrun its -d before it is declared stuck (it also has to connect and join).
 WRK_GRACE = 30.0
 # The largest response head the download client reads before giving up.
@@ -67,6 +95,7 @@ class WrkResult:
     latency_ms: dict[str, float]  # "50", "75", "90", "99" -> ms
     socket_errors: dict[str, int] = field(default_factory=dict)  # connect, read, write, timeout
     non_2xx: int = 0
+    non_200: int | None = None  # counted only with count_statuses (STATUS_LUA)
 
 
 def _ms(number: str, unit: str) -> float:
@@ -95,6 +124,7 @@ def parse_wrk(text: str) -> WrkResult:
         else {}
     )
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    non_200 = NON_200_LINE.search(text)
     return WrkResult(
         requests=int(summary.group(1)),
         seconds=_ms(summary.group(2), summary.group(3)) / 1000,
@@ -102,16 +132,41 @@ def parse_wrk(text: str) -> WrkResult:
         latency_ms=percentiles,
         socket_errors=socket_errors,
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        non_200=int(non_200.group(1)) if non_200 else None,
     )
 
 
+def wrk_script(headers: Mapping[str, str], *, count_statuses: bool) -> str:
+    """RESOLVE_LUA, then `wrk.headers` for `headers`, then STATUS_LUA if count_statuses."""
+    lines = [RESOLVE_LUA]
+    for name, value in headers.items():
+        if not (name + value).isascii():
+            raise ValueError(f"wrk header {name!r}: {value!r} is not ASCII")
+        # A JSON string of ASCII text is a valid Lua string literal.
+        lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n")
+    if count_statuses:
+        lines.append(STATUS_LUA)
+    return "".join(lines)
+
+
 def run_wrk(
-    target: Target, path: str, *, threads: int, connections: int, seconds: int
+    target: Target,
+    path: str,
+    *,
+    threads: int,
+    connections: int,
+    seconds: int,
+    headers: Mapping[str, str] | None = None,
+    count_statuses: bool = False,
 ) -> WrkResult:
-    """wrk -tT -cC -dS --latency against target (keep-alive GETs of path); checked result."""
+    """wrk -tT -cC -dS --latency against target (keep-alive GETs of path); checked result.
+
+    Raises LoadError if wrk fails, answers no request, sees a non-2xx/3xx answer, or (with
+    count_statuses) any answer that is not 200.
+    """
     with tempfile.TemporaryDirectory(prefix="burrow-bench-wrk-") as tmp:
         script = Path(tmp) / "resolve.lua"
-        script.write_text(RESOLVE_LUA)
+        script.write_text(wrk_script(headers or {}, count_statuses=count_statuses))
         cmd = [
             WRK,
             f"-t{threads}",
@@ -141,6 +196,11 @@ def run_wrk(
             f"wrk: {result.requests} requests, {result.non_2xx} not 2xx/3xx "
             f"({target.url(path)}):\n{out.stdout.strip()[-2000:]}"
         )
+    if count_statuses and result.non_200 != 0:
+        raise LoadError(
+            f"wrk: {result.non_200} of {result.requests} answers not 200 "
+            f"({target.url(path)}):\n{out.stdout.strip()[-2000:]}"
+        )
     return result
 
 
@@ -160,15 +220,29 @@ def open_connection(target: Target) -> socket.socket:
     return sock
 
 
-def _request(target: Target, path: str) -> bytes:
+def _request(target: Target, path: str, headers: Mapping[str, str] | None = None) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     return (
         f"GET {path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-        "User-Agent: burrow-bench\r\nConnection: close\r\n\r\n"
+        f"User-Agent: burrow-bench\r\n{extra}Connection: close\r\n\r\n"
     ).encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Response:
+    status: int
+    headers: dict[str, str]  # lower-cased names; a repeated field keeps its last value
+    body: bytes
 
 
 def _read_head(sock: socket.socket) -> tuple[int, int, bytes]:
     """(status, Content-Length, the body bytes read past the head)."""
+    status, headers, rest = _read_head_fields(sock)
+    return status, int(headers["content-length"]), rest
+
+
+def _read_head_fields(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """(status, header fields, the body bytes read past the head); one Content-Length required."""
     data = b""
     while b"\r\n\r\n" not in data:
         if len(data) > MAX_HEAD:
@@ -189,7 +263,12 @@ def _read_head(sock: socket.socket) -> tuple[int, int, bytes]:
     ]
     if len(lengths) != 1:
         raise LoadError(f"response without one Content-Length: {head[:500]!r}")
-    return int(status.group(1)), lengths[0], rest
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    fields["content-length"] = str(lengths[0])
+    return int(status.group(1)), fields, rest
 
 
 def download(target: Target, path: str, expected: int) -> Transfer:
@@ -219,15 +298,28 @@ def download(target: Target, path: str, expected: int) -> Transfer:
     return Transfer(nbytes=received, seconds=seconds)
 
 
-def probe(target: Target, path: str, body: bytes) -> None:
-    """One GET through target, answered 200 with `body`; raises OSError/LoadError otherwise."""
+def get(target: Target, path: str, headers: Mapping[str, str] | None = None) -> Response:
+    """One GET (Connection: close) with extra `headers`: status, header fields and body.
+
+    The body is read up to its Content-Length or EOF, whichever comes first; OSError or
+    LoadError if the connection or the response head fails.
+    """
     with open_connection(target) as sock:
-        sock.sendall(_request(target, path))
-        status, length, rest = _read_head(sock)
+        sock.sendall(_request(target, path, headers))
+        status, fields, rest = _read_head_fields(sock)
+        length = int(fields["content-length"])
         while len(rest) < length:
             chunk = sock.recv(length - len(rest))
             if not chunk:
                 break
             rest += chunk
-    if status != 200 or rest != body:
-        raise LoadError(f"GET {target.url(path)}: status {status}, body {rest[:100]!r}")
+    return Response(status=status, headers=fields, body=rest)
+
+
+def probe(target: Target, path: str, body: bytes) -> None:
+    """One GET through target, answered 200 with `body`; raises OSError/LoadError otherwise."""
+    response = get(target, path)
+    if response.status != 200 or response.body != body:
+        raise LoadError(
+            f"GET {target.url(path)}: status {response.status}, body {response.body[:100]!r}"
+        )

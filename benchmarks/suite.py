@@ -9,7 +9,9 @@ always be read beside what it cost and whether the generator kept up.
 `MEASURES` says, for each measure, which upstream its tunnels forward to (the load server of
 `benchmarks.load`, or the nginx origin's plain or TLS port), which kind of Burrow endpoint stands
 in the "burrow" column (`burrow tcp`, `burrow http`, `burrow tls`), which programs it runs, and
-how a client reaches the upstream through a given tunnel (`target`).
+how a client reaches the upstream through a given tunnel (`target`). A measure with `policies`
+(http_policy) has its own columns instead of direct/ssh/burrow: Burrow's https:// endpoint with
+each Traffic Policy of `POLICIES` (benchmarks/policies/*.yml), or none.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks import httpload, load, origin
@@ -27,6 +30,18 @@ from benchmarks.measure import cpu_delta, cpu_seconds, cpu_snapshot, percentile,
 from benchmarks.tunnels import Tunnel
 
 Record = dict[str, Any]
+
+# The Traffic Policies of the http_policy columns: column name -> policy file (None: no policy).
+POLICY_DIR = Path(__file__).parent / "policies"
+POLICIES: dict[str, Path | None] = {
+    "none": None,
+    "rules3": POLICY_DIR / "rules3.yml",
+    "rules10": POLICY_DIR / "rules10.yml",
+}
+# Sent with every http_policy request: the policies' header checks read it.
+POLICY_REQUEST_HEADERS = {"X-Bench-Client": "wrk"}
+# The response header each policy adds (its value is the column name): proof it ran.
+POLICY_MARK = "x-bench-policy"
 
 # Seconds to let a tunnel settle after opening the idle streams, before reading RSS.
 MEMORY_SETTLE = 0.5
@@ -208,18 +223,35 @@ def tls_to_origin(tunnel: Tunnel, up: Upstreams) -> httpload.Target:
     return httpload.Target(port=tunnel.local_port, host=origin.TLS_HOST, context=context)
 
 
-def http(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
-    """wrk keep-alive GETs of the origin's 100-byte body: requests/s and latency p50/p99."""
+def _wrk(
+    tunnel: Tunnel,
+    up: Upstreams,
+    p: Params,
+    headers: dict[str, str] | None = None,
+    count_statuses: bool = False,
+) -> Record:
+    """A warm-up, then the timed wrk run, accounted; the raw record of the http rows."""
     target = plain_or_https(tunnel, up)
     settings = {
         "threads": p.http_threads,
         "connections": p.http_connections,
     }
+
+    def run(seconds: int) -> httpload.WrkResult:
+        return httpload.run_wrk(
+            target,
+            origin.SMALL_PATH,
+            seconds=seconds,
+            headers=headers,
+            count_statuses=count_statuses,
+            **settings,
+        )
+
     if p.http_warmup > 0:  # untimed: connections, TLS sessions and the tunnel's streams warm up
-        httpload.run_wrk(target, origin.SMALL_PATH, seconds=p.http_warmup, **settings)
+        run(p.http_warmup)
 
     def work() -> Record:
-        result = httpload.run_wrk(target, origin.SMALL_PATH, seconds=p.http_seconds, **settings)
+        result = run(p.http_seconds)
         return {
             "url": target.url(origin.SMALL_PATH),
             **settings,
@@ -231,9 +263,36 @@ def http(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
             "p99_ms": round(result.latency_ms["99"], 4),
             "latency_ms": result.latency_ms,
             "socket_errors": result.socket_errors,
+            **({"non_200": result.non_200} if count_statuses else {}),
         }
 
-    return {"http": _accounted(tunnel, up.web().pids(), work, client_cpu=_children_cpu)}
+    return _accounted(tunnel, up.web().pids(), work, client_cpu=_children_cpu)
+
+
+def http(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
+    """wrk keep-alive GETs of the origin's 100-byte body: requests/s and latency p50/p99."""
+    return {"http": _wrk(tunnel, up, p)}
+
+
+def http_policy(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
+    """The http measure through an https:// endpoint running one of `POLICIES` (or none).
+
+    Every request carries POLICY_REQUEST_HEADERS. One GET first checks the policy is in force
+    (200, the origin's body, and the policy's POLICY_MARK response header, or none without a
+    policy); then wrk counts every answer that is not 200 and the run fails if there is one.
+    """
+    target = plain_or_https(tunnel, up)
+    policy = tunnel.policy_name
+    answer = httpload.get(target, origin.SMALL_PATH, POLICY_REQUEST_HEADERS)
+    mark = answer.headers.get(POLICY_MARK)
+    if answer.status != 200 or answer.body != origin.SMALL_BODY or mark != policy:
+        raise load.LoadError(
+            f"GET {target.url(origin.SMALL_PATH)} under policy {policy or 'none'}: status "
+            f"{answer.status}, {POLICY_MARK}: {mark!r}, body {answer.body[:100]!r}"
+        )
+    record = _wrk(tunnel, up, p, headers=POLICY_REQUEST_HEADERS, count_statuses=True)
+    record["policy"] = policy or "none"
+    return {"http_policy": record}
 
 
 def _bulk(tunnel: Tunnel, up: Upstreams, target: httpload.Target) -> Record:
@@ -274,6 +333,10 @@ class Measure:
     target: Callable[[Tunnel, Upstreams], httpload.Target] | None = None
     # Downloads the origin's --bytes body (which is then written to disk before the run).
     big_body: bool = False
+    # Columns are Burrow's https:// endpoint under each of these POLICIES, not the tunnels.
+    policies: tuple[str, ...] = ()
+    # Part of a plain `./dev bench` (no --only).
+    default: bool = True
 
     def upstream_port(self, up: Upstreams) -> int:
         if self.upstream == "load":
@@ -303,5 +366,16 @@ MEASURES: dict[str, Measure] = {
     ),
     "tls_bulk": Measure(
         run=tls_bulk, upstream="tls", endpoint="tls", target=tls_to_origin, big_body=True
+    ),
+    # Opt-in (--only http_policy): its 3 columns x --runs wrk runs would add about as much time
+    # to a plain `./dev bench` as the http measure itself takes.
+    "http_policy": Measure(
+        run=http_policy,
+        upstream="http",
+        endpoint="https",
+        programs=("wrk",),
+        target=plain_or_https,
+        policies=tuple(POLICIES),
+        default=False,
     ),
 }

@@ -12,7 +12,8 @@ them into "edge" (the server side, which the agent dials) and "agent" (the clien
 - `Burrow`: `burrow-edge serve` and `burrow tcp`, wired by the edge's dev CA and an authtoken.
 - `BurrowHttps`: the same edge and `burrow http UPSTREAM --url https://NAME`: the client speaks
   TLS to the edge's public TLS port with SNI = NAME (`server_name`) and trusts the edge's dev CA
-  (`ca_path`); the edge terminates TLS and proxies HTTP/1.1 to the agent.
+  (`ca_path`); the edge terminates TLS and proxies HTTP/1.1 to the agent. With `policy_file`, the
+  agent adds `--traffic-policy-file FILE` and the edge runs that Traffic Policy on every request.
 - `BurrowTls`: the same edge and `burrow tls UPSTREAM --url tls://NAME`: the edge routes the
   client's TLS connection by its SNI and passes the bytes through to a TLS upstream.
 
@@ -122,6 +123,7 @@ class Tunnel:
     `server_name` and `ca_path` are set when the tunnel's public side is itself a TLS server
     (an https:// endpoint): a client connects to 127.0.0.1:`local_port` with SNI and Host
     `server_name`, trusting `ca_path`. Otherwise both are None and the tunnel is transparent.
+    `policy_name` is the stem of the Traffic Policy file the endpoint runs, None for no policy.
     """
 
     name = "tunnel"
@@ -132,6 +134,7 @@ class Tunnel:
         self._probe: Probe = probe or _load_probe
         self.server_name: str | None = None
         self.ca_path: Path | None = None
+        self.policy_name: str | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._logs: list[IO[bytes]] = []
 
@@ -488,8 +491,23 @@ class BurrowHttps(Burrow):
     FORWARDING = re.compile(r"Forwarding https://([^:\s/]+):(\d+)\s*->")
     FORWARDING_SHAPE = "Forwarding https://NAME:PORT -> ..."
 
+    def __init__(
+        self,
+        upstream_port: int,
+        bin_dir: Path | None = None,
+        probe: Probe | None = None,
+        policy_file: Path | None = None,
+    ) -> None:
+        super().__init__(upstream_port, bin_dir, probe)
+        # A Traffic Policy for the endpoint (`burrow http --traffic-policy-file`); None: none.
+        self.policy_file = policy_file
+        self.policy_name = None if policy_file is None else policy_file.stem
+
     def agent_args(self) -> list[str]:
-        return ["http", f"127.0.0.1:{self.upstream_port}", "--url", f"https://{self.HOST}"]
+        args = ["http", f"127.0.0.1:{self.upstream_port}", "--url", f"https://{self.HOST}"]
+        if self.policy_file is not None:
+            args += ["--traffic-policy-file", str(self.policy_file)]
+        return args
 
     def _forwarding(self, match: re.Match[str]) -> None:
         self.server_name = match.group(1)
