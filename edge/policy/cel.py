@@ -24,15 +24,16 @@ Runtime failures (a missing field, a type mismatch, a bad base64 string) raise
 `PolicyRuntimeError` with the code the caller chooses (2254 for rule expressions, 2238 for
 `${...}` interpolation, 2253 for action fields); they never escape as celpy's own exceptions.
 
-cel-python's compiled runner keeps the activation of the running evaluation in its module's
-globals while it runs, so evaluations must not interleave across threads; the edge evaluates
-policies on trio's single thread.
+Evaluation runs the runner's transpiled code through `edge.policy.cel_run.run`, not
+`CompiledRunner.evaluate` (same results, without its per-call copies); evaluations must not
+interleave across threads, and the edge evaluates policies on trio's single thread.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import re
 import sys
@@ -48,6 +49,7 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError, CELParser
 from celpy.evaluation import CELEvalError, TranspilerTree, base_functions
 
+from edge.policy.cel_run import run
 from edge.policy.errors import (
     ERR_NGROK_2200,
     ERR_NGROK_2254,
@@ -101,14 +103,25 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
-def _contains(address: ipaddress.IPv4Address | ipaddress.IPv6Address, cidr: str) -> bool:
+#: How many distinct CIDR strings keep their parsed network: a policy's CIDRs are literals, so
+#: a few dozen cover every rule; the bound only stops CIDRs built from request data growing it.
+_PARSED_CIDRS: Final = 1024
+
+
+@functools.lru_cache(maxsize=_PARSED_CIDRS)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """The network `cidr` names, or None if it is not a CIDR (parsed once per distinct text)."""
     if "/" not in cidr:
-        return False  # Go's ParseCIDR wants a prefix length; an invalid CIDR is "not in range"
+        return None  # Go's ParseCIDR wants a prefix length; an invalid CIDR is "not in range"
     try:
-        network = ipaddress.ip_network(cidr.strip(), strict=False)
+        return ipaddress.ip_network(cidr.strip(), strict=False)
     except ValueError:
-        return False
-    return address.version == network.version and address in network
+        return None
+
+
+def _contains(address: ipaddress.IPv4Address | ipaddress.IPv6Address, cidr: str) -> bool:
+    network = _network(str(cidr))
+    return network is not None and address.version == network.version and address in network
 
 
 def in_cidr_range(ip: object, cidr: object) -> celtypes.BoolType:
@@ -337,7 +350,7 @@ class Compiled:
             except Exception as exc:  # a lazy field's function failed: this evaluation fails
                 raise self._failure(code, place, f"computing {name!r} failed: {exc!r}") from exc
         try:
-            result = self._runner.evaluate(context)  # type: ignore[arg-type]
+            result = run(self._runner, context)
         except CELEvalError as exc:
             raise self._failure(code, place, _describe(exc)) from None
         except Exception as exc:  # cel-python's own bugs must not take the edge down

@@ -33,6 +33,13 @@ def request(**fields: object) -> dict[str, object]:
         ("'x-a' in req.headers && has(req.headers.x_b) == false", True),
         ("req.headers['x-a'].exists(v, v == '1')", True),
         ("[1, 2, 3].all(n, n > 0) && [1, 2, 3].filter(n, n > 1).size() == 2", True),
+        # a macro body reads root variables and functions through the nested activation
+        ("['PUT', 'GET'].exists(m, m == req.method)", True),
+        ("['10.0.0.0/8', '192.168.0.0/16'].exists(c, inCidrRange(conn.client_ip, c))", True),
+        ("[1, 2].all(n, [n].exists(k, k == n && req.method == 'GET'))", True),
+        ("['POST'].exists(m, m == req.method)", False),
+        ("1 < 2 && 2 <= 2 && 3 > 2 && 3 >= 3 && 1 != 2 && 'a' == 'a'", True),
+        ("2 < 1 || 3 <= 2 || 2 > 3 || 2 >= 3 || 1 != 1 || 'a' == 'b'", False),
     ],
 )
 def test_standard_cel_evaluates_against_plain_values(text: str, expected: bool) -> None:
@@ -84,6 +91,8 @@ def test_encoding_macros(text: str, expected: bool) -> None:
         "inCidrRange(1, '10.0.0.0/8')",
         "req.missing == 'x'",  # a missing key is an error in CEL, never null
         "1 / 0 == 1",
+        "req.method < 1",  # comparing a string with an int: no overload
+        "req.missing != 'x'",
     ],
 )
 def test_runtime_errors_are_typed_and_coded(text: str) -> None:
@@ -138,6 +147,14 @@ def test_invalid_expressions_fail_compile_with_2200_naming_them(text: str, why: 
 def test_compiled_variables_are_only_the_roots_it_names() -> None:
     compiled = compile_expression("req.method == 'GET' && [1].exists(conn, conn > 0)")
     assert compiled.variables == frozenset({"req"})  # `conn` here is the macro's own binder
+
+
+def test_evaluations_of_one_expression_do_not_share_variables() -> None:
+    compiled = compile_expression("req.headers['x-a'].exists(v, v == req.method)")
+    assert compiled.evaluate(request(method="1")) is True
+    assert compiled.evaluate(request(method="2")) is False  # not the previous call's `req`
+    with pytest.raises(PolicyRuntimeError):
+        compiled.evaluate({"conn": {}})  # no `req` in this one: nothing left from the last
 
 
 def test_one_compiled_expression_serves_many_activations() -> None:
