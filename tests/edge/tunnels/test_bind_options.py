@@ -7,30 +7,10 @@ import pytest
 
 from edge.tunnels.bind_options import POLICY_OPTIONS, refusal_message, unenforced_options
 from protocol.rpc.messages import Bind, BindExtra
+from tests.edge.policy.test_sdk_options import RUST_HTTP
 
 #: What ngrok-rust's HttpEndpoint sends when nothing but a URL was asked for (null and empty).
-SDK_HTTP_DEFAULTS: dict[str, object] = {
-    "URL": "",
-    "Hostname": "",
-    "Auth": "",
-    "Subdomain": "",
-    "HostHeaderRewrite": False,
-    "LocalURLScheme": "http",
-    "ProxyProto": 0,
-    "Compression": None,
-    "CircuitBreaker": None,
-    "IPRestriction": None,
-    "BasicAuth": None,
-    "OAuth": None,
-    "OIDC": None,
-    "WebhookVerification": None,
-    "MutualTLSCA": None,
-    "RequestHeaders": None,
-    "ResponseHeaders": None,
-    "WebsocketTCPConverter": None,
-    "UserAgentFilter": None,
-    "TrafficPolicy": None,
-}
+SDK_HTTP_DEFAULTS: dict[str, object] = {**RUST_HTTP, "URL": ""}
 
 
 def refused(
