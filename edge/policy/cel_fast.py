@@ -1,0 +1,521 @@
+"""A fast path for the expressions policies are mostly made of, beside cel-python's runner.
+
+Most rule expressions are a few comparisons of request fields with literals, joined by `&&`,
+`||` and `!`, and calls of the header, query and CIDR macros:
+
+    req.method == 'GET' && req.url.path.startsWith('/api')
+    hasReqHeader('x-api-key') && !inCidrRange(conn.client_ip, '10.0.0.0/8')
+
+cel-python runs each of those through generic wrappers (a result check per operand, a
+`functools.wraps` per comparison, error values threaded through every operator), about 5-10 µs
+an expression, which ten rules pay on every request. `compile_fast` turns the checked syntax
+tree of an expression in that subset into nested Python closures (about 1 µs), and returns None
+for anything else (comprehensions, arithmetic, `has()`, `matches()`, escapes in string
+literals, ...), which then runs on cel-python alone.
+
+Exactness. A closure never decides a case where CEL's answer could differ from Python's: it
+compares only a string with a string, an int with an int or a bool with a bool (CEL has no
+`1 == true`), indexes only with a non-negative literal, and takes `&&`, `||`, `!` and `?:` only
+over booleans. Anything else, and any exception at all (a missing map key, a macro refusing its
+input, a lazy field failing), raises out of the closure, and the caller evaluates the expression
+with cel-python instead, which gives the value or the error it always gave. So the fast path can
+only answer what cel-python would answer, faster; `tests/edge/policy/test_cel_fast.py` checks
+that against cel-python over a few thousand expressions.
+
+Facts, not views. On a running phase (an activation with a `phase_run`: `edge.policy.phase`)
+the fields expressions read most (`req.method`, `req.url.path`, `conn.client_ip`,
+`res.status_code`, `vars.x`, the header getters) are read straight from the phase's facts, so a
+request whose policy only asks those never builds the `req`/`res` views (LazyMaps of CEL values)
+at all. `DIRECT` lists them; each gives the value the view would give (same text, same CEL type).
+Any other activation (a plain mapping) is read through the views as cel-python reads it.
+
+Pure: no I/O; closures hold no state between evaluations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import lark
+from celpy import celtypes
+
+__all__ = ["Fast", "FastPathError", "compile_fast"]
+
+#: One compiled expression: the activation (root variables as CEL values) in, a CEL value out.
+Fast = Callable[[Mapping[str, Any]], Any]
+_Node = Callable[[Mapping[str, Any]], Any]
+
+
+class FastPathError(Exception):
+    """Raised by a closure for a case it leaves to cel-python (a type it does not compare)."""
+
+
+class _UnsupportedError(Exception):
+    """Compile time: the expression leaves the subset; cel-python runs it alone."""
+
+
+_INT: Final = re.compile(r"-?[0-9]+\Z")
+_INT64: Final = range(-(2**63), 2**63)
+_STRING: Final = re.compile(r"""('[^'\\\n\r]*'|"[^"\\\n\r]*")\Z""")
+_METHODS: Final = frozenset({"startsWith", "endsWith", "contains", "size"})
+_COMPARISONS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
+    "relation_eq": lambda a, b: a == b,
+    "relation_ne": lambda a, b: a != b,
+    "relation_lt": lambda a, b: a < b,
+    "relation_le": lambda a, b: a <= b,
+    "relation_gt": lambda a, b: a > b,
+    "relation_ge": lambda a, b: a >= b,
+}
+_TRUE: Final = celtypes.BoolType(True)
+_FALSE: Final = celtypes.BoolType(False)
+
+
+def _kind(value: object) -> type | None:
+    """The comparison class of a value: str, int or bool; None for anything else.
+
+    bool is tested first: CEL's bool is a Python int subclass, and `true == 1` has no overload
+    in CEL. An unsigned int (`UintType`) is not an int here, nor is a double."""
+    if isinstance(value, bool | celtypes.BoolType):
+        return bool
+    if isinstance(value, str):
+        return str
+    if isinstance(value, int) and not isinstance(value, celtypes.UintType):
+        return int
+    return None
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool | celtypes.BoolType):
+        return bool(value)
+    raise FastPathError("not a boolean")
+
+
+def _cel_bool(value: bool) -> celtypes.BoolType:
+    return _TRUE if value else _FALSE
+
+
+def _string(value: str) -> celtypes.StringType:
+    return celtypes.StringType(value)
+
+
+def _int(value: int) -> celtypes.IntType:
+    return celtypes.IntType(value)
+
+
+#: (root, field path) -> how to read it from a running phase (`PhaseRun`) directly. Each must
+#: equal what the view (`edge.policy.activation`) gives for the same facts.
+DIRECT: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
+    ("req", ("method",)): lambda run: _string(run.request.method),
+    ("req", ("host",)): lambda run: _string(run.request.host),
+    ("req", ("version",)): lambda run: _string(run.request.version),
+    ("req", ("url", "path")): lambda run: _string(run.request.path),
+    ("req", ("url", "raw_path")): lambda run: _string(run.request.path),
+    ("req", ("url", "query")): lambda run: _string(run.request.query),
+    ("req", ("url", "scheme")): lambda run: _string(run.request.scheme),
+    ("req", ("url", "uri")): lambda run: _string(run.request.target),
+    ("conn", ("client_ip",)): lambda run: _string(run.conn.client_ip),
+    ("conn", ("client_port",)): lambda run: _int(run.conn.client_port),
+    ("conn", ("server_ip",)): lambda run: _string(run.conn.server_ip),
+    ("conn", ("server_port",)): lambda run: _int(run.conn.server_port),
+    ("res", ("status_code",)): lambda run: _int(run.response.status),
+}
+#: Header getters read straight from the message's header list: (macro, which message, has?).
+_HEADER_MACROS: Final = {
+    "hasReqHeader": ("req", True),
+    "getReqHeader": ("req", False),
+    "hasResHeader": ("res", True),
+    "getResHeader": ("res", False),
+}
+
+
+def compile_fast(
+    tree: lark.Tree[Any],
+    functions: Mapping[str, Callable[..., object]],
+    variables: frozenset[str],
+    convert: Callable[[object], object],
+) -> Fast | None:
+    """A closure computing the expression `tree` (as `edge.policy.cel` checked and rewrote it),
+    or None if it leaves the subset. `functions` are the macros' implementations, by name;
+    `variables` the root variables it names (all must be in the activation, as cel-python
+    requires, even those a short circuit skips); `convert` makes a plain value a CEL value."""
+    try:
+        node = _Compiler(functions, convert).node(tree)
+    except _UnsupportedError:
+        return None
+    names = tuple(variables)
+
+    def entry(activation: Mapping[str, Any]) -> Any:
+        for name in names:
+            if name not in activation:
+                raise FastPathError(f"no variable {name!r}")
+        return node(activation)
+
+    return entry
+
+
+def _phase_run(activation: Mapping[str, Any]) -> Any:
+    """The running phase behind `activation`, or None for a plain mapping."""
+    return getattr(activation, "phase_run", None)
+
+
+class _Compiler:
+    def __init__(
+        self, functions: Mapping[str, Callable[..., object]], convert: Callable[[object], object]
+    ) -> None:
+        self.functions = functions
+        self.convert = convert
+
+    def node(self, tree: object) -> _Node:
+        if not isinstance(tree, lark.Tree):
+            raise _UnsupportedError(repr(tree))
+        handler = getattr(self, f"_{tree.data}", None)
+        if handler is None:
+            raise _UnsupportedError(str(tree.data))
+        result: _Node = handler(tree.children)
+        return result
+
+    def _single(self, children: list[Any]) -> _Node:
+        if len(children) != 1:
+            raise _UnsupportedError("operator outside the subset")
+        return self.node(children[0])
+
+    _addition = _multiplication = _member = _single
+
+    def _expr(self, children: list[Any]) -> _Node:
+        if len(children) == 1:
+            return self.node(children[0])
+        condition, if_true, if_false = (self.node(child) for child in children)
+
+        def choose(activation: Mapping[str, Any]) -> Any:
+            if _boolean(condition(activation)):
+                return if_true(activation)
+            return if_false(activation)
+
+        return choose
+
+    def _conditionalor(self, children: list[Any]) -> _Node:
+        if len(children) == 1:
+            return self.node(children[0])
+        left, right = self.node(children[0]), self.node(children[1])
+
+        def either(activation: Mapping[str, Any]) -> Any:
+            if _boolean(left(activation)):
+                return _TRUE
+            return _cel_bool(_boolean(right(activation)))
+
+        return either
+
+    def _conditionaland(self, children: list[Any]) -> _Node:
+        if len(children) == 1:
+            return self.node(children[0])
+        left, right = self.node(children[0]), self.node(children[1])
+
+        def both(activation: Mapping[str, Any]) -> Any:
+            if not _boolean(left(activation)):
+                return _FALSE
+            return _cel_bool(_boolean(right(activation)))
+
+        return both
+
+    def _relation(self, children: list[Any]) -> _Node:
+        if len(children) == 1:
+            return self.node(children[0])
+        operator_tree, right_tree = children
+        if not isinstance(operator_tree, lark.Tree) or len(operator_tree.children) != 1:
+            raise _UnsupportedError("relation")
+        left = self.node(operator_tree.children[0])
+        if operator_tree.data == "relation_in":
+            return self._in(left, right_tree)
+        compare = _COMPARISONS.get(str(operator_tree.data))
+        if compare is None:
+            raise _UnsupportedError(str(operator_tree.data))
+        right = self.node(right_tree)
+
+        def relation(activation: Mapping[str, Any]) -> Any:
+            a, b = left(activation), right(activation)
+            kind = _kind(a)
+            if kind is None or kind is not _kind(b):
+                raise FastPathError("comparison outside the subset")
+            return _cel_bool(compare(a, b))
+
+        return relation
+
+    def _in(self, item: _Node, container_tree: object) -> _Node:
+        values = self._literal_list(container_tree)
+        if values is None:
+            container = self.node(container_tree)
+
+            def in_map(activation: Mapping[str, Any]) -> Any:
+                key, found = item(activation), container(activation)
+                if not isinstance(found, celtypes.MapType) or _kind(key) is not str:
+                    raise FastPathError("`in` outside the subset")
+                return _cel_bool(key in found)
+
+            return in_map
+        kinds = {_kind(value) for value in values}
+        if len(kinds) != 1 or None in kinds:
+            raise _UnsupportedError("a list literal of mixed or unsupported types")
+        (kind,) = kinds
+        members = frozenset(values)
+
+        def in_list(activation: Mapping[str, Any]) -> Any:
+            key = item(activation)
+            if _kind(key) is not kind:
+                raise FastPathError("`in` outside the subset")
+            return _cel_bool(key in members)
+
+        return in_list
+
+    def _literal_list(self, tree: object) -> list[Any] | None:
+        """The constants of `[lit, lit, ...]` if `tree` is a list literal, else None."""
+        while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data != "list_lit":
+            tree = tree.children[0]
+        if not isinstance(tree, lark.Tree) or tree.data != "list_lit":
+            return None
+        if not tree.children:
+            raise _UnsupportedError("an empty list")
+        (exprlist,) = tree.children
+        return [_literal_of(element) for element in exprlist.children]
+
+    def _unary(self, children: list[Any]) -> _Node:
+        if len(children) == 1:
+            return self.node(children[0])
+        operator_tree, operand_tree = children
+        if not isinstance(operator_tree, lark.Tree) or operator_tree.data != "unary_not":
+            raise _UnsupportedError("unary operator")
+        operand = self.node(operand_tree)
+
+        def negate(activation: Mapping[str, Any]) -> Any:
+            return _cel_bool(not _boolean(operand(activation)))
+
+        return negate
+
+    def _member_dot(self, children: list[Any]) -> _Node:
+        receiver, name_token = children
+        direct = self._direct(receiver, (str(name_token),))
+        if direct is not None:
+            return direct
+        receive = self.node(receiver)
+        name = str(name_token)
+
+        def field(activation: Mapping[str, Any]) -> Any:
+            return receive(activation).get(name)  # as cel-python's transpiled code reads it
+
+        return field
+
+    def _direct(self, receiver: object, path: tuple[str, ...]) -> _Node | None:
+        """A closure reading `root.path...` from the running phase's facts (and through the
+        views otherwise), if `receiver.path` is a chain `DIRECT` or `vars.NAME` covers."""
+        chain = _chain(receiver)
+        if chain is None:
+            return None
+        root, *rest = chain
+        fields = (*rest, *path)
+        getter = DIRECT.get((root, fields))
+        if getter is None and root == "vars" and len(fields) == 1:
+            (name,) = fields
+            getter = lambda run: run.vars[name]  # noqa: E731  # set_var keeps CEL values
+        if getter is None:
+            return None
+        read = getter
+        through_views = self._view_chain(root, fields)
+
+        def direct(activation: Mapping[str, Any]) -> Any:
+            run = _phase_run(activation)
+            if run is None:
+                return through_views(activation)
+            return read(run)
+
+        return direct
+
+    def _view_chain(self, root: str, fields: tuple[str, ...]) -> _Node:
+        convert = self.convert
+
+        def through_views(activation: Mapping[str, Any]) -> Any:
+            value = convert(activation[root])
+            for name in fields:
+                value = value.get(name)  # as cel-python's transpiled code reads it
+            return value
+
+        return through_views
+
+    def _member_dot_arg(self, children: list[Any]) -> _Node:
+        receiver, name_token, *rest = children
+        method = str(name_token)
+        if method not in _METHODS:
+            raise _UnsupportedError(method)
+        receive = self.node(receiver)
+        arguments = [self.node(child) for child in (rest[0].children if rest else ())]
+        if method == "size":
+            if arguments:
+                raise _UnsupportedError("size() with arguments")
+            return _size(receive)
+        if len(arguments) != 1:
+            raise _UnsupportedError(f"{method}() takes one argument")
+        (argument,) = arguments
+        test: Callable[[str, str], bool] = {
+            "startsWith": str.startswith,
+            "endsWith": str.endswith,
+            "contains": str.__contains__,
+        }[method]
+
+        def string_method(activation: Mapping[str, Any]) -> Any:
+            text, fragment = receive(activation), argument(activation)
+            if not isinstance(text, str) or not isinstance(fragment, str):
+                raise FastPathError(f"{method}() outside the subset")
+            return _cel_bool(test(text, fragment))
+
+        return string_method
+
+    def _member_index(self, children: list[Any]) -> _Node:
+        receiver, index_tree = children
+        receive = self.node(receiver)
+        literal = _literal_of(index_tree)
+        if isinstance(literal, celtypes.StringType):
+            key: object = literal
+
+            def by_key(activation: Mapping[str, Any]) -> Any:
+                container = receive(activation)
+                if not isinstance(container, celtypes.MapType):
+                    raise FastPathError("a key into something that is not a map")
+                return container[key]
+
+            return by_key
+        if _kind(literal) is not int or literal < 0:
+            raise _UnsupportedError("an index that is not a string or a non-negative int literal")
+        position = int(literal)
+
+        def by_position(activation: Mapping[str, Any]) -> Any:
+            container = receive(activation)
+            if not isinstance(container, celtypes.ListType):
+                raise FastPathError("an index into something that is not a list")
+            return container[position]
+
+        return by_position
+
+    def _primary(self, children: list[Any]) -> _Node:
+        (child,) = children
+        if not isinstance(child, lark.Tree):
+            raise _UnsupportedError("primary")
+        if child.data == "literal":
+            constant = _literal(child.children[0])
+            return lambda activation: constant
+        if child.data == "ident":
+            name = str(child.children[0])
+            convert = self.convert
+            return lambda activation: convert(activation[name])
+        if child.data == "paren_expr":
+            return self._single(child.children)
+        if child.data == "dot_ident_arg":
+            return self._call(child.children)
+        if child.data == "ident_arg" and str(child.children[0]) == "size":
+            arguments = child.children[1].children if len(child.children) == 2 else []
+            if len(arguments) != 1:
+                raise _UnsupportedError("size() takes one argument")
+            return _size(self.node(arguments[0]))
+        raise _UnsupportedError(str(child.data))
+
+    def _call(self, children: list[Any]) -> _Node:
+        name = str(children[0])
+        function = self.functions.get(name)
+        if function is None:
+            raise _UnsupportedError(name)
+        header = _HEADER_MACROS.get(name)
+        if header is not None and len(children) == 2 and len(children[1].children) == 2:
+            source, argument = children[1].children
+            if _chain(source) == (header[0], "headers"):
+                viewed = self._plain_call(function, children)
+                return _header_getter(header[0], header[1], self.node(argument), viewed)
+        return self._plain_call(function, children)
+
+    def _plain_call(self, function: Callable[..., object], children: list[Any]) -> _Node:
+        arguments = tuple(
+            self.node(child) for child in (children[1].children if len(children) == 2 else ())
+        )
+        if len(arguments) == 1:
+            (only,) = arguments
+            return lambda activation: function(only(activation))
+        if len(arguments) == 2:
+            first, second = arguments
+            return lambda activation: function(first(activation), second(activation))
+        return lambda activation: function(*(argument(activation) for argument in arguments))
+
+
+def _size(operand: _Node) -> _Node:
+    def size(activation: Mapping[str, Any]) -> Any:
+        value = operand(activation)
+        if not isinstance(value, str | bytes | celtypes.ListType | celtypes.MapType):
+            raise FastPathError("size() outside the subset")
+        return celtypes.IntType(len(value))
+
+    return size
+
+
+def _literal_of(tree: object) -> Any:
+    while isinstance(tree, lark.Tree) and tree.data != "literal":
+        if len(tree.children) != 1:
+            raise _UnsupportedError("not a literal")
+        tree = tree.children[0]
+    if not isinstance(tree, lark.Tree):
+        raise _UnsupportedError("not a literal")
+    return _literal(tree.children[0])
+
+
+def _literal(token: object) -> Any:
+    """A CEL constant from its token: decimal ints, true/false, and strings without escapes."""
+    text = str(token)
+    if text == "true":
+        return _TRUE
+    if text == "false":
+        return _FALSE
+    if _INT.match(text):
+        value = int(text)
+        if value not in _INT64:
+            raise _UnsupportedError("an int literal out of range")
+        return celtypes.IntType(value)
+    if _STRING.match(text) and not (text.startswith("'''") or text.startswith('"""')):
+        return celtypes.StringType(text[1:-1])
+    raise _UnsupportedError(f"literal {text}")
+
+
+def _chain(tree: object) -> tuple[str, ...] | None:
+    """`("req", "url", "path")` if `tree` is nothing but `req.url.path` (a root variable and
+    field names), else None."""
+    names: list[str] = []
+    while isinstance(tree, lark.Tree):
+        if tree.data == "member_dot" and len(tree.children) == 2:
+            names.append(str(tree.children[1]))
+            tree = tree.children[0]
+        elif tree.data == "ident" and len(tree.children) == 1:
+            names.append(str(tree.children[0]))
+            return tuple(reversed(names))
+        elif len(tree.children) == 1:
+            tree = tree.children[0]
+        else:
+            return None
+    return None
+
+
+def _header_getter(message: str, has: bool, argument: _Node, viewed: _Node) -> _Node:
+    """`hasReqHeader(n)`/`getReqHeader(n)` (and the Res ones) over the message's header list:
+    names fold case, values in arrival order, as `header_map` groups them."""
+
+    def header(activation: Mapping[str, Any]) -> Any:
+        run = _phase_run(activation)
+        if run is None:
+            return viewed(activation)
+        name = argument(activation)
+        if not isinstance(name, str):
+            raise FastPathError("a header name that is not a string")
+        wanted = name.lower()
+        facts = run.request if message == "req" else run.response
+        headers = facts.headers
+        if has:
+            return _cel_bool(any(key.lower() == wanted for key, _ in headers))
+        return celtypes.ListType(
+            [celtypes.StringType(value) for key, value in headers if key.lower() == wanted]
+        )
+
+    return header
