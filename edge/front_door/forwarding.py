@@ -1,0 +1,155 @@
+"""forward-internal on `on_tcp_connect`: which endpoint a public tcp:// or tls:// connection is
+finally handed to.
+
+Theory of operation. `admit_to` runs the `on_tcp_connect` policy of the endpoint a connection
+reached (as `edge.front_door.connect_policy.admit` does). When that policy runs forward-internal,
+the connection goes to the internal tls/tcp endpoint it names instead (`InternalTargets.lookup`),
+and *that* endpoint's `on_tcp_connect` runs in turn, and so on: the endpoint whose policy lets
+the connection through (or that has none) is the one the caller splices the client to. Nothing
+is read from or written to the connection here, so the bytes the caller already peeked (a
+ClientHello) and everything after them reach the target's agent untouched: the edge never
+terminates a forwarded tls:// connection and never sees its plaintext.
+
+A forward the check refuses (`edge.policy.forward_internal.chain_check`: the target offline,
+ERR_NGROK_3200; a loop or a chain past `limits.forward_internal_max_hops`, ERR_NGROK_3501) closes
+the connection (TCP and TLS have no error page; ngrok closes too) unless the policy said
+`on_error: continue`, and is logged at INFO with its code. Never raises for a policy outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import trio
+
+from edge.endpoints.registry import Endpoint, EndpointRegistry
+from edge.front_door.connect_policy import conn_facts, emit_record, endpoint_facts
+from edge.policy.actions_tls import TerminateTlsConfig
+from edge.policy.engine import Close, Continue, run_tcp_connect
+from edge.policy.forward_internal import TCP_TARGETS, ForwardCheck, candidate_urls, chain_check
+from protocol.formats.urls import format_host_port
+
+log = logging.getLogger(__name__)
+
+__all__ = ["InternalTargets", "admit_to"]
+
+
+@dataclass(frozen=True, slots=True)
+class InternalTargets:
+    """The internal tls/tcp endpoints a connection may be forwarded to, and the chain limit."""
+
+    registry: EndpointRegistry
+    max_hops: int
+
+    def lookup(self, url: str) -> Endpoint | None:
+        """The online internal tls/tcp endpoint serving the canonical URL `url` (the exact one
+        first, then the closest wildcard), or None."""
+        for candidate in candidate_urls(url):
+            endpoint = self.registry.lookup(candidate)
+            if (
+                endpoint is not None
+                and endpoint.binding == "internal"
+                and endpoint.proto in TCP_TARGETS
+                and endpoint.pick() is not None
+            ):
+                return endpoint
+        return None
+
+    def check(self, chain: tuple[str, ...]) -> ForwardCheck:
+        """forward-internal's check for the policy of the last endpoint of `chain`."""
+        return chain_check(
+            chain, max_hops=self.max_hops, online=lambda url: self.lookup(url) is not None
+        )
+
+
+async def admit_to(
+    conn: trio.SocketStream,
+    endpoint: Endpoint,
+    peer: tuple[str, int],
+    *,
+    sni: str | None = None,
+    internal: InternalTargets | None = None,
+) -> tuple[Endpoint, bool | TerminateTlsConfig]:
+    """Run `on_tcp_connect` of `endpoint` (and of every internal endpoint a forward-internal
+    hands the connection to) for `conn` from `peer`: the endpoint to splice the connection to,
+    and what `connect_policy.admit` would say of it: True (go on), a `TerminateTlsConfig` (go
+    on, terminating TLS first: the last endpoint's policy ran terminate-tls) or False (the
+    connection was closed: a policy closed it, a forward failed, or its local address could not
+    be read because it was already reset; the caller must not use it). Without `internal`,
+    every forward fails (ERR_NGROK_3200)."""
+    chain: tuple[str, ...] = ()
+    local: tuple[str, int] | None = None
+    current = endpoint
+    while True:
+        attached = current.policy
+        if attached is None or not attached.compiled.on_tcp_connect:
+            return current, True
+        if local is None:
+            local = _local_address(conn)
+            if local is None:
+                await trio.aclose_forcefully(conn)
+                return current, False
+        chain = (*chain, current.url)
+        now = time.time()
+        check = internal.check(chain) if internal is not None else _unavailable
+        outcome = run_tcp_connect(
+            attached.compiled,
+            conn_facts(peer, local, sni=sni, started_at=now),
+            endpoint=endpoint_facts(current, local[1]),
+            now=now,
+            state=attached.state,
+            forward_check=check,
+        )
+        for record in outcome.logs:
+            emit_record(current, record)
+        if isinstance(outcome, Close):
+            log.info(
+                "endpoint %s: connection from %s closed by its traffic policy (%s)",
+                current.url,
+                format_host_port(*peer),
+                outcome.reason,
+            )
+            await trio.aclose_forcefully(conn)
+            return current, False
+        if isinstance(outcome, Continue):
+            return current, outcome.terminate_tls or True
+        target = None
+        if outcome.error is None and internal is not None:
+            target = internal.lookup(outcome.url)
+        if target is None:
+            if outcome.error is not None:
+                code, message = outcome.error
+            elif internal is None:
+                code, message = _unavailable(outcome.url)
+            else:  # the check saw it online in this same step: defensive
+                code, message = "ERR_NGROK_3200", f"The internal endpoint {outcome.url} is offline."
+            log.info(
+                "endpoint %s: forward-internal of the connection from %s failed (%s): %s",
+                current.url,
+                format_host_port(*peer),
+                code,
+                message,
+            )
+            await trio.aclose_forcefully(conn)
+            return current, False
+        log.debug("endpoint %s: connection forwarded to %s", current.url, target.url)
+        current = target
+
+
+def _unavailable(url: str) -> tuple[str, str]:
+    """The check where no internal endpoint can be reached (an https endpoint's connection)."""
+    return (
+        "ERR_NGROK_3200",
+        f"{url}: forward-internal on on_tcp_connect reaches internal endpoints only from tls:// "
+        "and tcp:// endpoints",
+    )
+
+
+def _local_address(conn: trio.SocketStream) -> tuple[str, int] | None:
+    try:
+        local = conn.socket.getsockname()
+    except OSError:
+        return None
+    return str(local[0]), int(local[1])
