@@ -24,7 +24,7 @@ import logging
 import operator
 import struct
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
@@ -32,6 +32,7 @@ import trio
 from trio.lowlevel import ParkingLot, checkpoint, checkpoint_if_cancelled
 
 from protocol.adapters.conflict import ConflictDetector
+from protocol.adapters.tls import TLSStream
 from protocol.wire.errors import (
     ErrorCode,
     MuxError,
@@ -64,6 +65,10 @@ SEND_CHUNK = 256 * 1024
 GOAWAY_FLUSH_TIMEOUT = 0.25
 
 _TYPE = struct.Struct(">I")
+
+#: A non-blocking writer the reader task may hand a stream's data to (`MuxStream.deliver_to`):
+#: takes bytes, returns how many it wrote at once.
+Sink = Callable[[bytes], int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,13 +108,36 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._send_lot = ParkingLot()
         self._recv_busy = ConflictDetector("another task is already receiving on this stream")
         self._send_busy = ConflictDetector("another task is already sending on this stream")
+        #: Where the reader task may write arriving data itself (`deliver_to`), and whether a
+        #: task is parked in `receive_some` (only then has everything read been passed on).
+        self._sink: Sink | None = None
+        self._recv_parked = False
 
     def __repr__(self) -> str:
         return f"<MuxStream {self.stream_id}>"
 
+    def deliver_to(self, sink: Sink | None) -> None:
+        """Let the session's reader task hand arriving data straight to `sink` (None: stop).
+
+        `sink(data)` must not block: it writes what it can at once and returns how many bytes
+        it took (0 when it can take nothing now; it must not raise). It is called only while a
+        task is parked in `receive_some` with nothing unread, so data reaches the sink in order
+        with what that task has read and passed on itself; bytes the sink does not take are
+        queued for `receive_some` as usual. Taken bytes count as read (credit goes back to the
+        peer). Used by `protocol.adapters.pipe.splice` to save a task switch per message."""
+        self._sink = sink
+
     # --------------------------------------------------------------- fed by the reader task
 
     def _feed(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is not None and self._recv_parked and not self._chunks:
+            taken = sink(data)
+            if taken:
+                self._session._acknowledge(self.stream_id, taken)
+                if taken >= len(data):
+                    return
+                data = data[taken:]
         self._chunks.append(data)
         self._recv_lot.unpark_all()
 
@@ -138,7 +166,11 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 raise trio.ClosedResourceError("this stream was closed")
             if not self._chunks and not self._eof and self._error is None:
                 while not self._chunks and not self._eof and self._error is None:
-                    await self._recv_lot.park()
+                    self._recv_parked = True
+                    try:
+                        await self._recv_lot.park()
+                    finally:
+                        self._recv_parked = False
                     if self._closed:
                         raise trio.ClosedResourceError("this stream was closed")
             else:
@@ -276,6 +308,8 @@ class MuxSession:
         self.error: MuxError | None = None
         #: The peer's GOAWAY, if it sent one.
         self.goaway: GoAwayReceived | None = None
+        #: Set when the peer's GOAWAY arrives (it opens no new streams; its open ones go on).
+        self.goaway_received = trio.Event()
         #: Streams the session refused or reset because the peer misbehaved (for metrics/tests).
         self.refused_streams = 0
 
@@ -324,6 +358,13 @@ class MuxSession:
             await self._accept_lot.park()
         await checkpoint()
         return self._backlog.popleft()
+
+    def go_away(self, code: int = ErrorCode.NO_ERROR, debug: str = "") -> None:
+        """Tell the peer (GOAWAY) that this side opens and accepts no new streams, without
+        closing: open streams carry on, and `aclose` ends the session later. Streams the peer
+        opens afterwards are refused (STREAM_REFUSED). Sent at most once."""
+        self._conn.go_away(code, debug.encode())
+        self._kick()
 
     async def aclose(self, code: int = ErrorCode.NO_ERROR, debug: str = "") -> None:
         """Send GOAWAY (waiting at most GOAWAY_FLUSH_TIMEOUT for it to be written), then close
@@ -386,6 +427,7 @@ class MuxSession:
                 self._on_reset(event)
             elif isinstance(event, GoAwayReceived):
                 self.goaway = event
+                self.goaway_received.set()
                 log.info(
                     "mux session: peer sent GOAWAY (%s): %s",
                     describe(event.error_code),
@@ -482,10 +524,24 @@ class MuxSession:
             return
         lock.acquire_nowait()
         try:
-            deadline = trio.current_time() + self.config.write_timeout
-            with trio.CancelScope(shield=True, deadline=deadline) as scope:
-                await self._transport.send_all(conn.data_to_send())
-            if scope.cancelled_caught:
+            transport = self._transport
+            data = conn.data_to_send()
+            # TLS over a socket takes a small batch at once (the usual case): then there is
+            # no await, so no shield and no schedule point past the yield above.
+            tls = transport if isinstance(transport, TLSStream) else None
+            if tls is not None and not tls.can_send_now():
+                tls = None
+            timed_out = False
+            if tls is None:
+                with trio.CancelScope(shield=True, deadline=self._write_deadline()) as scope:
+                    await transport.send_all(data)
+                timed_out = scope.cancelled_caught
+            elif not tls.send_now(data):
+                # The socket is full: wait for it to take the rest, bounded as above.
+                with trio.CancelScope(shield=True, deadline=self._write_deadline()) as scope:
+                    await tls.flush()
+                timed_out = scope.cancelled_caught
+            if timed_out:
                 # The peer has not taken a small write for write_timeout: it is gone, and half
                 # a frame may be on the wire. End the session rather than wait on it.
                 self._finish(
@@ -503,6 +559,9 @@ class MuxSession:
         if conn.outbound_size:
             self._kick()
         await checkpoint_if_cancelled()
+
+    def _write_deadline(self) -> float:
+        return trio.current_time() + self.config.write_timeout
 
     def _kick(self) -> None:
         self._wake.set()

@@ -46,6 +46,7 @@ started writing to the transport, breaks the stream, as with `trio.SSLStream`.
 from __future__ import annotations
 
 import operator
+import os
 import ssl
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -138,6 +139,17 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         self._send_lock = trio.Lock()
         # TLS 1.3 server: session tickets queued at the end of the handshake (module doc).
         self._delayed_outgoing = b""
+        # Ciphertext `send_now` could not write at once; goes out before anything else.
+        self._unsent = b""
+        # The transport's socket when it is a plain `trio.SocketStream`: read and written
+        # directly, without trio's per-call wrapping (the stream still owns and closes it).
+        # Whether the last `_receive_transport` reached a schedule point (it waited).
+        self._transport_yielded = False
+        self._socket: trio.socket.SocketType | None = None
+        if isinstance(transport_stream, trio.SocketStream) and (
+            type(transport_stream) is trio.SocketStream
+        ):
+            self._socket = transport_stream.socket
 
         # Decrypted bytes not yet returned: `_plaintext[_plaintext_pos:]`. At most one
         # transport read's worth plus one record, because the transport is read only when
@@ -216,9 +228,23 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         if self._delayed_outgoing:
             data = self._delayed_outgoing + data
             self._delayed_outgoing = b""
+        if self._unsent:  # what send_now could not write goes first
+            data = self._unsent + data
+            self._unsent = b""
         if not data:
             return
         try:
+            sock = self._socket
+            if sock is not None:
+                # Straight to the socket: trio's `SocketStream.send_all` costs a dozen Python
+                # calls per write around the same syscall. The schedule point it would end
+                # with is kept; the rest, if the socket is full, goes through it.
+                written = _write_nowait(sock, data)
+                if written == len(data):
+                    await cancel_shielded_checkpoint()
+                    return
+                await self.transport_stream.send_all(memoryview(data)[written:])
+                return
             await self.transport_stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise self._fail(f"TLS transport failed while sending: {exc!r}") from exc
@@ -229,8 +255,23 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
             raise
 
     async def _receive_transport(self) -> bytes | bytearray:
+        """One read of the transport. Over a plain socket it is read directly (trio's
+        `SocketStream.receive_some` wraps the same syscall in a dozen Python calls) and this
+        is no checkpoint unless it had to wait; `receive_some` adds the schedule point."""
         try:
-            return await self.transport_stream.receive_some(self._max_receive_chunk)
+            sock = self._socket
+            if sock is None:
+                self._transport_yielded = True
+                return await self.transport_stream.receive_some(self._max_receive_chunk)
+            self._transport_yielded = False
+            fd = sock.fileno()
+            while True:
+                try:
+                    return os.read(fd, self._max_receive_chunk)
+                except BlockingIOError:
+                    pass
+                await trio.lowlevel.wait_readable(sock)
+                self._transport_yielded = True
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise self._fail(f"TLS transport failed while receiving: {exc!r}") from exc
 
@@ -350,7 +391,7 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
                         " (truncated stream)"
                     )
                 data = await self._receive_transport()
-                yielded = True
+                yielded = yielded or self._transport_yielded
                 if data:
                     self._incoming.write(data)
                 else:
@@ -464,6 +505,58 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         if written != len(chunk):  # pragma: no cover
             raise self._fail(f"TLS short write ({written} of {len(chunk)} bytes)")
 
+    # ---- sending without waiting (for the mux's own writes) ----------------------------
+
+    def can_send_now(self) -> bool:
+        """Whether `send_now` may be called: the handshake is done, nothing is being sent or
+        waits to be, and the transport is a plain `trio.SocketStream` (whose socket can be
+        written without an await)."""
+        return (
+            self._handshake_done
+            and self._state is _State.OK
+            and not self._send_lock.locked()
+            and not self._unsent
+            and self._socket is not None
+        )
+
+    def send_now(self, data: bytes | bytearray | memoryview) -> bool:
+        """Encrypt `data` and write the ciphertext to the socket without waiting; True if the
+        socket took all of it. Otherwise the rest is kept, and `flush` must be awaited before
+        anything else is sent (`send_all` sends it first too). Only after `can_send_now`.
+
+        This is no checkpoint, unlike `send_all`: it is for a caller that has just yielded
+        anyway (the mux's writes), and saves the schedule point trio's socket `send_all` ends
+        with, one pass of the scheduler per message. Raises `trio.BrokenResourceError` if TLS
+        or the socket fails (the stream is then broken)."""
+        with self._send_conflict:
+            self._check_status()
+            with memoryview(data) as raw, raw.cast("B") as view:
+                for start in range(0, len(view), self._max_send_chunk):
+                    self._encrypt(view[start : start + self._max_send_chunk])
+            ciphertext = self._outgoing.read()
+            if self._delayed_outgoing:
+                ciphertext = self._delayed_outgoing + ciphertext
+                self._delayed_outgoing = b""
+            if not ciphertext:
+                return True
+            assert self._socket is not None  # can_send_now checked it
+            try:
+                written = _write_nowait(self._socket, ciphertext)
+            except OSError as exc:
+                raise self._fail(f"TLS transport failed while sending: {exc!r}") from exc
+            if written < len(ciphertext):
+                self._unsent = ciphertext[written:]
+                return False
+            return True
+
+    async def flush(self) -> None:
+        """Send the ciphertext `send_now` left (and anything queued since); a checkpoint.
+        Cancelling it part-way breaks the stream, as with `send_all`."""
+        with self._send_conflict:
+            self._check_status()
+            async with self._send_lock:
+                await self._send_outgoing_locked()
+
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the transport can take more data (see `trio.abc.SendStream`)."""
         with self._send_conflict:
@@ -506,7 +599,8 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
             except (ssl.SSLError, ssl.CertificateError):
                 pass
             self._delayed_outgoing = b""  # tickets are of no use to a closing peer
-            data = self._outgoing.read()
+            data = self._unsent + self._outgoing.read()  # send_now's rest goes first
+            self._unsent = b""
             if data:
                 async with self._send_lock:
                     await self.transport_stream.send_all(data)
@@ -517,3 +611,12 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
             raise
         else:
             await self.transport_stream.aclose()
+
+
+def _write_nowait(sock: trio.socket.SocketType, data: bytes | bytearray | memoryview) -> int:
+    """Write what a non-blocking socket takes at once; 0 if its buffer is full. Raises OSError
+    for a broken socket (EPIPE: Python ignores SIGPIPE)."""
+    try:
+        return os.write(sock.fileno(), data)
+    except BlockingIOError:
+        return 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from protocol.adapters.mux import (
     MuxConfig,
@@ -20,6 +22,7 @@ from protocol.adapters.mux import (
     receive_exactly,
     reset_code,
 )
+from protocol.adapters.tls import TLSStream
 from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role, SessionConfig
 from protocol.wire.windows import INITIAL_WINDOW
@@ -367,3 +370,143 @@ async def test_reader_closing_after_reading_a_window_fails_the_writer() -> None:
             assert reset_code(failure[0]) == ErrorCode.STREAM_CLOSED
             with pytest.raises(trio.ClosedResourceError):
                 await theirs.receive_some()
+
+
+# ----------------------------------------------------------------- deliver_to (reader → sink)
+
+
+async def _parked_receiver(stream: MuxStream, got: list[bytes]) -> None:
+    while chunk := await stream.receive_some():
+        got.append(bytes(chunk))
+
+
+async def test_a_sink_gets_the_data_while_a_receiver_waits() -> None:
+    """With a task parked in receive_some and nothing unread, the reader task hands arriving
+    data to the sink; the parked task sees none of it, and the credit goes back to the sender
+    (two windows' worth goes through without the receiver reading a byte)."""
+    with trio.fail_after(30):
+        async with mux_pair() as (client, server):
+            mine, theirs = await stream_pair(client, server)
+            sunk: list[bytes] = []
+            received: list[bytes] = []
+
+            def sink(data: bytes) -> int:
+                sunk.append(bytes(data))
+                return len(data)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_parked_receiver, theirs, received)
+                await trio.testing.wait_all_tasks_blocked()
+                theirs.deliver_to(sink)
+                payload = os.urandom(2 * INITIAL_WINDOW + 1)
+                await mine.send_all(payload)
+                await trio.testing.wait_all_tasks_blocked()
+                assert b"".join(sunk) == payload
+                assert received == []
+                theirs.deliver_to(None)
+                await mine.send_all(b"after")
+                await mine.send_eof()
+            assert b"".join(received) == b"after"
+
+
+async def test_what_a_sink_leaves_goes_to_the_receiver_in_order() -> None:
+    """A sink that takes part of a chunk: the rest is queued for the receiver, which gets it
+    before anything that arrives later."""
+    with trio.fail_after(30):
+        async with mux_pair() as (client, server):
+            mine, theirs = await stream_pair(client, server)
+            sunk: list[bytes] = []
+            received: list[bytes] = []
+
+            def sink(data: bytes) -> int:
+                sunk.append(bytes(data[:2]))
+                return 2
+
+            theirs.deliver_to(sink)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_parked_receiver, theirs, received)
+                await trio.testing.wait_all_tasks_blocked()
+                for word in (b"first", b"second", b"third"):
+                    await mine.send_all(word)
+                    await trio.testing.wait_all_tasks_blocked()
+                await mine.send_eof()
+            assert sunk == [b"fi", b"se", b"th"]
+            assert received == [b"rst", b"cond", b"ird"]
+
+
+async def test_no_sink_delivery_without_a_waiting_receiver() -> None:
+    """Data that arrives while nobody waits in receive_some is queued, not given to the sink:
+    the task that reads it may be busy passing earlier data on."""
+    with trio.fail_after(30):
+        async with mux_pair() as (client, server):
+            mine, theirs = await stream_pair(client, server)
+            sunk: list[bytes] = []
+
+            def sink(data: bytes) -> int:
+                sunk.append(bytes(data))
+                return len(data)
+
+            theirs.deliver_to(sink)
+            await mine.send_all(b"queued")
+            await trio.testing.wait_all_tasks_blocked()
+            assert sunk == []
+            assert await theirs.receive_some() == b"queued"
+
+
+async def test_many_streams_over_tls_over_real_tcp() -> None:
+    """The production transport (TLSStream over a socket), where small batches are written to
+    the socket at once (`TLSStream.send_now`) and a full socket is waited for (`flush`): 50
+    streams echo up to 1 MB each, concurrently, and every byte comes back in order."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("mux.test").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def client_one(client: MuxSession, i: int) -> None:
+        payload = os.urandom(20_000 * i + 1)
+        s = await client.open_stream()
+
+        async def send() -> None:
+            await s.send_all(payload)
+            await s.send_eof()
+
+        async with trio.open_nursery() as n:
+            n.start_soon(send)
+            got = bytearray()
+            while chunk := await s.receive_some():
+                got += chunk
+        assert got == payload
+        await s.aclose()
+
+    async def echo(s: MuxStream) -> None:
+        while chunk := await s.receive_some():
+            await s.send_all(chunk)
+        await s.send_eof()
+
+    with trio.fail_after(60):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with listener:
+            port = listener.socket.getsockname()[1]
+            client_sock = await trio.open_tcp_stream("127.0.0.1", port)
+            server_sock = await listener.accept()
+            client_tls = TLSStream(client_sock, client_ctx, server_hostname="mux.test")
+            server_tls = TLSStream(server_sock, server_ctx, server_side=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client_tls.do_handshake)
+                nursery.start_soon(server_tls.do_handshake)
+            assert client_tls.can_send_now() and server_tls.can_send_now()
+            async with (
+                open_mux_session(client_tls, Role.CLIENT) as client,
+                open_mux_session(server_tls, Role.SERVER) as server,
+                trio.open_nursery() as nursery,
+            ):
+
+                async def serve() -> None:
+                    for _ in range(50):
+                        nursery.start_soon(echo, await server.accept_stream())
+
+                nursery.start_soon(serve)
+                async with trio.open_nursery() as clients:
+                    for i in range(50):
+                        clients.start_soon(client_one, client, i)

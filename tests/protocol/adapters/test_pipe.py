@@ -8,7 +8,9 @@ import pytest
 import trio
 import trio.testing
 
+from protocol.adapters.mux import open_mux_session
 from protocol.adapters.pipe import COPY_CHUNK, splice
+from protocol.wire.session import Role
 
 # Big enough that each direction takes several COPY_CHUNK reads and fills socket buffers.
 BULK = 3 * COPY_CHUNK + 12345
@@ -174,3 +176,58 @@ async def test_cancellation_propagates_and_closes_both() -> None:
         assert scope.cancelled_caught  # the cancel reached the caller's scope, not swallowed
         assert await a_peer.receive_some() == b""
         assert await b_peer.receive_some() == b""
+
+
+async def test_mux_stream_to_socket_small_messages_and_bulk_arrive_whole() -> None:
+    """A MuxStream spliced to a TCP socket (the agent's proxy stream to its upstream): the mux
+    reader writes small messages to the socket itself, bulk that fills the socket falls back to
+    the copy task, and neither reorders nor loses a byte; the counts include both paths."""
+    bulk = os.urandom(BULK)
+    reply = os.urandom(BULK + 7)
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(60):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with (
+            listener,
+            open_mux_session(left, Role.CLIENT) as client,
+            open_mux_session(right, Role.SERVER) as server,
+        ):
+            mine = await client.open_stream()
+            await mine.send_all(b"!")
+            theirs = await server.accept_stream()
+            assert await theirs.receive_some(1) == b"!"
+            near, upstream = await tcp_pair(listener)
+            result: list[tuple[int, int]] = []
+
+            async def run_splice() -> None:
+                result.append(await splice(theirs, near))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_splice)
+                for i in range(50):  # ping-pong: each message goes out alone
+                    message = b"ping %d" % i
+                    await mine.send_all(message)
+                    got = b""
+                    while len(got) < len(message):
+                        got += await upstream.receive_some()
+                    assert got == message
+                    await upstream.send_all(b"pong %d" % i)
+                    got = b""
+                    while len(got) < len(b"pong %d" % i):
+                        got += await mine.receive_some()
+                    assert got == b"pong %d" % i
+
+                async def upstream_side() -> None:
+                    assert await receive_all(upstream) == bulk
+                    await upstream.send_all(reply)
+                    await upstream.send_eof()
+
+                nursery.start_soon(upstream_side)
+                await mine.send_all(bulk)
+                await mine.send_eof()
+                assert await receive_all(mine) == reply
+                await mine.aclose()
+            await upstream.aclose()
+    sent = sum(len(b"ping %d" % i) for i in range(50)) + len(bulk)
+    answered = sum(len(b"pong %d" % i) for i in range(50)) + len(reply)
+    assert result == [(sent, answered)]

@@ -455,3 +455,69 @@ async def test_initial_data_is_read_before_the_transport(client_ctx: ssl.SSLCont
         await server.do_handshake()
     await client.send_all(b"ping")
     assert await server.receive_some(10) == b"ping"
+
+
+# ---- straight to the socket: the plain-socket fast paths and send_now ---------------
+
+
+async def test_check_two_way_stream_over_tcp(client_ctx: ssl.SSLContext) -> None:
+    """trio's generic checks with a real socket underneath, where TLSStream reads and writes
+    the socket itself rather than through trio.SocketStream."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listeners[0] as listener:
+        port = listener.socket.getsockname()[1]
+
+        async def stream_maker() -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
+            client_sock = await trio.open_tcp_stream("127.0.0.1", port)
+            server_sock = await listener.accept()
+            return _pair(client_ctx, client_sock, server_sock)
+
+        with trio.fail_after(30):
+            await trio.testing.check_two_way_stream(stream_maker, None)
+
+
+async def test_send_now_writes_at_once_only_over_a_socket(client_ctx: ssl.SSLContext) -> None:
+    with trio.fail_after(10):
+        left, right = trio.testing.memory_stream_pair()
+        client, server = _pair(client_ctx, left, right)
+        await _handshake_both(client, server)
+        assert not client.can_send_now()  # a memory stream has no socket to write
+        async with _tcp_pair(_ours_client(client_ctx), _ours_server) as (tcp_client, tcp_server):
+            assert isinstance(tcp_client, TLSStream) and isinstance(tcp_server, TLSStream)
+            assert not tcp_client.can_send_now()  # before the handshake
+            await _handshake_both(tcp_client, tcp_server)
+            assert tcp_client.can_send_now()
+            assert tcp_client.send_now(b"hello")
+            assert await tcp_server.receive_some() == b"hello"
+
+
+async def test_send_now_on_a_full_socket_keeps_the_rest_for_flush(
+    client_ctx: ssl.SSLContext,
+) -> None:
+    """A peer that does not read: send_now returns False once the socket is full, sending
+    waits (can_send_now is False) until flush has written the rest, and everything arrives
+    in order, including what send_all sent after it."""
+    block = os.urandom(256 * 1024)
+    with trio.fail_after(30):
+        async with _tcp_pair(_ours_client(client_ctx), _ours_server) as (client, server):
+            assert isinstance(client, TLSStream) and isinstance(server, TLSStream)
+            await _handshake_both(client, server)
+            sent = 0
+            while client.send_now(block):
+                sent += len(block)
+                assert sent < 256 * 1024 * 1024, "the socket never filled up"
+            sent += len(block)
+            assert not client.can_send_now()
+            expected = hashlib.sha256(block * (sent // len(block)) + b"tail").hexdigest()
+
+            async def writer() -> None:
+                await client.flush()
+                assert client.can_send_now()
+                await client.send_all(b"tail")
+                await client.aclose()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                digest, count = await _receive_and_hash(server)
+    assert count == sent + 4
+    assert digest == expected
