@@ -129,12 +129,12 @@ class Clinic:
         return self.proc.wait(timeout=60)
 
 
-def start_clinic(state: Path) -> Clinic:
+def start_clinic(state: Path, *options: str) -> Clinic:
     """Run the example as `./dev clinic` does (after its setup) and wait for `clinic: ready`.
 
     A thread reads its output for as long as it runs (so a full pipe never blocks it)."""
     proc = subprocess.Popen(
-        [sys.executable, str(RUN), "--state-dir", str(state)],
+        [sys.executable, str(RUN), "--state-dir", str(state), *options],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
@@ -565,3 +565,65 @@ def test_the_example_configs_load_as_the_agent_and_edge_load_them(clinic: Clinic
 def yaml_endpoints(path: Path) -> list[dict[str, Any]]:
     endpoints: list[dict[str, Any]] = yaml.safe_load(path.read_text())["endpoints"]
     return endpoints
+
+
+def inspected_paths(agent: dict[str, Any]) -> list[str]:
+    """The request paths one agent's inspector captured (its own API, ngrok's shape)."""
+    url = f"{agent['inspector']}/api/requests/http?limit=200"
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return [r["request"]["uri"] for r in json.load(answer)["requests"]]
+
+
+def pool_of(clinic: Clinic, host: str) -> list[dict[str, Any]]:
+    """The members of the https://HOST agent endpoint's pool, as the admin API lists them
+    ([] when the endpoint is alone)."""
+    status, listing = clinic.admin("GET", "/endpoints")
+    assert status == 200, listing
+    for endpoint in listing["endpoints"]:
+        if endpoint.get("host") == host and endpoint.get("proto") == "https":
+            members: list[dict[str, Any]] = endpoint["pools"]
+            return members
+    raise AssertionError(f"no https://{host} in {listing}")
+
+
+def test_pooled_clinic_a_agents_both_serve_the_api_and_killing_one_keeps_it_answering(
+    tmp_path: Path,
+) -> None:
+    """`./dev clinic --pooled`: two clinic-A agents on clinic-a-pooled.yml share the internal
+    endpoints; api.acme.example's requests reach both, and after `kill -9` of one the API (and
+    the database) keep answering through the other, while the example runs on."""
+    assert all(e["pooling_enabled"] for e in yaml_endpoints(EXAMPLE / "clinic-a-pooled.yml"))
+    running = start_clinic(tmp_path / "state", "--pooled")
+    try:
+        assert "two pooled agents" in running.transcript
+        agents = running.info["agents"]
+        first, second = agents["clinic-a-1"], agents["clinic-a-2"]
+        for agent in (first, second):
+            assert load_config([Path(agent["config"])], {}).endpoints[0].pooling_enabled
+        assert len(pool_of(running, "api.clinic-a.internal")) == 2
+        before = {name: len(inspected_paths(agents[name])) for name in ("clinic-a-1", "clinic-a-2")}
+        for _ in range(20):
+            status, body = running.curl("api.acme.example", "/patients")
+            assert status == "200" and json.loads(body)["clinic"] == "Clinic A", body
+        after = {name: inspected_paths(agents[name]) for name in before}
+        served = {name: len(after[name]) - before[name] for name in before}
+        assert sum(served.values()) == 20, after
+        assert all(count >= 3 for count in served.values()), served  # both serve
+        assert {path for paths in after.values() for path in paths} == {"/patients"}
+
+        os.kill(first["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pool_of(running, "api.clinic-a.internal"):  # the edge saw its session end
+            assert time.monotonic() < deadline, pool_of(running, "api.clinic-a.internal")
+            time.sleep(0.05)
+        already = len(inspected_paths(second))
+        for _ in range(10):
+            status, body = running.curl("api.acme.example", "/patients")
+            assert status == "200" and json.loads(body)["clinic"] == "Clinic A", body
+        assert len(inspected_paths(second)) == already + 10  # all through the survivor
+        with psycopg.connect(running.conninfo(cert=running.acme_cert)) as connection:
+            assert connection.execute(SQL).fetchall() == ROWS
+        assert running.proc.poll() is None  # the example runs on with one clinic-A agent
+    finally:
+        code = running.interrupt()
+    assert code == 0

@@ -19,6 +19,11 @@ inbound connections. This runs every piece as the real programs, on loopback onl
    its output, prints `clinic: ready` and runs until Ctrl-C or SIGTERM, when it stops every
    process it started (exit 0).
 
+With --pooled, clinic A runs two agents (`clinic-a-1`, `clinic-a-2`) on copies of
+clinic-a-pooled.yml, whose endpoints have `pooling_enabled: true`: the edge balances over both,
+and when one of them exits the other keeps serving (the command says so and runs on; it stops
+when a process without a running pool partner exits).
+
 Everything lives in a state directory (default .burrow-clinic/ in the checkout; --state-dir),
 made anew on each run: the configs, copied from this directory with their ports pointed at the
 processes started here, the certificates, the edge's data directory, the authtokens and API key
@@ -129,8 +134,9 @@ class Lines:
 class Clinic:
     """The processes of one run, started in order and stopped in reverse."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, pooled: bool = False) -> None:
         self.state = state
+        self.pooled = pooled
         self.procs: list[tuple[str, subprocess.Popen[str]]] = []
         self.postgres: Postgres | None = None
         self.api_env = dict(os.environ)
@@ -159,6 +165,25 @@ class Clinic:
         if self.postgres is not None:
             self.postgres.stop()
 
+    def wait_for_an_exit(self) -> str:
+        """Block until a process exits that the scenario cannot run without; its name. A pooled
+        agent that exits while its pool partner runs is announced once and waited past."""
+        pooled = [name for name, clinic, _ in self.agents() if clinic == "clinic-a"]
+        partners = {f"{name}-agent" for name in pooled} if self.pooled else set()
+        announced: set[str] = set()
+        while True:
+            gone = [name for name, proc in self.procs if proc.poll() is not None]
+            for name in gone:
+                alive = [n for n, proc in self.procs if n in partners and proc.poll() is None]
+                if name in partners and alive and name not in announced:
+                    announced.add(name)
+                    print(f"clinic: {name} exited; {' and '.join(alive)} still serving clinic "
+                          "A's pooled endpoints", file=sys.stderr, flush=True)  # fmt: skip
+            fatal = [name for name in gone if name not in announced]
+            if fatal:
+                return fatal[0]
+            time.sleep(0.2)
+
     def edge_cli(self, *args: str) -> str:
         done = subprocess.run(
             [str(BIN / "burrow-edge"), *args], capture_output=True, text=True,
@@ -169,11 +194,22 @@ class Clinic:
         return done.stdout
 
     # --- the scenario ------------------------------------------------------------------------
+    def agents(self) -> list[tuple[str, str, str]]:
+        """(process name, clinic, config file here) of each agent: one per clinic, or with
+        --pooled two for clinic A on the pooled config."""
+        if self.pooled:
+            pooled = "clinic-a-pooled.yml"
+            return [("clinic-a-1", "clinic-a", pooled), ("clinic-a-2", "clinic-a", pooled),
+                    ("clinic-b", "clinic-b", "clinic-b.yml")]  # fmt: skip
+        return [("clinic-a", "clinic-a", "clinic-a.yml"), ("clinic-b", "clinic-b", "clinic-b.yml")]
+
     def run(self) -> dict[str, Any]:
         state = self.state
-        copied = ("edge.yml", "clinic-a.yml", "clinic-b.yml", *(f for _, f, _ in CLOUD_ENDPOINTS))
+        copied = ("edge.yml", *(f for _, f, _ in CLOUD_ENDPOINTS))
         for name in copied:
             shutil.copyfile(HERE / name, state / name)
+        for name, _clinic, source in self.agents():
+            shutil.copyfile(HERE / source, state / f"{name}.yml")
         pki = make_pki(state / "certs", connect_host=CONNECT_HOST, database_host="db.acme.example")
         try:
             self.postgres = start_postgres(state / "postgres.log")
@@ -215,22 +251,23 @@ class Clinic:
             "clinic-a": [apis["clinic-a"], self.postgres.port],
             "clinic-b": [apis["clinic-b"]],
         }
-        inspectors = {}
-        for clinic, ports in upstreams.items():
-            inspectors[clinic] = f"http://127.0.0.1:{free_port()}"
-            self._point_agent(state / f"{clinic}.yml", tls_port, ports, inspectors[clinic])
-        for clinic, count in (("clinic-a", 2), ("clinic-b", 1)):
+        inspectors, agents = {}, {}
+        for name, clinic, source in self.agents():
+            inspectors[name] = f"http://127.0.0.1:{free_port()}"
+            config = state / f"{name}.yml"
+            self._point_agent(config, source, tls_port, upstreams[clinic], inspectors[name])
             env = dict(os.environ, BURROW_AUTHTOKEN=(state / f"{clinic}.token").read_text().strip())
             env.pop("BURROW_CONNECT_URL", None)
             env.pop("BURROW_CONNECT_CAS", None)
             agent = self.spawn(
-                f"{clinic}-agent",
-                [str(BIN / "burrow"), "start", "--all", "--config", str(state / f"{clinic}.yml"),
-                 "--log", "stderr"],
+                f"{name}-agent",
+                [str(BIN / "burrow"), "start", "--all", "--config", str(config), "--log", "stderr"],
                 env=env,
             )  # fmt: skip
-            for _ in range(count):
+            for _ in upstreams[clinic]:  # one Forwarding line per endpoint
                 agent.wait(r"Forwarding ")
+            agents[name] = {"clinic": clinic, "pid": agent.proc.pid, "config": str(config),
+                            "inspector": inspectors[name], "log": str(agent.log)}  # fmt: skip
 
         cloud = {}
         for url, policy, description in CLOUD_ENDPOINTS:
@@ -252,6 +289,8 @@ class Clinic:
                      for clinic, port in apis.items()},
             "credentials": credentials,
             "inspectors": inspectors,
+            "agents": agents,
+            "pooled": self.pooled,
             "cloud_endpoints": cloud,
             "certs": {"connect_ca": str(pki.connect_ca), "clinic_ca": str(pki.clinic_ca),
                       "client_ca": str(pki.client_ca), "client_cert": str(pki.client.cert),
@@ -259,9 +298,12 @@ class Clinic:
         }  # fmt: skip
 
     @staticmethod
-    def _point_agent(config: Path, tls_port: int, upstream_ports: list[int], web: str) -> None:
-        """The copy of an agent config, its connect port and upstream ports set to this run's,
-        and its inspector on a free port (two agents on one machine cannot both have 4040)."""
+    def _point_agent(
+        config: Path, source: str, tls_port: int, upstream_ports: list[int], web: str
+    ) -> None:
+        """The copy of an agent config (of `source` here), its connect port and upstream ports
+        set to this run's, and its inspector on a free port (two agents on one machine cannot
+        both have 4040)."""
         document = yaml.safe_load(config.read_text())
         document["agent"]["connect_url"] = f"{CONNECT_HOST}:{tls_port}"
         document["agent"]["web_addr"] = web.removeprefix("http://")
@@ -269,7 +311,7 @@ class Clinic:
             url = endpoint["upstream"]["url"]
             endpoint["upstream"]["url"] = re.sub(r":\d+$", f":{port}", url)
         config.write_text(
-            f"# {_shown(HERE / config.name)}, ports pointed at this run's processes\n"
+            f"# {_shown(HERE / source)}, ports pointed at this run's processes\n"
             + yaml.safe_dump(document, sort_keys=False)
         )
 
@@ -340,10 +382,14 @@ def main(argv: list[str]) -> int:
         "--state-dir", type=Path, default=ROOT / ".burrow-clinic",
         help="where the configs, certificates, data and logs go (default: .burrow-clinic)",
     )  # fmt: skip
+    parser.add_argument(
+        "--pooled", action="store_true",
+        help="clinic A runs two pooled agents (clinic-a-pooled.yml) instead of one",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     state = args.state_dir.resolve()
-    clinic = Clinic(state)
+    clinic = Clinic(state, pooled=args.pooled)
     try:
         prepare(state)
         info = clinic.run()
@@ -351,9 +397,7 @@ def main(argv: list[str]) -> int:
         print(describe(info), flush=True)
         run_samples(sample_commands(info, state / "certs"))
         print("clinic: ready (Ctrl-C stops every process)", flush=True)
-        while all(proc.poll() is None for _, proc in clinic.procs):
-            time.sleep(0.5)
-        stopped = next(name for name, proc in clinic.procs if proc.poll() is not None)
+        stopped = clinic.wait_for_an_exit()
         print(f"clinic: {stopped} exited; stopping (its log: {_shown(state / stopped)}.log)",
               file=sys.stderr)  # fmt: skip
         return 1
@@ -371,13 +415,18 @@ def describe(info: dict[str, Any]) -> str:
     """The summary printed once everything runs."""
     edge, pg, apis, web = info["edge"], info["postgres"], info["apis"], info["inspectors"]
     port, users = edge["tls_port"], info["credentials"]
+    clinic_a_agents = (
+        f"two pooled agents (inspectors {web['clinic-a-1']} and {web['clinic-a-2']}), each:"
+        if info.get("pooled")
+        else f"agent (inspector {web['clinic-a']}):"
+    )
     return f"""\
 The clinic scenario is running (state and logs: {_shown(Path(info["state_dir"]))}/).
   edge      agents dial {edge["connect_host"]}:{port} (Acme's connect certificate);
             https:// and tls:// endpoints on 127.0.0.1:{port}; admin API {edge["admin_url"]}
   clinic A  service user {users["clinic-a"]["service_user"]}, credential \
 {users["clinic-a"]["credential"]} (bind:*.clinic-a.internal)
-            agent (inspector {web["clinic-a"]}):
+            {clinic_a_agents}
               https://api.clinic-a.internal    -> API 127.0.0.1:{apis["clinic-a"]["port"]}
               tls://db.clinic-a.internal:5432  -> PostgreSQL 127.0.0.1:{pg["port"]} \
 (mutual TLS ends at the agent)
