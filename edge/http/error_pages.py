@@ -24,7 +24,9 @@ proxy strips them), so a client can trust them to come from the edge.
 
 The body is HTML unless the request's `Accept` prefers `application/json` over `text/html`
 (see `prefers_json`); the JSON shape follows ngrok's REST error body: `{"error_code",
-"status_code", "msg", "details": {"docs_url"?}}`.
+"status_code", "msg", "details": {"docs_url"}}`. Every page points to Burrow's own explanation
+of its code (`docs/errors.md#<code>`), not to ngrok's documentation, whose advice (plans,
+dashboards) does not apply to a self-hosted edge.
 """
 
 from __future__ import annotations
@@ -33,7 +35,16 @@ import html
 import json
 from dataclasses import dataclass
 
-from protocol.rpc.errcodes import ERR_NGROK_3004, ERR_NGROK_3200, ERR_NGROK_8012, docs_url
+from protocol.rpc.errcodes import ERR_NGROK_3004, ERR_NGROK_3200, ERR_NGROK_8012
+
+#: Burrow's page that explains every error code, one `#### CODE` section each
+#: (tests/test_errors_doc.py keeps it complete).
+ERRORS_DOC = "docs/errors.md"
+
+
+def docs_reference(code: str) -> str:
+    """Where Burrow's documentation explains `code`: `docs/errors.md#err_ngrok_3200`."""
+    return f"{ERRORS_DOC}#{code.lower()}"
 
 __all__ = [
     "BURROW_BAD_REQUEST",
@@ -43,8 +54,10 @@ __all__ = [
     "BURROW_METHOD_NOT_ALLOWED",
     "BURROW_MISDIRECTED_REQUEST",
     "BURROW_NOT_IMPLEMENTED",
+    "BURROW_REQUEST_BODY_TOO_LARGE",
     "BURROW_REQUEST_TIMEOUT",
     "BURROW_VERSION_NOT_SUPPORTED",
+    "ERRORS_DOC",
     "ErrorPage",
     "agent_unreachable",
     "at_capacity",
@@ -81,12 +94,16 @@ BURROW_VERSION_NOT_SUPPORTED = "BURROW_VERSION_NOT_SUPPORTED"
 #: limits.max_streams_per_session, or this endpoint's share of them (status 503). ngrok has no
 #: code for this (ERR_NGROK_3200 says the agent is offline, which it is not).
 BURROW_ENDPOINT_AT_CAPACITY = "BURROW_ENDPOINT_AT_CAPACITY"
+#: The request body is longer than http.max_buffered_body, and the endpoint's Traffic Policy
+#: reads bodies whole (verify-webhook, request-body-find-replace) (status 413).
+BURROW_REQUEST_BODY_TOO_LARGE = "BURROW_REQUEST_BODY_TOO_LARGE"
 
 _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    413: "Content Too Large",
     421: "Misdirected Request",
     431: "Request Header Fields Too Large",
     501: "Not Implemented",
@@ -99,6 +116,7 @@ _BAD_REQUEST_CODES = {
     408: BURROW_REQUEST_TIMEOUT,
     431: BURROW_HEAD_TOO_LARGE,
     501: BURROW_NOT_IMPLEMENTED,
+    413: BURROW_REQUEST_BODY_TOO_LARGE,
     405: BURROW_METHOD_NOT_ALLOWED,
     505: BURROW_VERSION_NOT_SUPPORTED,
 }
@@ -262,9 +280,9 @@ def _rank(media: bytes, q: float, kind: bytes, subtype: bytes) -> tuple[float, i
 def render(page: ErrorPage, *, as_json: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The page's headers (type, length, no-store, the error-code headers) and body."""
     ngrok_code = page.ngrok_code
-    docs = docs_url(ngrok_code) if ngrok_code is not None else None
+    docs = docs_reference(page.code)
     if as_json:
-        details = {"docs_url": docs} if docs else {}
+        details = {"docs_url": docs}
         document = {
             "error_code": page.code,
             "status_code": page.status,
@@ -289,9 +307,10 @@ def render(page: ErrorPage, *, as_json: bool) -> tuple[list[tuple[bytes, bytes]]
     return headers, body
 
 
-def _html(page: ErrorPage, docs: str | None) -> str:
+def _html(page: ErrorPage, docs: str) -> str:
     title = f"{page.status} {page.reason.decode('ascii')}"
-    link = f'<p><a href="{html.escape(docs)}">{html.escape(docs)}</a></p>\n' if docs else ""
+    # Named, not linked: a relative link would resolve against the endpoint's own site.
+    link = f"<p>What it means and what to do: <code>{html.escape(docs)}</code></p>\n"
     return (
         "<!doctype html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>\n'

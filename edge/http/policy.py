@@ -22,6 +22,7 @@ request with a coded 500, never the connection.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -29,17 +30,23 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
 
 from edge.endpoints.registry import AttachedPolicy
+from edge.events import EventLog
 from edge.http.headers import Headers
+from edge.http.response_body import RewrittenResponse, plan_body
 from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from edge.policy.breaker import record_outcomes
 from edge.policy.engine import (
     Carried,
     Close,
+    ForwardInternal,
     HeaderChanges,
     LogRecord,
     Respond,
+    ResponseChanges,
     run_http_request,
     run_http_response,
 )
+from edge.policy.forward_internal import ForwardCheck
 
 if TYPE_CHECKING:
     from edge.http.routing import HttpRoute
@@ -50,9 +57,12 @@ __all__ = [
     "Policed",
     "PolicyAnswer",
     "PolicyClose",
+    "PolicyForward",
     "ResponsePolicy",
+    "answer_phase",
     "request_phase",
     "response_phase",
+    "upstream_failed",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,6 +170,21 @@ class ResponsePolicy:
     request: RequestFacts
     endpoint: EndpointFacts
     carried: Carried
+    #: The response phase to run after this one: the policy of the endpoint that forwarded the
+    #: request here with forward-internal (`edge.http.forwarding`), None for the first endpoint.
+    outer: ResponsePolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyForward:
+    """forward-internal: hand `request` (the policy's changes applied) to the internal endpoint
+    `url`, whose policy runs next (`edge.http.forwarding.follow`); `response` runs after the
+    target's response phase. `error` is set when the forward failed with `on_error: halt`."""
+
+    url: str
+    error: tuple[str, str] | None
+    request: HttpRequest
+    response: ResponsePolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +195,9 @@ class Policed:
     route: HttpRoute
     request: HttpRequest
     response: ResponsePolicy
+    #: The body to forward when the policy read it whole (`edge.http.body_buffer`); None: the
+    #: body streams from the client as it comes.
+    body: bytes | None = None
 
 
 def request_facts(request: HttpRequest) -> RequestFacts:
@@ -200,17 +228,35 @@ def request_facts(request: HttpRequest) -> RequestFacts:
 
 
 def request_phase(
-    request: HttpRequest, route: HttpRoute, attached: AttachedPolicy, *, now: float
-) -> Policed | PolicyAnswer | PolicyClose:
+    request: HttpRequest,
+    route: HttpRoute,
+    attached: AttachedPolicy,
+    *,
+    now: float,
+    forward_check: ForwardCheck | None = None,
+    body: bytes | None = None,
+) -> Policed | PolicyAnswer | PolicyClose | PolicyForward:
     """Run `on_http_request` of `route`'s policy `attached` on `request`: forward it changed,
-    answer it, or close."""
+    answer it, close, or hand it to an internal endpoint (`forward_check` checks the target:
+    `edge.http.forwarding`). `body` is the whole request body when the shell read it for a
+    policy that reads bodies (`edge.http.body_buffer`); a body the policy rewrote comes back in
+    `Policed.body`."""
     endpoint = route.endpoint_facts()
     conn = request.conn.facts() if request.conn is not None else _unknown_conn(request)
     facts = request_facts(request)
+    if body is not None:
+        facts = replace(facts, body=body, content_length=len(body))
     outcome = run_http_request(
-        attached.compiled, conn, facts, endpoint=endpoint, now=now, state=attached.state
+        attached.compiled,
+        conn,
+        facts,
+        endpoint=endpoint,
+        now=now,
+        state=attached.state,
+        forward_check=forward_check,
+        trace=False,  # the edge needs the outcome, not `policy test`'s account of it
     )
-    _log_records(outcome.logs, endpoint.url)
+    _log_records(outcome.logs, endpoint.url, attached.events)
     if isinstance(outcome, Close):
         return PolicyClose(outcome.reason)
     if isinstance(outcome, Respond):
@@ -220,22 +266,43 @@ def request_phase(
         # The policy's own answer goes through its response phase, as the upstream's would
         # (ngrok runs on_http_response after a request-phase custom-response too).
         policy = ResponsePolicy(attached, conn, facts, endpoint, outcome.carried)
-        return _answer_phase(policy, answer, now=now)
+        return answer_phase(policy, answer, now=now)
     changes = outcome.changes
     changed = request
     if changes.headers.removed or changes.headers.added:
         changed = replace(changed, headers=apply_headers(request.headers, changes.headers))
     if changes.target is not None:
         changed = replace(changed, target=changes.target.encode("utf-8"))
-    return Policed(route, changed, ResponsePolicy(attached, conn, facts, endpoint, outcome.carried))
+    response = ResponsePolicy(attached, conn, facts, endpoint, outcome.carried)
+    if isinstance(outcome, ForwardInternal):
+        return PolicyForward(outcome.url, outcome.error, changed, response)
+    return Policed(route, changed, response, changes.body)
 
 
 def response_phase(
-    policy: ResponsePolicy, status: int, headers: Headers, *, now: float
-) -> Headers | PolicyAnswer:
+    policy: ResponsePolicy, status: int, headers: Headers, *, now: float, upstream: bool = True
+) -> Headers | PolicyAnswer | RewrittenResponse:
     """Run `on_http_response` on the final response head `status`/`headers` (as the client
     would get them): those headers with the policy's changes (but for the framing headers,
-    which stay as they are), or the answer replacing it."""
+    which stay as they are), or the answer replacing it. Then `policy.outer`'s, if any, on
+    the result (the forwarding endpoint's, after a forward-internal).
+
+    `upstream`: the head is the upstream's (not a policy's answer), so its status is reported
+    to the circuit breakers the request passed (`edge.policy.breaker`)."""
+    if policy.outer is not None:
+        inner = response_phase(
+            replace(policy, outer=None), status, headers, now=now, upstream=upstream
+        )
+        if isinstance(inner, PolicyAnswer):
+            return answer_phase(policy.outer, inner, now=now)
+        if isinstance(inner, RewrittenResponse):
+            after = response_phase(
+                policy.outer, status, inner.headers, now=now, upstream=upstream
+            )
+            return after if isinstance(after, PolicyAnswer) else inner.then(after)
+        return response_phase(policy.outer, status, inner, now=now, upstream=upstream)
+    if upstream:
+        record_outcomes(policy.carried.breakers, status=status, now=now)
     facts = ResponseFacts(
         status=status,
         headers=tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers),
@@ -249,27 +316,58 @@ def response_phase(
         now=now,
         state=policy.attached.state,
         carried=policy.carried,
+        trace=False,
     )
-    _log_records(outcome.logs, policy.endpoint.url)
+    _log_records(outcome.logs, policy.endpoint.url, policy.attached.events)
     if isinstance(outcome, Respond):
         return _answer(outcome)
     changes = outcome.headers
-    if not changes.removed and not changes.added:
-        return headers
-    # The body is framed by the upstream's head (or the answer's length): a policy does not
-    # change the framing headers, which would make the response unsendable.
-    kept = HeaderChanges(
-        tuple(name for name in changes.removed if name not in _FRAMING),
-        tuple((name, value) for name, value in changes.added if name not in _FRAMING),
+    if changes.removed or changes.added:
+        # The body is framed by the upstream's head (or the answer's length): a policy does not
+        # change the framing headers, which would make the response unsendable.
+        kept = HeaderChanges(
+            tuple(name for name in changes.removed if name not in _FRAMING),
+            tuple((name, value) for name, value in changes.added if name not in _FRAMING),
+        )
+        headers = apply_headers(headers, kept)
+    if outcome.body:  # compress-response, response-body-find-replace
+        return _body_phase(policy, status, headers, outcome)
+    return headers
+
+
+def _body_phase(
+    policy: ResponsePolicy, status: int, headers: Headers, outcome: ResponseChanges
+) -> Headers | RewrittenResponse:
+    """The head after the body actions (`edge.http.response_body`), and the rewrite to run the
+    body through when they change it."""
+    plan = plan_body(
+        outcome.body,
+        method=policy.request.method,
+        status=status,
+        request_headers=policy.request.headers,
+        headers=headers,
     )
-    return apply_headers(headers, kept)
+    url = policy.endpoint.url
+    for note in plan.notes:
+        log.info("policy %s: %s", url, note)
+    if not plan.rewrites:
+        return plan.headers
+    return RewrittenResponse(plan.headers, (plan,), functools.partial(_report, url))
 
 
-def _answer_phase(policy: ResponsePolicy, answer: PolicyAnswer, *, now: float) -> PolicyAnswer:
+def _report(url: str, line: str) -> None:
+    log.warning("policy %s: %s", url, line)
+
+
+def answer_phase(policy: ResponsePolicy, answer: PolicyAnswer, *, now: float) -> PolicyAnswer:
     """`answer` after the response phase: its headers changed, or another answer."""
-    decided = response_phase(policy, answer.status, answer.headers, now=now)
+    decided = response_phase(policy, answer.status, answer.headers, now=now, upstream=False)
     if isinstance(decided, PolicyAnswer):
         return decided
+    if isinstance(decided, RewrittenResponse):  # the answer's body is here whole: rewrite it
+        body = decided.whole(answer.body)
+        headers = [*decided.headers, (b"Content-Length", b"%d" % len(body))]
+        return replace(answer, headers=headers, body=body)
     return replace(answer, headers=decided)
 
 
@@ -297,13 +395,19 @@ def _answer(outcome: Respond) -> PolicyAnswer:
         headers.append((b"Burrow-Error-Code", code.encode("ascii")))
         if code.startswith("ERR_NGROK_"):
             headers.append((b"ngrok-error-code", code.encode("ascii")))
-    actions = [a for rule in outcome.trace.rules for a in rule.actions]
     reason = (
-        f"policy runtime error {code}"
-        if code is not None
-        else f"policy {actions[-1].type if actions else 'action'}"
+        f"policy runtime error {code}" if code is not None else f"policy {outcome.action or 'action'}"
     )
     return PolicyAnswer(outcome.status, headers, outcome.body, reason)
+
+
+def upstream_failed(policy: ResponsePolicy, *, now: float) -> None:
+    """Report a forwarded request that got no response head (the agent or the upstream
+    failed) to the circuit breakers it passed, as an upstream error (`edge.policy.breaker`)."""
+    current: ResponsePolicy | None = policy
+    while current is not None:
+        record_outcomes(current.carried.breakers, status=None, now=now)
+        current = current.outer
 
 
 def _unknown_conn(request: HttpRequest) -> ConnFacts:
@@ -318,12 +422,22 @@ def _unknown_conn(request: HttpRequest) -> ConnFacts:
     )
 
 
-def _log_records(records: tuple[LogRecord, ...], url: str) -> None:
+def _log_records(
+    records: tuple[LogRecord, ...], url: str, events: EventLog | None = None
+) -> None:
     # A record's place names its phase, rule and action: `on_http_request rule 0 ("audit")
-    # action 0 (log)`.
+    # action 0 (log)`. A `log` action's record is also an event (`edge.events`), when the
+    # policy has an event log; runtime failures are the operator's, in the log only.
     for record in records:
         metadata = json.dumps(dict(record.metadata), default=str, sort_keys=True)
         if record.error_code is not None:
             log.warning("policy %s: %s: %s %s", url, record.place, record.error_code, metadata)
-        else:
-            log.info("policy %s: %s: %s", url, record.place, metadata)
+            continue
+        log.info("policy %s: %s: %s", url, record.place, metadata)
+        if events is not None:
+            events.record_policy_log(
+                endpoint_url=url,
+                phase=record.phase,
+                place=record.place,
+                metadata=dict(record.metadata),
+            )

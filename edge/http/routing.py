@@ -7,6 +7,14 @@
 Names: an *agent stream* is the proxy stream the edge opens to the endpoint's agent over its
 muxado session; the *upstream* is the customer's service behind the agent, which the agent
 dials and pipes the agent stream's bytes to.
+
+Pools. A route to a pool pins the member it picked (`Endpoint.pick`: healthy members, power of
+two choices), so the Traffic Policy that runs is that member's (ngrok picks the member first,
+then runs its policy) and the request goes to it; opening its agent stream falls back to
+another member if that fails (`Endpoint.open_proxy`). An agent stream to a pool is not kept for
+the connection's next request (`reusable`): each request is balanced on its own.
+`retry_elsewhere` says whether a request whose agent refused it may be sent again to another
+member.
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ from typing import Protocol
 
 import trio
 
-from edge.endpoints.registry import AttachedPolicy, Endpoint, EndpointRegistry
+from edge.config import LimitsConfig
+from edge.endpoints.registry import AttachedPolicy, Endpoint, EndpointRegistry, Member, PoolStream
 from edge.policy.activation import EndpointFacts
+from edge.policy.forward_internal import candidate_urls
 
-__all__ = ["EndpointRouter", "HttpRoute", "HttpRouter"]
+__all__ = ["EndpointRouter", "HttpRoute", "HttpRouter", "retry_elsewhere", "reusable"]
 
 
 class HttpRoute(Protocol):
@@ -61,24 +71,52 @@ class HttpRouter(Protocol):
 
 class EndpointRouter:
     """The `HttpRouter` of a running edge: public endpoints in the registry, by scheme and host
-    (an exact name first, then the closest wildcard; `EndpointRegistry.lookup_public`)."""
+    (an exact name first, then the closest wildcard; `EndpointRegistry.lookup_public`); and,
+    for forward-internal (`edge.http.forwarding.InternalRouter`), internal http/https
+    endpoints by their canonical URL, with the chain limit `max_forward_hops`."""
 
-    __slots__ = ("_registry",)
+    __slots__ = ("_registry", "max_forward_hops")
 
-    def __init__(self, registry: EndpointRegistry) -> None:
+    def __init__(
+        self,
+        registry: EndpointRegistry,
+        *,
+        max_forward_hops: int = LimitsConfig().forward_internal_max_hops,
+    ) -> None:
         self._registry = registry
+        self.max_forward_hops = max_forward_hops
 
     def route(self, host: str, scheme: str) -> HttpRoute | None:
         endpoint = self._registry.lookup_public(scheme, host)
-        return None if endpoint is None else _EndpointRoute(endpoint)
+        if endpoint is None:
+            return None
+        member = endpoint.pick()
+        return None if member is None else _EndpointRoute(endpoint, member)
+
+    def route_internal(self, url: str) -> HttpRoute | None:
+        """The online internal http/https endpoint serving the canonical URL `url` (the exact
+        one first, then the closest wildcard), or None."""
+        for candidate in candidate_urls(url):
+            endpoint = self._registry.lookup(candidate)
+            if (
+                endpoint is not None
+                and endpoint.binding == "internal"
+                and endpoint.proto in ("http", "https")
+            ):
+                member = endpoint.pick()
+                if member is not None:
+                    return _EndpointRoute(endpoint, member)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
 class _EndpointRoute:
     """A registry endpoint as an `HttpRoute`: the endpoint is the identity (an agent stream is
-    reused only for the same endpoint), and it opens the agent streams (to one of its agents)."""
+    reused only for the same endpoint), `member` the one it picked (its policy runs, its agent
+    gets the request unless opening a stream to it fails)."""
 
     endpoint: Endpoint
+    member: Member
 
     @property
     def key(self) -> object:
@@ -86,11 +124,11 @@ class _EndpointRoute:
 
     @property
     def forwards_to(self) -> str:
-        return self.endpoint.forwards_to or "its upstream"
+        return self.member.forwards_to or "its upstream"
 
     @property
     def policy(self) -> AttachedPolicy | None:
-        return self.endpoint.policy
+        return self.member.policy
 
     def endpoint_facts(self) -> EndpointFacts:
         endpoint = self.endpoint
@@ -103,7 +141,24 @@ class _EndpointRoute:
         )
 
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
-        return await self.endpoint.open_proxy(client_addr)
+        return await self.endpoint.open_proxy(client_addr, first=self.member)
+
+
+def reusable(stream: trio.abc.HalfCloseableStream) -> bool:
+    """Whether a kept agent stream may carry the connection's next request: not when it goes
+    to a pool (each request is balanced) or to a member that has left."""
+    return not isinstance(stream, PoolStream) or stream.reusable
+
+
+def retry_elsewhere(stream: trio.abc.HalfCloseableStream) -> bool:
+    """Whether a request whose agent stream failed before any byte came back (a STREAM_REFUSED
+    or REMOTE_GONE_AWAY reset: no byte reached an upstream) may go to another member of the
+    same pool now: the stream's member is in back-off, so opening again picks another."""
+    return (
+        isinstance(stream, PoolStream)
+        and stream.refused_early
+        and stream.endpoint.alternative(stream.member)
+    )
 
 
 def _url_port(url: str, default: int) -> int:

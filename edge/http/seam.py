@@ -68,6 +68,7 @@ import trio
 
 from edge.config import HttpConfig
 from edge.endpoints.registry import StreamLimitError
+from edge.http.body_buffer import BufferBody
 from edge.http.error_pages import (
     ErrorPage,
     agent_unreachable,
@@ -82,16 +83,19 @@ from edge.http.error_pages import (
     request_timeout,
     upstream_unreachable,
 )
+from edge.http.forwarding import ForwardRefused, first_check, follow
 from edge.http.headers import Headers, RawHeaders, response_headers
 from edge.http.policy import (
     ClientConn,
     Policed,
     PolicyAnswer,
     PolicyClose,
+    PolicyForward,
     ResponsePolicy,
     request_phase,
     response_phase,
 )
+from edge.http.response_body import RewrittenResponse
 from edge.http.routing import HttpRoute, HttpRouter
 from protocol.adapters.mux import reset_code
 from protocol.wire.errors import ErrorCode
@@ -99,6 +103,7 @@ from protocol.wire.errors import ErrorCode
 __all__ = [
     "CLOSE_TIMEOUT",
     "AgentStreamError",
+    "BufferBody",
     "ClientBodyError",
     "ClientGoneError",
     "ClientTooSlowError",
@@ -110,6 +115,7 @@ __all__ = [
     "Refusal",
     "RelayError",
     "ResponsePolicy",
+    "RewrittenResponse",
     "client_response_headers",
     "close_agent_stream",
     "decide",
@@ -164,7 +170,7 @@ class Refusal:
 
 def decide(
     request: HttpRequest, router: HttpRouter, *, now: float
-) -> HttpRoute | Refusal | Policed | PolicyAnswer | PolicyClose:
+) -> HttpRoute | Refusal | Policed | PolicyAnswer | PolicyClose | BufferBody:
     """Where `request` goes: the endpoint to forward it to, or the page to answer with (404
     ERR_NGROK_3200 when no endpoint for its host and scheme is online; 421
     BURROW_MISDIRECTED_REQUEST when its Host is not the endpoint its connection was made for).
@@ -180,7 +186,12 @@ def decide(
     HTTP/1.1 and HTTP/2 alike, after the lookup (the policy belongs to the endpoint) and before
     the agent stream is opened, at `now` (Unix seconds): `Policed` (forward `Policed.request`,
     its changes applied, to `Policed.route`), `PolicyAnswer` or `PolicyClose`. An endpoint
-    without a policy costs one `is None` check."""
+    without a policy costs one `is None` check. A policy with an action that reads the request
+    body (verify-webhook, request-body-find-replace) gets `BufferBody` instead: the shell reads
+    the body whole, then runs the phase with `edge.http.body_buffer.decide_with_body`. A
+    forward-internal is followed to the internal endpoint (`edge.http.forwarding`), whose
+    policy runs too: `Policed.route` is then that endpoint; a failed forward is a `Refusal`
+    (404 ERR_NGROK_3200 offline, 502 ERR_NGROK_3501 a loop or too long a chain)."""
     host = request.host
     route = router.route(host, request.scheme)
     sni = request.sni
@@ -194,7 +205,17 @@ def decide(
     attached = route.policy
     if attached is None:
         return route
-    return request_phase(request, route, attached, now=now)
+    if attached.compiled.reads_request_body:
+        return BufferBody(request, route, attached)  # the phase runs once the body is read
+    decided = request_phase(
+        request, route, attached, now=now, forward_check=first_check(router, route)
+    )
+    if isinstance(decided, PolicyForward):  # forward-internal: edge/http/forwarding.py
+        followed = follow(decided, router, chain=(route.endpoint_facts().url,), now=now)
+        if isinstance(followed, ForwardRefused):
+            return Refusal(followed.page, followed.reason)
+        return followed
+    return decided
 
 
 def _misdirected(host: str, sni: str) -> Refusal:
@@ -206,14 +227,14 @@ def client_response_headers(headers: RawHeaders) -> Headers: ...
 @overload
 def client_response_headers(
     headers: RawHeaders, *, policy: ResponsePolicy, status: int, now: float
-) -> Headers | PolicyAnswer: ...
+) -> Headers | PolicyAnswer | RewrittenResponse: ...
 def client_response_headers(
     headers: RawHeaders,
     *,
     policy: ResponsePolicy | None = None,
     status: int = 0,
     now: float = 0.0,
-) -> Headers | PolicyAnswer:
+) -> Headers | PolicyAnswer | RewrittenResponse:
     """The headers of the upstream's final response head (`status`) as the client gets them:
     hop-by-hop and edge-only headers removed (`edge.http.headers.response_headers`). HTTP/2
     then lowercases them behind `:status`; a 101 is not a final response and does not come here.
@@ -221,8 +242,10 @@ def client_response_headers(
     Traffic Policy: `policy` is `Policed.response` when the endpoint has one; its
     `on_http_response` phase runs here at `now`, for HTTP/1.1 and HTTP/2 alike: the headers
     with its changes, or a `PolicyAnswer` to send instead of the upstream's response (whose body
-    the shell then discards, closing the agent stream). Without a policy the result is always
-    the headers."""
+    the shell then discards, closing the agent stream), or a `RewrittenResponse` when its
+    compress-response or response-body-find-replace changes the body: the head to send, and
+    the rewrite (`start(http.max_buffered_response_body)`) the shell runs the upstream's body
+    through. Without a policy the result is always the headers."""
     cleaned = response_headers(headers, upgrade=False)
     if policy is None:
         return cleaned

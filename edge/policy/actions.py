@@ -24,9 +24,14 @@ from typing import Final
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
+from edge.policy.actions_breaker import CircuitBreakerConfig, parse_circuit_breaker
+from edge.policy.actions_jwt import JwtValidationConfig, parse_jwt_validation
+from edge.policy.actions_tls import TerminateTlsConfig, parse_terminate_tls
 from edge.policy.cel import Compiled, compile_expression
 from edge.policy.document import freeze
 from edge.policy.errors import (
+    ERR_NGROK_2203,
+    ERR_NGROK_2214,
     ERR_NGROK_2215,
     ERR_NGROK_2217,
     ERR_NGROK_2219,
@@ -37,7 +42,13 @@ from edge.policy.errors import (
     ERR_NGROK_2261,
 )
 from edge.policy.fields import ConfigReader
+from edge.policy.forward_internal import (
+    ForwardInternalConfig,
+    falls_through,
+    parse_forward_internal,
+)
 from edge.policy.interpolation import Template
+from edge.policy.webhooks import PROVIDERS
 
 __all__ = [
     "CATALOGUE",
@@ -46,17 +57,24 @@ __all__ = [
     "AddHeadersConfig",
     "BasicAuthConfig",
     "CloseConnectionConfig",
+    "CompressResponseConfig",
     "Credential",
     "CustomResponseConfig",
     "DenyConfig",
+    "ForwardInternalConfig",
     "LogConfig",
     "RateLimitConfig",
     "RedirectConfig",
     "RemoveHeadersConfig",
+    "Replacement",
+    "RequestBodyFindReplaceConfig",
+    "ResponseBodyFindReplaceConfig",
     "RestrictIpsConfig",
     "SetVarsConfig",
     "UrlRewriteConfig",
+    "VerifyWebhookConfig",
     "parse_duration",
+    "terminates",
 ]
 
 TCP: Final = "on_tcp_connect"
@@ -73,6 +91,9 @@ MAX_REALM: Final = 128
 MAX_RATE_LIMIT_NAME: Final = 1023
 MIN_PASSWORD, MAX_PASSWORD = 8, 128
 MAX_CAPACITY: Final = 2_000_000_000
+# request-body-find-replace rules per action: each is a pass over the whole body, so a bound
+# keeps one request's work proportional to its size (ngrok documents no cap; 10 as headers).
+MAX_REPLACEMENTS: Final = 10
 # RFC 9110 §5.1 field-name: a token.
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _CTL: Final = re.compile(r"[\x00-\x1f\x7f]")
@@ -163,6 +184,34 @@ class RateLimitConfig:
     enforce: bool
 
 
+@dataclass(frozen=True, slots=True)
+class VerifyWebhookConfig:
+    provider: str  # one of edge.policy.webhooks.PROVIDERS
+    secret: Template
+    enforce: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    from_: Template  # an RE2 pattern (checked at load unless it has `${...}`)
+    to: Template  # `$1`/`${name}` groups; empty deletes the match
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBodyFindReplaceConfig:
+    replacements: tuple[Replacement, ...]  # applied in order, each to the previous result
+
+
+@dataclass(frozen=True, slots=True)
+class CompressResponseConfig:
+    algorithms: tuple[str, ...]  # of COMPRESSION_ALGORITHMS, in the operator's order
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseBodyFindReplaceConfig:
+    replacements: tuple[Replacement, ...]  # applied in order, each to the previous result
+
+
 ActionConfig = (
     RestrictIpsConfig
     | DenyConfig
@@ -176,6 +225,14 @@ ActionConfig = (
     | LogConfig
     | BasicAuthConfig
     | RateLimitConfig
+    | ForwardInternalConfig
+    | VerifyWebhookConfig
+    | RequestBodyFindReplaceConfig
+    | CompressResponseConfig
+    | ResponseBodyFindReplaceConfig
+    | TerminateTlsConfig
+    | JwtValidationConfig
+    | CircuitBreakerConfig
 )
 Parser = Callable[[ConfigReader], ActionConfig]
 
@@ -255,13 +312,21 @@ def _regex(reader: ConfigReader, field: str, text: str) -> Template:
 def _templated_values(
     reader: ConfigReader, field: str, items: Mapping[str, object]
 ) -> list[tuple[str, object]]:
-    result: list[tuple[str, object]] = []
-    for key, value in items.items():
-        if isinstance(value, str):
-            result.append((key, reader.template(f"{field}.{key}", value)))
-        else:
-            result.append((key, freeze(value)))
-    return result
+    return [(key, _templated(reader, f"{field}.{key}", value)) for key, value in items.items()]
+
+
+def _templated(reader: ConfigReader, field: str, value: object) -> object:
+    """`value` deep-frozen, with every string in it, at any depth, a `Template` (ngrok's
+    set-vars example interpolates a map's member: `sample_map: {pem: ${conn.tls.client.pem}}`)."""
+    if isinstance(value, str):
+        return reader.template(field, value)
+    if isinstance(value, Mapping):
+        return freeze(
+            {key: _templated(reader, f"{field}.{key}", item) for key, item in value.items()}
+        )
+    if isinstance(value, tuple | list):
+        return tuple(_templated(reader, f"{field}[{i}]", item) for i, item in enumerate(value))
+    return freeze(value)
 
 
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -463,6 +528,95 @@ def parse_rate_limit(reader: ConfigReader) -> RateLimitConfig:
     return RateLimitConfig(name, algorithm, capacity, int(rate), compiled, enforce)
 
 
+def parse_verify_webhook(reader: ConfigReader) -> VerifyWebhookConfig:
+    provider = reader.string("provider", required=True)
+    assert provider is not None
+    if provider not in PROVIDERS:
+        raise reader.invalid(
+            "provider",
+            f"{provider!r} is not a provider this Burrow edge verifies "
+            f"(it verifies {', '.join(sorted(PROVIDERS))})",
+        )
+    secret = reader.string("secret", required=True)
+    assert secret is not None
+    if not secret:
+        raise reader.invalid("secret", f"webhook verification for {provider} requires a secret")
+    enforce = reader.boolean("enforce", default=True)
+    return VerifyWebhookConfig(provider, reader.template("secret", secret), enforce)
+
+
+def parse_request_body_find_replace(reader: ConfigReader) -> RequestBodyFindReplaceConfig:
+    value = reader.raw("replacements")
+    if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
+        raise reader.invalid("replacements", "must be a list of at least one {from, to}")
+    reader.check_count("replacements", len(value), MAX_REPLACEMENTS)
+    result: list[Replacement] = []
+    for index, item in enumerate(value):
+        place = f"replacements[{index}]"
+        if not isinstance(item, Mapping):
+            raise reader.invalid(place, "must be a mapping with `from` and `to`")
+        unknown = sorted(str(key) for key in item if key not in ("from", "to"))
+        if unknown:
+            raise reader.error(
+                ERR_NGROK_2203,
+                f"{place}.{unknown[0]}",
+                f"Failed to parse the configuration for policy action type {reader.action}: "
+                f"unknown field {unknown[0]!r}; known fields: from, to",
+            )
+        source, target = item.get("from"), item.get("to")
+        if not isinstance(source, str) or not source:
+            raise reader.invalid(f"{place}.from", "is required (an RE2 regular expression)")
+        if target is None:
+            target = ""
+        if not isinstance(target, str):
+            raise reader.invalid(f"{place}.to", "must be a string")
+        result.append(
+            Replacement(
+                _regex(reader, f"{place}.from", source), reader.template(f"{place}.to", target)
+            )
+        )
+    return RequestBodyFindReplaceConfig(tuple(result))
+
+
+# compress-response's algorithms, in ngrok's default order but for `compress` (Unix LZW): no
+# well-kept Python library writes it and no browser or curl asks for it, so it is refused by
+# name rather than accepted and never used.
+COMPRESSION_ALGORITHMS: Final = ("gzip", "deflate", "br")
+
+
+def parse_compress_response(reader: ConfigReader) -> CompressResponseConfig:
+    if not reader.present("algorithms"):
+        reader.raw("algorithms")
+        return CompressResponseConfig(COMPRESSION_ALGORITHMS)
+    names = reader.strings("algorithms", required=True, max_entries=4)
+    for index, name in enumerate(names):
+        place = f"algorithms[{index}]"
+        if name == "compress":
+            raise reader.error(
+                ERR_NGROK_2214,
+                place,
+                "Invalid compression algorithm 'compress': this Burrow edge does not write Unix "
+                "compress (LZW); remove it (gzip, deflate and br are supported)",
+            )
+        if name not in COMPRESSION_ALGORITHMS:
+            raise reader.error(
+                ERR_NGROK_2214,
+                place,
+                f"Invalid compression algorithm {name!r}: must be one of "
+                f"{', '.join(COMPRESSION_ALGORITHMS)}",
+            )
+        if name in names[:index]:
+            raise reader.error(
+                ERR_NGROK_2231, place, f"algorithms contains duplicate values: {name}"
+            )
+    return CompressResponseConfig(names)
+
+
+def parse_response_body_find_replace(reader: ConfigReader) -> ResponseBodyFindReplaceConfig:
+    # The same `replacements` as request-body-find-replace (DOCS: the two pages are twins).
+    return ResponseBodyFindReplaceConfig(parse_request_body_find_replace(reader).replacements)
+
+
 # --- the catalogue ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
@@ -473,6 +627,10 @@ class ActionSpec:
     terminating: bool  # always ends the phase when it runs (2207 for what follows)
     auth: bool  # an authentication action: one per endpoint (2239)
     parse: Parser | None  # None: in ngrok's catalogue, not implemented by Burrow yet
+    #: Needs the whole request body: the shells buffer it before the request phase runs.
+    request_body: bool = False
+    #: The endpoint protocols it may be used on (None: all); others are ERR_NGROK_2205.
+    protocols: frozenset[str] | None = None
 
 
 def _spec(
@@ -482,8 +640,18 @@ def _spec(
     *,
     terminating: bool = False,
     auth: bool = False,
+    request_body: bool = False,
+    protocols: set[str] | None = None,
 ) -> ActionSpec:
-    return ActionSpec(kind, frozenset(phases), terminating, auth, parse)
+    return ActionSpec(
+        kind,
+        frozenset(phases),
+        terminating,
+        auth,
+        parse,
+        request_body,
+        None if protocols is None else frozenset(protocols),
+    )
 
 
 _ALL = {TCP, REQUEST, RESPONSE}
@@ -504,22 +672,40 @@ CATALOGUE: Final[Mapping[str, ActionSpec]] = {
         _spec("log", _ALL, parse_log),
         _spec("basic-auth", {REQUEST}, parse_basic_auth, auth=True),
         _spec("rate-limit", {REQUEST}, parse_rate_limit),
+        _spec("jwt-validation", {REQUEST}, parse_jwt_validation, auth=True),
+        _spec("verify-webhook", {REQUEST}, parse_verify_webhook, request_body=True),
+        _spec(
+            "request-body-find-replace",
+            {REQUEST},
+            parse_request_body_find_replace,
+            request_body=True,
+        ),
+        _spec("compress-response", {RESPONSE}, parse_compress_response),
+        _spec("response-body-find-replace", {RESPONSE}, parse_response_body_find_replace),
+        # tls:// only: on https:// the edge already terminates TLS with its own certificate
+        # for the host, and this edge does not let a policy change that yet (ERR_NGROK_2205).
+        _spec("terminate-tls", {TCP}, parse_terminate_tls, protocols={"tls"}),
         # Not implemented yet: refused at validation, by name.
-        _spec("forward-internal", {TCP, REQUEST}, None, terminating=True),
-        _spec("jwt-validation", {REQUEST}, None, auth=True),
+        # Terminating but for `on_error: continue` (`terminates`).
+        _spec("forward-internal", {TCP, REQUEST}, parse_forward_internal, terminating=True),
         _spec("oauth", {REQUEST}, None, auth=True),
         _spec("openid-connect", {REQUEST}, None, auth=True),
         _spec("saml", {REQUEST}, None, auth=True),
-        _spec("verify-webhook", {REQUEST}, None),
-        _spec("compress-response", {RESPONSE}, None),
         _spec("http-request", {REQUEST, RESPONSE}, None),
-        _spec("circuit-breaker", {REQUEST}, None),
-        _spec("terminate-tls", {TCP}, None),
-        _spec("request-body-find-replace", {REQUEST}, None),
-        _spec("response-body-find-replace", {RESPONSE}, None),
+        _spec("circuit-breaker", {REQUEST}, parse_circuit_breaker),
         _spec("sse-find-replace", {"on_event_stream_message"}, None),
         _spec("owasp-crs-request", {REQUEST}, None),
         _spec("owasp-crs-response", {RESPONSE}, None),
         _spec("ai-gateway", {REQUEST}, None),
     )
 }
+
+
+def terminates(action_type: str, config: Mapping[str, object]) -> bool:
+    """True when an action of `action_type` with this raw `config` always ends its phase when
+    it runs: a terminating type (`ActionSpec.terminating`), except a forward-internal whose
+    `on_error: continue` lets a failed forward fall through to the next action."""
+    spec = CATALOGUE.get(action_type)
+    if spec is None or not spec.terminating:
+        return False
+    return not (action_type == "forward-internal" and falls_through(config))

@@ -18,9 +18,12 @@ that is not a header name, 7181 a prefix with control characters, 7185 a JWKS UR
 an `https://` URL, and 7187/7188/7190/7192 a duplicate issuer, audience, algorithm or JWKS
 URL. Unknown keys at any depth are ERR_NGROK_2203, as everywhere.
 
-Fail closed, refused by name: `method: body` (the edge runs the policy on the request head;
-it does not buffer bodies for it yet) and a JWKS URL that is not `https://` (keys fetched in
-the clear could be swapped by anyone on the path).
+A token with `method: body` is a field of the request body (JSON object or form), so a policy
+with one reads request bodies (`JwtValidationConfig.reads_body`, which makes the shells buffer
+the body as for verify-webhook); `edge.policy.run_jwt` reads it.
+
+Fail closed, refused by name: a JWKS URL that is not `https://` (keys fetched in the clear
+could be swapped by anyone on the path).
 """
 
 from __future__ import annotations
@@ -83,10 +86,11 @@ _CTL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True, slots=True)
 class TokenSource:
-    """Where one token is: the header `name` (any case), the `prefix` to strip, its type."""
+    """Where one token is: the header or body field `name` (any case), the `prefix` to strip,
+    its type."""
 
     type: str
-    method: str  # "header"
+    method: str  # "header" | "body"
     name: str
     prefix: str
 
@@ -98,6 +102,11 @@ class JwtValidationConfig:
     tokens: tuple[TokenSource, ...]
     algorithms: tuple[str, ...]
     jkus: tuple[str, ...]
+
+    @property
+    def reads_body(self) -> bool:
+        """A token is in the request body: the shells must read the body for this action."""
+        return any(token.method == "body" for token in self.tokens)
 
 
 def _keys(
@@ -183,13 +192,7 @@ def _token(reader: ConfigReader, place: str, entry: object) -> TokenSource:
             f"{', '.join(sorted(TOKEN_TYPES))}.",
         )
     method = item.get("method")
-    if method == "body":
-        raise reader.invalid(
-            f"{place}.method",
-            "tokens in the request body are not supported by this Burrow edge yet (it runs "
-            "the policy on the request head); use method: header",
-        )
-    if method != "header":
+    if method not in ("header", "body"):
         raise reader.error(
             ERR_NGROK_7179,
             f"{place}.method",

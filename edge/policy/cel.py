@@ -11,8 +11,11 @@ the syntax tree before anything runs:
   root-scoped call form (`.name(...)`), which the runner resolves through the activation's
   function table. cel-python 0.5's compiled runner cannot call a custom function any other way:
   it writes `module.qualname(...)` into the generated Python and evaluates that where only
-  `celpy` is in scope (cloud-custodian/cel-python#145). The header and query getters
+  `celpy` is in scope (cloud-custodian/cel-python#145). The header, query and cookie getters
   (`getReqHeader('host')`) also get the map they read as a first argument (`req.headers`).
+  The macros beyond CIDRs, headers, base64 and URL escaping live in `edge.policy.cel_macros`
+  and `edge.policy.cel_strings`; their method forms (`s.sha256()`) become `.@sha256(s)`, and
+  `has(x)` becomes `bool(has(x))` so that `!has(x)` works (`edge.policy.cel_rewrite`).
 
 The result is transpiled to Python and compiled once (`celpy.CompiledRunner`); the rewritten tree
 is for that runner only (cel-python's interpreter reads `.name(...)` calls differently).
@@ -49,6 +52,9 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError, CELParser
 from celpy.evaluation import CELEvalError, TranspilerTree, base_functions
 
+from edge.policy import cel_macros, cel_strings
+from edge.policy.cel_fast import Fast, compile_fast
+from edge.policy.cel_rewrite import method_call, wrap_in_bool
 from edge.policy.cel_run import run
 from edge.policy.errors import (
     ERR_NGROK_2200,
@@ -93,7 +99,21 @@ def _text(value: object, macro: str) -> str:
     raise ValueError(f"{macro}: expected a string, got {type(value).__name__}")
 
 
+#: The longest text an IP address is written in (IPv6 with an embedded IPv4 part, RFC 4291
+#: §2.2): longer strings are not addresses, and are not kept in the cache below.
+_MAX_ADDRESS_TEXT: Final = 45
+#: Parsed client addresses kept: the same clients come back request after request.
+_PARSED_ADDRESSES: Final = 4096
+
+
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if len(text) > _MAX_ADDRESS_TEXT:
+        return None
+    return _parsed_address(text)
+
+
+@functools.lru_cache(maxsize=_PARSED_ADDRESSES)
+def _parsed_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -214,6 +234,7 @@ _GETTERS: Final[Mapping[str, str]] = {
     "hasResHeader": "res.headers",
     "getQueryParam": "req.url.query_params",
     "hasQueryParam": "req.url.query_params",
+    **cel_macros.GETTERS,
 }
 
 #: Burrow's macros by the name used in the runner's function table. Global ones are called as
@@ -231,6 +252,22 @@ FUNCTIONS: Final[Mapping[str, Callable[..., object]]] = {
     "hasResHeader": has_header,
     "getQueryParam": get_query_param,
     "hasQueryParam": has_query_param,
+    **cel_macros.FUNCTIONS,
+    **cel_strings.FUNCTIONS,
+}
+#: Macros written as methods (`s.sha256()`, `s.decodeJson()`): the checker rewrites
+#: `recv.name(args)` into a call of `_METHOD_PREFIX + name` with `recv` as first argument.
+_METHOD_MACROS: Final[Mapping[str, Callable[..., object]]] = {
+    **cel_macros.METHODS,
+    **cel_strings.METHODS,
+    "escapeUrl": url_escape,
+    "unescapeUrl": url_unescape,
+}
+_METHOD_PREFIX: Final = "@"  # no CEL name starts with it: these never clash with a function
+#: The runner's function table: the macros, and the method macros under their prefixed names.
+_RUNNER_FUNCTIONS: Final[Mapping[str, Callable[..., object]]] = {
+    **FUNCTIONS,
+    **{_METHOD_PREFIX + name: function for name, function in _METHOD_MACROS.items()},
 }
 _GLOBAL_MACROS: Final = frozenset(name for name in FUNCTIONS if "." not in name)
 _NAMESPACES: Final = frozenset(name.split(".")[0] for name in FUNCTIONS if "." in name)
@@ -241,6 +278,8 @@ def to_cel(value: object) -> object:
 
     `LazyMap`s and values that already are CEL values are returned as they are.
     """
+    if type(value) in _CEL_VALUE_TYPES:  # the common case, one set lookup
+        return value
     if isinstance(value, LazyMap | celtypes.BoolType | celtypes.StringType | celtypes.IntType):
         return value
     if isinstance(value, celtypes.DoubleType | celtypes.BytesType | celtypes.ListType):
@@ -269,8 +308,21 @@ class LazyMap(celtypes.MapType):
         self._pending: dict[str, Callable[[], object]] = dict(fields)
 
     def _force(self, key: str) -> None:
-        compute = self._pending.pop(key)
-        dict.__setitem__(self, celtypes.StringType(key), cast(celtypes.Value, to_cel(compute())))
+        # Removed from `_pending` only once computed: a field whose function raised raises
+        # again when asked again (the fast path's failed try, then cel-python's), never reads
+        # as missing.
+        value = to_cel(self._pending[key]())
+        del self._pending[key]
+        dict.__setitem__(self, celtypes.StringType(key), cast(celtypes.Value, value))
+
+    def keep_computed(self, old: LazyMap, names: frozenset[str]) -> None:
+        """Take over `old`'s already computed values of the fields `names` (those that did not
+        change between the two views), so they are not computed again."""
+        for name in names:
+            if name in self._pending and dict.__contains__(old, name):
+                del self._pending[name]
+                value: Any = dict.__getitem__(old, cast(Any, name))
+                dict.__setitem__(self, celtypes.StringType(name), value)
 
     def _force_all(self) -> None:
         for key in list(self._pending):
@@ -320,6 +372,20 @@ class LazyMap(celtypes.MapType):
         return f"LazyMap(computed={dict(dict.items(self))!r}, pending={sorted(self._pending)!r})"
 
 
+#: Types `to_cel` returns unchanged without looking further (exact types, not subclasses).
+_CEL_VALUE_TYPES: Final = frozenset(
+    {
+        LazyMap,
+        celtypes.BoolType,
+        celtypes.StringType,
+        celtypes.IntType,
+        celtypes.DoubleType,
+        celtypes.ListType,
+        celtypes.MapType,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Compiled:
     """One compiled expression: evaluate it as often as needed with different activations."""
@@ -327,6 +393,8 @@ class Compiled:
     text: str
     variables: frozenset[str]  # the root variables it names: only these are read per evaluation
     _runner: celpy.Runner = field(repr=False)
+    # The same expression as closures (`edge.policy.cel_fast`), or None: cel-python runs it.
+    _fast: Fast | None = field(default=None, repr=False)
 
     def value(
         self,
@@ -341,6 +409,12 @@ class Compiled:
         lacks is a runtime error, as is anything cel-python reports (a missing map key, a type
         mismatch, a macro given bad input).
         """
+        fast = self._fast
+        if fast is not None:
+            try:
+                return fast(activation)
+            except Exception:  # a case the fast path leaves to cel-python (below)
+                pass
         context: dict[str, object] = {}
         for name in self.variables:
             try:
@@ -417,7 +491,7 @@ def compile_expression(text: str, *, place: Place | None = None) -> Compiled:
     checker = _Checker(text, place)
     try:
         checker.visit(ast, frozenset())
-        runner = environment.program(ast, functions=dict(FUNCTIONS))  # type: ignore[arg-type]
+        runner = environment.program(ast, functions=dict(_RUNNER_FUNCTIONS))  # type: ignore[arg-type]
     except (
         CELEvalError,
         celpy.evaluation.CELSyntaxError,
@@ -426,7 +500,8 @@ def compile_expression(text: str, *, place: Place | None = None) -> Compiled:
         raise _invalid(text, str(exc.args[0]) if exc.args else "cannot compile", place) from None
     except RecursionError:
         raise _invalid(text, "nested too deeply", place) from None
-    return Compiled(text, frozenset(checker.variables), runner)
+    variables = frozenset(checker.variables)
+    return Compiled(text, variables, runner, compile_fast(ast, FUNCTIONS, variables, to_cel))
 
 
 def _invalid(text: str, why: str, place: Place | None) -> PolicyError:
@@ -497,6 +572,8 @@ class _Checker:
         for child in tree.children[1:]:
             if isinstance(child, lark.Tree):
                 self.visit(child, bound)
+        if name == "has":
+            wrap_in_bool(tree)  # a CEL bool, so that `!has(...)` works
 
     def method(self, tree: lark.Tree[Any], bound: frozenset[str]) -> None:
         receiver, method_token, *rest = tree.children
@@ -515,6 +592,9 @@ class _Checker:
                 if isinstance(child, lark.Tree):
                     self.visit(child, bound)
             return
+        if method not in METHODS and method in _METHOD_MACROS:
+            self.method_macro(tree, bound)
+            return
         if method not in METHODS:
             raise self.fail(f"undeclared reference to method {method!r}")
         assert isinstance(receiver, lark.Tree)
@@ -531,6 +611,17 @@ class _Checker:
         for argument in arguments:
             if isinstance(argument, lark.Tree):
                 self.visit(argument, bound)
+
+    def method_macro(self, tree: lark.Tree[Any], bound: frozenset[str]) -> None:
+        """`recv.name(args)` -> `.@name(recv, args)`, resolved through the function table."""
+        receiver, method_token, *rest = tree.children
+        assert isinstance(receiver, lark.Tree)
+        self.visit(receiver, bound)
+        arguments = rest[0].children if rest and isinstance(rest[0], lark.Tree) else []
+        for argument in arguments:
+            if isinstance(argument, lark.Tree):
+                self.visit(argument, bound)
+        method_call(tree, _METHOD_PREFIX + _token(method_token))
 
 
 def _bare_member(tree: object) -> str | None:

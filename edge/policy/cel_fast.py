@@ -100,8 +100,20 @@ def _string(value: str) -> celtypes.StringType:
     return celtypes.StringType(value)
 
 
+#: CEL ints for ports and status codes, made once each: building a celpy IntType wraps a
+#: range check in a new function every time, about as costly as the rest of a comparison.
+_SMALL_INTS: dict[int, celtypes.IntType] = {}
+_SMALL_INT_RANGE: Final = range(65536)
+
+
 def _int(value: int) -> celtypes.IntType:
-    return celtypes.IntType(value)
+    known = _SMALL_INTS.get(value)
+    if known is not None:
+        return known
+    made = celtypes.IntType(value)
+    if value in _SMALL_INT_RANGE:
+        _SMALL_INTS[value] = made
+    return made
 
 
 #: (root, field path) -> how to read it from a running phase (`PhaseRun`) directly. Each must
@@ -231,6 +243,19 @@ class _Compiler:
         compare = _COMPARISONS.get(str(operator_tree.data))
         if compare is None:
             raise _UnsupportedError(str(operator_tree.data))
+        try:
+            constant = _literal_of(right_tree)
+        except _UnsupportedError:
+            constant = None
+        if constant is not None and _kind(constant) is str:
+            # `x == 'GET'`, the commonest shape: one type test, the constant's kind known.
+            def with_string(activation: Mapping[str, Any]) -> Any:
+                a = left(activation)
+                if not isinstance(a, str):
+                    raise FastPathError("comparison outside the subset")
+                return _TRUE if compare(a, constant) else _FALSE
+
+            return with_string
         right = self.node(right_tree)
 
         def relation(activation: Mapping[str, Any]) -> Any:
@@ -334,7 +359,7 @@ class _Compiler:
         convert = self.convert
 
         def through_views(activation: Mapping[str, Any]) -> Any:
-            value = convert(activation[root])
+            value: Any = convert(activation[root])
             for name in fields:
                 value = value.get(name)  # as cel-python's transpiled code reads it
             return value

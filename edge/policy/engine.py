@@ -10,12 +10,17 @@ Theory of operation. The shell calls one entry point per phase with the facts it
 Rules run in order. A rule applies when all its expressions are true (evaluated in order, the
 first false one stops it; no expressions means always); its actions then run in order, and an
 action that answers or closes ends the phase (deny, custom-response, close-connection; a
-redirect that changes the URL; restrict-ips, basic-auth and rate-limit when they refuse and
-enforce). Everything else changes the request/response or the variables and falls through.
+redirect that changes the URL; restrict-ips, basic-auth, rate-limit and verify-webhook when
+they refuse and enforce; circuit-breaker while open). Everything else changes the
+request/response or the variables and falls through (request-body-find-replace's new body:
+`RequestChanges.body`). The circuit breakers a forwarded request passed ride in
+`Carried.breakers`: the shell reports the upstream's outcome to them (`edge.policy.breaker`).
 
 Every outcome carries `logs` (what `log` actions recorded, and any runtime failure, for the
 shell to emit: this module never logs) and `trace` (each rule reached, each expression's value,
-each action and what it did: what `burrow-edge policy test` prints).
+each action and what it did: what `burrow-edge policy test` prints). The edge runs with
+`trace=False`: its outcomes carry an empty trace, and building none is a good part of a rule's
+cost; `Respond.action` still names the action that answered.
 
 Variables. `vars.*` belong to the phase that set them (DOCS set-vars: "Variables defined in each
 of the three phases are scoped to that phase"). Action result variables (`actions.ngrok.*`) of
@@ -42,21 +47,37 @@ from edge.policy.actions import (
     AddHeadersConfig,
     BasicAuthConfig,
     CloseConnectionConfig,
+    CompressResponseConfig,
     CustomResponseConfig,
     DenyConfig,
     LogConfig,
     RateLimitConfig,
     RedirectConfig,
     RemoveHeadersConfig,
+    RequestBodyFindReplaceConfig,
+    ResponseBodyFindReplaceConfig,
     RestrictIpsConfig,
     SetVarsConfig,
     UrlRewriteConfig,
+    VerifyWebhookConfig,
 )
+from edge.policy.actions_breaker import CircuitBreakerConfig
+from edge.policy.actions_jwt import JwtValidationConfig
+from edge.policy.actions_tls import TerminateTlsConfig, run_terminate_tls
 from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from edge.policy.breaker import Breaker, run_circuit_breaker
+from edge.policy.cel import Compiled
 from edge.policy.errors import ERR_NGROK_2254, Place, PolicyRuntimeError
+from edge.policy.forward_internal import (
+    ForwardCheck,
+    ForwardInternalConfig,
+    Handoff,
+    run_forward_internal,
+)
 from edge.policy.phase import Answer, Hangup, LogRecord, PhaseRun, plain
 from edge.policy.ratelimit import PolicyState
 from edge.policy.run_access import run_basic_auth, run_rate_limit, run_restrict_ips
+from edge.policy.run_body import run_request_body_find_replace, run_verify_webhook
 from edge.policy.run_http import (
     run_add_headers,
     run_custom_response,
@@ -64,6 +85,12 @@ from edge.policy.run_http import (
     run_redirect,
     run_remove_headers,
     run_url_rewrite,
+)
+from edge.policy.run_jwt import run_jwt_validation
+from edge.policy.run_response_body import (
+    BodyStep,
+    run_compress_response,
+    run_response_body_find_replace,
 )
 from edge.policy.validate import CompiledAction, CompiledPolicy, CompiledRule
 
@@ -75,6 +102,7 @@ __all__ = [
     "Continue",
     "ExpressionTrace",
     "Forward",
+    "ForwardInternal",
     "HeaderChanges",
     "LogRecord",
     "RequestChanges",
@@ -134,6 +162,7 @@ class HeaderChanges:
 class RequestChanges:
     headers: HeaderChanges = HeaderChanges()
     target: str | None = None  # url-rewrite's new `path?query`; None: unchanged
+    body: bytes | None = None  # request-body-find-replace's new body; None: unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +170,19 @@ class Carried:
     """What the request phase leaves to the response phase: action result variables."""
 
     results: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the circuit breakers the request passed: the shell reports the upstream's outcome to
+    #: them (`edge.policy.breaker.record_outcomes`)
+    breakers: tuple[Breaker, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Continue:
-    """on_tcp_connect: let the connection through."""
+    """on_tcp_connect: let the connection through (and if `terminate_tls` is set, the edge
+    terminates its TLS with that action's context and forwards plaintext)."""
 
     logs: tuple[LogRecord, ...]
     trace: Trace
+    terminate_tls: TerminateTlsConfig | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +192,20 @@ class Close:
     reason: str  # the action that closed it, or the failing error code
     logs: tuple[LogRecord, ...]
     trace: Trace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardInternal:
+    """forward-internal: hand the connection (on_tcp_connect) or the request (on_http_request,
+    `changes` applied) to the internal endpoint `url`, whose own policy runs next; or, when
+    `error` is set (a failed forward with `on_error: halt`), fail with that (code, message)."""
+
+    url: str
+    error: tuple[str, str] | None
+    logs: tuple[LogRecord, ...]
+    trace: Trace
+    changes: RequestChanges = RequestChanges()
+    carried: Carried = Carried()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,15 +229,18 @@ class Respond:
     trace: Trace
     carried: Carried = Carried()
     error_code: str | None = None  # set when a runtime failure made this answer
+    action: str | None = None  # the type of the action that answered (None: a failure)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseChanges:
-    """on_http_response: send the upstream's response with `headers` changes applied."""
+    """on_http_response: send the upstream's response with `headers` changes applied, and its
+    body through `body` (compress-response, response-body-find-replace), in the order they ran."""
 
     headers: HeaderChanges
     logs: tuple[LogRecord, ...]
     trace: Trace
+    body: tuple[BodyStep, ...] = ()
 
 
 # --- actions that need only the phase --------------------------------------------------------
@@ -211,7 +262,7 @@ def _run_close(run: PhaseRun, config: CloseConnectionConfig, place: Place) -> Ha
     return Hangup("close-connection")
 
 
-Runner = Callable[[PhaseRun, Any, Place], Answer | Hangup | None]
+Runner = Callable[[PhaseRun, Any, Place], Answer | Hangup | Handoff | None]
 _RUNNERS: Final[Mapping[type, Runner]] = {
     RestrictIpsConfig: run_restrict_ips,
     DenyConfig: run_deny,
@@ -225,6 +276,14 @@ _RUNNERS: Final[Mapping[type, Runner]] = {
     LogConfig: _run_log,
     BasicAuthConfig: run_basic_auth,
     RateLimitConfig: run_rate_limit,
+    ForwardInternalConfig: run_forward_internal,
+    VerifyWebhookConfig: run_verify_webhook,
+    RequestBodyFindReplaceConfig: run_request_body_find_replace,
+    CompressResponseConfig: run_compress_response,
+    ResponseBodyFindReplaceConfig: run_response_body_find_replace,
+    TerminateTlsConfig: run_terminate_tls,
+    JwtValidationConfig: run_jwt_validation,
+    CircuitBreakerConfig: run_circuit_breaker,
 }
 
 
@@ -234,7 +293,7 @@ class _Failed:
     code: str
 
 
-Ending = Answer | Hangup | _Failed
+Ending = Answer | Hangup | _Failed | Handoff
 
 
 def _fail(run: PhaseRun, error: PolicyRuntimeError) -> _Failed:
@@ -249,7 +308,8 @@ def _fail(run: PhaseRun, error: PolicyRuntimeError) -> _Failed:
     return _Failed(error.code or ERR_NGROK_2300)
 
 
-def _action(run: PhaseRun, action: CompiledAction) -> tuple[Ending | None, ActionTrace]:
+def _action(run: PhaseRun, action: CompiledAction) -> tuple[Ending | None, ActionTrace | None]:
+    """Run one action; its trace only when the run is traced (`PhaseRun.tracing`)."""
     index = action.place.action_index or 0
     try:
         runner = _RUNNERS[type(action.config)]
@@ -261,19 +321,48 @@ def _action(run: PhaseRun, action: CompiledAction) -> tuple[Ending | None, Actio
         internal = PolicyRuntimeError(ERR_NGROK_2300, f"internal error: {exc!r}", action.place)
         return _fail(run, internal), ActionTrace(index, action.type, f"failed {ERR_NGROK_2300}")
     if ending is None:
-        return None, ActionTrace(index, action.type, "continued")
+        return None, (ActionTrace(index, action.type, "continued") if run.tracing else None)
+    run.ended_by = action.type
+    if not run.tracing:
+        return ending, None
     if isinstance(ending, Hangup):
         return ending, ActionTrace(index, action.type, "closed the connection")
+    if isinstance(ending, Handoff):
+        done = f"failed {ending.error[0]}: " if ending.error is not None else "forwarded to "
+        return ending, ActionTrace(index, action.type, done + ending.url)
     return ending, ActionTrace(index, action.type, f"responded {ending.status}")
+
+
+def _evaluate(run: PhaseRun, rule: CompiledRule, number: int, expression: Compiled) -> bool:
+    """One rule expression's truth; `PolicyRuntimeError` (2254, placed) if it fails."""
+    try:
+        return expression.evaluate(run.activation, code=ERR_NGROK_2254)
+    except PolicyRuntimeError as error:  # placed here, so a passing evaluation builds no Place
+        place = rule.place.at_field(f"expressions[{number}]")
+        raise PolicyRuntimeError(error.code or ERR_NGROK_2254, error.problem, place) from None
+
+
+def _rule_untraced(run: PhaseRun, rule: CompiledRule) -> Ending | None:
+    """`_rule` without the trace: what the edge runs for every request."""
+    for number, expression in enumerate(rule.expressions):
+        try:
+            if not _evaluate(run, rule, number, expression):
+                return None
+        except PolicyRuntimeError as error:
+            return _fail(run, error)
+    for action in rule.actions:
+        ending, _ = _action(run, action)
+        if ending is not None:
+            return ending
+    return None
 
 
 def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace]:
     index = rule.place.rule_index or 0
     expressions: list[ExpressionTrace] = []
     for number, expression in enumerate(rule.expressions):
-        place = rule.place.at_field(f"expressions[{number}]")
         try:
-            value = expression.evaluate(run.activation, code=ERR_NGROK_2254, place=place)
+            value = _evaluate(run, rule, number, expression)
         except PolicyRuntimeError as error:
             expressions.append(ExpressionTrace(expression.text, None, error.problem))
             return _fail(run, error), RuleTrace(index, rule.name, tuple(expressions), False, ())
@@ -283,6 +372,7 @@ def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace]:
     actions: list[ActionTrace] = []
     for action in rule.actions:
         ending, trace = _action(run, action)
+        assert trace is not None  # traced runs trace every action
         actions.append(trace)
         if ending is not None:
             return ending, RuleTrace(index, rule.name, tuple(expressions), True, tuple(actions))
@@ -290,6 +380,12 @@ def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace]:
 
 
 def _phase(run: PhaseRun, rules: tuple[CompiledRule, ...]) -> tuple[Ending | None, Trace]:
+    if not run.tracing:
+        for rule in rules:
+            ending = _rule_untraced(run, rule)
+            if ending is not None:
+                return ending, Trace(run.phase, ())
+        return None, Trace(run.phase, ())
     traces: list[RuleTrace] = []
     for rule in rules:
         ending, trace = _rule(run, rule)
@@ -325,6 +421,7 @@ def _respond(ending: Answer | _Failed, run: PhaseRun, trace: Trace, carried: Car
         logs=logs,
         trace=trace,
         carried=carried,
+        action=run.ended_by,
     )
 
 
@@ -333,7 +430,19 @@ def _changes(run: PhaseRun) -> HeaderChanges:
 
 
 def _carried(run: PhaseRun) -> Carried:
-    return Carried(MappingProxyType(dict(run.results)))
+    return Carried(MappingProxyType(dict(run.results)), tuple(run.breakers))
+
+
+def _handoff(ending: Handoff, forward: Forward) -> ForwardInternal:
+    """The request phase's forward-internal, with what the phase changed before it."""
+    return ForwardInternal(
+        url=ending.url,
+        error=ending.error,
+        changes=forward.changes,
+        carried=forward.carried,
+        logs=forward.logs,
+        trace=forward.trace,
+    )
 
 
 # --- entry points ----------------------------------------------------------------------------
@@ -344,13 +453,26 @@ def run_tcp_connect(
     endpoint: EndpointFacts,
     now: float,
     state: PolicyState,
-) -> Continue | Close:
-    """Run `on_tcp_connect`; a refusal or a runtime failure closes the connection."""
-    run = PhaseRun("on_tcp_connect", conn, endpoint, now, state)
+    forward_check: ForwardCheck | None = None,
+) -> Continue | Close | ForwardInternal:
+    """Run `on_tcp_connect`; a refusal or a runtime failure closes the connection, a
+    forward-internal hands it on (`forward_check` is its check of the target, see
+    `edge.policy.forward_internal`)."""
+    run = PhaseRun("on_tcp_connect", conn, endpoint, now, state, forward_check=forward_check)
     ending, trace = _phase(run, policy.on_tcp_connect)
     logs = tuple(run.logs)
     if ending is None:
-        return Continue(logs=logs, trace=trace)
+        return Continue(logs=logs, trace=trace, terminate_tls=run.terminate_tls)
+    if isinstance(ending, Handoff) and run.terminate_tls is not None:
+        # Handing the connection on would drop the termination (and its client-certificate
+        # check) on the way: fail closed until the two are served together.
+        return Close(
+            reason="terminate-tls before forward-internal is not supported by this Burrow edge",
+            logs=logs,
+            trace=trace,
+        )
+    if isinstance(ending, Handoff):
+        return ForwardInternal(url=ending.url, error=ending.error, logs=logs, trace=trace)
     if isinstance(ending, Hangup):
         reason = ending.reason
     elif isinstance(ending, _Failed):
@@ -368,21 +490,37 @@ def run_http_request(
     endpoint: EndpointFacts,
     now: float,
     state: PolicyState,
-) -> Forward | Respond | Close:
-    """Run `on_http_request` for one request head."""
-    run = PhaseRun("on_http_request", conn, endpoint, now, state, request=request)
-    ending, trace = _phase(run, policy.on_http_request)
+    forward_check: ForwardCheck | None = None,
+    trace: bool = True,
+) -> Forward | Respond | Close | ForwardInternal:
+    """Run `on_http_request` for one request head (`forward_check`: forward-internal's check
+    of its target, see `edge.policy.forward_internal`)."""
+    run = PhaseRun(
+        "on_http_request",
+        conn,
+        endpoint,
+        now,
+        state,
+        request=request,
+        forward_check=forward_check,
+        tracing=trace,
+    )
+    ending, account = _phase(run, policy.on_http_request)
     carried = _carried(run)
-    if ending is None:
-        return Forward(
-            changes=RequestChanges(_changes(run), run.target),
+    if ending is None or isinstance(ending, Handoff):
+        body = run.request.body if run.request is not None else None
+        forward = Forward(
+            changes=RequestChanges(
+                _changes(run), run.target, body if body is not request.body else None
+            ),
             carried=carried,
             logs=tuple(run.logs),
-            trace=trace,
+            trace=account,
         )
+        return forward if ending is None else _handoff(ending, forward)
     if isinstance(ending, Hangup):
-        return Close(reason=ending.reason, logs=tuple(run.logs), trace=trace)
-    return _respond(ending, run, trace, carried)
+        return Close(reason=ending.reason, logs=tuple(run.logs), trace=account)
+    return _respond(ending, run, account, carried)
 
 
 def run_http_response(
@@ -395,6 +533,7 @@ def run_http_response(
     now: float,
     state: PolicyState,
     carried: Carried | None = None,
+    trace: bool = True,
 ) -> ResponseChanges | Respond:
     """Run `on_http_response` on a response head (the upstream's, or a policy's answer).
 
@@ -403,13 +542,25 @@ def run_http_response(
     deny there), so the result is header changes or a replacement response.
     """
     run = PhaseRun(
-        "on_http_response", conn, endpoint, now, state, request=request, response=response
+        "on_http_response",
+        conn,
+        endpoint,
+        now,
+        state,
+        request=request,
+        response=response,
+        tracing=trace,
     )
     if carried is not None:
         run.results.update(carried.results)
-    ending, trace = _phase(run, policy.on_http_response)
+    ending, account = _phase(run, policy.on_http_response)
     if ending is None:
-        return ResponseChanges(headers=_changes(run), logs=tuple(run.logs), trace=trace)
-    if isinstance(ending, Hangup):  # unreachable for a validated policy; fail safe
+        return ResponseChanges(
+            headers=_changes(run),
+            logs=tuple(run.logs),
+            trace=account,
+            body=tuple(run.body_steps),
+        )
+    if isinstance(ending, Hangup | Handoff):  # unreachable for a validated policy; fail safe
         ending = _Failed(ERR_NGROK_2300)
-    return _respond(ending, run, trace, carried or Carried())
+    return _respond(ending, run, account, carried or Carried())

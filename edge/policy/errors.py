@@ -26,8 +26,10 @@ __all__ = [
     "ERR_NGROK_2202",
     "ERR_NGROK_2203",
     "ERR_NGROK_2204",
+    "ERR_NGROK_2205",
     "ERR_NGROK_2206",
     "ERR_NGROK_2207",
+    "ERR_NGROK_2214",
     "ERR_NGROK_2215",
     "ERR_NGROK_2217",
     "ERR_NGROK_2218",
@@ -63,10 +65,14 @@ ERR_NGROK_2202: Final = "ERR_NGROK_2202"
 ERR_NGROK_2203: Final = "ERR_NGROK_2203"
 #: "Configuration for policy action type `TYP` has invalid value: `FIELD`."
 ERR_NGROK_2204: Final = "ERR_NGROK_2204"
+#: "Action type `TYP` is not supported for `PROTO` endpoints." (protocol unsupported)
+ERR_NGROK_2205: Final = "ERR_NGROK_2205"
 #: "A policy must define at least one action." (a rule with no actions)
 ERR_NGROK_2206: Final = "ERR_NGROK_2206"
 #: "Policy action type `TYP` is unreachable due to a prior terminating action."
 ERR_NGROK_2207: Final = "ERR_NGROK_2207"
+#: "Invalid compression algorithm `ALG`." (compress-response `algorithms`)
+ERR_NGROK_2214: Final = "ERR_NGROK_2214"
 #: "`CONFIG` must be between `MIN` and `MAX` inclusive, was `ACTUAL`."
 ERR_NGROK_2215: Final = "ERR_NGROK_2215"
 #: "Invalid CIDR(s): `CIDR`."

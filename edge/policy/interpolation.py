@@ -116,23 +116,35 @@ class Template:
         *,
         header_value: bool = False,
         place: Place | None = None,
+        field: str | None = None,
     ) -> str:
         """The string with every expression's value in place of its `${...}`.
 
         Values become text as CEL's `string()` would (`true`, `42`, `1.5`); bytes must be UTF-8;
         lists and maps are written as JSON; null is empty. Raises `PolicyRuntimeError`
         (ERR_NGROK_2238) if an expression fails, or if `header_value` and the result holds CR,
-        LF or NUL.
+        LF or NUL; the error names `place`, narrowed to `field` if given (narrowed only then,
+        so a render that succeeds builds no place).
         """
-        pieces: list[str] = []
-        for part in self.parts:
-            if isinstance(part, str):
-                pieces.append(part)
-                continue
-            value = part.value(activation, code=ERR_NGROK_2238, place=place)
-            pieces.append(_as_text(value, part.text, place))
-        result = "".join(pieces)
+        parts = self.parts
+        if not parts:
+            return ""
+        if len(parts) == 1 and type(parts[0]) is str:
+            result = parts[0]
+        else:
+            if field is not None and place is not None:
+                place = place.at_field(field)
+            pieces: list[str] = []
+            for part in parts:
+                if isinstance(part, str):
+                    pieces.append(part)
+                    continue
+                value = part.value(activation, code=ERR_NGROK_2238, place=place)
+                pieces.append(_as_text(value, part.text, place))
+            result = "".join(pieces)
         if header_value and any(char in result for char in _FORBIDDEN_IN_HEADERS):
+            if field is not None and place is not None and place.field != field:
+                place = place.at_field(field)
             raise PolicyRuntimeError(
                 ERR_NGROK_2238,
                 f"Failed to resolve interpolated CEL expression. The expression was: {self.text} "

@@ -17,28 +17,35 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celpy import celtypes
 from celpy.adapter import CELJSONEncoder
 
 from edge.policy.activation import (
+    NOT_FROM_HEADERS,
     ConnFacts,
     EndpointFacts,
     RequestFacts,
     ResponseFacts,
     conn_view,
     endpoint_view,
+    evolve,
     request_view,
     response_view,
     time_view,
 )
-from edge.policy.cel import to_cel
+from edge.policy.cel import LazyMap, to_cel
 from edge.policy.errors import ERR_NGROK_2238, Place
 from edge.policy.interpolation import Template
 from edge.policy.ratelimit import PolicyState
+
+if TYPE_CHECKING:
+    from edge.policy.actions_tls import TerminateTlsConfig
+    from edge.policy.breaker import Breaker
+    from edge.policy.run_response_body import BodyStep
 
 __all__ = ["Answer", "Hangup", "LogRecord", "PhaseRun", "plain", "text_of"]
 
@@ -109,21 +116,13 @@ def text_of(value: object) -> str:
     return json.dumps(value, cls=CELJSONEncoder, separators=(",", ":"))
 
 
-def _thaw(value: object) -> object:
-    """A deep-frozen config value (MappingProxyType, tuples) as dicts and lists for CEL."""
-    if isinstance(value, Mapping):
-        return {str(key): _thaw(item) for key, item in value.items()}
-    if isinstance(value, tuple | list):
-        return [_thaw(item) for item in value]
-    return value
-
-
 class _Activation(Mapping[str, object]):
     """The root variables, each built on first use and kept until invalidated."""
 
     def __init__(self, run: PhaseRun) -> None:
         self._run = run
         self._built: dict[str, object] = {}
+        self._names_seen: frozenset[str] | None = None
 
     def _names(self) -> list[str]:
         names = ["conn", "endpoint", "time", "vars", "actions"]
@@ -132,6 +131,21 @@ class _Activation(Mapping[str, object]):
         if self._run.response is not None:
             names.append("res")
         return names
+
+    def _available(self) -> frozenset[str]:
+        # A phase has its request (and response) from the start, so the names never change.
+        names = self._names_seen
+        if names is None:
+            names = self._names_seen = frozenset(self._names())
+        return names
+
+    @property
+    def phase_run(self) -> PhaseRun:
+        """The running phase (`edge.policy.cel_fast` reads its facts directly)."""
+        return self._run
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._available()  # without building the view
 
     def __getitem__(self, name: str) -> object:
         if name not in self._built:
@@ -159,6 +173,16 @@ class _Activation(Mapping[str, object]):
     def invalidate(self, name: str) -> None:
         self._built.pop(name, None)
 
+    def headers_changed(self, name: str) -> None:
+        """`name` (`req` or `res`) changed in its headers only: its view is rebuilt when next
+        asked, keeping the fields already computed that do not come from headers."""
+        old = self._built.pop(name, None)
+        if isinstance(old, LazyMap):
+            new = self._build(name)
+            assert isinstance(new, LazyMap)
+            new.keep_computed(old, NOT_FROM_HEADERS)
+            self._built[name] = new
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
 
@@ -184,6 +208,21 @@ class PhaseRun:
     added: list[tuple[str, str]] = field(default_factory=list)
     target: str | None = None  # a url-rewrite's new path?query
     logs: list[LogRecord] = field(default_factory=list)
+    # on_http_response: what compress-response and response-body-find-replace ask of the body
+    # (`edge.policy.run_response_body`), in the order they ran; the shell applies them.
+    body_steps: list[BodyStep] = field(default_factory=list)
+    # forward-internal's check of a target URL: None (it can take the traffic) or (code,
+    # message); the shell's, since only it knows which endpoints are online. None: unchecked.
+    forward_check: Callable[[str], tuple[str, str] | None] | None = None
+    # the terminate-tls action that ran on this connection (the front door then handshakes)
+    terminate_tls: TerminateTlsConfig | None = None
+    # circuit breakers this request passed (edge.policy.breaker): the shell reports the
+    # upstream's outcome to them
+    breakers: list[Breaker] = field(default_factory=list)
+    # False on the edge's hot path: the engine then builds no per-rule trace (`policy test`
+    # and the tests trace); `ended_by` is the type of the action that ended the phase.
+    tracing: bool = True
+    ended_by: str | None = None
     activation: _Activation = field(init=False)
 
     def __post_init__(self) -> None:
@@ -200,15 +239,28 @@ class PhaseRun:
         self.activation.invalidate("vars")
 
     # --- rendering ----------------------------------------------------------------------------
-    def render(self, template: Template, place: Place, *, header_value: bool = False) -> str:
-        return template.render(self.activation, header_value=header_value, place=place)
+    def render(
+        self,
+        template: Template,
+        place: Place,
+        *,
+        header_value: bool = False,
+        field: str | None = None,
+    ) -> str:
+        """`template` rendered; a failure names `place` narrowed to `field` (if given)."""
+        return template.render(self.activation, header_value=header_value, place=place, field=field)
 
     def typed(self, value: object, place: Place) -> object:
         """A set-vars/log value: a string that is exactly one `${expr}` keeps the expression's
-        type (ngrok: "resolves to the evaluated type"); other strings are rendered; other
-        values are taken as written."""
+        type (ngrok: "resolves to the evaluated type"); other strings are rendered; maps and
+        lists are taken as written with the strings in them so evaluated; other values as
+        written."""
+        if isinstance(value, Mapping):
+            return {str(key): self.typed(item, place) for key, item in value.items()}
+        if isinstance(value, tuple | list):
+            return [self.typed(item, place) for item in value]
         if not isinstance(value, Template):
-            return _thaw(value)
+            return value
         if len(value.parts) == 1 and not isinstance(value.parts[0], str):
             return value.parts[0].value(self.activation, code=ERR_NGROK_2238, place=place)
         return self.render(value, place)
@@ -222,15 +274,16 @@ class PhaseRun:
 
     def _set_headers(self, headers: tuple[tuple[str, str], ...], host: str | None) -> None:
         if self.response is not None:
-            self.response = replace(self.response, headers=headers)
-            self.activation.invalidate("res")
+            self.response = evolve(self.response, headers=headers)
+            self.activation.headers_changed("res")
             return
         assert self.request is not None
         if host is None:
-            self.request = replace(self.request, headers=headers)
+            self.request = evolve(self.request, headers=headers)
+            self.activation.headers_changed("req")
         else:
-            self.request = replace(self.request, headers=headers, host=host)
-        self.activation.invalidate("req")
+            self.request = evolve(self.request, headers=headers, host=host)
+            self.activation.invalidate("req")
 
     def remove_header(self, name: str) -> bool:
         """Remove every header `name` (lower-case); True if there was one."""

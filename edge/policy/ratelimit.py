@@ -27,7 +27,12 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from edge.policy.jwk import JwksCache
+
+if TYPE_CHECKING:  # breaker.py imports the phase, which imports this module
+    from edge.policy.breaker import Breaker
 
 __all__ = ["Decision", "PolicyState", "PolicyStateLimits"]
 
@@ -72,6 +77,12 @@ class PolicyState:
     def __init__(self, limits: PolicyStateLimits | None = None) -> None:
         self.limits = limits if limits is not None else PolicyStateLimits()
         self._buckets: OrderedDict[BucketId, _Bucket] = OrderedDict()
+        # circuit-breaker state, one per action of the policy (keyed by its place): bounded by
+        # the policy's action count (edge.policy.breaker)
+        self.breakers: dict[str, Breaker] = {}
+        # jwt-validation's signing keys, by JWKS URL: filled by edge.policy.jwks_fetch while
+        # the policy is attached, read by the engine (edge.policy.run_jwt).
+        self.jwks = JwksCache()
 
     def __len__(self) -> int:
         """How many buckets are held now."""

@@ -36,6 +36,7 @@ from edge.policy.phase import Answer, Hangup, PhaseRun
 
 __all__ = [
     "expand",
+    "pattern_for",
     "run_add_headers",
     "run_custom_response",
     "run_deny",
@@ -54,7 +55,7 @@ _NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 def run_add_headers(run: PhaseRun, config: AddHeadersConfig, place: Place) -> None:
     added: dict[str, str] = {}
     for name, template in config.headers:
-        value = run.render(template, place.at_field(f"config.headers.{name}"), header_value=True)
+        value = run.render(template, place, field=f"config.headers.{name}", header_value=True)
         run.add_header(name, value)
         added[name] = value
     run.set_result("add_headers", {"headers_added": added})
@@ -87,7 +88,7 @@ def _infer_content_type(body: str) -> str:
 
 def run_custom_response(run: PhaseRun, config: CustomResponseConfig, place: Place) -> Answer:
     headers = [
-        (name, run.render(template, place.at_field(f"config.headers.{name}"), header_value=True))
+        (name, run.render(template, place, field=f"config.headers.{name}", header_value=True))
         for name, template in config.headers
     ]
     body = "" if config.body is None else run.render(config.body, place.at_field("config.body"))
@@ -124,7 +125,9 @@ def expand(template: str, match: Any, names: dict[str, int]) -> str:
             out.append(match.group(group) or "")
 
 
-def _pattern(run: PhaseRun, template: Template, place: Place) -> Any:
+def pattern_for(run: PhaseRun, template: Template, place: Place) -> Any:
+    """`template` rendered for this request and compiled as RE2 (ERR_NGROK_2253 if the
+    rendered text is not a regular expression)."""
     text = run.render(template, place)
     options = re2.Options()
     options.log_errors = False
@@ -147,7 +150,7 @@ def _replace(
     to = run.render(target, place.at_field("config.to"))
     if source is None:
         return to, [url]
-    pattern = _pattern(run, source, place.at_field("config.from"))
+    pattern = pattern_for(run, source, place.at_field("config.from"))
     pieces: list[str] = []
     matches: list[str] = []
     position = 0
@@ -174,7 +177,7 @@ def run_redirect(run: PhaseRun, config: RedirectConfig, place: Place) -> Answer 
     if location == url:
         return None  # ngrok: a redirect to the same URL does nothing
     headers = [
-        (name, run.render(template, place.at_field(f"config.headers.{name}"), header_value=True))
+        (name, run.render(template, place, field=f"config.headers.{name}", header_value=True))
         for name, template in config.headers
     ]
     return Answer(config.status_code, (("location", location), *headers))

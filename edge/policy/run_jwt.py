@@ -3,11 +3,16 @@
 Every configured token must be present and valid (ngrok: "all tokens must be present in the
 request"). In order:
 
-1. Each token is read from its header (`name`, any case; exactly one such header) and its
-   `prefix` stripped (compared without regard to case, as HTTP auth schemes are). A token
-   that is missing, or a header without the prefix: 401 `WWW-Authenticate: Bearer` (no error
-   code: RFC 6750 §3.1 for a request without credentials), result `error.code`
-   ERR_NGROK_3406 ("Token could not be found in request").
+1. Each token is read from its header (`method: header`: `name`, any case; exactly one such
+   header) or its body field (`method: body`: ngrok reads it from a POST, PUT or PATCH whose
+   body is a JSON object, the member `name` in any case holding a string, or a form,
+   `application/x-www-form-urlencoded`, the one field `name` in any case), and its `prefix`
+   stripped (compared without regard to case, as HTTP auth schemes are). A token that is
+   missing (another method or content type, a body that does not parse, no such field or two),
+   or a value without the prefix: 401 `WWW-Authenticate: Bearer` (no error code: RFC 6750 §3.1
+   for a request without credentials), result `error.code` ERR_NGROK_3406 ("Token could not
+   be found in request"). A body the shell did not read is the request's coded 500
+   (ERR_NGROK_2300), never a token found missing: validation makes the shells read it.
 2. The keys: the policy's `PolicyState.jwks`, filled in the background from the JWKS URLs
    (`edge.policy.jwks_fetch`). If no URL has usable keys yet (the edge has just attached the
    policy, or every URL has failed for longer than `jwks.max_stale`), the request is answered
@@ -18,18 +23,21 @@ request"). In order:
    result `error.code` `invalid_token`.
 
 Result variables, as ngrok documents them: `actions.ngrok.jwt_validation.tokens[i]` with
-`header`, `payload`, `signature` (base64url, as sent), `verified`, `location` (`header`) and
-`location_property` (the header name); `error.code` and `error.message` (empty on success).
+`header`, `payload`, `signature` (base64url, as sent), `verified`, `location` (`header` or
+`body`) and `location_property` (the header or field name); `error.code` and `error.message`
+(empty on success).
 
 ngrok's action has no `enforce` field, so a failure always ends the phase.
 """
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from typing import Final
 
 from edge.policy.actions_jwt import JwtValidationConfig, TokenSource
-from edge.policy.errors import Place
+from edge.policy.errors import Place, PolicyRuntimeError
 from edge.policy.jwk import Jwk
 from edge.policy.jwt import Rules, Verdict, verify_token
 from edge.policy.phase import Answer, PhaseRun
@@ -53,13 +61,59 @@ INVALID_TOKEN: Final = "invalid_token"
 #: takes well under a second when its server answers, and at most `jwks.fetch_timeout`.
 KEYS_RETRY_AFTER: Final = 5
 
+#: The methods whose body ngrok reads a `method: body` token from (DOCS jwt-validation config:
+#: "When choosing body, the method must be POST, PUT, or PATCH").
+BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+#: ngrok's "internal gateway error": the shell did not read the body a body token needs.
+_ERR_NGROK_2300: Final = "ERR_NGROK_2300"
+_JSON: Final = "application/json"
+_FORM: Final = "application/x-www-form-urlencoded"
+
 _TEXT: Final = ("content-type", "text/plain; charset=utf-8")
 
 
-def _find(run: PhaseRun, source: TokenSource) -> str | None:
+def _body_values(run: PhaseRun, name: str, place: Place) -> list[object]:
+    """The values of body field `name` (lower-case) in the request's JSON object or form."""
+    request = run.request
+    assert request is not None
+    if request.method.upper() not in BODY_METHODS:
+        return []
+    if request.body is None:
+        raise PolicyRuntimeError(
+            _ERR_NGROK_2300,
+            "jwt-validation needs the request body for a body token, which was not read for "
+            "this request",
+            place,
+        )
+    media = [v for k, v in run.headers() if k.lower() == "content-type"]
+    kind = media[0].partition(";")[0].strip().lower() if len(media) == 1 else ""
+    try:
+        text = request.body.decode("utf-8")
+        if kind == _JSON:
+            document = json.loads(text)
+            if not isinstance(document, dict):
+                return []
+            return [value for key, value in document.items() if key.lower() == name]
+        if kind == _FORM:
+            pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
+            return [value for key, value in pairs if key.lower() == name]
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return []  # not UTF-8, not JSON (or nested past the parser's depth): no token in it
+    return []
+
+
+def _where(source: TokenSource) -> str:
+    return f"{'body field' if source.method == 'body' else 'header'} {source.name}"
+
+
+def _find(run: PhaseRun, source: TokenSource, place: Place) -> str | None:
     name = source.name.lower()
-    values = [value for key, value in run.headers() if key.lower() == name]
-    if len(values) != 1:
+    values: list[object]
+    if source.method == "body":
+        values = _body_values(run, name, place)
+    else:
+        values = [value for key, value in run.headers() if key.lower() == name]
+    if len(values) != 1 or not isinstance(values[0], str):
         return None  # none, or two that disagree about who the client is
     value = values[0].strip()
     if source.prefix:
@@ -108,9 +162,9 @@ def _quoted(text: str) -> str:
 def run_jwt_validation(run: PhaseRun, config: JwtValidationConfig, place: Place) -> Answer | None:
     texts: list[str] = []
     for source in config.tokens:
-        text = _find(run, source)
+        text = _find(run, source, place)
         if text is None:
-            message = f"Token could not be found in request (header {source.name})."
+            message = f"Token could not be found in request ({_where(source)})."
             _record(run, [], ERR_NGROK_3406, message)
             body = f"{ERR_NGROK_3406}: {message}\n".encode()
             return Answer(401, (("www-authenticate", "Bearer"), _TEXT), body)
@@ -136,7 +190,7 @@ def run_jwt_validation(run: PhaseRun, config: JwtValidationConfig, place: Place)
         verdict = verify_token(text, keys=keys, rules=rules, now=run.now)
         variables.append(_token_var(verdict, source))
         if not verdict.verified and failure is None:
-            failure = f"{verdict.reason} (header {source.name})"
+            failure = f"{verdict.reason} ({_where(source)})"
     if failure is None:
         _record(run, variables)
         return None

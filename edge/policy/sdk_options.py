@@ -22,6 +22,20 @@ What each SDK sends (ngrok-go `config/*.go` before v2, ngrok-rust `config/http.r
     RequestHeaders: {add: ["Name:value"],     -> add-headers, remove-headers (on_http_request)
                      remove: [names], addParsed: {name: value}}
     ResponseHeaders: (same shape)             -> the same, on_http_response
+    TLSTermination: {cert, key}  (tls only;   -> terminate-tls with server_certificate and
+                    base64 of the PEMs)          server_private_key    (on_tcp_connect)
+    MutualTLSAtEdge: {mutual_tls_ca}  (tls,   -> that terminate-tls's
+                    with TLSTermination)         mutual_tls_certificate_authorities
+    WebhookVerification: {provider, secret}   -> verify-webhook with that provider and secret
+                                                                        (on_http_request)
+    CircuitBreaker: {error_threshold}         -> circuit-breaker with that error_threshold and
+                                                 the action's defaults  (on_http_request)
+    Compression: {}  ("on"; it has no fields) -> compress-response with its default algorithms
+                                                                        (on_http_response)
+
+The SDKs' circuit breaker carries only the ratio (`circuit_breaker(0.5)`): the action's other
+fields keep their defaults. A threshold of 0 (Go's encoding/json sends it as `{}`) is refused:
+it would trip after ten requests without an error. A webhook secret is taken literally.
 
 The user-agent rule follows ngrok's module documentation (DOCS `cloud-edge/modules/
 user-agent-filter.md`): "Requests are allowed if they match any allow rule or fail to match all
@@ -40,12 +54,15 @@ would be, and checked by `validate` for the endpoint's protocol) or an `SdkOptio
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
+from edge.policy.actions import CATALOGUE
 from edge.policy.document import Policy, load_policy
 from edge.policy.errors import PolicyError, kind_of
 from edge.policy.validate import validate
@@ -82,14 +99,17 @@ _NOT_MODULES: Final = frozenset(
 )
 #: The modules each protocol's options may carry that this module maps, in rule order: IP
 #: checks first (cheapest, and before any credentials are read), then the user-agent filter,
-#: then authentication, then header changes.
+#: then authentication and webhook signatures (a refused request never counts against the
+#: upstream), then the circuit breaker, then header changes; compression last on the response
+#: (after its headers are set); on tls, TLS termination after the IP check (a refused client
+#: costs no handshake).
 _MAPPED: Final[Mapping[str, tuple[str, ...]]] = {
-    "http": ("IPRestriction", "UserAgentFilter", "Auth", "BasicAuth", "RequestHeaders",
-             "ResponseHeaders"),
-    "https": ("IPRestriction", "UserAgentFilter", "Auth", "BasicAuth", "RequestHeaders",
-              "ResponseHeaders"),
+    "http": ("IPRestriction", "UserAgentFilter", "Auth", "BasicAuth", "WebhookVerification",
+             "CircuitBreaker", "RequestHeaders", "ResponseHeaders", "Compression"),
+    "https": ("IPRestriction", "UserAgentFilter", "Auth", "BasicAuth", "WebhookVerification",
+              "CircuitBreaker", "RequestHeaders", "ResponseHeaders", "Compression"),
     "tcp": ("IPRestriction",),
-    "tls": ("IPRestriction",),
+    "tls": ("IPRestriction", "TLSTermination", "MutualTLSAtEdge"),
 }  # fmt: skip
 #: Every module of ngrok's options structs, in ngrok-go's field order (HTTPEndpoint, then the
 #: TLSEndpoint-only ones): what it is and its Traffic Policy equivalent (None: there is none),
@@ -113,8 +133,9 @@ _MODULES: Final[Mapping[str, tuple[str, str | None]]] = {
     "MutualTLSAtEdge": ("mutual TLS at the edge", "terminate-tls"),
     "TLSTermination": ("TLS termination at the edge", "terminate-tls"),
 }
-#: Modules whose object carries no fields: present as an object at all (`{}`) means "on".
-_MARKERS: Final = frozenset({"compression", "websockettcpconverter"})
+#: Modules whose object means "on" however empty: `Compression` and `WebsocketTCPConverter`
+#: carry no fields; a `CircuitBreaker` of `{}` is Go's encoding of a threshold of 0 (refused).
+_MARKERS: Final = frozenset({"compression", "websockettcpconverter", "circuitbreaker"})
 _CANONICAL: Final = {name.lower(): name for name in _MODULES}
 _MAPPED_ANYWHERE: Final = frozenset(name.lower() for names in _MAPPED.values() for name in names)
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
@@ -142,11 +163,15 @@ class UnsupportedOption(SdkOptionError):  # noqa: N818 - names the refusal
             )
             return
         what, equivalent = known
-        instead = (
-            f" Its Traffic Policy equivalent, {equivalent}, is not served by this edge yet either."
-            if equivalent and option.lower() not in _MAPPED_ANYWHERE
-            else ""
-        )
+        instead = ""
+        if equivalent and option.lower() not in _MAPPED_ANYWHERE:
+            instead = (
+                f" Its Traffic Policy equivalent, {equivalent}, is not served by this edge yet "
+                "either."
+                if CATALOGUE[equivalent].parse is None
+                else f" Its Traffic Policy equivalent, {equivalent}, is: send a Traffic Policy "
+                "with that action instead."
+            )
         super().__init__(
             option,
             f"Opts.{option} ({what}) is not supported by this Burrow edge{detail}, so the "
@@ -186,7 +211,8 @@ def policy_from_bind_options(proto: str, opts: object) -> Policy | None:
     endpoint of protocol `proto` (`http`, `https`, `tcp`, `tls`), or None if it asks for none.
 
     Null, empty and false options are not asked for (as are objects of only empty fields,
-    except `Compression` and `WebsocketTCPConverter`, whose `{}` means "on"). The URL fields,
+    except `Compression` and `WebsocketTCPConverter`, whose `{}` means "on", and
+    `CircuitBreaker`, whose `{}` is a threshold of 0 and is refused). The URL fields,
     `ProxyProto`, `LocalURLScheme`, `MutualTLSAtAgent` and `TrafficPolicy` are not modules and
     are not read here. Raises `UnsupportedOption` for a module that is not mapped or not
     known (the first in ngrok's field order), `MalformedOption` for one whose value cannot be
@@ -254,7 +280,8 @@ class _Option:
         folded = {name.lower() for name in known}
         for key, (name, item) in self.fields.items():
             if key not in folded and _is_set(item):
-                raise MalformedOption(option, f"unknown field {name!r} (known: {', '.join(known)})")
+                fields = f"known: {', '.join(known)}" if known else "it takes no fields"
+                raise MalformedOption(option, f"unknown field {name!r} ({fields})")
 
     def fail(self, problem: str, code: str | None = None) -> MalformedOption:
         return MalformedOption(self.option, problem, code)
@@ -313,6 +340,22 @@ class _Builder:
                 self.ip_restriction(value)
             elif option == "UserAgentFilter":
                 self.user_agent_filter(value)
+            elif option == "TLSTermination":
+                self.tls_termination(value, options.get("MutualTLSAtEdge"))
+            elif option == "MutualTLSAtEdge":
+                if "TLSTermination" not in options:
+                    raise UnsupportedOption(
+                        "MutualTLSAtEdge",
+                        " without termination(cert, key) (ngrok would serve its own certificate "
+                        "for the endpoint; this edge has none to serve)",
+                    )
+                # folded into the TLSTermination rule: one handshake checks both
+            elif option == "WebhookVerification":
+                self.webhook_verification(value)
+            elif option == "CircuitBreaker":
+                self.circuit_breaker(value)
+            elif option == "Compression":
+                self.compression(value)
             elif option in ("Auth", "BasicAuth"):
                 if credentials and option == credentials[0][0]:
                     # One action for both: only one auth action per endpoint (ERR_NGROK_2239).
@@ -348,6 +391,71 @@ class _Builder:
                 config[target] = cidrs
         phase = "on_http_request" if self.proto in ("http", "https") else "on_tcp_connect"
         self.add("IPRestriction", phase, {"actions": [{"type": "restrict-ips", "config": config}]})
+
+    def webhook_verification(self, value: object) -> None:
+        """`WebhookVerification{provider, secret, sealed_secret}` (the SDK's
+        `webhook_verification(provider, secret)`): a verify-webhook action. The provider is
+        checked by the action's validation (an unknown one names the providers served); a
+        `sealed_secret` (encrypted for ngrok's own KMS) cannot be opened here and is refused.
+        Error messages never quote the secret."""
+        reader = _Option("WebhookVerification", value, ("provider", "secret", "sealed_secret"))
+        if _is_set(reader.raw("sealed_secret")):
+            raise UnsupportedOption(
+                "WebhookVerification", " with a sealed_secret (send the secret itself)"
+            )
+        provider, secret = reader.raw("provider"), reader.raw("secret")
+        if not isinstance(provider, str) or not provider:
+            raise reader.fail("provider must be a non-empty string (github, stripe, ...)")
+        if not isinstance(secret, str) or not secret:
+            raise reader.fail(f"secret must be a non-empty string (the {provider} signing secret)")
+        # The action's secret is a `${...}` template; the SDK's is plain text, so a `${` in it
+        # becomes an expression that yields "$" followed by a literal "{".
+        config = {"provider": provider, "secret": secret.replace("${", "${'$'}{")}
+        action = {"type": "verify-webhook", "config": config}
+        self.add("WebhookVerification", "on_http_request", {"actions": [action]})
+
+    def circuit_breaker(self, value: object) -> None:
+        """`CircuitBreaker{error_threshold}` (the SDK's `circuit_breaker(ratio)`): a
+        circuit-breaker action with that threshold and the action's defaults otherwise."""
+        reader = _Option("CircuitBreaker", value, ("error_threshold",))
+        threshold = reader.raw("error_threshold")
+        if threshold is None or threshold == 0:
+            raise reader.fail(
+                "error_threshold is 0 or missing: a breaker with threshold 0 would trip after "
+                "ten requests without any error, so the endpoint was not bound; send the share "
+                "of errors (more than 0, at most 1) that should trip it"
+            )
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise reader.fail(f"error_threshold must be a number, not {kind_of(threshold)}")
+        action = {"type": "circuit-breaker", "config": {"error_threshold": threshold}}
+        self.add("CircuitBreaker", "on_http_request", {"actions": [action]})
+
+    def compression(self, value: object) -> None:
+        """`Compression{}` (the SDK's `compression()`): compress-response with its default
+        algorithms (gzip, deflate, br), chosen by the client's Accept-Encoding."""
+        _Option("Compression", value, ())  # no fields: any that carries a value is refused
+        self.add("Compression", "on_http_response", {"actions": [{"type": "compress-response"}]})
+
+    def tls_termination(self, value: object, mutual: object | None) -> None:
+        """`TLSTermination{cert, key, sealed_key}`: the SDK's `termination(cert, key)`, the
+        agent's certificate and key for the edge to terminate TLS with (Go `[]byte`, so base64
+        of the PEM in JSON; plain PEM text is taken too). A `sealed_key` (a key encrypted for
+        ngrok's own KMS) cannot be opened here and is refused. `mutual` is the Bind's
+        `MutualTLSAtEdge{mutual_tls_ca}` (the SDK's `mutual_tlsca(ca)`): the CAs client
+        certificates must chain to, checked in the same handshake. Error messages never quote
+        a value."""
+        reader = _Option("TLSTermination", value, ("cert", "key", "sealed_key"))
+        if _is_set(reader.raw("sealed_key")):
+            raise UnsupportedOption("TLSTermination", " with a sealed_key (send the key itself)")
+        config: dict[str, object] = {
+            "server_certificate": _pem_text(reader, "cert"),
+            "server_private_key": _pem_text(reader, "key"),
+        }
+        if mutual is not None:
+            cas = _Option("MutualTLSAtEdge", mutual, ("mutual_tls_ca",))
+            config["mutual_tls_certificate_authorities"] = [_pem_text(cas, "mutual_tls_ca")]
+        action = {"type": "terminate-tls", "config": config}
+        self.add("TLSTermination", "on_tcp_connect", {"actions": [action]})
 
     def user_agent_filter(self, value: object) -> None:
         reader = _Option("UserAgentFilter", value, ("allow", "deny"))
@@ -412,6 +520,34 @@ class _Builder:
 #: add-headers and remove-headers take at most 10 headers each (ngrok's documented maximum,
 #: edge.policy.actions.MAX_HEADERS); a longer legacy list becomes several actions in order.
 _HEADERS_PER_ACTION: Final = 10
+
+
+def _pem_text(reader: _Option, field: str) -> str:
+    """A PEM sent as Go's `[]byte` (base64 in JSON), as a list of byte values, or as text."""
+    value = reader.raw(field)
+    if value is None or value == "":
+        raise reader.fail(f"{field} is missing (a PEM is needed there)")
+    data: bytes
+    if isinstance(value, list | tuple) and all(
+        isinstance(item, int) and 0 <= item <= 255 for item in value
+    ):
+        data = bytes(value)
+    elif isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
+        data = value.encode()
+    elif isinstance(value, str):
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise reader.fail(f"{field} is neither PEM nor base64 of a PEM") from None
+    else:
+        raise reader.fail(f"{field} must be the PEM as bytes (base64), not {kind_of(value)}")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise reader.fail(f"{field} is not a PEM (it is not ASCII text)") from None
+    if not text.lstrip().startswith("-----BEGIN"):
+        raise reader.fail(f"{field} is not a PEM (no -----BEGIN line)")
+    return text
 
 
 def _auth_string(value: object) -> str:

@@ -8,7 +8,8 @@
   ERR_NGROK_2207 a rule that can never run because an earlier rule of the phase has no
   expressions and a terminating action, or an action after a terminating one in its rule;
 * per action: ERR_NGROK_2201 an unknown type, or a known one this edge does not implement yet
-  (refused by name, never ignored); ERR_NGROK_2202 a type not allowed in the phase; the config
+  (refused by name, never ignored); ERR_NGROK_2202 a type not allowed in the phase;
+  ERR_NGROK_2205 a type not served for the endpoint's protocol (terminate-tls off tls); the config
   schema's own codes (2203, 2204, 2215, 2217, 2218, 2224, 2252, 2257, 2258, 2261, ...);
   ERR_NGROK_2239 a second authentication action anywhere in the policy.
 
@@ -22,12 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from edge.policy.actions import CATALOGUE, ActionConfig, ActionSpec
+from edge.policy.actions import CATALOGUE, ActionConfig, ActionSpec, terminates
+from edge.policy.actions_jwt import JwtValidationConfig
 from edge.policy.cel import Compiled, compile_expression
 from edge.policy.document import Action, Policy, Rule
 from edge.policy.errors import (
     ERR_NGROK_2201,
     ERR_NGROK_2202,
+    ERR_NGROK_2205,
     ERR_NGROK_2206,
     ERR_NGROK_2207,
     ERR_NGROK_2229,
@@ -81,6 +84,10 @@ class CompiledPolicy:
     on_tcp_connect: tuple[CompiledRule, ...] = ()
     on_http_request: tuple[CompiledRule, ...] = ()
     on_http_response: tuple[CompiledRule, ...] = ()
+    #: An `on_http_request` action needs the whole request body (`ActionSpec.request_body`, or
+    #: a jwt-validation token in the body): the shells buffer it first. False keeps the body
+    #: streaming, at no cost.
+    reads_request_body: bool = False
 
 
 def validate(policy: Policy, *, protocol: str) -> CompiledPolicy:
@@ -135,7 +142,15 @@ class _Checker:
             phases[phase] = self.phase(phase, rules)
         if self.errors:
             return None
-        return CompiledPolicy(protocol=self.protocol, source=policy, **phases)
+        reads_body = any(
+            action.spec.request_body
+            or (isinstance(action.config, JwtValidationConfig) and action.config.reads_body)
+            for rule in phases.get("on_http_request", ())
+            for action in rule.actions
+        )
+        return CompiledPolicy(
+            protocol=self.protocol, source=policy, reads_request_body=reads_body, **phases
+        )
 
     def phase(self, phase: str, rules: tuple[Rule, ...]) -> tuple[CompiledRule, ...]:
         compiled: list[CompiledRule] = []
@@ -162,7 +177,7 @@ class _Checker:
             if result is not None:
                 compiled.append(result)
             if not rule.expressions and any(
-                CATALOGUE.get(action.type, _UNKNOWN).terminating for action in rule.actions
+                terminates(action.type, action.config) for action in rule.actions
             ):
                 ended_by = ended_by or place
         return tuple(compiled)
@@ -208,7 +223,7 @@ class _Checker:
                 ok = False
             else:
                 actions.append(compiled)
-            if CATALOGUE.get(action.type, _UNKNOWN).terminating:
+            if terminates(action.type, action.config):
                 terminated_by = terminated_by or action.type
         if not ok:
             return None
@@ -227,6 +242,17 @@ class _Checker:
                     ERR_NGROK_2202,
                     f"Action type {action.type} is not supported for {place.phase} traffic policy "
                     f"rule (it runs in {', '.join(sorted(spec.phases))})",
+                    place,
+                )
+            )
+            return None
+        if spec.protocols is not None and self.protocol not in spec.protocols:
+            self.report(
+                PolicyError(
+                    ERR_NGROK_2205,
+                    f"Action type {action.type} is not supported for {self.protocol} endpoints "
+                    f"by this Burrow edge (it runs on {', '.join(sorted(spec.protocols))} "
+                    "endpoints)",
                     place,
                 )
             )

@@ -13,8 +13,12 @@ with `hmac.compare_digest` (constant time: how far a forged signature matched is
 | twilio   | X-Twilio-Signature: <base64>                   | URL + sorted params | SHA1 base64    |
 | shopify  | X-Shopify-Hmac-Sha256: <base64>                | body                | SHA256 base64  |
 | svix     | svix-id/-timestamp/-signature (or webhook-*)   | `<id>.<ts>.` body   | SHA256 b64, 5m |
+| gitlab   | X-Gitlab-Token: <the secret itself>            | (nothing)           | none           |
 
-All are HMACs keyed with the secret.
+All but gitlab are HMACs keyed with the secret. GitLab signs nothing: it sends the secret token
+configured on the webhook in `X-Gitlab-Token` (docs.gitlab.com, "Webhooks", "Validate requests
+with a secret token"; ngrok's example policy for verify-webhook uses `provider: gitlab`), so the
+check is that header equal to the secret, compared in constant time like the others.
 `svix` is the generic HMAC-SHA256 scheme (the Standard Webhooks specification, which many
 providers send): the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers are read
 when the `svix-*` ones are absent, and a `whsec_`-prefixed secret is its base64 key.
@@ -256,6 +260,15 @@ def _svix(secret: str, delivery: Delivery, now: float) -> Verdict:
     return _OK if matched else _refused(f"no {prefix}-signature v1 signature matches")
 
 
+def _gitlab(secret: str, delivery: Delivery, now: float) -> Verdict:
+    token = _header(delivery, "x-gitlab-token")
+    if token is None:
+        return _refused("no single X-Gitlab-Token header")
+    if _same(secret.encode(), token.encode()):
+        return _OK
+    return _refused("the X-Gitlab-Token does not match the secret")
+
+
 Check = Callable[[str, Delivery, float], Verdict]
 _CHECKS: Final[Mapping[str, Check]] = {
     "github": _github,
@@ -264,6 +277,7 @@ _CHECKS: Final[Mapping[str, Check]] = {
     "twilio": _twilio,
     "shopify": _shopify,
     "svix": _svix,
+    "gitlab": _gitlab,
 }
 #: The provider identifiers this edge verifies (ngrok's names); any other is refused at load.
 PROVIDERS: Final = frozenset(_CHECKS)

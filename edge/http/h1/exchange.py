@@ -12,7 +12,9 @@ that frames the requests we forward and parses the answers. Events cross between
 `edge/http/headers.py` (the final response head's by `edge.http.seam.client_response_headers`,
 where Traffic Policy's on_http_response phase will run). Framing headers pass unchanged, so h11
 frames the other side the same way (and re-frames a read-until-close response as chunked for an
-HTTP/1.1 client, as it must). Trailers are dropped both ways.
+HTTP/1.1 client, as it must). Trailers are dropped both ways. A policy's compress-response or
+response-body-find-replace (`edge.http.response_body`) runs the body through a `BodyStream`
+and drops Content-Length, so h11 frames the new body chunked (or to the close for HTTP/1.0).
 
 `Relay.run` carries one exchange:
 
@@ -50,8 +52,10 @@ from typing import cast
 import h11
 import trio
 
+from edge.config import HttpConfig
 from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
 from edge.http.headers import response_headers
+from edge.http.response_body import BodyStream
 from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
@@ -61,6 +65,7 @@ from edge.http.seam import (
     PolicyAnswer,
     RelayError,
     ResponsePolicy,
+    RewrittenResponse,
     client_response_headers,
 )
 from protocol.adapters.pipe import splice
@@ -160,7 +165,7 @@ class Relay:
     agent streams. `touch` is called whenever bytes move; `peer` names the client in logs;
     `body` bounds how slowly a request body may come."""
 
-    __slots__ = ("body", "cc", "client", "peer", "touch")
+    __slots__ = ("body", "cc", "client", "peer", "response_buffer", "touch")
 
     def __init__(
         self,
@@ -170,12 +175,16 @@ class Relay:
         touch: Callable[[], None],
         peer: str,
         body: BodyLimits,
+        response_buffer: int = HttpConfig().max_buffered_response_body,
     ) -> None:
         self.cc = cc
         self.client = client
         self.touch = touch
         self.peer = peer
         self.body = body
+        # The most response body a policy's response-body-find-replace holds
+        # (`http.max_buffered_response_body`).
+        self.response_buffer = response_buffer
 
     async def run(self, exchange: Exchange) -> None:
         """Relay `exchange` until its response went to the client whole, a 101 did, or it
@@ -319,6 +328,7 @@ class Relay:
         stream = agent.stream
         out: list[bytes] = []
         ended = False
+        rewrite: BodyStream | None = None  # a policy's compress-response or find-replace
         # Nothing of the response is here yet unless an upstream sent more than it framed
         # last time: read first rather than ask h11 for an event it cannot have.
         pending, closed = uh.trailing_data
@@ -352,8 +362,12 @@ class Relay:
             kind = type(event)
             if kind is h11.Data:
                 data_event = cast(h11.Data, event)
-                out.extend(_passthrough(cc, data_event))
-                exchange.body_bytes += len(data_event.data)
+                if rewrite is not None:
+                    rewritten = rewrite.feed(data_event.data)
+                    data_event = h11.Data(data=rewritten)
+                if data_event.data:
+                    out.extend(_passthrough(cc, data_event))
+                    exchange.body_bytes += len(data_event.data)
             elif kind is h11.Response:
                 response = cast(h11.Response, event)
                 policy = exchange.forward.policy
@@ -369,6 +383,9 @@ class Relay:
                     if isinstance(decided, PolicyAnswer):
                         await self._policy_answer(exchange, decided, out)
                         return
+                    if isinstance(decided, RewrittenResponse):
+                        rewrite = decided.start(self.response_buffer)
+                        decided = decided.headers
                     headers = decided
                 if not exchange.request_done:
                     headers.append((b"Connection", b"close"))
@@ -384,6 +401,11 @@ class Relay:
                 exchange.response_started = True
                 exchange.status = response.status_code
             elif kind is h11.EndOfMessage:
+                if rewrite is not None:
+                    tail = rewrite.finish()
+                    if tail:
+                        out.extend(_passthrough(cc, h11.Data(data=tail)))
+                        exchange.body_bytes += len(tail)
                 out.append(cc.send(h11.EndOfMessage()))
                 await self._to_client(out)
                 exchange.response_done = True

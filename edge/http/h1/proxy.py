@@ -72,7 +72,9 @@ pages and codes: `edge/http/error_pages.py`):
 An endpoint's Traffic Policy (`seam.decide`, `seam.client_response_headers`) may answer a
 request itself (`_answer`: deny, redirect, 401, 429, ...; not an error page), close the
 connection without an answer, or replace the upstream's response (`Relay`: the agent stream is
-then closed, not kept, since its response was not read to its end).
+then closed, not kept, since its response was not read to its end). A policy that reads request
+bodies (`seam.BufferBody`) has the body read whole first (`edge/http/h1/buffered.py`: 413 past
+`http.max_buffered_body`), and the request goes out with that body in one write.
 
 Once a response head has gone to the client, no page can follow: any failure then aborts the
 client connection. A page keeps the connection alive only when the whole request was read.
@@ -100,9 +102,12 @@ from typing import Literal, cast
 import h11
 import trio
 
+from edge.admin.metrics import EdgeMetrics, answer_code, endpoint_label
 from edge.config import HttpConfig
+from edge.http.body_buffer import BodyTooLargeError, BufferBody, decide_with_body, too_large
 from edge.http.body_rate import BodyLimits
 from edge.http.error_pages import ErrorPage
+from edge.http.h1.buffered import read_body
 from edge.http.h1.exchange import (
     READ_SIZE,
     AgentStream,
@@ -113,8 +118,8 @@ from edge.http.h1.exchange import (
     take_body,
 )
 from edge.http.headers import Headers, RefusedError, head_error_page, prepare_request, raw_head
-from edge.http.policy import ClientConn
-from edge.http.routing import HttpRoute, HttpRouter
+from edge.http.policy import ClientConn, upstream_failed
+from edge.http.routing import HttpRoute, HttpRouter, retry_elsewhere, reusable
 from edge.http.seam import (
     CLOSE_TIMEOUT,
     AgentStreamError,
@@ -133,7 +138,9 @@ from edge.http.seam import (
     log_refusal,
     open_failure,
 )
+from protocol.adapters.mux import reset_code
 from protocol.formats.urls import format_host_port
+from protocol.wire.errors import ErrorCode
 
 __all__ = ["READ_SIZE", "serve_http"]
 
@@ -164,16 +171,17 @@ async def serve_http(
     router: HttpRouter,
     limits: HttpConfig,
     sni: str | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> None:
     """Serve one client connection (plaintext: TLS, if any, is already terminated; `sni` is
     the name its ClientHello asked for) until it ends, routing each request by Host through
-    `router`.
+    `router`. Each response is counted in `metrics` (`edge.admin.metrics`), if given.
 
     Always closes `client` and every agent stream it opened. Never raises for
     connection-level trouble (a reset, a bad request, a dead agent: each is answered or logged);
     cancellation propagates after both sides are closed forcefully.
     """
-    connection = _Connection(client, client_addr, scheme, router, limits, sni)
+    connection = _Connection(client, client_addr, scheme, router, limits, sni, metrics)
     try:
         await connection.run()
     except Exception:
@@ -187,6 +195,18 @@ async def serve_http(
 
 
 # --------------------------------------------------------------------------------- internals
+
+
+def _may_move(failure: RelayError, *, replayable: bool, bodiless: bool) -> bool:
+    """Whether a request whose agent stream failed this way may go to another pool member: a
+    REMOTE_GONE_AWAY reset (the agent never saw the stream) when the whole request is in hand
+    without a body; a STREAM_REFUSED reset (ERR_NGROK_8012: the agent could not reach its
+    upstream) only for an idempotent request without a body (`REPLAYABLE_METHODS`)."""
+    cause = failure.__cause__
+    code = reset_code(cause if cause is not None else failure)
+    if code == ErrorCode.REMOTE_GONE_AWAY:
+        return bodiless
+    return code == ErrorCode.STREAM_REFUSED and replayable
 
 
 class _Head:
@@ -221,8 +241,10 @@ class _Connection:
         router: HttpRouter,
         limits: HttpConfig,
         sni: str | None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.client = client
+        self.metrics = metrics
         self.peer = format_host_port(*client_addr)
         self.client_ip = client_addr[0].encode("ascii")
         self.scheme = scheme
@@ -238,6 +260,7 @@ class _Connection:
             touch=self._touch,
             peer=self.peer,
             body=BodyLimits.of(limits),
+            response_buffer=limits.max_buffered_response_body,
         )
         self.agent_stream: AgentStream | None = None  # kept for the next request
         self.client_eof = False
@@ -499,6 +522,11 @@ class _Connection:
             return await self._refuse(
                 route.page, route.reason, accept=accept, keep=complete, host=host
             )
+        if isinstance(route, BufferBody):  # the policy reads the body: read it whole first
+            whole = await self._read_whole_body(route, datas, complete, accept=accept, host=host)
+            if whole is None:
+                return False
+            route, complete = whole, True
         policy = None
         if isinstance(route, _POLICY_OUTCOMES):
             if isinstance(route, PolicyAnswer):
@@ -506,6 +534,8 @@ class _Connection:
             if isinstance(route, PolicyClose):
                 log.info("http %s: %s: closed by the policy (%s)", self.peer, host, route.reason)
                 return False
+            if route.body is not None:  # read whole for the policy: forward it as it left it
+                datas = [h11.Data(data=route.body)] if route.body else []
             request, policy, route = route.request, route.response, route.route
         try:
             forward_head = h11.Request(
@@ -525,6 +555,7 @@ class _Connection:
         )
         self.forward = forward
         replayable = complete and not datas and parsed.method in REPLAYABLE_METHODS
+        moved = False  # retried once on another pool member already
         while True:
             self._set_deadline(_Phase.OPENING, trio.current_time() + self.limits.idle_timeout)
             agent = await self._agent_stream_for(route, host)
@@ -555,14 +586,74 @@ class _Connection:
                     "http %s: reused agent stream was dead (%s); retrying", self.peer, failure
                 )
                 continue
+            if (
+                not moved
+                and isinstance(failure, AgentStreamError)
+                and not exchange.response_started
+                and not exchange.received
+                and _may_move(failure, replayable=replayable, bodiless=complete and not datas)
+                and retry_elsewhere(agent.stream)
+            ):
+                # A pool member refused it before any byte reached an upstream: once more,
+                # on another member (edge.http.routing.retry_elsewhere).
+                moved = True
+                log.info(
+                    "http %s: %s: a pool member refused the request (%s); retrying on another",
+                    self.peer,
+                    host,
+                    failure,
+                )
+                continue
+            upstream_error = isinstance(failure, AgentStreamError) and not exchange.response_started
+            if upstream_error and exchange.forward.policy is not None:  # to its circuit breakers
+                upstream_failed(exchange.forward.policy, now=time.time())
             return await self._failed(exchange, failure, route.forwards_to)
+
+    async def _read_whole_body(
+        self,
+        pending: BufferBody,
+        datas: list[h11.Data],
+        complete: bool,
+        *,
+        accept: bytes | None,
+        host: str,
+    ) -> Policed | PolicyAnswer | PolicyClose | None:
+        """Read the request body whole for the endpoint's policy and run its request phase on
+        it; None once the request was answered (413, 408, 400) or the client left."""
+        limits = self.limits
+        self._set_deadline(_Phase.HEAD, trio.current_time() + limits.idle_timeout)
+        try:
+            body = await read_body(
+                self.cc,
+                self.client,
+                headers=pending.request.headers,
+                datas=datas,
+                complete=complete,
+                limit=limits.max_buffered_body,
+                limits=self.relay.body,
+                touch=self._touch,
+            )
+        except BodyTooLargeError as exc:
+            page = too_large(limits.max_buffered_body)
+            await self._refuse(page, str(exc), accept=accept, keep=False, host=host)
+            return None
+        except RelayError as exc:
+            kind = failure_kind(exc)
+            if kind is None:  # the client is gone
+                log.debug("http %s: %s", self.peer, exc)
+                self.abort = True
+                return None
+            refusal = failure_response(kind, limits=limits, host=host, detail=str(exc))
+            await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False, host=host)
+            return None
+        return decide_with_body(pending, body, now=time.time())
 
     async def _agent_stream_for(self, route: HttpRoute, host: str) -> AgentStream | Refusal:
         """The kept agent stream if it serves the same endpoint, else a new one; the page to
         answer with if the agent cannot be reached (502) or is at its stream limit (503)."""
         agent = self.agent_stream
         if agent is not None:
-            if agent.key == route.key:
+            if agent.key == route.key and reusable(agent.stream):
                 agent.reused = True
                 return agent
             self.agent_stream = None
@@ -581,6 +672,7 @@ class _Connection:
 
     async def _finish(self, exchange: Exchange) -> bool:
         """A response went out whole (or a 101): log it, keep or close the agent stream."""
+        self._count(exchange.forward.request.host, exchange.status)
         agent = exchange.agent
         if exchange.switched:
             self.agent_stream = None
@@ -652,6 +744,8 @@ class _Connection:
     ) -> bool:
         """Log and send an error page; True if the connection may carry another request."""
         log_refusal(log, "http", self.peer, host, page, reason)
+        # A request for no endpoint is counted under none, not under its (any) Host.
+        self._count(None if page.code == "ERR_NGROK_3200" else host, page.status)
         cc = self.cc
         if cc.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return False
@@ -666,6 +760,9 @@ class _Connection:
         """Send the answer of the endpoint's Traffic Policy to the request; True if the
         connection may carry another request."""
         log.info("http %s: %s: %d from %s", self.peer, host, answer.status, answer.reason)
+        self._count(host, answer.status)
+        if self.metrics is not None and answer.status >= 400:  # a refusal, not a custom answer
+            self.metrics.refused("policy", answer_code(answer.status, answer.headers))
         if self.cc.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return False
         self._set_deadline(
@@ -720,6 +817,10 @@ class _Connection:
                     pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+
+    def _count(self, host: str | None, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.http_response(endpoint_label(self.scheme, host), status)
 
     def _log_done(self, exchange: Exchange) -> None:
         if not log.isEnabledFor(logging.DEBUG):

@@ -68,6 +68,7 @@ import trio
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
+from edge.admin.metrics import EdgeMetrics
 from edge.config import HttpConfig
 from edge.http.h1.exchange import READ_SIZE
 from edge.http.h2.flood import Flood, FloodGuard, FloodLimits
@@ -103,6 +104,7 @@ async def serve_http2(
     router: HttpRouter,
     limits: HttpConfig,
     sni: str | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> None:
     """Serve one HTTP/2 client connection (TLS already terminated, ALPN "h2"; `sni` is the name
     its ClientHello asked for) until it ends, routing each request by its `:authority` among
@@ -112,7 +114,7 @@ async def serve_http2(
     trouble (a reset, a protocol error, a dead agent: each is answered or logged); cancellation
     propagates after both sides are closed forcefully.
     """
-    connection = _Connection(client, client_addr, router, limits, sni)
+    connection = _Connection(client, client_addr, router, limits, sni, metrics)
     try:
         await connection.run()
     except Exception:
@@ -139,6 +141,7 @@ class _Connection:
         router: HttpRouter,
         limits: HttpConfig,
         sni: str | None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.client = client
         self.peer = format_host_port(*client_addr)
@@ -176,6 +179,7 @@ class _Connection:
             limits=limits,
             sni=sni,
             conn=ClientConn(client, client_addr, sni),
+            metrics=metrics,
         )
         self.send_lock = trio.Lock()
         #: The reader's deadline: the first request, then idle with no stream open.

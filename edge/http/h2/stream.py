@@ -50,7 +50,11 @@ started, else the reset below; either way its agent stream is closed at once.
 
 An endpoint's Traffic Policy (`edge.http.seam.decide`, `client_response_headers`) may answer
 the request itself (not an error page), reset the stream without an answer (close-connection:
-CANCEL), or replace the upstream's response (its agent stream is then closed unread).
+CANCEL), or replace the upstream's response (its agent stream is then closed unread). Its
+compress-response and response-body-find-replace run the upstream's DATA through a
+`BodyStream` (`edge.http.response_body`) before it goes out; the head then has no content-length.
+A policy that reads request bodies (`seam.BufferBody`) has the DATA read whole first
+(`edge/http/h2/buffered.py`: 413 past `http.max_buffered_body`), then sent with a content-length.
 
 Once a response head went out, a failure resets that stream (INTERNAL_ERROR) and nothing
 else. A response that ends before its request body did is followed by RST_STREAM(NO_ERROR),
@@ -71,10 +75,13 @@ import h11
 import trio
 from h2.errors import ErrorCodes
 
+from edge.admin.metrics import EdgeMetrics, answer_code, endpoint_label
 from edge.config import HttpConfig
+from edge.http.body_buffer import BodyTooLargeError, BufferBody, decide_with_body, too_large
 from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
 from edge.http.error_pages import ErrorPage
 from edge.http.h1.exchange import READ_SIZE
+from edge.http.h2.buffered import read_body
 from edge.http.headers import (
     Headers,
     RefusedError,
@@ -82,7 +89,8 @@ from edge.http.headers import (
     h2_response_headers,
     translate_h2_request,
 )
-from edge.http.policy import ClientConn
+from edge.http.policy import ClientConn, upstream_failed
+from edge.http.response_body import BodyStream
 from edge.http.routing import HttpRouter
 from edge.http.seam import (
     AgentStreamError,
@@ -97,6 +105,7 @@ from edge.http.seam import (
     Refusal,
     RelayError,
     ResponsePolicy,
+    RewrittenResponse,
     client_response_headers,
     close_agent_stream,
     decide,
@@ -208,7 +217,7 @@ class Exchanger:
     `run`. `peer` names the client in logs; `client_ip` goes into X-Forwarded-For; `sni` is the
     name the connection's ClientHello asked for."""
 
-    __slots__ = ("client_ip", "conn", "frames", "limits", "peer", "router", "sni")
+    __slots__ = ("client_ip", "conn", "frames", "limits", "metrics", "peer", "router", "sni")
 
     def __init__(
         self,
@@ -220,8 +229,10 @@ class Exchanger:
         limits: HttpConfig,
         sni: str | None = None,
         conn: ClientConn | None = None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.frames = frames
+        self.metrics = metrics  # each response counted (`edge.admin.metrics`), if given
         self.conn = conn  # a policy's `conn.*`, built on first use
         self.peer = peer
         self.client_ip = client_ip
@@ -263,10 +274,18 @@ class Exchanger:
         if isinstance(route, Refusal):
             await self._refuse(stream, route.page, route.reason, accept=accept, host=host)
             return
+        if isinstance(route, BufferBody):  # the policy reads the body: read it whole first
+            whole = await self._read_whole_body(stream, route, accept=accept, host=host)
+            if whole is None:
+                return
+            route = whole
         policy = None
         if isinstance(route, _POLICY_OUTCOMES):
             if isinstance(route, PolicyAnswer):
                 log.info("http2 %s: %s: %d from %s", self.peer, host, route.status, route.reason)
+                self._count(host, route.status)
+                if self.metrics is not None and route.status >= 400:  # a refusal, not an answer
+                    self.metrics.refused("policy", answer_code(route.status, route.headers))
                 body = route.body_for(request.method)
                 await self._send(stream, route.status, list(route.headers), body)
                 return
@@ -274,6 +293,8 @@ class Exchanger:
                 log.info("http2 %s: %s: reset by the policy (%s)", self.peer, host, route.reason)
                 await self.frames.reset(stream, ErrorCodes.CANCEL)
                 return
+            if route.body is not None:  # read whole for the policy: forward it as it left it
+                stream.chunks = [route.body] if route.body else []
             request, policy, route = route.request, route.response, route.route
         limits = self.limits
         uh = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_head_size)
@@ -313,6 +334,8 @@ class Exchanger:
                 and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
             )
         finally:
+            if stream.response_started:  # counted even if the client resets the stream now
+                self._count(request.host, stream.status)
             await close_agent_stream(agent, clean=clean)
         if stream.response_done:
             if not stream.ended:
@@ -332,7 +355,39 @@ class Exchanger:
                 await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
         else:
             assert failure is not None
+            upstream_error = isinstance(failure, AgentStreamError) and not stream.response_started
+            if upstream_error and policy is not None:  # to the policy's circuit breakers
+                upstream_failed(policy, now=time.time())
             await self._failed(stream, failure, route.forwards_to, accept, host)
+
+    async def _read_whole_body(
+        self, stream: H2Stream, pending: BufferBody, *, accept: bytes | None, host: str
+    ) -> Policed | PolicyAnswer | PolicyClose | None:
+        """Read the request body whole for the endpoint's policy and run its request phase on
+        it; None once the request was answered (413, 408) or the client left."""
+        limits = self.limits
+        try:
+            body = await read_body(
+                stream,
+                self.frames,
+                headers=pending.request.headers,
+                limit=limits.max_buffered_body,
+                limits=BodyLimits.of(limits),
+            )
+        except BodyTooLargeError as exc:
+            page = too_large(limits.max_buffered_body)
+            await self._refuse(stream, page, str(exc), accept=accept, host=host)
+            return None
+        except ClientGoneError as exc:
+            log.debug("http2 %s: %s", self.peer, exc)
+            return None
+        except ClientTooSlowError as exc:
+            refusal = failure_response(
+                Failure.BODY_TIMEOUT, limits=limits, host=host, detail=str(exc)
+            )
+            await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
+            return None
+        return decide_with_body(pending, body, now=time.time())
 
     async def _failed(
         self,
@@ -370,6 +425,8 @@ class Exchanger:
         """Log and answer with an error page; then stop the request body if it is still
         coming."""
         log_refusal(log, "http2", self.peer, host, page, reason)
+        # A request for no endpoint is counted under none, not under its (any) authority.
+        self._count(None if page.code == "ERR_NGROK_3200" else host, page.status)
         headers, body = error_response(page, accept)
         await self._send(stream, page.status, headers, body)
 
@@ -498,6 +555,7 @@ class Exchanger:
         never read, and the unfinished agent stream is closed, not reused)."""
         pending: Headers | None = None  # a head not sent yet: it may carry END_STREAM
         ended = False
+        rewrite: BodyStream | None = None  # a policy's compress-response or find-replace
         while True:
             try:
                 event = uh.next_event()
@@ -525,8 +583,11 @@ class Exchanger:
                     await self._send_final_headers(stream, pending)
                     pending = None
                 payload = cast(h11.Data, event).data
-                await self.frames.send_body(stream, payload)
-                stream.body_bytes += len(payload)
+                if rewrite is not None:
+                    payload = rewrite.feed(payload)
+                if payload:
+                    await self.frames.send_body(stream, payload)
+                    stream.body_bytes += len(payload)
             elif kind is h11.Response:
                 response = cast(h11.Response, event)
                 stream.status = response.status_code
@@ -547,13 +608,20 @@ class Exchanger:
                         stream.body_bytes += len(body)
                         stream.response_done = True
                         return
+                    if isinstance(decided, RewrittenResponse):
+                        rewrite = decided.start(self.limits.max_buffered_response_body)
+                        decided = decided.headers
                     headers = decided
                 pending = h2_response_fields(response.status_code, headers)
             elif kind is h11.EndOfMessage:
+                tail = rewrite.finish() if rewrite is not None else b""
+                stream.body_bytes += len(tail)
                 if pending is not None:
-                    await self._send_final_headers(stream, pending, end_stream=True)
+                    await self._send_final_headers(stream, pending, end_stream=not tail)
+                    if tail:
+                        await self.frames.send_body(stream, tail, end_stream=True)
                 else:
-                    await self.frames.send_body(stream, b"", end_stream=True)
+                    await self.frames.send_body(stream, tail, end_stream=True)
                 stream.response_done = True
                 return
             elif kind is h11.InformationalResponse:
@@ -573,6 +641,10 @@ class Exchanger:
     ) -> None:
         await self.frames.send_headers(stream, headers, end_stream=end_stream)
         stream.response_started = True
+
+    def _count(self, host: str | None, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.http_response(endpoint_label("https", host), status)
 
     def _log_done(self, stream: H2Stream, request: HttpRequest) -> None:
         if not log.isEnabledFor(logging.DEBUG):

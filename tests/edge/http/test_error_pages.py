@@ -47,7 +47,7 @@ def test_ngrok_codes_carry_both_headers_and_the_docs_link(
     page: ErrorPage, status: int, code: str
 ) -> None:
     assert (page.status, page.code, page.ngrok_code) == (status, code, code)
-    docs = f"https://ngrok.com/docs/errors/{code.lower()}"
+    docs = f"docs/errors.md#{code.lower()}"  # Burrow's own page, not ngrok's
     headers, body = headers_of(page, as_json=False)
     assert headers[b"burrow-error-code"] == code.encode()
     assert headers[b"ngrok-error-code"] == code.encode()
@@ -84,7 +84,10 @@ def test_burrow_codes_have_no_ngrok_header(page: ErrorPage, status: int, code: s
     assert headers[b"burrow-error-code"] == code.encode()
     assert b"ngrok-error-code" not in headers
     assert b"ngrok.com/docs" not in body
-    assert json.loads(render(page, as_json=True)[1])["details"] == {}
+    assert f"docs/errors.md#{code.lower()}".encode() in body
+    assert json.loads(render(page, as_json=True)[1])["details"] == {
+        "docs_url": f"docs/errors.md#{code.lower()}"
+    }
 
 
 def test_messages_name_the_host_the_upstream_and_the_limit() -> None:

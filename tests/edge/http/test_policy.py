@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import h11
 import pytest
 
 from edge.endpoints.registry import AttachedPolicy
+from edge.events import POLICY_LOG_EVENT, EventLog
+from edge.http.policy import upstream_failed
 from edge.http.seam import (
     HttpRequest,
     Policed,
@@ -21,6 +24,7 @@ from edge.http.seam import (
 )
 from edge.policy.document import load_policy
 from edge.policy.validate import validate
+from edge.store import SQLiteStore
 from tests.edge.http.test_seam import NOW, Route, Router, on_connection, request
 
 
@@ -226,3 +230,108 @@ on_http_response:
     raw = h11.Response(status_code=200, headers=[("Content-Length", "5"), ("X-Gone", "1")]).headers
     headers = client_response_headers(raw, policy=decision.response, status=200, now=NOW)
     assert headers == [(b"Content-Length", b"5"), (b"x-new", b"1")]
+
+
+BREAKER = """
+on_http_request:
+  - actions:
+      - type: circuit-breaker
+        config: {error_threshold: 0.5, volume_threshold: 2, window_duration: 10s,
+                 tripped_duration: 5s}
+on_http_response:
+  - expressions: [res.status_code == 404]
+    actions:
+      - type: custom-response
+        config: {status_code: 500, body: replaced}
+"""
+
+
+def _breaker_decide(router: Router, now: float) -> Policed | PolicyAnswer | PolicyClose:
+    decision = decide(request(), router, now=now)
+    assert isinstance(decision, Policed | PolicyAnswer | PolicyClose), decision
+    return decision
+
+
+def test_upstream_5xx_responses_trip_the_breaker_and_the_edge_answers_503() -> None:
+    router = Router({("app.test", "https"): PolicyRoute(BREAKER)})
+    raw = h11.Response(status_code=500, headers=[("Content-Length", "0")]).headers
+    for offset in (0.0, 0.1):
+        decision = _breaker_decide(router, NOW + offset)
+        assert isinstance(decision, Policed)
+        client_response_headers(raw, policy=decision.response, status=500, now=NOW + offset)
+    refused = _breaker_decide(router, NOW + 1)
+    assert isinstance(refused, PolicyAnswer)
+    assert refused.status == 503
+    assert (b"ngrok-error-code", b"ERR_NGROK_3202") in refused.headers
+    assert isinstance(_breaker_decide(router, NOW + 5.1), Policed)  # half-open: one probe
+
+
+def test_successes_and_policy_answers_do_not_count_as_upstream_errors() -> None:
+    router = Router({("app.test", "https"): PolicyRoute(BREAKER)})
+    ok = h11.Response(status_code=404, headers=[("Content-Length", "0")]).headers
+    for offset in range(4):
+        decision = _breaker_decide(router, NOW + offset)
+        assert isinstance(decision, Policed)
+        # the upstream said 404 (not an error); the policy's 500 answer replacing it is not
+        # the upstream's outcome
+        answer = client_response_headers(ok, policy=decision.response, status=404, now=NOW)
+        assert isinstance(answer, PolicyAnswer) and answer.status == 500
+    assert isinstance(_breaker_decide(router, NOW + 4), Policed)
+
+
+def test_a_forward_that_got_no_response_counts_as_an_upstream_error() -> None:
+    router = Router({("app.test", "https"): PolicyRoute(BREAKER)})
+    for offset in (0.0, 0.1):
+        decision = _breaker_decide(router, NOW + offset)
+        assert isinstance(decision, Policed)
+        upstream_failed(decision.response, now=NOW + offset)
+    assert isinstance(_breaker_decide(router, NOW + 1), PolicyAnswer)
+
+
+def test_log_records_become_events_with_their_metadata(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = """
+on_http_request:
+  - name: audit
+    actions: [{type: log, config: {metadata: {who: "${conn.client_ip}", n: 3}}}]
+on_http_response:
+  - actions: [{type: log, config: {metadata: {status: "${res.status_code}"}}}]
+"""
+    with SQLiteStore.open(tmp_path / "burrow.db") as store:
+        route = PolicyRoute(text)
+        route.policy = dataclasses.replace(route.policy, events=EventLog(store, None))
+        with caplog.at_level(logging.INFO, logger="edge.http.policy"):
+            decision = decide(request(), Router({("app.test", "https"): route}), now=NOW)
+            assert isinstance(decision, Policed)
+            raw = h11.Response(status_code=201, headers=[("Content-Length", "0")]).headers
+            client_response_headers(raw, policy=decision.response, status=201, now=NOW)
+        events = list(reversed(store.list_events(event_type=POLICY_LOG_EVENT, limit=10)))
+    assert len([r for r in caplog.records if r.name == "edge.http.policy"]) == 2  # still logged
+    assert [event.object for event in events] == [
+        {
+            "endpoint": {"url": "https://app.test"},
+            "traffic_policy": {
+                "logs": [
+                    {
+                        "phase": "on_http_request",
+                        "place": 'on_http_request rule 0 ("audit") action 0 (log)',
+                        "metadata": {"who": "203.0.113.9", "n": 3},
+                    }
+                ]
+            },
+        },
+        {
+            "endpoint": {"url": "https://app.test"},
+            "traffic_policy": {
+                "logs": [
+                    {
+                        "phase": "on_http_response",
+                        "place": "on_http_response rule 0 action 0 (log)",
+                        "metadata": {"status": 201},
+                    }
+                ]
+            },
+        },
+    ]
+    assert all(event.principal is None for event in events)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import trio
 import trio.testing
 
-from edge.endpoints.registry import Endpoint, EndpointRegistry, Member
-from edge.http.routing import EndpointRouter
+from edge.endpoints.registry import AttachedPolicy, Endpoint, EndpointRegistry, Member
+from edge.http.routing import EndpointRouter, retry_elsewhere, reusable
+from edge.policy.document import load_policy
+from edge.policy.validate import validate
 
 
 def endpoint(url: str, *, binding: str = "public", opened: list[str] | None = None) -> Endpoint:
@@ -60,3 +65,77 @@ async def test_a_route_opens_agent_streams_through_its_endpoint() -> None:
         stream = await route.open_agent_stream("203.0.113.5:4000")
     await stream.aclose()
     assert opened == ["203.0.113.5:4000"]
+
+
+def test_route_internal_finds_online_internal_http_endpoints_exact_then_wildcard() -> None:
+    registry = EndpointRegistry()
+    exact = endpoint("https://api.clinic.internal", binding="internal")
+    wild = endpoint("https://*.clinic.internal", binding="internal")
+    for item in (
+        exact,
+        wild,
+        endpoint("https://public.example.com"),
+        endpoint("tls://db.clinic.internal", binding="internal"),
+    ):
+        registry.add(item)
+    router = EndpointRouter(registry, max_forward_hops=3)
+    assert router.max_forward_hops == 3
+    found = router.route_internal("https://api.clinic.internal")
+    assert found is not None and found.key is exact
+    other = router.route_internal("https://web.clinic.internal")
+    assert other is not None and other.key is wild
+    assert router.route_internal("https://public.example.com") is None  # not internal
+    assert router.route_internal("https://db.other.internal") is None
+    assert EndpointRouter(registry).max_forward_hops == 5  # limits.forward_internal_max_hops
+
+
+def pooled_member(session_id: str, opened: list[str], policy: AttachedPolicy | None) -> Member:
+    async def opener(client_addr: str) -> trio.abc.HalfCloseableStream:
+        opened.append(session_id)
+        left, _right = trio.testing.memory_stream_pair()
+        return left
+
+    return Member(
+        bind_id="tun_1",
+        token="",
+        session_id=session_id,
+        client_id="cl",
+        forwards_to=f"http://{session_id}:8080",
+        opener=opener,
+        policy=policy,
+        pooling=True,
+    )
+
+
+async def test_a_pool_route_pins_its_member_runs_its_policy_and_balances_requests() -> None:
+    registry = EndpointRegistry(rng=random.Random(5))
+    opened: list[str] = []
+    policy = AttachedPolicy(validate(load_policy("{}"), protocol="https"), "{}")
+    url = "https://api.clinic.internal"
+    for session_id, attached in (("ts_a", policy), ("ts_b", None)):
+        registry.add(
+            Endpoint(
+                url=url,
+                proto="https",
+                binding="internal",
+                host="api.clinic.internal",
+                members=(pooled_member(session_id, opened, attached),),
+                runtime=registry.runtime,
+            )
+        )
+    router = EndpointRouter(registry)
+    streams = []
+    for _ in range(20):
+        route = router.route_internal(url)  # forward-internal to a pooled internal target
+        assert route is not None
+        member = route.member  # type: ignore[attr-defined]
+        assert route.policy is member.policy  # the picked member's own policy
+        assert route.forwards_to == f"http://{member.session_id}:8080"
+        stream = await route.open_agent_stream("1.1.1.1:1")
+        assert opened[-1] == member.session_id  # the request goes to the member it picked
+        assert not reusable(stream)  # a pool balances each request
+        assert retry_elsewhere(stream)  # nothing came back yet and the other member is there
+        streams.append(stream)
+    assert sorted(Counter(opened).values()) == [10, 10]  # open streams kept even: 10 and 10
+    for stream in streams:
+        await stream.aclose()

@@ -74,7 +74,7 @@ def on_request(
         req or request(),
         endpoint=ENDPOINT,
         now=now,
-        state=state or PolicyState(),
+        state=state if state is not None else PolicyState(),
     )
 
 

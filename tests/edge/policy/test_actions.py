@@ -88,11 +88,14 @@ def test_every_action_of_the_reference_is_listed_and_unimplemented_ones_have_no_
     implemented = {
         "restrict-ips", "deny", "close-connection", "custom-response", "add-headers",
         "remove-headers", "redirect", "url-rewrite", "set-vars", "log", "basic-auth", "rate-limit",
+        "forward-internal", "terminate-tls", "jwt-validation", "circuit-breaker",
+        "verify-webhook", "request-body-find-replace",
+        "compress-response", "response-body-find-replace",
     }  # fmt: skip
     others = {
-        "forward-internal", "jwt-validation", "oauth", "openid-connect", "saml", "verify-webhook",
-        "compress-response", "http-request", "circuit-breaker", "terminate-tls",
-        "request-body-find-replace", "response-body-find-replace", "sse-find-replace",
+        "oauth", "openid-connect", "saml",
+        "http-request",
+        "sse-find-replace",
         "owasp-crs-request", "owasp-crs-response", "ai-gateway",
     }  # fmt: skip
     assert set(CATALOGUE) == implemented | others
@@ -282,6 +285,21 @@ def test_set_vars() -> None:
     assert isinstance(config, SetVarsConfig)
     assert [name for name, _ in config.vars] == ["region", "ip", "n"]
     assert config.vars[2] == ("n", 3)
+
+
+def test_set_vars_strings_inside_maps_and_lists_are_templates_too() -> None:
+    # ngrok's set-vars CEL interpolation example: `sample_map: {pem: ${conn.tls.client.pem}}`.
+    config = parse(
+        "set-vars",
+        {"vars": [{"m": {"ip": "${conn.client_ip}", "n": 1, "l": ["${conn.client_port}", 2]}}]},
+    )
+    assert isinstance(config, SetVarsConfig)
+    [(name, value)] = config.vars
+    assert name == "m" and isinstance(value, Mapping)
+    assert isinstance(value["ip"], Template) and value["n"] == 1
+    assert isinstance(value["l"][0], Template) and value["l"][1] == 2
+    bad = refused("set-vars", {"vars": [{"m": {"deep": ["${nope("]}}]})
+    assert bad.place.field == "config.vars[0].m.deep[0]"
 
 
 @pytest.mark.parametrize("value", [None, [], "x", [{"a": 1, "b": 2}], [{}], ["a"]])

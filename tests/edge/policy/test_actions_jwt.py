@@ -16,7 +16,7 @@ from edge.policy.errors import ERR_NGROK_2203, ERR_NGROK_2204, ERR_NGROK_2218, P
 from edge.policy.validate import validate
 
 # ngrok's basic example (DOCS traffic-policy/actions/jwt-validation/examples/basic-example),
-# with the body token left out (see test_a_body_token_is_refused_by_name).
+# with the body token left out (see test_a_body_token_parses_and_makes_the_policy_read_bodies).
 DOC_EXAMPLE = """
 on_http_request:
   - actions:
@@ -185,11 +185,24 @@ def test_duplicate_issuers_and_audiences() -> None:
     assert refused(changed("audience.allow_list", audiences)).code == "ERR_NGROK_7188"
 
 
-def test_a_body_token_is_refused_by_name() -> None:
-    error = refused(changed("http.tokens.0.method", "body"))
-    assert error.code == ERR_NGROK_2204
-    assert error.place.field == "config.http.tokens[0].method"
-    assert "request body are not supported by this Burrow edge yet" in error.message
+def test_a_body_token_parses_and_makes_the_policy_read_bodies() -> None:
+    # Once refused by name (the edge had no body buffering for it); now read from the body.
+    config = compile_config(changed("http.tokens.0.method", "body"))
+    assert config.tokens[0].method == "body"
+    assert config.reads_body
+    assert not compile_config(base()).reads_body
+    document = {
+        "on_http_request": [
+            {
+                "actions": [
+                    {"type": "jwt-validation", "config": changed("http.tokens.0.method", "body")}
+                ]
+            }
+        ]
+    }
+    assert validate(load_policy(json.dumps(document)), protocol="https").reads_request_body
+    header_only = {"on_http_request": [{"actions": [{"type": "jwt-validation", "config": base()}]}]}
+    assert not validate(load_policy(json.dumps(header_only)), protocol="https").reads_request_body
 
 
 @pytest.mark.parametrize(

@@ -136,3 +136,20 @@ def test_plain_http_has_empty_tls_fields_and_no_port() -> None:
     assert compile_expression("has(req.url.port) == false").evaluate(view)
     with pytest.raises(PolicyRuntimeError):
         compile_expression("req.url.port == 80").value(view)
+
+
+def test_evolve_is_replace_for_the_facts_classes() -> None:
+    import dataclasses
+
+    from edge.policy.activation import evolve
+
+    request = RequestFacts(
+        method="GET", scheme="https", host="a.example", path="/x", headers=(("A", "1"),)
+    )
+    changed = evolve(request, headers=(("B", "2"),), host="b.example")
+    assert changed == dataclasses.replace(request, headers=(("B", "2"),), host="b.example")
+    assert request.headers == (("A", "1"),)  # the original is untouched
+    response = ResponseFacts(status=200, headers=(("A", "1"),))
+    assert evolve(response, status=404) == dataclasses.replace(response, status=404)
+    with pytest.raises(TypeError, match="no field"):
+        evolve(request, header=())  # a typo is an error, not a silent no-op

@@ -251,3 +251,22 @@ def test_deep_nesting_is_refused_at_compile_not_a_crash() -> None:
         compile_expression("(" * 500 + "true" + ")" * 500)
     assert caught.value.code == ERR_NGROK_2200
     assert "nested too deeply" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # cel-python's has() gives a plain bool, which `!`, `&&`, `||` and `?:` refused
+        ("!has(req.headers.x_b)", True),
+        ("!has(req.headers['x-a'])", False),
+        ("!(has(req.url.port))", True),
+        ("req.method == 'GET' && !has(req.headers.x_b)", True),
+        ("!has(req.headers.x_b) || false", True),
+        ("has(req.headers.x_b) ? 'yes' : 'no'", "no"),
+        ("[has(req.url.path)] == [true]", True),
+        ("!has(req.nothing.deeper)", True),  # a missing parent is "not there" too
+        ("has(req.url.path) && !has(req.url.port)", True),
+    ],
+)
+def test_negated_and_combined_has_works(text: str, expected: object) -> None:
+    assert compile_expression(text).value(request()) == expected

@@ -546,3 +546,66 @@ on_http_response:
     )
     assert isinstance(second, ResponseChanges)
     assert second.headers.added == (("x-saw", "gold"),)
+
+
+# --- untraced runs (the edge's hot path) -----------------------------------------------------
+_UNTRACED_POLICY = """
+on_http_request:
+  - name: tag
+    expressions: ["req.method == 'GET'"]
+    actions: [{type: add-headers, config: {headers: {x-a: "1"}}}]
+  - name: broken for /fail
+    expressions: ["req.url.path == '/fail' && req.headers['x-missing'][0] == 'a'"]
+    actions: [{type: deny}]
+  - name: admins only
+    expressions: ["req.url.path.startsWith('/admin')"]
+    actions: [{type: custom-response, config: {status_code: 418, body: "not here"}}]
+on_http_response:
+  - actions: [{type: remove-headers, config: {headers: [server]}}]
+"""
+
+
+@pytest.mark.parametrize("path", ["/", "/admin", "/fail"])
+def test_an_untraced_run_has_the_same_outcome_and_no_trace(path: str) -> None:
+    compiled = policy(_UNTRACED_POLICY)
+
+    def run(trace: bool) -> object:
+        return run_http_request(
+            compiled,
+            CONN,
+            request(path),
+            endpoint=ENDPOINT,
+            now=NOW,
+            state=PolicyState(),
+            trace=trace,
+        )
+
+    traced, untraced = run(True), run(False)
+    assert type(traced) is type(untraced)
+    assert traced.trace.rules and not untraced.trace.rules  # type: ignore[attr-defined]
+    if isinstance(traced, Forward):
+        assert isinstance(untraced, Forward)
+        assert untraced.changes == traced.changes
+    else:
+        traced, untraced = respond(traced), respond(untraced)
+        assert (untraced.status, untraced.body, untraced.error_code) == (
+            traced.status,
+            traced.body,
+            traced.error_code,
+        )
+        assert [r.metadata for r in untraced.logs] == [r.metadata for r in traced.logs]
+        assert [r.place for r in untraced.logs] == [r.place for r in traced.logs]
+        assert untraced.action == ("custom-response" if path == "/admin" else None)
+    response = run_http_response(
+        compiled,
+        CONN,
+        request(path),
+        ResponseFacts(status=200, headers=(("Server", "x"),)),
+        endpoint=ENDPOINT,
+        now=NOW,
+        state=PolicyState(),
+        trace=False,
+    )
+    assert isinstance(response, ResponseChanges)
+    assert response.headers == HeaderChanges(removed=("server",))
+    assert not response.trace.rules

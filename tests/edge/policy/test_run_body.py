@@ -110,7 +110,7 @@ on_http_request:
 @pytest.mark.parametrize(
     ("config", "code", "field"),
     [
-        ("{provider: gitlab, secret: x}", ERR_NGROK_2204, "provider"),
+        ("{provider: bitbucket, secret: x}", ERR_NGROK_2204, "provider"),
         ("{provider: github}", ERR_NGROK_2204, "secret"),
         ("{provider: github, secret: ''}", ERR_NGROK_2204, "secret"),
         ("{provider: github, secret: x, tolerance: 5}", ERR_NGROK_2203, "tolerance"),

@@ -6,6 +6,7 @@ tampered or expired token gets 401 with ngrok's/RFC 6750's WWW-Authenticate; no 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from edge.policy.activation import RequestFacts
 from edge.policy.engine import Close, Forward, Respond, run_http_request
@@ -162,3 +163,64 @@ def test_every_configured_token_must_be_present_and_valid() -> None:
     assert len(outcome.carried.results["jwt_validation"]["tokens"]) == 2
     bad_second = request(headers=(*bearer(token), ("X-Id-Token", token + "x")))
     assert respond(on_request(two, bad_second, state=state_with_keys())).status == 401
+
+
+# --- tokens in the body (method: body) ---------------------------------------------------------
+BODY_POLICY = POLICY.replace(
+    '{type: access_token, method: header, name: Authorization, prefix: "Bearer "}',
+    "{type: id_token, method: body, name: _id_token}",
+)
+
+
+def posted(body: bytes | None, content_type: str, method: str = "POST") -> RequestFacts:
+    return replace(
+        request(method=method, headers=(("Content-Type", content_type),)),
+        body=body,
+        content_length=None if body is None else len(body),
+    )
+
+
+def test_a_body_token_is_read_from_a_json_object_or_a_form() -> None:
+    assert BODY_POLICY != POLICY
+    token = sign(key_for("RS256"), "RS256", claims(NOW))
+    as_json = posted(json.dumps({"_ID_Token": token, "x": 1}).encode(), "application/json")
+    result = forward(on_request(BODY_POLICY, as_json, state=state_with_keys()))
+    [var] = result.carried.results["jwt_validation"]["tokens"]
+    assert var["verified"] is True
+    assert (var["location"], var["location_property"]) == ("body", "_id_token")
+    form = posted(f"a=1&_id_token={token}".encode(), "application/x-www-form-urlencoded; a=b")
+    assert forward(on_request(BODY_POLICY, form, state=state_with_keys()))
+    put = replace(form, method="PUT")
+    assert forward(on_request(BODY_POLICY, put, state=state_with_keys()))
+
+
+def test_a_body_token_elsewhere_counts_as_missing() -> None:
+    token = sign(key_for("RS256"), "RS256", claims(NOW))
+    good = json.dumps({"_id_token": token}).encode()
+    cases = [
+        posted(good, "application/json", method="GET"),  # ngrok reads POST, PUT and PATCH
+        posted(good, "text/plain"),  # neither JSON nor a form
+        posted(b"{not json", "application/json"),
+        posted(b"[1, 2]", "application/json"),  # not an object
+        posted(json.dumps({"_id_token": 5}).encode(), "application/json"),  # not a string
+        posted(
+            f"_id_token={token}&_id_token={token}".encode(), "application/x-www-form-urlencoded"
+        ),
+        posted(b"\xff\xfe", "application/x-www-form-urlencoded"),  # not UTF-8
+        posted(b"[" * 100_000 + b"]" * 100_000, "application/json"),  # deeper than json parses
+    ]
+    for case in cases:
+        answer = respond(on_request(BODY_POLICY, case, state=state_with_keys()))
+        assert answer.status == 401, case
+        assert (
+            answer.body
+            == (
+                f"{ERR_NGROK_3406}: Token could not be found in request (body field _id_token).\n"
+            ).encode()
+        )
+
+
+def test_a_body_token_in_a_body_the_shell_did_not_read_is_a_coded_500() -> None:
+    answer = respond(on_request(BODY_POLICY, posted(None, "application/json"), state=PolicyState()))
+    assert (answer.status, answer.error_code) == (500, "ERR_NGROK_2300")
+    assert "was not read" in str(answer.logs[-1].metadata["message"])

@@ -9,6 +9,8 @@ of internal/pb/middleware.proto under Go's encoding/json: snake_case fields, `ad
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from edge.policy.document import Action, Policy, load_policy
@@ -20,6 +22,7 @@ from edge.policy.sdk_options import (
     policy_from_bind_options,
 )
 from edge.policy.validate import validate
+from tests.edge.policy.tls_helpers import make_ca, make_leaf
 
 #: ngrok-rust's HttpEndpoint when nothing but a domain was asked for.
 RUST_HTTP: dict[str, object] = {
@@ -423,18 +426,14 @@ def test_keys_differing_only_in_case_are_refused() -> None:
 @pytest.mark.parametrize(
     ("proto", "name", "value"),
     [
-        ("https", "Compression", {}),  # both SDKs send {} for compression()
-        ("https", "CircuitBreaker", {"error_threshold": 0.5}),
         ("https", "OAuth", {"provider": "google", "allow_emails": ["a@example.com"]}),
         ("https", "OIDC", {"issuer_url": "https://id.example.com", "client_id": "c"}),
-        ("https", "WebhookVerification", {"provider": "github", "secret": "s3cret"}),
         ("https", "MutualTLSCA", {"mutual_tls_ca": "LS0tLS1CRUdJTg=="}),
         ("http", "WebsocketTCPConverter", {}),
         ("https", "HostHeaderRewrite", True),
         ("https", "Policy", {"inbound": [{"name": "x", "actions": [{"type": "deny"}]}]}),
         ("tcp", "Policy", {"inbound": [{"name": "x", "actions": [{"type": "deny"}]}]}),
         ("tls", "MutualTLSAtEdge", {"mutual_tls_ca": "LS0tLS1CRUdJTg=="}),
-        ("tls", "TLSTermination", {"cert": "LS0t", "key": "LS0t"}),
         ("tls", "Policy", {"outbound": [{"name": "x", "actions": [{"type": "deny"}]}]}),
     ],
 )
@@ -448,8 +447,27 @@ def test_each_unmapped_option_is_refused_by_name(proto: str, name: str, value: o
 
 
 def test_a_refused_options_message_names_its_policy_equivalent() -> None:
-    error = refusal("https", Compression={})
-    assert "compress-response" in error.message
+    # (Was Compression, now mapped: see the Compression tests below.) OAuth's equivalent is
+    # named, and the message says this edge does not serve that action either.
+    error = refusal("https", OAuth={"provider": "google"})
+    assert isinstance(error, UnsupportedOption) and error.option == "OAuth"
+    assert "Its Traffic Policy equivalent, oauth, is not served by this edge yet" in error.message
+
+
+@pytest.mark.parametrize(
+    ("proto", "name", "value"),
+    [
+        ("tcp", "Compression", {}),
+        ("tls", "CircuitBreaker", {"error_threshold": 0.5}),
+        ("tcp", "WebhookVerification", {"provider": "github", "secret": "s3cret"}),
+    ],
+)
+def test_options_mapped_for_http_are_refused_by_name_on_tcp_and_tls(
+    proto: str, name: str, value: object
+) -> None:
+    error = refusal(proto, **{name: value})
+    assert isinstance(error, UnsupportedOption) and error.option == name
+    assert f"Opts.{name}" in error.message and f"on {proto} endpoints" in error.message
 
 
 @pytest.mark.parametrize(
@@ -497,3 +515,253 @@ def test_an_unknown_protocol_is_refused() -> None:
 def test_the_protocol_is_read_case_insensitively() -> None:
     policy = policy_from_bind_options("TCP", {"IPRestriction": {"deny_cidrs": ["192.0.2.0/24"]}})
     assert policy is not None and only_action(policy, "on_tcp_connect").type == "restrict-ips"
+
+
+# --- TLSTermination (the SDK's termination(cert, key)) -------------------------------------
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_tls_termination_becomes_a_terminate_tls_rule_with_the_agents_pems() -> None:
+    server = make_leaf("db.example.com")
+    policy = mapped(
+        "tls", TLSTermination={"cert": _b64(server.cert_pem), "key": _b64(server.key_pem)}
+    )
+    action = only_action(policy, "on_tcp_connect")
+    assert action.type == "terminate-tls"
+    assert dict(action.config) == {
+        "server_certificate": server.cert_pem,
+        "server_private_key": server.key_pem,
+    }
+    (rule,) = dict(policy.phases())["on_tcp_connect"]
+    assert rule.name == "SDK option TLSTermination"
+
+
+def test_tls_termination_runs_after_the_ip_check() -> None:
+    server = make_leaf("db.example.com")
+    policy = mapped(
+        "tls",
+        IPRestriction={"allow_cidrs": ["127.0.0.0/8"]},
+        TLSTermination={"cert": _b64(server.cert_pem), "key": _b64(server.key_pem)},
+    )
+    rules = dict(policy.phases())["on_tcp_connect"]
+    assert [rule.actions[0].type for rule in rules] == ["restrict-ips", "terminate-tls"]
+
+
+@pytest.mark.parametrize("form", ["pem", "bytes"])
+def test_tls_termination_takes_plain_pem_and_byte_lists_too(form: str) -> None:
+    server = make_leaf("db.example.com")
+
+    def sent(text: str) -> object:
+        return text if form == "pem" else list(text.encode())
+
+    value = {"cert": sent(server.cert_pem), "key": sent(server.key_pem)}
+    policy = mapped("tls", TLSTermination=value)
+    assert only_action(policy, "on_tcp_connect").config["server_certificate"] == server.cert_pem
+
+
+def test_a_sealed_key_is_refused_by_name() -> None:
+    server = make_leaf("db.example.com")
+    error = refusal("tls", TLSTermination={"cert": _b64(server.cert_pem), "sealed_key": "AAAA"})
+    assert isinstance(error, UnsupportedOption) and error.option == "TLSTermination"
+    assert "sealed_key" in error.message
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"cert": _b64("-----BEGIN CERTIFICATE-----\n")}, "key is missing"),
+        ({"cert": "!!not base64!!", "key": "LS0t"}, "neither PEM nor base64"),
+        ({"cert": _b64("hello"), "key": "LS0t"}, "cert is not a PEM (no -----BEGIN line)"),
+        ({"cert": 7, "key": "LS0t"}, "must be the PEM as bytes"),
+    ],
+)
+def test_malformed_tls_termination_is_refused(value: object, problem: str) -> None:
+    error = refusal("tls", TLSTermination=value)
+    assert isinstance(error, MalformedOption) and error.option == "TLSTermination"
+    assert problem in error.message
+
+
+def test_a_key_that_is_not_the_certificates_is_refused_with_2204_and_never_quoted() -> None:
+    server, other = make_leaf("db.example.com"), make_leaf("other.example.com")
+    error = refusal(
+        "tls", TLSTermination={"cert": _b64(server.cert_pem), "key": _b64(other.key_pem)}
+    )
+    assert isinstance(error, MalformedOption) and error.code == "ERR_NGROK_2204"
+    assert error.message.startswith("Opts.TLSTermination: terminate-tls config.server_private_key")
+    assert "does not match server_certificate" in error.message
+    assert other.key_pem.splitlines()[1] not in error.message
+    assert _b64(other.key_pem) not in error.message
+
+
+def test_tls_termination_on_an_https_endpoint_is_refused_by_name() -> None:
+    error = refusal("https", TLSTermination={"cert": "LS0t", "key": "LS0t"})
+    assert isinstance(error, UnsupportedOption) and error.option == "TLSTermination"
+    assert "on https endpoints" in error.message
+
+
+def test_mutual_tls_ca_on_https_names_terminate_tls_as_served() -> None:
+    error = refusal("https", MutualTLSCA={"mutual_tls_ca": "LS0tLS1CRUdJTg=="})
+    assert isinstance(error, UnsupportedOption)
+    assert "terminate-tls, is: send a Traffic Policy with that action instead" in error.message
+
+
+def test_mutual_tls_at_the_edge_without_termination_is_refused_saying_why() -> None:
+    error = refusal("tls", MutualTLSAtEdge={"mutual_tls_ca": "LS0tLS1CRUdJTg=="})
+    assert isinstance(error, UnsupportedOption) and error.option == "MutualTLSAtEdge"
+    assert "without termination(cert, key)" in error.message
+
+
+def test_mutual_tls_at_the_edge_joins_the_termination_rule() -> None:
+    server, client_ca = make_leaf("db.example.com"), make_ca()
+    policy = mapped(
+        "tls",
+        TLSTermination={"cert": _b64(server.cert_pem), "key": _b64(server.key_pem)},
+        MutualTLSAtEdge={"mutual_tls_ca": _b64(client_ca.cert_pem)},
+    )
+    action = only_action(policy, "on_tcp_connect")  # one rule, one handshake
+    assert action.type == "terminate-tls"
+    cas = action.config["mutual_tls_certificate_authorities"]
+    assert isinstance(cas, tuple | list) and list(cas) == [client_ca.cert_pem]
+
+
+def test_a_malformed_mutual_tls_ca_is_refused_naming_the_option() -> None:
+    server = make_leaf("db.example.com")
+    error = refusal(
+        "tls",
+        TLSTermination={"cert": _b64(server.cert_pem), "key": _b64(server.key_pem)},
+        MutualTLSAtEdge={"mutual_tls_ca": _b64("not a certificate")},
+    )
+    assert isinstance(error, MalformedOption) and error.option == "MutualTLSAtEdge"
+    assert "mutual_tls_ca is not a PEM" in error.message
+
+
+# --- WebhookVerification, CircuitBreaker, Compression ----------------------------------------
+def test_webhook_verification_becomes_verify_webhook_on_requests() -> None:
+    policy = mapped("https", WebhookVerification={"provider": "github", "secret": "s3cret"})
+    action = only_action(policy, "on_http_request")
+    assert action.type == "verify-webhook"
+    assert dict(action.config) == {"provider": "github", "secret": "s3cret"}
+    assert policy.on_http_request[0].expressions == ()  # every request is checked
+    assert policy.on_http_response == () and policy.on_tcp_connect == ()
+
+
+def test_a_webhook_secret_is_taken_literally_not_as_an_expression() -> None:
+    """The action's secret is a `${...}` template; the SDK's is plain text: a secret holding
+    `${` must be used as those characters, not evaluated (nor refused as bad CEL)."""
+    policy = mapped("https", WebhookVerification={"provider": "github", "secret": "a${b}c"})
+    (rule,) = validate(policy, protocol="https").on_http_request
+    secret = rule.actions[0].config.secret  # type: ignore[union-attr]
+    assert secret.render({}) == "a${b}c"
+
+
+def test_webhook_verification_from_the_rust_sdk_with_an_empty_sealed_secret_maps() -> None:
+    value = {"provider": "stripe", "secret": "whsec_abc", "sealed_secret": ""}
+    action = only_action(mapped("http", WebhookVerification=value), "on_http_request")
+    assert action.config["provider"] == "stripe"
+
+
+def test_a_sealed_webhook_secret_is_refused_by_name() -> None:
+    value = {"provider": "github", "secret": "", "sealed_secret": "c2VhbGVk"}
+    error = refusal("https", WebhookVerification=value)
+    assert isinstance(error, UnsupportedOption) and error.option == "WebhookVerification"
+    assert "sealed_secret" in error.message
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"provider": "github"}, "secret must be a non-empty string"),
+        ({"secret": "s3cret"}, "provider must be a non-empty string"),
+        ({"provider": "github", "secret": 5}, "secret must be a non-empty string"),
+        ({"provider": "github", "secret": "x", "tolerance": 5}, "unknown field 'tolerance'"),
+    ],
+)
+def test_malformed_webhook_verification_is_refused(value: object, problem: str) -> None:
+    error = refusal("https", WebhookVerification=value)
+    assert isinstance(error, MalformedOption) and error.option == "WebhookVerification"
+    assert problem in error.message
+
+
+def test_an_unknown_webhook_provider_is_refused_naming_the_option_and_not_the_secret() -> None:
+    error = refusal("https", WebhookVerification={"provider": "nope", "secret": "s3cret-value"})
+    assert isinstance(error, MalformedOption) and error.option == "WebhookVerification"
+    assert error.code == "ERR_NGROK_2204"
+    assert "'nope' is not a provider" in error.message and "github" in error.message
+    assert "s3cret-value" not in error.message
+
+
+def test_circuit_breaker_becomes_circuit_breaker_with_the_threshold() -> None:
+    policy = mapped("https", CircuitBreaker={"error_threshold": 0.25})
+    action = only_action(policy, "on_http_request")
+    assert action.type == "circuit-breaker"
+    assert dict(action.config) == {"error_threshold": 0.25}
+    (rule,) = validate(policy, protocol="https").on_http_request
+    config = rule.actions[0].config
+    # The SDK sends only the threshold: the rest are the action's documented defaults.
+    assert (config.error_threshold, config.volume_threshold) == (0.25, 10)  # type: ignore[union-attr]
+    assert (config.window_seconds, config.tripped_seconds) == (10.0, 10.0)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", [{}, {"error_threshold": 0}, {"error_threshold": 0.0}])
+def test_a_circuit_breaker_with_threshold_zero_is_refused_not_ignored(value: object) -> None:
+    """Go's encoding/json sends a threshold of 0 as `{}`: asked for, but a breaker that would
+    trip without errors; refused, never dropped."""
+    error = refusal("https", CircuitBreaker=value)
+    assert isinstance(error, MalformedOption) and error.option == "CircuitBreaker"
+    assert "error_threshold is 0 or missing" in error.message
+
+
+@pytest.mark.parametrize(
+    ("value", "problem", "code"),
+    [
+        ({"error_threshold": 1.5}, "between 0.0 and 1.0", "ERR_NGROK_2215"),
+        ({"error_threshold": "half"}, "must be a number", None),
+        ({"error_threshold": 0.5, "volume": 3}, "unknown field 'volume'", None),
+    ],
+)
+def test_malformed_circuit_breakers_are_refused(
+    value: object, problem: str, code: str | None
+) -> None:
+    error = refusal("https", CircuitBreaker=value)
+    assert isinstance(error, MalformedOption) and error.option == "CircuitBreaker"
+    assert problem in error.message and error.code == code
+
+
+def test_compression_sent_as_an_empty_object_becomes_compress_response() -> None:
+    policy = mapped("https", Compression={})
+    action = only_action(policy, "on_http_response")
+    assert action.type == "compress-response" and dict(action.config) == {}
+    (rule,) = validate(policy, protocol="https").on_http_response
+    assert rule.actions[0].config.algorithms == ("gzip", "deflate", "br")  # type: ignore[union-attr]
+    assert policy.on_http_request == ()
+
+
+def test_compression_with_a_field_is_refused() -> None:
+    error = refusal("https", Compression={"level": 9})
+    assert isinstance(error, MalformedOption) and error.option == "Compression"
+    assert "unknown field 'level' (it takes no fields)" in error.message
+
+
+def test_the_new_options_take_their_place_in_the_fixed_order() -> None:
+    policy = mapped(
+        "https",
+        Compression={},
+        RequestHeaders={"add": ["x-a:1"]},
+        CircuitBreaker={"error_threshold": 0.5},
+        WebhookVerification={"provider": "github", "secret": "s3cret"},
+        BasicAuth=BASIC_AUTH,
+        IPRestriction={"deny_cidrs": ["192.0.2.0/24"]},
+        ResponseHeaders={"remove": ["server"]},
+    )
+    assert [rule.actions[0].type for rule in policy.on_http_request] == [
+        "restrict-ips",
+        "basic-auth",
+        "verify-webhook",
+        "circuit-breaker",
+        "add-headers",
+    ]
+    assert [rule.actions[0].type for rule in policy.on_http_response] == [
+        "remove-headers",
+        "compress-response",
+    ]

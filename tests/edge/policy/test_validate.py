@@ -97,10 +97,10 @@ def test_unknown_protocol_is_2229() -> None:
             "Invalid policy action type 'frobnicate'",
         ),
         (
-            "on_http_request:\n  - actions: [{type: jwt-validation}]\n",
+            "on_http_request:\n  - actions: [{type: oauth}]\n",
             ERR_NGROK_2201,
-            "on_http_request rule 0 action 0 (jwt-validation)",
-            "jwt-validation is not supported by this Burrow edge yet",
+            "on_http_request rule 0 action 0 (oauth)",
+            "oauth is not supported by this Burrow edge yet",
         ),
         (
             "on_http_response:\n  - actions: [{type: deny}]\n",

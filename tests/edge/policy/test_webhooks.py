@@ -209,3 +209,21 @@ def test_svix_and_standard_webhooks(prefix: str) -> None:
     assert not verify("svix", SVIX_SECRET, delivery(headers, b"{}"), now=NOW).verified
     stale = svix_headers(int(NOW) - 301, prefix=prefix)
     assert not verify("svix", SVIX_SECRET, delivery(stale), now=NOW).verified
+
+
+# --- gitlab (a shared token, not a signature) ------------------------------------------------
+def test_gitlab_token_must_equal_the_secret() -> None:
+    assert "gitlab" in PROVIDERS
+    assert verify("gitlab", "secret!", delivery({"X-Gitlab-Token": "secret!"}), now=NOW).verified
+    wrong = verify("gitlab", "secret!", delivery({"X-Gitlab-Token": "secret?"}), now=NOW)
+    assert not wrong.verified
+    assert wrong.problem == "the X-Gitlab-Token does not match the secret"
+    missing = verify("gitlab", "secret!", delivery({}), now=NOW)
+    assert (missing.verified, missing.problem) == (False, "no single X-Gitlab-Token header")
+    twice = Delivery(
+        method="POST",
+        url=URL,
+        headers=(("X-Gitlab-Token", "secret!"), ("x-gitlab-token", "secret!")),
+        body=BODY,
+    )
+    assert not verify("gitlab", "secret!", twice, now=NOW).verified

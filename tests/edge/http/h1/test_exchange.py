@@ -6,12 +6,17 @@ end). The slow-body limits are also checked through the whole proxy over real so
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import logging
 import os
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+import brotli
 import h11
+import pytest
 import trio
 import trio.testing
 
@@ -405,3 +410,189 @@ async def test_a_fast_upload_to_a_slow_reading_upstream_is_unaffected() -> None:
         assert isinstance(response, h11.Response) and response.status_code == 200
         assert body.decode() == hashlib.sha256(block).hexdigest()
         await stream.aclose()
+
+
+# ------------------------------------------- Traffic Policy: compress-response, find-replace
+# Through the whole proxy over real sockets (test_proxy.py's harness): the response body
+# rewritten as it streams (`_relay_response`), the framing fixed, the connection reusable.
+
+COMPRESS = "on_http_response: [{actions: [{type: compress-response}]}]"
+FIND_REPLACE = """
+on_http_response:
+  - actions:
+      - type: response-body-find-replace
+        config:
+          replacements:
+            - {from: "Alice ([A-Z])[a-z]+", to: "A. $1."}
+            - {from: "password=\\\\w+", to: "password=***"}
+"""
+#: A text body in several upstream writes: the edge sees it piece by piece.
+PIECES = [
+    b"".join(b"<li>item %d of the page</li>\n" % (n + 1000 * k) for n in range(600))
+    for k in range(5)
+]
+WHOLE = b"".join(PIECES)
+
+
+def streaming(pieces: list[bytes], headers: list[tuple[bytes, bytes]]) -> proxy.Handler:
+    """An upstream that answers every request with `pieces`, each its own write (chunked
+    unless `headers` has a Content-Length); HEAD gets the head alone."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request, _ = await proxy.read_message(conn, stream)
+            if request is None:
+                return
+            assert isinstance(request, h11.Request)
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)))
+            if request.method != b"HEAD":
+                for piece in pieces:
+                    await stream.send_all(conn.send(h11.Data(data=piece)))
+                    await trio.sleep(0.01)
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            conn.start_next_cycle()
+
+    return handler
+
+
+async def compress_world(w: proxy.World, headers: list[tuple[bytes, bytes]]) -> None:
+    await w.upstream("app.test", streaming(PIECES, headers))
+    proxy.attach(w, "app.test", COMPRESS)
+
+
+HTML = (b"content-type", b"text/html; charset=utf-8")
+
+
+async def test_compress_response_gzips_a_streamed_body_and_the_connection_carries_on() -> None:
+    async with proxy.world() as w:
+        await compress_world(w, [HTML])  # chunked from the upstream
+        client = proxy.Client(await w.connect())
+        host = ("Host", "app.test")
+        gzipped = await client.request("GET", "/", [host, ("Accept-Encoding", "gzip, br;q=0.5")])
+        assert gzipped.status == 200
+        assert gzipped.get("content-encoding") == "gzip"
+        assert gzipped.get("vary") == "Accept-Encoding"
+        assert gzipped.get("transfer-encoding") == "chunked"
+        assert gzipped.get("content-length") is None
+        assert gzip.decompress(gzipped.body) == WHOLE
+        assert len(gzipped.body) < len(WHOLE) // 4
+        # The same connection: a client that asks for no coding gets the body as it is.
+        plain = await client.request("GET", "/", [host])
+        assert (plain.status, plain.body) == (200, WHOLE)
+        assert plain.get("content-encoding") is None
+        assert plain.get("vary") == "Accept-Encoding"  # a cache must keep the two apart
+        deflated = await client.request("GET", "/", [host, ("Accept-Encoding", "deflate")])
+        assert deflated.get("content-encoding") == "deflate"
+        assert zlib.decompress(deflated.body) == WHOLE
+        await client.stream.aclose()
+
+
+async def test_a_content_length_body_is_compressed_for_an_http_1_0_client_with_br() -> None:
+    """The upstream's Content-Length no longer fits: it goes, and an HTTP/1.0 client gets the
+    body delimited by the connection's close."""
+    length = (b"content-length", b"%d" % len(WHOLE))
+    async with proxy.world() as w:
+        await compress_world(w, [HTML, length])
+        stream = await w.connect()
+        await stream.send_all(b"GET / HTTP/1.0\r\nHost: app.test\r\nAccept-Encoding: br\r\n\r\n")
+        raw = await proxy.read_all(stream)
+        await stream.aclose()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    assert lines[0].startswith(b"http/1.1 200")
+    assert b"content-encoding: br" in lines and b"connection: close" in lines
+    assert not any(line.startswith(b"content-length") for line in lines)
+    assert brotli.decompress(body) == WHOLE
+
+
+async def test_head_304_and_an_encoded_upstream_body_are_untouched() -> None:
+    already = gzip.compress(WHOLE)
+
+    def respond(request: h11.Request, body: bytes) -> proxy.Reply:
+        if request.target == b"/304":
+            return 304, [(b"etag", b'"1"')], b""
+        if request.target == b"/gz":
+            return 200, [HTML, (b"content-encoding", b"gzip")], already
+        payload = b"" if request.method == b"HEAD" else WHOLE
+        return 200, [HTML, (b"content-length", b"%d" % len(WHOLE))], payload
+
+    async with proxy.world() as w:
+        await w.app("app.test", respond)
+        proxy.attach(w, "app.test", COMPRESS)
+        client = proxy.Client(await w.connect())
+        accept = [("Host", "app.test"), ("Accept-Encoding", "gzip")]
+        head = await client.request("HEAD", "/", accept)
+        assert (head.status, head.body) == (200, b"")
+        assert head.get("content-length") == str(len(WHOLE))  # as the upstream said
+        assert head.get("content-encoding") is None
+        not_modified = await client.request("GET", "/304", accept)
+        assert (not_modified.status, not_modified.get("etag")) == (304, '"1"')
+        assert not_modified.get("content-encoding") is None
+        encoded = await client.request("GET", "/gz", accept)
+        assert encoded.get("content-encoding") == "gzip"
+        assert encoded.body == already  # not compressed twice
+        await client.stream.aclose()
+
+
+async def test_find_replace_rewrites_a_streamed_body() -> None:
+    pieces = [b"Hello Alice Sm", b"ith, your password=hunter2 ", b"is set.\n" * 100]
+    expected = b"Hello A. S., your password=*** " + b"is set.\n" * 100
+    async with proxy.world() as w:
+        await w.upstream(
+            "app.test",
+            streaming(
+                pieces,
+                [
+                    (b"content-type", b"text/plain"),
+                    (b"content-length", b"%d" % sum(map(len, pieces))),
+                ],
+            ),
+        )
+        proxy.attach(w, "app.test", FIND_REPLACE)
+        client = proxy.Client(await w.connect())
+        response = await client.request("GET", "/", [("Host", "app.test")])
+        assert (response.status, response.body) == (200, expected)
+        assert response.get("content-length") is None
+        assert response.get("transfer-encoding") == "chunked"
+        again = await client.request("GET", "/", [("Host", "app.test")])  # framing held
+        assert again.body == expected
+        await client.stream.aclose()
+
+
+async def test_find_replace_then_compression_in_one_response() -> None:
+    text = FIND_REPLACE + "      - type: compress-response\n"
+    async with proxy.world() as w:
+        await w.upstream("app.test", streaming([b"Alice Jones says hi. " * 50], [HTML]))
+        proxy.attach(w, "app.test", text)
+        client = proxy.Client(await w.connect())
+        response = await client.request(
+            "GET", "/", [("Host", "app.test"), ("Accept-Encoding", "gzip")]
+        )
+        assert response.get("content-encoding") == "gzip"
+        assert gzip.decompress(response.body) == b"A. J. says hi. " * 50
+        await client.stream.aclose()
+
+
+async def test_a_body_over_the_buffer_limit_passes_unchanged_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limits = replace(proxy.LIMITS, max_buffered_response_body=4096)
+    small = b"Alice Smith\n"
+    async with proxy.world(limits) as w:
+
+        def respond(request: h11.Request, body: bytes) -> proxy.Reply:
+            payload = small if request.target == b"/small" else small * 1000
+            return 200, [(b"content-type", b"text/plain")], payload
+
+        await w.app("app.test", respond)
+        proxy.attach(w, "app.test", FIND_REPLACE)
+        client = proxy.Client(await w.connect())
+        with caplog.at_level(logging.WARNING, logger="edge.http.policy"):
+            large = await client.request("GET", "/large", [("Host", "app.test")])
+        assert large.body == small * 1000  # whole, and as the upstream sent it
+        assert "over http.max_buffered_response_body (4096 bytes); sent unchanged" in caplog.text
+        assert "https://app.test" in caplog.text
+        rewritten = await client.request("GET", "/small", [("Host", "app.test")])
+        assert rewritten.body == b"A. S.\n"
+        await client.stream.aclose()

@@ -1014,7 +1014,7 @@ async def test_offline_endpoint_is_404_3200_html_and_json() -> None:
         assert first.get("ngrok-error-code") == "ERR_NGROK_3200"
         assert first.get("content-type") == "text/html; charset=utf-8"
         assert b"nobody.test is offline" in first.body
-        assert b"https://ngrok.com/docs/errors/err_ngrok_3200" in first.body
+        assert b"docs/errors.md#err_ngrok_3200" in first.body
         assert first.get("connection") is None  # kept alive
         assert second.status == 404
         code, out, err = await curl(

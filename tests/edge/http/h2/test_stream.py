@@ -4,8 +4,10 @@ real HTTP/2 proxy and clients of `tests/edge/http/h2/test_proxy.py`'s harness.""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,8 +23,11 @@ from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role
 from tests.edge.http.h1.test_proxy import (
     DeadRoute,
+    Handler,
+    Reply,
     Route,
     answering,
+    attach,
     read_message,
     response_head,
 )
@@ -302,3 +307,97 @@ async def test_a_fast_upload_over_http2_to_a_slow_reading_upstream_is_unaffected
                 "sha256": hashlib.sha256(body).hexdigest(),
                 "size": len(body),
             }
+
+
+# ------------------------------------------- Traffic Policy: compress-response, find-replace
+# The response body rewritten as it streams (`_relay_response`), no stale content-length,
+# and streams with no body to change untouched.
+
+TEXT = b"".join(b"<p>paragraph %d, Alice Smith wrote it</p>\n" % n for n in range(3000))
+POLICY = """
+on_http_response:
+  - actions:
+      - type: response-body-find-replace
+        config:
+          replacements:
+            - {from: "Alice ([A-Z])[a-z]+", to: "A. $1."}
+      - type: compress-response
+"""
+EXPECTED = TEXT.replace(b"Alice Smith", b"A. S.")
+
+
+def chunked_upstream() -> Handler:
+    """Answers every request with TEXT in four writes (chunked), or 304 for /304."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request, _ = await read_message(conn, stream)
+            if request is None:
+                return
+            assert isinstance(request, h11.Request)
+            if request.target == b"/304":
+                await stream.send_all(conn.send(h11.Response(status_code=304, headers=[])))
+            else:
+                head = h11.Response(status_code=200, headers=[(b"content-type", b"text/html")])
+                await stream.send_all(conn.send(head))
+                if request.method != b"HEAD":
+                    quarter = len(TEXT) // 4
+                    for offset in range(0, len(TEXT), quarter):
+                        await stream.send_all(
+                            conn.send(h11.Data(data=TEXT[offset : offset + quarter]))
+                        )
+                        await trio.sleep(0.01)
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            conn.start_next_cycle()
+
+    return handler
+
+
+async def test_find_replace_and_compression_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    async with world(tls_files) as w:
+        await w.upstream("app.test", chunked_upstream())
+        attach(w, "app.test", POLICY)
+        async with w.client() as client:
+            gzipped = await client.fetch("GET", "/", [("accept-encoding", "gzip")])
+            assert (gzipped.status, gzipped.ended) == (200, True)
+            assert gzipped.get("content-encoding") == "gzip"
+            assert gzipped.get("vary") == "Accept-Encoding"
+            assert gzipped.get("content-length") is None
+            assert gzip.decompress(bytes(gzipped.body)) == EXPECTED
+            deflated = await client.fetch("GET", "/", [("accept-encoding", "deflate")])
+            assert zlib.decompress(bytes(deflated.body)) == EXPECTED
+            plain = await client.fetch("GET", "/")
+            assert plain.get("content-encoding") is None
+            assert bytes(plain.body) == EXPECTED  # rewritten, not compressed
+            head = await client.fetch("HEAD", "/", [("accept-encoding", "gzip")])
+            assert (head.status, bytes(head.body), head.ended) == (200, b"", True)
+            assert head.get("content-encoding") is None
+            not_modified = await client.fetch("GET", "/304", [("accept-encoding", "gzip")])
+            assert (not_modified.status, bytes(not_modified.body)) == (304, b"")
+            assert not_modified.get("content-encoding") is None
+
+
+async def test_curl_compressed_over_http2_decodes_to_the_upstreams_bytes(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    length = (b"content-length", b"%d" % len(TEXT))
+
+    def respond(request: h11.Request, body: bytes) -> Reply:
+        return 200, [(b"content-type", b"text/html"), length], TEXT
+
+    async with world(tls_files) as w:
+        await w.app("app.test", respond)
+        attach(w, "app.test", "on_http_response: [{actions: [{type: compress-response}]}]")
+        code, out, err = await curl(
+            "--compressed", "-D", "-", *w.curl_args("app.test"), w.url("app.test")
+        )
+        assert code == 0, err
+        head, _, body = out.partition(b"\r\n\r\n")
+        lines = head.lower().split(b"\r\n")
+        assert lines[0].strip() == b"http/2 200"
+        assert b"content-encoding: gzip" in lines  # curl offers deflate, gzip, br: our order
+        assert not any(line.startswith(b"content-length") for line in lines)
+        assert body == TEXT  # curl decoded it
