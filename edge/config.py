@@ -39,6 +39,7 @@ __all__ = [
     "EdgeConfig",
     "HeartbeatConfig",
     "HttpConfig",
+    "JwksConfig",
     "LimitsConfig",
     "ListenConfig",
     "TcpConfig",
@@ -171,6 +172,19 @@ class HttpConfig:
     # browser sends a handful per page (one SETTINGS and its ACK, a few PINGs and PRIORITY
     # frames); 1000 (Jetty allows 128 a second) bounds a flood to a few milliseconds of work.
     h2_max_control_frames_per_window: int = 1000
+    # The largest request body the edge reads whole before forwarding it, which it does only
+    # for an endpoint whose Traffic Policy has an action that reads the body (verify-webhook,
+    # request-body-find-replace); a longer one gets 413 (BURROW_REQUEST_BODY_TOO_LARGE). Each
+    # such request holds its body in memory: 10 MiB is far above what Stripe, Slack, Shopify
+    # or Twilio send, and above almost every GitHub delivery, while 100 of them at once still
+    # fit in 1 GiB. Other endpoints stream bodies of any size and are not affected.
+    max_buffered_body: int = 10 * MiB
+    # The largest response body response-body-find-replace holds to rewrite it (it needs the
+    # whole text: a match may span any two reads); a longer one is sent on unchanged, and the
+    # edge logs it (the head has gone out by then, so there is no error to answer with).
+    # Same bound and reason as max_buffered_body: an HTML page or a JSON answer fits, 100 at
+    # once fit in 1 GiB. compress-response streams and holds no body.
+    max_buffered_response_body: int = 10 * MiB
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +198,15 @@ class AdminConfig:
     # A certificate chain and key (PEM paths) to serve the API over HTTPS; None for both means
     # plain HTTP, which is what a loopback listener needs.
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # Whether GET /metrics (Prometheus text) needs an admin API key like the rest of the API.
+    # Off by default, as Prometheus scrapers expect: the listener is loopback unless moved, the
+    # numbers name no secret, and a scrape config then needs no key that could manage the edge.
+    # /healthz and /readyz never need one (probes carry no credentials).
+    metrics_require_api_key: bool = False
+    # Distinct endpoint URLs that get a label of their own in burrow_edge_http_requests_total;
+    # later ones share `other`. Each label value is a series a Prometheus server keeps (a few KB
+    # each), and a few thousand endpoints is a large edge.
+    metrics_max_endpoint_labels: int = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,7 +242,8 @@ class LimitsConfig:
     # authenticates would otherwise hold a socket and a task for ever.
     auth_timeout: float = 10.0
     # Seconds a connection to the public TLS port has to send its ClientHello (the front door
-    # must see the SNI before it can route anything).
+    # must see the SNI before it can route anything); also the bound on a handshake the edge
+    # then does itself (https://, and tls:// whose policy runs terminate-tls).
     hello_timeout: float = 10.0
     # Public connections (TLS and HTTP ports together) served at once; the next ones wait in
     # the kernel's backlog, so a flood costs queued sockets rather than tasks and buffers.
@@ -245,6 +269,51 @@ class LimitsConfig:
     # Source addresses whose failures are remembered at once (about 200 bytes each, so 10,000
     # is about 2 MB); when full, the least recently failing address is forgotten first.
     auth_failure_addresses: int = 10_000
+    # Forwards one request or connection may make with forward-internal (ngrok's
+    # ERR_NGROK_3501 "may only forward through MAX endpoints", MAX undocumented); past it the
+    # client gets ERR_NGROK_3501. Each forward runs one more policy, so this bounds the work one
+    # request can cause; a vendor's public endpoint -> a clinic's internal endpoint is one
+    # forward, and 5 leaves room for a few routing layers in between.
+    forward_internal_max_hops: int = 5
+    # Seconds a pool member is left out after its agent refused a stream or could not reach
+    # its upstream (STREAM_REFUSED, ERR_NGROK_8012); each further failure doubles it, up to
+    # `pool_member_backoff_max`, and the first connection after it probes the member back in
+    # (edge.endpoints.health). One second lets a restarting upstream come back without a pool
+    # sending it traffic it would refuse; 30 s bounds how long a recovered member sits idle.
+    pool_member_backoff: float = 1.0
+    pool_member_backoff_max: float = 30.0
+    # Seconds `burrow-edge` gives in-flight connections and streams on SIGTERM before it exits:
+    # long enough for ordinary requests to finish, short enough for a service manager's stop
+    # timeout (systemd's default is 90 s).
+    drain_timeout: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class JwksConfig:
+    # Fetching the JSON Web Key Sets that Traffic Policy `jwt-validation` actions name
+    # (`jws.keys.sources.additional_jkus`), in the background while the policy is attached.
+    # Seconds one fetch may take in all (connect, TLS, request, whole body): a JWKS is a few KB
+    # that an identity provider serves in well under a second; a URL that hangs costs this
+    # once per try, is logged, and never holds up other traffic.
+    fetch_timeout: float = 10.0
+    # The largest JWKS document read: providers' sets are 1-20 KB (a few RSA keys); 256 KiB
+    # leaves room for many keys and bounds what a broken or hostile URL can make the edge hold.
+    max_bytes: int = 256 * KiB
+    # How long fetched keys are used before they are fetched again when the server sends no
+    # Cache-Control max-age: ngrok refreshes "roughly every 15 minutes".
+    refresh_interval: float = 900.0
+    # Bounds on a server's max-age: at least a minute (a max-age of 0 must not become a fetch
+    # loop), at most a day (a key the provider withdrew stops being trusted within a day).
+    min_refresh: float = 60.0
+    max_refresh: float = 86400.0
+    # Seconds between tries after a failed fetch (a URL that is down or not a JWKS).
+    retry_interval: float = 30.0
+    # How long keys stay usable past their refresh time while refreshing fails: a provider
+    # outage shorter than this locks no client out; past it, requests get 503 (fail closed).
+    max_stale: float = 3600.0
+    # A PEM file of extra CA certificates to trust for JWKS URLs, besides the system's (for
+    # a private identity provider); None trusts the system store only.
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +331,7 @@ class EdgeConfig:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    jwks: JwksConfig = field(default_factory=JwksConfig)
 
     def __post_init__(self) -> None:
         # Resolve the names that default to something under `domain`, so every EdgeConfig holds
@@ -472,6 +542,7 @@ class _Loader:
             heartbeat=self._heartbeat(top.get("heartbeat")),
             limits=self._limits(top.get("limits")),
             admin=self._admin(top.get("admin")),
+            jwks=self._jwks(top.get("jwks")),
         )
 
     def _listen(self, data: object) -> ListenConfig:
@@ -559,6 +630,12 @@ class _Loader:
                 "http.h2_max_control_frames_per_window",
                 default.h2_max_control_frames_per_window,
             ),
+            max_buffered_body=self._size(
+                section, "http.max_buffered_body", default.max_buffered_body
+            ),
+            max_buffered_response_body=self._size(
+                section, "http.max_buffered_response_body", default.max_buffered_response_body
+            ),
         )
         if limits.max_head_size < MIN_HTTP_HEAD:
             self._fail(
@@ -623,7 +700,38 @@ class _Loader:
             enabled=self._flag(section, "admin.enabled", default.enabled),
             listen=listen or default.listen,
             tls=self._tls(section.get("tls"), "admin.tls", "to serve plain HTTP"),
+            metrics_require_api_key=self._flag(
+                section, "admin.metrics_require_api_key", default.metrics_require_api_key
+            ),
+            metrics_max_endpoint_labels=self._count(
+                section, "admin.metrics_max_endpoint_labels", default.metrics_max_endpoint_labels
+            ),
         )
+
+    def _jwks(self, data: object) -> JwksConfig:
+        section = self._mapping("jwks", data, JwksConfig)
+        default = JwksConfig()
+        jwks = JwksConfig(
+            fetch_timeout=self._duration(section, "jwks.fetch_timeout", default.fetch_timeout),
+            max_bytes=self._size(section, "jwks.max_bytes", default.max_bytes),
+            refresh_interval=self._duration(
+                section, "jwks.refresh_interval", default.refresh_interval
+            ),
+            min_refresh=self._duration(section, "jwks.min_refresh", default.min_refresh),
+            max_refresh=self._duration(section, "jwks.max_refresh", default.max_refresh),
+            retry_interval=self._duration(
+                section, "jwks.retry_interval", default.retry_interval
+            ),
+            max_stale=self._duration(section, "jwks.max_stale", default.max_stale),
+            ca_file=self._file(section, "jwks.ca_file"),
+        )
+        if not jwks.min_refresh <= jwks.refresh_interval <= jwks.max_refresh:
+            self._fail(
+                "jwks.refresh_interval",
+                f"{jwks.refresh_interval}s is outside jwks.min_refresh ({jwks.min_refresh}s) "
+                f"to jwks.max_refresh ({jwks.max_refresh}s); set it between them",
+            )
+        return jwks
 
     def _heartbeat(self, data: object) -> HeartbeatConfig:
         section = self._mapping("heartbeat", data, HeartbeatConfig)
@@ -672,7 +780,23 @@ class _Loader:
             auth_failure_addresses=self._count(
                 section, "limits.auth_failure_addresses", default.auth_failure_addresses
             ),
+            forward_internal_max_hops=self._count(
+                section, "limits.forward_internal_max_hops", default.forward_internal_max_hops
+            ),
+            pool_member_backoff=self._duration(
+                section, "limits.pool_member_backoff", default.pool_member_backoff
+            ),
+            pool_member_backoff_max=self._duration(
+                section, "limits.pool_member_backoff_max", default.pool_member_backoff_max
+            ),
+            drain_timeout=self._duration(section, "limits.drain_timeout", default.drain_timeout),
         )
+        if limits.pool_member_backoff > limits.pool_member_backoff_max:
+            self._fail(
+                "limits.pool_member_backoff",
+                f"{limits.pool_member_backoff}s is more than limits.pool_member_backoff_max "
+                f"({limits.pool_member_backoff_max}s); lower it or raise the maximum",
+            )
         if limits.endpoint_stream_percent > 100:
             self._fail(
                 "limits.endpoint_stream_percent",

@@ -13,12 +13,41 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from edge.store import Event, Store, StoreError
+from edge.store import EVENT_MAX_BYTES, Event, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 #: The JSON-lines file in the data directory.
 EVENTS_FILE = "events.jsonl"
+
+#: A Traffic Policy `log` action's record. ngrok attaches these records to its traffic events
+#: (`http_request_complete.v0`, `tcp_connection_closed.v0`, as `traffic_policy.logs`); Burrow
+#: records no per-request traffic events, so each record is an event of its own, with the same
+#: `traffic_policy.logs` shape inside.
+POLICY_LOG_EVENT = "traffic_policy_log.v0"
+
+#: The most JSON a `log` record's metadata may put in one event: a quarter of the store's
+#: per-event bound (EVENT_MAX_BYTES), leaving room for the envelope. Metadata is rendered from
+#: request data (a header the client chose), so a larger one is replaced by a note saying how
+#: large it was, never refused with an error per request.
+POLICY_LOG_MAX_BYTES = EVENT_MAX_BYTES // 4
+
+
+def policy_log_object(
+    *, endpoint_url: str, phase: str, place: str, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The event object of one `log` record: the endpoint, the phase, the action's place
+    (phase, rule and action) and the metadata (or, past POLICY_LOG_MAX_BYTES, a note)."""
+    text = json.dumps(metadata, default=str, sort_keys=True, separators=(",", ":"))
+    size = len(text.encode("utf-8"))
+    if size > POLICY_LOG_MAX_BYTES:
+        payload: dict[str, Any] = {"truncated": True, "bytes": size}
+    else:
+        payload = json.loads(text)  # plain JSON: bytes and timestamps as their text
+    return {
+        "endpoint": {"url": endpoint_url},
+        "traffic_policy": {"logs": [{"phase": phase, "place": place, "metadata": payload}]},
+    }
 
 
 def envelope(event: Event) -> dict[str, Any]:
@@ -53,3 +82,13 @@ class EventLog:
             except OSError:
                 log.exception("audit event %s not appended to %s", event.id, self.jsonl_path)
         return event
+
+    def record_policy_log(
+        self, *, endpoint_url: str, phase: str, place: str, metadata: dict[str, Any]
+    ) -> Event | None:
+        """Record one Traffic Policy `log` record as a `traffic_policy_log.v0` event (no
+        principal: traffic, not an API call). Never raises, as `record`."""
+        obj = policy_log_object(
+            endpoint_url=endpoint_url, phase=phase, place=place, metadata=metadata
+        )
+        return self.record(POLICY_LOG_EVENT, obj, principal=None)

@@ -15,11 +15,16 @@ Codes whose meaning ngrok documents are used for that meaning:
 | ERR_NGROK_226 | 429 | too many failed authentications from one address |
 | ERR_NGROK_230 | 400 | a query string that is malformed, unknown, or out of range |
 | ERR_NGROK_380 | 400 | an `owner_id` that names no service user |
+| ERR_NGROK_804/805/806 | 400 | restart/stop/update of an agent that says it cannot (its reason) |
+| ERR_NGROK_807/808/809 | 400 | the agent tried to stop/restart/update and answered an error |
+| ERR_NGROK_810 | 502 | the request could not reach the agent, or no answer came back |
 | ERR_NGROK_10007 | 400 | an ACL rule that does not parse |
 
 Where ngrok documents no code for a condition, Burrow uses `ERR_NGROK_<status>` (404 unknown
 resource or path, 405 wrong method, 408/413/431 from the HTTP shell's limits, 409 a name that is
-taken, 500 a fault of the edge, 501 an operation this edge does not offer yet).
+taken, 500 a fault of the edge, 400 a call or a request framing this edge does not offer).
+Nothing that is merely not offered is a 5xx: ngrok's API client turns any 5xx into a bare
+`RuntimeError` without the code, while it raises a 4xx as an ordinary `ngrok.Error`.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import h11
 import trio
 
 from edge.admin.errors import ApiError, status_code
+from edge.admin.probes import Probes
 from edge.admin.routes import AdminApi, Request, Response
 from edge.front_door.tcp_ports import peer_address
 from protocol.formats.units import KiB
@@ -83,10 +84,12 @@ async def serve_admin(
     *,
     tls: ssl.SSLContext | None = None,
     limits: HttpLimits | None = None,
+    probes: Probes | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin API on host:port until cancelled; `task_status.started` gets the bound
-    address (port 0 picks one). `OSError` if the address cannot be bound."""
+    address (port 0 picks one). `OSError` if the address cannot be bound. `probes` answers
+    /metrics, /healthz and /readyz first (`edge.admin.probes`)."""
     limits = limits or HttpLimits()
     listeners = await trio.open_tcp_listeners(port, host=host)
     address = listeners[0].socket.getsockname()
@@ -95,12 +98,13 @@ async def serve_admin(
     log.info("admin API: %s://%s", scheme, format_host_port(*bound))
     task_status.started(bound)
     slots = trio.Semaphore(limits.max_connections)
-    handler = partial(_serve_connection, api, tls, limits, slots, scheme, bound)
+    handler = partial(_serve_connection, api, probes, tls, limits, slots, scheme, bound)
     await trio.serve_listeners(handler, listeners)
 
 
 async def _serve_connection(
     api: AdminApi,
+    probes: Probes | None,
     tls: ssl.SSLContext | None,
     limits: HttpLimits,
     slots: trio.Semaphore,
@@ -122,7 +126,7 @@ async def _serve_connection(
         stream: trio.abc.Stream = conn
         if tls is not None:
             stream = trio.SSLStream(conn, tls, server_side=True)
-        connection = _Connection(api, stream, limits, remote[0], scheme, bound)
+        connection = _Connection(api, stream, limits, remote[0], scheme, bound, probes)
         try:
             await connection.run()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
@@ -144,6 +148,7 @@ class _Connection:
         remote: str,
         scheme: str,
         bound: tuple[str, int],
+        probes: Probes | None = None,
     ) -> None:
         self.api = api
         self.stream = stream
@@ -152,6 +157,7 @@ class _Connection:
         self.scheme = scheme
         self.bound = bound
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
+        self.probes = probes
 
     async def run(self) -> None:
         """Serve requests until the peer closes, a limit is hit, or either side says close."""
@@ -165,7 +171,12 @@ class _Connection:
                 return
             if request is None:
                 return  # a clean close between requests
-            response = self.api.handle(request, now=trio.current_time())
+            now = trio.current_time()
+            response = None if self.probes is None else self.probes.handle(request, now=now)
+            if response is None:
+                response = self.api.handle(request, now=now)
+            if response.deferred is not None:  # waits for an agent's reply (bounded there)
+                response = await response.deferred()
             await self._send(response)
             if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
                 return
@@ -236,6 +247,8 @@ class _Connection:
         )
 
     def _error(self, status: int, message: str) -> Response:
+        if status == 501:  # h11: a Transfer-Encoding it cannot read; the client's to fix (4xx)
+            status = 400
         if status == 431:
             message = f"The request head is larger than {self.limits.max_head_bytes} bytes."
         return self.api.error_response(ApiError(status, status_code(status), message), close=True)

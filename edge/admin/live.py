@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import trio
+
+from edge.endpoints import health
 from edge.endpoints.registry import Endpoint, Member
 from edge.tunnels.hub import EdgeHub
 from edge.tunnels.session import AgentSession
@@ -26,6 +29,7 @@ __all__ = [
     "EndpointInfo",
     "HubLiveState",
     "LiveState",
+    "PoolMemberInfo",
     "SessionInfo",
     "endpoint_id",
     "endpoint_info",
@@ -61,6 +65,25 @@ class EndpointInfo:
     # The member's Traffic Policy as the agent sent it (for an SDK's legacy endpoint options,
     # the policy they became, as JSON); "" when it has none, as ngrok shows it.
     traffic_policy: str = ""
+    pooling_enabled: bool = False  # the Bind's PoolingEnabled
+    agent_addr: str = ""  # the agent's address as the edge sees it
+    health: str = "healthy"  # edge.endpoints.health.State's value
+    # Every member of the endpoint's pool (itself included); empty when it is alone.
+    pool: tuple[PoolMemberInfo, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolMemberInfo:
+    """One member of a pool, as the admin API lists it under an endpoint's `pools`."""
+
+    id: str  # the member's endpoint id (a cloud endpoint's own id)
+    cloud: bool  # a cloud endpoint (no agent session)
+    session_id: str  # "" for a cloud endpoint
+    agent_addr: str
+    health: str
+    outstanding_streams: int
+    streams_opened: int
+    reason: str  # why it is unhealthy or gone, "" when healthy
 
 
 class LiveState(Protocol):
@@ -132,6 +155,7 @@ class HubLiveState:
                         url=self._hub.public_url(endpoint),
                         owner_id=session.credential.owner_id,
                         started_at=session.started_at,
+                        now=trio.current_time(),
                     )
                 )
         return infos
@@ -154,10 +178,17 @@ def endpoint_info(
     url: str,
     owner_id: str | None,
     started_at: datetime | None,
+    now: float = 0.0,
 ) -> EndpointInfo:
     """What the API shows of `member`, one member of `endpoint`: `url` is the one clients dial
     (with the edge's port when it is not the default); `owner_id` and `started_at` are those of
-    the member's session (its credential's service user, and when it started)."""
+    the member's session (its credential's service user, and when it started); health is as
+    of `now` (trio's clock)."""
+    pool = (
+        tuple(_pool_member(peer, now) for peer in endpoint.members)
+        if len(endpoint.members) > 1
+        else ()
+    )
     return EndpointInfo(
         id=endpoint_id(member.session_id, member.bind_id),
         url=url,
@@ -168,4 +199,23 @@ def endpoint_info(
         started_at=started_at,
         binding=endpoint.binding,
         traffic_policy=member.policy.text if member.policy is not None else "",
+        pooling_enabled=member.pooling,
+        agent_addr=member.agent_addr,
+        health=health.state(member.load.health, now=now).value,
+        pool=pool,
+    )
+
+
+def _pool_member(member: Member, now: float) -> PoolMemberInfo:
+    cloud = not member.session_id  # edge.endpoints.cloud.NO_SESSION
+    load = member.load
+    return PoolMemberInfo(
+        id=member.bind_id if cloud else endpoint_id(member.session_id, member.bind_id),
+        cloud=cloud,
+        session_id=member.session_id,
+        agent_addr=member.agent_addr,
+        health=health.state(load.health, now=now).value,
+        outstanding_streams=load.outstanding,
+        streams_opened=load.opened,
+        reason=load.health.reason,
     )

@@ -15,14 +15,15 @@ from urllib.parse import urlencode
 
 from edge import timestamps
 from edge.admin.errors import ERR_BAD_QUERY, ApiError
-from edge.admin.live import EndpointInfo, SessionInfo
+from edge.admin.live import EndpointInfo, PoolMemberInfo, SessionInfo
 from edge.events import envelope
-from edge.store import ApiKey, Credential, Event, ServiceUser
+from edge.store import ApiKey, CloudEndpoint, Credential, Event, ServiceUser
 from protocol.formats.urls import format_host_port, parse_endpoint_url
 
 __all__ = [
     "MAX_PAGE",
     "api_key_json",
+    "cloud_endpoint_json",
     "credential_json",
     "endpoint_json",
     "event_json",
@@ -132,12 +133,63 @@ def endpoint_json(base: str, endpoint: EndpointInfo) -> Json:
         "bindings": [endpoint.binding],
         # A string, as ngrok's Endpoint has it (the document as sent; "" when there is none).
         "traffic_policy": endpoint.traffic_policy,
-        # The registry keeps one member per URL and does not record the Bind's flag.
-        "pooling_enabled": False,
+        "pooling_enabled": endpoint.pooling_enabled,
         "tunnel_session": ref(base, "tunnel_sessions", endpoint.session_id),
         "principal": (
             None if endpoint.owner_id is None else ref(base, "service_users", endpoint.owner_id)
         ),
+        # Burrow additions: where the agent is and how the edge sees it.
+        "agent_addr": endpoint.agent_addr,
+        "health": endpoint.health,
+        # ngrok's read-only `pools` (documented, not in its OpenAPI): the pool's members, this
+        # one included; [] when the endpoint is alone on its URL.
+        "pools": [pool_member_json(base, member) for member in endpoint.pool],
+    }
+
+
+def pool_member_json(base: str, member: PoolMemberInfo) -> Json:
+    """One member of a pool: its endpoint, session, agent address, health and load."""
+    return {
+        "id": member.id,
+        "uri": f"{base}/endpoints/{member.id}",
+        "type": "cloud" if member.cloud else "ephemeral",
+        "tunnel_session": (
+            None if member.cloud else ref(base, "tunnel_sessions", member.session_id)
+        ),
+        "agent_addr": member.agent_addr,
+        "health": member.health,
+        "health_reason": member.reason,
+        "outstanding_streams": member.outstanding_streams,
+        "streams_opened": member.streams_opened,
+    }
+
+
+def cloud_endpoint_json(base: str, endpoint: CloudEndpoint, public_url: str) -> Json:
+    """A cloud endpoint as ngrok shows one (`type: cloud`, no tunnel session); `public_url` is
+    the URL clients dial (with the edge's port when it is not the default)."""
+    url = parse_endpoint_url(endpoint.url)  # stored canonical, so it parses
+    port = url.effective_port or 0
+    return {
+        "id": endpoint.id,
+        "uri": f"{base}/endpoints/{endpoint.id}",
+        "region": REGION,
+        "created_at": rfc3339(endpoint.created_at),
+        "updated_at": rfc3339(endpoint.updated_at),
+        "public_url": public_url,
+        "url": endpoint.url,
+        "proto": url.scheme,
+        "scheme": url.scheme,
+        "hostport": format_host_port(url.host, port),
+        "host": url.host,
+        "port": port,
+        "type": "cloud",
+        "metadata": endpoint.metadata,
+        "description": endpoint.description,
+        "bindings": [endpoint.binding],
+        "traffic_policy": endpoint.traffic_policy,
+        "pooling_enabled": endpoint.pooling_enabled,
+        "tunnel_session": None,
+        "principal": None,
     }
 
 

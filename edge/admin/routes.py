@@ -11,6 +11,7 @@ key), with `source: "API"`:
     service_user_created.v0  service_user_updated.v0  service_user_deleted.v0
     tunnel_credential_created.v0  tunnel_credential_updated.v0  tunnel_credential_deleted.v0
     api_key_created.v0  api_key_updated.v0  api_key_deleted.v0
+    endpoint_created.v0  endpoint_updated.v0  endpoint_deleted.v0     (cloud endpoints)
 
 (ngrok's names for credentials and API keys, ngrok.md §6.5; the service user names follow the
 same pattern.) Stopping a tunnel session records nothing here: the session's own
@@ -32,12 +33,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from edge.admin.auth import FailedAuthLimiter, authenticate_within_budget
+from edge.admin.cloud_endpoints import CREATE_FIELDS, UPDATE_FIELDS, CloudEndpointApi
 from edge.admin.errors import (
     ERR_BAD_ACL,
     ERR_BAD_BODY,
@@ -48,11 +51,12 @@ from edge.admin.errors import (
     error_body,
     status_code,
 )
-from edge.admin.live import LiveState, SessionInfo
+from edge.admin.live import EndpointInfo, LiveState, SessionInfo
 from edge.admin.resources import (
     MAX_PAGE,
     Json,
     api_key_json,
+    cloud_endpoint_json,
     credential_json,
     endpoint_json,
     event_json,
@@ -61,6 +65,8 @@ from edge.admin.resources import (
     service_user_json,
     tunnel_session_json,
 )
+from edge.admin.session_control import SessionControl
+from edge.endpoints.cloud_live import CloudEndpoints
 from edge.events import EventLog
 from edge.store import (
     ACL_MAX_RULES,
@@ -70,6 +76,7 @@ from edge.store import (
     NAME_MAX_BYTES,
     UNSET,
     ApiKey,
+    CloudEndpoint,
     ConflictError,
     Credential,
     NotFoundError,
@@ -79,6 +86,7 @@ from edge.store import (
     Unset,
 )
 from edge.tunnels.acl import AclError, parse_acl
+from edge.tunnels.remote_ops import UNSUPPORTED_CODES, RemoteOp, answer_refusal, support_refusal
 
 __all__ = ["AdminApi", "Request", "Response"]
 
@@ -92,6 +100,8 @@ MAX_QUERY_FIELDS = 32
 MAX_ID_LENGTH = 128
 #: Fields ngrok's credential create accepts that this edge does not (ngrok.md §6.4).
 UNSUPPORTED_CREDENTIAL_FIELDS = ("owner_email", "scim_user_id", "precomputed_token")
+#: Sorts an endpoint whose session has not been stamped as started yet as the newest.
+_NOT_STARTED = datetime.max.replace(tzinfo=UTC)
 #: Burrow's per-credential limits: in a PATCH body, null for one of these removes the limit.
 CREDENTIAL_LIMIT_FIELDS = ("max_sessions", "max_endpoints")
 
@@ -111,6 +121,9 @@ class Response:
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    # An answer that needs the agent's reply (remote stop, restart, update): the HTTP shell
+    # sends what this returns instead of the rest; it never raises.
+    deferred: Callable[[], Awaitable[Response]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,8 +163,16 @@ class AdminApi:
         *,
         limiter: FailedAuthLimiter | None = None,
         new_operation_id: Callable[[], str] = lambda: "op_" + secrets.token_hex(13),
+        cloud: CloudEndpoints | None = None,
+        control: SessionControl | None = None,
     ) -> None:
+        """`cloud` is the running edge's cloud endpoints; without it, creating one is refused
+        (400). `control` sends agents Stop/Restart/Update; without it, stop closes the session
+        at the edge and restart and update are refused (400)."""
         self.store = store
+        self.cloud = None if cloud is None else CloudEndpointApi(store, cloud)
+        # Remote management of agents; without it, stop closes the session from the edge.
+        self.control = control
         self.live = live
         self.events = events
         self.limiter = FailedAuthLimiter() if limiter is None else limiter
@@ -176,10 +197,17 @@ class AdminApi:
             (("tunnel_sessions",), {"GET": self._list_sessions}),
             (("tunnel_sessions", "*"), {"GET": self._get_session}),
             (("tunnel_sessions", "*", "stop"), {"POST": self._stop_session}),
-            (("tunnel_sessions", "*", "restart"), {"POST": self._session_unsupported}),
-            (("tunnel_sessions", "*", "update"), {"POST": self._session_unsupported}),
+            (("tunnel_sessions", "*", "restart"), {"POST": self._restart_session}),
+            (("tunnel_sessions", "*", "update"), {"POST": self._update_session}),
             (("endpoints",), {"GET": self._list_endpoints, "POST": self._create_endpoint}),
-            (("endpoints", "*"), {"GET": self._get_endpoint}),
+            (
+                ("endpoints", "*"),
+                {
+                    "GET": self._get_endpoint,
+                    "PATCH": self._update_endpoint,
+                    "DELETE": self._delete_endpoint,
+                },
+            ),
             (("events",), {"GET": self._list_events}),
         ]
 
@@ -513,20 +541,42 @@ class AdminApi:
 
     def _stop_session(self, call: _Call) -> Response:
         session = self._session(call)
+        if self.control is not None:
+            return self._remote_op(call, session.id, RemoteOp.STOP)
         reason = f"stopped through the admin API with key {call.key.id}"
         if not self.live.stop_session(session.id, reason):
             raise ApiError.not_found(f"No live tunnel session {call.ids[0]!r}.")
         return _NO_CONTENT
 
-    def _session_unsupported(self, call: _Call) -> Response:
-        self._session(call)
-        action = call.path.rstrip("/").rpartition("/")[2]
-        raise ApiError(
-            501,
-            status_code(501),
-            f"This edge cannot {action} an agent remotely; use POST "
-            f"/tunnel_sessions/{call.ids[0]}/stop, or {action} the agent where it runs.",
-        )
+    def _restart_session(self, call: _Call) -> Response:
+        return self._remote_op(call, self._session(call).id, RemoteOp.RESTART)
+
+    def _update_session(self, call: _Call) -> Response:
+        return self._remote_op(call, self._session(call).id, RemoteOp.UPDATE)
+
+    def _remote_op(self, call: _Call, session_id: str, op: RemoteOp) -> Response:
+        """Send the agent Stop, Restart or Update (`edge.tunnels.remote_ops`): 400 with ngrok's
+        code at once if it said it cannot, else an answer deferred until the agent replies."""
+        control = self.control
+        extra = None if control is None else control.capabilities(session_id)
+        if control is None or extra is None:
+            raise ApiError(
+                400,
+                UNSUPPORTED_CODES[op],
+                f"This edge cannot {op.value} agents remotely; {op.value} the agent where it runs.",
+            )
+        refused = support_refusal(extra, op)
+        if refused is not None:
+            raise ApiError(refused.status, refused.code, refused.message)
+        who = _who(call.key)
+
+        async def answer() -> Response:
+            done = answer_refusal(op, await control.remote_op(session_id, op, who))
+            if done is None:
+                return _NO_CONTENT
+            return self.error_response(ApiError(done.status, done.code, done.message))
+
+        return Response(status=204, deferred=answer)
 
     # ------------------------------------------------------------------------------ endpoints
 
@@ -534,18 +584,51 @@ class AdminApi:
         ids = set(call.query.get("id", []))
         urls = set(call.query.get("url", []))
         mine = {s.id for s in self._account_sessions(call)}
-        endpoints = [
+        agents = [
             e
             for e in self.live.endpoints()
             if e.session_id in mine and (not ids or e.id in ids) and (not urls or e.url in urls)
         ]
+        clouds = [
+            e
+            for e in (self.cloud.list(call.key.account_id) if self.cloud is not None else [])
+            if (not ids or e.id in ids)
+            and (not urls or e.url in urls or self._cloud_url(e) in urls)
+        ]
+        # Newest first across both kinds: cloud endpoints by creation, agent ones by their
+        # session's start (a stable merge keeps each kind's own order on ties).
+        endpoints: list[EndpointInfo | CloudEndpoint] = sorted(
+            [*clouds, *agents], key=_created, reverse=True
+        )
         filters = [("id", i) for i in sorted(ids)] + [("url", u) for u in sorted(urls)]
         return _list_response(
-            call, "endpoints", endpoints, lambda e: e.id, endpoint_json, ("id", "url"), filters
+            call,
+            "endpoints",
+            endpoints,
+            lambda e: e.id,
+            self._endpoint_json,
+            ("id", "url"),
+            filters,
         )
+
+    def _endpoint_json(self, base: str, endpoint: EndpointInfo | CloudEndpoint) -> Json:
+        if isinstance(endpoint, CloudEndpoint):
+            return cloud_endpoint_json(base, endpoint, self._cloud_url(endpoint))
+        return endpoint_json(base, endpoint)
+
+    def _cloud_url(self, endpoint: CloudEndpoint) -> str:
+        return self.cloud.json_url(endpoint) if self.cloud is not None else endpoint.url
+
+    def _cloud_endpoint(self, call: _Call) -> CloudEndpoint | None:
+        if self.cloud is None:
+            return None
+        return self.cloud.get(call.ids[0], call.key.account_id)
 
     def _get_endpoint(self, call: _Call) -> Response:
         _no_query(call)
+        cloud = self._cloud_endpoint(call)
+        if cloud is not None:
+            return _json_response(200, self._endpoint_json(call.base, cloud))
         mine = {s.id for s in self._account_sessions(call)}
         for endpoint in self.live.endpoints():
             if endpoint.id == call.ids[0] and endpoint.session_id in mine:
@@ -553,11 +636,48 @@ class AdminApi:
         raise ApiError.not_found(f"No online endpoint {call.ids[0]!r}.")
 
     def _create_endpoint(self, call: _Call) -> Response:
-        raise ApiError(
-            501,
-            status_code(501),
-            "This edge does not offer cloud endpoints yet; agents bind endpoints themselves.",
-        )
+        if self.cloud is None:
+            raise ApiError(
+                400,
+                ERR_NOT_OFFERED,
+                "This edge does not offer cloud endpoints; agents bind endpoints themselves.",
+            )
+        body = _body(call, CREATE_FIELDS)
+        created = self.cloud.create(body, call.key.account_id)
+        self._record(call, "endpoint_created.v0", self._endpoint_json("", created))
+        return _json_response(201, self._endpoint_json(call.base, created))
+
+    def _not_cloud(self, call: _Call) -> ApiError:
+        """404 for an unknown id; 400 for an agent endpoint, which only its agent changes."""
+        mine = {s.id for s in self._account_sessions(call)}
+        if any(e.id == call.ids[0] and e.session_id in mine for e in self.live.endpoints()):
+            return ApiError(
+                400,
+                status_code(400),
+                f"{call.ids[0]} is an agent endpoint: only its agent changes or stops it (stop "
+                "the agent, or its session with POST /tunnel_sessions/{id}/stop). Only cloud "
+                "endpoints are updated and deleted through the API.",
+            )
+        return ApiError.not_found(f"No cloud endpoint {call.ids[0]!r}.")
+
+    def _update_endpoint(self, call: _Call) -> Response:
+        body = _body(call, UPDATE_FIELDS)
+        if self.cloud is None or self._cloud_endpoint(call) is None:
+            raise self._not_cloud(call)
+        updated = self.cloud.update(call.ids[0], body, call.key.account_id)
+        if updated is None:
+            raise ApiError.not_found(f"No cloud endpoint {call.ids[0]!r}.")
+        self._record(call, "endpoint_updated.v0", self._endpoint_json("", updated))
+        return _json_response(200, self._endpoint_json(call.base, updated))
+
+    def _delete_endpoint(self, call: _Call) -> Response:
+        _no_query(call)
+        cloud = self.cloud
+        deleted = None if cloud is None else cloud.delete(call.ids[0], call.key.account_id)
+        if deleted is None:
+            raise self._not_cloud(call)
+        self._record(call, "endpoint_deleted.v0", cloud_endpoint_json("", deleted, deleted.url))
+        return _NO_CONTENT
 
     # ------------------------------------------------------------------------------ events
 
@@ -589,6 +709,26 @@ class AdminApi:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _created(endpoint: EndpointInfo | CloudEndpoint) -> datetime:
+    """When an endpoint came online, for the newest-first order of `/endpoints`."""
+    if isinstance(endpoint, CloudEndpoint):
+        return endpoint.created_at
+    return endpoint.started_at or _NOT_STARTED
+
+
+#: A call this edge does not offer: a 4xx with a code, which ngrok's API client raises as an
+#: ordinary `ngrok.Error` (it turns any 5xx into a bare RuntimeError without the code).
+ERR_NOT_OFFERED = status_code(400)
+#: Characters of an API key's description told to an agent: enough to recognise the key.
+WHO_DESCRIPTION_MAX = 100
+
+
+def _who(key: ApiKey) -> str:
+    """Who is asking, as the agent shows it and the session's stop event records it."""
+    description = "".join(c for c in key.description if c.isprintable())[:WHO_DESCRIPTION_MAX]
+    return f"the admin API, key {key.id}" + (f" ({description})" if description else "")
 
 
 def _header(request: Request, name: str) -> str | None:

@@ -198,18 +198,21 @@ class AdminClient:
             raise ApiClientError(f"{method} {self.base_url}{path} answered no content")
         return value
 
-    def list_all(self, collection: str, prop: str | None = None) -> list[Json]:
-        """Every item of a list resource, newest first, following the pages."""
+    def list_all(
+        self, collection: str, prop: str | None = None, filters: Sequence[tuple[str, str]] = ()
+    ) -> list[Json]:
+        """Every item of a list resource, newest first, following the pages; `filters` are
+        query parameters the resource filters on (`("url", "https://...")`)."""
         prop = prop or collection
         items: list[Json] = []
-        query: list[tuple[str, str]] = [("limit", str(MAX_PAGE))]
+        query: list[tuple[str, str]] = [*filters, ("limit", str(MAX_PAGE))]
         for _ in range(MAX_PAGES):
             listing = self._object("GET", f"/{collection}?{urlencode(query)}")
             chunk = _items(listing, prop)
             items.extend(chunk)
             if not listing.get("next_page_uri") or not chunk:
                 break
-            query = [("before_id", str(chunk[-1]["id"])), ("limit", str(MAX_PAGE))]
+            query = [*filters, ("before_id", str(chunk[-1]["id"])), ("limit", str(MAX_PAGE))]
         return items
 
     # ------------------------------------------------------------------------------ resources
@@ -275,8 +278,26 @@ class AdminClient:
     def stop_tunnel_session(self, session_id: str) -> None:
         self.request("POST", f"/tunnel_sessions/{_id(session_id)}/stop", body={})
 
-    def list_endpoints(self) -> list[Json]:
-        return self.list_all("endpoints")
+    def list_endpoints(self, *, ids: Sequence[str] = (), urls: Sequence[str] = ()) -> list[Json]:
+        """Agent and cloud endpoints, newest first; only those with one of `ids` / `urls` when
+        given."""
+        filters = [("id", i) for i in ids] + [("url", u) for u in urls]
+        return self.list_all("endpoints", filters=filters)
+
+    def create_endpoint(self, body: Mapping[str, Any]) -> Json:
+        """A cloud endpoint (ngrok's EndpointCreate body: `type: cloud`, `url`,
+        `traffic_policy`, ...)."""
+        return self._object("POST", "/endpoints", body)
+
+    def get_endpoint(self, endpoint_id: str) -> Json:
+        return self._object("GET", f"/endpoints/{_id(endpoint_id)}")
+
+    def update_endpoint(self, endpoint_id: str, body: Mapping[str, Any]) -> Json:
+        """Change a cloud endpoint (ngrok's EndpointUpdate body: only the fields to change)."""
+        return self._object("PATCH", f"/endpoints/{_id(endpoint_id)}", body)
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        self.request("DELETE", f"/endpoints/{_id(endpoint_id)}")
 
     def list_events(
         self,

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,10 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import trio
-
 from edge.admin.resources import api_key_json, credential_json, service_user_json
-from edge.certs.ca import CertError, DevCA
+from edge.certs.ca import CertError
 from edge.cli.api_client import (
     API_KEY_ENV,
     API_URL_ENV,
@@ -26,11 +23,13 @@ from edge.cli.api_client import (
     AdminClient,
     ApiClientError,
 )
+from edge.cli.endpoint import add_endpoint_parser, run_endpoint
 from edge.cli.policy import add_policy_parser, run_policy
 from edge.cli.policy_test import add_policy_test_parser, run_policy_test
-from edge.config import ConfigError, EdgeConfig, load_edge_config
+from edge.cli.serve import add_log_options, run_config_check, run_serve
+from edge.config import ConfigError
 from edge.events import EVENTS_FILE, EventLog, envelope
-from edge.server import STORE_FILE, EdgeAddresses, prepare_data_dir, serve_edge
+from edge.server import STORE_FILE, prepare_data_dir
 from edge.store import (
     CREDENTIAL_LIMIT_MAX,
     EVENT_LIST_MAX,
@@ -38,7 +37,7 @@ from edge.store import (
     SQLiteStore,
     StoreError,
 )
-from protocol.formats.urls import format_host_port
+from edge.tunnels.session import EDGE_VERSION
 
 log = logging.getLogger("burrow-edge")
 
@@ -66,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             "`events list --follow` need the running edge."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"burrow-edge {EDGE_VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_dir_option(p: argparse.ArgumentParser, *, offline: bool = False) -> None:
@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     def managed(p: argparse.ArgumentParser, *, json_output: bool = False) -> None:
         """Options of a command that works offline or through the API."""
         data_dir_option(p, offline=True)
+        p.add_argument(
+            "--init",
+            dest="init_store",
+            action="store_true",
+            help=f"offline, create a new empty store ({STORE_FILE}) in --data-dir if there is "
+            "none (without it, a missing store is an error, so a mistyped or forgotten "
+            "--data-dir cannot quietly start a second store)",
+        )
         api_options(p)
         if json_output:
             p.add_argument(
@@ -121,7 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_option(serve)
     new_store_option(serve)
     serve.add_argument("--config", type=Path, help="edge.yml (see deploy/edge.example.yml)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_options(serve)
+    config = commands.add_parser("config", help="check an edge config file")
+    config_commands = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check", help="load and validate a config file as `serve` would, without serving"
+    )
+    check.add_argument("--config", type=Path, required=True, help="the edge.yml to check")
+    commands.add_parser("version", help="print burrow-edge's version")
 
     credential = commands.add_parser("credential", help="manage authtokens")
     cred_commands = credential.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -221,10 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print ngrok-shaped JSON, one object a line"
     )
     session_stop = session_commands.add_parser(
-        "stop", help="end an agent session now (the agent may reconnect)"
+        "stop", help="tell a session's agent to stop (burrow exits and does not reconnect)"
     )
     api_options(session_stop, offline=False)
     session_stop.add_argument("id")
+    add_endpoint_parser(commands, partial(api_options, offline=False))
     add_policy_test_parser(add_policy_parser(commands))
     return parser
 
@@ -245,15 +261,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "test":
             return run_policy_test(args)  # offline: edge/cli/policy_test.py
         return run_policy(args)  # offline, no store: edge/cli/policy.py
+    if args.command == "version":
+        print(f"burrow-edge {EDGE_VERSION}")
+        return 0
     try:
+        if args.command == "config":
+            return run_config_check(args)  # edge/cli/serve.py
         client = _api_client(parser, args)
         args.data_dir_given = getattr(args, "data_dir", None) is not None
         if getattr(args, "data_dir", False) is None:
             args.data_dir = default_data_dir()
         if args.command == "serve":
-            return _serve(args)
+            return run_serve(args)  # edge/cli/serve.py
         if args.command == "sessions":
             return _sessions(args, client)
+        if args.command == "endpoint":
+            if client is None:
+                raise ApiClientError(_needs_api_key("`burrow-edge endpoint`"))
+            return run_endpoint(args, client)  # edge/cli/endpoint.py
         if args.command == "events":
             return _events(args, client)
         if args.command == "service-user":
@@ -327,59 +352,30 @@ def _needs_api_key(what: str, *, data_dir_given: bool = False) -> str:
     return text
 
 
+def _offline_store(args: argparse.Namespace) -> SQLiteStore:
+    """The store an offline command works on, named on stderr once open (so the operator sees
+    which one it is). A store that does not exist yet is created only with `--init`; otherwise
+    `StoreError` naming the path and what to do, and nothing is created."""
+    path = args.data_dir / STORE_FILE
+    if not path.exists() and not getattr(args, "init_store", False):
+        where = "--data-dir" if args.data_dir_given else f"the default --data-dir ({args.data_dir})"
+        raise StoreError(
+            f"no store at {path}: pass the --data-dir that `burrow-edge serve` uses, or --init "
+            f"to create a new empty store in {where} (`burrow-edge init --data-dir DIR` also "
+            "sets up a CA and the first API key)"
+        )
+    args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = SQLiteStore.open(path)
+    print(f"burrow-edge: offline, on the store at {path}", file=sys.stderr)
+    return store
+
+
 def _dump(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    config = load_edge_config(args.config)
-    ca, store = prepare_data_dir(args.data_dir, new_store=args.new_store)
-    try:
-        trio.run(_serve_until_signalled, config, ca, store)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        store.close()
-    print("burrow-edge: stopped", file=sys.stderr)
-    return 0
-
-
-async def _serve_until_signalled(config: EdgeConfig, ca: DevCA, store: SQLiteStore) -> None:
-    async with trio.open_nursery() as nursery:
-        addresses: EdgeAddresses = await nursery.start(
-            partial(serve_edge, config, ca, store, reload_on_sighup=True)
-        )
-        host, port = addresses.agents
-        admin = "off" if addresses.admin is None else format_host_port(*addresses.admin)
-        http = "off" if addresses.http is None else format_host_port(*addresses.http)
-        print(
-            f"burrow-edge ready: tls={format_host_port(host, port)} http={http} admin={admin}",
-            flush=True,
-        )
-        print(
-            f"  agents connect to {config.connect_host}:{port} and trust {ca.ca_path}\n"
-            f"  create an authtoken with: burrow-edge credential create "
-            f"--data-dir {store.path.parent}\n"
-            f"  create an admin API key with: burrow-edge api-key create "
-            f"--data-dir {store.path.parent}",
-            file=sys.stderr,
-            flush=True,
-        )
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                log.info("SIGTERM: shutting down")
-                nursery.cancel_scope.cancel()
-                break
-
-
 def _credential(args: argparse.Namespace) -> int:
-    args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with SQLiteStore.open(args.data_dir / STORE_FILE) as store:
+    with _offline_store(args) as store:
         if args.action == "create":
             credential, token = store.create_credential(
                 description=args.description,
@@ -467,8 +463,7 @@ def _print_item(
 
 
 def _service_user(args: argparse.Namespace) -> int:
-    args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with SQLiteStore.open(args.data_dir / STORE_FILE) as store:
+    with _offline_store(args) as store:
         if args.action == "create":
             user = store.create_service_user(args.name)
             _print_created_user(args, service_user_json("", user))
@@ -537,8 +532,7 @@ def _api_key(args: argparse.Namespace) -> int:
         ca, store = prepare_data_dir(args.data_dir, new_store=args.new_store)
         print(f"data directory {args.data_dir} ready; agents trust {ca.ca_path}")
     else:
-        args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = SQLiteStore.open(args.data_dir / STORE_FILE)
+        store = _offline_store(args)
     principal = {"id": "cli", "subject": os.environ.get("USER", ""), "source": "CLI"}
     with store:
         if args.command == "api-key" and args.action == "list":
@@ -605,7 +599,7 @@ def _events(args: argparse.Namespace, client: AdminClient | None) -> int:
         return _follow_events(args, client)
     limit = 100 if args.limit is None else args.limit
     if client is None:
-        with SQLiteStore.open(args.data_dir / STORE_FILE) as store:
+        with _offline_store(args) as store:
             for event in store.list_events(
                 limit=limit, event_type=args.event_type, principal_id=args.principal
             ):

@@ -4,13 +4,16 @@ Theory of operation. The file is checked exactly as `policy check` does (same li
 it is not valid), then compiled and run by the edge's own engine (`edge.policy.engine`) on facts
 built from the flags: `on_tcp_connect` for every protocol; for http and https endpoints
 `on_http_request`, and, if that forwarded the request, `on_http_response` on a made-up upstream
-response (`--status`, `--response-header`). Nothing is sent anywhere; the clock is the real one
-(`time.time()`) and the rate-limit state is fresh, so a rate-limit action sees its first request.
+response (`--status`, `--response-header`, `--response-body`). Nothing is sent anywhere; the
+clock is the real one (`time.time()`) and the rate-limit state is fresh, so a rate-limit action
+sees its first request.
 
 The report shows, per phase, every rule reached with each expression's value (`true`, `false`
 or `error: ...`), whether it matched, and each action with its result; then the outcome
 (`continue`, `close`, `forward` with the request changes, or `respond STATUS` with its headers and
-body) and what `log` actions recorded. `--format json` prints the same as one object.
+body) and what `log` actions recorded. `--format json` prints the same as one object. What
+terminate-tls, compress-response, response-body-find-replace and an offline jwt-validation do
+beyond the phase run is added by `edge.cli.policy_test_effects`.
 
 Exit status: 0 it ran (whatever the outcome), 1 the policy is not valid, 2 the file could not be
 read or a flag is wrong (one line on stderr).
@@ -24,16 +27,26 @@ import json
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from edge.cli.policy import PROTOCOL_CHOICES, CheckResult, check_document, read_document
+from edge.cli.policy_test_effects import (
+    BodyEffect,
+    body_effect,
+    body_effect_json,
+    body_effect_text,
+    jwks_note,
+    terminate_tls_json,
+    terminate_tls_text,
+)
 from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
 from edge.policy.document import PolicyLimits
 from edge.policy.engine import (
     Close,
     Continue,
     Forward,
+    ForwardInternal,
     HeaderChanges,
     LogRecord,
     Respond,
@@ -43,6 +56,7 @@ from edge.policy.engine import (
     run_http_response,
     run_tcp_connect,
 )
+from edge.policy.jwks_fetch import jwks_urls
 from edge.policy.ratelimit import PolicyState
 from edge.policy.validate import CompiledPolicy, validate
 
@@ -113,6 +127,11 @@ def add_policy_test_parser(actions: argparse._SubParsersAction[argparse.Argument
         help="a request header (repeat for more)",
     )
     testing.add_argument(
+        "--body",
+        default=None,
+        help="the request body (UTF-8 text), for verify-webhook and request-body-find-replace",
+    )
+    testing.add_argument(
         "--client",
         default=_DEFAULT_CLIENT,
         metavar="IP:PORT",
@@ -130,6 +149,12 @@ def add_policy_test_parser(actions: argparse._SubParsersAction[argparse.Argument
         default=[],
         metavar="'NAME: VALUE'",
         help="an upstream response header (repeat for more)",
+    )
+    testing.add_argument(
+        "--response-body",
+        dest="response_body",
+        default=None,
+        help="the upstream response's body (UTF-8 text), to show response-body-find-replace",
     )
     testing.add_argument(
         "--format",
@@ -152,6 +177,7 @@ class ReplayInput:
     conn: ConnFacts
     request: RequestFacts | None  # None for tcp and tls endpoints
     response: ResponseFacts
+    response_body: str | None = None  # --response-body, for response-body-find-replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +185,10 @@ class Replay:
     """What each phase run did; `request`/`response` are None for phases that did not run."""
 
     input: ReplayInput
-    tcp: Continue | Close
-    request: Forward | Respond | Close | None
+    tcp: Continue | Close | ForwardInternal
+    request: Forward | Respond | Close | ForwardInternal | None
     response: ResponseChanges | Respond | None
+    jwks_urls: tuple[str, ...] = ()  # the policy's JWKS URLs (nothing is fetched offline)
 
     def traces(self) -> tuple[Trace, ...]:
         return tuple(o.trace for o in (self.tcp, self.request, self.response) if o is not None)
@@ -179,14 +206,15 @@ def replay(policy: CompiledPolicy, given: ReplayInput, *, now: float) -> Replay:
     """Run the phases in the edge's order on `given`, with a fresh `PolicyState`; pure."""
     state = PolicyState()
     endpoint = given.endpoint
+    urls = jwks_urls(policy)
     tcp = run_tcp_connect(policy, given.conn, endpoint=endpoint, now=now, state=state)
-    if isinstance(tcp, Close) or given.request is None:
-        return Replay(given, tcp, None, None)
+    if isinstance(tcp, Close | ForwardInternal) or given.request is None:
+        return Replay(given, tcp, None, None, urls)
     request = run_http_request(
         policy, given.conn, given.request, endpoint=endpoint, now=now, state=state
     )
     if not isinstance(request, Forward):
-        return Replay(given, tcp, request, None)
+        return Replay(given, tcp, request, None, urls)
     response = run_http_response(
         policy,
         given.conn,
@@ -197,7 +225,7 @@ def replay(policy: CompiledPolicy, given: ReplayInput, *, now: float) -> Replay:
         state=state,
         carried=request.carried,
     )
-    return Replay(given, tcp, request, response)
+    return Replay(given, tcp, request, response, urls)
 
 
 # --- flags -> facts ---------------------------------------------------------------------------
@@ -277,7 +305,12 @@ def build_input(args: argparse.Namespace) -> ReplayInput:
             query=parts.query,
             headers=headers,
         )
-    return ReplayInput(endpoint, conn, request, response)
+        # What the shells give a policy that reads bodies: the body, b"" when there is none.
+        body = (args.body or "").encode("utf-8")
+        request = replace(request, body=body)
+        if args.body is not None:
+            request = replace(request, content_length=len(body))
+    return ReplayInput(endpoint, conn, request, response, args.response_body)
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -369,21 +402,35 @@ def replay_text(result: Replay) -> list[str]:
     request = result.input.request
     if isinstance(result.tcp, Close):
         lines.append(f"outcome: close ({result.tcp.reason})")
+    elif isinstance(result.tcp, ForwardInternal):
+        lines.append(_forward_internal_text(result.tcp))
+    elif request is None and isinstance(result.tcp, Continue) and result.tcp.terminate_tls:
+        lines.append(f"outcome: continue; {terminate_tls_text(result.tcp.terminate_tls)}")
     elif request is None:
         lines.append("outcome: continue (the connection is let through)")
     elif isinstance(result.request, Close):
         lines.append(f"outcome: close ({result.request.reason})")
+    elif isinstance(result.request, ForwardInternal):
+        lines.append(_forward_internal_text(result.request))
     elif isinstance(result.request, Respond):
         lines += _respond_text("outcome", result.request)
+        note = jwks_note(result.request, result.jwks_urls)
+        if note is not None:
+            lines.append(f"  note: {note}")
     elif isinstance(result.request, Forward):
         changes = result.request.changes
         target = changes.target or request.target
         rewritten = f" (rewritten from {request.target})" if changes.target else ""
         lines.append(f"outcome: forward {request.method} {target}{rewritten}")
         lines += _changes_text(changes.headers)
+        if changes.body is not None:
+            lines.append(f"  body rewritten: {json.dumps(changes.body.decode('utf-8', 'replace'))}")
         if isinstance(result.response, ResponseChanges):
             lines.append(f"response: {result.input.response.status} from the upstream")
             lines += _changes_text(result.response.headers)
+            effect = _body_effect(result, result.response)
+            if effect is not None:
+                lines += body_effect_text(effect, steps=result.response.body)
         elif isinstance(result.response, Respond):
             lines += _respond_text("response", result.response)
     for record in result.logs():
@@ -391,6 +438,37 @@ def replay_text(result: Replay) -> list[str]:
         metadata = json.dumps(dict(record.metadata), default=str, sort_keys=True)
         lines.append(f"log {record.place}{code}: {metadata}")
     return lines
+
+
+def _body_effect(result: Replay, response: ResponseChanges) -> BodyEffect | None:
+    request = result.input.request
+    assert request is not None  # a response phase ran, so a request did
+    return body_effect(
+        response.body,
+        method=request.method,
+        status=result.input.response.status,
+        request_headers=request.headers,
+        response_headers=result.input.response.headers,
+        changes=response.headers,
+        body=result.input.response_body,
+    )
+
+
+def _forward_internal_text(outcome: ForwardInternal) -> str:
+    # Offline there is no registry: the target is named, not looked up.
+    if outcome.error is not None:
+        code, message = outcome.error
+        return f"outcome: forward-internal to {outcome.url} failed ({code}: {message})"
+    return f"outcome: forward-internal to {outcome.url} (its own policy runs next)"
+
+
+def _forward_internal_json(outcome: ForwardInternal) -> dict[str, object]:
+    error = outcome.error
+    return {
+        "type": "forward-internal",
+        "url": outcome.url,
+        "error": None if error is None else {"code": error[0], "message": error[1]},
+    }
 
 
 def _trace_json(trace: Trace) -> dict[str, object]:
@@ -431,12 +509,20 @@ def _outcome_json(result: Replay) -> dict[str, object]:
     request = result.input.request
     if isinstance(result.tcp, Close):
         return {"type": "close", "reason": result.tcp.reason}
+    if isinstance(result.tcp, ForwardInternal):
+        return _forward_internal_json(result.tcp)
     if request is None or result.request is None:
+        tls = result.tcp.terminate_tls if isinstance(result.tcp, Continue) else None
+        if tls is not None:
+            return {"type": "continue", "terminate_tls": terminate_tls_json(tls)}
         return {"type": "continue"}
     if isinstance(result.request, Close):
         return {"type": "close", "reason": result.request.reason}
     if isinstance(result.request, Respond):
-        return _respond_json(result.request)
+        note = jwks_note(result.request, result.jwks_urls)
+        return {**_respond_json(result.request), **({"note": note} if note else {})}
+    if isinstance(result.request, ForwardInternal):
+        return _forward_internal_json(result.request)
     changes = result.request.changes
     response: dict[str, object] | None = None
     if isinstance(result.response, ResponseChanges):
@@ -445,9 +531,12 @@ def _outcome_json(result: Replay) -> dict[str, object]:
             "status": result.input.response.status,
             "headers": _changes_json(result.response.headers),
         }
+        effect = _body_effect(result, result.response)
+        if effect is not None:  # compress-response or response-body-find-replace ran
+            response["body"] = body_effect_json(effect)
     elif isinstance(result.response, Respond):
         response = _respond_json(result.response)
-    return {
+    outcome: dict[str, object] = {
         "type": "forward",
         "method": request.method,
         "target": changes.target or request.target,
@@ -455,6 +544,9 @@ def _outcome_json(result: Replay) -> dict[str, object]:
         "headers": _changes_json(changes.headers),
         "response": response,
     }
+    if changes.body is not None:  # request-body-find-replace changed it
+        outcome["body"] = changes.body.decode("utf-8", "replace")
+    return outcome
 
 
 def replay_json(result: Replay) -> dict[str, object]:

@@ -176,8 +176,9 @@ def cloud_url_conflict(
     existing: Endpoint | None, *, url: str, pooling_enabled: bool, endpoint_id: str | None = None
 ) -> Refused | None:
     """The refusal when `url` is already online (and not as cloud endpoint `endpoint_id`,
-    which an update may keep): 18016 if the new endpoint asks for pooling, else 18017. None
-    when the URL is free."""
+    which an update may keep): 18016 if the new endpoint asks for pooling and the endpoints
+    there do not all have it, else 18017. None when the URL is free, or when the new endpoint
+    and every one already there have pooling enabled (it joins their pool)."""
     if existing is None:
         return None
     others = [m for m in existing.members if not (is_cloud(m) and m.bind_id == endpoint_id)]
@@ -210,7 +211,8 @@ def cloud_url_conflict(
 
 def agent_bind_conflict(existing: Endpoint, *, url: str, pooling_enabled: bool) -> Refused | None:
     """ERR_NGROK_334 for an agent's Bind onto `url` while a cloud endpoint holds it, with the
-    fix; None when `existing` is not a cloud endpoint (the agent rules apply then)."""
+    fix; None when `existing` is not a cloud endpoint (the agent rules apply then) or when the
+    Bind and every endpoint there have pooling enabled (the agent joins their pool)."""
     cloud = [m for m in existing.members if is_cloud(m)]
     if not cloud:
         return None

@@ -112,9 +112,10 @@ class CloudEndpoints:
         return conflict if conflict is not None else plan
 
     def put(self, record: CloudEndpoint, plan: CloudPlan) -> None:
-        """Serve `record` as planned, replacing what was online for its id in the same step.
-        KeyError (nothing changed) if its URL is held by another endpoint: `plan` said it was
-        free, so that would be a caller's bug."""
+        """Serve `record` as planned, replacing what was online for its id in the same step
+        (joining the URL's pool when it and every endpoint there have pooling enabled).
+        KeyError (nothing changed) if its URL is held by an endpoint it cannot pool with:
+        `plan` said it could go online, so that would be a caller's bug."""
         endpoint = cloud_endpoint(
             record, plan, events=self._events, runtime=self._registry.runtime
         )

@@ -1,14 +1,21 @@
 """Which endpoints are online, who serves them, and which tcp ports are free. Pure bookkeeping.
 
 Theory of operation. An endpoint is a URL and its binding (public, or internal: reachable only
-through forward-internal); its members are the agent sessions' bound endpoints that serve it.
-Each member knows how to open a proxy stream to its agent (`Member.opener`), so a caller that
-found an endpoint opens a stream with `Endpoint.open_proxy` and never sees a session. Today an
-endpoint has exactly one member: the registry is the single place that decides whether a URL
-may be bound, and a URL already online is refused (ERR_NGROK_334) unless the binder is that
-same agent resuming (same client id and cookie, checked by the session code before it asks
-here, which stops the old session and so removes its members first). The shape already holds
-a pool: `members` is a tuple and `open_proxy` picks one.
+through forward-internal); its members are the agent sessions' bound endpoints (and cloud
+endpoints) that serve it. Each member knows how to open a proxy stream to its agent
+(`Member.opener`), so a caller that found an endpoint opens a stream with `Endpoint.open_proxy`
+and never sees a session. The registry is the single place that decides whether a URL may be
+bound: a URL already online is refused (ERR_NGROK_334) unless every member, old and new, has
+pooling enabled, in which case the new member joins the endpoint's *pool* (ngrok.md §5). A
+pool appears with its second member and dissolves with its last: nothing is registered ahead.
+
+Choosing a member. `Endpoint.pick` asks `edge.endpoints.health.choose` (power of two choices
+over the streams each member holds, healthy members first); `Endpoint.open_proxy` opens a
+stream to the chosen member and, when that fails (its session is gone or refuses streams), marks
+the member unhealthy and tries once more on another member, before the caller sees the error.
+Every stream it returns is a `PoolStream`, which counts the member's open streams and reports
+its health: bytes back from the agent make it healthy, a STREAM_REFUSED reset before any
+(ERR_NGROK_8012: the agent could not reach its upstream) puts it in back-off.
 
 Ports are handed out from the configured range, randomly so that a restarted agent rarely lands
 on a port someone just left. Removing a member remembers its bind token, so a resuming agent
@@ -24,8 +31,13 @@ from dataclasses import dataclass, field, replace
 
 import trio
 
+from edge.endpoints import health
+from edge.endpoints.health import Candidate, HealthPolicy, MemberHealth
+from edge.events import EventLog
 from edge.policy.ratelimit import PolicyState
 from edge.policy.validate import CompiledPolicy
+from protocol.adapters.mux import reset_code
+from protocol.wire.errors import ErrorCode
 
 #: How many released endpoints remember their URL for a resuming agent (by bind token).
 RECENT_BINDINGS = 10_000
@@ -51,11 +63,26 @@ class AttachedPolicy:
     compiled: CompiledPolicy
     text: str  # the document as the agent sent it, for the admin API
     state: PolicyState = field(default_factory=PolicyState, compare=False)
+    # where `log` actions' records go as events besides the log (None: the log only)
+    events: EventLog | None = field(default=None, compare=False, repr=False)
+
+
+class MemberLoad:
+    """A member's live numbers, changed as streams open and close: the streams it holds open,
+    and its health (`edge.endpoints.health`). Mutable, and shared by every copy of the member."""
+
+    __slots__ = ("health", "opened", "outstanding")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.opened = 0  # streams opened to it in all (the admin API shows it)
+        self.health: MemberHealth = health.HEALTHY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Member:
-    """One agent session's bound endpoint: what it bound with, and how to reach its agent."""
+    """One agent session's bound endpoint (or a cloud endpoint): what it bound with, and how to
+    reach its agent."""
 
     bind_id: str
     token: str  # the bind token a resuming agent presents to get its URL back
@@ -64,6 +91,9 @@ class Member:
     forwards_to: str = ""  # the agent's upstream as it described it (Bind.ForwardsTo)
     opener: OpenProxy = field(compare=False, repr=False)
     policy: AttachedPolicy | None = field(default=None, compare=False, repr=False)
+    pooling: bool = False  # the Bind's PoolingEnabled (a cloud endpoint's pooling_enabled)
+    agent_addr: str = ""  # the agent's address as the edge sees it ("ip:port"), for the API
+    load: MemberLoad = field(default_factory=MemberLoad, compare=False, repr=False)
 
     async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         """A new proxy stream to this member's agent; `trio.BrokenResourceError` if its session
@@ -71,10 +101,25 @@ class Member:
         stream behind."""
         return await self.opener(client_addr)
 
+    @property
+    def gone(self) -> bool:
+        return self.load.health.is_gone
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRuntime:
+    """What choosing a member needs besides the members: randomness, a clock (trio's, in
+    seconds) and the back-off policy. The code that creates an endpoint gives it the
+    registry's (`EndpointRegistry.runtime`); a pool keeps its first member's endpoint's."""
+
+    rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = trio.current_time
+    policy: HealthPolicy = field(default_factory=HealthPolicy)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
-    """An online URL and the members serving it (exactly one today)."""
+    """An online URL and the members serving it (more than one: a pool)."""
 
     url: str  # canonical (edge/tunnels/binding.py): the registry key
     proto: str  # http, https, tcp or tls
@@ -82,35 +127,176 @@ class Endpoint:
     host: str = ""  # the URL's host, for routing by SNI and Host
     port: int | None = None  # the public tcp port it holds, if any
     members: tuple[Member, ...] = ()
+    runtime: PoolRuntime = field(default_factory=PoolRuntime, compare=False, repr=False)
+
+    @property
+    def pooling(self) -> bool:
+        """True when every member has pooling enabled (so another may join)."""
+        return all(m.pooling for m in self.members)
 
     @property
     def forwards_to(self) -> str:
-        """The upstream the agents described, for error pages (the chosen member's)."""
+        """The upstream the agents described, for error pages (the first member's)."""
         return self.members[0].forwards_to if self.members else ""
 
     @property
     def policy(self) -> AttachedPolicy | None:
-        """The policy of the member traffic goes to (the only member today), if it has one."""
-        member = self.pick()
-        return member.policy if member is not None else None
+        """The Traffic Policy of the first live member that has one (HTTP routes pin the
+        member they picked and run its policy instead: `edge.http.routing`)."""
+        for member in self.members:
+            if member.policy is not None and not member.gone:
+                return member.policy
+        return None
 
-    def pick(self) -> Member | None:
-        """The member a new connection goes to: the only one today; None if there is none."""
-        return self.members[0] if self.members else None
+    def pick(self, exclude: tuple[Member, ...] = ()) -> Member | None:
+        """The member a new connection or request goes to (`edge.endpoints.health.choose`),
+        never one in `exclude` or one that is gone; None if there is none."""
+        members = self.members
+        if not members:
+            return None
+        if len(members) == 1 and not exclude:  # the common case: no pool
+            only = members[0]
+            return None if only.gone else only
+        runtime = self.runtime
+        index = health.choose(
+            [Candidate(m.load.health, m.load.outstanding) for m in members],
+            now=runtime.clock(),
+            draw=runtime.rng.randrange,
+            exclude=frozenset(i for i, m in enumerate(members) if any(m is x for x in exclude)),
+        )
+        return None if index is None else members[index]
 
-    async def open_proxy(self, client_addr: str) -> trio.abc.HalfCloseableStream:
-        """A new proxy stream to a member's agent, its ProxyHeader written.
-        `trio.BrokenResourceError` if the endpoint has no member or the member's session is
-        gone; `StreamLimitError` if the member is at its stream limit."""
-        member = self.pick()
+    def alternative(self, member: Member) -> bool:
+        """True when a member other than `member` could take a retry now."""
+        return self.pick(exclude=(member,)) is not None
+
+    async def open_proxy(
+        self, client_addr: str, *, first: Member | None = None
+    ) -> trio.abc.HalfCloseableStream:
+        """A new proxy stream to a member's agent (`first`, when the caller already picked
+        one), its ProxyHeader written, as a `PoolStream`. If opening it fails, the member is
+        marked unhealthy and one other member is tried. `trio.BrokenResourceError` if the
+        endpoint has no member left or both attempts failed (the last failure);
+        `StreamLimitError` if the member is at its stream limit. Cancellation leaves no stream
+        behind."""
+        member = first if first is not None and self._eligible(first) else self.pick()
         if member is None:
             raise trio.BrokenResourceError(f"{self.url} has no agent session")
-        return await member.open_proxy(client_addr)
+        try:
+            stream = await member.open_proxy(client_addr)
+        except trio.BrokenResourceError as exc:
+            self.refused(member, f"could not open a stream: {exc}")
+            other = self.pick(exclude=(member,))
+            if other is None:
+                raise
+            try:
+                stream = await other.open_proxy(client_addr)
+            except trio.BrokenResourceError as again:
+                self.refused(other, f"could not open a stream: {again}")
+                raise
+            member = other
+        return PoolStream(stream, member, self)
+
+    def _eligible(self, member: Member) -> bool:
+        """Not gone, and not in a back-off (`edge.endpoints.health.state`)."""
+        state = health.state(member.load.health, now=self.runtime.clock())
+        return state is health.State.HEALTHY or state is health.State.PROBING
+
+    def refused(self, member: Member, reason: str) -> None:
+        """`member` failed a stream: into back-off (`edge.endpoints.health.refused`)."""
+        load = member.load
+        runtime = self.runtime
+        load.health = health.refused(
+            load.health, now=runtime.clock(), policy=runtime.policy, reason=reason
+        )
+
+
+class PoolStream(trio.abc.HalfCloseableStream):
+    """A proxy stream to one member: counts the member's open streams (for `Endpoint.pick`)
+    and reports what the stream shows of its health. The first bytes back from the agent mark
+    the member healthy; a STREAM_REFUSED reset before any (the agent could not reach its
+    upstream, ERR_NGROK_8012) puts it in back-off. Errors are the wrapped stream's own."""
+
+    __slots__ = ("_closed", "_confirmed", "_stream", "endpoint", "member")
+
+    def __init__(
+        self, stream: trio.abc.HalfCloseableStream, member: Member, endpoint: Endpoint
+    ) -> None:
+        self._stream = stream
+        self.member = member
+        self.endpoint = endpoint
+        self._confirmed = False
+        self._closed = False
+        load = member.load
+        load.outstanding += 1
+        load.opened += 1
+
+    @property
+    def reusable(self) -> bool:
+        """May carry another HTTP request: only on an endpoint that is no pool (a pool
+        balances every request) and while its member is not gone."""
+        return len(self.endpoint.members) == 1 and not self.member.gone
+
+    @property
+    def refused_early(self) -> bool:
+        """True when the agent refused the stream before sending anything."""
+        return not self._confirmed
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._confirmed:
+            return
+        code = reset_code(exc)
+        if code == ErrorCode.STREAM_REFUSED:
+            self.endpoint.refused(self.member, "the agent could not reach its upstream (8012)")
+        elif code == ErrorCode.REMOTE_GONE_AWAY:
+            self.endpoint.refused(self.member, "the agent sent GOAWAY")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._stream.send_all(data)
+        except trio.BrokenResourceError as exc:
+            self._failed(exc)
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self._stream.receive_some(max_bytes)
+        except trio.BrokenResourceError as exc:
+            self._failed(exc)
+            raise
+        if not self._confirmed and data:
+            self._confirmed = True
+            load = self.member.load
+            load.health = health.succeeded(load.health)
+        return data
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        """Count the stream closed at once, then close it (even when cancelled)."""
+        if not self._closed:
+            self._closed = True
+            self.member.load.outstanding -= 1
+        await self._stream.aclose()
 
 
 class EndpointRegistry:
-    def __init__(self, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        rng: random.Random | None = None,
+        health_policy: HealthPolicy | None = None,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
         self._rng = rng or random.Random()
+        #: What new endpoints choose members with (give it to `Endpoint(runtime=...)`).
+        self.runtime = PoolRuntime(
+            rng=self._rng, clock=clock, policy=health_policy or HealthPolicy()
+        )
         self._by_url: dict[str, Endpoint] = {}
         self._ports: set[int] = set()
         self._recent: OrderedDict[str, str] = OrderedDict()
@@ -137,24 +323,39 @@ class EndpointRegistry:
             return None
         return endpoint
 
-    def add(self, endpoint: Endpoint) -> None:
-        """Put `endpoint` online with its members. KeyError if its URL is already online (one
-        agent session per URL) or it has no member."""
-        if endpoint.url in self._by_url:
-            raise KeyError(f"{endpoint.url} is already registered")
+    def add(self, endpoint: Endpoint) -> Endpoint:
+        """Put `endpoint` online with its members, or, when its URL is online already and
+        every member of both has pooling enabled, add its members to that endpoint's pool.
+        Returns the endpoint as now registered. KeyError if the URL is online and cannot pool
+        (one side without pooling, another protocol or binding), or it has no member."""
         if not endpoint.members:
             raise KeyError(f"{endpoint.url} has no member to serve it")
+        existing = self._by_url.get(endpoint.url)
+        if existing is not None:
+            if not (
+                existing.pooling
+                and endpoint.pooling
+                and existing.proto == endpoint.proto
+                and existing.binding == endpoint.binding
+            ):
+                raise KeyError(f"{endpoint.url} is already registered")
+            joined = replace(existing, members=existing.members + endpoint.members)
+            self._by_url[endpoint.url] = joined
+            return joined
         self._by_url[endpoint.url] = endpoint
         if endpoint.port is not None:
             self._ports.add(endpoint.port)
+        return endpoint
 
-    def remove(self, url: str, member: Member) -> bool:
+    def remove(self, url: str, member: Member, *, reason: str = "unbound") -> bool:
         """Forget `member` (that very object: the URL may already belong to a newer session's
-        member) from the endpoint at `url`; the endpoint goes offline, and its port is freed,
-        with its last member. False if `member` does not serve `url`."""
+        member) from the endpoint at `url`, and mark it gone so that no new connection picks
+        it from an endpoint value someone still holds; the endpoint goes offline, and its port
+        is freed, with its last member. False if `member` does not serve `url`."""
         endpoint = self._by_url.get(url)
         if endpoint is None or not any(m is member for m in endpoint.members):
             return False
+        member.load.health = health.gone(member.load.health, reason)
         rest = tuple(m for m in endpoint.members if m is not member)
         if rest:
             self._by_url[url] = replace(endpoint, members=rest)
@@ -168,6 +369,10 @@ class EndpointRegistry:
             while len(self._recent) > RECENT_BINDINGS:
                 self._recent.popitem(last=False)
         return True
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every endpoint online now (a pool is one endpoint with several members)."""
+        return list(self._by_url.values())
 
     def held_by(self, session_id: str) -> list[tuple[Endpoint, Member]]:
         """The endpoints one session serves, each with that session's member."""

@@ -7,7 +7,10 @@ its ClientHello is complete (`edge.front_door.clienthello`, at most `MAX_HELLO_B
     connect host (or `localhost`)  an agent session: TLS ends here with the connect
                                    certificate, then muxado (`edge.server`)
     a tls:// endpoint's host       the bytes go to that endpoint's agent untouched, ClientHello
-                                   included, on a proxy stream (the agent or upstream ends TLS)
+                                   included, on a proxy stream (the agent or upstream ends TLS);
+                                   unless its policy ran terminate-tls: then TLS ends here with
+                                   the policy's certificate and the agent gets the plaintext
+                                   (`edge.front_door.tls_termination`)
     an https:// endpoint's host    TLS ends here with that host's certificate (`CertStore`),
                                    then HTTP/1.1 (`edge.http.h1.proxy`), or HTTP/2 if ALPN
                                    chose h2 (`edge.http.h2.proxy`, with `http.http2` on)
@@ -49,6 +52,7 @@ from typing import Literal
 
 import trio
 
+from edge.admin.metrics import EdgeMetrics
 from edge.certs.cert_store import CertStore
 from edge.config import EdgeConfig
 from edge.endpoints.registry import EndpointRegistry
@@ -62,6 +66,7 @@ from edge.front_door.clienthello import (
     parse_client_hello,
 )
 from edge.front_door.connect_policy import admit
+from edge.front_door.forwarding import InternalTargets
 from edge.front_door.sni import Passthrough, Terminate, ToAgent, route_sni
 from edge.front_door.tcp_ports import peer_address, proxy_connection
 from edge.http.h1.proxy import serve_http
@@ -96,16 +101,39 @@ class FrontDoor:
         agent_tls: ssl.SSLContext,
         certs: CertStore,
         serve_agent: AgentHandler,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
+        #: Counts failed public TLS handshakes (`edge.admin.metrics`); a fresh set when None.
+        self.metrics = metrics or EdgeMetrics()
         self.agent_tls = agent_tls
         self.certs = certs
-        self.http_router = EndpointRouter(registry)  # requests go where `edge.http` decides
+        # Requests go where `edge.http` decides.
+        self.http_router = EndpointRouter(
+            registry, max_forward_hops=config.limits.forward_internal_max_hops
+        )
+        # Where a tls:// endpoint's forward-internal may hand its connections.
+        self.internal_targets = InternalTargets(
+            registry, config.limits.forward_internal_max_hops
+        )
         self._serve_agent = serve_agent
         self._agent_names = {config.connect_host.lower(), "localhost"}
         self._limiter = trio.CapacityLimiter(config.limits.max_public_connections)
         self._addresses = AddressLimits(config.limits.max_connections_per_address)
+        # Each accept loop's scope, so that a drain stops accepting without touching the
+        # connections already accepted (`stop_accepting`).
+        self._accepting: list[tuple[trio.CancelScope, trio.SocketListener]] = []
+        self._stopped = False
+
+    def stop_accepting(self) -> None:
+        """Stop accepting on every listener and close them (the ports are free at once);
+        connections already accepted carry on until they end or `serve` is cancelled. Used by
+        a drain (SIGTERM); accept loops started afterwards end at once."""
+        self._stopped = True
+        for scope, listener in self._accepting:
+            scope.cancel()
+            listener.socket.close()
 
     # ----------------------------------------------------------------------------- accept
 
@@ -125,6 +153,18 @@ class FrontDoor:
         handler: Callable[[trio.SocketStream], Awaitable[None]],
         nursery: trio.Nursery,
     ) -> None:
+        with trio.CancelScope() as accepting:
+            self._accepting.append((accepting, listener))
+            if self._stopped:
+                accepting.cancel()
+            await self._accept_until_cancelled(listener, handler, nursery)
+
+    async def _accept_until_cancelled(
+        self,
+        listener: trio.SocketListener,
+        handler: Callable[[trio.SocketStream], Awaitable[None]],
+        nursery: trio.Nursery,
+    ) -> None:
         while True:
             token = object()
             await self._limiter.acquire_on_behalf_of(token)
@@ -139,6 +179,11 @@ class FrontDoor:
                 )
                 await trio.sleep(ACCEPT_RETRY_DELAY)
                 continue
+            except trio.ClosedResourceError:
+                self._limiter.release_on_behalf_of(token)
+                if self._stopped:  # closed by stop_accepting
+                    return
+                raise
             except BaseException:
                 self._limiter.release_on_behalf_of(token)
                 raise
@@ -192,7 +237,14 @@ class FrontDoor:
             await self._serve_agent(stream, peer, accepted + self.config.limits.auth_timeout)
             return
         if isinstance(decided, Passthrough):
-            await proxy_connection(conn, decided.endpoint, initial_data=data, sni=sni)
+            await proxy_connection(
+                conn,
+                decided.endpoint,
+                initial_data=data,
+                sni=sni,
+                handshake_timeout=self.config.limits.hello_timeout,  # if terminate-tls runs
+                internal=self.internal_targets,
+            )
             return
         if isinstance(decided, Terminate):
             # on_tcp_connect runs before the handshake: a closed connection gets no TLS at all.
@@ -278,11 +330,17 @@ class FrontDoor:
                 await stream.do_handshake()
         except (trio.TooSlowError, trio.BrokenResourceError) as exc:
             log.info("https connection from %s for %s: TLS handshake failed: %s", peer[0], sni, exc)
+            self.metrics.handshake_failed("https")
             await trio.aclose_forcefully(stream)
             return
         if stream.selected_alpn_protocol() == "h2":  # offered only when http.http2 is on
             await serve_http2(
-                stream, client_addr=peer, router=self.http_router, limits=self.config.http, sni=sni
+                stream,
+                client_addr=peer,
+                router=self.http_router,
+                limits=self.config.http,
+                sni=sni,
+                metrics=self.metrics,
             )
             return
         await self._serve_http(stream, peer, "https", sni)
@@ -312,6 +370,7 @@ class FrontDoor:
             router=self.http_router,
             limits=self.config.http,
             sni=sni,
+            metrics=self.metrics,
         )
 
 

@@ -1,5 +1,5 @@
-"""The edge's durable state: accounts, service users, credentials (authtokens), API keys and
-audit events, behind a small interface.
+"""The edge's durable state: accounts, service users, credentials (authtokens), API keys, cloud
+endpoints and audit events, behind a small interface.
 
 Theory of operation. `Store` names the operations the edge needs; `SQLiteStore` is the one
 backend today (standard-library `sqlite3`, one file in the edge's data directory, no server to
@@ -43,7 +43,7 @@ Every call is a short local SQLite call, so the API is synchronous. The trio cod
 
 Layout. `edge.store` re-exports the public names below; the code lives in one module per concern:
 
-    records.py   the frozen dataclasses (Credential, ServiceUser, ApiKey, Event,
+    records.py   the frozen dataclasses (Credential, ServiceUser, ApiKey, CloudEndpoint, Event,
                  DeletedServiceUser), UNSET, DEFAULT_ACCOUNT_ID and the limits on stored values
     errors.py    StoreError, NotFoundError, ConflictError, EmptyStoreError
     tokens.py    id prefixes, the token shape, hashing a secret
@@ -52,6 +52,7 @@ Layout. `edge.store` re-exports the public names below; the code lives in one mo
     base.py      Store, the interface
     sqlite.py    SQLiteStore, the SQLite backend
     rows.py      the SQLite backend's column lists, row decoding, timestamp text, WHERE filters
+    cloud_endpoints.py  the SQLite backend's cloud endpoint rows (checks, SQL, decoding)
     checks.py    the checks a value passes before the SQLite backend stores it
 """
 
@@ -64,12 +65,16 @@ from edge.store.records import (
     CREDENTIAL_LIMIT_MAX,
     DEFAULT_ACCOUNT_ID,
     DESCRIPTION_MAX_BYTES,
+    ENDPOINT_BINDINGS,
+    ENDPOINT_URL_MAX_BYTES,
     EVENT_LIST_MAX,
     EVENT_MAX_BYTES,
     METADATA_MAX_BYTES,
     NAME_MAX_BYTES,
+    TRAFFIC_POLICY_MAX_BYTES,
     UNSET,
     ApiKey,
+    CloudEndpoint,
     Credential,
     DeletedServiceUser,
     Event,
@@ -82,6 +87,7 @@ from edge.store.sqlite import SQLiteStore
 from edge.store.tokens import (
     API_KEY_ID_PREFIX,
     CREDENTIAL_ID_PREFIX,
+    ENDPOINT_ID_PREFIX,
     EVENT_ID_PREFIX,
     SERVICE_USER_ID_PREFIX,
 )
@@ -94,6 +100,9 @@ __all__ = [
     "CREDENTIAL_LIMIT_MAX",
     "DEFAULT_ACCOUNT_ID",
     "DESCRIPTION_MAX_BYTES",
+    "ENDPOINT_BINDINGS",
+    "ENDPOINT_ID_PREFIX",
+    "ENDPOINT_URL_MAX_BYTES",
     "EVENT_ID_PREFIX",
     "EVENT_LIST_MAX",
     "EVENT_MAX_BYTES",
@@ -101,8 +110,10 @@ __all__ = [
     "MIGRATIONS",
     "NAME_MAX_BYTES",
     "SERVICE_USER_ID_PREFIX",
+    "TRAFFIC_POLICY_MAX_BYTES",
     "UNSET",
     "ApiKey",
+    "CloudEndpoint",
     "ConflictError",
     "Credential",
     "DeletedServiceUser",

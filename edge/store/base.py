@@ -9,6 +9,7 @@ from edge.store.records import (
     DEFAULT_ACCOUNT_ID,
     UNSET,
     ApiKey,
+    CloudEndpoint,
     Credential,
     DeletedServiceUser,
     Event,
@@ -167,6 +168,52 @@ class Store(ABC):
     @abstractmethod
     def delete_api_key(self, api_key_id: str) -> bool:
         """Delete an API key; its token stops authenticating. False if it did not exist."""
+
+    @abstractmethod
+    def create_cloud_endpoint(
+        self,
+        *,
+        url: str,
+        traffic_policy: str,
+        binding: str = "public",
+        pooling_enabled: bool = False,
+        description: str = "",
+        metadata: str = "",
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> CloudEndpoint:
+        """Store a new cloud endpoint (`ep_...` id, created and updated now) and return it.
+
+        The caller has checked the URL and the policy; the store refuses only what it cannot
+        keep, with `StoreError`: an over-long field, a binding other than public or internal,
+        a URL without a scheme, an unknown account."""
+
+    @abstractmethod
+    def get_cloud_endpoint(self, endpoint_id: str) -> CloudEndpoint | None:
+        """Return the cloud endpoint with this id, or None."""
+
+    @abstractmethod
+    def list_cloud_endpoints(self, *, account_id: str | None = None) -> list[CloudEndpoint]:
+        """Return the cloud endpoints (of one account, or of all), newest first."""
+
+    @abstractmethod
+    def update_cloud_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        traffic_policy: str | None = None,
+        binding: str | None = None,
+        pooling_enabled: bool | None = None,
+        description: str | None = None,
+        metadata: str | None = None,
+    ) -> CloudEndpoint | None:
+        """Change some fields (None: leave it) in one transaction and stamp `updated_at`;
+        return the endpoint as now stored, or None if unknown. `StoreError` as for create,
+        and nothing is written then."""
+
+    @abstractmethod
+    def delete_cloud_endpoint(self, endpoint_id: str) -> CloudEndpoint | None:
+        """Delete a cloud endpoint; return it as it was, or None if it did not exist."""
 
     @abstractmethod
     def append_event(

@@ -1,7 +1,8 @@
 """The values the store keeps, as frozen dataclasses, and the limits on what it accepts.
 
-`Credential`, `ServiceUser`, `ApiKey` and `Event` are what the store returns; `DeletedServiceUser`
-reports a cascade; `UNSET` marks "leave as it is" where None already means something.
+`Credential`, `ServiceUser`, `ApiKey`, `CloudEndpoint` and `Event` are what the store returns;
+`DeletedServiceUser` reports a cascade; `UNSET` marks "leave as it is" where None already means
+something.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ _EVENT_TYPE_MAX_LENGTH = 128
 # The largest per-credential limit (`max_sessions`, `max_endpoints`) accepted: far above anything
 # one credential needs, and small enough that no arithmetic on it can surprise.
 CREDENTIAL_LIMIT_MAX = 1_000_000
+
+# A cloud endpoint's Traffic Policy document: the same bound as a policy sent in a Bind
+# (`edge.policy.document.PolicyLimits.max_document_bytes`), which parsing enforces again.
+TRAFFIC_POLICY_MAX_BYTES = 256 * 1024
+# A cloud endpoint's URL: a scheme, a DNS name (at most 253 bytes) and a port fit easily.
+ENDPOINT_URL_MAX_BYTES = 512
+# The bindings an endpoint may have (ngrok.md §3.2; `kubernetes` needs ngrok's operator).
+ENDPOINT_BINDINGS = ("public", "internal")
 
 # A bound on ACL rules per credential: an ACL is checked on every bind, and a few hundred rules
 # is already far more than a person can review.
@@ -119,3 +128,24 @@ class Event:
     timestamp: datetime  # timezone-aware UTC, microseconds kept
     principal: JsonObject | None
     object: JsonObject
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudEndpoint:
+    """A cloud endpoint (ngrok.md §3.1): owned by the edge, not an agent, kept until deleted.
+
+    The store keeps what it is given (the API checks the URL and the policy before storing);
+    `url` is canonical (`https://api.example.com`, no default port) and `traffic_policy` is the
+    document as the caller sent it.
+    """
+
+    id: str  # ep_...
+    account_id: str
+    created_at: datetime
+    updated_at: datetime
+    url: str
+    binding: str  # "public" or "internal"
+    pooling_enabled: bool
+    traffic_policy: str
+    description: str
+    metadata: str

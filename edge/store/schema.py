@@ -134,6 +134,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ADD COLUMN max_endpoints INTEGER CHECK (max_endpoints IS NULL OR max_endpoints > 0)
         """,
     ),
+    (
+        # Version 5: cloud endpoints, owned by the edge rather than an agent session. The URL is
+        # not UNIQUE: endpoints with pooling on may one day share one, and the API decides
+        # conflicts against everything online (agent endpoints included), not only this table.
+        # One line and no index (an edge holds few cloud endpoints): the whole schema must fit
+        # on the file's first page, so that damage to data pages reads as damage, not as "not
+        # a store" (tests/edge/store/test_schema.py).
+        "CREATE TABLE cloud_endpoints (id TEXT PRIMARY KEY, account_id TEXT NOT NULL"
+        " REFERENCES accounts (id), created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " url TEXT NOT NULL, binding TEXT NOT NULL, pooling_enabled INTEGER NOT NULL,"
+        " traffic_policy TEXT NOT NULL, description TEXT NOT NULL, metadata TEXT NOT NULL)"
+        " STRICT",
+    ),
 )
 
 

@@ -8,6 +8,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from edge.store import cloud_endpoints as _cloud
 from edge.store.base import Store
 from edge.store.checks import (
     _check_acl,
@@ -37,6 +39,7 @@ from edge.store.records import (
     METADATA_MAX_BYTES,
     UNSET,
     ApiKey,
+    CloudEndpoint,
     Credential,
     DeletedServiceUser,
     Event,
@@ -64,6 +67,7 @@ from edge.store.tokens import (
     _TOKEN_RE,
     API_KEY_ID_PREFIX,
     CREDENTIAL_ID_PREFIX,
+    ENDPOINT_ID_PREFIX,
     EVENT_ID_PREFIX,
     SERVICE_USER_ID_PREFIX,
     _hash_secret,
@@ -93,6 +97,12 @@ class SQLiteStore(Store):
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
+        self._observe: Callable[[float], None] | None = None
+
+    def observe_latency(self, observe: Callable[[float], None] | None) -> None:
+        """Call `observe(seconds)` after every store call (lock wait included), as the edge's
+        store latency metric does; None stops it. `observe` must not raise."""
+        self._observe = observe
 
     @classmethod
     def open(
@@ -527,6 +537,88 @@ class SQLiteStore(Store):
             cursor = connection.execute("DELETE FROM api_keys WHERE id = ?", (api_key_id,))
         return cursor.rowcount > 0
 
+    # --- cloud endpoints (SQL in edge.store.cloud_endpoints) ----------------------------------
+
+    def create_cloud_endpoint(
+        self,
+        *,
+        url: str,
+        traffic_policy: str,
+        binding: str = "public",
+        pooling_enabled: bool = False,
+        description: str = "",
+        metadata: str = "",
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> CloudEndpoint:
+        _cloud.check_fields(
+            url=url,
+            binding=binding,
+            pooling_enabled=pooling_enabled,
+            traffic_policy=traffic_policy,
+            description=description,
+            metadata=metadata,
+        )
+        now = self._now()
+        endpoint = CloudEndpoint(
+            id=ENDPOINT_ID_PREFIX + self._new_id(),
+            account_id=account_id,
+            created_at=now,
+            updated_at=now,
+            url=url,
+            binding=binding,
+            pooling_enabled=pooling_enabled,
+            traffic_policy=traffic_policy,
+            description=description,
+            metadata=metadata,
+        )
+        with self._transaction() as connection:
+            _cloud.insert(connection, endpoint)
+        return endpoint
+
+    def get_cloud_endpoint(self, endpoint_id: str) -> CloudEndpoint | None:
+        with self._locked() as connection:
+            return _cloud.select(connection, endpoint_id)
+
+    def list_cloud_endpoints(self, *, account_id: str | None = None) -> list[CloudEndpoint]:
+        with self._locked() as connection:
+            return _cloud.select_all(connection, account_id)
+
+    def update_cloud_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        traffic_policy: str | None = None,
+        binding: str | None = None,
+        pooling_enabled: bool | None = None,
+        description: str | None = None,
+        metadata: str | None = None,
+    ) -> CloudEndpoint | None:
+        _cloud.check_fields(
+            url=url,
+            binding=binding,
+            pooling_enabled=pooling_enabled,
+            traffic_policy=traffic_policy,
+            description=description,
+            metadata=metadata,
+        )
+        with self._transaction() as connection:
+            return _cloud.update(
+                connection,
+                endpoint_id,
+                now=self._now(),
+                url=url,
+                binding=binding,
+                pooling_enabled=pooling_enabled,
+                traffic_policy=traffic_policy,
+                description=description,
+                metadata=metadata,
+            )
+
+    def delete_cloud_endpoint(self, endpoint_id: str) -> CloudEndpoint | None:
+        with self._transaction() as connection:
+            return _cloud.delete(connection, endpoint_id)
+
     # --- events --------------------------------------------------------------------------------
 
     def append_event(
@@ -637,15 +729,20 @@ class SQLiteStore(Store):
     def _locked(self) -> Iterator[sqlite3.Connection]:
         """Hold the lock for one call; turn SQLite failures other than constraints into
         `StoreError`."""
-        with self._lock:
-            if self._closed:
-                raise StoreError(f"the store at {self._path} is closed")
-            try:
-                yield self._connection
-            except sqlite3.IntegrityError:
-                raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"the store at {self._path} failed: {exc}") from exc
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                if self._closed:
+                    raise StoreError(f"the store at {self._path} is closed")
+                try:
+                    yield self._connection
+                except sqlite3.IntegrityError:
+                    raise
+                except sqlite3.Error as exc:
+                    raise StoreError(f"the store at {self._path} failed: {exc}") from exc
+        finally:
+            if self._observe is not None:
+                self._observe(time.perf_counter() - started)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -11,6 +11,8 @@ import re
 CREDENTIAL_ID_PREFIX = "cr_"
 API_KEY_ID_PREFIX = "ak_"
 EVENT_ID_PREFIX = "ev_"
+# Cloud endpoints share ngrok's `ep_` with agent endpoints (edge.admin.live.endpoint_id).
+ENDPOINT_ID_PREFIX = "ep_"
 # ngrok's REST API answers `service_...` ids for service users (ngrok.md §6.2; the legacy
 # `bot_...` ids belong to the old /bot_users path).
 SERVICE_USER_ID_PREFIX = "service_"

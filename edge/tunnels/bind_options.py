@@ -1,8 +1,9 @@
 """Which of a Bind's endpoint options this edge enforces, and which it must refuse.
 
-Fail closed: an agent that asks for OAuth, compression or mutual TLS believes its endpoint is
-protected (or changed) by it. An edge that bound the endpoint without enforcing the option
-would leave it open, so every option this edge does not act on is refused by name instead.
+Fail closed: an agent that asks for OAuth, OpenID Connect or Host header rewriting believes
+its endpoint is protected (or changed) by it. An edge that bound the endpoint without enforcing
+the option would leave it open, so every option this edge does not act on is refused by name
+instead.
 
 Enforced, so not refused here: `TrafficPolicy` and the legacy modules that become a Traffic
 Policy (`POLICY_OPTIONS`, mapped by `edge.policy.sdk_options`); the Bind path loads and
@@ -35,14 +36,16 @@ _AGENT_SIDE: dict[str, frozenset[str]] = {
 POLICY_OPTIONS: dict[str, frozenset[str]] = {
     "http": frozenset(
         {"TrafficPolicy", "IPRestriction", "UserAgentFilter", "Auth", "BasicAuth",
-         "RequestHeaders", "ResponseHeaders"}
+         "WebhookVerification", "CircuitBreaker", "RequestHeaders", "ResponseHeaders",
+         "Compression"}
     ),
     "https": frozenset(
         {"TrafficPolicy", "IPRestriction", "UserAgentFilter", "Auth", "BasicAuth",
-         "RequestHeaders", "ResponseHeaders"}
+         "WebhookVerification", "CircuitBreaker", "RequestHeaders", "ResponseHeaders",
+         "Compression"}
     ),
     "tcp": frozenset({"TrafficPolicy", "IPRestriction"}),
-    "tls": frozenset({"TrafficPolicy", "IPRestriction"}),
+    "tls": frozenset({"TrafficPolicy", "IPRestriction", "TLSTermination", "MutualTLSAtEdge"}),
 }  # fmt: skip
 #: Options ngrok's SDKs turn on by sending an empty object (`"Compression": {}`) and off with
 #: null: for these any object is a request, however empty.

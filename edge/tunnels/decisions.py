@@ -17,7 +17,8 @@ first four are login failures (`LOGIN_FAILURES`): they are throttled and audited
 Bind, in the order the session asks: the endpoint cap (ERR_NGROK_324), options this edge would
 not enforce (no code), the credential's bind ACL (ERR_NGROK_308), the endpoint's Traffic Policy
 (`decide_policy`: the policy's own ERR_NGROK_22xx code, a legacy option's refusal, or a phase
-this edge does not run yet), a URL already online (ERR_NGROK_334). The URL rules themselves
+this edge does not run yet), a URL already online without pooling on both sides
+(ERR_NGROK_334; with pooling on both, the Bind joins the URL's pool). The URL rules themselves
 live in `edge.tunnels.binding`.
 
 Pure: no I/O, no clock, no logging.
@@ -31,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from edge.policy.actions_tls import holds_private_key, shown_config
 from edge.policy.document import Policy, load_policy
 from edge.policy.errors import ERR_NGROK_2236, PolicyError, kind_of
 from edge.policy.sdk_options import SdkOptionError, policy_from_bind_options
@@ -255,14 +257,30 @@ def check_acl(acl: Sequence[str], *, url: str, host: str) -> Accepted | Refused:
     )
 
 
-def check_not_bound(url: str, *, online: bool) -> Accepted | Refused:
-    """ERR_NGROK_334 when `url` is already online (served by another session)."""
-    if online:
-        return Refused(
-            message=f"The tunnel '{url}' is already bound to another tunnel session",
-            code=errcodes.ERR_NGROK_334,
+def check_not_bound(
+    url: str, *, online: bool, pooling_enabled: bool = False, pool_open: bool = False
+) -> Accepted | Refused:
+    """ERR_NGROK_334 when `url` is already online (served by another session), unless this
+    Bind and every endpoint serving the URL have pooling enabled (`pool_open`): then it joins
+    their pool (ngrok.md §5). The message names the fix, as ngrok's does."""
+    if not online or (pooling_enabled and pool_open):
+        return ACCEPTED
+    if pooling_enabled:
+        fix = (
+            "It has pooling enabled but the endpoint already online does not: stop that "
+            "endpoint, or restart it with pooling enabled too (--pooling-enabled, "
+            "`pooling_enabled: true`), so that they load balance between them."
         )
-    return ACCEPTED
+    else:
+        fix = (
+            "Either stop the existing endpoint first, or start both endpoints with "
+            "`--pooling-enabled` (`pooling_enabled: true` in the config file) to load balance "
+            "between them."
+        )
+    return Refused(
+        message=f"The tunnel '{url}' is already bound to another tunnel session. {fix}",
+        code=errcodes.ERR_NGROK_334,
+    )
 
 
 def port_in_use(port: int, reason: str) -> Refused:
@@ -305,7 +323,11 @@ class BindPolicy:
 
 
 def decide_policy(
-    bind: Bind, proto: str, *, enforced: Mapping[str, frozenset[str]] = ENFORCED_PHASES
+    bind: Bind,
+    proto: str,
+    *,
+    enforced: Mapping[str, frozenset[str]] = ENFORCED_PHASES,
+    binding: str = "public",
 ) -> BindPolicy | Refused | None:
     """The Traffic Policy a Bind for a `proto` endpoint (its resolved URL's scheme) carries, or
     None when it carries none.
@@ -314,7 +336,9 @@ def decide_policy(
     `edge.policy.sdk_options`. Refused, with the error's code: a policy that does not load or
     validate (ERR_NGROK_22xx), a legacy option that is unknown, unmapped or malformed, both a
     TrafficPolicy and legacy options; and (no code) a policy with rules in a phase that this
-    edge does not run for `proto` (`enforced`), naming the phase.
+    edge does not run for `proto` (`enforced`), naming the phase; ERR_NGROK_2262 an internal
+    http/https endpoint (`binding`) with on_tcp_connect rules, which would never run (traffic
+    reaches it only as requests forwarded by forward-internal, over no new connection).
     """
     raw = bind.opts.get("TrafficPolicy")
     try:
@@ -335,6 +359,8 @@ def decide_policy(
                 )
             text = raw
             compiled = validate(load_policy(raw), protocol=proto)
+            if holds_private_key(compiled.source):  # the admin API must not show the key
+                text = policy_json(compiled.source)
         elif legacy is not None:
             source = "the Traffic Policy of the endpoint options"
             text = policy_json(legacy)
@@ -343,6 +369,15 @@ def decide_policy(
             return None
     except PolicyError as exc:
         return Refused(message=f"{source}: {exc.message}", code=exc.code)
+    if binding == "internal" and proto in ("http", "https") and compiled.on_tcp_connect:
+        return Refused(
+            message=(
+                f"{source}: an internal {proto} endpoint cannot have on_tcp_connect rules: "
+                "requests reach it through forward-internal, with no new connection, so they "
+                "would never run. Move them to the public endpoint that forwards here."
+            ),
+            code="ERR_NGROK_2262",
+        )
     allowed = enforced.get(proto, frozenset())
     unenforced = [name for name, rules in compiled.source.phases() if rules and name not in allowed]
     if unenforced:
@@ -358,14 +393,18 @@ def decide_policy(
 
 
 def policy_json(policy: Policy) -> str:
-    """`policy` as the JSON document it would be written as (empty phases left out)."""
+    """`policy` as the JSON document it would be written as (empty phases left out), with a
+    terminate-tls private key redacted (`edge.policy.actions_tls.shown_config`)."""
     document = {
         phase: [
             {
                 "name": rule.name,
                 "expressions": list(rule.expressions),
                 "actions": [
-                    {"type": action.type, "config": _thawed(action.config)}
+                    {
+                        "type": action.type,
+                        "config": _thawed(shown_config(action.type, action.config)),
+                    }
                     for action in rule.actions
                 ],
             }

@@ -15,9 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import trio
+
+from edge.admin.metrics import EdgeMetrics
 from edge.config import EdgeConfig
+from edge.endpoints.health import HealthPolicy
 from edge.endpoints.registry import Endpoint, EndpointRegistry
 from edge.events import EventLog
+from edge.front_door.tcp_ports import SharedPort
 from edge.store import Store
 from edge.tunnels.binding import BindResolver
 from edge.tunnels.login_throttle import LoginThrottle
@@ -54,20 +59,40 @@ class EdgeHub:
         rng: random.Random | None = None,
         token_source: Callable[[int], str] = secrets.token_urlsafe,
         events: EventLog | None = None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.events = events or EventLog(store, None)
         self.rng = rng or random.Random()
         self.new_token = token_source
-        self.registry = EndpointRegistry(rng=self.rng)
+        limits = config.limits
+        self.registry = EndpointRegistry(
+            rng=self.rng,
+            health_policy=HealthPolicy(
+                backoff=limits.pool_member_backoff, backoff_max=limits.pool_member_backoff_max
+            ),
+        )
+        #: The listening sockets of public tcp endpoints, by URL: a pool's members share one
+        #: set, which closes with the pool's last member (`edge.front_door.tcp_ports`).
+        self.tcp_ports: dict[str, SharedPort] = {}
+        #: Where connections to shared tcp ports run, so that they outlive the member whose
+        #: Bind opened the port (the server sets it; None: that session's own nursery).
+        self.nursery: trio.Nursery | None = None
         self.binder = BindResolver(config, self.registry)
         #: The ports clients dial, by scheme, once the listeners are bound (the server fills
         #: this in); URLs handed to agents name a port only when it is not the default.
         self.public_ports: dict[str, int] = {}
         self.sessions: dict[str, Stoppable] = {}
+        #: This edge's Prometheus counters (`edge.admin.metrics`), bumped by sessions, streams
+        #: and listeners; sessions and endpoints online are read from here when scraped.
+        self.metrics = metrics or EdgeMetrics(
+            max_endpoint_labels=config.admin.metrics_max_endpoint_labels
+        )
+        self.metrics.watch(
+            sessions=lambda: len(self.sessions), endpoints=lambda: len(self.registry)
+        )
         self._resumable: dict[str, _Resumable] = {}
-        limits = config.limits
         #: Failed agent logins per source address, shared by every session of this edge.
         self.login_throttle = LoginThrottle(
             failures_per_window=limits.auth_failures_per_address,

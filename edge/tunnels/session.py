@@ -7,7 +7,10 @@ codec (JSON for ngrok's SDKs, msgpack for Burrow's agent) from the first byte of
 Each bound endpoint runs in its own cancel scope inside the session's nursery, so the session
 ending (transport loss, missed heartbeats, a resuming agent taking over, the edge shutting
 down) releases every endpoint at once: the registry forgets them in the same step in which
-their listeners are cancelled.
+their listeners are cancelled. An agent's GOAWAY (a drain) releases them too, at once, while
+its open streams carry on until it closes the session. A Bind onto a URL already online joins
+its pool when both sides have pooling enabled; a public tcp pool's port belongs to the URL
+(`hub.tcp_ports`), opened by its first member's Bind and closed with its last member.
 """
 
 from __future__ import annotations
@@ -15,20 +18,29 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import trio
 
+from edge.endpoints.cloud import agent_bind_conflict
 from edge.endpoints.registry import AttachedPolicy, Endpoint, Member, StreamLimitError
-from edge.front_door.tcp_ports import open_tcp_endpoint_listeners, serve_tcp_endpoint
+from edge.front_door.forwarding import InternalTargets
+from edge.front_door.tcp_ports import (
+    SharedPort,
+    open_tcp_endpoint_listeners,
+    serve_shared_port,
+)
+from edge.policy.jwks_fetch import jwks_urls, keep_jwks_fresh
 from edge.store import Credential, StoreError
 from edge.tunnels import audit, decisions
 from edge.tunnels.binding import BindRefused
 from edge.tunnels.decisions import AuthAccepted, Refused
 from edge.tunnels.hub import EdgeHub
+from edge.tunnels.remote_ops import OpAnswer, RemoteOp, op_request
 from edge.tunnels.stream_shares import SharedStream, StreamShares
 from protocol.adapters.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
 from protocol.adapters.mux import MuxSession, MuxStream, read_stream_type, reset_code
-from protocol.adapters.rpc import RpcError, read_message, read_value, respond
+from protocol.adapters.rpc import RpcError, call, read_message, read_value, respond
 from protocol.rpc import errcodes
 from protocol.rpc.codec import Codec, encode_proxy_header
 from protocol.rpc.messages import (
@@ -84,6 +96,10 @@ UNSUPPORTED_REQUESTS: dict[
 }
 
 
+#: How a remote-management request can fail to get an answer (`AgentSession.remote_op`).
+_OP_ERRORS = (RpcError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+
+
 @dataclass(slots=True)
 class _Endpoint:
     """One endpoint this session serves: the registry's endpoint, this session's member of it,
@@ -93,6 +109,8 @@ class _Endpoint:
     member: Member
     listeners: list[trio.SocketListener]
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    # The background refresh of its policy's JWKS keys (jwt-validation), if it has any.
+    keys_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
 def _raise_if_refused(decision: decisions.Accepted | Refused) -> None:
@@ -146,6 +164,7 @@ class AgentSession:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._enforce_auth_deadline)
+                    nursery.start_soon(self._watch_goaway)
                     while True:
                         try:
                             stream = await self.mux.accept_stream()
@@ -164,17 +183,43 @@ class AgentSession:
                 self.id,
                 self.stop_reason or "closed",
                 len(self._endpoints),
+                extra={"session": self.id},
             )
 
     @property
     def credential_id(self) -> str | None:
         return self.credential.id if self.credential is not None else None
 
+    def go_away(self, reason: str) -> None:
+        """Tell the agent (GOAWAY) that this edge opens no new streams and it should
+        reconnect; the streams open now carry on until the session is stopped (a drain)."""
+        self.mux.go_away(ErrorCode.NO_ERROR, reason)
+
+    @property
+    def proxy_streams(self) -> int:
+        """Proxy streams open now (public connections and HTTP exchanges in flight)."""
+        return self.shares.total
+
     def stop(self, reason: str) -> None:
         """End the session now (endpoints are released at once; GOAWAY follows)."""
         self.stop_reason = reason
         self._release_all()
         self._scope.cancel()
+
+    async def _watch_goaway(self) -> None:
+        """The agent said GOAWAY (it is draining: `burrow` on SIGTERM): its endpoints leave
+        their pools now, so new connections go to the other members at once, while the streams
+        it still serves carry on until it closes the session."""
+        await self.mux.goaway_received.wait()
+        if not self._endpoints:
+            return
+        self.stop_reason = self.stop_reason or self._ended_by_peer()
+        log.info(
+            "session %s: the agent is draining (GOAWAY); %d endpoints leave their pools",
+            self.id,
+            len(self._endpoints),
+        )
+        self._release_all()
 
     async def _enforce_auth_deadline(self) -> None:
         deadline = self.auth_deadline
@@ -280,6 +325,7 @@ class AgentSession:
         message (not a bare GOAWAY), the edge logs one line (not a traceback per attempt)."""
         log.error("session %s from %s: the store failed at Auth: %s", self.id, self._peer(), exc)
         refused = decisions.store_failed()
+        self.hub.metrics.refused("auth", refused.code or "")
         assert self.codec is not None  # set from the Auth's first byte, before the store is asked
         await respond(stream, AuthResp(version="2", error=refused.wire()), self.codec)
         await trio.sleep(0.1)  # let the refusal reach the agent before the GOAWAY
@@ -299,6 +345,7 @@ class AgentSession:
         address and audited (within the address's event budget) before the answer is written,
         so an agent that is gone by then still leaves its event."""
         code = refused.code
+        self.hub.metrics.refused("auth", code or "")
         if code in decisions.LOGIN_FAILURES:
             assert code is not None
             address = self.remote[0]
@@ -318,7 +365,13 @@ class AgentSession:
                     )
                 )
             if not charged.throttled:
-                log.warning("session %s from %s: auth refused (%s)", self.id, self._peer(), code)
+                log.warning(
+                    "session %s from %s: auth refused (%s)",
+                    self.id,
+                    self._peer(),
+                    code,
+                    extra={"session": self.id, "code": code},
+                )
             elif charged.audit:  # the first throttled failure of this window: say so once
                 log.warning(
                     "%s: %d failed agent logins within %gs; its failures are refused as "
@@ -376,6 +429,7 @@ class AgentSession:
             credential.id,
             auth.extra.client_type or "agent",
             auth.extra.version,
+            extra={"session": self.id},
         )
         assert self._nursery is not None
         self._nursery.start_soon(self._heartbeat)
@@ -397,7 +451,14 @@ class AgentSession:
         try:
             response = await self._bind(bind)
         except BindRefused as exc:
-            log.warning("session %s: bind refused: %s (%s)", self.id, exc.message, exc.code)
+            log.warning(
+                "session %s: bind refused: %s (%s)",
+                self.id,
+                exc.message,
+                exc.code,
+                extra={"session": self.id, "code": exc.code},
+            )
+            self.hub.metrics.refused("bind", exc.code or "")
             response = BindResp(id=bind.id, proto=bind.proto, opts=bind.opts, error=exc.wire())
         await respond(stream, response, self.codec)
 
@@ -418,17 +479,29 @@ class AgentSession:
         )
         target = self.hub.binder.resolve(bind)
         _raise_if_refused(decisions.check_acl(credential.acl, url=target.url, host=target.host))
-        policy = decisions.decide_policy(bind, target.scheme)
+        policy = decisions.decide_policy(bind, target.scheme, binding=target.binding)
         if isinstance(policy, Refused):
             raise BindRefused(policy.message, policy.code)
         previous = self._endpoints.get(bind.id) if bind.id else None
         if previous is not None and previous.endpoint.url == target.url:
             # The same bind id asking for its own URL again: replace, don't refuse.
             self._release(self._endpoints.pop(bind.id))
-        online = self.hub.registry.lookup(target.url) is not None
-        _raise_if_refused(decisions.check_not_bound(target.url, online=online))
+        existing = self.hub.registry.lookup(target.url)
+        pooling = bind.extra.pooling_enabled
+        if existing is not None:  # a cloud endpoint's URL: ERR_NGROK_334 naming it and the fix
+            conflict = agent_bind_conflict(existing, url=target.url, pooling_enabled=pooling)
+            if conflict is not None:
+                _raise_if_refused(conflict)
+        _raise_if_refused(
+            decisions.check_not_bound(
+                target.url,
+                online=existing is not None,
+                pooling_enabled=pooling,
+                pool_open=existing is not None and existing.pooling,
+            )
+        )
         listeners: list[trio.SocketListener] = []
-        if target.scheme == "tcp" and target.binding == "public":
+        if target.scheme == "tcp" and target.binding == "public" and existing is None:
             assert target.port is not None
             try:
                 listeners = await open_tcp_endpoint_listeners(
@@ -451,7 +524,13 @@ class AgentSession:
             client_id=self.client_id,
             forwards_to=bind.forwards_to,
             opener=opener,
-            policy=AttachedPolicy(policy.compiled, policy.text) if policy is not None else None,
+            pooling=pooling,
+            agent_addr=self._peer(),
+            policy=(
+                AttachedPolicy(policy.compiled, policy.text, events=self.hub.events)
+                if policy is not None
+                else None
+            ),
         )
         endpoint = Endpoint(
             url=target.url,
@@ -460,16 +539,30 @@ class AgentSession:
             host=target.host,
             port=target.port if target.binding == "public" else None,
             members=(member,),
+            runtime=self.hub.registry.runtime,
         )
         old = self._endpoints.pop(bind_id, None)
         if old is not None:
             self._release(old)
-        self.hub.registry.add(endpoint)
-        bound = _Endpoint(endpoint, member, listeners)
+        try:
+            endpoint = self.hub.registry.add(endpoint)
+        except KeyError:  # joined a pool that a concurrent Bind closed: defensive
+            for listener in listeners:
+                listener.socket.close()
+            raise BindRefused(
+                f"The endpoint '{target.url}' changed while it was being bound; try again.",
+                errcodes.ERR_NGROK_334,
+            ) from None
+        bound = _Endpoint(endpoint, member, [])
         self._endpoints[bind_id] = bound
         if listeners:
+            port = SharedPort(target.url, listeners)
+            self.hub.tcp_ports[target.url] = port
             assert self._nursery is not None
-            self._nursery.start_soon(self._serve_tcp, bound)
+            self._nursery.start_soon(self._serve_tcp, port)
+        if member.policy is not None and jwks_urls(member.policy.compiled):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._keep_jwks, bound, member.policy)
         # http, https and tls endpoints are served by the front door, which finds them in the
         # registry by Host or SNI. Internal endpoints get no public route at all: only
         # forward-internal (a Traffic Policy action, not built yet) will reach them.
@@ -480,6 +573,7 @@ class AgentSession:
             target.binding,
             bind_id,
             ", with a traffic policy" if policy is not None else "",
+            extra={"session": self.id, "endpoint": target.url},
         )
         self._write_event(
             audit.endpoint_bound(
@@ -504,9 +598,36 @@ class AgentSession:
             extra=BindRespExtra(token=token),
         )
 
-    async def _serve_tcp(self, bound: _Endpoint) -> None:
-        with bound.scope:
-            await serve_tcp_endpoint(bound.listeners, bound.endpoint)
+    async def _serve_tcp(self, port: SharedPort) -> None:
+        """Serve a public tcp port this session's Bind opened, for as long as the endpoint (its
+        pool) is online. Its connections run in the hub's nursery when the server gave one, so
+        they outlive this session (the pool's other members carry them); else in this
+        session's."""
+        limits = self.hub.config.limits
+        internal = InternalTargets(self.hub.registry, limits.forward_internal_max_hops)
+        if self.hub.nursery is None:
+            assert self._nursery is not None
+            await serve_shared_port(
+                port, self.hub.registry, connections=self._nursery, internal=internal
+            )
+            return
+        # The accepting itself moves to the hub's nursery too: this session may end first.
+        self.hub.nursery.start_soon(
+            partial(
+                serve_shared_port,
+                port,
+                self.hub.registry,
+                connections=self.hub.nursery,
+                internal=internal,
+            )
+        )
+
+    async def _keep_jwks(self, bound: _Endpoint, policy: AttachedPolicy) -> None:
+        """Fetch and refresh the policy's JWKS keys in the background until the endpoint is
+        released (`edge.policy.jwks_fetch`); requests never wait for it."""
+        with bound.keys_scope:
+            urls = jwks_urls(policy.compiled)
+            await keep_jwks_fresh(urls, policy.state.jwks, config=self.hub.config.jwks)
 
     async def open_proxy(
         self, bind_id: str, proto: str, client_addr: str
@@ -533,7 +654,7 @@ class AgentSession:
         except BaseException:
             shares.give_back(bind_id)
             raise
-        shared = SharedStream(stream, shares, bind_id)
+        shared = SharedStream(stream, shares, bind_id, metrics=self.hub.metrics, proto=proto)
         header = ProxyHeader(
             id=bind_id,
             client_addr=client_addr,
@@ -561,7 +682,12 @@ class AgentSession:
             await respond(stream, UnbindResp(error=error), self.codec)
             return
         self._release(endpoint)
-        log.info("session %s unbound %s", self.id, endpoint.endpoint.url)
+        log.info(
+            "session %s unbound %s",
+            self.id,
+            endpoint.endpoint.url,
+            extra={"session": self.id, "endpoint": endpoint.endpoint.url},
+        )
         await respond(stream, UnbindResp(), self.codec)
 
     async def _refuse_request(
@@ -576,6 +702,40 @@ class AgentSession:
             await read_value(stream, self.codec)
         message = f"This Burrow edge does not support {what}."
         await respond(stream, response(error=message), self.codec)
+
+    async def remote_op(self, op: RemoteOp, who: str) -> OpAnswer:
+        """Ask the agent to stop, restart or update (`edge.tunnels.remote_ops`) on a new typed
+        stream and return its answer; `who` is told to the agent and becomes the session's stop
+        reason if the agent ends it. Never raises for the agent's failings: a broken session, a
+        malformed answer or none within `RPC_TIMEOUT` come back as `OpAnswer.undelivered`.
+        Cancellation propagates (the stream is closed)."""
+        reason = f"{op.value} requested by {who}"
+        if op is not RemoteOp.UPDATE:
+            self.stop_reason = reason  # kept if the agent now ends the session, as asked
+        try:
+            with trio.fail_after(RPC_TIMEOUT):
+                request = op_request(op, who)
+                codec = self.codec or Codec.JSON
+                response = await call(self.mux, op.stream_type, request, op.response, codec)
+        except _OP_ERRORS as exc:
+            ended = self.mux.goaway_received.is_set() or self.mux.error is not None
+            if not ended and self.stop_reason == reason:
+                self.stop_reason = ""
+            timed_out = isinstance(exc, trio.TooSlowError)
+            why = "no answer in time" if timed_out else str(exc) or type(exc).__name__
+            log.warning("session %s: %s request not answered: %s", self.id, op.value, why)
+            return OpAnswer(undelivered=why, session_ended=ended)
+        if response.error and self.stop_reason == reason:
+            self.stop_reason = ""
+        log.info(
+            "session %s: %s requested by %s; the agent answered %s",
+            self.id,
+            op.value,
+            who,
+            repr(response.error) if response.error else "ok",
+            extra={"session": self.id},
+        )
+        return OpAnswer(error=response.error)
 
     async def _serve_rpc_srv_info(self, stream: MuxStream) -> None:
         assert self.codec is not None
@@ -629,7 +789,14 @@ class AgentSession:
     def _release(self, endpoint: _Endpoint) -> None:
         """Forget the endpoint and free its port now: the listening sockets close in this step
         (not when its tasks finish unwinding), so the URL can be bound again at once."""
-        if self.hub.registry.remove(endpoint.endpoint.url, endpoint.member):
+        url = endpoint.endpoint.url
+        reason = self.stop_reason or "unbound"
+        removed = self.hub.registry.remove(url, endpoint.member, reason=reason)
+        port = self.hub.tcp_ports.get(url)
+        if port is not None and self.hub.registry.lookup(url) is None:  # the pool's last member
+            del self.hub.tcp_ports[url]
+            port.close()
+        if removed:
             assert self.credential is not None  # nothing is bound before Auth
             self._write_event(
                 audit.endpoint_unbound(
@@ -642,6 +809,7 @@ class AgentSession:
                 )
             )
         endpoint.scope.cancel()
+        endpoint.keys_scope.cancel()
         for listener in endpoint.listeners:
             listener.socket.close()
 

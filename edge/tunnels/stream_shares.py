@@ -10,12 +10,20 @@ the stream gives its share back when it is closed (whichever way: `aclose`, or
 `trio.aclose_forcefully` under cancellation). A stream the peer resets still holds its share
 until the edge closes its end, which the edge always does.
 
-`StreamShares` is pure bookkeeping (no I/O, no clock); `SharedStream` only delegates.
+`StreamShares` is pure bookkeeping (no I/O, no clock); `SharedStream` only delegates, counting
+the stream and its bytes in the edge's metrics when given them (`edge.admin.metrics`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
+
+from protocol.adapters.mux import Sink
+
+if TYPE_CHECKING:
+    from edge.admin.metrics import EdgeMetrics
 
 __all__ = ["SharedStream", "StreamShares"]
 
@@ -32,6 +40,11 @@ class StreamShares:
 
     def held(self, bind_id: str) -> int:
         return self._held.get(bind_id, 0)
+
+    @property
+    def total(self) -> int:
+        """Proxy streams open across all the session's endpoints."""
+        return sum(self._held.values())
 
     def take(self, bind_id: str) -> bool:
         """Count one more stream for `bind_id`; False (and nothing counted) at its cap."""
@@ -55,28 +68,64 @@ class SharedStream(trio.abc.HalfCloseableStream):
     wrapped stream's own behaviour, errors included (their `__cause__` carries the muxado
     code that `protocol.adapters.mux.reset_code` reads)."""
 
-    __slots__ = ("_bind_id", "_shares", "_stream")
+    __slots__ = ("_bind_id", "_metrics", "_shares", "_stream")
 
     def __init__(
-        self, stream: trio.abc.HalfCloseableStream, shares: StreamShares, bind_id: str
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        shares: StreamShares,
+        bind_id: str,
+        *,
+        metrics: EdgeMetrics | None = None,
+        proto: str = "",
     ) -> None:
         self._stream = stream
         self._shares: StreamShares | None = shares
         self._bind_id = bind_id
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.stream_opened(proto)
 
     def _give_back(self) -> None:
         shares, self._shares = self._shares, None
         if shares is not None:
             shares.give_back(self._bind_id)
+            if self._metrics is not None:
+                self._metrics.stream_closed()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
+        if self._metrics is not None:
+            self._metrics.to_agent(len(data))
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
+        data = await self._stream.receive_some(max_bytes)
+        if self._metrics is not None:
+            self._metrics.from_agent(len(data))
+        return data
+
+    def deliver_to(self, sink: Sink | None) -> None:
+        """Let the wrapped stream's producer hand arriving data straight to `sink` (see
+        `protocol.adapters.mux.MuxStream.deliver_to`), counted as received from the agent as
+        `receive_some` counts it; does nothing if the wrapped stream cannot."""
+        deliver = getattr(self._stream, "deliver_to", None)
+        if deliver is None:
+            return
+        metrics = self._metrics
+        if sink is None or metrics is None:
+            deliver(sink)
+            return
+        inner = sink
+
+        def counted(data: bytes) -> int:
+            taken = inner(data)
+            metrics.from_agent(taken)
+            return taken
+
+        deliver(counted)
 
     async def send_eof(self) -> None:
         await self._stream.send_eof()

@@ -556,7 +556,10 @@ class PatchTunnelStateResp(Message):
 @_wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Restart(Message):
-    """Edge → agent, type 4: restart yourself."""
+    """Edge → agent, type 4: restart yourself. `message` (a Burrow extension, absent from the
+    wire when None; ngrok's agents ignore it) says who asked, for the agent to show."""
+
+    message: str | None = field(default=None, metadata=_wire("Message", omit_none=True))
 
 
 @_wire_message
@@ -568,7 +571,10 @@ class RestartResp(Message):
 @_wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Stop(Message):
-    """Edge → agent, type 5: stop yourself."""
+    """Edge → agent, type 5: stop yourself. `message` (a Burrow extension, absent from the
+    wire when None; ngrok's agents ignore it) says who asked, for the agent to show."""
+
+    message: str | None = field(default=None, metadata=_wire("Message", omit_none=True))
 
 
 @_wire_message

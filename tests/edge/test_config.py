@@ -414,3 +414,36 @@ def test_header_count_and_forwarded_host_settings_load_and_are_validated(tmp_pat
             load_edge_config(path)
         assert message in str(caught.value), str(caught.value)
         assert caught.value.line == 2
+
+
+def test_max_buffered_response_body_is_a_size_of_at_least_one_byte(tmp_path: Path) -> None:
+    assert HttpConfig().max_buffered_response_body == 10 * 1024 * 1024
+    path = tmp_path / "edge.yml"
+    path.write_text("http:\n  max_buffered_response_body: 256KiB\n")
+    assert load_edge_config(path).http.max_buffered_response_body == 256 * 1024
+    path.write_text("http:\n  max_buffered_response_body: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_edge_config(path)
+    assert "http.max_buffered_response_body: must be at least 1 byte" in str(caught.value)
+
+
+def test_forward_internal_max_hops_loads_and_must_be_at_least_one(tmp_path: Path) -> None:
+    assert LimitsConfig().forward_internal_max_hops == 5
+    path = tmp_path / "edge.yml"
+    path.write_text("limits:\n  forward_internal_max_hops: 2\n")
+    assert load_edge_config(path).limits.forward_internal_max_hops == 2
+    path.write_text("limits:\n  forward_internal_max_hops: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_edge_config(path)
+    assert "limits.forward_internal_max_hops: must be at least 1" in str(caught.value)
+
+
+def test_admin_metrics_settings(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yml"
+    path.write_text("admin:\n  metrics_require_api_key: true\n  metrics_max_endpoint_labels: 50\n")
+    admin = load_edge_config(path).admin
+    assert (admin.metrics_require_api_key, admin.metrics_max_endpoint_labels) == (True, 50)
+    assert (AdminConfig().metrics_require_api_key, AdminConfig().metrics_max_endpoint_labels) == (
+        False,
+        2000,
+    )

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from edge.events import EVENTS_FILE, EventLog, envelope
+from edge.events import (
+    EVENTS_FILE,
+    POLICY_LOG_EVENT,
+    POLICY_LOG_MAX_BYTES,
+    EventLog,
+    envelope,
+    policy_log_object,
+)
 from edge.store import DEFAULT_ACCOUNT_ID, Event, SQLiteStore
 
 NOW = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
@@ -94,3 +101,44 @@ def test_a_file_error_is_logged_and_the_stored_event_returned(
         event = EventLog(store, unwritable).record("a.v0", {"k": "v"}, principal=None)
     assert event is not None and store.list_events() == [event]
     assert f"audit event {event.id} not appended to {unwritable}" in caplog.text
+
+
+def test_a_policy_log_record_is_an_event_with_its_metadata(store: SQLiteStore) -> None:
+    events = EventLog(store, None)
+    recorded = events.record_policy_log(
+        endpoint_url="https://app.test",
+        phase="on_http_request",
+        place="on_http_request rule 0 action 0 (log)",
+        metadata={"who": "203.0.113.9", "raw": b"\xff", "n": [1, 2]},
+    )
+    assert recorded is not None
+    [stored] = store.list_events(event_type=POLICY_LOG_EVENT, limit=5)
+    assert stored.principal is None
+    assert stored.object == {
+        "endpoint": {"url": "https://app.test"},
+        "traffic_policy": {
+            "logs": [
+                {
+                    "phase": "on_http_request",
+                    "place": "on_http_request rule 0 action 0 (log)",
+                    "metadata": {"who": "203.0.113.9", "raw": "b'\\xff'", "n": [1, 2]},
+                }
+            ]
+        },
+    }
+
+
+def test_oversized_policy_log_metadata_is_replaced_by_a_note(
+    store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge = "x" * (POLICY_LOG_MAX_BYTES + 1)
+    obj = policy_log_object(endpoint_url="u", phase="p", place="q", metadata={"h": huge})
+    [entry] = obj["traffic_policy"]["logs"]
+    assert entry["metadata"] == {"truncated": True, "bytes": len(huge) + len('{"h":""}')}
+    with caplog.at_level(logging.ERROR):
+        assert EventLog(store, None).record_policy_log(
+            endpoint_url="u", phase="p", place="q", metadata={"h": huge}
+        )
+    assert not caplog.records  # bounded before the store's own limit: no error per request
+    small = policy_log_object(endpoint_url="u", phase="p", place="q", metadata={"h": "x"})
+    assert small["traffic_policy"]["logs"][0]["metadata"] == {"h": "x"}

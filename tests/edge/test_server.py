@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import ssl
 from pathlib import Path
 
@@ -15,7 +16,14 @@ import trustme
 from edge.certs.ca import DevCA, client_context
 from edge.cli.api_client import AdminClient
 from edge.config import AdminConfig, EdgeConfig, LimitsConfig, ListenConfig, TlsConfig
-from edge.server import EdgeAddresses, agent_tls_context, mux_config, prepare_data_dir, serve_edge
+from edge.server import (
+    EdgeAddresses,
+    ListenError,
+    agent_tls_context,
+    mux_config,
+    prepare_data_dir,
+    serve_edge,
+)
 from edge.store import SQLiteStore
 
 LOOPBACK_ANY_PORT = ("127.0.0.1", 0)
@@ -181,3 +189,38 @@ def test_mux_config_takes_the_configured_limits() -> None:
     assert made.session.max_stream_window == 512 * 1024
     assert made.session.session_window_budget == 8 * 1024 * 1024
     assert made.accept_backlog == 3
+
+
+@pytest.mark.parametrize("key", ["listen.tls", "listen.http", "admin.listen"])
+async def test_a_taken_port_names_its_config_key(tmp_path: Path, key: str) -> None:
+    ca, store = prepare_data_dir(tmp_path / "data")
+    with trio.fail_after(30):
+        [holder] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        taken = ("127.0.0.1", holder.socket.getsockname()[1])
+        free = ("127.0.0.1", 0)
+        config = EdgeConfig(
+            listen=ListenConfig(
+                tls=taken if key == "listen.tls" else free,
+                http=taken if key == "listen.http" else free,
+            ),
+            admin=AdminConfig(listen=taken if key == "admin.listen" else free),
+        )
+        caught: list[BaseException] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_edge, config, ca, store)
+        except* ListenError as group:
+            caught.extend(_leaves(group))
+        finally:
+            await holder.aclose()
+    store.close()
+    [error] = caught
+    assert isinstance(error, ListenError) and error.key == key and error.errno == errno.EADDRINUSE
+    assert str(error).startswith(f"cannot listen on 127.0.0.1:{taken[1]} ({key}): ")
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found

@@ -42,6 +42,6 @@ def test_api_key_create_with_description_and_owner(
 def test_api_key_create_for_an_unknown_owner_fails_clearly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["api-key", "create", "--data-dir", str(tmp_path), "--owner", "service_NOPE"]
+    args = ["api-key", "create", "--data-dir", str(tmp_path), "--init", "--owner", "service_NOPE"]
     assert main(args) == 1
     assert "service_NOPE" in capsys.readouterr().err

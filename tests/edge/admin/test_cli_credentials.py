@@ -14,7 +14,8 @@ from edge.store import SQLiteStore
 def test_create_with_limits_and_list_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["credential", "create", "--data-dir", str(tmp_path), "--description", "clinic box"]
+    new_store = ["--data-dir", str(tmp_path), "--init"]
+    args = ["credential", "create", *new_store, "--description", "clinic box"]
     assert main([*args, "--max-sessions", "2", "--max-endpoints", "5"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["credential", "create", "--data-dir", str(tmp_path), "--acl", "bind:*"]) == 0

@@ -186,6 +186,16 @@ async def test_garbage_is_400(server: Server) -> None:
         assert status == 400 and error["status_code"] == 400
 
 
+async def test_a_transfer_coding_it_cannot_read_is_400_not_501(server: Server) -> None:
+    # h11 hints 501 here; that is the client's to fix, and ngrok's API client reads only a
+    # 4xx as an error with a code.
+    raw = request("POST", "/credentials", server.token, extra="Transfer-Encoding: gzip\r\n")
+    with trio.fail_after(10):
+        status, _, error = await exchange(server, raw)
+    assert status == 400 and error["status_code"] == 400
+    assert error["error_code"] == "ERR_NGROK_400" and "Transfer-Encoding" in error["msg"]
+
+
 async def test_missing_and_wrong_keys_are_401_then_429(server: Server) -> None:
     with trio.fail_after(10):
         status, _, error = await exchange(server, request("GET", "/credentials", None))

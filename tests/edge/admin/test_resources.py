@@ -155,6 +155,9 @@ def test_endpoint_json_for_a_tcp_endpoint_with_an_owner() -> None:
         "pooling_enabled": False,
         "tunnel_session": {"id": "ts_1", "uri": f"{BASE}/tunnel_sessions/ts_1"},
         "principal": {"id": "service_B", "uri": f"{BASE}/service_users/service_B"},
+        "agent_addr": "",
+        "health": "healthy",
+        "pools": [],
     }
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from edge.admin.auth import FailedAuthLimiter
 from edge.admin.live import EndpointInfo, SessionInfo, endpoint_id
 from edge.admin.routes import AdminApi, Request, Response
 from edge.events import EventLog
 from edge.store import SQLiteStore
+from edge.tunnels.remote_ops import OpAnswer, RemoteOp
+from protocol.rpc.messages import AuthExtra
 
 BASE = "http://127.0.0.1:4041"
 
@@ -507,7 +510,11 @@ def test_tunnel_sessions_list_get_stop(client: Client, store: SQLiteStore, live:
     assert "admin API" in live.stopped["ts_1"]
     assert client.error("GET", "/tunnel_sessions/ts_1")["status_code"] == 404
     assert client.error("POST", "/tunnel_sessions/ts_1/stop")["status_code"] == 404
-    assert client.error("POST", "/tunnel_sessions/ts_2/restart")["status_code"] == 501
+    # Without remote management (no SessionControl), restart and update are 4xx with a code.
+    restart = client.error("POST", "/tunnel_sessions/ts_2/restart")
+    assert (restart["status_code"], restart["error_code"]) == (400, "ERR_NGROK_804")
+    update = client.error("POST", "/tunnel_sessions/ts_2/update")
+    assert (update["status_code"], update["error_code"]) == (400, "ERR_NGROK_806")
 
 
 def test_sessions_of_another_account_are_invisible(
@@ -538,7 +545,9 @@ def test_endpoints_list_filter_get(client: Client, store: SQLiteStore, live: Fak
     assert [e["id"] for e in by_id] == [first["id"]]
     assert client.ok("GET", f"/endpoints/{first['id']}") == first
     assert client.error("GET", "/endpoints/ep_NONE")["status_code"] == 404
-    assert client.error("POST", "/endpoints", {"url": "https://x"})["status_code"] == 501
+    not_offered = client.error("POST", "/endpoints", {"url": "https://x"})
+    assert (not_offered["status_code"], not_offered["error_code"]) == (400, "ERR_NGROK_400")
+    assert "does not offer cloud endpoints" in not_offered["msg"]
 
 
 def test_endpoints_list_and_get_show_each_traffic_policy(
@@ -732,3 +741,106 @@ def test_a_broken_store_is_503_not_a_crash(client: Client, store: SQLiteStore) -
     store.close()
     error = client.error("GET", "/service_users")
     assert error["status_code"] == 503 and "store" in error["msg"]
+
+
+# ------------------------------------------------------------------- remote management
+
+
+@dataclass
+class FakeControl:
+    """Agents as remote management sees them: what each said in Auth, and its answers."""
+
+    said: dict[str, AuthExtra] = field(default_factory=dict)
+    answers: dict[str, OpAnswer] = field(default_factory=dict)
+    asked: list[tuple[str, RemoteOp, str]] = field(default_factory=list)
+
+    def capabilities(self, session_id: str) -> AuthExtra | None:
+        return self.said.get(session_id)
+
+    async def remote_op(self, session_id: str, op: RemoteOp, who: str) -> OpAnswer:
+        self.asked.append((session_id, op, who))
+        return self.answers.get(session_id, OpAnswer())
+
+
+BURROW_AGENT = AuthExtra(
+    stop_unsupported_error="",
+    restart_unsupported_error="",
+    update_unsupported_error="Burrow does not support remote update",
+)
+
+
+@pytest.fixture
+def control() -> FakeControl:
+    return FakeControl()
+
+
+@pytest.fixture
+def managed(
+    store: SQLiteStore, live: FakeLive, control: FakeControl, tmp_path: Path
+) -> Client:
+    api = AdminApi(store, live, EventLog(store, tmp_path / "events.jsonl"), control=control)
+    _, token = store.create_api_key(description="ops laptop")
+    return Client(api, token)
+
+
+def settle(response: Response) -> Response:
+    """The response the HTTP shell sends: the deferred one, once the agent has answered."""
+    assert response.deferred is not None
+    return trio.run(response.deferred)
+
+
+def test_stop_and_restart_ask_the_agent_and_name_the_key(
+    managed: Client, store: SQLiteStore, live: FakeLive, control: FakeControl
+) -> None:
+    credential = store.create_credential()[0]
+    live.add_session(credential.id, None, 1)
+    control.said["ts_1"] = BURROW_AGENT
+    (key,) = store.list_api_keys(account_id=credential.account_id)
+    for op in ("stop", "restart"):
+        response = settle(managed.call("POST", f"/tunnel_sessions/ts_1/{op}", {"id": "ts_1"}))
+        assert (response.status, response.body) == (204, b"")
+    who = f"the admin API, key {key.id} (ops laptop)"
+    assert control.asked == [("ts_1", RemoteOp.STOP, who), ("ts_1", RemoteOp.RESTART, who)]
+    assert live.stopped == {}, "the agent ends its session itself; the edge does not cut it"
+
+
+def test_an_op_the_agent_said_it_cannot_do_is_a_4xx_with_its_reason(
+    managed: Client, store: SQLiteStore, live: FakeLive, control: FakeControl
+) -> None:
+    credential = store.create_credential()[0]
+    live.add_session(credential.id, None, 1)
+    control.said["ts_1"] = BURROW_AGENT
+    error = managed.error("POST", "/tunnel_sessions/ts_1/update")
+    assert (error["status_code"], error["error_code"]) == (400, "ERR_NGROK_806")
+    assert error["msg"] == (
+        "This agent does not support remote updating: Burrow does not support remote update."
+    )
+    assert control.asked == [], "nothing is sent to an agent that said it cannot"
+
+
+def test_an_agents_failure_and_silence_reach_the_caller_with_codes(
+    managed: Client, store: SQLiteStore, live: FakeLive, control: FakeControl
+) -> None:
+    credential = store.create_credential()[0]
+    live.add_session(credential.id, None, 1)
+    live.add_session(credential.id, None, 2)
+    control.said.update(ts_1=BURROW_AGENT, ts_2=BURROW_AGENT)
+    control.answers["ts_1"] = OpAnswer(error="Callback error: busy")
+    control.answers["ts_2"] = OpAnswer(undelivered="no answer in time")
+    failed = settle(managed.call("POST", "/tunnel_sessions/ts_1/stop"))
+    body = json.loads(failed.body)
+    assert (failed.status, body["error_code"]) == (400, "ERR_NGROK_807")
+    assert body["msg"].endswith(": Callback error: busy")
+    lost = settle(managed.call("POST", "/tunnel_sessions/ts_2/restart"))
+    assert (lost.status, json.loads(lost.body)["error_code"]) == (502, "ERR_NGROK_810")
+
+
+def test_remote_ops_on_unknown_or_foreign_sessions_are_404(
+    managed: Client, live: FakeLive, control: FakeControl
+) -> None:
+    live.add_session("cr_SOMEONE_ELSES", None, 1)
+    control.said["ts_1"] = BURROW_AGENT
+    for op in ("stop", "restart", "update"):
+        assert managed.error("POST", f"/tunnel_sessions/ts_1/{op}")["status_code"] == 404
+        assert managed.error("POST", f"/tunnel_sessions/ts_9/{op}")["status_code"] == 404
+    assert control.asked == []

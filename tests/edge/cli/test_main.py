@@ -191,7 +191,7 @@ def test_an_explicit_data_dir_stays_offline_whatever_the_environment_says(
 ) -> None:
     monkeypatch.setenv("BURROW_API_KEY", KEY)
     monkeypatch.setenv("BURROW_API_URL", api.url)
-    assert main(["service-user", "create", "a", "--data-dir", str(tmp_path)]) == 0
+    assert main(["service-user", "create", "a", "--data-dir", str(tmp_path), "--init"]) == 0
     assert (tmp_path / "burrow.db").exists()
     assert api.seen == []
 
@@ -223,7 +223,7 @@ def test_offline_api_key_list_and_delete(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     offline = ["--data-dir", str(tmp_path)]
-    assert main(["api-key", "create", "--description", "ci", *offline]) == 0
+    assert main(["api-key", "create", "--description", "ci", "--init", *offline]) == 0
     key_id = capsys.readouterr().out.split()[2]
     assert main(["api-key", "list", *offline]) == 0
     [line] = capsys.readouterr().out.splitlines()
@@ -332,3 +332,40 @@ def test_init_with_new_store_starts_a_new_store_in_an_empty_files_place(
         assert store.authenticate_api_key(key) is not None
     assert build_parser().parse_args(["serve", "--new-store"]).new_store is True
     assert build_parser().parse_args(["serve"]).new_store is False
+
+
+# ------------------------------------------------------------------- offline: which store
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["credential", "create"],
+        ["credential", "list"],
+        ["service-user", "create", "a"],
+        ["api-key", "create"],
+        ["events", "list"],
+    ],
+)
+def test_offline_commands_refuse_to_start_a_store_unless_told(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "typo"
+    assert main([*args, "--data-dir", str(data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"burrow-edge: no store at {data_dir / 'burrow.db'}: ")
+    assert "--init" in err and "burrow-edge init" in err
+    assert not data_dir.exists()  # nothing was created
+
+
+def test_offline_commands_name_the_store_they_work_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "burrow.db"
+    assert main(["credential", "create", "--data-dir", str(tmp_path), "--init"]) == 0
+    made = capsys.readouterr()
+    assert made.err == f"burrow-edge: offline, on the store at {store}\n"
+    assert made.out.splitlines()[-1]  # the token, on stdout as before
+    assert main(["credential", "list", "--data-dir", str(tmp_path)]) == 0  # exists: no --init
+    assert capsys.readouterr().err == f"burrow-edge: offline, on the store at {store}\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli.main import main
+from tests.edge.policy.tls_helpers import make_ca, make_leaf, terminate_tls_policy
 
 RESTRICT_IPS = """\
 on_tcp_connect:
@@ -314,3 +315,183 @@ def test_json_format_of_a_respond_and_of_an_invalid_policy(
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False
     assert report["errors"][0]["code"] == "ERR_NGROK_2201"
+
+
+BODY_ACTIONS = """\
+on_http_request:
+  - expressions: ["req.url.path == '/hook'"]
+    actions:
+      - type: verify-webhook
+        config: {provider: shopify, secret: s3cret}
+  - actions:
+      - type: request-body-find-replace
+        config: {replacements: [{from: "card=[0-9]+", to: "card=XXXX"}]}
+"""
+
+
+def test_body_flag_feeds_the_body_actions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, BODY_ACTIONS)
+    url = ["--url", "https://app.example.com/pay", "--method", "POST"]
+    assert run(file, *url, "--body", "name=ann&card=4111") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "outcome: forward POST /pay" in out
+    assert '  body rewritten: "name=ann&card=XXXX"' in out
+    assert run(file, *url, "--body", "name=ann&card=4111", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["outcome"]["body"] == "name=ann&card=XXXX"
+    hook = ["--url", "https://app.example.com/hook", "--method", "POST", "--body", "{}"]
+    assert run(file, *hook, "--header", "X-Shopify-Hmac-Sha256: AAAA") == 0
+    assert "outcome: respond 403" in capsys.readouterr().out
+
+
+def test_forward_internal_names_its_target_in_text_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    http = write(
+        tmp_path,
+        "on_http_request:\n  - actions:\n"
+        "      - {type: forward-internal, config: {url: 'https://api.clinic-a.internal:443'}}\n",
+    )
+    assert run(http, "--url", "https://api.acme.example/records") == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "    action 0 forward-internal: forwarded to https://api.clinic-a.internal",
+        "outcome: forward-internal to https://api.clinic-a.internal (its own policy runs next)",
+    ]
+    tls = write(
+        tmp_path,
+        "on_tcp_connect:\n  - actions:\n"
+        "      - {type: forward-internal, config: {url: 'tls://db.clinic-a.internal:5432'}}\n",
+        "tls.yml",
+    )
+    assert run(tls, "--protocol", "tls", "--format", "json") == 0
+    outcome = json.loads(capsys.readouterr().out)["outcome"]
+    assert outcome == {
+        "type": "forward-internal",
+        "url": "tls://db.clinic-a.internal:5432",
+        "error": None,
+    }
+
+
+# --- what terminate-tls, the response body actions and jwt-validation do ---------------------
+def test_terminate_tls_names_the_certificate_the_edge_terminates_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = make_leaf("db.example.com")
+    plain = write(tmp_path, terminate_tls_policy(server), "tls.json")
+    assert run(plain, "--protocol", "tls", "--url", "tls://db.example.com:443") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "outcome: continue; terminate-tls: the edge terminates TLS with certificate "
+        "CN=db.example.com (TLS 1.2 to 1.3; no client certificate asked for) and forwards "
+        "plaintext"
+    )
+    mutual = write(tmp_path, terminate_tls_policy(server, client_ca=make_ca()), "mtls.json")
+    assert run(mutual, "--protocol", "tls", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == {
+        "type": "continue",
+        "terminate_tls": {
+            "certificate_subject": "CN=db.example.com",
+            "min_version": "1.2",
+            "max_version": "1.3",
+            "client_certificates": "require-and-verify",
+            "client_cas": 1,
+        },
+    }
+
+
+COMPRESS_AND_REPLACE = """\
+on_http_response:
+  - actions:
+      - type: response-body-find-replace
+        config:
+          replacements:
+            - {from: "secret-[0-9]+", to: "[redacted]"}
+      - type: compress-response
+        config: {algorithms: [gzip, br]}
+"""
+
+
+def test_compress_response_shows_the_coding_chosen_for_the_accept_encoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, COMPRESS_AND_REPLACE)
+    typed = ("--response-header", "Content-Type: text/html")
+    assert run(file, *typed, "--header", "Accept-Encoding: gzip;q=0.5, br") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "  compress-response: br (of gzip, br, for the request's Accept-Encoding); "
+        "Content-Encoding added, Content-Length dropped"
+    ) in out
+    assert run(file, *typed, "--header", "Accept-Encoding: gzip") == 0
+    assert "  compress-response: gzip (of gzip, br" in capsys.readouterr().out
+    assert run(file, *typed, "--header", "Accept-Encoding: deflate") == 0
+    assert (
+        "  compress-response: none (the request's Accept-Encoding (deflate) allows none of "
+        "gzip, br)"
+    ) in capsys.readouterr().out.splitlines()
+    assert run(file, *typed) == 0
+    assert "the request has no Accept-Encoding" in capsys.readouterr().out
+    image = ("--response-header", "Content-Type: image/png", "--header", "Accept-Encoding: gzip")
+    assert run(file, *image) == 0
+    not_eligible = capsys.readouterr().out
+    assert "compress-response: none (the response is not compressed: " in not_eligible
+    assert run(file, *typed, "--header", "Accept-Encoding: gzip", "--format", "json") == 0
+    body = json.loads(capsys.readouterr().out)["outcome"]["response"]["body"]
+    assert body["compression"] == {"offered": ["gzip", "br"], "coding": "gzip", "why_not": None}
+
+
+def test_response_body_flag_shows_the_find_replace_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, COMPRESS_AND_REPLACE)
+    given = "token secret-123 and secret-45 end"
+    assert run(file, "--response-body", given) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert '  response body after find-replace: "token [redacted] and [redacted] end"' in out
+    # Without the flag, the replacements are announced, not invented.
+    assert run(file) == 0
+    assert (
+        "  response-body-find-replace: 1 replacement(s) ready; give --response-body to see "
+        "the result"
+    ) in capsys.readouterr().out.splitlines()
+    # A body the upstream already encoded is not rewritten (the edge logs why).
+    encoded = ("--response-header", "Content-Encoding: gzip", "--response-body", given)
+    assert run(file, *encoded, "--format", "json") == 0
+    body = json.loads(capsys.readouterr().out)["outcome"]["response"]["body"]
+    assert body["body"] == given and body["replacements"] == 0
+    assert body["notes"] == [
+        "response-body-find-replace skipped: the body is gzip-encoded by the upstream"
+    ]
+
+
+JWT = """\
+on_http_request:
+  - actions:
+      - type: jwt-validation
+        config:
+          issuer: {allow_list: [{value: "https://idp.example.com"}]}
+          audience: {allow_list: [{value: "api"}]}
+          http: {tokens: [{type: jwt, method: header, name: Authorization, prefix: "Bearer "}]}
+          jws:
+            allowed_algorithms: [RS256]
+            keys: {sources: {additional_jkus: ["https://idp.example.com/jwks.json"]}}
+"""
+
+
+def test_jwt_validation_offline_explains_its_503(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, JWT)
+    assert run(file, "--header", "Authorization: Bearer a.b.c") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "outcome: respond 503" in out
+    (note,) = [line for line in out if line.startswith("  note: ")]
+    assert "runs offline and fetches no keys from its JWKS URLs" in note
+    assert "https://idp.example.com/jwks.json" in note
+    assert run(file, "--header", "Authorization: Bearer a.b.c", "--format", "json") == 0
+    outcome = json.loads(capsys.readouterr().out)["outcome"]
+    assert outcome["status"] == 503 and "fetches no keys" in outcome["note"]
+    # Without a token the answer is the 401, and no note is made up for it.
+    assert run(file) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "outcome: respond 401" in out and not any("note:" in line for line in out)

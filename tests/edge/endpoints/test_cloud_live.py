@@ -267,3 +267,33 @@ async def test_serve_jwks_refuses_to_run_twice(store: SQLiteStore) -> None:
             with pytest.raises(RuntimeError, match="already running"):
                 await cloud.serve_jwks()
             nursery.cancel_scope.cancel()
+
+
+def test_a_pooled_cloud_endpoint_joins_a_pooled_agent_endpoint_and_leaves_it_alone(
+    store: SQLiteStore,
+) -> None:
+    registry = EndpointRegistry()
+    url = "https://shop.example"
+    agent = Member(
+        bind_id="tun_1", token="t", session_id="ts_1", client_id="c", opener=_agent, pooling=True
+    )
+    registry.add(
+        Endpoint(
+            url=url, proto="https", host="shop.example", members=(agent,), runtime=registry.runtime
+        )
+    )
+    cloud = live(registry)
+    plan = cloud.plan(url=url, bindings=(), traffic_policy=ANSWER, pooling_enabled=True)
+    assert isinstance(plan, CloudPlan), plan
+    record = store.create_cloud_endpoint(url=url, traffic_policy=ANSWER, pooling_enabled=True)
+    cloud.put(record, plan)
+    pool = registry.lookup(url)
+    assert pool is not None and len(pool.members) == 2
+    assert pool.members[0] is agent and is_cloud(pool.members[1])
+    # Withdrawing the cloud member leaves the agent's endpoint online, alone.
+    assert cloud.withdraw(record.id)
+    alone = registry.lookup(url)
+    assert alone is not None and alone.members == (agent,)
+    # Without pooling on the cloud endpoint the same URL is refused, 18017.
+    plain = cloud.plan(url=url, bindings=(), traffic_policy=ANSWER, pooling_enabled=False)
+    assert isinstance(plain, Refused) and plain.code == "ERR_NGROK_18017"

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 import trio
 import trio.testing
 
-from edge.endpoints.registry import RECENT_BINDINGS, Endpoint, EndpointRegistry, Member
+from edge.endpoints.health import HealthPolicy
+from edge.endpoints.registry import (
+    RECENT_BINDINGS,
+    Endpoint,
+    EndpointRegistry,
+    Member,
+    PoolStream,
+)
+from protocol.rpc.messages import StreamType
+from protocol.wire.errors import ErrorCode
+from tests.agent.proxying import mux_pair
 
 
 class _Agent:
@@ -218,3 +229,190 @@ async def test_open_proxy_without_members_is_a_broken_resource() -> None:
         assert endpoint.pick() is None
         with pytest.raises(trio.BrokenResourceError, match="no agent session"):
             await endpoint.open_proxy("203.0.113.9:4242")
+
+
+# ------------------------------------------------------------------------------------- pools
+
+
+class _Clock:
+    """The registry's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _pooled(session_id: str, agent: _Agent | None = None, *, opener: object = None) -> Member:
+    member = _member(session_id=session_id, agent=agent)
+    return (
+        replace(member, pooling=True)
+        if opener is None
+        else replace(member, pooling=True, opener=opener)
+    )
+
+
+def _pool_registry(clock: _Clock | None = None) -> EndpointRegistry:
+    return EndpointRegistry(
+        rng=random.Random(3),
+        health_policy=HealthPolicy(backoff=1.0, backoff_max=4.0),
+        clock=clock or _Clock(),
+    )
+
+
+def _pool_endpoint(registry: EndpointRegistry, url: str, member: Member, **kw: object) -> Endpoint:
+    return replace(_endpoint(url, member, **kw), runtime=registry.runtime)  # type: ignore[arg-type]
+
+
+def test_pooled_members_form_a_pool_that_dissolves_with_its_last_member() -> None:
+    registry = _pool_registry()
+    url = "tcp://1.2.3.4:20001"
+    a, b = _pooled("ts_a"), _pooled("ts_b")
+    registry.add(_pool_endpoint(registry, url, a, port=20001))
+    joined = registry.add(_pool_endpoint(registry, url, b, port=20001))
+    assert [m.session_id for m in joined.members] == ["ts_a", "ts_b"]
+    assert registry.lookup(url) is joined and len(registry) == 1
+    assert registry.remove(url, a)
+    left = registry.lookup(url)
+    assert left is not None and left.members == (b,)
+    assert registry.port_in_use(20001)  # the pool still holds its port
+    assert registry.remove(url, b)
+    assert registry.lookup(url) is None and not registry.port_in_use(20001)
+
+
+def test_a_member_without_pooling_never_joins() -> None:
+    registry = _pool_registry()
+    url = "https://app.example.com"
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_a")))
+    with pytest.raises(KeyError, match="already registered"):
+        registry.add(_pool_endpoint(registry, url, _member(session_id="ts_b")))
+    plain = _pool_registry()
+    plain.add(_pool_endpoint(plain, url, _member(session_id="ts_a")))
+    with pytest.raises(KeyError, match="already registered"):
+        plain.add(_pool_endpoint(plain, url, _pooled("ts_b")))
+
+
+async def test_requests_spread_over_the_pool_by_open_streams() -> None:
+    registry = _pool_registry()
+    url = "https://app.example.com"
+    agents = {"ts_a": _Agent(), "ts_b": _Agent()}
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_a", agents["ts_a"])))
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_b", agents["ts_b"])))
+    endpoint = registry.lookup(url)
+    assert endpoint is not None
+    held = [await endpoint.open_proxy("1.1.1.1:1") for _ in range(10)]
+    # Each stream stays open, so the member holding fewer always wins: 5 and 5.
+    assert [len(agent.opened) for agent in agents.values()] == [5, 5]
+    assert sorted(m.load.outstanding for m in endpoint.members) == [5, 5]
+    for stream in held:
+        await stream.aclose()
+    assert [m.load.outstanding for m in endpoint.members] == [0, 0]
+    assert [m.load.opened for m in endpoint.members] == [5, 5]
+
+
+async def test_opening_fails_over_to_another_member_and_backs_the_first_off() -> None:
+    clock = _Clock()
+    registry = _pool_registry(clock)
+    url = "https://app.example.com"
+
+    async def gone(client_addr: str) -> trio.abc.HalfCloseableStream:
+        raise trio.BrokenResourceError("the session is gone")
+
+    good = _Agent()
+    dead = _pooled("ts_dead", opener=gone)
+    registry.add(_pool_endpoint(registry, url, dead))
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_good", good)))
+    endpoint = registry.lookup(url)
+    assert endpoint is not None
+    stream = await endpoint.open_proxy("1.1.1.1:1", first=dead)  # as if routed to it
+    assert len(good.opened) == 1 and stream is not None
+    assert dead.load.health.failures == 1
+    # In its back-off nothing is routed to it ...
+    assert {endpoint.pick() for _ in range(20)} == {endpoint.members[1]}
+    # ... and once it is over, it may be probed again.
+    clock.now += 1.0
+    assert dead in {endpoint.pick() for _ in range(40)}
+
+
+async def test_opening_fails_when_every_member_fails() -> None:
+    registry = _pool_registry()
+    url = "https://app.example.com"
+
+    async def gone(client_addr: str) -> trio.abc.HalfCloseableStream:
+        raise trio.BrokenResourceError("the session is gone")
+
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_a", opener=gone)))
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_b", opener=gone)))
+    endpoint = registry.lookup(url)
+    assert endpoint is not None
+    with pytest.raises(trio.BrokenResourceError, match="gone"):
+        await endpoint.open_proxy("1.1.1.1:1")
+    assert [m.load.health.failures for m in endpoint.members] == [1, 1]
+
+
+async def test_a_removed_member_is_never_picked_from_an_endpoint_value_held_before() -> None:
+    registry = _pool_registry()
+    url = "https://app.example.com"
+    a, b = _pooled("ts_a"), _pooled("ts_b")
+    registry.add(_pool_endpoint(registry, url, a))
+    held = registry.add(_pool_endpoint(registry, url, b))
+    registry.remove(url, a, reason="agent sent GOAWAY")
+    assert a.gone and a.load.health.reason == "agent sent GOAWAY"
+    assert {held.pick() for _ in range(20)} == {b}
+    registry.remove(url, b)
+    assert held.pick() is None
+    with pytest.raises(trio.BrokenResourceError, match="no agent session"):
+        await held.open_proxy("1.1.1.1:1")
+
+
+async def test_a_stream_refused_before_any_byte_backs_its_member_off() -> None:
+    registry = _pool_registry()
+    url = "https://app.example.com"
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
+
+            async def refuse_one() -> None:
+                stream = await agent.accept_stream()
+                await stream.receive_some()
+                stream.reset(ErrorCode.STREAM_REFUSED)  # as an agent whose upstream is down
+
+            async def over_mux(client_addr: str) -> trio.abc.HalfCloseableStream:
+                return await edge.open_typed_stream(StreamType.PROXY)
+
+            member = _pooled("ts_a", opener=over_mux)
+            registry.add(_pool_endpoint(registry, url, member))
+            registry.add(_pool_endpoint(registry, url, _pooled("ts_b")))
+            endpoint = registry.lookup(url)
+            assert endpoint is not None
+            nursery.start_soon(refuse_one)
+            stream = await endpoint.open_proxy("1.1.1.1:1", first=member)
+            assert isinstance(stream, PoolStream) and stream.member is member
+            await stream.send_all(b"GET / HTTP/1.1\r\n\r\n")
+            with pytest.raises(trio.BrokenResourceError):
+                await stream.receive_some()
+            assert stream.refused_early and member.load.health.failures == 1
+            assert "8012" in member.load.health.reason
+            assert endpoint.alternative(member)
+            await stream.aclose()
+            assert member.load.outstanding == 0
+
+
+async def test_the_first_bytes_back_make_a_probed_member_healthy() -> None:
+    clock = _Clock()
+    registry = _pool_registry(clock)
+    url = "https://app.example.com"
+    agent = _Agent()
+    member = _pooled("ts_a", agent)
+    registry.add(_pool_endpoint(registry, url, member))
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_b")))
+    endpoint = registry.lookup(url)
+    assert endpoint is not None
+    endpoint.refused(member, "test")
+    clock.now += 1.0  # back-off over: probing
+    stream = await endpoint.open_proxy("1.1.1.1:1", first=member)
+    (_, theirs) = agent.opened[0]
+    await theirs.send_all(b"HTTP/1.1 200 OK\r\n")
+    assert await stream.receive_some() == b"HTTP/1.1 200 OK\r\n"
+    assert member.load.health.failures == 0
+    assert not stream.reusable  # a pool balances every request

@@ -11,11 +11,13 @@ import pytest
 import trio
 import trio.testing
 
-from edge.endpoints.registry import Endpoint, Member
+from edge.endpoints.registry import Endpoint, EndpointRegistry, Member
 from edge.front_door.tcp_ports import (
+    SharedPort,
     open_tcp_endpoint_listeners,
     peer_address,
     proxy_connection,
+    serve_shared_port,
     serve_tcp_endpoint,
 )
 from protocol.formats.urls import format_host_port
@@ -168,3 +170,57 @@ async def test_a_taken_port_is_refused_when_binding() -> None:
                 await open_tcp_endpoint_listeners("127.0.0.1", holder.socket.getsockname()[1])
         finally:
             await holder.aclose()
+
+
+async def test_a_shared_port_serves_the_pool_online_now_and_frees_the_port_on_close() -> None:
+    registry = EndpointRegistry()
+    agents = [FakeAgent(), FakeAgent()]
+    with trio.fail_after(BOUND):
+        listeners = await open_tcp_endpoint_listeners("127.0.0.1", 0)
+        port = listeners[0].socket.getsockname()[1]
+        url = f"tcp://127.0.0.1:{port}"
+        for index, agent in enumerate(agents):
+            member = Member(
+                bind_id=f"tun_{index}",
+                token="",
+                session_id=f"ts_{index}",
+                client_id="client",
+                opener=agent.open,
+                pooling=True,
+            )
+            registry.add(
+                Endpoint(
+                    url=url,
+                    proto="tcp",
+                    host="127.0.0.1",
+                    port=port,
+                    members=(member,),
+                    runtime=registry.runtime,
+                )
+            )
+        shared = SharedPort(url, listeners)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(serve_shared_port, shared, registry, connections=nursery))
+            clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(4)]
+            ends = [await agent.streams.receive() for agent in agents for _ in range(2)]
+            # Each connection held open: the power of two choices gives each member two.
+            assert [len(agent.client_addrs) for agent in agents] == [2, 2]
+            # The member that opened the port leaves: the port serves the rest of the pool.
+            endpoint = registry.lookup(url)
+            assert endpoint is not None
+            registry.remove(url, endpoint.members[0])
+            late = await trio.open_tcp_stream("127.0.0.1", port)
+            await agents[1].streams.receive()
+            assert [len(agent.client_addrs) for agent in agents] == [2, 3]
+            # The last member leaves: a connection already queued finds no endpoint and is
+            # closed; then the port closes, free for anyone at once.
+            registry.remove(url, endpoint.members[1])
+            orphan = await trio.open_tcp_stream("127.0.0.1", port)
+            assert await orphan.receive_some(10) == b""
+            shared.close()
+            with pytest.raises(OSError):
+                await trio.open_tcp_stream("127.0.0.1", port)
+            again = await open_tcp_endpoint_listeners("127.0.0.1", port)
+            for stream in [*clients, *ends, late, orphan, *again]:
+                await stream.aclose()
+            nursery.cancel_scope.cancel()

@@ -248,7 +248,7 @@ def test_a_version_3_store_upgrades_to_limits_and_keeps_its_tokens(tmp_path: Pat
     path = tmp_path / "burrow.db"
     tokens = write_v3_store(path)
     with SQLiteStore.open(path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 4
+        assert store.schema_version == len(MIGRATIONS) == 5
         for name in ("owned", "plain"):
             credential = store.authenticate(tokens[name])
             assert credential is not None and credential.description == "v3"
@@ -423,3 +423,20 @@ def test_without_hard_links_a_new_store_is_copied_into_place(
         assert store.schema_version == len(MIGRATIONS)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["burrow.db"]
+
+
+def test_an_older_store_upgrades_to_cloud_endpoints_and_keeps_its_tokens(tmp_path: Path) -> None:
+    """Version 5 adds the cloud endpoints table: a version-3 file gains it (through 4) without
+    losing a token, and cloud endpoints written there survive a reopen."""
+    path = tmp_path / "burrow.db"
+    tokens = write_v3_store(path)
+    with SQLiteStore.open(path) as store:
+        assert store.schema_version == len(MIGRATIONS) == 5
+        assert store.list_cloud_endpoints() == []
+        created = store.create_cloud_endpoint(
+            url="https://api.acme.example", traffic_policy="on_http_request: []"
+        )
+        assert store.authenticate(tokens["plain"]) is not None
+    with SQLiteStore.open(path) as store:
+        assert store.list_cloud_endpoints() == [created]
+        assert store.authenticate_api_key(tokens["key"]) is not None

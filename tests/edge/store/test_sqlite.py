@@ -737,3 +737,22 @@ def test_update_api_key(store: SQLiteStore) -> None:
     with pytest.raises(StoreError, match="API key metadata is 4097 bytes"):
         store.update_api_key(key.id, description="kept?", metadata="m" * 4097)
     assert store.get_api_key(key.id) == both
+
+
+def test_observe_latency_sees_every_call_failed_ones_too(tmp_path: Path) -> None:
+    """The edge's store latency metric: one observation per call, in seconds."""
+    seen: list[float] = []
+    store = SQLiteStore.open(tmp_path / "burrow.db")
+    store.observe_latency(seen.append)
+    store.create_credential(description="x")
+    store.list_credentials()
+    assert len(seen) == 2
+    assert all(0 <= seconds < 5 for seconds in seen)
+    store.observe_latency(None)
+    store.list_credentials()
+    assert len(seen) == 2
+    store.observe_latency(seen.append)
+    store.close()
+    with pytest.raises(StoreError):
+        store.list_credentials()
+    assert len(seen) == 3

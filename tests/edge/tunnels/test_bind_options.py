@@ -28,12 +28,21 @@ def test_a_plain_bind_is_accepted() -> None:
     assert refused("tls", {"URL": "tls://db.example.com", "MutualTLSAtAgent": True}) == []
 
 
-@pytest.mark.parametrize("key", ["Compression", "WebsocketTCPConverter"])
+@pytest.mark.parametrize("key", ["WebsocketTCPConverter"])
 def test_a_switch_sent_as_an_empty_object_is_refused(key: str) -> None:
     """ngrok's SDKs turn these on with `{}` (and off with null): an empty object asks for it."""
     (only,) = refused("https", {**SDK_HTTP_DEFAULTS, key: {}})
     assert only.startswith(f"Opts.{key} (")
     assert refused("https", {**SDK_HTTP_DEFAULTS, key: None}) == []
+
+
+def test_compression_sent_as_an_empty_object_is_left_to_the_policy_path() -> None:
+    """`Compression: {}` (the SDK's `compression()`) becomes a compress-response rule
+    (tests/edge/policy/test_sdk_options.py); on tcp and tls it has none and stays refused."""
+    assert "Compression" in POLICY_OPTIONS["https"] and "Compression" in POLICY_OPTIONS["http"]
+    assert refused("https", {**SDK_HTTP_DEFAULTS, "Compression": {}}) == []
+    (only,) = refused("tcp", {"URL": "", "Compression": {}})
+    assert only == "Opts.Compression (compression)"
 
 
 def test_empty_objects_are_not_options() -> None:
@@ -51,10 +60,11 @@ def test_empty_objects_are_not_options() -> None:
         ("https", "OAuth", {"provider": "google"}, "OAuth"),
         ("https", "OIDC", {"issuer_url": "https://id.example.com"}, "OpenID Connect"),
         ("https", "MutualTLSCA", {"mutual_tls_ca": [1]}, "mutual TLS at the edge"),
-        ("tls", "MutualTLSAtEdge", True, "mutual TLS at the edge"),
-        ("tls", "TLSTermination", {"cert": "x"}, "TLS termination at the edge"),
+        ("https", "MutualTLSAtEdge", True, "mutual TLS at the edge"),
+        ("https", "TLSTermination", {"cert": "x"}, "TLS termination at the edge"),
         ("https", "HostHeaderRewrite", True, "Host header rewriting"),
-        ("https", "WebhookVerification", {"provider": "github"}, "webhook"),
+        ("tcp", "WebhookVerification", {"provider": "github"}, "webhook"),
+        ("tls", "CircuitBreaker", {"error_threshold": 0.5}, "circuit breaker"),
         ("https", "SomethingNew", {"on": True}, "does not know"),
     ],
 )
@@ -90,9 +100,14 @@ def test_an_ip_policy_reference_and_an_http2_upstream_are_refused() -> None:
         ("http", "IPRestriction", {"deny_cidrs": ["10.0.0.0/8"]}),
         ("tcp", "IPRestriction", {"allow_cidrs": ["127.0.0.1/32"]}),
         ("tls", "IPRestriction", {"allow_cidrs": ["127.0.0.1/32"]}),
+        ("tls", "TLSTermination", {"cert": "LS0t", "key": "LS0t"}),
+        ("tls", "MutualTLSAtEdge", {"mutual_tls_ca": "LS0t"}),
         ("https", "RequestHeaders", {"add": ["x-a:b"]}),
         ("https", "ResponseHeaders", {"remove": ["server"]}),
         ("https", "UserAgentFilter", {"deny": ["curl"]}),
+        ("https", "WebhookVerification", {"provider": "github", "secret": "s"}),
+        ("http", "CircuitBreaker", {"error_threshold": 0.5}),
+        ("https", "Compression", {}),
         ("https", "TrafficPolicy", "on_http_request: []"),
         ("tcp", "TrafficPolicy", '{"on_tcp_connect": []}'),
         ("tls", "TrafficPolicy", "on_tcp_connect: []"),
@@ -106,13 +121,18 @@ def test_policy_options_are_left_to_the_policy_path(proto: str, key: str, value:
 
 
 def test_every_refused_option_is_named_in_a_stable_order() -> None:
-    got = refused("https", {"OIDC": {"issuer_url": "x"}, "OAuth": {"a": 1}, "Compression": {}})
+    # Compression is mapped now (left to the policy path); HostHeaderRewrite takes its place.
+    got = refused(
+        "https",
+        {"OIDC": {"issuer_url": "x"}, "OAuth": {"a": 1}, "Compression": {},
+         "HostHeaderRewrite": True},
+    )  # fmt: skip
     assert [item.split(" ")[0] for item in got] == [
-        "Opts.Compression",
+        "Opts.HostHeaderRewrite",
         "Opts.OAuth",
         "Opts.OIDC",
     ]
     message = refusal_message("https://a.example.com", got)
-    assert "does not enforce Opts.Compression" in message
+    assert "does not enforce Opts.HostHeaderRewrite" in message
     assert "did not bind https://a.example.com" in message
     assert all(item in message for item in got)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 
 import pytest
 
+from edge.policy.actions_tls import REDACTED
 from edge.store import Credential
 from edge.tunnels.decisions import (
     ACCEPTED,
@@ -27,6 +30,7 @@ from edge.tunnels.decisions import (
 )
 from protocol.rpc import errcodes
 from protocol.rpc.messages import Bind, BindExtra
+from tests.edge.policy.tls_helpers import make_leaf, terminate_tls_policy
 
 
 def _credential(
@@ -246,9 +250,31 @@ def test_an_online_url_is_334() -> None:
     url = "https://app.example.com"
     assert check_not_bound(url, online=False) is ACCEPTED
     assert check_not_bound(url, online=True) == Refused(
-        message="The tunnel 'https://app.example.com' is already bound to another tunnel session",
+        message="The tunnel 'https://app.example.com' is already bound to another tunnel session. "
+        "Either stop the existing endpoint first, or start both endpoints with "
+        "`--pooling-enabled` (`pooling_enabled: true` in the config file) to load balance "
+        "between them.",
         code=errcodes.ERR_NGROK_334,
     )
+
+
+def test_a_url_whose_endpoints_all_pool_may_be_bound_again() -> None:
+    url = "https://app.example.com"
+    assert check_not_bound(url, online=True, pooling_enabled=True, pool_open=True) is ACCEPTED
+
+
+def test_a_pooled_bind_onto_an_endpoint_without_pooling_is_334_naming_the_fix() -> None:
+    refused = check_not_bound(
+        "https://app.example.com", online=True, pooling_enabled=True, pool_open=False
+    )
+    assert isinstance(refused, Refused)
+    assert refused.code == errcodes.ERR_NGROK_334
+    assert "the endpoint already online does not" in refused.message
+    assert "--pooling-enabled" in refused.message
+    unpooled = check_not_bound(
+        "https://app.example.com", online=True, pooling_enabled=False, pool_open=True
+    )
+    assert isinstance(unpooled, Refused) and unpooled.code == errcodes.ERR_NGROK_334
 
 
 def test_a_port_taken_on_the_host_is_334_so_agents_retry() -> None:
@@ -432,3 +458,50 @@ def test_a_policy_and_legacy_options_together_are_refused() -> None:
     decision = decide_policy(bind, "tcp")
     assert isinstance(decision, Refused)
     assert "Opts.TrafficPolicy and Opts.IPRestriction were both given" in decision.message
+
+
+# --- terminate-tls: the private key is never in the text the admin API shows ----------------
+def test_an_sdk_tls_termination_becomes_a_policy_whose_text_hides_the_key() -> None:
+    server = make_leaf("db.example.com")
+    termination = {
+        "cert": base64.b64encode(server.cert_pem.encode()).decode(),
+        "key": base64.b64encode(server.key_pem.encode()).decode(),
+    }
+    decision = decide_policy(_policy_bind("tls", TLSTermination=termination), "tls")
+    assert isinstance(decision, BindPolicy)
+    (rule,) = decision.compiled.on_tcp_connect
+    assert [action.type for action in rule.actions] == ["terminate-tls"]
+    shown = json.loads(decision.text)
+    config = shown["on_tcp_connect"][0]["actions"][0]["config"]
+    assert config["server_private_key"] == REDACTED
+    assert config["server_certificate"] == server.cert_pem
+    assert server.key_pem.splitlines()[1] not in decision.text
+
+
+def test_a_traffic_policy_with_a_private_key_is_shown_redacted() -> None:
+    server = make_leaf("db.example.com")
+    text = terminate_tls_policy(server)
+    decision = decide_policy(_policy_bind("tls", TrafficPolicy=text), "tls")
+    assert isinstance(decision, BindPolicy)
+    assert server.key_pem.splitlines()[1] not in decision.text
+    assert REDACTED in decision.text
+    assert server.cert_pem.splitlines()[1] in decision.text.replace("\\n", "\n")
+
+
+def test_terminate_tls_on_an_https_endpoint_is_refused_with_2205() -> None:
+    text = terminate_tls_policy(make_leaf("app.example.com"))
+    decision = decide_policy(_policy_bind("https", TrafficPolicy=text), "https")
+    assert isinstance(decision, Refused) and decision.code == "ERR_NGROK_2205"
+    assert "terminate-tls" in decision.message
+
+
+def test_an_internal_http_endpoint_may_not_have_on_tcp_connect_rules() -> None:
+    bind = _policy_bind("https", TrafficPolicy=RESTRICT_TCP)
+    decision = decide_policy(bind, "https", binding="internal")
+    assert isinstance(decision, Refused)
+    assert decision.code == "ERR_NGROK_2262"
+    assert "forward-internal" in decision.message
+    # A public https endpoint, and an internal tls one, keep their on_tcp_connect rules.
+    assert isinstance(decide_policy(bind, "https"), BindPolicy)
+    tls = _policy_bind("tls", TrafficPolicy=RESTRICT_TCP)
+    assert isinstance(decide_policy(tls, "tls", binding="internal"), BindPolicy)

@@ -31,6 +31,7 @@ from protocol.rpc.messages import (
     AuthExtra,
     AuthResp,
     Bind,
+    BindExtra,
     BindResp,
     ProxyHeader,
     StreamType,
@@ -65,9 +66,15 @@ class Connection:
         )
         return await call(self.agent, StreamType.AUTH, request, AuthResp, CODEC)
 
-    async def bind(self, url: str, *, bind_id: str = "") -> BindResp:
+    async def bind(self, url: str, *, bind_id: str = "", pooling: bool = False) -> BindResp:
         proto = url.split("://", 1)[0]
-        request = Bind(id=bind_id, proto=proto, opts={"URL": url}, forwards_to="localhost:3000")
+        request = Bind(
+            id=bind_id,
+            proto=proto,
+            opts={"URL": url},
+            forwards_to="localhost:3000",
+            extra=BindExtra(pooling_enabled=pooling),
+        )
         return await call(self.agent, StreamType.BIND, request, BindResp, CODEC)
 
     async def unbind(self, bind_id: str) -> UnbindResp:
@@ -222,7 +229,10 @@ async def test_a_second_bind_of_an_online_url_is_334(hub: EdgeHub, token: str) -
             assert (await first.bind("tls://db.example.com")).error == ""
             refused = await second.bind("tls://db.example.com")
             assert refused.error == errcodes.format_wire_error(
-                "The tunnel 'tls://db.example.com' is already bound to another tunnel session",
+                "The tunnel 'tls://db.example.com' is already bound to another tunnel session. "
+                "Either stop the existing endpoint first, or start both endpoints with "
+                "`--pooling-enabled` (`pooling_enabled: true` in the config file) to load "
+                "balance between them.",
                 errcodes.ERR_NGROK_334,
             )
             endpoint = hub.registry.lookup("tls://db.example.com")
@@ -498,3 +508,52 @@ async def test_a_revoked_credentials_failed_login_names_it(
     }
     assert token not in repr(event.object)
     assert token.partition("_")[2] not in repr(event.object)
+
+
+async def test_pooled_binds_share_a_url_and_a_goaway_takes_a_member_out_at_once(
+    hub: EdgeHub, token: str
+) -> None:
+    url = "https://app.example.com"
+    with trio.fail_after(TIMEOUT):
+        async with (
+            connect(hub) as first,
+            connect(hub, OTHER_ADDR) as second,
+            connect(hub) as third,
+        ):
+            for conn in (first, second, third):
+                await conn.auth(token)
+            assert (await first.bind(url, pooling=True)).error == ""
+            assert (await second.bind(url, pooling=True)).error == ""
+            endpoint = hub.registry.lookup(url)
+            assert endpoint is not None
+            assert [m.session_id for m in endpoint.members] == [
+                first.session.id,
+                second.session.id,
+            ]
+            assert endpoint.members[1].agent_addr == "198.51.100.20:40404"
+            refused = await third.bind(url)  # no pooling: refused, naming the fix
+            assert errcodes.ERR_NGROK_334 in refused.error
+            assert "--pooling-enabled" in refused.error
+            # The first agent drains: GOAWAY, its session still open.
+            first.agent.go_away(ErrorCode.NO_ERROR, "draining")
+            while len(endpoint.members) != 1:
+                await trio.sleep(0.01)
+                endpoint = hub.registry.lookup(url) or endpoint
+            (left,) = endpoint.members
+            assert left.session_id == second.session.id
+            assert not first.ended.is_set()  # in-flight streams may still finish
+            # New requests go to the remaining member only.
+            route = hub.registry.lookup_public("https", "app.example.com")
+            assert route is not None and {route.pick() for _ in range(10)} == {left}
+
+
+async def test_a_pooled_bind_onto_an_unpooled_endpoint_is_334(hub: EdgeHub, token: str) -> None:
+    url = "tls://db.example.com"
+    with trio.fail_after(TIMEOUT):
+        async with connect(hub) as first, connect(hub) as second:
+            await first.auth(token)
+            await second.auth(token)
+            assert (await first.bind(url)).error == ""
+            refused = await second.bind(url, pooling=True)
+            assert errcodes.ERR_NGROK_334 in refused.error
+            assert "the endpoint already online does not" in refused.error

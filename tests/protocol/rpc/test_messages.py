@@ -469,3 +469,12 @@ def test_rpc_messages_cover_every_rpc_stream_type() -> None:
     assert set(RPC_MESSAGES) == set(StreamType) - {StreamType.PROXY, StreamType.HEARTBEAT}
     assert RPC_MESSAGES[StreamType.AUTH] == (Auth, AuthResp)
     assert RPC_MESSAGES[StreamType.STOP_TUNNEL] == (StopTunnel, None)
+
+
+@pytest.mark.parametrize("cls", [Stop, Restart])
+def test_stop_and_restart_carry_who_asked_only_when_given(cls: type[Stop | Restart]) -> None:
+    # ngrok's shape is `{}`; Burrow's edge adds `Message`, which ngrok's agents ignore.
+    assert to_wire(cls()) == {}
+    asked = cls(message="the admin API, key ak_1")
+    assert to_wire(asked) == {"Message": "the admin API, key ak_1"}
+    assert from_wire(cls, {"message": "the admin API, key ak_1"}) == asked
