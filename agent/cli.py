@@ -6,7 +6,12 @@
                 [--crt PATH --key PATH [--mutual-tls-cas PATH]]
     burrow tcp  UPSTREAM [--url tcp://HOST:PORT] [ENDPOINT FLAGS]
     burrow start (--all | NAME ...)
-    burrow config check
+    burrow config check | add-authtoken TOKEN | add-connect-url HOST:PORT
+    burrow diagnose
+    burrow completion bash|zsh|fish
+    burrow version
+    burrow service install --config FILE [--root DIR]
+    burrow service start|stop|restart|status|uninstall
 
     ENDPOINT FLAGS: --name N, --binding public|internal|kubernetes, --pooling-enabled[=BOOL],
                     --description TEXT, --metadata TEXT, --upstream-proxy-protocol 1|2
@@ -28,9 +33,12 @@ session's. With no `--config`, the default file is read if it exists
 (`~/.config/burrow/burrow.yml`), else built-in defaults; `BURROW_AUTHTOKEN`,
 `BURROW_CONNECT_URL` and `BURROW_CONNECT_CAS` override the files.
 
-Output: `Forwarding URL -> UPSTREAM` lines on stdout (scripts parse them); notices, errors and
-(by default) logs on stderr. Errors are one line, `burrow: ...`, and exit 1. Ctrl-C or SIGTERM
-closes the session cleanly and exits 0 after `burrow: stopped`.
+Output: on a terminal (console_ui: iftty, the default), a live status view (agent.console).
+Elsewhere, `Forwarding URL -> UPSTREAM` lines on stdout (scripts parse them); notices, errors
+and (by default) logs on stderr, one info line per connection or HTTP request; with
+`--log-format logfmt|json` the Forwarding and notice lines are records in that format too.
+Errors are one line, `burrow: ...`, and exit 1. Ctrl-C or SIGTERM closes the session cleanly
+and exits 0 after `burrow: stopped`.
 """
 
 from __future__ import annotations
@@ -47,7 +55,9 @@ from typing import NoReturn, TextIO
 
 import trio
 
+from agent.cli_config import add_config_edit_parsers, config_edit_command
 from agent.cli_endpoints import CLI_ENDPOINT_NAME, http_endpoint, tcp_endpoint, tls_endpoint
+from agent.completion import add_completion_parser, completion_command
 from agent.config import (
     AgentConfig,
     AgentSettings,
@@ -57,9 +67,23 @@ from agent.config import (
     default_config_path,
     load_config,
 )
+from agent.console import (
+    Console,
+    ConsoleReporter,
+    console_wanted,
+    log_request,
+    reporter_for,
+    view_log_sink,
+)
+from agent.deprecated_flags import add_deprecated_flags, apply_deprecated_flags
+from agent.diagnose import add_diagnose_parser, diagnose_command
 from agent.errors import AgentError, UsageError
+from agent.inspector.capture import DEFAULT_INSPECT_DB_SIZE, CaptureStore
+from agent.inspector.server import serve_agent_web
 from agent.logs import LOG_LEVELS, configure_logging
+from agent.metrics import AgentMetrics
 from agent.requests import AGENT_VERSION
+from agent.service import add_service_parser, service_command
 from agent.session import Agent, Reporter
 from protocol.formats.urls import BINDINGS
 
@@ -82,7 +106,7 @@ class _Parser(argparse.ArgumentParser):
 #: Boolean flags written Go's way (`--flag`, `--flag=false`); `_expand_bool_flags` turns the
 #: `=value` forms into `--flag` / `--no-flag` before argparse sees them, so that a bare flag
 #: never swallows the word after it (`burrow tcp --pooling-enabled 5432`).
-_BOOL_FLAGS = ("--pooling-enabled", "--upstream-tls-verify")
+_BOOL_FLAGS = ("--pooling-enabled", "--upstream-tls-verify", "--inspect")
 #: Go's strconv.ParseBool, which ngrok's flags use.
 _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
@@ -123,7 +147,8 @@ def _global_options(parser: argparse.ArgumentParser, *, metadata: bool) -> None:
         default=argparse.SUPPRESS,
         help="where log lines go (default: stderr)",
     )
-    group.add_argument("--log-level", choices=tuple(LOG_LEVELS), default=argparse.SUPPRESS)
+    # ngrok's level names, and `warning` for `warn` (protocol.formats.logs, shared with the edge)
+    group.add_argument("--log-level", choices=(*LOG_LEVELS, "warning"), default=argparse.SUPPRESS)
     group.add_argument("--log-format", choices=_LOG_FORMATS, default=argparse.SUPPRESS)
 
 
@@ -197,6 +222,7 @@ def _parser() -> _Parser:
     _endpoint_options(
         http, url_help="https://HOST, http://HOST or HOST (default: a random https name)"
     )
+    add_deprecated_flags(http, "http")
     upstream = http.add_argument_group("upstream options")
     upstream.add_argument(
         "--upstream-protocol", choices=("http1", "http2"), help="http1 (http2: not yet)"
@@ -206,6 +232,11 @@ def _parser() -> _Parser:
         "--upstream-tls-verify",
         "verify an https:// upstream's certificate (default; --upstream-tls-verify=false "
         "turns it off)",
+    )
+    _bool_flag(
+        upstream,
+        "--inspect",
+        "capture requests for the inspector on web_addr (default; --inspect=false turns it off)",
     )
     upstream.add_argument(
         "--upstream-tls-verify-cas",
@@ -218,6 +249,7 @@ def _parser() -> _Parser:
     )
     tls.add_argument("addr", metavar="UPSTREAM", help="the upstream: PORT or HOST:PORT")
     _endpoint_options(tls, url_help="tls://HOST (default: a random name)")
+    add_deprecated_flags(tls, "tls")
     termination = tls.add_argument_group("TLS termination at the agent")
     termination.add_argument("--crt", metavar="PATH", help="PEM certificate (chain) to serve")
     termination.add_argument("--key", metavar="PATH", help="PEM private key of --crt")
@@ -232,6 +264,7 @@ def _parser() -> _Parser:
     )
     tcp.add_argument("addr", metavar="UPSTREAM", help="the upstream: PORT or HOST:PORT")
     _endpoint_options(tcp, url_help="tcp://HOST:PORT (default: a random address)")
+    add_deprecated_flags(tcp, "tcp")
 
     start = commands.add_parser(
         "start", parents=[common], help="start endpoints defined in the config file"
@@ -244,6 +277,11 @@ def _parser() -> _Parser:
     config_commands.add_parser(
         "check", parents=[common], help="validate the config file and print where it is"
     )
+    add_config_edit_parsers(config_commands, [common])
+    add_service_parser(commands)
+    add_diagnose_parser(commands, [common])
+    add_completion_parser(commands)
+    commands.add_parser("version", help="print burrow's version (as --version does)")
     return parser
 
 
@@ -256,20 +294,48 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -
     """`main` with its environment and output streams passed in."""
     try:
         args = _parser().parse_args(_expand_bool_flags(argv))
+        if args.command == "version":
+            print(f"burrow {AGENT_VERSION}", file=out)
+            return 0
+        if args.command == "config" and args.config_command != "check":
+            return config_edit_command(args, env, out)
         if args.command == "config":
             return _config_check(args, env, out)
+        if args.command == "service":
+            return service_command(args, env, out)
+        if args.command == "completion":
+            return completion_command(args, _parser(), out)
         config = load_config(_config_paths(args, env), env)
+        if args.command == "diagnose":
+            return diagnose_command(args, config.agent, env, out)
+        notes: list[str] = []  # deprecated flags used, as ngrok warns of them
         if args.command in _ENDPOINT_COMMANDS:
+            notes = apply_deprecated_flags(args, args.command)
             endpoints: tuple[EndpointSettings, ...] = (_command_endpoint(args),)
         else:
             endpoints = _selected(config, args.names, start_all=args.all)
         settings = _settings(config.agent, args)
-        _logging(settings, args, out, err)
-        for line in config.not_supported:
+        view, fmt = _logging(settings, args, out, err)
+        for line in (*notes, *config.not_supported):
             log.warning("%s", line)
-        reporter = Reporter(out, err)
-        agent = Agent(settings, endpoints, reporter=reporter)
-        return _serve(agent, reporter)
+        reporter = ConsoleReporter(out, err) if view else reporter_for(fmt, out, err)
+        # web_addr: false turns capture and metrics off (nothing is added to the data path)
+        # unless the console view (agent.console) shows them; inspect_db_size: -1 turns
+        # capture off. Each captured request is logged when it ends (log_request).
+        captures = metrics = None
+        if settings.web_addr is not None or view:
+            metrics = AgentMetrics()
+            if settings.inspect_db_size != -1:
+                size = settings.inspect_db_size or DEFAULT_INSPECT_DB_SIZE
+                captures = CaptureStore(size, on_complete=log_request)
+        agent = Agent(settings, endpoints, reporter=reporter, captures=captures, metrics=metrics)
+        console = None
+        if isinstance(reporter, ConsoleReporter) and metrics is not None:
+            stdin = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+            console = Console(
+                agent, reporter, out, metrics=metrics, captures=captures, stdin_fd=stdin
+            )
+        return _serve(agent, reporter, console)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
     except (ConfigError, AgentError) as exc:  # UsageError is an AgentError
@@ -289,6 +355,7 @@ def endpoint_from_argv(argv: Sequence[str]) -> EndpointSettings:
     args = _parser().parse_args(_expand_bool_flags(argv))
     if args.command not in _ENDPOINT_COMMANDS:
         raise UsageError(f"`burrow {args.command}` does not define an endpoint")
+    apply_deprecated_flags(args, args.command)
     return _command_endpoint(args)
 
 
@@ -310,6 +377,7 @@ def _command_endpoint(args: argparse.Namespace) -> EndpointSettings:
             upstream_protocol=args.upstream_protocol,
             tls_verify=args.upstream_tls_verify,
             tls_verify_cas=args.upstream_tls_verify_cas,
+            inspect=args.inspect is not False,
         )
     if args.command == "tls":
         return tls_endpoint(
@@ -374,37 +442,59 @@ def _settings(settings: AgentSettings, args: argparse.Namespace) -> AgentSetting
     return settings
 
 
-def _logging(settings: AgentSettings, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
-    # The config's default sink is ngrok's `false`; Burrow logs to stderr unless told otherwise.
-    sink = getattr(args, "log", None) or (settings.log if settings.log != "false" else "stderr")
+def _logging(
+    settings: AgentSettings, args: argparse.Namespace, out: TextIO, err: TextIO
+) -> tuple[bool, str]:
+    """Set up logging; whether the console view is on (agent.console), and the format."""
+    # Burrow logs to stderr unless told otherwise (AgentSettings.log); `log: false` silences.
+    sink = getattr(args, "log", None) or settings.log
     level = getattr(args, "log_level", None) or settings.log_level
     fmt = getattr(args, "log_format", None) or settings.log_format
+    view = console_wanted(settings.console_ui, stdout_tty=_isatty(out), sink=sink)
+    if view:  # log lines never go to the view's terminal
+        sink = view_log_sink(sink, stderr_tty=_isatty(err))
     configure_logging(sink, level, fmt, stdout=out, stderr=err)
+    return view, fmt
 
 
-def _serve(agent: Agent, reporter: Reporter) -> int:
+def _isatty(stream: TextIO) -> bool:
     try:
-        return trio.run(_serve_until_signal, agent, reporter)
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _serve(agent: Agent, reporter: Reporter, console: Console | None = None) -> int:
+    try:
+        return trio.run(_serve_until_signal, agent, reporter, console)
     except KeyboardInterrupt:  # Ctrl-C before the signal handler was installed
         reporter.notice("stopped")
         return 0
 
 
-#: After SIGINT/SIGTERM the agent gets this long to say GOAWAY and close; a second signal, or
-#: the end of this wait, stops it at once.
+#: After SIGINT/SIGTERM the agent drains (`Agent.drain`: GOAWAY, no new streams, in-flight
+#: streams get `agent.drain_timeout`), then gets this long more to close; a second signal
+#: ends the drain at once, and a third, or the end of this wait, stops it outright.
 STOP_GRACE = 2.0
 
 
-async def _serve_until_signal(agent: Agent, reporter: Reporter) -> int:
-    """Run the agent until it returns or fails; SIGINT/SIGTERM asks it to stop cleanly."""
+async def _serve_until_signal(
+    agent: Agent, reporter: Reporter, console: Console | None = None
+) -> int:
+    """Run the agent until it returns or fails; SIGINT/SIGTERM asks it to stop cleanly.
+    `console`, if given, draws the live view meanwhile (and restores the terminal after)."""
     status = 0
     returned = False
 
     async def watch_signals(scope: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
-                agent.stop()
+                agent.drain()
                 break
+            with trio.move_on_after(agent.settings.drain_timeout):
+                async for _ in signals:
+                    agent.stop()  # a second signal: no more waiting for streams
+                    break
             with trio.move_on_after(STOP_GRACE):
                 async for _ in signals:
                     break
@@ -412,6 +502,10 @@ async def _serve_until_signal(agent: Agent, reporter: Reporter) -> int:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals, nursery.cancel_scope)
+        if agent.settings.web_addr is not None:
+            nursery.start_soon(serve_agent_web, agent)
+        if console is not None:
+            nursery.start_soon(console.run)
         try:
             await agent.run()
         except AgentError as exc:

@@ -88,9 +88,11 @@ def http_endpoint(
     tls_verify: bool | None = None,
     tls_verify_cas: str | None = None,
     traffic_policy_file: str | None = None,
+    inspect: bool = True,
 ) -> EndpointSettings:
     """The endpoint `burrow http ADDR ...` asks for: an https:// URL (random unless `url`
-    names one; http:// if it says so). `tls_verify` None means not given (verify).
+    names one; http:// if it says so). `tls_verify` None means not given (verify); `inspect`
+    (ngrok's `--inspect`, on by default) captures its requests for the inspector.
     Raises UsageError if invalid, including an unusable CA file."""
     endpoint_url, chosen = _endpoint_url("http", url, binding)
     target = _upstream_target(addr, endpoint_url)
@@ -139,6 +141,7 @@ def http_endpoint(
         description=description,
         metadata=metadata,
         traffic_policy_file=traffic_policy_file,
+        inspect=inspect,
     )
 
 
@@ -270,6 +273,7 @@ def _endpoint(
     metadata: str,
     termination: AgentTLSTermination | None = None,
     traffic_policy_file: str | None = None,
+    inspect: bool = False,
 ) -> EndpointSettings:
     if not name.strip():
         raise UsageError("--name must not be empty")
@@ -295,6 +299,6 @@ def _endpoint(
         traffic_policy=None,
         traffic_policy_file=policy_file,
         agent_tls_termination=termination,
-        inspect=False,
+        inspect=inspect,
         endpoint_url=endpoint_url,
     )

@@ -11,9 +11,10 @@ The typed readers that produce those messages are `agent.config_values`. TLS mat
 `agent.tls_contexts`, so a bad PEM fails `burrow config check` with the key path that names it.
 
 Unknown keys are errors, as in ngrok 3.x. `agent:` keys that ngrok documents but Burrow does not
-act on (`console_ui`, `web_addr`, ...) are type-checked and kept in `AgentSettings.ngrok_options`,
-so ngrok users' files load unchanged. Relative paths in a file are relative to that file's
-directory (the agent often runs as a service whose working directory is `/`).
+act on (`update_check`, `dns_resolver_ips`, ...) are type-checked and kept in
+`AgentSettings.ngrok_options`, so ngrok users' files load unchanged. Relative paths in a file
+are relative to that file's directory (the agent often runs as a service whose working
+directory is `/`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from agent.config_values import (
     read_str,
     read_str_list,
 )
+from agent.legacy_tunnels import with_legacy_tunnels
+from agent.proxy_url import ProxyURL, ProxyURLError, parse_proxy_url
 from agent.tls_contexts import TLSMaterialError, termination_context, upstream_context
 from protocol.formats import units
 from protocol.formats.urls import (
@@ -75,6 +78,7 @@ __all__ = [
 # and 8443 needs no root. A deployment sets `connect_url` to its own edge (`edge.acme.com:443`).
 DEFAULT_CONNECT_URL = "connect.burrow.localhost:8443"
 DEFAULT_CONNECT_PORT = 443  # ngrok agents always dial 443 (reference §7)
+DEFAULT_WEB_ADDR = ("127.0.0.1", 4040)  # ngrok's web_addr default (reference §1.3)
 MAX_METADATA_LENGTH = 4096  # ngrok's documented limit for session and endpoint metadata
 SECRET_VISIBLE_CHARS = 4
 SECRET_MIN_LENGTH_TO_SHOW = 12  # below this, 4 visible characters would give too much away
@@ -122,11 +126,28 @@ class AgentSettings:
     heartbeat_tolerance: float = 15.0  # ngrok's default
     connect_timeout: float = 10.0  # ngrok's default
     metadata: str = ""
-    log: str = "false"  # "stdout" | "stderr" | "false" | an absolute path
+    # "stdout" | "stderr" | "false" | an absolute path. Burrow logs to stderr unless the file
+    # says otherwise (ngrok's default is false); an explicit `log: false` means no log lines.
+    log: str = "stderr"
     log_level: str = "info"
     log_format: str = "term"  # "term" | "logfmt" | "json"
+    # ngrok's console_ui: True, False or "iftty" (the live status view when stdout is a
+    # terminal; agent.console decides).
+    console_ui: bool | str = "iftty"
+    # The inspector, local API, /metrics and probes (ngrok's default address); None = off.
+    web_addr: tuple[str, int] | None = DEFAULT_WEB_ADDR
+    # Bytes of captured traffic kept for the inspector: 0 = ngrok's default (50 MB), -1 = off.
+    inspect_db_size: int = 0
+    # ngrok's proxy_url: dial the edge through this HTTP CONNECT or SOCKS5 proxy; None = the
+    # environment's (HTTPS_PROXY, ALL_PROXY, minus NO_PROXY), else direct (agent.proxy_dial).
+    proxy: ProxyURL | None = None
     # Documented ngrok keys Burrow accepts, type-checks and keeps, but does not act on.
     ngrok_options: Mapping[str, object] = field(default_factory=dict)
+    # Burrow extension: on SIGTERM/SIGINT the agent says GOAWAY (the edge sends new traffic to
+    # the endpoint's other pool members at once), takes no new streams, and gives the streams
+    # it serves this long to finish before it exits. 10 s lets ordinary requests end and fits
+    # well within a service manager's stop timeout (systemd's default is 90 s).
+    drain_timeout: float = 10.0
 
     @property
     def connect_address(self) -> tuple[str, int]:
@@ -146,11 +167,15 @@ class UpstreamSettings:
 
 @dataclass(frozen=True)
 class AgentTLSTermination:
-    """Each value is an absolute path to a PEM file or inline PEM text."""
+    """Each PEM value is an absolute path to a PEM file or inline PEM text."""
 
     server_certificate: str
     server_private_key: str = field(repr=False)  # may be an inline key: never print it
     mutual_tls_certificate_authorities: tuple[str, ...] = ()
+    # Burrow extension (ngrok has no such key): the ALPN protocols the agent's TLS server
+    # selects from, most preferred first, e.g. ("postgresql",) for PostgreSQL 17+ clients with
+    # sslnegotiation=direct. Empty (the default, as ngrok): ALPN is ignored.
+    alpn_protocols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,7 +191,7 @@ class EndpointSettings:
     traffic_policy: dict[str, object] | str | None
     traffic_policy_file: str | None  # an absolute path; read again when the endpoint binds
     agent_tls_termination: AgentTLSTermination | None
-    inspect: bool  # accepted because ngrok's agent API shows it; Burrow does not inspect yet
+    inspect: bool  # capture this http(s) endpoint's requests for the inspector (default)
     endpoint_url: EndpointURL
 
     @property
@@ -180,7 +205,8 @@ class AgentConfig:
     endpoints: tuple[EndpointSettings, ...]
     sources: tuple[Path, ...]
     #: Settings the file gives that Burrow accepts (so ngrok's files load) but does not act on
-    #: yet, one `file:line: key: why` line each; `burrow config check` and `start` print them.
+    #: yet, and deprecated forms it reads (`tunnels:`), one `file:line: key: why` line each;
+    #: `burrow config check` and `start` print them.
     not_supported: tuple[str, ...] = ()
 
     def endpoint(self, name: str) -> EndpointSettings | None:
@@ -246,29 +272,25 @@ def load_config(paths: Sequence[Path], env: Mapping[str, str]) -> AgentConfig:
             raise ctx.error(("version",), "missing; add `version: 3` at the top of the file")
     agent = _agent_settings(ctx, read_mapping(ctx, merged.get("agent"), ("agent",)))
     endpoints = _endpoints(ctx, merged.get("endpoints"))
+    # ngrok's deprecated tunnels: map, read as more endpoints (agent.legacy_tunnels), noted.
+    endpoints, tunnel_notes = with_legacy_tunnels(ctx, merged.get("tunnels"), endpoints, _endpoint)
     return AgentConfig(
         agent=agent,
         endpoints=endpoints,
         sources=tuple(paths),
-        not_supported=_not_supported(ctx, merged),
+        not_supported=(*_not_supported(ctx, merged), *tunnel_notes),
     )
 
 
 def _not_supported(ctx: SourceMap, merged: Mapping[str, object]) -> tuple[str, ...]:
-    """What the file sets that Burrow keeps but ignores: ngrok-only `agent:` keys, and an
-    endpoint's `inspect` (there is no inspector yet). `false` turns off something Burrow does
-    not have, which is honoured, so it is not reported."""
+    """What the file sets that Burrow keeps but ignores: ngrok-only `agent:` keys. `false`
+    turns off something Burrow does not have, which is honoured, so it is not reported."""
     found = []
     agent = merged.get("agent")
     if isinstance(agent, Mapping):
         for key in _NGROK_ONLY_AGENT_KEYS:
             if agent.get(key) not in (None, False):
                 found.append(ctx.error(("agent", key), NOT_SUPPORTED_YET))
-    endpoints = merged.get("endpoints")
-    if isinstance(endpoints, list):
-        for index, endpoint in enumerate(endpoints):
-            if isinstance(endpoint, Mapping) and endpoint.get("inspect") is True:
-                found.append(ctx.error(("endpoints", index, "inspect"), NOT_SUPPORTED_YET))
     found.sort(key=lambda error: (error.source or "", error.line or 0))
     return tuple(str(error) for error in found)
 
@@ -289,10 +311,8 @@ def _check_version(ctx: SourceMap, data: Mapping[str, object]) -> None:
     raise ctx.error(("version",), f"must be 3, found {version!r}; write `version: 3`")
 
 
-_TOP_KEYS = ("version", "agent", "endpoints")
+_TOP_KEYS = ("version", "agent", "endpoints", "tunnels")
 _V2_TOP_HINTS = {
-    "tunnels": "v2-style tunnels are not supported by Burrow; define them under endpoints: "
-    "(see deploy/agent.example.yml)",
     "server_addr": "v3 files spell it agent.connect_url",
     "root_cas": "v3 files spell it agent.connect_cas",
 }
@@ -307,8 +327,13 @@ _USED_AGENT_KEYS = (
     "log",
     "log_level",
     "log_format",
+    "web_addr",
+    "inspect_db_size",
+    "proxy_url",
+    "drain_timeout",
+    "console_ui",
 )
-_LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+_LOG_LEVELS = ("crit", "error", "warn", "info", "debug", "warning")  # warning means warn
 _LOG_FORMATS = ("term", "logfmt", "json")
 
 
@@ -322,10 +347,6 @@ def _is_bool(value: object) -> bool:
 
 def _is_str_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _is_proxy_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://", "socks5://"))
 
 
 def policy_problem(text: str) -> str | None:
@@ -379,18 +400,14 @@ NOT_SUPPORTED_YET = "not supported by Burrow yet; accepted and ignored"
 _NGROK_ONLY_AGENT_KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "api_key": ("a string", _is_str),
     "connect_interface": ("an interface name", _is_str),
-    "console_ui": ("true, false or iftty", lambda v: _is_bool(v) or v == "iftty"),
     "console_ui_color": ("transparent or black", lambda v: v in ("transparent", "black")),
     "crl_noverify": ("true or false", _is_bool),
     "crl_url": ("a URL", _is_str),
     "dns_resolver_ips": ("a list of IP addresses", _is_str_list),
-    "inspect_db_size": ("a whole number of bytes", lambda v: type(v) is int),
     "local_storage": ("anything", lambda v: True),  # shape undocumented (reference §1.3)
-    "proxy_url": ("an http://, https:// or socks5:// URL", _is_proxy_url),
     "remote_management": ("true or false", _is_bool),
     "update_channel": ("stable, beta or unstable", lambda v: v in ("stable", "beta", "unstable")),
     "update_check": ("true or false", _is_bool),
-    "web_addr": ("host:port or false", lambda v: _is_str(v) or v is False),
     "web_allow_hosts": ("a list of hosts, IPs or CIDRs", _is_str_list),
 }
 
@@ -423,7 +440,7 @@ def _agent_settings(ctx: SourceMap, data: Mapping[str, object]) -> AgentSettings
     cas = read_str(ctx, data, p, "connect_cas", "trusted")
     if cas not in ("trusted", "host"):
         cas = ctx.resolve_file((*p, "connect_cas"), cas)
-    log = data.get("log", "false")
+    log = data.get("log", "stderr")
     if log is False:  # YAML reads `log: false` as a boolean
         log = "false"
     if not isinstance(log, str) or log == "":
@@ -434,6 +451,14 @@ def _agent_settings(ctx: SourceMap, data: Mapping[str, object]) -> AgentSettings
         where = ctx.where((*p, "log"))
         base = where.directory if where and where.directory else Path.cwd()
         log = str(base / Path(log).expanduser())
+    console_ui = data.get("console_ui", "iftty")
+    if console_ui is None:
+        console_ui = "iftty"
+    if not (_is_bool(console_ui) or console_ui == "iftty"):
+        raise ctx.error(
+            (*p, "console_ui"), f"expected true, false or iftty, found {describe(console_ui)}"
+        )
+    assert isinstance(console_ui, bool | str)
     metadata = read_str(ctx, data, p, "metadata", "")
     check_length(ctx, (*p, "metadata"), metadata, MAX_METADATA_LENGTH)
     return AgentSettings(
@@ -447,8 +472,53 @@ def _agent_settings(ctx: SourceMap, data: Mapping[str, object]) -> AgentSettings
         log=log,
         log_level=read_choice(ctx, data, p, "log_level", _LOG_LEVELS, "info"),
         log_format=read_choice(ctx, data, p, "log_format", _LOG_FORMATS, "term"),
+        console_ui=console_ui,
+        web_addr=_web_addr(ctx, data.get("web_addr", None), (*p, "web_addr")),
+        inspect_db_size=_inspect_db_size(ctx, data.get("inspect_db_size", 0), p),
+        proxy=_proxy_url(ctx, data.get("proxy_url"), (*p, "proxy_url")),
         ngrok_options=kept,
+        drain_timeout=read_duration(ctx, data, p, "drain_timeout", 10.0),
     )
+
+
+def _web_addr(ctx: SourceMap, value: object, p: KeyPath) -> tuple[str, int] | None:
+    """`host:port` (`[::1]:4040` for IPv6), or false to turn the listener off."""
+    if value is None:
+        return DEFAULT_WEB_ADDR
+    if value is False:
+        return None
+    example = "write host:port, e.g. 127.0.0.1:4040, or false"
+    if not isinstance(value, str):
+        raise ctx.error(p, f"expected host:port or false, found {describe(value)}; {example}")
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ctx.error(p, f"{value!r} is not host:port; {example}")
+    return host, int(port)
+
+
+def _proxy_url(ctx: SourceMap, value: object, p: KeyPath) -> ProxyURL | None:
+    """ngrok's `proxy_url` (http://, https:// or socks5://, optional user:password@)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ctx.error(
+            p, f"expected a proxy URL such as http://host:3128, found {describe(value)}"
+        )
+    try:
+        return parse_proxy_url(value)
+    except ProxyURLError as exc:
+        raise ctx.error(p, str(exc)) from None
+
+
+def _inspect_db_size(ctx: SourceMap, value: object, p: KeyPath) -> int:
+    if type(value) is not int or value < -1:
+        raise ctx.error(
+            (*p, "inspect_db_size"),
+            f"expected a whole number of bytes (0 for the default, -1 for off), found "
+            f"{describe(value)}",
+        )
+    return value
 
 
 _ENDPOINT_KEYS = (
@@ -474,7 +544,12 @@ _ENDPOINT_HINTS = {
     "policy": "v3 endpoints spell it traffic_policy",
 }
 _UPSTREAM_KEYS = ("url", "protocol", "proxy_protocol", "tls_verify", "tls_verify_cas")
-_TLS_KEYS = ("server_certificate", "server_private_key", "mutual_tls_certificate_authorities")
+_TLS_KEYS = (
+    "server_certificate",
+    "server_private_key",
+    "mutual_tls_certificate_authorities",
+    "alpn_protocols",
+)
 
 
 def _endpoints(ctx: SourceMap, value: object) -> tuple[EndpointSettings, ...]:
@@ -665,12 +740,14 @@ def _tls_termination(ctx: SourceMap, value: object, endpoint: KeyPath) -> AgentT
         mutual_tls_certificate_authorities=tuple(
             pem((*p, "mutual_tls_certificate_authorities", i), ca) for i, ca in enumerate(cas)
         ),
+        alpn_protocols=tuple(read_str_list(ctx, data, p, "alpn_protocols") or ()),
     )
     try:  # load it now, so that `config check` reports a bad PEM rather than the first client
         termination_context(
             termination.server_certificate,
             termination.server_private_key,
             termination.mutual_tls_certificate_authorities,
+            alpn=termination.alpn_protocols,
         )
     except TLSMaterialError as exc:
         where: KeyPath = (*p, exc.field) if exc.index is None else (*p, exc.field, exc.index)

@@ -17,28 +17,38 @@ The edge opens a typed stream of type PROXY for every public connection (referen
   upstream dialed, and the decrypted bytes are piped to it.
 * http:// and https://: the bytes are HTTP/1.1 requests, possibly several on one stream; the
   agent does not parse them, it pipes them to the upstream, over TLS if the upstream is https://.
+  When the endpoint is inspected (`inspect`, on by default, and a capture store given), both
+  sides are wrapped in `agent.inspector.tap.TapStream`, which shows the bytes to the
+  inspector's capture on their way; otherwise nothing is added to the path.
 
 Opening the upstream (`agent.upstream.open_upstream`) writes the PROXY protocol header first if
 the endpoint asks for one, with the public client (ProxyHeader.ClientAddr) as the source.
 
-Failures are per connection and never raise; each logs one line. An unknown id or a malformed
+Each connection served logs one info line when it closes (client, upstream, duration, bytes);
+an inspected http(s) endpoint logs each request instead (agent.console), its connections at
+debug. Failures are per connection and never raise; each logs one line. An unknown id or a malformed
 header closes the stream; so does a TLS client refused at the handshake. An upstream that
 cannot be reached (refused, timed out, or its TLS handshake failed) is logged with ngrok's
-ERR_NGROK_8012; for http(s) endpoints the stream is then reset with STREAM_REFUSED, which the
-edge turns into its ERR_NGROK_8012 error page for the browser, and for tcp and tls endpoints it
-is closed (a raw TCP client has no way to be told more).
+ERR_NGROK_8012; the stream is then reset with STREAM_REFUSED, which the edge turns into its
+ERR_NGROK_8012 error page for http(s) endpoints, and for tcp and tls endpoints into a retry on
+another member of the endpoint's pool, or a closed connection (a raw TCP client has no way to
+be told more). A tls endpoint whose TLS the agent terminated closes the client's TLS instead.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import trio
 
 from agent.config import EndpointSettings
+from agent.inspector.capture import CaptureStore, ConnectionCapture
+from agent.inspector.tap import TapStream, wall_and_monotonic
+from agent.metrics import AgentMetrics
 from agent.tls_contexts import termination_context, upstream_context
 from agent.tls_termination import ClientRefusedError, accept_tls
 from agent.upstream import UpstreamError, display_upstream, open_upstream
@@ -87,6 +97,7 @@ class Route:
     proxy_protocol: int | None = None  # write a PROXY v1/v2 header to the upstream first
     upstream_tls: ssl.SSLContext | None = None  # the client context for an https upstream
     termination: ssl.SSLContext | None = None  # the server context when the agent terminates
+    inspect: bool = False  # an http(s) endpoint whose requests the inspector captures
 
 
 def route_for(endpoint: EndpointSettings, url: str = "") -> Route:
@@ -103,6 +114,7 @@ def route_for(endpoint: EndpointSettings, url: str = "") -> Route:
             settings.server_certificate,
             settings.server_private_key,
             settings.mutual_tls_certificate_authorities,
+            alpn=settings.alpn_protocols,
         )
     return Route(
         name=endpoint.name,
@@ -112,6 +124,7 @@ def route_for(endpoint: EndpointSettings, url: str = "") -> Route:
         proxy_protocol=upstream.proxy_protocol,
         upstream_tls=upstream_tls,
         termination=termination,
+        inspect=endpoint.inspect and endpoint.endpoint_url.scheme in _HTTP_PROTOS,
     )
 
 
@@ -121,11 +134,14 @@ async def handle_proxy_stream(
     codec: Codec,
     *,
     connect_timeout: float = UPSTREAM_CONNECT_TIMEOUT,
+    captures: CaptureStore | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> None:
     """Serve one proxy stream until both directions end; always closes (or resets) `stream`.
 
-    Never raises for a connection-level failure (logged instead); cancellation propagates,
-    closing both sides.
+    `captures`: where inspected endpoints' requests are captured (None: nothing is).
+    `metrics`: counted there if given. Never raises for a connection-level failure (logged
+    instead); cancellation propagates, closing both sides.
     """
     try:
         found = await _read_header(stream, codec)
@@ -136,7 +152,16 @@ async def handle_proxy_stream(
         if route is None:
             log.warning("proxy stream for unknown endpoint id %r; closing it", header.id)
             return
-        await _forward(stream, route, header.client_addr, payload, connect_timeout)
+        if metrics is None:
+            await _forward(stream, route, header.client_addr, payload, connect_timeout, captures)
+        else:
+            metrics.stream_opened(route.name)
+            try:
+                await _forward(
+                    stream, route, header.client_addr, payload, connect_timeout, captures, metrics
+                )
+            finally:
+                metrics.stream_closed(route.name)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         log.debug("proxy stream %d ended early: %s", stream.stream_id, exc)
     finally:
@@ -144,7 +169,13 @@ async def handle_proxy_stream(
 
 
 async def _forward(
-    stream: MuxStream, route: Route, client_addr: str, payload: bytes, connect_timeout: float
+    stream: MuxStream,
+    route: Route,
+    client_addr: str,
+    payload: bytes,
+    connect_timeout: float,
+    captures: CaptureStore | None,
+    metrics: AgentMetrics | None = None,
 ) -> None:
     proxy = None
     if route.proxy_protocol is not None:
@@ -166,11 +197,14 @@ async def _forward(
             log.warning("endpoint %s: refused TLS client %s: %s", route.name, client_addr, exc)
             return
         payload = b""  # it was the ClientHello
+    dial_started = time.monotonic()
     try:
         upstream = await open_upstream(
             route.upstream, connect_timeout=connect_timeout, tls=route.upstream_tls, proxy=proxy
         )
     except UpstreamError as exc:
+        if metrics is not None:
+            metrics.upstream_dial_failed(route.name)
         log.warning(
             "endpoint %s: agent could not reach upstream %s: %s (%s)",
             route.name,
@@ -178,20 +212,47 @@ async def _forward(
             exc,
             ERR_NGROK_8012,
         )
-        if route.proto in _HTTP_PROTOS:
+        if route.proto in _HTTP_PROTOS or downstream is stream:
+            # The edge turns it into 8012 (http), or moves the connection to another pool
+            # member (tcp, tls passed through); a lone member's client sees it closed.
             stream.reset(ErrorCode.STREAM_REFUSED)
-        elif downstream is not stream:
+        else:
             with trio.move_on_after(CLOSE_TIMEOUT):  # close_notify to the client, bounded
                 await downstream.aclose()
         return
+    if metrics is not None:
+        metrics.upstream_dialled(route.name, time.monotonic() - dial_started)
     log.debug("endpoint %s: %s -> %s", route.name, client_addr, display_upstream(route.upstream))
+    if route.inspect and captures is not None:
+        capture = ConnectionCapture(
+            captures, tunnel_name=route.name, remote_addr=client_addr, clock=wall_and_monotonic
+        )
+        if payload:
+            capture.request_bytes(payload)
+        downstream = TapStream(downstream, capture, capture.request_bytes)
+        upstream = TapStream(upstream, capture, capture.response_bytes)
     try:
         if payload:
             await upstream.send_all(payload)
     except BaseException:
         await trio.aclose_forcefully(upstream)
         raise
-    await splice(downstream, upstream)  # closes both
+    inbound, outbound = await splice(downstream, upstream)  # closes both
+    if metrics is not None:
+        metrics.relayed(route.name, inbound=inbound + len(payload), outbound=outbound)
+    # One line per connection at info; an inspected http endpoint logs each request instead
+    # (agent.console.log_request), so its connections are only debug.
+    log.log(
+        logging.DEBUG if route.inspect and captures is not None else logging.INFO,
+        "%s connection from %s to %s closed after %.3fs: %d bytes in, %d bytes out",
+        route.proto,
+        client_addr,
+        display_upstream(route.upstream),
+        time.monotonic() - dial_started,
+        inbound + len(payload),
+        outbound,
+        extra={"endpoint": route.name},
+    )
 
 
 async def _read_header(stream: MuxStream, codec: Codec) -> tuple[ProxyHeader, bytes] | None:

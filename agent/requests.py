@@ -30,7 +30,6 @@ from protocol.rpc.messages import (
 __all__ = [
     "AGENT_VERSION",
     "CLIENT_TYPE",
-    "RESTART_UNSUPPORTED",
     "UPDATE_UNSUPPORTED",
     "USER_AGENT",
     "BoundEndpoint",
@@ -45,9 +44,6 @@ __all__ = [
 AGENT_VERSION = "0.1.0"
 USER_AGENT = f"burrow/{AGENT_VERSION}"
 CLIENT_TYPE = "burrow"
-RESTART_UNSUPPORTED = (
-    "Burrow does not support remote restart; restart the agent or its service on its host"
-)
 UPDATE_UNSUPPORTED = "Burrow does not support remote update; upgrade the package on the agent host"
 
 _NS_PER_SECOND = 1_000_000_000
@@ -115,7 +111,7 @@ def build_auth(settings: AgentSettings, resume: ResumeState, host: HostInfo) -> 
             cookie=resume.cookie,
             heartbeat_interval=round(settings.heartbeat_interval * _NS_PER_SECOND),
             heartbeat_tolerance=round(settings.heartbeat_tolerance * _NS_PER_SECOND),
-            restart_unsupported_error=RESTART_UNSUPPORTED,
+            restart_unsupported_error="",  # agent.control: Restart reconnects as a new session
             update_unsupported_error=UPDATE_UNSUPPORTED,
             stop_unsupported_error="",
             custom_cas=settings.connect_cas != "trusted",

@@ -7,17 +7,19 @@ it in TLS (SNI = the connect host, the edge's certificate verified), starts a mu
 as the client, and then, in one nursery per session:
 
 * an accept loop hands each edge-opened stream to its own task, which reads the 4-byte type:
-  PROXY goes to `agent.forward`, HEARTBEAT is echoed, STOP is answered and ends the agent,
-  RESTART and UPDATE are refused with a reason, STOP_TUNNEL stops one endpoint;
+  PROXY goes to `agent.forward`, HEARTBEAT is echoed, STOP, RESTART and UPDATE are answered
+  as `agent.control` decides (Stop ends the agent, Restart reconnects at once as a new
+  session, Update is refused), STOP_TUNNEL stops one endpoint;
 * a heartbeat requester pings the edge every `heartbeat_interval` and ends the session when no
   echo comes within interval + tolerance;
 * the session's own task sends Auth, then one Bind per endpoint, prints a `Forwarding` line
   for each, and waits.
 
 A session ends when the transport or the mux breaks, a heartbeat is missed, or an RPC fails
-(all "lost": reconnect after a backoff delay), or when the edge sends Stop ("stopped": `run`
-returns). A refusal the user must act on (a bad authtoken, a URL that is not ours on the first
-connect) raises `AgentError` out of `run`; there is no point retrying it.
+(all "lost": reconnect after a backoff delay), when the edge sends Restart ("restarted":
+reconnect at once), or when the edge sends Stop ("stopped": `run` returns). A refusal the
+user must act on (a bad authtoken, a URL that is not ours on the first connect) raises
+`AgentError` out of `run`; there is no point retrying it.
 
 Resume: AuthResp's ClientId and Cookie and each BindResp's Id and Token are kept in
 `ResumeState` and sent again on the next session, so the edge can hand this agent its own
@@ -25,10 +27,12 @@ endpoints back (same URLs) instead of refusing them while the dead session times
 edge still refuses with ERR_NGROK_334 on a reconnect, the attempt counts as failed and backs
 off, as ngrok-go does.
 
-Backoff (`backoff_delays`) starts at 0.5 s and doubles up to 30 s (ngrok-go's schedule), with
-jitter so a fleet of agents that lost the same edge does not come back in lockstep. It resets
-after a session that authenticated and bound all its endpoints; a session that authenticates
-and then fails its rebind keeps backing off.
+Backoff (`agent.backoff`): exponential with full jitter, each wait drawn from [0, ceiling)
+where the ceiling starts at 0.5 s and doubles up to 30 s (ngrok-go's schedule), so a fleet of
+agents that lost the same edge spreads its reconnects over the window instead of coming back
+in lockstep. It resets after a session that stayed up: one that authenticated, bound all its
+endpoints and then lived `BACKOFF_RESET_AFTER` seconds; a session that fails its rebind, or
+is dropped at once, keeps backing off.
 
 Trust: `connect_cas` is a PEM path (the edge's CA, e.g. the development edge's `ca.pem`), or
 `host` / `trusted`, which both mean the operating system's store. Burrow bundles no root of its
@@ -49,13 +53,15 @@ from typing import TextIO
 
 import trio
 
-from agent.backoff import backoff_delays
+from agent.backoff import backoff_delays, stayed_up
 from agent.config import AgentSettings, EndpointSettings
+from agent.control import COMMAND_REQUESTS, Next, decide
 from agent.errors import AgentError
 from agent.forward import Route, handle_proxy_stream, route_for
+from agent.inspector.capture import CaptureStore
+from agent.metrics import AgentMetrics
+from agent.proxy_dial import dial_edge_transport
 from agent.requests import (
-    RESTART_UNSUPPORTED,
-    UPDATE_UNSUPPORTED,
     HostInfo,
     ResumeState,
     build_auth,
@@ -64,7 +70,6 @@ from agent.requests import (
     upstream_display,
 )
 from agent.tls_contexts import TLSMaterialError
-from agent.upstream import dial_tcp
 from protocol.adapters import rpc
 from protocol.adapters.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
 from protocol.adapters.mux import (
@@ -80,17 +85,11 @@ from protocol.rpc.errcodes import ERR_NGROK_108, ERR_NGROK_334, ERR_NGROK_10000,
 from protocol.rpc.messages import (
     AuthResp,
     BindResp,
-    Message,
-    Restart,
-    RestartResp,
-    Stop,
-    StopResp,
     StopTunnel,
     StreamType,
-    Update,
-    UpdateResp,
     edge_keeps_large_windows,
 )
+from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role
 
 __all__ = ["Agent", "AgentError", "Reporter", "edge_tls_context", "wrap_edge_tls"]
@@ -102,6 +101,11 @@ log = logging.getLogger(__name__)
 STREAM_TYPE_TIMEOUT = 10.0
 #: A Stop/Restart/Update/StopTunnel request body is tiny and sent at once.
 COMMAND_TIMEOUT = 10.0
+
+#: After answering Stop or Restart, how long the agent waits for the edge to close the command
+#: stream (it has read the answer) before ending the session: ending it at once could cut the
+#: answer off. The edge closes as soon as it has read it; a second is ample on any link.
+COMMAND_ACK_WAIT = 1.0
 
 # How reading or answering one edge command can fail; each just drops that command.
 _COMMAND_ERRORS = (
@@ -167,6 +171,7 @@ class Reporter:
 class _Ending(enum.Enum):
     LOST = "lost"  # reconnect after a backoff delay
     STOPPED = "stopped"  # the edge sent Stop, or stop() was called: run() returns
+    RESTARTED = "restarted"  # the edge sent Restart: reconnect at once, as a new session
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +179,8 @@ class _Outcome:
     ending: _Ending
     reason: str
     established: bool
+    #: Seconds the session lived after it bound every endpoint (0 if it never did).
+    lived: float = 0.0
 
 
 class Agent:
@@ -181,6 +188,8 @@ class Agent:
 
     `dial` opens the transport to the edge (default: TCP + TLS to `settings.connect_url`);
     `random` drives the backoff jitter; `host` is what Auth says about this machine.
+    `captures` receives inspected endpoints' requests (None: nothing is captured); `metrics`
+    counts the session's life and its streams (None: nothing is counted).
     Raises AgentError at construction for endpoint settings it cannot serve, and builds each
     endpoint's TLS contexts there too (once: not per session, not per connection).
     """
@@ -195,6 +204,8 @@ class Agent:
         host: HostInfo | None = None,
         dial: _DialFn | None = None,
         mux_config: MuxConfig | None = None,
+        captures: CaptureStore | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         check_supported(endpoints)
         # url is filled in from each BindResp; everything else about a route is fixed here.
@@ -215,6 +226,8 @@ class Agent:
         #: The last heartbeat round trip, in seconds (None before the first).
         self.last_rtt: float | None = None
         self._stopping = False
+        self.captures = captures
+        self.metrics = metrics
         self._stop_requested = trio.Event()
         self._session: _Session | None = None
         self._dial_scope: trio.CancelScope | None = None
@@ -225,9 +238,37 @@ class Agent:
         return tuple(self._endpoints.values())
 
     @property
+    def established(self) -> bool:
+        """True while a session is up with every endpoint bound."""
+        return self._session is not None and self._session.established
+
+    def traffic_policy(self, name: str) -> str | None:
+        """The policy text endpoint `name` binds with, if it has one."""
+        return self._policies.get(name)
+
+    def bound_routes(self) -> tuple[Route, ...]:
+        """The current session's endpoints, each with the URL the edge gave it (none between
+        sessions)."""
+        return tuple(self._session.routes.values()) if self._session is not None else ()
+
+    @property
     def stopping(self) -> bool:
         """True once `stop()` was called."""
         return self._stopping
+
+    def drain(self) -> None:
+        """Stop gracefully (SIGTERM): the open session sends GOAWAY at once (the edge moves new
+        traffic to the endpoints' other pool members) and refuses new streams, the streams it
+        serves get `settings.drain_timeout` to finish, then it closes and `run` returns. A dial
+        or a backoff wait in progress is abandoned. Safe to call at any time; `stop()` after
+        it ends the session at once."""
+        session = self._session
+        if session is None or not session.established:
+            self.stop()
+            return
+        self._stopping = True
+        self._stop_requested.set()
+        session.drain(self.settings.drain_timeout)
 
     def stop(self) -> None:
         """Ask `run` to end cleanly: the open session sends GOAWAY and closes, a dial or a
@@ -261,10 +302,18 @@ class Agent:
             outcome = await self._attempt(on_established)
             if self._stopping or outcome.ending is _Ending.STOPPED:
                 self._reporter.notice(outcome.reason if not self._stopping else "stopped")
+                if self.metrics is not None:
+                    self.metrics.session_state("stopped")
                 return
-            if outcome.established:
+            if outcome.ending is _Ending.RESTARTED:
+                self._reporter.notice(outcome.reason)
+                delays = backoff_delays(self._random.random)
+                continue
+            if stayed_up(outcome.established, outcome.lived):
                 delays = backoff_delays(self._random.random)
             delay = next(delays)
+            if self.metrics is not None:
+                self.metrics.reconnecting()
             self._reporter.notice(f"{outcome.reason}; reconnecting in {delay:.1f}s")
             with trio.move_on_after(delay):
                 await self._stop_requested.wait()
@@ -297,12 +346,15 @@ class Agent:
             self._session = None
 
     async def _dial_edge(self) -> trio.abc.Stream:
-        """TCP + TLS to `connect_url`, both within `connect_timeout`."""
+        """TCP (through `proxy_url` or the environment's proxy, if any: agent.proxy_dial) +
+        TLS to `connect_url`, all within `connect_timeout`."""
         host, port = self.settings.connect_address
         assert self._tls_context is not None
         timeout = self.settings.connect_timeout
         with trio.fail_after(timeout):
-            tcp = await dial_tcp(host, port, connect_timeout=timeout)
+            tcp = await dial_edge_transport(
+                host, port, proxy=self.settings.proxy, connect_timeout=timeout
+            )
             return await wrap_edge_tls(tcp, self._tls_context, host)
 
     # --- called by sessions ---------------------------------------------------------------
@@ -325,7 +377,34 @@ class _Session:
         self.ending: tuple[_Ending, str] | None = None
         self.fatal: AgentError | None = None
         self.established = False
+        self._established_at = 0.0
         self._cancel = trio.CancelScope()
+        # Draining (`drain`): proxy streams still being served, and who waits for none.
+        self._serving = 0
+        self._idle = trio.Event()
+        self._draining = False
+        self._mux: MuxSession | None = None
+        self._nursery: trio.Nursery | None = None
+
+    def drain(self, grace: float) -> None:
+        """GOAWAY now (no new streams either way; the ones open carry on), then end the session
+        once no proxy stream is being served, or after `grace` seconds."""
+        if self._draining or self._mux is None or self._nursery is None:
+            self._end(_Ending.STOPPED, "stopped")
+            return
+        self._draining = True
+        self._mux.go_away(ErrorCode.NO_ERROR, "agent draining: reconnect to another member")
+        log.info("draining: GOAWAY sent; %d streams in flight", self._serving)
+        self._nursery.start_soon(self._finish_drain, grace)
+
+    async def _finish_drain(self, grace: float) -> None:
+        with trio.move_on_after(grace) as waited:
+            while self._serving:
+                self._idle = trio.Event()
+                await self._idle.wait()
+        if waited.cancelled_caught:
+            log.warning("drain: %d streams still open after %gs; closing", self._serving, grace)
+        self._end(_Ending.STOPPED, "stopped")
 
     def _end(self, ending: _Ending, reason: str) -> None:
         if self.ending is None:
@@ -339,12 +418,14 @@ class _Session:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._accept_loop, mux, nursery)
                     nursery.start_soon(self._heartbeat, mux)
+                    self._mux, self._nursery = mux, nursery
                     await self._establish(mux)
                     await trio.sleep_forever()
         if self.fatal is not None:
             raise self.fatal
         ending, reason = self.ending or (_Ending.LOST, "session ended")
-        return _Outcome(ending, reason, self.established)
+        lived = trio.current_time() - self._established_at if self.established else 0.0
+        return _Outcome(ending, reason, self.established, lived)
 
     # --- auth and binds --------------------------------------------------------------------
 
@@ -376,7 +457,10 @@ class _Session:
             self._end(_Ending.LOST, f"session failed during setup: {_describe_mux(mux, exc)}")
             return
         self.established = True
+        self._established_at = trio.current_time()
         agent.established_once = True
+        if agent.metrics is not None:
+            agent.metrics.session_state("established")
         self.on_established()
 
     def _refused_auth(self, error: str) -> None:
@@ -447,7 +531,20 @@ class _Session:
             stream.close_now()
             return
         if kind == StreamType.PROXY:
-            await handle_proxy_stream(stream, self.routes, Codec.MSGPACK)
+            agent = self.agent
+            self._serving += 1
+            try:
+                await handle_proxy_stream(
+                    stream,
+                    self.routes,
+                    Codec.MSGPACK,
+                    captures=agent.captures,
+                    metrics=agent.metrics,
+                )
+            finally:
+                self._serving -= 1
+                if not self._serving:
+                    self._idle.set()
         elif kind == StreamType.HEARTBEAT:
             try:
                 await answer_heartbeats(stream)
@@ -462,28 +559,26 @@ class _Session:
             stream.close_now()
 
     async def _command(self, stream: MuxStream, kind: StreamType) -> None:
-        """Answer Stop (supported), Restart and Update (refused, with the reason)."""
-        request: type[Message]
-        response: Message
-        if kind == StreamType.STOP:
-            request, response = Stop, StopResp(error="")
-        elif kind == StreamType.RESTART:
-            request, response = Restart, RestartResp(error=RESTART_UNSUPPORTED)
-        else:
-            request, response = Update, UpdateResp(error=UPDATE_UNSUPPORTED)
+        """Answer Stop, Restart or Update as `agent.control` decides, then act on it. A request
+        that cannot be read or answered within COMMAND_TIMEOUT is dropped (logged)."""
         try:
             with trio.fail_after(COMMAND_TIMEOUT):
-                _, codec = await rpc.read_message(stream, request, None)
-                await rpc.respond(stream, response, codec)
+                request, codec = await rpc.read_message(stream, COMMAND_REQUESTS[kind], None)
+                decision = decide(request)
+                await rpc.respond(stream, decision.response, codec)
+            if decision.next is not Next.CARRY_ON:
+                await _until_closed(stream, COMMAND_ACK_WAIT)  # the answer is out, then end
         except _COMMAND_ERRORS:
-            log.warning("edge %s request could not be read; ignored", kind.name)
+            log.warning("edge %s request could not be read or answered; ignored", kind.name)
             return
         finally:
             stream.close_now()
-        if kind == StreamType.STOP:
-            self._end(_Ending.STOPPED, "stopped by the edge")
+        if decision.next is Next.EXIT:
+            self._end(_Ending.STOPPED, decision.notice)
+        elif decision.next is Next.RECONNECT:
+            self._end(_Ending.RESTARTED, decision.notice)
         else:
-            log.warning("refused the edge's %s request: not supported", kind.name)
+            log.warning("%s", decision.notice)
 
     async def _stop_tunnel(self, stream: MuxStream) -> None:
         try:
@@ -504,6 +599,17 @@ class _Session:
         self.agent._reporter.notice(
             f"the edge stopped endpoint {route.name!r} ({route.url}): {message}{code}"
         )
+
+
+async def _until_closed(stream: MuxStream, wait: float) -> None:
+    """Read and drop whatever arrives until the peer closes `stream` (EOF or reset), for at most
+    `wait` seconds."""
+    with trio.move_on_after(wait):
+        try:
+            while await stream.receive_some():
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 def _route(endpoint: EndpointSettings) -> Route:

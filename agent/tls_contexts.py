@@ -5,7 +5,7 @@ Two kinds:
 * `termination_context`: the server side of `agent_tls_termination` (a tls:// endpoint whose TLS
   the agent terminates), with the endpoint's certificate and key and, when
   `mutual_tls_certificate_authorities` are given, client certificates required and verified
-  against exactly those CAs.
+  against exactly those CAs, and, with `alpn_protocols`, ALPN negotiated from that list.
 * `upstream_context`: the client side towards an `https://` upstream, verifying the upstream's
   certificate against the system store or the configured CA file, or not at all.
 
@@ -31,9 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from agent.errors import AgentError
 
 __all__ = [
+    "MAX_ALPN_NAME_BYTES",
     "MIN_TLS_VERSION",
     "UPSTREAM_ALPN",
     "TLSMaterialError",
+    "alpn_problem",
     "read_pem",
     "termination_context",
     "upstream_context",
@@ -44,6 +46,8 @@ MIN_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 #: The agent pipes HTTP/1.1 bytes to an https upstream, so that is all it may negotiate: an
 #: upstream that picked h2 would misread them.
 UPSTREAM_ALPN = ("http/1.1",)
+#: RFC 7301 3.1: a protocol name is 1 to 255 bytes on the wire (a one-byte length prefix).
+MAX_ALPN_NAME_BYTES = 255
 #: Where inline PEM starts; anything else is a file path.
 _PEM_MARKER = "-----BEGIN"
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -71,15 +75,49 @@ def read_pem(value: str, *, field: str, index: int | None = None) -> bytes:
         raise TLSMaterialError(f"cannot read {value}: {reason}", field=field, index=index) from None
 
 
+def alpn_problem(name: object) -> str | None:
+    """What is wrong with `name` as an ALPN protocol name (`alpn_protocols`), or None.
+
+    RFC 7301 names are opaque bytes of 1-255; Python's ssl module sends them ASCII-encoded, and
+    every registered name (IANA "TLS ALPN Protocol IDs": `postgresql`, `h2`, `http/1.1`, ...) is
+    printable ASCII, so that is what is accepted."""
+    if not isinstance(name, str):
+        return f"must be a protocol name such as postgresql, found {type(name).__name__}"
+    if not name:
+        return "is empty; give a protocol name such as postgresql"
+    if not all("!" <= char <= "~" for char in name):
+        return f"{name!r} is not printable ASCII without spaces, as ALPN names are"
+    if len(name) > MAX_ALPN_NAME_BYTES:
+        return f"is {len(name)} bytes long; ALPN names are at most {MAX_ALPN_NAME_BYTES} (RFC 7301)"
+    return None
+
+
 def termination_context(
-    certificate: str, private_key: str, client_cas: Sequence[str] = ()
+    certificate: str,
+    private_key: str,
+    client_cas: Sequence[str] = (),
+    *,
+    alpn: Sequence[str] = (),
 ) -> ssl.SSLContext:
     """A TLS server context (TLS 1.2 or later) for an endpoint the agent terminates.
 
     `certificate` is the leaf first, then any intermediates; `private_key` an unencrypted key
     matching the leaf. With `client_cas`, a client must present a certificate that chains to
-    one of them, or the handshake fails with an alert. Raises TLSMaterialError.
+    one of them, or the handshake fails with an alert. `alpn` lists the application protocols
+    the server selects from, most preferred first: the handshake picks the first of them the
+    client offers. A client that offers ALPN but none of them, or offers no ALPN, still
+    completes the handshake with no protocol selected (OpenSSL's answer through Python's ssl
+    module, which cannot send RFC 7301's no_application_protocol alert); empty means the
+    server ignores ALPN. Raises TLSMaterialError (`field` "alpn_protocols" for a bad name).
     """
+    if isinstance(alpn, str):
+        raise TypeError(f"alpn must be a list of protocol names, not the string {alpn!r}")
+    for index, name in enumerate(alpn):
+        problem = alpn_problem(name)
+        if problem is None and name in alpn[:index]:
+            problem = f"{name!r} is listed twice; list each protocol once"
+        if problem is not None:
+            raise TLSMaterialError(problem, field="alpn_protocols", index=index)
     cert_pem = read_pem(certificate, field="server_certificate")
     chain = _certificates(cert_pem, field="server_certificate")
     key_pem = read_pem(private_key, field="server_private_key")
@@ -100,6 +138,8 @@ def termination_context(
             pem = read_pem(ca, field=field, index=index)
             _certificates(pem, field=field, index=index)
             _load_cas(context, pem, field=field, index=index)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     return context
 
 

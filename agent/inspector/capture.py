@@ -99,10 +99,18 @@ class Exchange:
 class CaptureStore:
     """Exchanges, oldest first, keeping at most `limit` bytes (oldest dropped first)."""
 
-    def __init__(self, limit: int = DEFAULT_INSPECT_DB_SIZE, *, random: Random | None = None):
+    def __init__(
+        self,
+        limit: int = DEFAULT_INSPECT_DB_SIZE,
+        *,
+        random: Random | None = None,
+        on_complete: Callable[[Exchange], None] | None = None,
+    ):
         if limit <= 0:
             raise ValueError(f"the capture limit must be positive, not {limit}")
         self.limit = limit
+        #: Called with each exchange whose response has ended (the agent logs it: agent.console).
+        self.on_complete = on_complete
         self.size = 0
         self._exchanges: OrderedDict[str, Exchange] = OrderedDict()
         self._prefix = f"{(random or Random()).getrandbits(32):08x}"
@@ -230,6 +238,8 @@ class ConnectionCapture:
                 _finish(self._store, exchange.response, event, exchange)
                 exchange.duration = max(0.0, self._clock()[1] - exchange.started)
                 self._answering = None
+                if self._store.on_complete is not None:
+                    self._store.on_complete(exchange)
 
 
 def _finish(store: CaptureStore, message: Message, event: MessageEnded, owner: Exchange) -> None:

@@ -45,10 +45,8 @@ def test_config_check_valid_file(capsys: pytest.CaptureFixture[str]) -> None:
     path = CONFIGS / "valid" / "representative.yml"
     status, out, err = run(capsys, "config", "check", "--config", str(path))
     assert status == 0
-    assert out == (
-        f"warning: {path}:12: agent.web_addr: not supported by Burrow yet; accepted and ignored\n"
-        f"Valid configuration file at {path}\n"
-    )
+    # web_addr is live now (the inspector and local API), so nothing is reported for it.
+    assert out == f"Valid configuration file at {path}\n"
     assert err == ""
 
 
@@ -62,7 +60,7 @@ def test_config_check_reports_settings_it_accepts_but_ignores(
         "agent:\n"
         "  web_addr: 127.0.0.1:4040\n"
         "  console_ui: true\n"
-        "  update_check: false\n"
+        "  update_check: true\n"
         "endpoints:\n"
         "  - name: web\n"
         "    upstream: {url: 80}\n"
@@ -72,11 +70,10 @@ def test_config_check_reports_settings_it_accepts_but_ignores(
     status, out, err = run(capsys, "config", "check", "--config", str(path))
     assert status == 0, err
     lines = out.splitlines()
+    # web_addr and inspect act now (the inspector), and console_ui (agent.console), so only
+    # update_check is reported.
     assert lines == [
-        f"warning: {path}:3: agent.web_addr: not supported by Burrow yet; accepted and ignored",
-        f"warning: {path}:4: agent.console_ui: not supported by Burrow yet; accepted and ignored",
-        f"warning: {path}:9: endpoints[0].inspect: not supported by Burrow yet; accepted and "
-        "ignored",
+        f"warning: {path}:5: agent.update_check: not supported by Burrow yet; accepted and ignored",
         f"Valid configuration file at {path}",
     ]
 
@@ -124,8 +121,8 @@ def test_config_check_several_files_comma_separated(capsys: pytest.CaptureFixtur
     a, b = CONFIGS / "valid" / "minimal.yml", CONFIGS / "valid" / "representative.yml"
     status, out, _ = run(capsys, "--config", f"{a},{b}", "config", "check")
     assert status == 0
-    assert out.endswith(f"\nValid configuration file at {a}, {b}\n")
-    assert out.count("warning:") == 1  # representative.yml's web_addr
+    # No warnings: representative.yml's web_addr, once reported, is live now.
+    assert out == f"Valid configuration file at {a}, {b}\n"
 
 
 def test_config_check_invalid_file(capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,6 +200,8 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "--version")
     assert status == 0
     assert out.startswith("burrow 0.1.0")
+    status, out, _ = run(capsys, "version")
+    assert (status, out) == (0, "burrow 0.1.0\n")
 
 
 def test_start_needs_names_or_all(capsys: pytest.CaptureFixture[str]) -> None:
@@ -519,3 +518,11 @@ def test_endpoint_errors_through_main_are_one_line(capsys: pytest.CaptureFixture
         status, out, err = run(capsys, *argv)
         assert (status, out) == (1, "")
         one_error_line(err)
+
+
+def test_http_endpoints_are_inspected_unless_inspect_false() -> None:
+    """ngrok's `--inspect` (http only, default true), written Go's way."""
+    assert endpoint_from_argv(["http", "8080"]).inspect is True
+    assert endpoint_from_argv(["http", "8080", "--inspect=false"]).inspect is False
+    assert endpoint_from_argv(["http", "8080", "--inspect=true"]).inspect is True
+    assert endpoint_from_argv(["tcp", "5432"]).inspect is False  # raw bytes: nothing to inspect

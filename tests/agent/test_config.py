@@ -25,6 +25,7 @@ from agent.config import (
     policy_problem,
     validate_connect_url,
 )
+from agent.proxy_url import ProxyURL
 from protocol.formats.urls import EndpointURL, UpstreamURL
 
 HERE = Path(__file__).parent
@@ -92,7 +93,8 @@ def test_representative_file_values() -> None:
     assert agent.connect_cas == "host"
     assert (agent.heartbeat_interval, agent.heartbeat_tolerance) == (10.0, 15.0)
     assert (agent.log, agent.log_format, agent.log_level) == ("stdout", "json", "info")
-    assert agent.ngrok_options == {"web_addr": "127.0.0.1:4040"}
+    assert agent.ngrok_options == {}
+    assert agent.web_addr == ("127.0.0.1", 4040)
     api = config.endpoint("api")
     assert api is not None
     assert api.pooling_enabled
@@ -128,14 +130,35 @@ def test_all_agent_keys_are_kept() -> None:
     assert agent.log == "false"
     assert agent.log_level == "debug"
     options = agent.ngrok_options
-    assert options["console_ui"] == "iftty"
-    assert options["web_addr"] is False
-    assert options["inspect_db_size"] == -1
+    assert agent.console_ui == "iftty"  # acted on now: agent.console
+    assert "console_ui" not in options
+    assert agent.web_addr is None  # web_addr: false
+    assert agent.inspect_db_size == -1
     assert options["dns_resolver_ips"] == ["1.1.1.1", "8.8.8.8"]
+    assert "proxy_url" not in options  # acted on: agent.proxy
+    assert agent.proxy == ProxyURL(scheme="socks5", host="proxy.example.com", port=1080)
     api_key = options["api_key"]
     assert isinstance(api_key, Secret)
     assert api_key.reveal() == "key_all_agent_keys_4567"
     assert "key_all_agent_keys" not in repr(config)
+
+
+def test_proxy_url_is_acted_on_not_reported_as_ignored(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "proxy.yml",
+        "version: 3\nagent:\n  proxy_url: http://clinic:s%40cret@proxy.lan:3128\n"
+        "  update_check: true\n",
+    )
+    config = load(path)
+    assert config.agent.proxy == ProxyURL(
+        scheme="http", host="proxy.lan", port=3128, username="clinic", password="s@cret"
+    )
+    assert "s@cret" not in repr(config)
+    assert [line for line in config.not_supported if "agent.proxy_url" in line] == []
+    assert [line.split(": ", 1)[1] for line in config.not_supported] == [
+        "agent.update_check: not supported by Burrow yet; accepted and ignored"
+    ]
 
 
 def test_all_endpoint_keys() -> None:
@@ -158,6 +181,17 @@ def test_all_endpoint_keys() -> None:
     assert k8s.binding == "kubernetes"
     assert k8s.upstream.url == "http://web.example.org:80"
     assert k8s.upstream.protocol == "http1"
+
+
+def test_tls_termination_alpn_protocols() -> None:
+    config = load(HERE / "configs" / "valid" / "tls_termination_alpn.yml")
+    (db,) = config.endpoints
+    assert db.agent_tls_termination is not None
+    assert db.agent_tls_termination.alpn_protocols == ("postgresql",)
+    # Without the key (ngrok's files), the agent's TLS server ignores ALPN, as before.
+    everything, _ = load(HERE / "configs" / "valid" / "all_endpoint_keys.yml").endpoints
+    assert everything.agent_tls_termination is not None
+    assert everything.agent_tls_termination.alpn_protocols == ()
 
 
 def test_url_forms_canonicalise() -> None:
@@ -214,6 +248,13 @@ def test_empty_sections_mean_defaults() -> None:
     config = load(HERE / "configs" / "valid" / "empty_sections.yml")
     assert config.agent == AgentSettings()
     assert config.endpoints == ()
+
+
+def test_logs_go_to_stderr_unless_the_file_says_otherwise() -> None:
+    """Burrow's default sink is stderr; an explicit `log: false` (ngrok's) means none."""
+    config = load(HERE / "configs" / "valid" / "empty_sections.yml")
+    assert (config.agent.log, config.agent.console_ui) == ("stderr", "iftty")
+    assert load(HERE / "configs" / "valid" / "all_agent_keys.yml").agent.log == "false"
 
 
 def test_no_files_gives_defaults_and_environment() -> None:
@@ -471,3 +512,26 @@ def test_policy_problem(text: str, problem: str | None) -> None:
         assert got is None
     else:
         assert got is not None and problem in got
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:4041", ("127.0.0.1", 4041)),
+        ("localhost:0", ("localhost", 0)),
+        ("'[::1]:4040'", ("::1", 4040)),
+        ("false", None),
+    ],
+)
+def test_web_addr_forms(tmp_path: Path, value: str, expected: tuple[str, int] | None) -> None:
+    path = tmp_path / "burrow.yml"
+    path.write_text(f"version: 3\nagent:\n  web_addr: {value}\n  inspect_db_size: 1000000\n")
+    agent = load(path).agent
+    assert agent.web_addr == expected
+    assert agent.inspect_db_size == 1_000_000
+
+
+def test_web_addr_and_inspect_default_to_ngroks() -> None:
+    config = load(HERE / "configs" / "valid" / "minimal.yml")
+    assert config.agent.web_addr == ("127.0.0.1", 4040)
+    assert config.agent.inspect_db_size == 0  # ngrok's 0: the default size (50 MB)

@@ -52,7 +52,8 @@ def test_merge_scalars_lists_and_maps(tmp_path: Path) -> None:
     assert config.sources == (base, site)
     assert config.agent.authtoken == Secret("tok_base_0123456789")  # map merged by key
     assert config.agent.log == "stderr"  # later scalar wins
-    assert config.agent.ngrok_options == {"web_addr": "127.0.0.1:4040", "update_check": False}
+    assert config.agent.ngrok_options == {"update_check": False}
+    assert config.agent.web_addr == ("127.0.0.1", 4040)
     assert [e.name for e in config.endpoints] == ["c"]  # later list replaces
 
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import ssl
+from dataclasses import replace
+from functools import partial
 
 import pytest
 import trio
 import trustme
 
-from agent.forward import Route
+from agent.forward import Route, handle_proxy_stream
+from agent.inspector.capture import CaptureStore
+from agent.metrics import AgentMetrics
 from agent.tls_contexts import upstream_context
 from agent.upstream import resolve_host
-from protocol.adapters.mux import MuxStream, receive_exactly, reset_code
+from protocol.adapters.mux import MuxStream, read_stream_type, receive_exactly, reset_code
 from protocol.formats.urls import UpstreamURL
+from protocol.rpc.codec import Codec
 from protocol.rpc.messages import StreamType
 from protocol.wire.errors import ErrorCode
 from tests.agent.conftest import PemFiles
@@ -196,9 +201,11 @@ async def test_tls_verify_false_accepts_any_upstream_certificate(other_ca: trust
             nursery.cancel_scope.cancel()
 
 
-async def test_unreachable_tcp_upstream_logs_8012_and_closes(
+async def test_unreachable_tcp_upstream_logs_8012_and_refuses_the_stream(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # STREAM_REFUSED (not a plain close) tells the edge no byte reached an upstream, so it may
+    # move the connection to another member of the endpoint's pool.
     port = await free_port()
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
@@ -206,7 +213,9 @@ async def test_unreachable_tcp_upstream_logs_8012_and_closes(
             stream = await edge.open_typed_stream(StreamType.PROXY)
             with caplog.at_level(logging.WARNING, logger="agent.forward"):
                 await stream.send_all(header())
-                assert await stream.receive_some() == b""  # closed, not reset
+                with pytest.raises(trio.BrokenResourceError) as refused:
+                    await stream.receive_some()
+                assert reset_code(refused.value) == ErrorCode.STREAM_REFUSED
     (line,) = [r.getMessage() for r in caplog.records if r.name == "agent.forward"]
     assert line == (
         f"endpoint web: agent could not reach upstream localhost:{port}: "
@@ -259,3 +268,65 @@ async def test_stream_that_ends_before_its_header_is_closed() -> None:
             await stream.send_all(header()[:4])
             await stream.send_eof()
             assert await stream.receive_some() == b""
+
+
+UNSET = UpstreamURL("http", "unset.invalid", 1)  # replaced with the test upstream's port
+
+
+async def _two_requests_through(
+    routes: dict[str, Route], captures: CaptureStore, metrics: AgentMetrics
+) -> None:
+    async def upstream(stream: trio.SocketStream) -> None:
+        for _ in range(2):
+            assert await receive_exactly(stream, len(REQUEST)) == REQUEST
+            await stream.send_all(RESPONSE)
+        await stream.aclose()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery, mux_pair() as (agent, edge):
+            listeners = await nursery.start(partial(trio.serve_tcp, upstream, 0, host="127.0.0.1"))
+            port = int(listeners[0].socket.getsockname()[1])
+            web = routes["bd_1"]
+            routes = {"bd_1": replace(web, upstream=UpstreamURL("http", "localhost", port))}
+
+            served = trio.Event()
+
+            async def serve() -> None:
+                stream = await agent.accept_stream()
+                await read_stream_type(stream)
+                await handle_proxy_stream(
+                    stream, routes, Codec.MSGPACK, captures=captures, metrics=metrics
+                )
+                served.set()
+
+            nursery.start_soon(serve)
+            stream = await edge.open_typed_stream(StreamType.PROXY)
+            await stream.send_all(header() + REQUEST)
+            assert await receive_exactly(stream, len(RESPONSE)) == RESPONSE
+            await stream.send_all(REQUEST)
+            await stream.send_eof()
+            assert await read_all(stream) == RESPONSE  # bytes pass unchanged through the tap
+            await served.wait()  # the connection ended both ways: its bytes are counted
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_inspected_http_endpoint_is_captured_and_counted() -> None:
+    captures, metrics = CaptureStore(10**6), AgentMetrics()
+    web = Route(name="web", url="", proto="https", upstream=UNSET, inspect=True)
+    await _two_requests_through({"bd_1": web}, captures, metrics)
+    assert [e.request.head for e in captures] == [REQUEST, REQUEST]
+    assert all(e.response is not None and e.response.body == b"ok" for e in captures)
+    text = metrics.exposition().decode()
+    assert 'burrow_agent_streams_opened_total{endpoint="web"} 1.0' in text
+    assert 'burrow_agent_streams_open{endpoint="web"} 0.0' in text
+    relayed = 'burrow_agent_bytes_total{{direction="{}",endpoint="web"}} {}'
+    assert relayed.format("in", 2.0 * len(REQUEST)) in text
+    assert relayed.format("out", 2.0 * len(RESPONSE)) in text
+    assert 'burrow_agent_upstream_dial_seconds_count{endpoint="web"} 1.0' in text
+
+
+async def test_inspect_false_captures_nothing() -> None:
+    captures = CaptureStore(10**6)
+    web = Route(name="web", url="", proto="https", upstream=UNSET, inspect=False)
+    await _two_requests_through({"bd_1": web}, captures, AgentMetrics())
+    assert len(captures) == 0

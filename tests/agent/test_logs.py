@@ -182,3 +182,11 @@ def test_only_the_agents_and_protocols_loggers_are_touched() -> None:
     assert (list(edge.handlers), edge.level, edge.propagate) == before
     for name in OWNED:
         assert logging.getLogger(name).propagate is False  # lines are not printed twice
+
+
+def test_warning_is_accepted_for_warn() -> None:
+    """The level name Python programs use, as the edge accepts it too."""
+    stdout, _ = configure("stdout", level="warning", fmt="json")
+    logging.getLogger("agent").info("hidden")
+    logging.getLogger("agent").warning("shown")
+    assert [json.loads(line)["lvl"] for line in stdout.getvalue().splitlines()] == ["warn"]

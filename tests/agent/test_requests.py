@@ -51,7 +51,7 @@ def test_auth_carries_the_settings_in_ngrok_units() -> None:
     assert extra.heartbeat_interval == 10_000_000_000
     assert extra.heartbeat_tolerance == 15_000_000_000
     assert extra.stop_unsupported_error == ""
-    assert "does not support remote restart" in (extra.restart_unsupported_error or "")
+    assert extra.restart_unsupported_error == ""  # Restart reconnects as a new session
     assert "does not support remote update" in (extra.update_unsupported_error or "")
     assert extra.custom_cas is False
 

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import itertools
 import json
+import re
 import ssl
 from collections.abc import AsyncIterator
 from datetime import date
@@ -17,6 +18,7 @@ import pytest
 import trio
 import trustme
 
+from agent.backoff import BACKOFF_RESET_AFTER
 from agent.cli import endpoint_from_argv
 from agent.cli_endpoints import tcp_endpoint
 from agent.config import AgentSettings, EndpointSettings, Secret
@@ -315,14 +317,52 @@ async def test_stop_request_is_answered_and_run_returns(nursery: trio.Nursery) -
     assert len(h.edge.sessions) == 1
 
 
+async def test_stop_names_who_asked_the_edge(nursery: trio.Nursery) -> None:
+    h = Harness(nursery, [endpoint()])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        stream = await h.edge.sessions[0].mux.open_typed_stream(StreamType.STOP)
+        await stream.send_all(encode(Stop(message="the admin API, key ak_1"), Codec.JSON))
+        response, _ = await read_message(stream, StopResp, None)
+        assert response.error == ""
+        while h.agent.established:
+            await trio.sleep(0.01)
+    assert "stopped by the edge on behalf of the admin API, key ak_1" in h.err.getvalue()
+    assert not h.agent.established and len(h.edge.sessions) == 1
+
+
+async def test_restart_is_answered_and_reconnects_at_once_as_a_new_session(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    h = Harness(nursery, [endpoint()])
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        first = h.edge.sessions[0]
+        stream = await first.mux.open_typed_stream(StreamType.RESTART)
+        await stream.send_all(encode(Restart(message="the admin API, key ak_1"), Codec.JSON))
+        response, codec = await read_message(stream, RestartResp, None)
+        assert len(h.edge.sessions) == 1, "the session lasts until the edge has the answer"
+        started = trio.current_time()
+        await stream.aclose()  # as Burrow's edge does once it has read the answer
+        await h.edge.wait_session(2)
+        reconnected_after = trio.current_time() - started
+    assert codec is Codec.JSON and response.error == ""
+    assert reconnected_after < 0.1, "no backoff wait before the new session"
+    assert "restart requested by the edge on behalf of the admin API, key ak_1" in (
+        h.err.getvalue()
+    )
+    # The new session resumes: same client id, same endpoint (bind id and token).
+    assert h.edge.auths[1].client_id == h.agent.resume.client_id
+    assert h.edge.binds[1].id != ""
+
+
 @pytest.mark.parametrize(
     ("kind", "request_message", "response_cls", "words"),
     [
-        (StreamType.RESTART, Restart(), RestartResp, "remote restart"),
         (StreamType.UPDATE, Update(version="9"), UpdateResp, "remote update"),
     ],
 )
-async def test_restart_and_update_are_refused_with_a_reason(
+async def test_update_is_refused_with_a_reason(
     nursery: trio.Nursery,
     kind: StreamType,
     request_message: Restart | Update,
@@ -382,10 +422,44 @@ async def test_unreachable_edge_is_retried_with_backoff(autojump_clock: trio.abc
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(gaps) >= 5
     for index, gap in enumerate(gaps[:5]):
-        base = 0.5 * 2**index
-        assert base * 0.75 <= gap <= base
+        ceiling = 0.5 * 2**index  # full jitter: anywhere below the doubling ceiling
+        assert 0.0 <= gap < ceiling
+    assert len(set(gaps)) == len(gaps)  # jittered, not a fixed ladder
     assert "cannot connect to the edge at connect.burrow.localhost:8443" in err.getvalue()
     assert "Connection refused" in err.getvalue()
+
+
+class _HighRandom(Random):
+    """Always draws just under 1, so each wait is (almost) its ceiling and the notices show
+    where the schedule stands."""
+
+    def random(self) -> float:
+        return 1.0 - 2**-53
+
+
+async def test_backoff_resets_only_after_a_session_that_stayed_up(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    h = Harness(nursery, [endpoint()])
+    h.agent = Agent(
+        settings(),
+        [endpoint()],
+        reporter=Reporter(h.out, h.err),
+        random=_HighRandom(),
+        host=HOST,
+        dial=h.edge.dial,
+    )
+    with trio.fail_after(60):
+        await nursery.start(h.agent.run)
+        h.edge.sessions[0].close()  # dropped at once: the schedule goes on
+        await h.edge.wait_session(2)
+        h.edge.sessions[1].close()
+        await h.edge.wait_session(3)
+        await trio.sleep(BACKOFF_RESET_AFTER + 1)  # this one stays up
+        h.edge.sessions[2].close()
+        await h.edge.wait_session(4)
+    waits = re.findall(r"reconnecting in ([0-9.]+)s", h.err.getvalue())
+    assert waits == ["0.5", "1.0", "0.5"]
 
 
 def test_edge_tls_context_rejects_an_unusable_ca_file() -> None:
@@ -455,3 +529,53 @@ def test_policy_text_is_what_the_bind_carries(tmp_path: Path) -> None:
     policy.unlink()
     with pytest.raises(AgentError, match="cannot read traffic_policy_file"):
         _policy_text(as_file)
+
+
+async def test_drain_says_goaway_and_lets_the_stream_in_flight_finish(
+    nursery: trio.Nursery,
+) -> None:
+    port = await echo_server(nursery)
+    h = Harness(nursery, [endpoint(f"127.0.0.1:{port}")], drain_timeout=5.0)
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        mux = h.edge.sessions[0].mux
+        stream = await mux.open_typed_stream(StreamType.PROXY)
+        header = encode_proxy_header(
+            ProxyHeader(id="bind_1", client_addr="203.0.113.5:4000", proto="tcp"), Codec.MSGPACK
+        )
+        await stream.send_all(header + b"hello ")
+        assert await receive_exactly(stream, 6) == b"hello "
+        h.agent.drain()
+        await mux.goaway_received.wait()  # at once, while the stream is still open
+        assert mux.goaway is not None and b"draining" in mux.goaway.debug
+        with pytest.raises(trio.BrokenResourceError):  # the edge may open no new stream
+            await mux.open_typed_stream(StreamType.PROXY)
+        await stream.send_all(b"world")  # the stream in flight goes on
+        assert await receive_exactly(stream, 5) == b"world"
+        assert not mux.closed.is_set()
+        await stream.send_eof()
+        assert await stream.receive_some() == b""
+        await stream.aclose()
+        await mux.closed.wait()  # its last stream done, the agent closed the session
+        while "stopped" not in h.err.getvalue():  # and `run` returned, reporting it
+            await trio.sleep(0.01)
+
+
+async def test_a_drain_ends_after_drain_timeout_with_streams_still_open(
+    nursery: trio.Nursery,
+) -> None:
+    port = await echo_server(nursery)
+    h = Harness(nursery, [endpoint(f"127.0.0.1:{port}")], drain_timeout=0.3)
+    with trio.fail_after(5):
+        await nursery.start(h.agent.run)
+        mux = h.edge.sessions[0].mux
+        stream = await mux.open_typed_stream(StreamType.PROXY)
+        header = encode_proxy_header(
+            ProxyHeader(id="bind_1", client_addr="203.0.113.5:4000", proto="tcp"), Codec.MSGPACK
+        )
+        await stream.send_all(header + b"hi")
+        assert await receive_exactly(stream, 2) == b"hi"
+        started = trio.current_time()
+        h.agent.drain()
+        await mux.closed.wait()  # the stream never ended: closed after drain_timeout
+        assert 0.25 <= trio.current_time() - started < 2.0

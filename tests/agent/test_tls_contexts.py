@@ -11,6 +11,7 @@ import trustme
 from agent.tls_contexts import (
     MIN_TLS_VERSION,
     TLSMaterialError,
+    alpn_problem,
     read_pem,
     termination_context,
     upstream_context,
@@ -72,6 +73,76 @@ def test_termination_errors_name_the_input(
     with pytest.raises(TLSMaterialError, match=message) as caught:
         termination_context(*args)  # type: ignore[arg-type]
     assert (caught.value.field, caught.value.index) == (field, index)
+
+
+def _handshake(server: ssl.SSLContext, client_alpn: list[str]) -> tuple[str | None, str | None]:
+    """A real TLS handshake between `server` and a client offering `client_alpn` (nothing
+    when empty), over memory BIOs; the protocol each side says was selected."""
+    client_context = ssl.create_default_context(cafile=CA)
+    if client_alpn:
+        client_context.set_alpn_protocols(client_alpn)
+    pipes = [ssl.MemoryBIO() for _ in range(4)]  # client in/out, server in/out
+    client = client_context.wrap_bio(pipes[0], pipes[1], server_hostname="secure.example.com")
+    served = server.wrap_bio(pipes[2], pipes[3], server_side=True)
+    done = [False, False]
+    for _ in range(10):
+        for index, (end, outgoing) in enumerate(((client, pipes[1]), (served, pipes[3]))):
+            if not done[index]:
+                try:
+                    end.do_handshake()
+                    done[index] = True
+                except ssl.SSLWantReadError:
+                    pass
+            peer_in = pipes[2] if index == 0 else pipes[0]
+            peer_in.write(outgoing.read())
+        if all(done):
+            break
+    assert all(done), "the handshake did not complete"
+    return client.selected_alpn_protocol(), served.selected_alpn_protocol()
+
+
+def test_termination_selects_a_listed_alpn_protocol() -> None:
+    context = termination_context(CERT, KEY, alpn=["postgresql"])
+    assert _handshake(context, ["postgresql"]) == ("postgresql", "postgresql")
+    # Of the protocols the client offers, the first one the list names is selected.
+    both = termination_context(CERT, KEY, alpn=["h2", "postgresql"])
+    assert _handshake(both, ["postgresql"]) == ("postgresql", "postgresql")
+
+
+def test_termination_without_a_match_completes_with_no_protocol() -> None:
+    """Documented behaviour: a client offering only unlisted protocols (or none) still
+    connects, with no protocol selected; Python's ssl cannot send no_application_protocol."""
+    context = termination_context(CERT, KEY, alpn=["postgresql"])
+    assert _handshake(context, ["h2"]) == (None, None)
+    assert _handshake(context, []) == (None, None)
+
+
+def test_termination_without_alpn_ignores_the_offer() -> None:
+    assert _handshake(termination_context(CERT, KEY), ["postgresql"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("alpn", "index", "message"),
+    [
+        (["postgresql", ""], 1, "is empty"),
+        (["a b"], 0, "not printable ASCII"),
+        (["é"], 0, "not printable ASCII"),
+        (["x" * 256], 0, "at most 255"),
+        (["h2", "postgresql", "h2"], 2, "'h2' is listed twice"),
+    ],
+)
+def test_termination_refuses_bad_alpn_names(alpn: list[str], index: int, message: str) -> None:
+    with pytest.raises(TLSMaterialError, match=message) as caught:
+        termination_context(CERT, KEY, alpn=alpn)
+    assert (caught.value.field, caught.value.index) == ("alpn_protocols", index)
+
+
+def test_alpn_names_up_to_255_bytes_are_accepted() -> None:
+    assert alpn_problem("x" * 255) is None
+    assert alpn_problem("postgresql") is None
+    assert alpn_problem(5) is not None
+    with pytest.raises(TypeError, match="not the string"):
+        termination_context(CERT, KEY, alpn="postgresql")
 
 
 def test_a_truncated_certificate_is_reported(tmp_path: Path) -> None:
