@@ -30,6 +30,17 @@ EXEMPT: dict[str, str] = {
 #: Test files that test something other than one product module, with what they test.
 CROSS_CUTTING: dict[str, str] = {
     "tests/test_layout.py": "this file: the layout of tests/ itself",
+    "tests/test_errors_doc.py": (
+        "docs/errors.md against every error code in protocol/, agent/ and edge/"
+    ),
+    "tests/test_packaging.py": (
+        "the wheel (pyproject.toml's name, scripts and package data) built and installed into a "
+        "clean virtual environment, running both commands"
+    ),
+    "tests/test_containerfiles.py": (
+        "deploy/Containerfile.edge and deploy/Containerfile.agent linted, and built and run "
+        "where a container tool works"
+    ),
     "tests/edge/admin/test_bootstrap.py": (
         "edge/cli/main.py's offline bootstrap of the admin API (init, the first API key) "
         "against a real store and admin listener"
@@ -40,6 +51,10 @@ CROSS_CUTTING: dict[str, str] = {
     "tests/protocol/wire/test_session_properties.py": (
         "Hypothesis properties of protocol/wire/session.py (STYLE.md 23), apart from the "
         "example-based tests in test_session.py"
+    ),
+    "tests/edge/policy/test_ngrok_examples.py": (
+        "ngrok's documented example policies (tests/edge/policy/examples.py) loaded and run "
+        "unchanged through edge/policy's validator and engine, per issue 10's Done when"
     ),
     "tests/agent/test_proxy_protocol.py": (
         "upstream.proxy_protocol end to end through agent/forward.py, agent/upstream.py and "

@@ -9,6 +9,9 @@ JSON object it prints. Each ACTION is one step of the scenario in test_admin_api
   setup              two service users, a credential (with an ACL) for each, and the listings
   sessions           list tunnel sessions (and get each one), list endpoints
   stop SESSION_ID    stop one tunnel session
+  restart SESSION_ID / update SESSION_ID / try-stop SESSION_ID
+                     ask the session's agent to restart / update / stop: {"done": true}, or
+                     {"error": ...} for an ngrok.Error, {"runtime_error": ...} for a RuntimeError
   delete CRED_ID     delete a credential, then get it (expecting 404)
   events             list events (no typed method in the client: its HTTP layer, same headers)
   errors             what the client raises for a wrong key, an unknown id and a bad ACL
@@ -95,6 +98,18 @@ def main(base_url: str, api_key: str, action: str, arg: str) -> dict[str, Any]:
                 raise
             return {"stopped": True, "client_quirk": str(exc)}
         return {"stopped": True}
+    if action in ("restart", "update", "try-stop"):
+        method = getattr(client.tunnel_sessions, action.removeprefix("try-"))
+        try:
+            method(arg)
+        except ngrok.Error as exc:
+            return {"error": error_json(exc)}
+        except RuntimeError as exc:
+            # As for stop: the generated method refuses ngrok's 204 (the call succeeded).
+            if "unexpected 204" in str(exc):
+                return {"done": True}
+            return {"runtime_error": str(exc)}
+        return {"done": True}
     if action == "delete":
         client.credentials.delete(arg)
         try:

@@ -155,6 +155,10 @@ class Edge:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def log_messages(self) -> list[str]:
+        """The message of each line the edge logged (`log_messages_of`)."""
+        return log_messages_of(self.log())
+
     def log_size(self) -> int:
         """How many bytes the edge has logged so far: a mark to pass to `log_since` later."""
         return self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -168,6 +172,20 @@ class Edge:
             log.seek(mark)
             return log.read().decode(errors="replace")
 
+
+#: A logfmt line's message (the edge logs logfmt when stderr is not a terminal).
+_LOGFMT_MSG = re.compile(r' msg=("(?:[^"\\]|\\.)*")')
+
+
+def log_messages_of(text: str) -> list[str]:
+    """The `msg` of each logfmt line of `text`, decoded (logfmt quotes a message, escaping its
+    own quotes), so that a test can look for text with quotes in it; a line that is not
+    logfmt is kept whole."""
+    messages = []
+    for line in text.splitlines():
+        found = _LOGFMT_MSG.search(line)
+        messages.append(json.loads(found.group(1)) if found else line)
+    return messages
 
 #: The tcp port range of `make_edge`'s edges.
 PORT_RANGE = (21000, 21999)

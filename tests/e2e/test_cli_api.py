@@ -98,8 +98,12 @@ def test_the_cli_manages_a_running_edge(edge: Edge, echo: EchoServer, tmp_path: 
         while not refused(agent.port) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert refused(agent.port), "the stopped session's endpoint is still open"
+        # Stop tells the agent to exit (ngrok's semantics): status 0, it does not reconnect.
+        assert agent.proc is not None and agent.proc.wait(timeout=30) == 0
 
-        # Revoking the credential through the API: the agent (reconnected or not) gives up.
+        # Revoking the credential through the API: a running agent of it gives up.
+        agent = make_agent(edge, token, f"127.0.0.1:{echo.port}", tmp_path, name="again")
+        agent.start()
         assert cli(env, "credential", "revoke", credential_id) == [
             f"credential {credential_id} revoked"
         ]

@@ -1,27 +1,33 @@
 """Fail closed: an endpoint option the edge does not enforce is refused, never ignored.
 
-A user who asked ngrok's SDK for OAuth or compression believes the endpoint is protected (or
-changed) by it. Until Burrow enforces such an option, the Bind is refused with an error that
-names it, and nothing is served: the upstream is never reached. The options Burrow enforces
-(a Traffic Policy, and basic auth, CIDR restrictions and header changes, which become one) now
-bind, and a first request shows they are not ignored (their full behaviour is tested with the
-HTTP policy phases). Real processes on loopback: an edge, ngrok's official SDK in a subprocess,
-Burrow's agent.
+A user who asked ngrok's SDK for OAuth or OpenID Connect believes the endpoint is protected by
+it. Until Burrow enforces such an option, the Bind is refused with an error that names it, and
+nothing is served: the upstream is never reached. The options Burrow enforces (a Traffic
+Policy, and basic auth, CIDR restrictions, header changes, webhook verification, a circuit
+breaker and compression, which become one) bind, and requests show each is enforced (the
+actions' full behaviour is tested with the HTTP policy phases). Real processes on loopback: an
+edge, ngrok's official SDK in a subprocess, Burrow's agent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import hashlib
+import hmac
 import json
 import os
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.harness import Edge, curl_endpoint, sdk_http_bind_once
-from tests.e2e.upstreams import HttpUpstream
+from tests.e2e.test_policy_breaker import FailingUpstream
+from tests.e2e.upstreams import PATTERN, HttpUpstream
 
 SDK_DRIVER = Path(__file__).with_name("sdk_http_client.py")
 #: Bounds that only catch hangs: the SDK connects and binds in about a second.
@@ -46,19 +52,12 @@ POLICY = json.dumps(
     [
         ([["oauth", "google"]], "Opts.OAuth"),
         ([["oidc", "https://id.example.com", "client", "secret"]], "Opts.OIDC"),
-        ([["compression"]], "Opts.Compression"),
         ([["websocket_tcp_conversion"]], "Opts.WebsocketTCPConverter"),
-        ([["circuit_breaker", 0.5]], "Opts.CircuitBreaker"),
-        ([["webhook_verification", "github", "secret"]], "Opts.WebhookVerification"),
+        # Compression, CircuitBreaker and WebhookVerification were refused here until they
+        # were mapped to their policy actions: test_sdk_compression_is_enforced and the two
+        # tests after it now show each one enforced.
     ],
-    ids=[
-        "oauth",
-        "oidc",
-        "compression",
-        "websocket_tcp_conversion",
-        "circuit_breaker",
-        "webhook_verification",
-    ],
+    ids=["oauth", "oidc", "websocket_tcp_conversion"],
 )
 def test_sdk_bind_with_an_unenforced_option_is_refused(
     shared_edge: Edge, upstream: HttpUpstream, options: list[list[str]], named: str
@@ -94,6 +93,20 @@ def test_sdk_bind_with_an_enforced_option_binds_and_is_not_ignored(
     were ignored; the endpoint binds, and that request is refused with `status`."""
     edge = shared_edge
     mark = edge.log_size()
+    with sdk_endpoint(edge, upstream.port, options) as host:
+        done = curl_endpoint(
+            edge, host, ["/"], "--output", "/dev/null", "--write-out", "%{http_code}"
+        )
+        assert done.stdout == str(status), (done.stdout, done.stderr)
+    assert " bound https://" in edge.log_since(mark)
+
+
+@contextlib.contextmanager
+def sdk_endpoint(edge: Edge, upstream_port: int, options: list[list[object]]) -> Iterator[str]:
+    """An http endpoint bound by ngrok's Python SDK (sdk_http_client.py) with the builder
+    calls `options`, forwarding to the upstream on `upstream_port`: its host name, for as long
+    as the block runs; the SDK is then let go (stdin closed) and waited for, or killed."""
+    mark = edge.log_size()
     env = {**os.environ, "SDK_OPTIONS": json.dumps(options)}
     sdk = subprocess.Popen(
         [
@@ -102,7 +115,7 @@ def test_sdk_bind_with_an_enforced_option_binds_and_is_not_ignored(
             f"localhost:{edge.agents_port}",
             str(edge.ca_path),
             edge.credential(),
-            f"http://127.0.0.1:{upstream.port}",
+            f"http://127.0.0.1:{upstream_port}",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -116,17 +129,100 @@ def test_sdk_bind_with_an_enforced_option_binds_and_is_not_ignored(
         result = json.loads(line)
         assert "url" in result, (result, edge.log_since(mark)[-3000:])
         host = urllib.parse.urlsplit(result["url"]).hostname
-        done = curl_endpoint(
-            edge, host, ["/"], "--output", "/dev/null", "--write-out", "%{http_code}"
-        )
-        assert done.stdout == str(status), (done.stdout, done.stderr)
+        assert host is not None
+        yield host
         sdk.stdin.close()
         sdk.wait(timeout=SDK_TIMEOUT)
     finally:
         if sdk.poll() is None:
             sdk.kill()
             sdk.wait(timeout=SDK_TIMEOUT)
-    assert " bound https://" in edge.log_since(mark)
+
+
+@pytest.mark.sdk
+def test_sdk_compression_is_enforced(
+    shared_edge: Edge, upstream: HttpUpstream, tmp_path: Path
+) -> None:
+    """`.compression()` (Opts.Compression `{}`, once refused here): `curl --compressed` gets
+    gzip on the wire that decodes to the upstream's bytes; a client that asks for no encoding
+    gets them as they are."""
+    size = 20_000
+    body = tmp_path / "body"
+    with sdk_endpoint(shared_edge, upstream.port, [["compression"]]) as host:
+        path = f"/big?size={size}"
+        asked = curl_endpoint(
+            shared_edge, host, [path], "--dump-header", "-", "--output", str(body),
+            "-H", "Accept-Encoding: gzip",
+        )  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+        head = asked.stdout.lower()
+        assert "content-encoding: gzip" in head, asked.stdout
+        wire = body.read_bytes()
+        assert len(wire) < size and gzip.decompress(wire) == PATTERN[:size]
+        decoded = curl_endpoint(
+            shared_edge, host, [path], "--compressed", "--output", str(body),
+            "--write-out", "%{http_code}",
+        )  # fmt: skip
+        assert decoded.stdout == "200" and body.read_bytes() == PATTERN[:size]
+        plain = curl_endpoint(
+            shared_edge, host, [path], "--dump-header", "-", "--output", str(body)
+        )
+        assert "content-encoding" not in plain.stdout.lower(), plain.stdout
+        assert body.read_bytes() == PATTERN[:size]
+
+
+@pytest.mark.sdk
+def test_sdk_webhook_verification_is_enforced(shared_edge: Edge, upstream: HttpUpstream) -> None:
+    """`.webhook_verification('github', secret)` (once refused here): an unsigned or wrongly
+    signed POST is refused at the edge with ngrok's 403 ERR_NGROK_3204; a correctly signed one
+    reaches the upstream with its body unchanged."""
+    secret = "sdk-webhook-secret"
+    payload = '{"zen":"Keep it logically awesome."}'
+    good = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    bad = hmac.new(b"another secret", payload.encode(), hashlib.sha256).hexdigest()
+    options: list[list[object]] = [["webhook_verification", "github", secret]]
+    with sdk_endpoint(shared_edge, upstream.port, options) as host:
+
+        def post(*args: str) -> subprocess.CompletedProcess[str]:
+            return curl_endpoint(
+                shared_edge, host, ["/hook"], "--include", "--http1.1",
+                "--data-binary", payload, "-H", "Content-Type: application/json", *args,
+            )  # fmt: skip
+
+        for refused in (post(), post("-H", f"X-Hub-Signature-256: sha256={bad}")):
+            assert refused.stdout.startswith("HTTP/1.1 403"), refused.stdout
+            assert "ngrok-error-code: ERR_NGROK_3204" in refused.stdout
+        signed = post("-H", f"X-Hub-Signature-256: sha256={good}")
+        head, _, body = signed.stdout.partition("\n\n")
+        assert head.startswith("HTTP/1.1 200"), signed.stdout
+        seen = json.loads(body)
+        assert seen["sha256"] == hashlib.sha256(payload.encode()).hexdigest()
+
+
+@pytest.mark.sdk
+def test_sdk_circuit_breaker_is_enforced(shared_edge: Edge) -> None:
+    """`.circuit_breaker(0.5)` (once refused here): the action's default volume (10) of
+    upstream 500s trips it, and the edge then answers 503 ERR_NGROK_3202 itself without
+    reaching the upstream."""
+    volume = 10  # circuit-breaker's default volume_threshold: the SDK sends only the ratio
+    failing = FailingUpstream()
+    try:
+        with sdk_endpoint(shared_edge, failing.port, [["circuit_breaker", 0.5]]) as host:
+
+            def get() -> subprocess.CompletedProcess[str]:
+                done = curl_endpoint(shared_edge, host, ["/work"], "--include", "--http1.1")
+                assert done.returncode == 0, done.stderr
+                return done
+
+            for _ in range(volume):
+                assert get().stdout.startswith("HTTP/1.1 500")
+            assert failing.hits == volume
+            tripped = get()
+            assert tripped.stdout.startswith("HTTP/1.1 503"), tripped.stdout
+            assert "ngrok-error-code: ERR_NGROK_3202" in tripped.stdout
+            assert failing.hits == volume
+    finally:
+        failing.close()
 
 
 def test_agent_config_with_an_unenforced_policy_is_refused_at_bind(

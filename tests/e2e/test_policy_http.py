@@ -99,7 +99,7 @@ def test_basic_auth_and_restrict_ips_from_a_config_file(
         assert h2.stdout.startswith("HTTP/2 200"), h2.stdout
         assert "x-policy: seen" in h2.stdout
         # The log action's records are the edge's INFO lines, naming the endpoint and rule.
-        logged = [line for line in edge.log().splitlines() if 'rule 0 ("audit")' in line]
+        logged = [line for line in edge.log_messages() if 'rule 0 ("audit")' in line]
         assert len(logged) == 6, logged
         endpoint = f"policy https://{agent.host}: "
         assert all(endpoint in line and '"path": "/headers"' in line for line in logged)

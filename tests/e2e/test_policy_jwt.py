@@ -6,6 +6,7 @@ fetch), and the edge logs the bounded timeout."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import socket
@@ -83,7 +84,12 @@ def edge(tmp_path: Path, jwks_server: tuple[str, Path]) -> Iterator[Edge]:
         running.stop()
 
 
-def start_agent(edge: Edge, upstream: HttpUpstream, tmp_path: Path, jwks_url: str) -> Agent:
+HEADER_TOKEN = "{type: access_token, method: header, name: Authorization, prefix: 'Bearer '}"
+
+
+def start_agent(
+    edge: Edge, upstream: HttpUpstream, tmp_path: Path, jwks_url: str, token: str = HEADER_TOKEN
+) -> Agent:
     config = tmp_path / "burrow.yml"
     config.write_text(
         "version: 3\n"
@@ -102,8 +108,7 @@ def start_agent(edge: Edge, upstream: HttpUpstream, tmp_path: Path, jwks_url: st
         f"                audience: {{allow_list: [{{value: '{AUDIENCE}'}}]}}\n"
         "                http:\n"
         "                  tokens:\n"
-        "                    - {type: access_token, method: header, name: Authorization,"
-        " prefix: 'Bearer '}\n"
+        f"                    - {token}\n"
         "                jws:\n"
         "                  allowed_algorithms: [RS256]\n"
         f"                  keys: {{sources: {{additional_jkus: ['{jwks_url}']}}}}\n"
@@ -191,3 +196,36 @@ def test_a_hanging_jwks_url_fails_closed_without_holding_requests(
     finally:
         edge.stop()
         stuck.close()
+
+
+def test_a_token_in_a_posted_form_is_read_from_the_body_which_still_reaches_the_upstream(
+    edge: Edge, upstream: HttpUpstream, tmp_path: Path, jwks_server: tuple[str, Path]
+) -> None:
+    body_token = "{type: id_token, method: body, name: _id_token}"
+    agent = start_agent(edge, upstream, tmp_path, jwks_server[0], token=body_token)
+    try:
+        token = sign(key_for("RS256"), "RS256", claims(time.time()), kid="e2e-key")
+        form = f"a=1&_id_token={token}"
+
+        def post(data: str) -> subprocess.CompletedProcess[str]:
+            return curl_endpoint(
+                edge, agent.host, ["/submit"], "--include", "--http1.1", "--data", data
+            )
+
+        deadline = time.monotonic() + KEYS_DEADLINE
+        accepted = post(form)
+        while accepted.stdout.startswith("HTTP/1.1 503") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            accepted = post(form)
+        head, _, answer = accepted.stdout.partition("\n\n")
+        assert head.startswith("HTTP/1.1 200"), accepted.stdout
+        # The upstream got the body the edge read, whole (the test upstream hashes POSTs).
+        seen = json.loads(answer)
+        assert seen["size"] == len(form)
+        assert seen["sha256"] == hashlib.sha256(form.encode()).hexdigest()
+
+        missing = post("a=1")
+        assert missing.stdout.startswith("HTTP/1.1 401"), missing.stdout
+        assert "Token could not be found in request (body field _id_token)" in missing.stdout
+    finally:
+        agent.kill()

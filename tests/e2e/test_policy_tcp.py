@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.harness import BIN, EchoServer, Edge, make_agent
+from tests.e2e.harness import BIN, EchoServer, Edge, log_messages_of, make_agent
 
 #: Bound on `burrow config check`: it reads one file.
 CHECK_TIMEOUT = 60
@@ -65,7 +65,7 @@ def assert_policy_enforced(edge: Edge, echo: EchoServer, port: int, mark: int) -
     assert exchange_from("127.0.0.3", port, b"hello from .3") == b""
     wait_for(lambda: "127.0.0.3" in edge.log_since(mark) and "closed by" in edge.log_since(mark))
     assert echo.connections == 1  # the refused client never reached the upstream
-    log = edge.log_since(mark)
+    log = "\n".join(log_messages_of(edge.log_since(mark)))
     assert "policy on_tcp_connect" in log
     assert '"client": "127.0.0.2"' in log and '"client": "127.0.0.3"' in log
     assert f'"port": {port}' in log
