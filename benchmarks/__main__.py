@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import load, policy_table
+from benchmarks import failover, load, policy_table
 from benchmarks.measure import ProcessGoneError, Summary, machine_info
 from benchmarks.origin import TLS_HOST, Origin, OriginUnavailableError
 from benchmarks.suite import MEASURES, POLICIES, Measure, Params, Record, Upstreams
@@ -37,6 +37,7 @@ from benchmarks.tunnels import (
     BurrowHttps,
     BurrowTls,
     Direct,
+    H11Server,
     SSHForward,
     Tunnel,
     TunnelUnavailableError,
@@ -44,12 +45,13 @@ from benchmarks.tunnels import (
 
 EN_DASH = "\u2013"  # ranges print as "min<en dash>max", as in docs/performance tables
 # Ratio columns of the table: (numerator, denominator) tunnel names.
-RATIOS = [("burrow", "ssh"), ("burrow", "direct")]
+RATIOS = [("burrow", "ssh"), ("burrow", "direct"), ("burrow", "h11")]
 # A 1-minute load average above this before the run means something else is using the CPUs.
 BUSY_LOADAVG = 0.5
 RESULTS_DIR = Path(__file__).parent / "results"
-TUNNEL_LABELS = {"direct": "direct", "ssh": "ssh -L", "burrow": "burrow"}
+TUNNEL_LABELS = {"direct": "direct", "ssh": "ssh -L", "h11": "trio+h11", "burrow": "burrow"}
 # Columns of the table are TUNNEL_LABELS; a measure's Burrow endpoint kind fills the "burrow" one.
+# "h11" (a bare trio + h11 server, no tunnel) runs only in measures with `bare_server` (http).
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -121,6 +123,12 @@ def _rows(p: Params) -> list[Row]:
         Row(record="latency", field="p99_ms", label="RTT p99", unit="ms"),
         Row(record="latency", field="added_p50_ms", label="added p50 over direct", unit="ms"),
         Row(
+            record="latency",
+            field="cpu_us_per_op",
+            label="tunnel CPU per round trip",
+            unit="µs",
+        ),
+        Row(
             record="memory",
             field="edge_kib_per_stream",
             label="idle stream, edge",
@@ -145,6 +153,23 @@ def _rows(p: Params) -> list[Row]:
         ),
         Row(record="http", field="p50_ms", label="HTTP latency p50", unit="ms"),
         Row(record="http", field="p99_ms", label="HTTP latency p99", unit="ms"),
+        Row(record="http", field="cpu_us_per_op", label="HTTP tunnel CPU per request", unit="µs"),
+        Row(
+            record="http_tcp",
+            field="rps",
+            label=f"HTTP 100 B GET via tcp://, {wrk}",
+            unit="req/s",
+            show_cpu=True,
+            higher_is_better=True,
+        ),
+        Row(record="http_tcp", field="p50_ms", label="HTTP via tcp:// latency p50", unit="ms"),
+        Row(record="http_tcp", field="p99_ms", label="HTTP via tcp:// latency p99", unit="ms"),
+        Row(
+            record="http_tcp",
+            field="cpu_us_per_op",
+            label="HTTP via tcp:// tunnel CPU per request",
+            unit="µs",
+        ),
         Row(
             record="https_bulk",
             field="mb_s",
@@ -197,16 +222,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = [name for name, spec in MEASURES.items() if spec.default]
     parser.add_argument(
         "--only",
-        type=_csv(list(MEASURES)),
+        type=_csv([*MEASURES, failover.NAME]),  # failover: its own pools (benchmarks/failover.py)
         default=defaults,
-        help=f"measures to run, comma-separated: {','.join(MEASURES)} "
-        f"(default: all but {','.join(m for m in MEASURES if m not in defaults)})",
+        help=f"measures to run, comma-separated: {','.join(MEASURES)},{failover.NAME} "
+        f"(default: all but {','.join(m for m in MEASURES if m not in defaults)},{failover.NAME})",
     )
     parser.add_argument(
         "--tunnels",
         type=_csv(list(TUNNEL_LABELS)),
         default=list(TUNNEL_LABELS),
-        help="columns, comma-separated: direct,ssh,burrow",
+        help="columns, comma-separated: direct,ssh,h11,burrow (h11: a bare trio + h11 server, "
+        "in the http measure only)",
     )
     parser.add_argument(
         "--bytes",
@@ -293,7 +319,7 @@ def _columns(measure: Measure, tunnels: Sequence[str]) -> list[str]:
     """A measure's columns: the selected tunnels, or its policies if Burrow is selected."""
     if measure.policies:
         return list(measure.policies) if "burrow" in tunnels else []
-    return list(tunnels)
+    return [t for t in tunnels if t != "h11" or measure.bare_server]
 
 
 def _variant(name: str, measure: Measure) -> str:
@@ -320,6 +346,8 @@ def _make_tunnel(
         return BurrowHttps(port, bin_dir=args.burrow_bin, probe=probe, policy_file=policy)
     if variant == "burrow-tls":
         return BurrowTls(port, TLS_HOST, bin_dir=args.burrow_bin, probe=probe)
+    if variant == "h11":
+        return H11Server(port, probe=probe)
     return Direct(port, probe=probe)
 
 
@@ -416,8 +444,24 @@ def run_all(args: argparse.Namespace, params: Params) -> tuple[list[Record], dic
             web.close()
         server.close()
     _add_latency_over_direct(records)
+    _add_cpu_per_operation(records)
     policy_table.add_ratios(records)
     return records, unavailable
+
+
+def _add_cpu_per_operation(records: list[Record]) -> None:
+    """cpu_us_per_op = the tunnel's CPU microseconds per request (http rows) or per round trip
+    (latency, warm-up included: it ran inside the accounted time). On a busy machine the rates
+    swing with the other work, while what each request costs moves far less."""
+    for record in records:
+        total = record.get("cpu_s_total")
+        if not total or not record.get("tunnel_pids"):
+            continue
+        if record.get("row") in ("http", "http_tcp") and record.get("requests"):
+            record["cpu_us_per_op"] = round(1e6 * total / record["requests"], 1)
+        elif record.get("row") == "latency" and record.get("rounds"):
+            ops = record["rounds"] + record.get("warmup", 0)
+            record["cpu_us_per_op"] = round(1e6 * total / ops, 1)
 
 
 def _add_latency_over_direct(records: list[Record]) -> None:
@@ -547,7 +591,9 @@ def render(
         _markdown(header, body),
     ]
 
-    role_cols = [(t, role) for t in tunnels for role in ("edge", "agent") if t != "direct"]
+    role_cols = [
+        (t, role) for t in tunnels for role in ("edge", "agent") if t not in ("direct", "h11")
+    ]
     role_body = []
     for row in rows:
         cells = table.get(row.label, {})
@@ -575,7 +621,7 @@ def render(
     for rows_of, what in (
         (("upload", "download"), "load generator peak CPU, one stream: client"),
         (("https_bulk", "tls_bulk"), "HTTP download peak CPU: Python client"),
-        (("http",), "HTTP requests peak CPU: wrk"),
+        (("http", "http_tcp"), "HTTP requests peak CPU: wrk"),
     ):
         peaks = [
             r["generator_cpu_pct"]
@@ -590,7 +636,7 @@ def render(
         server = max(p["server"] for p in peaks)
         # wrk runs --http-threads threads: its limit is that many cores, not one.
         note = " (near one core: it may be the limit)" if max(client, server) > 95 else ""
-        if rows_of == ("http",):
+        if rows_of == ("http", "http_tcp"):
             note = " (nginx near one core: it may be the limit)" if server > 95 else ""
         server_name = "server" if rows_of[0] == "upload" else "nginx origin"
         parts += ["", f"{what} {client:.0f}%, {server_name} {server:.0f}%{note}"]
@@ -598,7 +644,7 @@ def render(
         name: sum(
             sum(r["socket_errors"].values())
             for r in records
-            if r.get("row") == "http" and r["tunnel"] == name
+            if r.get("row") in ("http", "http_tcp") and r["tunnel"] == name
         )
         for name in tunnels
     }
@@ -652,13 +698,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     load.raise_fd_limit(4 * params.idle_streams + 1024)
     started = time.time()
     load_before = os.getloadavg()
+    only = args.only
+    args.only = [m for m in only if m != failover.NAME]
     records, unavailable = run_all(args, params)
+    args.only = only
+    if failover.NAME in only:
+        records += failover.run_measure(args, _log, unavailable)
     load_after = os.getloadavg()
     rows = _rows(params)
     table = summarize(records, rows, args.tunnels)
     if table:  # empty when only http_policy ran: it has its own table
         print(render(table, rows, args.tunnels, records, args.runs))
     print(render_policy(records, args.runs))
+    print(failover.render(records, args.runs))
     if load_before[0] > BUSY_LOADAVG:
         print(
             f"\nnote: load average was {load_before[0]:.2f} before the run "
@@ -695,6 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "unavailable": unavailable,
                 "summary": _jsonable(table),
                 "policy_summary": policy_table.summary(records),
+                "failover_summary": failover.summary(records),
                 "runs": records,
             },
             indent=2,

@@ -9,7 +9,9 @@ always be read beside what it cost and whether the generator kept up.
 `MEASURES` says, for each measure, which upstream its tunnels forward to (the load server of
 `benchmarks.load`, or the nginx origin's plain or TLS port), which kind of Burrow endpoint stands
 in the "burrow" column (`burrow tcp`, `burrow http`, `burrow tls`), which programs it runs, and
-how a client reaches the upstream through a given tunnel (`target`). A measure with `policies`
+how a client reaches the upstream through a given tunnel (`target`). A measure with
+`bare_server` (http) also runs the "h11" column: a bare trio + h11 server answering the small
+body itself, the Python ceiling beside the tunnels. A measure with `policies`
 (http_policy) has its own columns instead of direct/ssh/burrow: Burrow's https:// endpoint with
 each Traffic Policy of `POLICIES` (benchmarks/policies/*.yml), or none.
 """
@@ -274,6 +276,11 @@ def http(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
     return {"http": _wrk(tunnel, up, p)}
 
 
+def http_tcp(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
+    """The http measure's wrk load through a tcp:// endpoint (plain HTTP through Burrow)."""
+    return {"http_tcp": _wrk(tunnel, up, p)}
+
+
 def http_policy(tunnel: Tunnel, up: Upstreams, p: Params) -> dict[str, Record]:
     """The http measure through an https:// endpoint running one of `POLICIES` (or none).
 
@@ -337,6 +344,9 @@ class Measure:
     policies: tuple[str, ...] = ()
     # Part of a plain `./dev bench` (no --only).
     default: bool = True
+    # Also runs the bare trio + h11 server column ("h11": `tunnels.H11Server`), which answers
+    # the origin's small body itself: only for measures that GET it.
+    bare_server: bool = False
 
     def upstream_port(self, up: Upstreams) -> int:
         if self.upstream == "load":
@@ -359,7 +369,17 @@ MEASURES: dict[str, Measure] = {
     "latency": Measure(run=latency),
     "memory": Measure(run=memory),
     "http": Measure(
-        run=http, upstream="http", endpoint="https", programs=("wrk",), target=plain_or_https
+        run=http,
+        upstream="http",
+        endpoint="https",
+        programs=("wrk",),
+        target=plain_or_https,
+        bare_server=True,
+    ),
+    # The same wrk load with a tcp:// endpoint in the burrow column: the tunnel's own request
+    # cost, without the edge's TLS and HTTP work.
+    "http_tcp": Measure(
+        run=http_tcp, upstream="http", endpoint="tcp", programs=("wrk",), target=plain_or_https
     ),
     "https_bulk": Measure(
         run=https_bulk, upstream="http", endpoint="https", target=plain_or_https, big_body=True

@@ -16,6 +16,9 @@ them into "edge" (the server side, which the agent dials) and "agent" (the clien
   agent adds `--traffic-policy-file FILE` and the edge runs that Traffic Policy on every request.
 - `BurrowTls`: the same edge and `burrow tls UPSTREAM --url tls://NAME`: the edge routes the
   client's TLS connection by its SNI and passes the bytes through to a TLS upstream.
+- `H11Server`: no tunnel and no upstream: `local_port` is a bare trio + h11 server
+  (`benchmarks.h11_origin`) answering the origin's small body itself, the Python ceiling an
+  https:// endpoint's request rate is read against. Its one process is the "server" role.
 
 How "forwarding works" is checked is the caller's `probe` (default: one round trip with the
 load server of `benchmarks.load`; the HTTP measures pass an HTTP request instead).
@@ -195,6 +198,40 @@ class Direct(Tunnel):
     """Loopback TCP straight to the upstream server: the ceiling every tunnel is compared to."""
 
     name = "direct"
+
+
+class H11Server(Tunnel):
+    """A bare trio + h11 server (`python -m benchmarks.h11_origin`) in place of the upstream.
+
+    It answers `GET /small` with the origin's body itself, so the upstream port is not used;
+    its process is the "server" role (its CPU is what one Python HTTP server pays).
+    """
+
+    name = "h11"
+
+    def __init__(self, upstream_port: int, probe: Probe | None = None) -> None:
+        super().__init__(upstream_port, probe)
+        self.server: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.local_port = free_port()
+        log = self.dir / "h11.log"
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.h11_origin", str(self.local_port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log(log.name),
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        _wait_for_forward(self, self.server, "python -m benchmarks.h11_origin", log)
+
+    def roles(self) -> dict[str, list[int]]:
+        assert self.server is not None
+        return {"server": [self.server.pid]}
+
+    def stop(self) -> None:
+        _stop(self.server)
 
 
 class SSHForward(Tunnel):

@@ -4,7 +4,8 @@ It runs the real programs as separate processes, exactly as an operator and a us
 `burrow-edge serve` (with a data directory under .burrow-demo/, its development CA and store),
 `burrow-edge credential create` (once; the token is kept in .burrow-demo/authtoken, mode 0600),
 a small local HTTP service on a free loopback port, and `burrow http` exposing that service
-through an https:// endpoint on the edge (TLS ends at the edge). It prints how to reach
+through an https:// endpoint on the edge (TLS ends at the edge). The agent gets its authtoken
+in BURROW_AUTHTOKEN, not on its command line, where `ps` would show it. It prints how to reach
 the service and runs until Ctrl-C or SIGTERM.
 """
 
@@ -20,7 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".burrow-demo"
+#: Where the demo keeps its state; BURROW_DEMO_STATE moves it (tests/e2e/test_demo.py does).
+STATE = Path(os.environ.get("BURROW_DEMO_STATE") or ROOT / ".burrow-demo")
 BIN = Path(sys.executable).parent
 
 
@@ -84,13 +86,16 @@ def main() -> int:
         procs.append(service)
         service_port = int(wait_for(service, r"serving (\d+)").group(1))
 
+        # The authtoken goes through the environment, never argv: the process list shows
+        # every process's arguments to every user of the machine.
         env = dict(os.environ)
         env.update(
+            BURROW_AUTHTOKEN=token,
             BURROW_CONNECT_URL=f"connect.burrow.localhost:{agents.group(2)}",
             BURROW_CONNECT_CAS=str(data_dir / "ca.pem"),
         )
         agent = subprocess.Popen(
-            [str(BIN / "burrow"), "http", f"127.0.0.1:{service_port}", "--authtoken", token],
+            [str(BIN / "burrow"), "http", f"127.0.0.1:{service_port}"],
             stdout=subprocess.PIPE, stderr=agent_log, text=True, env=env,
         )
         procs.append(agent)
