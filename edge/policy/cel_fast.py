@@ -157,8 +157,16 @@ def compile_fast(
     except _UnsupportedError:
         return None
     names = tuple(variables)
+    # A running phase always has conn, endpoint, time, vars and actions; only its request (in
+    # on_tcp_connect) or its response (before on_http_response) can be missing.
+    needs_request, needs_response = "req" in variables, "res" in variables
 
     def entry(activation: Mapping[str, Any]) -> Any:
+        run = _phase_run(activation)
+        if run is not None:
+            if (needs_request and run.request is None) or (needs_response and run.response is None):
+                raise FastPathError("a variable this phase does not have")
+            return node(activation)
         for name in names:
             if name not in activation:
                 raise FastPathError(f"no variable {name!r}")

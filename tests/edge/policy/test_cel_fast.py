@@ -324,3 +324,20 @@ def test_random_combinations_agree_with_cel_python() -> None:
 def test_literal_comparisons_agree(left: str, right: str) -> None:
     for operator in ("==", "!=", "<", ">="):
         _check(f"{left} {operator} {right}")
+
+
+@pytest.mark.parametrize("text", ["res.status_code == 200", "false && res.status_code == 1"])
+def test_a_variable_the_phase_lacks_fails_as_cel_python_fails(text: str) -> None:
+    # cel-python loads every named variable first, so even a short-circuited `res` fails in a
+    # request phase; the fast path must not answer `false` there.
+    request, conn, _ = _facts()
+    endpoint = EndpointFacts(
+        url="https://a.example.com", host="a.example.com", port=443, protocol="https"
+    )
+    run = PhaseRun("on_http_request", conn, endpoint, 1.0, PolicyState(), request=request)
+    compiled = compile_expression(text)
+    assert compiled._fast is not None
+    with pytest.raises(FastPathError):
+        compiled._fast(run.activation)
+    with pytest.raises(PolicyRuntimeError, match="res"):
+        compiled.evaluate(run.activation)
