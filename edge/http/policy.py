@@ -395,9 +395,10 @@ def _answer(outcome: Respond) -> PolicyAnswer:
         headers.append((b"Burrow-Error-Code", code.encode("ascii")))
         if code.startswith("ERR_NGROK_"):
             headers.append((b"ngrok-error-code", code.encode("ascii")))
-    reason = (
-        f"policy runtime error {code}" if code is not None else f"policy {outcome.action or 'action'}"
-    )
+    if code is not None:
+        reason = f"policy runtime error {code}"
+    else:
+        reason = f"policy {outcome.action or 'action'}"
     return PolicyAnswer(outcome.status, headers, outcome.body, reason)
 
 
