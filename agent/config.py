@@ -148,6 +148,10 @@ class AgentSettings:
     # it serves this long to finish before it exits. 10 s lets ordinary requests end and fits
     # well within a service manager's stop timeout (systemd's default is 90 s).
     drain_timeout: float = 10.0
+    # ngrok's remote_management: whether the edge may stop or restart this agent (the admin
+    # API's tunnel_sessions stop/restart). False: the Auth says both are unsupported, so the
+    # edge refuses them (ERR_NGROK_805/804) and never sends them.
+    remote_management: bool = True
 
     @property
     def connect_address(self) -> tuple[str, int]:
@@ -332,6 +336,7 @@ _USED_AGENT_KEYS = (
     "proxy_url",
     "drain_timeout",
     "console_ui",
+    "remote_management",
 )
 _LOG_LEVELS = ("crit", "error", "warn", "info", "debug", "warning")  # warning means warn
 _LOG_FORMATS = ("term", "logfmt", "json")
@@ -405,7 +410,6 @@ _NGROK_ONLY_AGENT_KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "crl_url": ("a URL", _is_str),
     "dns_resolver_ips": ("a list of IP addresses", _is_str_list),
     "local_storage": ("anything", lambda v: True),  # shape undocumented (reference §1.3)
-    "remote_management": ("true or false", _is_bool),
     "update_channel": ("stable, beta or unstable", lambda v: v in ("stable", "beta", "unstable")),
     "update_check": ("true or false", _is_bool),
     "web_allow_hosts": ("a list of hosts, IPs or CIDRs", _is_str_list),
@@ -478,6 +482,7 @@ def _agent_settings(ctx: SourceMap, data: Mapping[str, object]) -> AgentSettings
         proxy=_proxy_url(ctx, data.get("proxy_url"), (*p, "proxy_url")),
         ngrok_options=kept,
         drain_timeout=read_duration(ctx, data, p, "drain_timeout", 10.0),
+        remote_management=read_bool(ctx, data, p, "remote_management", True),
     )
 
 

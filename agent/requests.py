@@ -30,6 +30,7 @@ from protocol.rpc.messages import (
 __all__ = [
     "AGENT_VERSION",
     "CLIENT_TYPE",
+    "REMOTE_MANAGEMENT_OFF",
     "UPDATE_UNSUPPORTED",
     "USER_AGENT",
     "BoundEndpoint",
@@ -45,6 +46,9 @@ AGENT_VERSION = "0.1.0"
 USER_AGENT = f"burrow/{AGENT_VERSION}"
 CLIENT_TYPE = "burrow"
 UPDATE_UNSUPPORTED = "Burrow does not support remote update; upgrade the package on the agent host"
+REMOTE_MANAGEMENT_OFF = (
+    "remote management is turned off in this agent's config (agent.remote_management: false)"
+)
 
 _NS_PER_SECOND = 1_000_000_000
 
@@ -111,9 +115,11 @@ def build_auth(settings: AgentSettings, resume: ResumeState, host: HostInfo) -> 
             cookie=resume.cookie,
             heartbeat_interval=round(settings.heartbeat_interval * _NS_PER_SECOND),
             heartbeat_tolerance=round(settings.heartbeat_tolerance * _NS_PER_SECOND),
-            restart_unsupported_error="",  # agent.control: Restart reconnects as a new session
+            # agent.control: Restart reconnects as a new session, Stop exits; neither when the
+            # config turns remote management off.
+            restart_unsupported_error="" if settings.remote_management else REMOTE_MANAGEMENT_OFF,
             update_unsupported_error=UPDATE_UNSUPPORTED,
-            stop_unsupported_error="",
+            stop_unsupported_error="" if settings.remote_management else REMOTE_MANAGEMENT_OFF,
             custom_cas=settings.connect_cas != "trusted",
             client_type=CLIENT_TYPE,
         ),

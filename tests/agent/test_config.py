@@ -136,6 +136,8 @@ def test_all_agent_keys_are_kept() -> None:
     assert agent.inspect_db_size == -1
     assert options["dns_resolver_ips"] == ["1.1.1.1", "8.8.8.8"]
     assert "proxy_url" not in options  # acted on: agent.proxy
+    assert agent.remote_management is False  # acted on: the Auth refuses stop and restart
+    assert "remote_management" not in options
     assert agent.proxy == ProxyURL(scheme="socks5", host="proxy.example.com", port=1080)
     api_key = options["api_key"]
     assert isinstance(api_key, Secret)

@@ -213,3 +213,14 @@ def test_bind_for_a_tcp_endpoint_with_a_proxy_protocol_upstream() -> None:
 def test_binds_survive_the_msgpack_round_trip(endpoint: EndpointSettings) -> None:
     bind = build_bind(endpoint, BoundEndpoint("bd_1", "x", "tok"))
     assert decode(Bind, encode(bind, Codec.MSGPACK), Codec.MSGPACK) == bind
+
+
+def test_remote_management_off_says_stop_and_restart_are_unsupported() -> None:
+    # ngrok's agent.remote_management: false. The edge reads these fields and refuses the
+    # admin API's stop/restart (ERR_NGROK_805/804) without sending them.
+    on = build_auth(AgentSettings(authtoken=Secret("t" * 20)), ResumeState(), HOST).extra
+    assert on.stop_unsupported_error == "" and on.restart_unsupported_error == ""
+    settings = AgentSettings(authtoken=Secret("t" * 20), remote_management=False)
+    off = build_auth(settings, ResumeState(), HOST).extra
+    assert "agent.remote_management" in off.stop_unsupported_error
+    assert "agent.remote_management" in off.restart_unsupported_error
