@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from edge.http.content_coding import Encoder, negotiate
 from edge.http.headers import Headers
-from edge.policy.run_http import expand
+from edge.policy.run_http import replace_every
 from edge.policy.run_response_body import BodyStep, CompressStep, FindReplaceStep
 
 __all__ = [
@@ -181,16 +181,7 @@ def replace_all(text: str, replacements: tuple[tuple[Any, str], ...]) -> str:
     """`text` with every match of each pattern replaced by its `to` (groups expanded as Go's
     `regexp.Expand` does), each pattern applied to the previous result."""
     for pattern, to in replacements:
-        names = dict(pattern.groupindex)
-        pieces: list[str] = []
-        position = 0
-        for match in pattern.finditer(text):
-            pieces.append(text[position : match.start()])
-            pieces.append(expand(to, match, names))
-            position = match.end()
-        if pieces:
-            pieces.append(text[position:])
-            text = "".join(pieces)
+        text = replace_every(text, pattern, to)
     return text
 
 

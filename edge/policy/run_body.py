@@ -30,7 +30,7 @@ from edge.policy.actions import RequestBodyFindReplaceConfig, VerifyWebhookConfi
 from edge.policy.activation import full_url
 from edge.policy.errors import Place, PolicyRuntimeError
 from edge.policy.phase import Answer, PhaseRun
-from edge.policy.run_http import expand, pattern_for
+from edge.policy.run_http import pattern_for, replace_every
 from edge.policy.webhooks import Delivery, verify
 
 __all__ = ["ERR_NGROK_3204", "run_request_body_find_replace", "run_verify_webhook"]
@@ -103,16 +103,7 @@ def run_request_body_find_replace(
         where = f"config.replacements[{index}]"
         to = run.render(replacement.to, place.at_field(f"{where}.to"))
         pattern = pattern_for(run, replacement.from_, place.at_field(f"{where}.from"))
-        names = dict(pattern.groupindex)
-        pieces: list[str] = []
-        position = 0
-        for match in pattern.finditer(text):
-            pieces.append(text[position : match.start()])
-            pieces.append(expand(to, match, names))
-            position = match.end()
-        if pieces:
-            pieces.append(text[position:])
-            text = "".join(pieces)
+        text = replace_every(text, pattern, to)
     changed = text.encode("utf-8")
     if changed != body:
         run.request = replace(request, body=changed, content_length=len(changed))

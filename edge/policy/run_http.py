@@ -37,6 +37,7 @@ from edge.policy.phase import Answer, Hangup, PhaseRun
 __all__ = [
     "expand",
     "pattern_for",
+    "replace_every",
     "run_add_headers",
     "run_custom_response",
     "run_deny",
@@ -95,6 +96,22 @@ def run_custom_response(run: PhaseRun, config: CustomResponseConfig, place: Plac
     if body and not any(name == "content-type" for name, _ in headers):
         headers.append(("content-type", _infer_content_type(body)))
     return Answer(config.status_code, tuple(headers), body.encode("utf-8"))
+
+
+def replace_every(text: str, pattern: Any, to: str) -> str:
+    """`text` with every match of the compiled RE2 `pattern` replaced by `to`, its groups
+    expanded as Go's `regexp.Expand` does (the body find-replace actions)."""
+    names = dict(pattern.groupindex)
+    pieces: list[str] = []
+    position = 0
+    for match in pattern.finditer(text):
+        pieces.append(text[position : match.start()])
+        pieces.append(expand(to, match, names))
+        position = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def expand(template: str, match: Any, names: dict[str, int]) -> str:

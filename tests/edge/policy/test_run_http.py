@@ -27,3 +27,15 @@ PATTERN = re2.compile(r"/([0-9]+)/(?P<kind>[a-z]+)")
 def test_expand_like_go(template: str, expected: str) -> None:
     match = next(PATTERN.finditer("https://h/42/users"))
     assert expand(template, match, dict(PATTERN.groupindex)) == expected
+
+
+def test_replace_every_replaces_each_match_and_expands_groups() -> None:
+    import re2  # type: ignore[import-untyped]
+
+    from edge.policy.run_http import replace_every
+
+    pattern = re2.compile(r"(?P<word>ca\w)")
+    assert (
+        replace_every("a cat and a cab", pattern, "<$1|${word}>") == "a <cat|cat> and a <cab|cab>"
+    )
+    assert replace_every("no match here", pattern, "x") == "no match here"
