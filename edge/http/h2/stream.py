@@ -41,6 +41,11 @@ Errors the edge answers itself, as HTTP/2 responses on the stream (the failure -
 | a request body below `body_min_rate`, or over `body_timeout`      | 408    | BURROW_*       |
 | CONNECT (this is a reverse proxy; extended CONNECT is not offered)| 405    | BURROW_*       |
 
+Pools. As over HTTP/1.1, a request to a pool whose agent stream the chosen member's agent
+ended before any response byte came back (STREAM_REFUSED for an idempotent bodiless request,
+REMOTE_GONE_AWAY for any bodiless one: `edge.http.retry.may_move`) is sent once more, on another
+member (`edge.http.routing.retry_elsewhere`); only then does the client get the table's page.
+
 Slow request bodies. As over HTTP/1.1, a request body is held to `BodyLimits`
 (`edge/http/body_rate.py`: `http.body_min_rate` over `http.body_rate_window`, and
 `http.body_timeout` in all), counted only while the task waits for the client's DATA (not while
@@ -91,7 +96,8 @@ from edge.http.headers import (
 )
 from edge.http.policy import ClientConn, upstream_failed
 from edge.http.response_body import BodyStream
-from edge.http.routing import HttpRouter
+from edge.http.retry import agent_reset, may_move
+from edge.http.routing import HttpRouter, retry_elsewhere
 from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
@@ -297,46 +303,73 @@ class Exchanger:
                 stream.chunks = [route.body] if route.body else []
             request, policy, route = route.request, route.response, route.route
         limits = self.limits
-        uh = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_head_size)
-        try:
-            head = uh.send(
-                h11.Request(method=request.method, target=request.target, headers=request.headers)
-            )
-        except h11.LocalProtocolError as exc:
-            refusal = failure_response(Failure.UNFORWARDABLE, limits=limits, detail=str(exc))
-            await self._refuse(stream, refusal.page, refusal.reason, accept=accept)
-            return
-        assert head is not None
-        agent: trio.abc.HalfCloseableStream | None = None
-        kind = Failure.AGENT_TOO_SLOW
-        detail = ""
-        with stream.phase() as timer:
+        moved = False  # retried once on another pool member already
+        while True:
+            uh = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_head_size)
             try:
-                agent = await route.open_agent_stream(self.peer)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                log.debug("http2 %s: opening an agent stream failed: %s", self.peer, exc)
-                kind, detail = open_failure(exc), str(exc)
-        if agent is None:
-            refusal = failure_response(kind, limits=limits, host=host, detail=detail)
-            await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
-            return
-        failure: RelayError | None = None
-        clean = False
-        try:
+                head = uh.send(
+                    h11.Request(
+                        method=request.method, target=request.target, headers=request.headers
+                    )
+                )
+            except h11.LocalProtocolError as exc:
+                refusal = failure_response(Failure.UNFORWARDABLE, limits=limits, detail=str(exc))
+                await self._refuse(stream, refusal.page, refusal.reason, accept=accept)
+                return
+            assert head is not None
+            agent: trio.abc.HalfCloseableStream | None = None
+            kind = Failure.AGENT_TOO_SLOW
+            detail = ""
             with stream.phase() as timer:
                 try:
-                    await self._relay(stream, agent, uh, head, policy)
-                except RelayError as exc:
-                    failure = exc
-            clean = (
-                stream.response_done
-                and stream.request_sent
-                and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
-            )
-        finally:
-            if stream.response_started:  # counted even if the client resets the stream now
-                self._count(request.host, stream.status)
-            await close_agent_stream(agent, clean=clean)
+                    agent = await route.open_agent_stream(self.peer)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    log.debug("http2 %s: opening an agent stream failed: %s", self.peer, exc)
+                    kind, detail = open_failure(exc), str(exc)
+            if agent is None:
+                refusal = failure_response(kind, limits=limits, host=host, detail=detail)
+                await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
+                return
+            failure: RelayError | None = None
+            clean = False
+            try:
+                with stream.phase() as timer:
+                    try:
+                        await self._relay(stream, agent, uh, head, policy)
+                    except RelayError as exc:
+                        failure = exc
+                clean = (
+                    stream.response_done
+                    and stream.request_sent
+                    and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
+                )
+            finally:
+                if stream.response_started:  # counted even if the client resets the stream now
+                    self._count(request.host, stream.status)
+                await close_agent_stream(agent, clean=clean)
+            if (
+                isinstance(failure, AgentStreamError)
+                and not timer.cancelled_caught
+                and may_move(
+                    agent_reset(failure),
+                    method=request.method,
+                    bodiless=not stream.body,
+                    answered=stream.response_started or bool(stream.status),
+                    moved=moved,
+                )
+                and retry_elsewhere(agent)
+            ):
+                # A pool member refused it before any byte reached an upstream: once more, on
+                # another member, as over HTTP/1.1 (edge.http.retry.may_move).
+                moved = True
+                log.info(
+                    "http2 %s: %s: a pool member refused the request (%s); retrying on another",
+                    self.peer,
+                    host,
+                    failure,
+                )
+                continue
+            break
         if stream.response_done:
             if not stream.ended:
                 await self.frames.reset(stream, ErrorCodes.NO_ERROR)  # stop sending, we answered

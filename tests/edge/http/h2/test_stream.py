@@ -17,7 +17,8 @@ import trio.testing
 from h2.errors import ErrorCodes
 
 from edge.config import CertificateFiles
-from protocol.adapters.mux import open_mux_session
+from edge.endpoints.registry import Endpoint, EndpointRegistry, Member, OpenProxy
+from protocol.adapters.mux import MuxSession, open_mux_session
 from protocol.formats.units import KiB, MiB
 from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role
@@ -176,6 +177,107 @@ async def test_stream_refused_by_the_agent_is_502_8012_over_http2(
                     assert response.get("burrow-error-code") == "ERR_NGROK_8012"
                     assert response.get("ngrok-error-code") == "ERR_NGROK_8012"
                     assert "http://localhost:5999" in json.loads(response.body)["msg"]
+            await w.settle()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_pool_member_refusing_stream_moves_an_idempotent_request_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """As over HTTP/1.1: member a's agent resets the stream STREAM_REFUSED (8012: its upstream
+    is unreachable) before any response byte, and a GET is answered by member b; a bodiless
+    POST is not sent twice (the upstream may have taken it) and gets a's 8012 page."""
+    async with world(tls_files) as w:  # (refused.test: a name the test certificate has)
+        pairs = [trio.testing.memory_stream_pair() for _ in range(2)]
+        async with (
+            open_mux_session(pairs[0][0], Role.CLIENT) as agent_a,
+            open_mux_session(pairs[0][1], Role.SERVER) as edge_a,
+            open_mux_session(pairs[1][0], Role.CLIENT) as agent_b,
+            open_mux_session(pairs[1][1], Role.SERVER) as edge_b,
+            trio.open_nursery() as nursery,
+        ):
+            seen: dict[str, list[bytes]] = {"a": [], "b": []}
+
+            async def refuse() -> None:  # agent a: its upstream cannot be reached
+                while True:
+                    stream = await agent_a.accept_stream()
+                    seen["a"].append(await stream.receive_some(64 * KiB))
+                    stream.reset(ErrorCode.STREAM_REFUSED)
+
+            async def answer() -> None:  # agent b: its upstream answers with its name
+                while True:
+                    stream = await agent_b.accept_stream()
+                    got = b""
+                    while b"\r\n\r\n" not in got:
+                        got += await stream.receive_some(64 * KiB)
+                    seen["b"].append(got)
+                    await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb")
+                    await stream.send_eof()
+
+            def opener(edge: MuxSession) -> OpenProxy:
+                async def open_proxy(client_addr: str) -> trio.abc.HalfCloseableStream:
+                    stream = await edge.open_stream()
+                    await stream.send_all(b"proxy-header")  # muxado's SYN rides on data
+                    return stream
+
+                return open_proxy
+
+            def pool() -> tuple[Endpoint, Member]:
+                registry = EndpointRegistry()
+                for name, edge in (("a", edge_a), ("b", edge_b)):
+                    member = Member(
+                        bind_id=f"tun_{name}",
+                        token="",
+                        session_id=f"ts_{name}",
+                        client_id="cl",
+                        forwards_to=f"http://{name}:8080",
+                        opener=opener(edge),
+                        pooling=True,
+                    )
+                    registry.add(
+                        Endpoint(
+                            url="https://refused.test",
+                            proto="https",
+                            binding="public",
+                            host="refused.test",
+                            members=(member,),
+                            runtime=registry.runtime,
+                        )
+                    )
+                endpoint = registry.lookup_public("https", "refused.test")
+                assert endpoint is not None and len(endpoint.members) == 2
+                return endpoint, endpoint.members[0]
+
+            class PinnedRoute:
+                """A route to the pool that picked member a (as `Endpoint.pick` may)."""
+
+                policy = None
+
+                def __init__(self) -> None:
+                    self.endpoint, self.member = pool()
+                    self.key = self.endpoint
+                    self.forwards_to = self.member.forwards_to
+
+                async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
+                    return await self.endpoint.open_proxy(client_addr, first=self.member)
+
+            nursery.start_soon(refuse)
+            nursery.start_soon(answer)
+            route = w.router.routes["refused.test"] = PinnedRoute()
+            async with w.client("refused.test") as client:
+                response = await client.fetch("GET", "/where")
+                assert response.status == 200 and bytes(response.body) == b"b"
+                assert seen["a"] == [b"proxy-header"]  # a refused it as it read the header
+                assert len(seen["b"]) == 1
+                assert seen["b"][0].startswith(b"proxy-headerGET /where HTTP/1.1\r\n")
+                assert "8012" in route.member.load.health.reason  # a is in back-off
+                w.router.routes["refused.test"] = PinnedRoute()  # a fresh pool: a healthy again
+                headers = [("accept", "application/json")]
+                response = await client.fetch("POST", "/where", headers)
+                assert response.status == 502
+                assert response.get("ngrok-error-code") == "ERR_NGROK_8012"
+                assert "http://a:8080" in json.loads(response.body)["msg"]
+                assert len(seen["a"]) == 2 and len(seen["b"]) == 1  # never sent to b
             await w.settle()
             nursery.cancel_scope.cancel()
 
