@@ -19,7 +19,9 @@ connection is the probe. Its success makes the member healthy; its failure doubl
 Choosing (`choose`): members that are gone or excluded (the one a retry is moving away from)
 are never chosen. Of the rest, the eligible ones (healthy, or probing) are preferred; among
 them the choice is the power of two choices over outstanding streams: two distinct members
-drawn at random, the one holding fewer open streams wins (ties go to the first drawn). This
+drawn at random, the one holding fewer open streams wins (ties go to the first drawn, or to
+the member whose agent stream the client connection already holds: `keep`, so that an HTTP
+connection balanced evenly stays where it is instead of moving for nothing). This
 spreads load evenly like least-outstanding, reacts to a slow member (its streams stay open
 longer, so it holds more and wins less), and never sends a burst of new connections to the one
 member that looked least loaded a moment ago, as strict least-outstanding would
@@ -126,10 +128,12 @@ def choose(
     now: float,
     draw: Callable[[int], int],
     exclude: frozenset[int] = frozenset(),
+    keep: int | None = None,
 ) -> int | None:
     """The index of the member a new connection or request goes to, or None when every
-    member is gone or excluded. `draw(n)` returns a random index below `n`. See the module
-    docstring for the rule."""
+    member is gone or excluded. `draw(n)` returns a random index below `n`; `keep` is the
+    member whose agent stream the client connection already holds, if any: it wins a tie.
+    See the module docstring for the rule."""
     eligible: list[int] = []
     waiting: list[int] = []
     for index, candidate in enumerate(candidates):
@@ -151,4 +155,6 @@ def choose(
     if second >= first:
         second += 1  # two distinct members
     a, b = eligible[first], eligible[second]
+    if b == keep and candidates[b].outstanding == candidates[a].outstanding:
+        return b  # a tie: stay on the kept stream's member rather than move
     return b if candidates[b].outstanding < candidates[a].outstanding else a

@@ -10,7 +10,9 @@ pooling enabled, in which case the new member joins the endpoint's *pool* (ngrok
 pool appears with its second member and dissolves with its last: nothing is registered ahead.
 
 Choosing a member. `Endpoint.pick` asks `edge.endpoints.health.choose` (power of two choices
-over the streams each member holds, healthy members first); `Endpoint.open_proxy` opens a
+over the streams each member holds, healthy members first; a tie goes to the member whose
+stream the client connection already holds, and `Endpoint.keeps` says whether that stream may
+carry the request: `edge.http.routing`); `Endpoint.open_proxy` opens a
 stream to the chosen member and, when that fails (its session is gone or refuses streams), marks
 the member unhealthy and tries once more on another member, before the caller sees the error.
 Every stream it returns is a `PoolStream`, which counts the member's open streams and reports
@@ -148,9 +150,12 @@ class Endpoint:
                 return member.policy
         return None
 
-    def pick(self, exclude: tuple[Member, ...] = ()) -> Member | None:
+    def pick(
+        self, exclude: tuple[Member, ...] = (), *, keep: Member | None = None
+    ) -> Member | None:
         """The member a new connection or request goes to (`edge.endpoints.health.choose`),
-        never one in `exclude` or one that is gone; None if there is none."""
+        never one in `exclude` or one that is gone; None if there is none. `keep` is the member
+        whose agent stream the client connection holds, if any: it wins a tie."""
         members = self.members
         if not members:
             return None
@@ -163,8 +168,19 @@ class Endpoint:
             now=runtime.clock(),
             draw=runtime.rng.randrange,
             exclude=frozenset(i for i, m in enumerate(members) if any(m is x for x in exclude)),
+            keep=next((i for i, m in enumerate(members) if m is keep), None),
         )
         return None if index is None else members[index]
+
+    def keeps(self, held: Member, chosen: Member) -> bool:
+        """Whether an agent stream to `held` may carry a request this endpoint chose `chosen`
+        for: the same member, still one of this endpoint's, and healthy (not gone, not in a
+        back-off, not probing: a probe gets a fresh stream)."""
+        return (
+            held is chosen
+            and any(m is held for m in self.members)
+            and health.state(held.load.health, now=self.runtime.clock()) is health.State.HEALTHY
+        )
 
     def alternative(self, member: Member) -> bool:
         """True when a member other than `member` could take a retry now."""
@@ -233,8 +249,9 @@ class PoolStream(trio.abc.HalfCloseableStream):
 
     @property
     def reusable(self) -> bool:
-        """May carry another HTTP request: only on an endpoint that is no pool (a pool
-        balances every request) and while its member is not gone."""
+        """May carry another HTTP request wherever it is routed: only on an endpoint that
+        is no pool and while its member is not gone. (A pool balances every request: its
+        stream is kept only for a request routed to the same member, `Endpoint.keeps`.)"""
         return len(self.endpoint.members) == 1 and not self.member.gone
 
     @property

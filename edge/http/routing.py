@@ -11,8 +11,20 @@ dials and pipes the agent stream's bytes to.
 Pools. A route to a pool pins the member it picked (`Endpoint.pick`: healthy members, power of
 two choices), so the Traffic Policy that runs is that member's (ngrok picks the member first,
 then runs its policy) and the request goes to it; opening its agent stream falls back to
-another member if that fails (`Endpoint.open_proxy`). An agent stream to a pool is not kept for
-the connection's next request (`reusable`): each request is balanced on its own.
+another member if that fails (`Endpoint.open_proxy`).
+
+Keeping an agent stream to a pool. Each request is still balanced on its own: the member is
+chosen per request as for a new one (power of two choices over the streams each member holds,
+the connection's kept stream counted), except that a tie goes to the member of the stream the
+connection keeps (`keeping` hands the router that member). If the choice is that member, the
+member is still in the pool and healthy, the kept stream carries the request (`reusable`);
+otherwise the connection closes it and opens one to the chosen member. Why per request and not
+per connection: the same rule keeps one keep-alive connection alternating over two members
+(1 stream against 0: it moves), yet many connections split evenly stay put (8 against 8 under
+the benchmark's 16: a tie, so no stream is reopened), and a member that joins takes load from
+open connections at once instead of from new ones only. Pinning a connection to its member would
+keep a long-lived connection's every request on one member however the pool changes.
+A kept stream that turns out dead is the h1 shell's to retry as for any endpoint.
 `retry_elsewhere` says whether a request whose agent refused it may be sent again to another
 member.
 """
@@ -29,7 +41,7 @@ from edge.endpoints.registry import AttachedPolicy, Endpoint, EndpointRegistry, 
 from edge.policy.activation import EndpointFacts
 from edge.policy.forward_internal import candidate_urls
 
-__all__ = ["EndpointRouter", "HttpRoute", "HttpRouter", "retry_elsewhere", "reusable"]
+__all__ = ["EndpointRouter", "HttpRoute", "HttpRouter", "keeping", "retry_elsewhere", "reusable"]
 
 
 class HttpRoute(Protocol):
@@ -86,16 +98,18 @@ class EndpointRouter:
         self._registry = registry
         self.max_forward_hops = max_forward_hops
 
-    def route(self, host: str, scheme: str) -> HttpRoute | None:
+    def route(self, host: str, scheme: str, *, keep: Member | None = None) -> HttpRoute | None:
+        """As `HttpRouter.route`; `keep` is the pool member whose agent stream the client
+        connection holds, if any: it wins a tie (`Endpoint.pick`)."""
         endpoint = self._registry.lookup_public(scheme, host)
         if endpoint is None:
             return None
-        member = endpoint.pick()
+        member = endpoint.pick(keep=keep)
         return None if member is None else _EndpointRoute(endpoint, member)
 
-    def route_internal(self, url: str) -> HttpRoute | None:
+    def route_internal(self, url: str, *, keep: Member | None = None) -> HttpRoute | None:
         """The online internal http/https endpoint serving the canonical URL `url` (the exact
-        one first, then the closest wildcard), or None."""
+        one first, then the closest wildcard), or None; `keep` as for `route`."""
         for candidate in candidate_urls(url):
             endpoint = self._registry.lookup(candidate)
             if (
@@ -103,7 +117,7 @@ class EndpointRouter:
                 and endpoint.binding == "internal"
                 and endpoint.proto in ("http", "https")
             ):
-                member = endpoint.pick()
+                member = endpoint.pick(keep=keep)
                 if member is not None:
                     return _EndpointRoute(endpoint, member)
         return None
@@ -144,10 +158,52 @@ class _EndpointRoute:
         return await self.endpoint.open_proxy(client_addr, first=self.member)
 
 
-def reusable(stream: trio.abc.HalfCloseableStream) -> bool:
-    """Whether a kept agent stream may carry the connection's next request: not when it goes
-    to a pool (each request is balanced) or to a member that has left."""
-    return not isinstance(stream, PoolStream) or stream.reusable
+@dataclass(frozen=True, slots=True)
+class _KeepingRouter:
+    """An `EndpointRouter` routing a request on a connection that keeps an agent stream to
+    pool member `keep` (see the module docstring)."""
+
+    router: EndpointRouter
+    keep: Member
+
+    @property
+    def max_forward_hops(self) -> int:
+        return self.router.max_forward_hops
+
+    def route(self, host: str, scheme: str) -> HttpRoute | None:
+        return self.router.route(host, scheme, keep=self.keep)
+
+    def route_internal(self, url: str) -> HttpRoute | None:
+        return self.router.route_internal(url, keep=self.keep)
+
+
+def keeping(router: HttpRouter, kept: trio.abc.HalfCloseableStream | None) -> HttpRouter:
+    """The router to route a connection's next request with, when it keeps agent stream
+    `kept` (None: it keeps none): `router` itself, unless `kept` goes to a pool member and
+    `router` is an `EndpointRouter`; then one that lets that member win a tie."""
+    if (
+        isinstance(kept, PoolStream)
+        and isinstance(router, EndpointRouter)
+        and len(kept.endpoint.members) > 1
+    ):
+        return _KeepingRouter(router, kept.member)
+    return router
+
+
+def reusable(stream: trio.abc.HalfCloseableStream, route: HttpRoute) -> bool:
+    """Whether a kept agent stream may carry a request routed to `route` (the caller has
+    checked it is the stream's endpoint: the same `key`): a stream to a member that has left
+    never; a stream to a pool only when `route` chose its member and that member is still in
+    the pool and healthy (`Endpoint.keeps`); any other stream always."""
+    if not isinstance(stream, PoolStream):
+        return True
+    if stream.reusable:
+        return True
+    return (
+        isinstance(route, _EndpointRoute)
+        and not stream.member.gone
+        and route.endpoint.keeps(stream.member, route.member)
+    )
 
 
 def retry_elsewhere(stream: trio.abc.HalfCloseableStream) -> bool:

@@ -14,10 +14,12 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import socketserver
 import ssl
+import subprocess
 import threading
 import time
 import urllib.request
@@ -32,6 +34,7 @@ import pytest
 from tests.e2e.harness import (
     BIN,
     FORWARDING,
+    SDK_HTTP_DRIVER,
     Agent,
     Edge,
     _read_line_matching,
@@ -281,8 +284,13 @@ def start_agent(edge: Edge, token: str, tmp_path: Path, name: str, config: str) 
     )
     agent.start(wait=False)
     assert agent.proc is not None
-    for _ in range(2):  # one Forwarding line per endpoint
-        _read_line_matching(agent.proc, FORWARDING, 30)
+    try:
+        for _ in range(2):  # one Forwarding line per endpoint
+            _read_line_matching(agent.proc, FORWARDING, 30)
+    except AssertionError as exc:  # say why: the agent's own log
+        log = tmp_path / f"{name}.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+        raise AssertionError(f"{exc}\nagent log:\n{tail}") from None
     return agent
 
 
@@ -582,9 +590,10 @@ def test_the_edge_drains_on_sigterm_and_tells_agents_to_reconnect(tmp_path: Path
 
 @pytest.mark.sdk
 def test_the_ngrok_sdk_without_pooling_gets_334_naming_the_fix(pool: Pool) -> None:
-    # ngrok's Python SDK 1.4 (the newest this environment installs) has no pooling_enabled
+    # ngrok's Python SDK 1.4 (the newest .venv's Python 3.11 installs) has no pooling_enabled
     # builder method and never sends PoolingEnabled, so by ngrok's rules it cannot join a
-    # pool: its Bind onto the pooled URL is refused as ngrok refuses it, with the fix.
+    # pool: its Bind onto the pooled URL is refused as ngrok refuses it, with the fix. SDK
+    # 1.5+ can: test_the_ngrok_sdk_1_5_pools_with_a_burrow_agent.
     result = sdk_http_bind_once(
         pool.edge, pool.edge.credential(), pool.http["a"].port, [["domain", pool.host]]
     )
@@ -593,3 +602,143 @@ def test_the_ngrok_sdk_without_pooling_gets_334_naming_the_fix(pool: Pool) -> No
     assert "ERR_NGROK_334" in error
     assert "--pooling-enabled" in error
     assert len(pool.members()) == 2  # the pool is untouched
+
+
+def test_an_upstream_dead_behind_one_member_fails_no_http2_request(tmp_path: Path) -> None:
+    """The 8012 case over HTTP/2 (`http.http2` on, `curl --http2`): agent a's upstream is dead,
+    so a's agent refuses each stream it gets (STREAM_REFUSED) before any byte reached an
+    upstream, and the edge sends the GET to b instead: no request started after it died
+    fails."""
+    edge = make_edge(
+        tmp_path,
+        extra_config=(
+            "http: {http2: true}\n"
+            # A back-off longer than the load, so the admin API still shows a unhealthy after.
+            "limits: {pool_member_backoff: 5s, pool_member_backoff_max: 5s}\n"
+        ),
+    ).start()
+    http = {name: NamedHttp(name) for name in ("a", "b")}
+    echo = {name: NamedEcho(name) for name in ("a", "b")}
+    agents: dict[str, Agent] = {}
+    try:
+        token = edge.credential()
+        host = "pool-http2.burrow.localhost"
+        tcp_port = edge.port_range[0] + 11
+        for name in ("a", "b"):
+            config = agent_config(edge, host, tcp_port, http[name].port, echo[name].port)
+            agents[name] = start_agent(edge, token, tmp_path, f"agent-{name}", config)
+        context = ssl.create_default_context(cafile=str(edge.ca_path))
+        pool = Pool(edge, host, tcp_port, agents, http, echo, context, edge.api_key())
+        pool.wait_members(2)
+
+        def get_http2() -> str:
+            done = curl_endpoint(
+                edge, host, ["/"], "--http2", "--write-out", "\n%{http_version} %{http_code}"
+            )
+            who, _, status = done.stdout.rpartition("\n")
+            if done.returncode != 0 or status != "2 200":
+                raise AssertionError(f"{status!r} {who[:200]!r} {done.stderr[:200]!r}")
+            return who
+
+        assert get_http2() in ("a", "b")  # HTTP/2 end to end, both members up
+        http["a"].close()  # agent a's dials now fail: ERR_NGROK_8012
+        died = time.monotonic()
+        with Load(get_http2) as web:
+            time.sleep(1.2)
+        report("upstream dead https over HTTP/2", web)
+        assert len(web.outcomes) >= 10
+        assert not web.failures(started_after=died), web.failures(started_after=died)[:3]
+        assert web.shares().keys() == {"b"}
+        # a was picked and refused (it is in back-off for 8012), yet no request failed: the
+        # edge moved it to b.
+        unhealthy = [m for m in pool.members() if m["health"] != "healthy"]
+        assert len(unhealthy) == 1 and "8012" in unhealthy[0]["health_reason"]
+    finally:
+        for agent in agents.values():
+            agent.kill()
+        edge.stop()
+        for server in (*http.values(), *echo.values()):
+            server.close()
+
+
+#: A JSON line the SDK driver (tests/e2e/sdk_http_client.py) prints.
+SDK_JSON_LINE = re.compile(r"^\{.*\}$")
+#: ngrok's Python SDK 1.5+ (the first with `pooling_enabled`) needs Python 3.12+, so it has its
+#: own environment, made by `./dev test` (setup_sdk_client) from a Python >= 3.12.
+SDK_PYTHON = Path(__file__).parents[2] / ".venv-sdk" / "bin" / "python"
+#: Requests sent through the pool while both members are in it, and after the SDK has left.
+SDK_POOL_REQUESTS = 30
+SDK_ALONE_REQUESTS = 15
+#: Bound on the SDK client's connect + bind, and on its close and exit.
+SDK_SECONDS = 60
+
+
+@pytest.mark.sdk
+def test_the_ngrok_sdk_1_5_pools_with_a_burrow_agent(pool_edge: Edge, tmp_path: Path) -> None:
+    """ngrok's own Python SDK (1.5+, `.pooling_enabled(True)`) and a `burrow` agent
+    (`pooling_enabled: true`) bind the same https:// URL and form one pool: requests through
+    the edge reach both; once the SDK closes its listener and session, all go to the agent."""
+    if not SDK_PYTHON.exists():
+        pytest.fail(
+            f"{SDK_PYTHON} is missing: ngrok's Python SDK 1.5+ (pooling_enabled) needs Python "
+            "3.12+ in its own virtual environment; run ./dev test once to create it (it says "
+            "why when it cannot)"
+        )
+    edge = pool_edge
+    token = edge.credential()
+    host = "pool-sdk.burrow.localhost"
+    tcp_port = next(_next_port)
+    http = {name: NamedHttp(name) for name in ("burrow", "sdk")}
+    echo = NamedEcho("burrow")
+    agent: Agent | None = None
+    sdk: subprocess.Popen[str] | None = None
+    sdk_log = tmp_path / "sdk.log"
+    try:
+        config = agent_config(edge, host, tcp_port, http["burrow"].port, echo.port)
+        agent = start_agent(edge, token, tmp_path, "agent", config)
+        with sdk_log.open("w") as log:
+            sdk = subprocess.Popen(
+                [
+                    str(SDK_PYTHON),
+                    str(SDK_HTTP_DRIVER),
+                    f"localhost:{edge.agents_port}",
+                    str(edge.ca_path),
+                    token,
+                    f"http://127.0.0.1:{http['sdk'].port}",
+                    host,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env={**os.environ, "SDK_OPTIONS": json.dumps([["pooling_enabled", True]])},
+            )
+        bound = json.loads(_read_line_matching(sdk, SDK_JSON_LINE, SDK_SECONDS).group(0))
+        expected = f"https://{host}:{edge.agents_port}"
+        assert bound.get("url") == expected, (bound, sdk_log.read_text()[-2000:])
+        context = ssl.create_default_context(cafile=str(edge.ca_path))
+        pool = Pool(edge, host, tcp_port, {"burrow": agent}, http, {}, context, edge.api_key())
+        pool.wait_members(2)
+
+        together = Counter(pool.get() for _ in range(SDK_POOL_REQUESTS))
+        print(f"\n[pools] ngrok SDK + burrow agent: {dict(together)}")
+        assert sum(together.values()) == SDK_POOL_REQUESTS
+        assert set(together) == {"burrow", "sdk"}, together  # both members served
+
+        assert sdk.stdin is not None
+        sdk.stdin.close()  # the client closes its listener and session, and exits
+        closed = json.loads(_read_line_matching(sdk, SDK_JSON_LINE, SDK_SECONDS).group(0))
+        assert closed == {"closed": True}, (closed, sdk_log.read_text()[-2000:])
+        assert sdk.wait(SDK_SECONDS) == 0
+        pool.wait_members(0)  # the agent's endpoint is alone again
+        alone = Counter(pool.get() for _ in range(SDK_ALONE_REQUESTS))
+        assert alone == Counter({"burrow": SDK_ALONE_REQUESTS}), alone
+    finally:
+        if sdk is not None and sdk.poll() is None:
+            sdk.kill()
+            sdk.wait(10)
+        if agent is not None:
+            agent.kill()
+        for server in http.values():
+            server.close()
+        echo.close()

@@ -34,7 +34,10 @@ One request:
 
 Agent stream reuse: after an exchange in which both h11 machines finished cleanly (both
 DONE, nothing left over), the stream is kept for the client's next request if that request
-routes to the same endpoint (`HttpRoute.key`); otherwise it is closed and a new one opened. A
+routes to the same endpoint (`HttpRoute.key`) and, for a pool, to the same member while it is
+in the pool and healthy (`edge.http.routing.reusable`; the member is chosen per request, a tie
+going to the kept stream's: `edge.http.routing.keeping`); otherwise it is closed and a new one
+opened. A
 kept stream may have been closed meanwhile (a keep-alive timeout there), so a
 request without a body and with a replayable method that fails on a reused stream before any
 response byte is retried once on a new stream (Go's http.Transport does the same).
@@ -119,7 +122,8 @@ from edge.http.h1.exchange import (
 )
 from edge.http.headers import Headers, RefusedError, head_error_page, prepare_request, raw_head
 from edge.http.policy import ClientConn, upstream_failed
-from edge.http.routing import HttpRoute, HttpRouter, retry_elsewhere, reusable
+from edge.http.retry import REPLAYABLE_METHODS, agent_reset, may_move
+from edge.http.routing import HttpRoute, HttpRouter, keeping, retry_elsewhere, reusable
 from edge.http.seam import (
     CLOSE_TIMEOUT,
     AgentStreamError,
@@ -138,9 +142,7 @@ from edge.http.seam import (
     log_refusal,
     open_failure,
 )
-from protocol.adapters.mux import reset_code
 from protocol.formats.urls import format_host_port
-from protocol.wire.errors import ErrorCode
 
 __all__ = ["READ_SIZE", "serve_http"]
 
@@ -150,9 +152,6 @@ log = logging.getLogger(__name__)
 #: to this long before closing, so the kernel does not reset the connection under the client
 #: before it has read the answer (nginx's lingering close; its lingering_timeout is 5 s).
 LINGER_TIME = 2.0
-#: Methods that may be sent twice (RFC 9110 §9.2.2, as Go's transport counts them); only these,
-#: without a body, are retried on a fresh stream when a reused one turns out to be dead.
-REPLAYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 #: A kept agent stream is closed once its client has sent nothing for this long after an
 #: exchange. A page's requests follow each other within milliseconds and keep reusing it; a
 #: client quiet for a second is idle (a person reading), and must not hold one of its agent's
@@ -195,18 +194,6 @@ async def serve_http(
 
 
 # --------------------------------------------------------------------------------- internals
-
-
-def _may_move(failure: RelayError, *, replayable: bool, bodiless: bool) -> bool:
-    """Whether a request whose agent stream failed this way may go to another pool member: a
-    REMOTE_GONE_AWAY reset (the agent never saw the stream) when the whole request is in hand
-    without a body; a STREAM_REFUSED reset (ERR_NGROK_8012: the agent could not reach its
-    upstream) only for an idempotent request without a body (`REPLAYABLE_METHODS`)."""
-    cause = failure.__cause__
-    code = reset_code(cause if cause is not None else failure)
-    if code == ErrorCode.REMOTE_GONE_AWAY:
-        return bodiless
-    return code == ErrorCode.STREAM_REFUSED and replayable
 
 
 class _Head:
@@ -517,7 +504,9 @@ class _Connection:
             conn=self.conn,
             version="HTTP/" + parsed.http_version.decode("ascii"),
         )
-        route = decide(request, self.router, now=time.time())
+        kept = self.agent_stream
+        router = self.router if kept is None else keeping(self.router, kept.stream)
+        route = decide(request, router, now=time.time())
         if isinstance(route, Refusal):
             return await self._refuse(
                 route.page, route.reason, accept=accept, keep=complete, host=host
@@ -587,15 +576,19 @@ class _Connection:
                 )
                 continue
             if (
-                not moved
-                and isinstance(failure, AgentStreamError)
-                and not exchange.response_started
-                and not exchange.received
-                and _may_move(failure, replayable=replayable, bodiless=complete and not datas)
+                isinstance(failure, AgentStreamError)
+                and may_move(
+                    agent_reset(failure),
+                    method=parsed.method,
+                    bodiless=complete and not datas,
+                    answered=exchange.response_started or exchange.received,
+                    moved=moved,
+                )
                 and retry_elsewhere(agent.stream)
             ):
                 # A pool member refused it before any byte reached an upstream: once more,
-                # on another member (edge.http.routing.retry_elsewhere).
+                # on another member (edge.http.retry.may_move; edge.http.routing.retry_elsewhere
+                # says whether one is there).
                 moved = True
                 log.info(
                     "http %s: %s: a pool member refused the request (%s); retrying on another",
@@ -653,7 +646,7 @@ class _Connection:
         answer with if the agent cannot be reached (502) or is at its stream limit (503)."""
         agent = self.agent_stream
         if agent is not None:
-            if agent.key == route.key and reusable(agent.stream):
+            if agent.key == route.key and reusable(agent.stream, route):
                 agent.reused = True
                 return agent
             self.agent_stream = None

@@ -93,3 +93,16 @@ def test_power_of_two_choices_spreads_evenly_and_avoids_the_loaded_member() -> N
     assert all(900 <= n <= 1100 for n in counts.values())  # ~1000 each
     skewed = [Candidate(HEALTHY, 50), Candidate(HEALTHY, 0)]
     assert {choose(skewed, now=0.0, draw=rng.randrange) for _ in range(100)} == {1}
+
+
+def test_a_tie_goes_to_the_kept_member_and_fewer_streams_still_win() -> None:
+    rng = random.Random(3)
+    tied = [Candidate(HEALTHY, 8), Candidate(HEALTHY, 8)]
+    assert {choose(tied, now=0.0, draw=rng.randrange) for _ in range(100)} == {0, 1}
+    for keep in (0, 1):  # whichever of the two is drawn first
+        assert {choose(tied, now=0.0, draw=rng.randrange, keep=keep) for _ in range(100)} == {keep}
+    uneven = [Candidate(HEALTHY, 9), Candidate(HEALTHY, 8)]
+    assert {choose(uneven, now=0.0, draw=rng.randrange, keep=0) for _ in range(100)} == {1}
+    down = refused(HEALTHY, now=0.0, policy=POLICY, reason="8012")
+    backed_off = [Candidate(down, 0), Candidate(HEALTHY, 5)]
+    assert choose(backed_off, now=0.5, draw=rng.randrange, keep=0) == 1  # no tie to win

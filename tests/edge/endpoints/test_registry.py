@@ -416,3 +416,30 @@ async def test_the_first_bytes_back_make_a_probed_member_healthy() -> None:
     assert await stream.receive_some() == b"HTTP/1.1 200 OK\r\n"
     assert member.load.health.failures == 0
     assert not stream.reusable  # a pool balances every request
+
+
+async def test_pick_lets_the_kept_member_win_a_tie_and_keeps_says_when_it_may_carry_on() -> None:
+    clock = _Clock()
+    registry = _pool_registry(clock)
+    url = "https://app.example.com"
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_a", _Agent())))
+    registry.add(_pool_endpoint(registry, url, _pooled("ts_b", _Agent())))
+    endpoint = registry.lookup(url)
+    assert endpoint is not None
+    a, b = endpoint.members
+    held = [await endpoint.open_proxy("1.1.1.1:1", first=m) for m in (a, b)]  # 1 against 1
+    assert {endpoint.pick(keep=a) for _ in range(50)} == {a}
+    assert {endpoint.pick(keep=b) for _ in range(50)} == {b}
+    assert {endpoint.pick() for _ in range(50)} == {a, b}  # without one, ties are random
+    extra = await endpoint.open_proxy("1.1.1.1:1", first=a)  # a holds 2, b 1
+    assert {endpoint.pick(keep=a) for _ in range(50)} == {b}  # fewer streams still win
+    assert endpoint.keeps(a, a) and not endpoint.keeps(a, b)
+    endpoint.refused(a, "test")
+    assert not endpoint.keeps(a, a)  # in its back-off
+    clock.now += 1.0
+    assert not endpoint.keeps(a, a)  # probing: a fresh stream is the probe
+    registry.remove(url, b)
+    alone = registry.lookup(url)
+    assert alone is not None and not alone.keeps(b, b)  # b left the pool
+    for stream in (*held, extra):
+        await stream.aclose()

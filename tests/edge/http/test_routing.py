@@ -8,8 +8,9 @@ from collections import Counter
 import trio
 import trio.testing
 
+from edge.endpoints.health import HEALTHY, gone
 from edge.endpoints.registry import AttachedPolicy, Endpoint, EndpointRegistry, Member
-from edge.http.routing import EndpointRouter, retry_elsewhere, reusable
+from edge.http.routing import EndpointRouter, keeping, retry_elsewhere, reusable
 from edge.policy.document import load_policy
 from edge.policy.validate import validate
 
@@ -133,9 +134,110 @@ async def test_a_pool_route_pins_its_member_runs_its_policy_and_balances_request
         assert route.forwards_to == f"http://{member.session_id}:8080"
         stream = await route.open_agent_stream("1.1.1.1:1")
         assert opened[-1] == member.session_id  # the request goes to the member it picked
-        assert not reusable(stream)  # a pool balances each request
+        assert reusable(stream, route)  # kept for a request routed to its (healthy) member
         assert retry_elsewhere(stream)  # nothing came back yet and the other member is there
         streams.append(stream)
     assert sorted(Counter(opened).values()) == [10, 10]  # open streams kept even: 10 and 10
     for stream in streams:
         await stream.aclose()
+
+
+def public_pool(opened: list[str], *, seed: int = 5) -> tuple[EndpointRegistry, EndpointRouter]:
+    registry = EndpointRegistry(rng=random.Random(seed))
+    for session_id in ("ts_a", "ts_b"):
+        registry.add(
+            Endpoint(
+                url="https://app.example.com",
+                proto="https",
+                host="app.example.com",
+                members=(pooled_member(session_id, opened, None),),
+                runtime=registry.runtime,
+            )
+        )
+    return registry, EndpointRouter(registry)
+
+
+class Connection:
+    """A client connection as the h1 shell treats one: the agent stream it keeps, routed with
+    `keeping` and reused when `reusable` says so, else closed and replaced."""
+
+    def __init__(self) -> None:
+        self.kept: trio.abc.HalfCloseableStream | None = None
+        self.members: list[str] = []
+
+    async def request(self, router: EndpointRouter) -> bool:
+        """One request; True when it reused the kept stream."""
+        route = keeping(router, self.kept).route("app.example.com", "https")
+        assert route is not None
+        member = route.member  # type: ignore[attr-defined]
+        self.members.append(member.session_id)
+        if self.kept is not None and reusable(self.kept, route):
+            return True
+        if self.kept is not None:
+            await self.kept.aclose()
+        self.kept = await route.open_agent_stream("1.1.1.1:1")
+        return False
+
+
+async def test_many_keep_alive_connections_split_evenly_then_reuse_their_streams() -> None:
+    opened: list[str] = []
+    registry, router = public_pool(opened)
+    connections = [Connection() for _ in range(16)]  # the benchmark's wrk -c16
+    for connection in connections:
+        assert not await connection.request(router)  # each first request opens a stream
+    assert sorted(Counter(opened).values()) == [8, 8]
+    reused = [await c.request(router) for _ in range(50) for c in connections]
+    assert all(reused)  # 8 against 8 is a tie, won by the kept member: no stream reopened
+    assert len(opened) == 16
+    served = Counter(m for c in connections for m in c.members)
+    assert served["ts_a"] == served["ts_b"]  # and the requests split evenly
+    endpoint = registry.lookup("https://app.example.com")
+    assert endpoint is not None
+    assert [m.load.outstanding for m in endpoint.members] == [8, 8]
+
+
+async def test_one_keep_alive_connection_still_alternates_over_the_pool() -> None:
+    opened: list[str] = []
+    _, router = public_pool(opened)
+    connection = Connection()
+    reused = [await connection.request(router) for _ in range(20)]
+    # Its own stream counts: 1 against 0, so every request moves to the other member.
+    assert not any(reused)
+    assert Counter(connection.members) == {"ts_a": 10, "ts_b": 10}
+
+
+async def test_a_kept_pool_stream_is_not_reused_when_its_member_is_unwell_or_gone() -> None:
+    opened: list[str] = []
+    registry, router = public_pool(opened)
+    endpoint = registry.lookup("https://app.example.com")
+    assert endpoint is not None
+    route = router.route("app.example.com", "https")
+    assert route is not None
+    member = route.member  # type: ignore[attr-defined]
+    other = next(m for m in endpoint.members if m is not member)
+    stream = await route.open_agent_stream("1.1.1.1:1")
+    assert reusable(stream, route)
+    # A route that chose the other member: the kept stream is closed, not reused.
+    elsewhere = type(route)(endpoint, other)
+    assert not reusable(stream, elsewhere)
+    # Its member in a back-off (another stream got 8012): a fresh stream, not the kept one.
+    endpoint.refused(member, "test")
+    assert not reusable(stream, route)
+    member.load.health = HEALTHY  # healthy again
+    assert reusable(stream, route)
+    member.load.health = gone(HEALTHY, "its session ended")
+    assert not reusable(stream, route)
+    member.load.health = HEALTHY
+    # Its member left the pool: the endpoint it is routed on no longer holds it.
+    registry.remove(endpoint.url, member)
+    after = registry.lookup(endpoint.url)
+    assert after is not None
+    assert not reusable(stream, type(route)(after, member))
+    await stream.aclose()
+
+
+def test_keeping_passes_a_plain_router_or_stream_through() -> None:
+    router = EndpointRouter(EndpointRegistry())
+    assert keeping(router, None) is router
+    left, _right = trio.testing.memory_stream_pair()
+    assert keeping(router, left) is router  # not a pool's stream
