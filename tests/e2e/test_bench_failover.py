@@ -88,7 +88,10 @@ def test_every_scenario_runs_and_the_table_shows_each(small_origin: int) -> None
     # tolerance after the signal (plus the machine's slack), and not before the tolerance.
     bound = 2 * failover.HEARTBEAT_INTERVAL + failover.HEARTBEAT_TOLERANCE
     assert 1000 * failover.HEARTBEAT_TOLERANCE <= paused["recovery_ms"] <= 1000 * (bound + 1.0)
-    assert paused["lost"] >= 1  # what was in flight to it failed when it left the pool
+    # At most what was in flight to it (one per worker) fails when it leaves the pool; since
+    # pooled keep-alive connections reuse their agent stream, a GET found on a dead one is
+    # retried on the other member, so none may fail at all (the recovery bound above holds).
+    assert paused["lost"] <= failover.WORKERS
     table = failover.render(records, runs=1)
     print(table)
     for _signal, label in failover.SCENARIOS.values():
