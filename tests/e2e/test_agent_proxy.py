@@ -9,6 +9,7 @@ resolves the connect host: the proxies resolve `localhost` from /etc/hosts.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,8 +71,20 @@ def proxied_agent(
     return agent
 
 
-def assert_serves(edge: Edge, agent: Agent) -> None:
+def assert_serves(edge: Edge, agent: Agent, upstream: HttpUpstream) -> None:
     result = curl_endpoint(edge, agent.host, ["/through-the-proxy"], "--fail")
+    if result.returncode != 0:
+        # An intermittent failure (stop 16) saw the upstream socket answer with the request
+        # itself: show what held the upstream's port, and the agent's log, to tell a loopback
+        # self-connect (nothing listening) from a misrouted byte.
+        sockets = subprocess.run(
+            ["ss", "-tanp", f"( sport = :{upstream.port} or dport = :{upstream.port} )"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        log = agent.log_path.read_text(errors="replace")[-3000:] if agent.log_path.exists() else ""
+        raise AssertionError(f"{result.stderr}\nsockets on the upstream port:\n{sockets}\n{log}")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello from /through-the-proxy\n"
 
@@ -95,7 +108,7 @@ def test_agent_through_an_http_connect_proxy_with_credentials(
         shared_edge, upstream, tmp_path, proxy_url=http_proxy.url(USER, PASSWORD)
     ).start()
     try:
-        assert_serves(shared_edge, agent)
+        assert_serves(shared_edge, agent, upstream)
     finally:
         agent.kill()
     assert f"CONNECT localhost:{shared_edge.agents_port} HTTP/1.1" in http_proxy.log()
@@ -110,7 +123,7 @@ def test_agent_through_a_socks5_proxy_with_username_auth(
             shared_edge, upstream, tmp_path, proxy_url=proxy.url(user, password)
         ).start()
         try:
-            assert_serves(shared_edge, agent)
+            assert_serves(shared_edge, agent, upstream)
         finally:
             agent.kill()
         log = proxy.log()
@@ -147,7 +160,7 @@ def test_https_proxy_from_the_environment(
             shared_edge, upstream, tmp_path, env={"HTTPS_PROXY": proxy.url()}
         ).start()
         try:
-            assert_serves(shared_edge, agent)
+            assert_serves(shared_edge, agent, upstream)
         finally:
             agent.kill()
         assert f"CONNECT localhost:{shared_edge.agents_port} HTTP/1.1" in proxy.log()
@@ -161,7 +174,7 @@ def test_no_proxy_dials_the_edge_directly(
     env = {"HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "example.com, localhost"}
     agent = proxied_agent(shared_edge, upstream, tmp_path, env=env).start()
     try:
-        assert_serves(shared_edge, agent)
+        assert_serves(shared_edge, agent, upstream)
     finally:
         agent.kill()
     assert "127.0.0.1:9" not in agent.log()
