@@ -97,6 +97,8 @@ def tinyproxy(
     lines = [
         f"Port {port}",
         "Listen 127.0.0.1",
+        # Outgoing connections leave from 127.0.0.1, so the proxy can reach loopback only.
+        "Bind 127.0.0.1",
         "Timeout 60",
         f'LogFile "{log_path}"',
         "LogLevel Info",
@@ -135,8 +137,8 @@ def danted(directory: Path, *, username_auth: bool = False) -> Iterator[RunningP
         "clientmethod: none\n"
         f"user.privileged: {'root' if os.geteuid() == 0 else os.environ.get('USER', 'nobody')}\n"
         "user.unprivileged: nobody\n"
-        "client pass {\n  from: 127.0.0.0/8 to: 0.0.0.0/0\n  log: connect error\n}\n"
-        "socks pass {\n  from: 127.0.0.0/8 to: 0.0.0.0/0\n  command: connect\n"
+        "client pass {\n  from: 127.0.0.0/8 to: 127.0.0.0/8\n  log: connect error\n}\n"
+        "socks pass {\n  from: 127.0.0.0/8 to: 127.0.0.0/8\n  command: connect\n"
         "  log: connect error\n}\n"
     )
     proc = subprocess.Popen(
