@@ -342,54 +342,52 @@ def _evaluate(run: PhaseRun, rule: CompiledRule, number: int, expression: Compil
         raise PolicyRuntimeError(error.code or ERR_NGROK_2254, error.problem, place) from None
 
 
-def _rule_untraced(run: PhaseRun, rule: CompiledRule) -> Ending | None:
-    """`_rule` without the trace: what the edge runs for every request."""
-    for number, expression in enumerate(rule.expressions):
-        try:
-            if not _evaluate(run, rule, number, expression):
-                return None
-        except PolicyRuntimeError as error:
-            return _fail(run, error)
-    for action in rule.actions:
-        ending, _ = _action(run, action)
-        if ending is not None:
-            return ending
-    return None
-
-
-def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace]:
-    index = rule.place.rule_index or 0
+def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace | None]:
+    """Run one rule: its expressions in order (the first false one stops it), then its
+    actions until one ends the phase. Its trace only when the run is traced (`policy test`);
+    the edge's untraced runs build no trace objects at all."""
+    tracing = run.tracing
     expressions: list[ExpressionTrace] = []
     for number, expression in enumerate(rule.expressions):
         try:
             value = _evaluate(run, rule, number, expression)
         except PolicyRuntimeError as error:
-            expressions.append(ExpressionTrace(expression.text, None, error.problem))
-            return _fail(run, error), RuleTrace(index, rule.name, tuple(expressions), False, ())
-        expressions.append(ExpressionTrace(expression.text, value))
+            if tracing:
+                expressions.append(ExpressionTrace(expression.text, None, error.problem))
+            return _fail(run, error), _rule_trace(run, rule, expressions, False, [])
+        if tracing:
+            expressions.append(ExpressionTrace(expression.text, value))
         if not value:
-            return None, RuleTrace(index, rule.name, tuple(expressions), False, ())
+            return None, _rule_trace(run, rule, expressions, False, [])
     actions: list[ActionTrace] = []
     for action in rule.actions:
         ending, trace = _action(run, action)
-        assert trace is not None  # traced runs trace every action
-        actions.append(trace)
+        if trace is not None:
+            actions.append(trace)
         if ending is not None:
-            return ending, RuleTrace(index, rule.name, tuple(expressions), True, tuple(actions))
-    return None, RuleTrace(index, rule.name, tuple(expressions), True, tuple(actions))
+            return ending, _rule_trace(run, rule, expressions, True, actions)
+    return None, _rule_trace(run, rule, expressions, True, actions)
+
+
+def _rule_trace(
+    run: PhaseRun,
+    rule: CompiledRule,
+    expressions: list[ExpressionTrace],
+    matched: bool,
+    actions: list[ActionTrace],
+) -> RuleTrace | None:
+    if not run.tracing:
+        return None
+    index = rule.place.rule_index or 0
+    return RuleTrace(index, rule.name, tuple(expressions), matched, tuple(actions))
 
 
 def _phase(run: PhaseRun, rules: tuple[CompiledRule, ...]) -> tuple[Ending | None, Trace]:
-    if not run.tracing:
-        for rule in rules:
-            ending = _rule_untraced(run, rule)
-            if ending is not None:
-                return ending, Trace(run.phase, ())
-        return None, Trace(run.phase, ())
     traces: list[RuleTrace] = []
     for rule in rules:
         ending, trace = _rule(run, rule)
-        traces.append(trace)
+        if trace is not None:
+            traces.append(trace)
         if ending is not None:
             return ending, Trace(run.phase, tuple(traces))
     return None, Trace(run.phase, tuple(traces))
