@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from edge.admin import body_fields
 from edge.admin.errors import ERR_BAD_BODY, ApiError, status_code
 from edge.endpoints.cloud_live import CloudEndpoints
 from edge.store import (
-    DESCRIPTION_MAX_BYTES,
     ENDPOINT_BINDINGS,
     ENDPOINT_URL_MAX_BYTES,
-    METADATA_MAX_BYTES,
     TRAFFIC_POLICY_MAX_BYTES,
     CloudEndpoint,
     Store,
@@ -38,50 +37,12 @@ __all__ = ["CREATE_FIELDS", "UPDATE_FIELDS", "CloudEndpointApi"]
 Field = Callable[[str, object], object]
 
 
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    return "an object" if isinstance(value, dict) else "null"
-
-
-def _text(name: str, value: object, max_bytes: int) -> str:
-    if not isinstance(value, str):
-        raise ApiError(400, ERR_BAD_BODY, f"{name} must be a string, not {_kind(value)}.")
-    size = len(value.encode("utf-8", "surrogatepass"))
-    if size > max_bytes:
-        raise ApiError(400, ERR_BAD_BODY, f"{name} is {size} bytes; the limit is {max_bytes}.")
-    return value
-
-
 def _url(name: str, value: object) -> object:
-    text = _text(name, value, ENDPOINT_URL_MAX_BYTES)
-    if not text.strip():
-        raise ApiError(400, ERR_BAD_BODY, f"{name} must not be empty.")
-    return text
+    return body_fields.non_empty_text(name, value, ENDPOINT_URL_MAX_BYTES)
 
 
 def _policy(name: str, value: object) -> object:
-    return _text(name, value, TRAFFIC_POLICY_MAX_BYTES)
-
-
-def _description(name: str, value: object) -> object:
-    return _text(name, value, DESCRIPTION_MAX_BYTES)
-
-
-def _metadata(name: str, value: object) -> object:
-    return _text(name, value, METADATA_MAX_BYTES)
-
-
-def _boolean(name: str, value: object) -> object:
-    if not isinstance(value, bool):
-        raise ApiError(400, ERR_BAD_BODY, f"{name} must be true or false, not {_kind(value)}.")
-    return value
+    return body_fields.text(name, value, TRAFFIC_POLICY_MAX_BYTES)
 
 
 def _type(name: str, value: object) -> object:
@@ -98,7 +59,9 @@ def _type(name: str, value: object) -> object:
 def _bindings(name: str, value: object) -> object:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ApiError(
-            400, ERR_BAD_BODY, f"{name} must be an array of strings, not {_kind(value)}."
+            400,
+            ERR_BAD_BODY,
+            f"{name} must be an array of strings, not {body_fields.json_type(value)}.",
         )
     if len(value) != 1:
         raise ApiError(
@@ -120,10 +83,10 @@ def _bindings(name: str, value: object) -> object:
 UPDATE_FIELDS: Mapping[str, Field] = {
     "url": _url,
     "traffic_policy": _policy,
-    "description": _description,
-    "metadata": _metadata,
+    "description": body_fields.description,
+    "metadata": body_fields.metadata,
     "bindings": _bindings,
-    "pooling_enabled": _boolean,
+    "pooling_enabled": body_fields.boolean,
 }
 CREATE_FIELDS: Mapping[str, Field] = {"type": _type, **UPDATE_FIELDS}
 

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from edge.admin import body_fields
 from edge.admin.auth import FailedAuthLimiter, authenticate_within_budget
 from edge.admin.cloud_endpoints import CREATE_FIELDS, UPDATE_FIELDS, CloudEndpointApi
 from edge.admin.errors import (
@@ -72,7 +73,6 @@ from edge.store import (
     ACL_MAX_RULES,
     CREDENTIAL_LIMIT_MAX,
     DESCRIPTION_MAX_BYTES,
-    METADATA_MAX_BYTES,
     NAME_MAX_BYTES,
     UNSET,
     ApiKey,
@@ -316,7 +316,7 @@ class AdminApi:
         return _list_response(call, "service_users", users, lambda u: u.id, service_user_json)
 
     def _create_su(self, call: _Call) -> Response:
-        body = _body(call, {"name": _name, "active": _boolean})
+        body = _body(call, {"name": _name, "active": body_fields.boolean})
         if "name" not in body:
             raise ApiError(400, ERR_BAD_BODY, "name is required: the service user's name")
         try:
@@ -340,7 +340,7 @@ class AdminApi:
         return _json_response(200, service_user_json(call.base, self._service_user(call)))
 
     def _update_su(self, call: _Call) -> Response:
-        body = _body(call, {"name": _name, "active": _boolean})
+        body = _body(call, {"name": _name, "active": body_fields.boolean})
         self._service_user(call)
         name = body.get("name")
         active = body.get("active")
@@ -379,8 +379,8 @@ class AdminApi:
 
     def _create_cred(self, call: _Call) -> Response:
         fields: dict[str, _Field] = {
-            "description": _description,
-            "metadata": _metadata,
+            "description": body_fields.description,
+            "metadata": body_fields.metadata,
             "acl": _acl,
             "owner_id": _optional_id,
             "max_sessions": _limit,
@@ -420,10 +420,10 @@ class AdminApi:
         body = _body(
             call,
             {
-                "description": _description,
-                "metadata": _metadata,
+                "description": body_fields.description,
+                "metadata": body_fields.metadata,
                 "acl": _acl,
-                "active": _boolean,
+                "active": body_fields.boolean,
                 "max_sessions": _limit,
                 "max_endpoints": _limit,
             },
@@ -469,7 +469,12 @@ class AdminApi:
 
     def _create_key(self, call: _Call) -> Response:
         body = _body(
-            call, {"description": _description, "metadata": _metadata, "owner_id": _optional_id}
+            call,
+            {
+                "description": body_fields.description,
+                "metadata": body_fields.metadata,
+                "owner_id": _optional_id,
+            },
         )
         try:
             api_key, token = self.store.create_api_key(
@@ -493,7 +498,9 @@ class AdminApi:
         return _json_response(200, api_key_json(call.base, self._api_key(call)))
 
     def _update_key(self, call: _Call) -> Response:
-        body = _body(call, {"description": _description, "metadata": _metadata})
+        body = _body(
+            call, {"description": body_fields.description, "metadata": body_fields.metadata}
+        )
         api_key = self._api_key(call)
         if not body:
             return _json_response(200, api_key_json(call.base, api_key))
@@ -843,7 +850,7 @@ def _body(
         raise ApiError(
             400,
             ERR_BAD_BODY,
-            f"The request body must be a JSON object, not {_json_type(value)}.",
+            f"The request body must be a JSON object, not {body_fields.json_type(value)}.",
         )
     parsed: dict[str, object] = {}
     for name, field_value in value.items():
@@ -862,56 +869,29 @@ def _body(
     return parsed
 
 
-def _json_type(value: object) -> str:
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
-    names[float] = "a number"
-    return names.get(type(value), "null")
-
-
-def _text(name: str, value: object, max_bytes: int) -> str:
-    if not isinstance(value, str):
-        raise ApiError(400, ERR_BAD_BODY, f"{name} must be a string, not {_json_type(value)}.")
-    size = len(value.encode("utf-8", "surrogatepass"))
-    if size > max_bytes:
-        raise ApiError(400, ERR_BAD_BODY, f"{name} is {size} bytes; the limit is {max_bytes}.")
-    return value
-
-
-def _description(name: str, value: object) -> object:
-    return _text(name, value, DESCRIPTION_MAX_BYTES)
-
-
-def _metadata(name: str, value: object) -> object:
-    return _text(name, value, METADATA_MAX_BYTES)
-
-
 def _name(name: str, value: object) -> object:
-    text = _text(name, value, NAME_MAX_BYTES)
-    if not text.strip():
-        raise ApiError(400, ERR_BAD_BODY, f"{name} must not be empty.")
-    return text
+    return body_fields.non_empty_text(name, value, NAME_MAX_BYTES)
 
 
 def _optional_id(name: str, value: object) -> object:
-    return _text(name, value, DESCRIPTION_MAX_BYTES) or None
-
-
-def _boolean(name: str, value: object) -> object:
-    if not isinstance(value, bool):
-        raise ApiError(400, ERR_BAD_BODY, f"{name} must be true or false, not {_json_type(value)}.")
-    return value
+    return body_fields.text(name, value, DESCRIPTION_MAX_BYTES) or None
 
 
 def _acl(name: str, value: object) -> object:
     if not isinstance(value, list):
         raise ApiError(
-            400, ERR_BAD_BODY, f"{name} must be an array of rules, not {_json_type(value)}."
+            400,
+            ERR_BAD_BODY,
+            f"{name} must be an array of rules, not {body_fields.json_type(value)}.",
         )
     if len(value) > ACL_MAX_RULES:
         raise ApiError(
             400, ERR_BAD_BODY, f"{name} has {len(value)} rules; the limit is {ACL_MAX_RULES}."
         )
-    rules = [_text(f"{name}[{i}]", rule, DESCRIPTION_MAX_BYTES) for i, rule in enumerate(value)]
+    rules = [
+        body_fields.text(f"{name}[{i}]", rule, DESCRIPTION_MAX_BYTES)
+        for i, rule in enumerate(value)
+    ]
     try:
         parse_acl(rules)
     except AclError as exc:
@@ -924,7 +904,8 @@ def _limit(name: str, value: object) -> object:
         raise ApiError(
             400,
             ERR_BAD_BODY,
-            f"{name} must be a whole number (or null for no limit), not {_json_type(value)}.",
+            f"{name} must be a whole number (or null for no limit), "
+            f"not {body_fields.json_type(value)}.",
         )
     if not 1 <= value <= CREDENTIAL_LIMIT_MAX:
         raise ApiError(
