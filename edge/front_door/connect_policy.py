@@ -1,36 +1,30 @@
 """Traffic Policy's `on_tcp_connect` phase, run when a public connection reaches an endpoint.
 
-The front door calls `admit` once it knows the connection's endpoint and before anything is
-forwarded or answered: at accept for a tcp:// endpoint (its port names it), after the SNI
-decision for a tls:// endpoint (passthrough), and before the TLS handshake for an https://
-endpoint (its SNI names it). A `Close` outcome closes the connection at once, without a TLS
-alert or handshake; the policy's log records (and any runtime failure) go to the edge's log at
-INFO, with the phase, the rule's place and the metadata. For tcp:// and tls:// endpoints the
-phase runs in `edge.front_door.forwarding.admit_to` (the same, and it follows forward-internal to
-an internal endpoint); `admit` serves https:// endpoints, where a forward-internal closes.
-
-`conn_facts` and `endpoint_facts` are pure; `admit` is the I/O shell (it reads the socket's
-addresses and the wall clock, logs, and closes).
+The front door runs the phase (`edge.front_door.forwarding.admit_to`, and `admit` for https://
+endpoints, where no internal tls/tcp target can be reached) once it knows the connection's
+endpoint and before anything is forwarded or answered: at accept for a tcp:// endpoint (its port
+names it), after the SNI decision for a tls:// endpoint (passthrough), and before the TLS
+handshake for an https:// endpoint (its SNI names it). A `Close` outcome closes the connection
+at once, without a TLS alert or handshake. This module holds what that shell builds on: the
+engine's facts (`conn_facts`, `endpoint_facts`, pure), the connection's local address, and
+`emit_record`, which writes the policy's log records (and any runtime failure) to the edge's log
+at INFO with the phase, the rule's place and the metadata, and to the event stream.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 
 import trio
 
 from edge.endpoints.registry import Endpoint
-from edge.policy.actions_tls import TerminateTlsConfig
 from edge.policy.activation import ConnFacts, EndpointFacts
-from edge.policy.engine import Close, Continue, ForwardInternal, run_tcp_connect
 from edge.policy.phase import LogRecord
-from protocol.formats.urls import format_host_port
 
 log = logging.getLogger(__name__)
 
-__all__ = ["admit", "conn_facts", "emit_record", "endpoint_facts"]
+__all__ = ["conn_facts", "emit_record", "endpoint_facts", "local_address"]
 
 
 def conn_facts(
@@ -60,7 +54,8 @@ def endpoint_facts(endpoint: Endpoint, local_port: int) -> EndpointFacts:
     )
 
 
-def _local_address(conn: trio.SocketStream) -> tuple[str, int] | None:
+def local_address(conn: trio.SocketStream) -> tuple[str, int] | None:
+    """The connection's own (server-side) address, or None if the socket was already reset."""
     try:
         local = conn.socket.getsockname()
     except OSError:
@@ -83,59 +78,3 @@ def emit_record(endpoint: Endpoint, record: LogRecord) -> None:
             place=record.place,
             metadata=dict(record.metadata),
         )
-
-
-async def admit(
-    conn: trio.SocketStream,
-    endpoint: Endpoint,
-    peer: tuple[str, int],
-    *,
-    sni: str | None = None,
-) -> bool | TerminateTlsConfig:
-    """Run the endpoint's `on_tcp_connect` rules (if its member has a policy) for `conn` from
-    `peer`. True: go on. False: the connection was closed (the policy closed it, or its local
-    address could not be read because it was already reset); the caller must not use it.
-    A `TerminateTlsConfig` (truthy): go on, and terminate the client's TLS with it first
-    (`edge.front_door.tls_termination`; a terminate-tls action ran).
-    Never raises for a policy outcome: the engine reports failures as a `Close`."""
-    attached = endpoint.policy
-    if attached is None or not attached.compiled.on_tcp_connect:
-        return True
-    local = _local_address(conn)
-    if local is None:
-        await trio.aclose_forcefully(conn)
-        return False
-    now = time.time()
-    outcome = run_tcp_connect(
-        attached.compiled,
-        conn_facts(peer, local, sni=sni, started_at=now),
-        endpoint=endpoint_facts(endpoint, local[1]),
-        now=now,
-        state=attached.state,
-    )
-    for record in outcome.logs:
-        emit_record(endpoint, record)
-    if isinstance(outcome, Close):
-        log.info(
-            "endpoint %s: connection from %s closed by its traffic policy (%s)",
-            endpoint.url,
-            format_host_port(*peer),
-            outcome.reason,
-        )
-        await trio.aclose_forcefully(conn)
-        return False
-    if isinstance(outcome, ForwardInternal):
-        # tcp:// and tls:// connections are forwarded by `edge.front_door.forwarding.admit_to`;
-        # an https:// endpoint's connection has no internal tls/tcp target to go to.
-        log.info(
-            "endpoint %s: connection from %s closed: forward-internal to %s from on_tcp_connect "
-            "works only on tls:// and tcp:// endpoints",
-            endpoint.url,
-            format_host_port(*peer),
-            outcome.url,
-        )
-        await trio.aclose_forcefully(conn)
-        return False
-    if isinstance(outcome, Continue) and outcome.terminate_tls is not None:
-        return outcome.terminate_tls
-    return True

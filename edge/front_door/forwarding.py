@@ -2,7 +2,7 @@
 finally handed to.
 
 Theory of operation. `admit_to` runs the `on_tcp_connect` policy of the endpoint a connection
-reached (as `edge.front_door.connect_policy.admit` does). When that policy runs forward-internal,
+reached (`admit` for an https:// endpoint). When that policy runs forward-internal,
 the connection goes to the internal tls/tcp endpoint it names instead (`InternalTargets.lookup`),
 and *that* endpoint's `on_tcp_connect` runs in turn, and so on: the endpoint whose policy lets
 the connection through (or that has none) is the one the caller splices the client to. Nothing
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import trio
 
 from edge.endpoints.registry import Endpoint, EndpointRegistry
-from edge.front_door.connect_policy import conn_facts, emit_record, endpoint_facts
+from edge.front_door.connect_policy import conn_facts, emit_record, endpoint_facts, local_address
 from edge.policy.actions_tls import TerminateTlsConfig
 from edge.policy.engine import Close, Continue, run_tcp_connect
 from edge.policy.forward_internal import TCP_TARGETS, ForwardCheck, candidate_urls, chain_check
@@ -33,7 +33,7 @@ from protocol.formats.urls import format_host_port
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InternalTargets", "admit_to"]
+__all__ = ["InternalTargets", "admit", "admit_to"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ async def admit_to(
         if attached is None or not attached.compiled.on_tcp_connect:
             return current, True
         if local is None:
-            local = _local_address(conn)
+            local = local_address(conn)
             if local is None:
                 await trio.aclose_forcefully(conn)
                 return current, False
@@ -138,6 +138,21 @@ async def admit_to(
         current = target
 
 
+async def admit(
+    conn: trio.SocketStream,
+    endpoint: Endpoint,
+    peer: tuple[str, int],
+    *,
+    sni: str | None = None,
+) -> bool | TerminateTlsConfig:
+    """`on_tcp_connect` for an https:// endpoint's connection, before its TLS handshake: True
+    (go on) or False (closed; the caller must not use it). No internal tls/tcp endpoint can
+    take an https:// connection, so a forward-internal fails (`on_error: continue` goes on to
+    the next rule, as anywhere else)."""
+    _, admitted = await admit_to(conn, endpoint, peer, sni=sni)
+    return admitted
+
+
 def _unavailable(url: str) -> tuple[str, str]:
     """The check where no internal endpoint can be reached (an https endpoint's connection)."""
     return (
@@ -146,10 +161,3 @@ def _unavailable(url: str) -> tuple[str, str]:
         "and tcp:// endpoints",
     )
 
-
-def _local_address(conn: trio.SocketStream) -> tuple[str, int] | None:
-    try:
-        local = conn.socket.getsockname()
-    except OSError:
-        return None
-    return str(local[0]), int(local[1])

@@ -65,8 +65,7 @@ from edge.front_door.clienthello import (
     alert_record,
     parse_client_hello,
 )
-from edge.front_door.connect_policy import admit
-from edge.front_door.forwarding import InternalTargets
+from edge.front_door.forwarding import InternalTargets, admit
 from edge.front_door.sni import Passthrough, Terminate, ToAgent, route_sni
 from edge.front_door.tcp_ports import peer_address, proxy_connection
 from edge.http.h1.proxy import serve_http

@@ -9,7 +9,8 @@ import pytest
 import trio
 
 from edge.endpoints.registry import AttachedPolicy, Endpoint, Member
-from edge.front_door.connect_policy import admit, conn_facts, endpoint_facts
+from edge.front_door.connect_policy import conn_facts, endpoint_facts
+from edge.front_door.forwarding import admit
 from edge.front_door.tcp_ports import (
     open_tcp_endpoint_listeners,
     peer_address,
@@ -87,6 +88,7 @@ async def test_admit_lets_an_allowed_address_through_and_closes_the_rest(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge.front_door.connect_policy")
+    caplog.set_level(logging.INFO, logger="edge.front_door.forwarding")  # the shell that closes
     record = endpoint(RESTRICT)
     results: dict[str, bool] = {}
     with trio.fail_after(BOUND):
