@@ -7,9 +7,10 @@ half-hidden. Payload is never copied in Python beyond what `receive_some` return
 
 A direction from a `DirectSource` (a `MuxStream`, or a wrapper that passes `deliver_to` on) to a
 plain `trio.SocketStream` (the agent's proxy stream to its upstream, the edge's to a tcp://
-client) also lets the mux session's reader task write arriving data to the socket itself
-(`MuxStream.deliver_to`, a non-blocking write), so a small message costs no switch to the copy
-task; whatever the socket does not take at once goes through the copy task as usual, in order.
+client; or a wrapper that names one as its `plain_sender`) also lets the mux session's reader
+task write arriving data to the socket itself (`MuxStream.deliver_to`, a non-blocking write), so
+a small message costs no switch to the copy task; whatever the socket does not take at once
+goes through the copy task as usual, in order.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ async def splice(a: trio.abc.Stream, b: trio.abc.Stream) -> tuple[int, int]:
             nursery.cancel_scope.cancel()
 
     def direct(src: trio.abc.Stream, dst: trio.abc.Stream, index: int) -> None:
-        if type(dst) is trio.SocketStream and isinstance(src, DirectSource):
-            src.deliver_to(_counted(_socket_sink(dst), counts, index))
+        # A wrapper that sends unchanged to a plain socket (the agent inspector's tap) names it.
+        target = dst if type(dst) is trio.SocketStream else getattr(dst, "plain_sender", None)
+        if type(target) is trio.SocketStream and isinstance(src, DirectSource):
+            src.deliver_to(_counted(_socket_sink(target), counts, index))
 
     direct(a, b, 0)
     direct(b, a, 1)

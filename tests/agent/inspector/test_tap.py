@@ -41,3 +41,68 @@ async def test_after_an_upgrade_bytes_still_pass_and_are_no_longer_captured() ->
         await client.send_all(frame)
         assert await tapped.receive_some(1000) == frame
     assert len(store) == 1
+
+
+async def test_taps_keep_splices_direct_path_and_still_capture_every_byte() -> None:
+    # The agent's inspected proxy stream: a tapped mux stream spliced to a tapped upstream
+    # socket. The mux reader hands the request straight to the socket (the direct path), and
+    # the capture still sees the whole request once; the response comes back the usual way.
+    from protocol.adapters.mux import open_mux_session
+    from protocol.adapters.pipe import splice
+    from protocol.wire.session import Role
+
+    store = CaptureStore(10**6)
+    capture = ConnectionCapture(store, tunnel_name="web", remote_addr="x", clock=wall_and_monotonic)
+    request = b"GET /direct HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    delivered: list[bytes] = []
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(30):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with (
+            listener,
+            open_mux_session(left, Role.CLIENT) as client,
+            open_mux_session(right, Role.SERVER) as server,
+        ):
+            edge_side = await client.open_stream()
+            await edge_side.send_all(b"G")
+            agent_side = await server.accept_stream()
+            assert await agent_side.receive_some(1) == b"G"
+            capture.request_bytes(b"G")
+            port = listener.socket.getsockname()[1]
+            near = await trio.open_tcp_stream("127.0.0.1", port)
+            upstream = await listener.accept()
+            tapped_mux = TapStream(agent_side, capture, capture.request_bytes)
+            tapped_socket = TapStream(near, capture, capture.response_bytes)
+            original = tapped_mux.deliver_to
+
+            def spying(sink):  # type: ignore[no-untyped-def]
+                if sink is None:
+                    return original(None)
+
+                def counted(data: bytes) -> int:
+                    taken = int(sink(data))
+                    delivered.append(data[:taken])
+                    return taken
+
+                return original(counted)
+
+            tapped_mux.deliver_to = spying  # type: ignore[method-assign]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(splice, tapped_mux, tapped_socket)
+                await edge_side.send_all(request[1:])
+                got = b""
+                while len(got) < len(request) - 1:
+                    got += await upstream.receive_some()
+                assert got == request[1:]
+                await upstream.send_all(response)
+                back = b""
+                while len(back) < len(response):
+                    back += await edge_side.receive_some()
+                assert back == response
+                await edge_side.aclose()
+                await upstream.aclose()
+    assert b"".join(delivered) == request[1:]  # it went the direct way
+    (exchange,) = store
+    assert exchange.request.head + exchange.request.body == request
+    assert exchange.response is not None and exchange.response.head.startswith(b"HTTP/1.1 200")
