@@ -30,20 +30,18 @@ state are the only things touched, and time arrives as `now`.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import cast
+from urllib.parse import unquote
 
-from edge.admin import body_fields
+from edge.admin import body_fields, calls
 from edge.admin.auth import FailedAuthLimiter, authenticate_within_budget
+from edge.admin.calls import NO_CONTENT, Call, Handler, Request, Response, json_response
 from edge.admin.cloud_endpoints import CREATE_FIELDS, UPDATE_FIELDS, CloudEndpointApi
 from edge.admin.errors import (
-    ERR_BAD_ACL,
     ERR_BAD_BODY,
     ERR_BAD_QUERY,
     ERR_BAD_VERSION,
@@ -54,7 +52,6 @@ from edge.admin.errors import (
 )
 from edge.admin.live import EndpointInfo, LiveState, SessionInfo
 from edge.admin.resources import (
-    MAX_PAGE,
     Json,
     api_key_json,
     cloud_endpoint_json,
@@ -62,7 +59,6 @@ from edge.admin.resources import (
     endpoint_json,
     event_json,
     next_page_uri,
-    page,
     service_user_json,
     tunnel_session_json,
 )
@@ -70,11 +66,6 @@ from edge.admin.session_control import SessionControl
 from edge.endpoints.cloud_live import CloudEndpoints
 from edge.events import EventLog
 from edge.store import (
-    ACL_MAX_RULES,
-    CREDENTIAL_LIMIT_MAX,
-    DESCRIPTION_MAX_BYTES,
-    NAME_MAX_BYTES,
-    UNSET,
     ApiKey,
     CloudEndpoint,
     ConflictError,
@@ -83,9 +74,7 @@ from edge.store import (
     ServiceUser,
     Store,
     StoreError,
-    Unset,
 )
-from edge.tunnels.acl import AclError, parse_acl
 from edge.tunnels.remote_ops import UNSUPPORTED_CODES, RemoteOp, answer_refusal, support_refusal
 
 __all__ = ["AdminApi", "Request", "Response"]
@@ -94,8 +83,6 @@ log = logging.getLogger(__name__)
 
 #: The API version ngrok's clients send (and the only one there is).
 API_VERSION = "2"
-#: Query parameters parsed at most: lists take three or four; this bounds a hostile query.
-MAX_QUERY_FIELDS = 32
 #: Ids in a path are ours (about 30 characters); a longer one names nothing, so say 404 early.
 MAX_ID_LENGTH = 128
 #: Fields ngrok's credential create accepts that this edge does not (ngrok.md §6.4).
@@ -104,52 +91,6 @@ UNSUPPORTED_CREDENTIAL_FIELDS = ("owner_email", "scim_user_id", "precomputed_tok
 _NOT_STARTED = datetime.max.replace(tzinfo=UTC)
 #: Burrow's per-credential limits: in a PATCH body, null for one of these removes the limit.
 CREDENTIAL_LIMIT_FIELDS = ("max_sessions", "max_endpoints")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Request:
-    method: str
-    target: str  # the request target as sent: path and query
-    headers: tuple[tuple[str, str], ...]  # names lower-case, in order
-    body: bytes
-    remote: str  # the source address, for the failed-authentication budget
-    base_url: str  # scheme://host:port that this request reached, for `uri` fields
-
-
-@dataclass(frozen=True, kw_only=True)
-class Response:
-    status: int
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    # An answer that needs the agent's reply (remote stop, restart, update): the HTTP shell
-    # sends what this returns instead of the rest; it never raises.
-    deferred: Callable[[], Awaitable[Response]] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Call:
-    """One authenticated request, parsed: what a resource handler works from."""
-
-    request: Request
-    key: ApiKey
-    path: str
-    ids: tuple[str, ...]  # the ids in the path, in order
-    query: dict[str, list[str]]
-
-    @property
-    def base(self) -> str:
-        return self.request.base_url
-
-
-Handler = Callable[["_Call"], Response]
-
-
-def _json_response(status: int, value: Json) -> Response:
-    body = json.dumps(value, separators=(",", ":")).encode()
-    return Response(status=status, headers=(("content-type", "application/json"),), body=body)
-
-
-_NO_CONTENT = Response(status=204)
 
 
 class AdminApi:
@@ -249,12 +190,12 @@ class AdminApi:
     def _handle(self, request: Request, now: float) -> Response:
         key = authenticate_within_budget(
             self.store,
-            _header(request, "authorization"),
+            calls.header(request, "authorization"),
             limiter=self.limiter,
             address=request.remote,
             now=now,
         )
-        version = _header(request, "ngrok-version")
+        version = calls.header(request, "ngrok-version")
         if version is not None and version.strip() != API_VERSION:
             raise ApiError(
                 400,
@@ -262,7 +203,7 @@ class AdminApi:
                 f"The API version {version.strip()[:32]!r} is not supported; send "
                 f"'Ngrok-Version: {API_VERSION}' (or no Ngrok-Version header).",
             )
-        path, query = _split_target(request.target)
+        path, query = calls.split_target(request.target)
         segments = tuple(unquote(s) for s in path.strip("/").split("/")) if path != "/" else ()
         for pattern, methods in self._routes:
             if len(pattern) != len(segments) or not all(
@@ -280,7 +221,7 @@ class AdminApi:
             ids = tuple(s for p, s in zip(pattern, segments, strict=True) if p == "*")
             if any(len(i) > MAX_ID_LENGTH or not i for i in ids):
                 raise ApiError.not_found(f"No resource at {path[:200]}.")
-            return handler(_Call(request=request, key=key, path=path, ids=ids, query=query))
+            return handler(Call(request=request, key=key, path=path, ids=ids, query=query))
         raise ApiError.not_found(
             f"No such API path: {path[:200]}. This edge serves /service_users, /credentials, "
             "/api_keys, /tunnel_sessions, /endpoints and /events."
@@ -288,7 +229,7 @@ class AdminApi:
 
     # ------------------------------------------------------------------------------ events
 
-    def _record(self, call: _Call, event_type: str, obj: Json) -> None:
+    def _record(self, call: Call, event_type: str, obj: Json) -> None:
         key = call.key
         principal = {
             "id": key.owner_id or key.id,
@@ -311,12 +252,14 @@ class AdminApi:
 
     # ------------------------------------------------------------------------------ service users
 
-    def _list_service_users(self, call: _Call) -> Response:
+    def _list_service_users(self, call: Call) -> Response:
         users = self.store.list_service_users(account_id=call.key.account_id)
-        return _list_response(call, "service_users", users, lambda u: u.id, service_user_json)
+        return calls.list_response(call, "service_users", users, lambda u: u.id, service_user_json)
 
-    def _create_su(self, call: _Call) -> Response:
-        body = _body(call, {"name": _name, "active": body_fields.boolean})
+    def _create_su(self, call: Call) -> Response:
+        body = calls.parse_body(
+            call, {"name": body_fields.display_name, "active": body_fields.boolean}
+        )
         if "name" not in body:
             raise ApiError(400, ERR_BAD_BODY, "name is required: the service user's name")
         try:
@@ -328,19 +271,21 @@ class AdminApi:
         except ConflictError as exc:
             raise ApiError(409, status_code(409), str(exc)) from exc
         self._record(call, "service_user_created.v0", service_user_json("", user))
-        return _json_response(201, service_user_json(call.base, user))
+        return json_response(201, service_user_json(call.base, user))
 
-    def _service_user(self, call: _Call) -> ServiceUser:
+    def _service_user(self, call: Call) -> ServiceUser:
         user = self.store.get_service_user(call.ids[0])
         if user is None or user.account_id != call.key.account_id:
             raise ApiError.not_found(f"No service user {call.ids[0]!r}.")
         return user
 
-    def _get_su(self, call: _Call) -> Response:
-        return _json_response(200, service_user_json(call.base, self._service_user(call)))
+    def _get_su(self, call: Call) -> Response:
+        return json_response(200, service_user_json(call.base, self._service_user(call)))
 
-    def _update_su(self, call: _Call) -> Response:
-        body = _body(call, {"name": _name, "active": body_fields.boolean})
+    def _update_su(self, call: Call) -> Response:
+        body = calls.parse_body(
+            call, {"name": body_fields.display_name, "active": body_fields.boolean}
+        )
         self._service_user(call)
         name = body.get("name")
         active = body.get("active")
@@ -357,9 +302,9 @@ class AdminApi:
         self._record(call, "service_user_updated.v0", service_user_json("", user))
         if active is False:
             self._cut_revoked()
-        return _json_response(200, service_user_json(call.base, user))
+        return json_response(200, service_user_json(call.base, user))
 
-    def _delete_su(self, call: _Call) -> Response:
+    def _delete_su(self, call: Call) -> Response:
         self._service_user(call)
         deleted = self.store.delete_service_user(call.ids[0])
         if deleted is None:
@@ -369,26 +314,28 @@ class AdminApi:
         obj["deleted_api_key_ids"] = list(deleted.api_key_ids)
         self._record(call, "service_user_deleted.v0", obj)
         self._cut_revoked()
-        return _NO_CONTENT
+        return NO_CONTENT
 
     # ------------------------------------------------------------------------------ credentials
 
-    def _list_credentials(self, call: _Call) -> Response:
+    def _list_credentials(self, call: Call) -> Response:
         credentials = self.store.list_credentials(account_id=call.key.account_id)
-        return _list_response(call, "credentials", credentials, lambda c: c.id, credential_json)
+        return calls.list_response(
+            call, "credentials", credentials, lambda c: c.id, credential_json
+        )
 
-    def _create_cred(self, call: _Call) -> Response:
-        fields: dict[str, _Field] = {
+    def _create_cred(self, call: Call) -> Response:
+        fields: dict[str, calls.Field] = {
             "description": body_fields.description,
             "metadata": body_fields.metadata,
-            "acl": _acl,
-            "owner_id": _optional_id,
-            "max_sessions": _limit,
-            "max_endpoints": _limit,
+            "acl": body_fields.acl,
+            "owner_id": body_fields.optional_id,
+            "max_sessions": body_fields.limit,
+            "max_endpoints": body_fields.limit,
         }
         for name in UNSUPPORTED_CREDENTIAL_FIELDS:
-            fields[name] = _unsupported
-        body = _body(call, fields)
+            fields[name] = body_fields.unsupported
+        body = calls.parse_body(call, fields)
         try:
             credential, token = self.store.create_credential(
                 description=str(body.get("description", "")),
@@ -402,36 +349,36 @@ class AdminApi:
         except NotFoundError as exc:
             raise ApiError(400, ERR_UNKNOWN_REFERENCE, str(exc)) from exc
         self._record(call, "tunnel_credential_created.v0", credential_json("", credential))
-        return _json_response(201, credential_json(call.base, credential, token))
+        return json_response(201, credential_json(call.base, credential, token))
 
-    def _credential(self, call: _Call) -> Credential:
+    def _credential(self, call: Call) -> Credential:
         credential = self.store.get_credential(call.ids[0])
         if credential is None or credential.account_id != call.key.account_id:
             raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
         return credential
 
-    def _get_cred(self, call: _Call) -> Response:
-        return _json_response(200, credential_json(call.base, self._credential(call)))
+    def _get_cred(self, call: Call) -> Response:
+        return json_response(200, credential_json(call.base, self._credential(call)))
 
-    def _update_cred(self, call: _Call) -> Response:
+    def _update_cred(self, call: Call) -> Response:
         # ngrok's fields (description, metadata, acl) plus Burrow's: `active` revokes (false) or
         # restores (true) without deleting; `max_sessions`/`max_endpoints` set a limit, or
         # remove it with null. An ACL or limit change applies to binds and sessions from now on.
-        body = _body(
+        body = calls.parse_body(
             call,
             {
                 "description": body_fields.description,
                 "metadata": body_fields.metadata,
-                "acl": _acl,
+                "acl": body_fields.acl,
                 "active": body_fields.boolean,
-                "max_sessions": _limit,
-                "max_endpoints": _limit,
+                "max_sessions": body_fields.limit,
+                "max_endpoints": body_fields.limit,
             },
             nullable=CREDENTIAL_LIMIT_FIELDS,
         )
         credential = self._credential(call)
         if not body:
-            return _json_response(200, credential_json(call.base, credential))
+            return json_response(200, credential_json(call.base, credential))
         description = body.get("description")
         metadata = body.get("metadata")
         acl = body.get("acl")
@@ -442,38 +389,38 @@ class AdminApi:
             metadata=None if metadata is None else str(metadata),
             acl=None if acl is None else cast(list[str], acl),
             active=None if active is None else bool(active),
-            max_sessions=_limit_change(body, "max_sessions"),
-            max_endpoints=_limit_change(body, "max_endpoints"),
+            max_sessions=body_fields.limit_change(body, "max_sessions"),
+            max_endpoints=body_fields.limit_change(body, "max_endpoints"),
         )
         if updated is None:
             raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
         self._record(call, "tunnel_credential_updated.v0", credential_json("", updated))
         if active is False:
             self._cut_revoked()
-        return _json_response(200, credential_json(call.base, updated))
+        return json_response(200, credential_json(call.base, updated))
 
-    def _delete_cred(self, call: _Call) -> Response:
+    def _delete_cred(self, call: Call) -> Response:
         credential = self._credential(call)
         if not self.store.delete_credential(call.ids[0]):
             raise ApiError.not_found(f"No credential {call.ids[0]!r}.")
         self._record(call, "tunnel_credential_deleted.v0", credential_json("", credential))
         self._cut_revoked()
-        return _NO_CONTENT
+        return NO_CONTENT
 
     # ------------------------------------------------------------------------------ API keys
 
-    def _list_api_keys(self, call: _Call) -> Response:
+    def _list_api_keys(self, call: Call) -> Response:
         keys = self.store.list_api_keys(account_id=call.key.account_id)
         # ngrok's list property for API keys is `keys`, not `api_keys`.
-        return _list_response(call, "keys", keys, lambda k: k.id, api_key_json)
+        return calls.list_response(call, "keys", keys, lambda k: k.id, api_key_json)
 
-    def _create_key(self, call: _Call) -> Response:
-        body = _body(
+    def _create_key(self, call: Call) -> Response:
+        body = calls.parse_body(
             call,
             {
                 "description": body_fields.description,
                 "metadata": body_fields.metadata,
-                "owner_id": _optional_id,
+                "owner_id": body_fields.optional_id,
             },
         )
         try:
@@ -486,24 +433,24 @@ class AdminApi:
         except NotFoundError as exc:
             raise ApiError(400, ERR_UNKNOWN_REFERENCE, str(exc)) from exc
         self._record(call, "api_key_created.v0", api_key_json("", api_key))
-        return _json_response(201, api_key_json(call.base, api_key, token))
+        return json_response(201, api_key_json(call.base, api_key, token))
 
-    def _api_key(self, call: _Call) -> ApiKey:
+    def _api_key(self, call: Call) -> ApiKey:
         api_key = self.store.get_api_key(call.ids[0])
         if api_key is None or api_key.account_id != call.key.account_id:
             raise ApiError.not_found(f"No API key {call.ids[0]!r}.")
         return api_key
 
-    def _get_key(self, call: _Call) -> Response:
-        return _json_response(200, api_key_json(call.base, self._api_key(call)))
+    def _get_key(self, call: Call) -> Response:
+        return json_response(200, api_key_json(call.base, self._api_key(call)))
 
-    def _update_key(self, call: _Call) -> Response:
-        body = _body(
+    def _update_key(self, call: Call) -> Response:
+        body = calls.parse_body(
             call, {"description": body_fields.description, "metadata": body_fields.metadata}
         )
         api_key = self._api_key(call)
         if not body:
-            return _json_response(200, api_key_json(call.base, api_key))
+            return json_response(200, api_key_json(call.base, api_key))
         description = body.get("description")
         metadata = body.get("metadata")
         updated = self.store.update_api_key(
@@ -514,54 +461,54 @@ class AdminApi:
         if updated is None:
             raise ApiError.not_found(f"No API key {call.ids[0]!r}.")
         self._record(call, "api_key_updated.v0", api_key_json("", updated))
-        return _json_response(200, api_key_json(call.base, updated))
+        return json_response(200, api_key_json(call.base, updated))
 
-    def _delete_key(self, call: _Call) -> Response:
+    def _delete_key(self, call: Call) -> Response:
         api_key = self._api_key(call)
         if not self.store.delete_api_key(call.ids[0]):
             raise ApiError.not_found(f"No API key {call.ids[0]!r}.")
         self._record(call, "api_key_deleted.v0", api_key_json("", api_key))
-        return _NO_CONTENT
+        return NO_CONTENT
 
     # ------------------------------------------------------------------------------ sessions
 
-    def _list_sessions(self, call: _Call) -> Response:
+    def _list_sessions(self, call: Call) -> Response:
         sessions = self._account_sessions(call)
-        return _list_response(
+        return calls.list_response(
             call, "tunnel_sessions", sessions, lambda s: s.id, tunnel_session_json
         )
 
-    def _account_sessions(self, call: _Call) -> list[SessionInfo]:
+    def _account_sessions(self, call: Call) -> list[SessionInfo]:
         """Live sessions of the caller's account (a session's account is its credential's)."""
         mine = {c.id for c in self.store.list_credentials(account_id=call.key.account_id)}
         return [s for s in self.live.sessions() if s.credential_id in mine]
 
-    def _session(self, call: _Call) -> SessionInfo:
-        _no_query(call)
+    def _session(self, call: Call) -> SessionInfo:
+        calls.no_query(call)
         for session in self._account_sessions(call):
             if session.id == call.ids[0]:
                 return session
         raise ApiError.not_found(f"No live tunnel session {call.ids[0]!r}.")
 
-    def _get_session(self, call: _Call) -> Response:
-        return _json_response(200, tunnel_session_json(call.base, self._session(call)))
+    def _get_session(self, call: Call) -> Response:
+        return json_response(200, tunnel_session_json(call.base, self._session(call)))
 
-    def _stop_session(self, call: _Call) -> Response:
+    def _stop_session(self, call: Call) -> Response:
         session = self._session(call)
         if self.control is not None:
             return self._remote_op(call, session.id, RemoteOp.STOP)
         reason = f"stopped through the admin API with key {call.key.id}"
         if not self.live.stop_session(session.id, reason):
             raise ApiError.not_found(f"No live tunnel session {call.ids[0]!r}.")
-        return _NO_CONTENT
+        return NO_CONTENT
 
-    def _restart_session(self, call: _Call) -> Response:
+    def _restart_session(self, call: Call) -> Response:
         return self._remote_op(call, self._session(call).id, RemoteOp.RESTART)
 
-    def _update_session(self, call: _Call) -> Response:
+    def _update_session(self, call: Call) -> Response:
         return self._remote_op(call, self._session(call).id, RemoteOp.UPDATE)
 
-    def _remote_op(self, call: _Call, session_id: str, op: RemoteOp) -> Response:
+    def _remote_op(self, call: Call, session_id: str, op: RemoteOp) -> Response:
         """Send the agent Stop, Restart or Update (`edge.tunnels.remote_ops`): 400 with ngrok's
         code at once if it said it cannot, else an answer deferred until the agent replies."""
         control = self.control
@@ -580,14 +527,14 @@ class AdminApi:
         async def answer() -> Response:
             done = answer_refusal(op, await control.remote_op(session_id, op, who))
             if done is None:
-                return _NO_CONTENT
+                return NO_CONTENT
             return self.error_response(ApiError(done.status, done.code, done.message))
 
         return Response(status=204, deferred=answer)
 
     # ------------------------------------------------------------------------------ endpoints
 
-    def _list_endpoints(self, call: _Call) -> Response:
+    def _list_endpoints(self, call: Call) -> Response:
         ids = set(call.query.get("id", []))
         urls = set(call.query.get("url", []))
         mine = {s.id for s in self._account_sessions(call)}
@@ -608,7 +555,7 @@ class AdminApi:
             [*clouds, *agents], key=_created, reverse=True
         )
         filters = [("id", i) for i in sorted(ids)] + [("url", u) for u in sorted(urls)]
-        return _list_response(
+        return calls.list_response(
             call,
             "endpoints",
             endpoints,
@@ -626,35 +573,35 @@ class AdminApi:
     def _cloud_url(self, endpoint: CloudEndpoint) -> str:
         return self.cloud.json_url(endpoint) if self.cloud is not None else endpoint.url
 
-    def _cloud_endpoint(self, call: _Call) -> CloudEndpoint | None:
+    def _cloud_endpoint(self, call: Call) -> CloudEndpoint | None:
         if self.cloud is None:
             return None
         return self.cloud.get(call.ids[0], call.key.account_id)
 
-    def _get_endpoint(self, call: _Call) -> Response:
-        _no_query(call)
+    def _get_endpoint(self, call: Call) -> Response:
+        calls.no_query(call)
         cloud = self._cloud_endpoint(call)
         if cloud is not None:
-            return _json_response(200, self._endpoint_json(call.base, cloud))
+            return json_response(200, self._endpoint_json(call.base, cloud))
         mine = {s.id for s in self._account_sessions(call)}
         for endpoint in self.live.endpoints():
             if endpoint.id == call.ids[0] and endpoint.session_id in mine:
-                return _json_response(200, endpoint_json(call.base, endpoint))
+                return json_response(200, endpoint_json(call.base, endpoint))
         raise ApiError.not_found(f"No online endpoint {call.ids[0]!r}.")
 
-    def _create_endpoint(self, call: _Call) -> Response:
+    def _create_endpoint(self, call: Call) -> Response:
         if self.cloud is None:
             raise ApiError(
                 400,
                 ERR_NOT_OFFERED,
                 "This edge does not offer cloud endpoints; agents bind endpoints themselves.",
             )
-        body = _body(call, CREATE_FIELDS)
+        body = calls.parse_body(call, CREATE_FIELDS)
         created = self.cloud.create(body, call.key.account_id)
         self._record(call, "endpoint_created.v0", self._endpoint_json("", created))
-        return _json_response(201, self._endpoint_json(call.base, created))
+        return json_response(201, self._endpoint_json(call.base, created))
 
-    def _not_cloud(self, call: _Call) -> ApiError:
+    def _not_cloud(self, call: Call) -> ApiError:
         """404 for an unknown id; 400 for an agent endpoint, which only its agent changes."""
         mine = {s.id for s in self._account_sessions(call)}
         if any(e.id == call.ids[0] and e.session_id in mine for e in self.live.endpoints()):
@@ -667,31 +614,31 @@ class AdminApi:
             )
         return ApiError.not_found(f"No cloud endpoint {call.ids[0]!r}.")
 
-    def _update_endpoint(self, call: _Call) -> Response:
-        body = _body(call, UPDATE_FIELDS)
+    def _update_endpoint(self, call: Call) -> Response:
+        body = calls.parse_body(call, UPDATE_FIELDS)
         if self.cloud is None or self._cloud_endpoint(call) is None:
             raise self._not_cloud(call)
         updated = self.cloud.update(call.ids[0], body, call.key.account_id)
         if updated is None:
             raise ApiError.not_found(f"No cloud endpoint {call.ids[0]!r}.")
         self._record(call, "endpoint_updated.v0", self._endpoint_json("", updated))
-        return _json_response(200, self._endpoint_json(call.base, updated))
+        return json_response(200, self._endpoint_json(call.base, updated))
 
-    def _delete_endpoint(self, call: _Call) -> Response:
-        _no_query(call)
+    def _delete_endpoint(self, call: Call) -> Response:
+        calls.no_query(call)
         cloud = self.cloud
         deleted = None if cloud is None else cloud.delete(call.ids[0], call.key.account_id)
         if deleted is None:
             raise self._not_cloud(call)
         self._record(call, "endpoint_deleted.v0", cloud_endpoint_json("", deleted, deleted.url))
-        return _NO_CONTENT
+        return NO_CONTENT
 
     # ------------------------------------------------------------------------------ events
 
-    def _list_events(self, call: _Call) -> Response:
-        limit, before_id = _paging(call, ("type", "principal_id"))
-        event_type = _single(call, "type")
-        principal_id = _single(call, "principal_id")
+    def _list_events(self, call: Call) -> Response:
+        limit, before_id = calls.paging(call, ("type", "principal_id"))
+        event_type = calls.single(call, "type")
+        principal_id = calls.single(call, "principal_id")
         try:
             events = self.store.list_events(
                 limit=limit + 1,
@@ -705,7 +652,7 @@ class AdminApi:
         shown = events[:limit]
         cursor = shown[-1].id if len(events) > limit else None
         filters = [(k, v) for k, v in (("type", event_type), ("principal_id", principal_id)) if v]
-        return _json_response(
+        return json_response(
             200,
             {
                 "events": [event_json(e) for e in shown],
@@ -736,196 +683,6 @@ def _who(key: ApiKey) -> str:
     """Who is asking, as the agent shows it and the session's stop event records it."""
     description = "".join(c for c in key.description if c.isprintable())[:WHO_DESCRIPTION_MAX]
     return f"the admin API, key {key.id}" + (f" ({description})" if description else "")
-
-
-def _header(request: Request, name: str) -> str | None:
-    """The one value of header `name`; `ApiError` if it is sent more than once."""
-    values = [v for k, v in request.headers if k == name]
-    if len(values) > 1:
-        raise ApiError(400, status_code(400), f"The {name} header was sent more than once.")
-    return values[0] if values else None
-
-
-def _split_target(target: str) -> tuple[str, dict[str, list[str]]]:
-    if not target.startswith("/"):
-        raise ApiError(400, status_code(400), "The request target must be a path like /credentials")
-    parts = urlsplit(target)
-    try:
-        pairs = parse_qsl(
-            parts.query,
-            keep_blank_values=True,
-            strict_parsing=bool(parts.query),
-            max_num_fields=MAX_QUERY_FIELDS,
-        )
-    except ValueError as exc:
-        raise ApiError(400, ERR_BAD_QUERY, f"The query string could not be parsed: {exc}") from exc
-    query: dict[str, list[str]] = {}
-    for name, value in pairs:
-        query.setdefault(name, []).append(value)
-    return parts.path, query
-
-
-def _single(call: _Call, name: str) -> str | None:
-    values = call.query.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise ApiError(
-            400, ERR_BAD_QUERY, f"The query parameter {name!r} was given more than once."
-        )
-    return values[0] or None
-
-
-def _paging(call: _Call, extra: Sequence[str] = ()) -> tuple[int, str | None]:
-    """`limit` (1..100, default 100) and `before_id`; `ApiError` for any other parameter."""
-    for name in call.query:
-        if name == "filter":
-            raise ApiError(
-                400, ERR_BAD_QUERY, "CEL list filters ('filter') are not supported by this edge."
-            )
-        if name not in ("limit", "before_id", *extra):
-            known = ", ".join(("limit", "before_id", *extra))
-            raise ApiError(
-                400, ERR_BAD_QUERY, f"Unknown query parameter {name[:64]!r}; known: {known}."
-            )
-    limit_text = _single(call, "limit")
-    limit = MAX_PAGE
-    if limit_text is not None:
-        if not (limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= MAX_PAGE):
-            raise ApiError(
-                400,
-                ERR_BAD_QUERY,
-                f"limit must be a whole number from 1 to {MAX_PAGE}, not {limit_text[:32]!r}.",
-            )
-        limit = int(limit_text)
-    return limit, _single(call, "before_id")
-
-
-def _no_query(call: _Call) -> None:
-    if call.query:
-        name = next(iter(call.query))
-        raise ApiError(400, ERR_BAD_QUERY, f"Unknown query parameter {name[:64]!r}.")
-
-
-def _list_response(
-    call: _Call,
-    prop: str,
-    items: Sequence[Any],
-    id_of: Callable[[Any], str],
-    render: Callable[[str, Any], Json],
-    extra: Sequence[str] = (),
-    filters: Sequence[tuple[str, str]] = (),
-) -> Response:
-    limit, before_id = _paging(call, extra)
-    chunk, cursor = page(items, id_of, limit=limit, before_id=before_id)
-    return _json_response(
-        200,
-        {
-            prop: [render(call.base, item) for item in chunk],
-            "uri": f"{call.base}{call.path}",
-            "next_page_uri": next_page_uri(call.base, call.path, cursor, limit, filters),
-        },
-    )
-
-
-# A body field's parser: (field name, JSON value) -> the value to use, or `ApiError`.
-_Field = Callable[[str, object], object]
-
-
-def _body(
-    call: _Call, fields: Mapping[str, _Field], *, nullable: Collection[str] = ()
-) -> dict[str, object]:
-    """The JSON object in the body, each field checked by its parser; an empty body is `{}`.
-    `null` means "not given", as ngrok's clients send it, except for the fields in `nullable`,
-    which keep it (as None): for those, null is a value ("no limit")."""
-    _no_query(call)
-    raw = call.request.body
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, ERR_BAD_BODY, f"The request body is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ApiError(
-            400,
-            ERR_BAD_BODY,
-            f"The request body must be a JSON object, not {body_fields.json_type(value)}.",
-        )
-    parsed: dict[str, object] = {}
-    for name, field_value in value.items():
-        parse = fields.get(name)
-        if parse is None:
-            known = ", ".join(fields) or "none"
-            raise ApiError(
-                400,
-                ERR_BAD_BODY,
-                f"Unknown field {name[:64]!r} in the request body; fields here: {known}.",
-            )
-        if field_value is not None:
-            parsed[name] = parse(name, field_value)
-        elif name in nullable:
-            parsed[name] = None
-    return parsed
-
-
-def _name(name: str, value: object) -> object:
-    return body_fields.non_empty_text(name, value, NAME_MAX_BYTES)
-
-
-def _optional_id(name: str, value: object) -> object:
-    return body_fields.text(name, value, DESCRIPTION_MAX_BYTES) or None
-
-
-def _acl(name: str, value: object) -> object:
-    if not isinstance(value, list):
-        raise ApiError(
-            400,
-            ERR_BAD_BODY,
-            f"{name} must be an array of rules, not {body_fields.json_type(value)}.",
-        )
-    if len(value) > ACL_MAX_RULES:
-        raise ApiError(
-            400, ERR_BAD_BODY, f"{name} has {len(value)} rules; the limit is {ACL_MAX_RULES}."
-        )
-    rules = [
-        body_fields.text(f"{name}[{i}]", rule, DESCRIPTION_MAX_BYTES)
-        for i, rule in enumerate(value)
-    ]
-    try:
-        parse_acl(rules)
-    except AclError as exc:
-        raise ApiError(400, exc.code or ERR_BAD_ACL, f"{name}: {exc.message}") from exc
-    return rules
-
-
-def _limit(name: str, value: object) -> object:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(
-            400,
-            ERR_BAD_BODY,
-            f"{name} must be a whole number (or null for no limit), "
-            f"not {body_fields.json_type(value)}.",
-        )
-    if not 1 <= value <= CREDENTIAL_LIMIT_MAX:
-        raise ApiError(
-            400,
-            ERR_BAD_BODY,
-            f"{name} must be from 1 to {CREDENTIAL_LIMIT_MAX} (or null for no limit), not {value}.",
-        )
-    return value
-
-
-def _limit_change(body: Mapping[str, object], name: str) -> int | Unset | None:
-    """A limit field of a PATCH body for `update_credential`: absent is `UNSET` (keep the
-    stored limit), null is None (remove it), a number sets it."""
-    if name not in body:
-        return UNSET
-    return cast(int | None, body[name])
-
-
-def _unsupported(name: str, value: object) -> object:
-    raise ApiError(400, ERR_BAD_BODY, f"{name} is not supported by this edge; leave it out.")
 
 
 def _opt_str(value: object) -> str | None:
