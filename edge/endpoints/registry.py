@@ -38,7 +38,7 @@ from edge.endpoints.health import Candidate, HealthPolicy, MemberHealth
 from edge.events import EventLog
 from edge.policy.ratelimit import PolicyState
 from edge.policy.validate import CompiledPolicy
-from protocol.adapters.mux import reset_code
+from protocol.adapters.mux import Sink, reset_code
 from protocol.wire.errors import ErrorCode
 
 #: How many released endpoints remember their URL for a resuming agent (by bind token).
@@ -285,10 +285,34 @@ class PoolStream(trio.abc.HalfCloseableStream):
             self._failed(exc)
             raise
         if not self._confirmed and data:
-            self._confirmed = True
-            load = self.member.load
-            load.health = health.succeeded(load.health)
+            self._confirm()
         return data
+
+    def _confirm(self) -> None:
+        self._confirmed = True
+        load = self.member.load
+        load.health = health.succeeded(load.health)
+
+    def deliver_to(self, sink: Sink | None) -> None:
+        """Let the wrapped stream's producer hand arriving data straight to `sink` (see
+        `protocol.adapters.mux.MuxStream.deliver_to`; splice's direct path, which a tcp:// or
+        tls:// connection uses), the first bytes it takes marking the member healthy as
+        `receive_some`'s do; does nothing if the wrapped stream cannot."""
+        deliver = getattr(self._stream, "deliver_to", None)
+        if deliver is None:
+            return
+        if sink is None or self._confirmed:
+            deliver(sink)
+            return
+        inner = sink
+
+        def confirming(data: bytes) -> int:
+            taken = inner(data)
+            if taken and not self._confirmed:
+                self._confirm()
+            return taken
+
+        deliver(confirming)
 
     async def send_eof(self) -> None:
         await self._stream.send_eof()

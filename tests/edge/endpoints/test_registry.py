@@ -443,3 +443,48 @@ async def test_pick_lets_the_kept_member_win_a_tie_and_keeps_says_when_it_may_ca
     assert alone is not None and not alone.keeps(b, b)  # b left the pool
     for stream in (*held, extra):
         await stream.aclose()
+
+
+async def test_a_pool_stream_keeps_splices_direct_path_and_confirms_by_it() -> None:
+    """A tcp:// connection to a pooled endpoint is spliced from a PoolStream: it must pass
+    `deliver_to` on (else every message costs a task switch), and bytes delivered that way
+    mark a probed member healthy as received ones do."""
+    clock = _Clock()
+    registry = _pool_registry(clock)
+    url = "tcp://1.tcp.example.com:20001"
+    with trio.fail_after(5):
+        async with mux_pair() as (agent, edge):
+
+            async def over_mux(client_addr: str) -> trio.abc.HalfCloseableStream:
+                return await edge.open_typed_stream(StreamType.PROXY)
+
+            member = _pooled("ts_a", opener=over_mux)
+            registry.add(_pool_endpoint(registry, url, member))
+            registry.add(_pool_endpoint(registry, url, _pooled("ts_b")))
+            endpoint = registry.lookup(url)
+            assert endpoint is not None
+            endpoint.refused(member, "test")
+            clock.now += 1.0  # back-off over: probing
+            stream = await endpoint.open_proxy("1.1.1.1:1", first=member)
+            assert isinstance(stream, PoolStream)
+            theirs = await agent.accept_stream()
+            delivered: list[bytes] = []
+
+            def sink(data: bytes) -> int:
+                delivered.append(bytes(data))
+                return len(data)
+
+            stream.deliver_to(sink)
+            async with trio.open_nursery() as nursery:
+                # deliver_to hands data over only while a reader is parked in receive_some
+                nursery.start_soon(stream.receive_some)
+                await trio.testing.wait_all_tasks_blocked()
+                await theirs.send_all(b"220 ready\r\n")
+                while not delivered:
+                    await trio.sleep(0.001)
+                assert delivered == [b"220 ready\r\n"]
+                assert member.load.health.failures == 0 and not stream.refused_early
+                stream.deliver_to(None)
+                await theirs.send_all(b"after\r\n")
+            assert delivered == [b"220 ready\r\n"]  # detached: the parked reader got it
+            await stream.aclose()
