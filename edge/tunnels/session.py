@@ -565,7 +565,7 @@ class AgentSession:
             self._nursery.start_soon(self._keep_jwks, bound, member.policy)
         # http, https and tls endpoints are served by the front door, which finds them in the
         # registry by Host or SNI. Internal endpoints get no public route at all: only
-        # forward-internal (a Traffic Policy action, not built yet) will reach them.
+        # forward-internal (a Traffic Policy action, `edge.policy.forward_internal`) reaches them.
         log.info(
             "session %s bound %s (%s, id %s%s)",
             self.id,
