@@ -27,7 +27,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from edge.config import AdminConfig
 
-__all__ = ["CONTENT_TYPE", "EdgeMetrics", "answer_code", "endpoint_label"]
+__all__ = [
+    "CONTENT_TYPE",
+    "EdgeMetrics",
+    "answer_code",
+    "endpoint_label",
+    "tcp_close_code",
+]
 
 #: Prometheus's text exposition format 0.0.4, which every scraper reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -63,6 +69,17 @@ def answer_code(status: int, headers: Iterable[tuple[bytes, bytes]]) -> str:
         if name.lower() in (b"burrow-error-code", b"ngrok-error-code"):
             return value.decode("ascii", "replace")[:64]
     return f"http_{status}"
+
+
+def tcp_close_code(reason: str) -> str:
+    """What an on_tcp_connect refusal is counted under: its error code (a runtime failure, a
+    failed forward-internal), else `tcp_<action>` (`tcp_deny`, `tcp_restrict-ips`,
+    `tcp_close-connection`), else `tcp_closed`."""
+    if reason.startswith("ERR_NGROK_"):
+        return reason[:64]
+    if reason and " " not in reason:
+        return f"tcp_{reason[:60]}"
+    return "tcp_closed"
 
 
 class EdgeMetrics:

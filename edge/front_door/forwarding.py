@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import trio
 
+from edge.admin.metrics import EdgeMetrics, tcp_close_code
 from edge.endpoints.registry import Endpoint, EndpointRegistry
 from edge.front_door.connect_policy import conn_facts, emit_record, endpoint_facts, local_address
 from edge.policy.actions_tls import TerminateTlsConfig
@@ -71,6 +72,7 @@ async def admit_to(
     *,
     sni: str | None = None,
     internal: InternalTargets | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> tuple[Endpoint, bool | TerminateTlsConfig]:
     """Run `on_tcp_connect` of `endpoint` (and of every internal endpoint a forward-internal
     hands the connection to) for `conn` from `peer`: the endpoint to splice the connection to,
@@ -78,7 +80,8 @@ async def admit_to(
     on, terminating TLS first: the last endpoint's policy ran terminate-tls) or False (the
     connection was closed: a policy closed it, a forward failed, or its local address could not
     be read because it was already reset; the caller must not use it). Without `internal`,
-    every forward fails (ERR_NGROK_3200)."""
+    every forward fails (ERR_NGROK_3200). Each closed connection is counted in `metrics` as a
+    `policy` refusal (`edge.admin.metrics.tcp_close_code`)."""
     chain: tuple[str, ...] = ()
     local: tuple[str, int] | None = None
     current = endpoint
@@ -111,6 +114,8 @@ async def admit_to(
                 format_host_port(*peer),
                 outcome.reason,
             )
+            if metrics is not None:
+                metrics.refused("policy", tcp_close_code(outcome.reason))
             await trio.aclose_forcefully(conn)
             return current, False
         if isinstance(outcome, Continue):
@@ -132,6 +137,8 @@ async def admit_to(
                 code,
                 message,
             )
+            if metrics is not None:
+                metrics.refused("policy", tcp_close_code(code))
             await trio.aclose_forcefully(conn)
             return current, False
         log.debug("endpoint %s: connection forwarded to %s", current.url, target.url)
@@ -144,12 +151,13 @@ async def admit(
     peer: tuple[str, int],
     *,
     sni: str | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> bool | TerminateTlsConfig:
     """`on_tcp_connect` for an https:// endpoint's connection, before its TLS handshake: True
     (go on) or False (closed; the caller must not use it). No internal tls/tcp endpoint can
     take an https:// connection, so a forward-internal fails (`on_error: continue` goes on to
     the next rule, as anywhere else)."""
-    _, admitted = await admit_to(conn, endpoint, peer, sni=sni)
+    _, admitted = await admit_to(conn, endpoint, peer, sni=sni, metrics=metrics)
     return admitted
 
 
@@ -160,4 +168,3 @@ def _unavailable(url: str) -> tuple[str, str]:
         f"{url}: forward-internal on on_tcp_connect reaches internal endpoints only from tls:// "
         "and tcp:// endpoints",
     )
-

@@ -243,12 +243,13 @@ class FrontDoor:
                 sni=sni,
                 handshake_timeout=self.config.limits.hello_timeout,  # if terminate-tls runs
                 internal=self.internal_targets,
+                metrics=self.metrics,
             )
             return
         if isinstance(decided, Terminate):
             # on_tcp_connect runs before the handshake: a closed connection gets no TLS at all.
             if decided.endpoint is not None and not await admit(
-                conn, decided.endpoint, peer, sni=sni
+                conn, decided.endpoint, peer, sni=sni, metrics=self.metrics
             ):
                 return
             await self._terminate_https(conn, peer, decided.host, data, deadline)

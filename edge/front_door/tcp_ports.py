@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from edge.admin.metrics import EdgeMetrics
 from edge.endpoints.registry import Endpoint, EndpointRegistry, PoolStream
 from edge.front_door.failover import first_answer
 from edge.front_door.forwarding import InternalTargets, admit_to
@@ -43,6 +44,7 @@ async def serve_tcp_endpoint(
     record: Endpoint,
     *,
     internal: InternalTargets | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> None:
     """Accept until cancelled; each connection is proxied over its own stream (or handed to
     an internal endpoint in `internal` by the policy's forward-internal). The caller owns the
@@ -50,7 +52,7 @@ async def serve_tcp_endpoint(
 
     async def handle(conn: trio.SocketStream) -> None:
         try:
-            await proxy_connection(conn, record, internal=internal)
+            await proxy_connection(conn, record, internal=internal, metrics=metrics)
         except Exception:
             # One connection's failure must never end the endpoint, the session or the edge.
             log.exception("endpoint %s: a public connection failed unexpectedly", record.url)
@@ -87,6 +89,7 @@ async def serve_shared_port(
     *,
     connections: trio.Nursery,
     internal: InternalTargets | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> None:
     """Accept on `port` until it is closed (or this is cancelled); each connection runs in
     `connections` (so it outlives the member whose Bind opened the port) and goes to the
@@ -99,7 +102,7 @@ async def serve_shared_port(
             await trio.aclose_forcefully(conn)
             return
         try:
-            await proxy_connection(conn, endpoint, internal=internal)
+            await proxy_connection(conn, endpoint, internal=internal, metrics=metrics)
         except Exception:
             # One connection's failure must never end the endpoint, the session or the edge.
             log.exception("endpoint %s: a public connection failed unexpectedly", port.url)
@@ -146,6 +149,7 @@ async def proxy_connection(
     sni: str | None = None,
     handshake_timeout: float | None = None,
     internal: InternalTargets | None = None,
+    metrics: EdgeMetrics | None = None,
 ) -> None:
     """Run the endpoint's `on_tcp_connect` policy (`edge.front_door.forwarding.admit_to`;
     `sni` is the ClientHello's, for a tls:// endpoint; a forward-internal hands the connection
@@ -164,7 +168,9 @@ async def proxy_connection(
         await trio.aclose_forcefully(conn)
         return
     # A forward-internal hands the connection, bytes untouched, to an internal endpoint.
-    record, admitted = await admit_to(conn, record, peer, sni=sni, internal=internal)
+    record, admitted = await admit_to(
+        conn, record, peer, sni=sni, internal=internal, metrics=metrics
+    )
     if not admitted:
         return
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)

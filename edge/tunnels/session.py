@@ -608,7 +608,11 @@ class AgentSession:
         if self.hub.nursery is None:
             assert self._nursery is not None
             await serve_shared_port(
-                port, self.hub.registry, connections=self._nursery, internal=internal
+                port,
+                self.hub.registry,
+                connections=self._nursery,
+                internal=internal,
+                metrics=self.hub.metrics,
             )
             return
         # The accepting itself moves to the hub's nursery too: this session may end first.
@@ -619,6 +623,7 @@ class AgentSession:
                 self.hub.registry,
                 connections=self.hub.nursery,
                 internal=internal,
+                metrics=self.hub.metrics,
             )
         )
 

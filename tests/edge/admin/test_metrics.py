@@ -12,6 +12,7 @@ from edge.admin.metrics import (
     answer_code,
     endpoint_label,
     status_class,
+    tcp_close_code,
 )
 
 
@@ -146,3 +147,13 @@ def test_the_endpoint_label_bound_comes_from_the_config() -> None:
         if name == "burrow_edge_http_requests_total"
     }
     assert endpoints == {"https://a.example", "https://b.example", "other"}
+
+
+def test_an_on_tcp_connect_refusal_is_counted_under_its_code_or_action() -> None:
+    assert tcp_close_code("ERR_NGROK_3200") == "ERR_NGROK_3200"
+    assert tcp_close_code("restrict-ips") == "tcp_restrict-ips"
+    assert tcp_close_code("close-connection") == "tcp_close-connection"
+    # a sentence (the terminate-tls refusal) is no label: one bounded value for all of them
+    assert tcp_close_code("terminate-tls before forward-internal is not supported") == "tcp_closed"
+    assert tcp_close_code("") == "tcp_closed"
+    assert len(tcp_close_code("x" * 500)) <= 64

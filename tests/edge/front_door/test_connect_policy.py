@@ -4,10 +4,12 @@ bound to 127.0.0.2 and 127.0.0.3), and the facts it gives the policy."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import pytest
 import trio
 
+from edge.admin.metrics import EdgeMetrics
 from edge.endpoints.registry import AttachedPolicy, Endpoint, Member
 from edge.front_door.connect_policy import conn_facts, endpoint_facts
 from edge.front_door.forwarding import admit
@@ -18,6 +20,7 @@ from edge.front_door.tcp_ports import (
 )
 from edge.policy.document import load_policy
 from edge.policy.validate import validate
+from tests.edge.admin.test_metrics import samples
 from tests.edge.front_door.test_tcp_ports import FakeAgent, receive_exactly
 
 BOUND = 10
@@ -133,12 +136,13 @@ async def test_no_policy_admits_without_reading_anything() -> None:
 
 async def test_a_tcp_endpoint_runs_its_policy_before_opening_a_proxy_stream() -> None:
     agent = FakeAgent()
+    metrics = EdgeMetrics()
     with trio.fail_after(BOUND):
         listeners = await open_tcp_endpoint_listeners("127.0.0.1", 0)
         port = listeners[0].socket.getsockname()[1]
         record = endpoint(RESTRICT, port=port, agent=agent)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve_tcp_endpoint, listeners, record)
+            nursery.start_soon(partial(serve_tcp_endpoint, listeners, record, metrics=metrics))
             refused = await connect_from("127.0.0.3", port)
             assert await refused.receive_some(10) == b""
             await refused.aclose()
@@ -146,8 +150,11 @@ async def test_a_tcp_endpoint_runs_its_policy_before_opening_a_proxy_stream() ->
             proxied = await agent.streams.receive()
             await allowed.send_all(b"ping")
             assert await receive_exactly(proxied, 4) == b"ping"
-            # Only the allowed client cost a proxy stream.
+            # Only the allowed client cost a proxy stream, and only the refused one is counted.
             assert len(agent.client_addrs) == 1
+            counted = samples(metrics)
+            key = (("code", "tcp_restrict-ips"), ("kind", "policy"))
+            assert counted[("burrow_edge_refusals_total", key)] == 1
             assert agent.client_addrs[0].startswith("127.0.0.2:")
             await allowed.aclose()
             await proxied.aclose()
