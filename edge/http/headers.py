@@ -378,8 +378,9 @@ def translate_h2_request(
     included, names lowercase as HTTP/2 requires). `body` says whether a body follows the head:
     it is framed by the request's Content-Length, else chunked. Host is `:authority` (else the
     `host` header); hop-by-hop headers are dropped and `cookie` crumbs joined into one header
-    (RFC 9113 §8.2.3); `X-Forwarded-*` as `prepare_request` sets them. Every upstream stream
-    carries one HTTP/2 request, so the head asks the upstream to close after it.
+    (RFC 9113 §8.2.3); `X-Forwarded-*` as `prepare_request` sets them. No Connection header:
+    the agent stream, and the upstream connection behind it, may carry the HTTP/2
+    connection's next request (`edge.http.h2.kept`).
 
     Raises RefusedError for CONNECT, a missing or invalid authority, a missing method or path,
     a `:path` that is not origin-form (or `*` for OPTIONS), conflicting Content-Length values
@@ -458,7 +459,6 @@ def translate_h2_request(
         out.append((b"content-length", lengths.pop()))
     elif body:
         out.append((b"transfer-encoding", b"chunked"))
-    out.append((b"connection", b"close"))
     _append_forwarded(
         out,
         [*forwarded_for, client_ip],

@@ -12,8 +12,9 @@ connection and its tasks, and is the only one that touches the `H2Connection`:
   starts a stream task, body bytes and END_STREAM are queued on that stream, RST_STREAM
   cancels it, WINDOW_UPDATE wakes the streams waiting to send, GOAWAY ends everything.
 * One task per request stream runs `edge.http.h2.stream.Exchanger.run`: it routes the request
-  (`edge.http.seam.decide`, as HTTP/1.1 does), relays it over a new agent stream as HTTP/1.1
-  and the response back, or answers an error page (`edge.http.seam.failure_response`). It
+  (`edge.http.seam.decide`, as HTTP/1.1 does), relays it over an agent stream as HTTP/1.1
+  (one the connection kept from an earlier exchange, `edge.http.h2.kept`, else a new one;
+  a sweeper task closes kept ones idle for `AGENT_STREAM_HOLD`) and the response back, or answers an error page (`edge.http.seam.failure_response`). It
   sends through this connection's `Frames` methods (`send_headers`, `send_body`, `reset`,
   `acknowledge`, `flush`); when it ends, the connection forgets the stream and gives back the
   window it still held.
@@ -29,7 +30,7 @@ Response bodies: `send_body` sends DATA frames as the client's windows allow, wa
 reader's WINDOW_UPDATE wake-up; a stream task hands it at most `READ_SIZE` at a time.
 
 The client's RST_STREAM closes that stream's agent stream at once; GOAWAY, EOF or a connection
-error close all of them.
+error close all of them, and the kept ones.
 
 Limits: `max_head_size` is the advertised SETTINGS_MAX_HEADER_LIST_SIZE, enforced by h2's
 HPACK decoder (a larger header list is a connection error, as the setting told the client); a
@@ -195,14 +196,19 @@ class _Connection:
         conn = self.conn
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            with self.idle_scope:
-                await self.flush()
-                await self._read_loop()
-            if self.idle_scope.cancelled_caught:
-                log.debug("http2 %s: idle; closing", self.peer)
-            nursery.cancel_scope.cancel()
+        kept = self.exchanger.kept
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(kept.sweep)
+                with self.idle_scope:
+                    await self.flush()
+                    await self._read_loop()
+                if self.idle_scope.cancelled_caught:
+                    log.debug("http2 %s: idle; closing", self.peer)
+                nursery.cancel_scope.cancel()
+        finally:
+            await kept.close_all(clean=not (self.abort or self.broken))
 
     async def _read_loop(self) -> None:
         while True:

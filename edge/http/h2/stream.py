@@ -11,11 +11,15 @@ never touches the `H2Connection`: every HTTP/2 frame it sends goes through the c
 
 `Exchanger.run` answers one stream: translate the head (`edge.http.headers.translate_h2_request`:
 Host from `:authority`, the same hop-by-hop and `X-Forwarded-*` rules as HTTP/1.1) into the
-seam's `HttpRequest`, decide on it as HTTP/1.1 does (`edge.http.seam.decide`), open a NEW agent
-stream (`HttpRoute.open_agent_stream`), write the request with an h11 CLIENT machine (the body
-framed by the request's Content-Length, else chunked), and relay the response back as HTTP/2
-headers and DATA frames. The agent stream is closed at the end: one request per agent stream,
-so nothing is kept between requests.
+seam's `HttpRequest`, decide on it as HTTP/1.1 does (`edge.http.seam.decide`), take an agent
+stream the connection kept from an earlier exchange to the same endpoint or open a new one
+(`edge.http.h2.kept`, `HttpRoute.open_agent_stream`), write the request with an h11 CLIENT
+machine (the body framed by the request's Content-Length, else chunked), and relay the response
+back as HTTP/2 headers and DATA frames. After an exchange that both h11 machines finished
+cleanly the agent stream is kept for the connection's next request (at most
+`edge.http.h2.kept.MAX_KEPT`, each for `AGENT_STREAM_HOLD`); otherwise it is closed. A bodiless
+request with a replayable method that fails on a kept stream before any response byte (its
+upstream connection closed meanwhile) is sent once more on a new stream.
 
 Flow control. Request bodies: the task acknowledges (`Frames.acknowledge`) only what its agent
 stream has taken, so an upload runs at the upstream's pace. Response bodies: the task reads at
@@ -65,8 +69,9 @@ Once a response head went out, a failure resets that stream (INTERNAL_ERROR) and
 else. A response that ends before its request body did is followed by RST_STREAM(NO_ERROR),
 which tells the client to stop sending (RFC 9113 §8.1). Each phase of the exchange (opening the
 agent stream, relaying, sending a page) has its own `idle_timeout` deadline, pushed later
-whenever bytes move (`H2Stream.touch`). The agent stream is always closed when `run` returns;
-cancellation (the client's RST_STREAM, the connection ending) propagates after closing it.
+whenever bytes move (`H2Stream.touch`). The agent stream is closed (or kept, see above) when
+`run` returns; cancellation (the client's RST_STREAM, the connection ending) propagates after
+closing it.
 """
 
 from __future__ import annotations
@@ -86,7 +91,9 @@ from edge.http.body_buffer import BodyTooLargeError, BufferBody, decide_with_bod
 from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
 from edge.http.error_pages import ErrorPage
 from edge.http.h1.exchange import READ_SIZE
+from edge.http.h1.proxy import AGENT_STREAM_HOLD
 from edge.http.h2.buffered import read_body
+from edge.http.h2.kept import KeptStreams
 from edge.http.headers import (
     Headers,
     RefusedError,
@@ -96,7 +103,7 @@ from edge.http.headers import (
 )
 from edge.http.policy import ClientConn, upstream_failed
 from edge.http.response_body import BodyStream
-from edge.http.retry import agent_reset, may_move
+from edge.http.retry import REPLAYABLE_METHODS, agent_reset, may_move
 from edge.http.routing import HttpRouter, retry_elsewhere
 from edge.http.seam import (
     AgentStreamError,
@@ -223,7 +230,17 @@ class Exchanger:
     `run`. `peer` names the client in logs; `client_ip` goes into X-Forwarded-For; `sni` is the
     name the connection's ClientHello asked for."""
 
-    __slots__ = ("client_ip", "conn", "frames", "limits", "metrics", "peer", "router", "sni")
+    __slots__ = (
+        "client_ip",
+        "conn",
+        "frames",
+        "kept",
+        "limits",
+        "metrics",
+        "peer",
+        "router",
+        "sni",
+    )
 
     def __init__(
         self,
@@ -245,10 +262,14 @@ class Exchanger:
         self.router = router
         self.limits = limits
         self.sni = sni
+        # Agent streams of finished exchanges, for the next requests (`sweep` runs in the
+        # connection's nursery, `close_all` when it ends: `edge.http.h2.proxy`).
+        self.kept = KeptStreams(hold=AGENT_STREAM_HOLD)
 
     async def run(self, stream: H2Stream) -> None:
-        """Answer one request: route it, relay it over a new agent stream, or answer a page. A
-        failure is answered (a page or a reset), not raised; the agent stream is always closed."""
+        """Answer one request: route it, relay it over an agent stream (a kept one, else a new
+        one), or answer a page. A failure is answered (a page or a reset), not raised; the
+        agent stream is closed, or kept (`self.kept`) after a clean exchange."""
         try:
             translated = translate_h2_request(
                 stream.fields,
@@ -304,6 +325,7 @@ class Exchanger:
             request, policy, route = route.request, route.response, route.route
         limits = self.limits
         moved = False  # retried once on another pool member already
+        fresh = False  # retried on a new stream after a kept one failed
         while True:
             uh = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_head_size)
             try:
@@ -317,21 +339,24 @@ class Exchanger:
                 await self._refuse(stream, refusal.page, refusal.reason, accept=accept)
                 return
             assert head is not None
-            agent: trio.abc.HalfCloseableStream | None = None
+            # A kept stream first (`edge.http.h2.kept`), unless this is a retry.
+            agent = None if moved or fresh else await self.kept.take(route)
+            reused = agent is not None
             kind = Failure.AGENT_TOO_SLOW
             detail = ""
-            with stream.phase() as timer:
-                try:
-                    agent = await route.open_agent_stream(self.peer)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    log.debug("http2 %s: opening an agent stream failed: %s", self.peer, exc)
-                    kind, detail = open_failure(exc), str(exc)
+            if agent is None:
+                with stream.phase() as timer:
+                    try:
+                        agent = await route.open_agent_stream(self.peer)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        log.debug("http2 %s: opening an agent stream failed: %s", self.peer, exc)
+                        kind, detail = open_failure(exc), str(exc)
             if agent is None:
                 refusal = failure_response(kind, limits=limits, host=host, detail=detail)
                 await self._refuse(stream, refusal.page, refusal.reason, accept=accept, host=host)
                 return
             failure: RelayError | None = None
-            clean = False
+            clean = keep = False
             try:
                 with stream.phase() as timer:
                     try:
@@ -343,10 +368,32 @@ class Exchanger:
                     and stream.request_sent
                     and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
                 )
+                # Both machines done with nothing left over: the stream may carry another.
+                keep = (
+                    clean
+                    and uh.our_state is h11.DONE
+                    and uh.their_state is h11.DONE
+                    and uh.trailing_data == (b"", False)
+                )
             finally:
                 if stream.response_started:  # counted even if the client resets the stream now
                     self._count(request.host, stream.status)
-                await close_agent_stream(agent, clean=clean)
+                if not (keep and self.kept.keep(route.key, agent)):
+                    await close_agent_stream(agent, clean=clean)
+            if (
+                reused
+                and isinstance(failure, AgentStreamError)
+                and not timer.cancelled_caught
+                and not stream.response_started
+                and not stream.status
+                and not stream.body
+                and request.method in REPLAYABLE_METHODS
+            ):
+                # A kept stream may have been closed meanwhile (the upstream's keep-alive ran
+                # out): once more on a new one, as over HTTP/1.1.
+                fresh = True
+                log.debug("http2 %s: kept agent stream was dead (%s); retrying", self.peer, failure)
+                continue
             if (
                 isinstance(failure, AgentStreamError)
                 and not timer.cancelled_caught

@@ -18,6 +18,7 @@ from h2.errors import ErrorCodes
 
 from edge.config import CertificateFiles
 from edge.endpoints.registry import Endpoint, EndpointRegistry, Member, OpenProxy
+from edge.http.h2.kept import MAX_KEPT
 from protocol.adapters.mux import MuxSession, open_mux_session
 from protocol.formats.units import KiB, MiB
 from protocol.wire.errors import ErrorCode
@@ -503,3 +504,104 @@ async def test_curl_compressed_over_http2_decodes_to_the_upstreams_bytes(
         assert b"content-encoding: gzip" in lines  # curl offers deflate, gzip, br: our order
         assert not any(line.startswith(b"content-length") for line in lines)
         assert body == TEXT  # curl decoded it
+
+
+# ------------------------------------------------------------------ kept agent streams
+
+
+def keep_alive_app(upstream_requests: list[bytes]) -> Handler:
+    """An upstream that answers every request on its connection (keep-alive), echoing the
+    request's target and body."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request, body = await read_message(conn, stream)
+            if request is None:
+                return
+            assert isinstance(request, h11.Request)
+            upstream_requests.append(request.target)
+            payload = request.target + b" " + body
+            await stream.send_all(
+                conn.send(
+                    h11.Response(status_code=200, headers=[("content-length", str(len(payload)))])
+                )
+                + conn.send(h11.Data(data=payload))
+                + conn.send(h11.EndOfMessage())
+            )
+            conn.start_next_cycle()
+
+    return handler
+
+
+async def test_requests_one_after_another_share_one_agent_stream_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """As over HTTP/1.1, a finished exchange's agent stream (and so the agent's upstream
+    connection) carries the connection's next request to the same endpoint."""
+    seen: list[bytes] = []
+    async with world(tls_files) as w:
+        upstream = await w.upstream("app.test", keep_alive_app(seen))
+        route = w.route_list[0]
+        async with w.client() as client:
+            for index in range(3):
+                response = await client.fetch("GET", f"/{index}")
+                assert (response.status, bytes(response.body)) == (200, f"/{index} ".encode())
+            posted = await client.fetch("POST", "/form", body=b"a=1")
+            assert (posted.status, bytes(posted.body)) == (200, b"/form a=1")
+            assert route.opened == 1 and upstream.connections == 1
+            assert seen == [b"/0", b"/1", b"/2", b"/form"]
+            # Idle past AGENT_STREAM_HOLD, the client holds no agent stream any more.
+            with trio.fail_after(TIMEOUT):
+                while route.closed < 1:
+                    await trio.sleep(0.05)
+            again = await client.fetch("GET", "/later")
+            assert again.status == 200 and route.opened == 2
+
+
+async def test_a_kept_stream_the_upstream_closed_is_retried_on_a_new_one_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    """An upstream that closes its connection after each answer leaves a dead kept stream: a
+    GET on it is sent once more on a new stream, and the client never sees the failure."""
+    async with world(tls_files) as w:
+        await w.upstream("app.test", answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+        route = w.route_list[0]
+        async with w.client() as client:
+            first = await client.fetch("GET", "/one")
+            assert first.status == 200
+            await trio.sleep(0.1)  # the upstream has closed: the kept stream is dead
+            second = await client.fetch("GET", "/two")
+            assert second.status == 200 and bytes(second.body) == b"ok"
+            assert route.opened == 2  # the kept (dead) stream, then a new one for the retry
+
+
+async def test_a_burst_keeps_at_most_max_kept_agent_streams_over_http2(
+    tls_files: tuple[Path, CertificateFiles],
+) -> None:
+    count = MAX_KEPT + 4
+    seen: list[bytes] = []
+    async with world(tls_files) as w:
+        await w.upstream("app.test", keep_alive_app(seen))
+        route = w.route_list[0]
+        gate = trio.Event()
+        original = route.open_agent_stream
+
+        async def held_open(client_addr: str) -> trio.abc.HalfCloseableStream:
+            stream = await original(client_addr)
+            if route.opened == count:
+                gate.set()
+            await gate.wait()  # all requests in flight at once: none reuses a stream
+            return stream
+
+        route.open_agent_stream = held_open  # type: ignore[method-assign]
+        async with w.client() as client:
+            ids = [await client.request("GET", f"/{index}") for index in range(count)]
+            for stream_id in ids:
+                await client.responses[stream_id].done.wait()
+                assert client.responses[stream_id].status == 200
+            # The burst's streams beyond MAX_KEPT are closed at once, the rest kept.
+            with trio.fail_after(TIMEOUT):
+                while route.closed < count - MAX_KEPT:
+                    await trio.sleep(0.01)
+            assert route.opened == count and route.closed == count - MAX_KEPT
