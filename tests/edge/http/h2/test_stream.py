@@ -509,29 +509,9 @@ async def test_curl_compressed_over_http2_decodes_to_the_upstreams_bytes(
 # ------------------------------------------------------------------ kept agent streams
 
 
-def keep_alive_app(upstream_requests: list[bytes]) -> Handler:
-    """An upstream that answers every request on its connection (keep-alive), echoing the
-    request's target and body."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            request, body = await read_message(conn, stream)
-            if request is None:
-                return
-            assert isinstance(request, h11.Request)
-            upstream_requests.append(request.target)
-            payload = request.target + b" " + body
-            await stream.send_all(
-                conn.send(
-                    h11.Response(status_code=200, headers=[("content-length", str(len(payload)))])
-                )
-                + conn.send(h11.Data(data=payload))
-                + conn.send(h11.EndOfMessage())
-            )
-            conn.start_next_cycle()
-
-    return handler
+def echo_target_and_body(request: h11.Request, body: bytes) -> Reply:
+    payload = request.target + b" " + body
+    return 200, [(b"content-length", str(len(payload)).encode())], payload
 
 
 async def test_requests_one_after_another_share_one_agent_stream_over_http2(
@@ -539,9 +519,8 @@ async def test_requests_one_after_another_share_one_agent_stream_over_http2(
 ) -> None:
     """As over HTTP/1.1, a finished exchange's agent stream (and so the agent's upstream
     connection) carries the connection's next request to the same endpoint."""
-    seen: list[bytes] = []
     async with world(tls_files) as w:
-        upstream = await w.upstream("app.test", keep_alive_app(seen))
+        upstream = await w.app("app.test", echo_target_and_body)
         route = w.route_list[0]
         async with w.client() as client:
             for index in range(3):
@@ -550,7 +529,7 @@ async def test_requests_one_after_another_share_one_agent_stream_over_http2(
             posted = await client.fetch("POST", "/form", body=b"a=1")
             assert (posted.status, bytes(posted.body)) == (200, b"/form a=1")
             assert route.opened == 1 and upstream.connections == 1
-            assert seen == [b"/0", b"/1", b"/2", b"/form"]
+            assert [r.target for r, _ in upstream.requests] == [b"/0", b"/1", b"/2", b"/form"]
             # Idle past AGENT_STREAM_HOLD, the client holds no agent stream any more.
             with trio.fail_after(TIMEOUT):
                 while route.closed < 1:
@@ -580,9 +559,8 @@ async def test_a_burst_keeps_at_most_max_kept_agent_streams_over_http2(
     tls_files: tuple[Path, CertificateFiles],
 ) -> None:
     count = MAX_KEPT + 4
-    seen: list[bytes] = []
     async with world(tls_files) as w:
-        await w.upstream("app.test", keep_alive_app(seen))
+        await w.app("app.test", echo_target_and_body)
         route = w.route_list[0]
         gate = trio.Event()
         original = route.open_agent_stream
