@@ -107,6 +107,14 @@ class Member:
     def gone(self) -> bool:
         return self.load.health.is_gone
 
+    def same_policy(self, other: Member) -> bool:
+        """True when `other` runs the same Traffic Policy document (or both run none): a
+        connection whose policy ran for this member may go to `other` instead."""
+        mine, theirs = self.policy, other.policy
+        if mine is None or theirs is None:
+            return mine is theirs
+        return mine is theirs or mine.text == theirs.text
+
 
 @dataclass(frozen=True, slots=True)
 class PoolRuntime:
@@ -151,14 +159,23 @@ class Endpoint:
         return None
 
     def pick(
-        self, exclude: tuple[Member, ...] = (), *, keep: Member | None = None
+        self,
+        exclude: tuple[Member, ...] = (),
+        *,
+        keep: Member | None = None,
+        like: Member | None = None,
     ) -> Member | None:
         """The member a new connection or request goes to (`edge.endpoints.health.choose`),
         never one in `exclude` or one that is gone; None if there is none. `keep` is the member
-        whose agent stream the client connection holds, if any: it wins a tie."""
+        whose agent stream the client connection holds, if any: it wins a tie. With `like`,
+        only a member with the same Traffic Policy as `like` (`Member.same_policy`): a
+        connection whose `on_tcp_connect` ran for `like` goes to no member whose own policy did
+        not run."""
         members = self.members
         if not members:
             return None
+        if like is not None:
+            exclude = (*exclude, *(m for m in members if not like.same_policy(m)))
         if len(members) == 1 and not exclude:  # the common case: no pool
             only = members[0]
             return None if only.gone else only
@@ -187,22 +204,23 @@ class Endpoint:
         return self.pick(exclude=(member,)) is not None
 
     async def open_proxy(
-        self, client_addr: str, *, first: Member | None = None
+        self, client_addr: str, *, first: Member | None = None, like: Member | None = None
     ) -> trio.abc.HalfCloseableStream:
         """A new proxy stream to a member's agent (`first`, when the caller already picked
         one), its ProxyHeader written, as a `PoolStream`. If opening it fails, the member is
-        marked unhealthy and one other member is tried. `trio.BrokenResourceError` if the
-        endpoint has no member left or both attempts failed (the last failure);
-        `StreamLimitError` if the member is at its stream limit. Cancellation leaves no stream
-        behind."""
-        member = first if first is not None and self._eligible(first) else self.pick()
+        marked unhealthy and one other member is tried (with `like`, only one with the same
+        Traffic Policy as `like`: see `pick`). `trio.BrokenResourceError` if the endpoint has no
+        member left or both attempts failed (the last failure); `StreamLimitError` if the member
+        is at its stream limit. Cancellation leaves no stream behind."""
+        eligible = first is not None and self._eligible(first)
+        member = first if eligible else self.pick(like=like)
         if member is None:
             raise trio.BrokenResourceError(f"{self.url} has no agent session")
         try:
             stream = await member.open_proxy(client_addr)
         except trio.BrokenResourceError as exc:
             self.refused(member, f"could not open a stream: {exc}")
-            other = self.pick(exclude=(member,))
+            other = self.pick(exclude=(member,), like=like)
             if other is None:
                 raise
             try:

@@ -14,6 +14,11 @@ A forward the check refuses (`edge.policy.forward_internal.chain_check`: the tar
 ERR_NGROK_3200; a loop or a chain past `limits.forward_internal_max_hops`, ERR_NGROK_3501) closes
 the connection (TCP and TLS have no error page; ngrok closes too) unless the policy said
 `on_error: continue`, and is logged at INFO with its code. Never raises for a policy outcome.
+
+Pools. ngrok picks a pool's member first and then runs *its* policy (traffic-policy.md §2), so
+`admit_to` picks the member of each endpoint on the way (`Endpoint.pick`) and runs that
+member's `on_tcp_connect`; the caller opens the stream to that member, or to one with the same
+policy (`Endpoint.open_proxy(like=...)`), never to a member whose own policy did not run.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 import trio
 
 from edge.admin.metrics import EdgeMetrics, tcp_close_code
-from edge.endpoints.registry import Endpoint, EndpointRegistry
+from edge.endpoints.registry import Endpoint, EndpointRegistry, Member
 from edge.front_door.connect_policy import conn_facts, emit_record, endpoint_facts, local_address
 from edge.policy.actions_tls import TerminateTlsConfig
 from edge.policy.engine import Close, Continue, run_tcp_connect
@@ -73,27 +78,29 @@ async def admit_to(
     sni: str | None = None,
     internal: InternalTargets | None = None,
     metrics: EdgeMetrics | None = None,
-) -> tuple[Endpoint, bool | TerminateTlsConfig]:
+) -> tuple[Endpoint, Member | None, bool | TerminateTlsConfig]:
     """Run `on_tcp_connect` of `endpoint` (and of every internal endpoint a forward-internal
     hands the connection to) for `conn` from `peer`: the endpoint to splice the connection to,
-    and what `connect_policy.admit` would say of it: True (go on), a `TerminateTlsConfig` (go
-    on, terminating TLS first: the last endpoint's policy ran terminate-tls) or False (the
-    connection was closed: a policy closed it, a forward failed, or its local address could not
-    be read because it was already reset; the caller must not use it). Without `internal`,
-    every forward fails (ERR_NGROK_3200). Each closed connection is counted in `metrics` as a
-    `policy` refusal (`edge.admin.metrics.tcp_close_code`)."""
+    the member of it whose policy ran (None when it has no live member: opening a stream then
+    fails as usual), and what `connect_policy.admit` would say of it: True (go on), a
+    `TerminateTlsConfig` (go on, terminating TLS first: the last endpoint's policy ran
+    terminate-tls) or False (the connection was closed: a policy closed it, a forward failed, or
+    its local address could not be read because it was already reset; the caller must not use
+    it). Without `internal`, every forward fails (ERR_NGROK_3200). Each closed connection is
+    counted in `metrics` as a `policy` refusal (`edge.admin.metrics.tcp_close_code`)."""
     chain: tuple[str, ...] = ()
     local: tuple[str, int] | None = None
     current = endpoint
     while True:
-        attached = current.policy
+        member = current.pick()
+        attached = member.policy if member is not None else None
         if attached is None or not attached.compiled.on_tcp_connect:
-            return current, True
+            return current, member, True
         if local is None:
             local = local_address(conn)
             if local is None:
                 await trio.aclose_forcefully(conn)
-                return current, False
+                return current, member, False
         chain = (*chain, current.url)
         now = time.time()
         check = internal.check(chain) if internal is not None else _unavailable
@@ -117,9 +124,9 @@ async def admit_to(
             if metrics is not None:
                 metrics.refused("policy", tcp_close_code(outcome.reason))
             await trio.aclose_forcefully(conn)
-            return current, False
+            return current, member, False
         if isinstance(outcome, Continue):
-            return current, outcome.terminate_tls or True
+            return current, member, outcome.terminate_tls or True
         target = None
         if outcome.error is None and internal is not None:
             target = internal.lookup(outcome.url)
@@ -140,7 +147,7 @@ async def admit_to(
             if metrics is not None:
                 metrics.refused("policy", tcp_close_code(code))
             await trio.aclose_forcefully(conn)
-            return current, False
+            return current, member, False
         log.debug("endpoint %s: connection forwarded to %s", current.url, target.url)
         current = target
 
@@ -157,7 +164,7 @@ async def admit(
     (go on) or False (closed; the caller must not use it). No internal tls/tcp endpoint can
     take an https:// connection, so a forward-internal fails (`on_error: continue` goes on to
     the next rule, as anywhere else)."""
-    _, admitted = await admit_to(conn, endpoint, peer, sni=sni, metrics=metrics)
+    _, _, admitted = await admit_to(conn, endpoint, peer, sni=sni, metrics=metrics)
     return admitted
 
 

@@ -168,7 +168,7 @@ async def proxy_connection(
         await trio.aclose_forcefully(conn)
         return
     # A forward-internal hands the connection, bytes untouched, to an internal endpoint.
-    record, admitted = await admit_to(
+    record, member, admitted = await admit_to(
         conn, record, peer, sni=sni, internal=internal, metrics=metrics
     )
     if not admitted:
@@ -194,7 +194,8 @@ async def proxy_connection(
     client_addr = format_host_port(*peer)
     stream: trio.abc.HalfCloseableStream | None = None
     try:
-        stream = await record.open_proxy(client_addr)
+        # To the member whose policy ran, or one with the same policy (`admit_to`).
+        stream = await record.open_proxy(client_addr, first=member, like=member)
         if initial_data:
             await stream.send_all(initial_data)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

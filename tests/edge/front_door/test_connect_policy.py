@@ -4,6 +4,7 @@ bound to 127.0.0.2 and 127.0.0.3), and the facts it gives the policy."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -161,3 +162,51 @@ async def test_a_tcp_endpoint_runs_its_policy_before_opening_a_proxy_stream() ->
             nursery.cancel_scope.cancel()
         for listener in listeners:
             await listener.aclose()
+
+
+async def test_a_pool_runs_the_chosen_members_own_policy_and_never_crosses_it() -> None:
+    """ngrok picks a pool's member first, then runs *its* on_tcp_connect (traffic-policy.md
+    §2). With members whose policies differ (a rolling update adding restrict-ips, say), a
+    client the restricting member refuses may still reach the member without a policy, but
+    never the restricting member itself, and its connection is never moved there."""
+    strict_agent, open_agent = FakeAgent(), FakeAgent()
+    with trio.fail_after(BOUND):
+        listeners = await open_tcp_endpoint_listeners("127.0.0.1", 0)
+        port = listeners[0].socket.getsockname()[1]
+        strict = replace(endpoint(RESTRICT, port=port, agent=strict_agent).members[0])
+        loose = replace(endpoint(None, port=port, agent=open_agent).members[0], bind_id="tun_2")
+        record = replace(endpoint(None, port=port), members=(strict, loose))
+        assert not strict.same_policy(loose) and loose.same_policy(loose)
+        refused = 0
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_tcp_endpoint, listeners, record)
+            for _ in range(24):
+                proxied = len(open_agent.client_addrs)
+                client = await connect_from("127.0.0.3", port)
+                while len(open_agent.client_addrs) == proxied:  # until proxied, or closed
+                    with trio.move_on_after(0.02):
+                        try:
+                            data = await client.receive_some(10)
+                        except trio.BrokenResourceError:  # closed with a reset
+                            data = b""
+                        assert data == b""
+                        refused += 1  # the strict member was chosen: its policy closed it
+                        break
+                await client.aclose()
+            nursery.cancel_scope.cancel()
+        for listener in listeners:
+            await listener.aclose()
+    assert strict_agent.client_addrs == []  # never a stream to the member that refuses it
+    assert 0 < refused < 24  # each member was chosen some of the time
+    assert len(open_agent.client_addrs) == 24 - refused
+
+
+async def test_pick_like_a_member_keeps_to_members_with_the_same_policy() -> None:
+    first = endpoint(RESTRICT).members[0]
+    twin = replace(endpoint(RESTRICT).members[0], bind_id="tun_2")  # same document, own state
+    other = replace(endpoint(None).members[0], bind_id="tun_3")
+    record = replace(endpoint(None), members=(first, twin, other))
+    assert first.same_policy(twin) and not first.same_policy(other)
+    assert {record.pick(like=first) for _ in range(40)} == {first, twin}
+    assert record.pick(exclude=(first, twin), like=first) is None
+    assert record.pick(like=other) is other

@@ -129,13 +129,16 @@ async def admitted(public: Endpoint, internal: InternalTargets) -> tuple[Endpoin
     await listener.aclose()
     peer = peer_address(conn)
     assert peer is not None
-    result = await admit_to(conn, public, peer, sni="db.acme.example", internal=internal)
-    if result[1]:
+    endpoint, member, verdict = await admit_to(
+        conn, public, peer, sni="db.acme.example", internal=internal
+    )
+    assert member is None or any(m is member for m in endpoint.members)
+    if verdict:
         await conn.aclose()
     else:
         assert await client.receive_some(10) == b""  # closed, nothing sent
     await client.aclose()
-    return result
+    return endpoint, verdict
 
 
 async def test_an_offline_target_closes_the_connection_with_3200_logged(
