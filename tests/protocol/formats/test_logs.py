@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -165,3 +166,22 @@ def test_install_replaces_an_earlier_handler_and_filters_by_level(
     assert first.getvalue() == ""
     assert [json.loads(line)["msg"] for line in second.getvalue().splitlines()] == ["shown once"]
     assert logger.propagate is False
+
+
+def test_timestamps_follow_the_record_second_by_second() -> None:
+    """The local time is formatted once per second and reused: records in the same second share
+    it, and the next second (or an earlier one, from another thread) gets its own."""
+
+    def record_at(created: float) -> logging.LogRecord:
+        record = logging.LogRecord("x", logging.INFO, "", 0, "m", None, None)
+        record.created = created
+        return record
+
+    logfmt, term = LogfmtFormatter(), TermFormatter()
+    base = 1_800_000_000.0
+    for created in (base, base + 0.9, base + 1.2, base - 60, base + 0.1):
+        local = time.localtime(int(created))
+        offset = time.strftime("%z", local)
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", local) + offset[:3] + ":" + offset[3:]
+        assert parse_logfmt(logfmt.format(record_at(created)))["t"] == iso
+        assert term.format(record_at(created)).startswith(time.strftime("%H:%M:%S ", local))
