@@ -17,9 +17,9 @@ The edge opens a typed stream of type PROXY for every public connection (referen
   upstream dialed, and the decrypted bytes are piped to it.
 * http:// and https://: the bytes are HTTP/1.1 requests, possibly several on one stream; the
   agent does not parse them, it pipes them to the upstream, over TLS if the upstream is https://.
-  When the endpoint is inspected (`inspect`, on by default, and a capture store given), both
-  sides are wrapped in `agent.inspector.tap.TapStream`, which shows the bytes to the
-  inspector's capture on their way; otherwise nothing is added to the path.
+  When the endpoint is inspected (`inspect`, on by default, and a capture store given), the
+  edge side is wrapped in `agent.inspector.tap.TapStream`, which shows the bytes both ways to
+  the inspector's capture on their way; otherwise nothing is added to the path.
 
 Opening the upstream (`agent.upstream.open_upstream`) writes the PROXY protocol header first if
 the endpoint asks for one, with the public client (ProxyHeader.ClientAddr) as the source.
@@ -229,8 +229,11 @@ async def _forward(
         )
         if payload:
             capture.request_bytes(payload)
-        downstream = TapStream(downstream, capture, capture.request_bytes)
-        upstream = TapStream(upstream, capture, capture.response_bytes)
+        # One tap, on the edge side: it sees requests arrive and responses leave, so the
+        # upstream socket stays plain (splice reads it directly).
+        downstream = TapStream(
+            downstream, capture, capture.request_bytes, sent=capture.response_bytes
+        )
     try:
         if payload:
             await upstream.send_all(payload)

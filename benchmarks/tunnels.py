@@ -544,6 +544,10 @@ class BurrowHttps(Burrow):
         args = ["http", f"127.0.0.1:{self.upstream_port}", "--url", f"https://{self.HOST}"]
         if self.policy_file is not None:
             args += ["--traffic-policy-file", str(self.policy_file)]
+        # Bench-only: BURROW_BENCH_INSPECT=false runs the endpoint without the inspector's
+        # capture, to measure what capture costs against the default (on).
+        if os.environ.get("BURROW_BENCH_INSPECT", "").lower() in ("0", "false", "off"):
+            args += ["--inspect=false"]
         return args
 
     def _forwarding(self, match: re.Match[str]) -> None:

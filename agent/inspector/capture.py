@@ -22,12 +22,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from random import Random
 
-from agent.inspector.framing import HeadEnded, MessageEnded, MessageFramer
+from agent.inspector.framing import MessageFramer
 
 __all__ = [
     "CAPTURED_BODY_LIMIT",
     "CAPTURED_HEAD_LIMIT",
     "DEFAULT_INSPECT_DB_SIZE",
+    "OWN_EXCHANGES_KEPT",
     "CaptureStore",
     "ConnectionCapture",
     "Exchange",
@@ -43,6 +44,10 @@ CAPTURED_BODY_LIMIT = 10 * 1024
 CAPTURED_HEAD_LIMIT = 64 * 1024
 #: ngrok's default for `inspect_db_size: 0`: 50 MB of captured traffic, in memory only.
 DEFAULT_INSPECT_DB_SIZE = 50 * 1000 * 1000
+#: Exchanges a connection remembers as its own (`ConnectionCapture.exchanges`): replay reads
+#: the one its request opened; a long keep-alive connection must not hold every exchange it
+#: ever carried beyond what the store keeps.
+OWN_EXCHANGES_KEPT = 8
 #: Each exchange's bookkeeping counted against the store's limit beside the bytes it keeps.
 _EXCHANGE_OVERHEAD = 512
 
@@ -127,14 +132,16 @@ class CaptureStore:
     def add(self, exchange: Exchange) -> None:
         self._exchanges[exchange.id] = exchange
         self.size += exchange.size
-        self._evict()
+        if self.size > self.limit:
+            self._evict()
 
     def grew(self, exchange: Exchange, kept: int) -> None:
         """`exchange` keeps `kept` more bytes; ignored once it has been dropped."""
         exchange.size += kept
         if self._exchanges.get(exchange.id) is exchange:
             self.size += kept
-            self._evict()
+            if self.size > self.limit:
+                self._evict()
 
     def get(self, id: str) -> Exchange | None:
         return self._exchanges.get(id)
@@ -180,16 +187,25 @@ class ConnectionCapture:
         self._remote_addr = remote_addr
         self._clock = clock
         self._requests = MessageFramer(
-            is_response=False, head_limit=head_limit, body_limit=body_limit
+            is_response=False,
+            head_limit=head_limit,
+            body_limit=body_limit,
+            on_head=self._request_head,
+            on_end=self._request_end,
         )
         self._responses = MessageFramer(
-            is_response=True, head_limit=head_limit, body_limit=body_limit
+            is_response=True,
+            head_limit=head_limit,
+            body_limit=body_limit,
+            on_head=self._response_head,
+            on_end=self._response_end,
         )
         self._current: Exchange | None = None  # whose request body is being read
         self._awaiting: deque[Exchange] = deque()  # requests sent, response not begun
         self._methods: deque[str] = deque()  # their methods, for the response framer
         self._answering: Exchange | None = None  # whose response body is being read
-        #: Every exchange this connection opened, oldest first (replay reads its own).
+        #: The first exchanges this connection opened, oldest first, at most
+        #: `OWN_EXCHANGES_KEPT` (replay reads its own, the first).
         self.exchanges: list[Exchange] = []
 
     @property
@@ -198,57 +214,68 @@ class ConnectionCapture:
         return not (self._requests.opaque and self._responses.opaque)
 
     def request_bytes(self, data: bytes | bytearray) -> None:
-        """Bytes from the public client towards the upstream; `b""` at their end."""
-        if self._requests.opaque:
-            return
-        for event in self._requests.feed(data):
-            if isinstance(event, HeadEnded):
-                exchange = Exchange(
-                    id=self._store.new_id(),
-                    tunnel_name=self._tunnel_name,
-                    remote_addr=self._remote_addr,
-                    now=self._clock(),
-                    head=event.head,
-                )
-                self._current = exchange
-                self._awaiting.append(exchange)
-                self._methods.append(_method(event.head))
-                self.exchanges.append(exchange)
-                self._store.add(exchange)
-            elif self._current is not None:
-                _finish(self._store, self._current.request, event, self._current)
-                self._current = None
+        """Bytes from the public client towards the upstream; `b""` at their end (an opaque
+        framer returns at once)."""
+        self._requests.feed(data)
 
     def response_bytes(self, data: bytes | bytearray) -> None:
         """Bytes from the upstream towards the public client; `b""` at their end."""
-        if self._responses.opaque:
+        self._responses.feed(data, self._methods)
+
+    # --- the framers' sinks ------------------------------------------------------------------
+
+    def _request_head(self, head: bytes) -> None:
+        store = self._store
+        exchange = Exchange(
+            id=store.new_id(),
+            tunnel_name=self._tunnel_name,
+            remote_addr=self._remote_addr,
+            now=self._clock(),
+            head=head,
+        )
+        self._current = exchange
+        self._awaiting.append(exchange)
+        self._methods.append(_method(head))
+        if len(self.exchanges) < OWN_EXCHANGES_KEPT:
+            self.exchanges.append(exchange)
+        store.add(exchange)
+
+    def _request_end(self, body: bytes, size: int, truncated: bool) -> None:
+        exchange = self._current
+        if exchange is not None:
+            _finish(self._store, exchange.request, body, size, truncated, exchange)
+            self._current = None
+
+    def _response_head(self, head: bytes) -> None:
+        if not self._awaiting:  # an answer nobody asked for: stop following
+            self._responses.stop()
             return
-        for event in self._responses.feed(data, self._methods):
-            if isinstance(event, HeadEnded):
-                if not self._awaiting:  # an answer nobody asked for: stop following
-                    self._responses.feed(b"")
-                    return
-                exchange = self._awaiting.popleft()
-                exchange.response = Message(event.head)
-                self._store.grew(exchange, len(event.head))
-                self._answering = exchange
-            elif self._answering is not None and self._answering.response is not None:
-                exchange = self._answering
-                assert exchange.response is not None
-                _finish(self._store, exchange.response, event, exchange)
-                exchange.duration = max(0.0, self._clock()[1] - exchange.started)
-                self._answering = None
-                if self._store.on_complete is not None:
-                    self._store.on_complete(exchange)
+        exchange = self._awaiting.popleft()
+        exchange.response = Message(head)
+        self._store.grew(exchange, len(head))
+        self._answering = exchange
+
+    def _response_end(self, body: bytes, size: int, truncated: bool) -> None:
+        exchange = self._answering
+        if exchange is None or exchange.response is None:
+            return
+        self._answering = None
+        _finish(self._store, exchange.response, body, size, truncated, exchange)
+        exchange.duration = max(0.0, self._clock()[1] - exchange.started)
+        if self._store.on_complete is not None:
+            self._store.on_complete(exchange)
 
 
-def _finish(store: CaptureStore, message: Message, event: MessageEnded, owner: Exchange) -> None:
-    message.body = event.body
-    message.body_size = event.size
-    message.truncated = event.truncated
+def _finish(
+    store: CaptureStore, message: Message, body: bytes, size: int, truncated: bool, owner: Exchange
+) -> None:
+    message.body = body
+    message.body_size = size
+    message.truncated = truncated
     message.complete = True
-    store.grew(owner, len(event.body))
+    if body:
+        store.grew(owner, len(body))
 
 
 def _method(head: bytes) -> str:
-    return head.split(b" ", 1)[0].decode("ascii", "replace")
+    return head[: head.find(b" ")].decode("ascii", "replace")

@@ -8,6 +8,7 @@ import pytest
 
 from agent.inspector.capture import (
     CAPTURED_BODY_LIMIT,
+    OWN_EXCHANGES_KEPT,
     CaptureStore,
     ConnectionCapture,
     Exchange,
@@ -124,3 +125,25 @@ def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         CaptureStore(0)
     assert isinstance(Exchange, type)
+
+
+def test_a_long_keep_alive_connection_remembers_only_its_first_exchanges() -> None:
+    store = CaptureStore(10**6)
+    capture = connection(store)
+    for n in range(OWN_EXCHANGES_KEPT + 5):
+        capture.request_bytes(get(f"/{n}"))
+        capture.response_bytes(ok(b"x"))
+    assert len(store) == OWN_EXCHANGES_KEPT + 5  # the store shows every one
+    assert len(capture.exchanges) == OWN_EXCHANGES_KEPT
+    assert capture.exchanges[0].request.head.startswith(b"GET /0 ")
+
+
+def test_each_completed_exchange_is_reported_once_with_its_response() -> None:
+    done: list[Exchange] = []
+    store = CaptureStore(10**6, on_complete=done.append)
+    capture = connection(store)
+    capture.request_bytes(get("/a") + get("/b"))
+    capture.response_bytes(ok(b"1") + ok(b"22")[:30])
+    assert [e.request.head.split(b" ")[1] for e in done] == [b"/a"]
+    capture.response_bytes(ok(b"22")[30:])
+    assert [e.response.body for e in done if e.response] == [b"1", b"22"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from agent.inspector.framing import Event, HeadEnded, MessageEnded, MessageFramer
+from agent.inspector.framing import MAX_CHUNK_LINE, Event, HeadEnded, MessageEnded, MessageFramer
 
 
 def feed_all(
@@ -107,3 +107,118 @@ def test_a_large_body_is_skipped_by_counting() -> None:
         events += framer.feed(b"x" * 10_000)
     assert events == [MessageEnded(body=b"x" * 8, size=1_000_000, truncated=True)]
     assert not framer.opaque
+
+
+# --- the fast paths: each agrees with the slow one it stands in for -----------------------
+
+
+def test_heads_that_frame_bodies_oddly_are_read_line_by_line_and_agree() -> None:
+    # Each head needs the line-by-line reading (a name twice, spaced, in a value, or in the
+    # target): the framer must frame its body exactly as that reading says.
+    cases = [
+        (b"POST /a HTTP/1.1\r\nContent-Length: 9\r\nContent-Length: 3\r\n\r\nabc", b"abc"),
+        (b"POST /a HTTP/1.1\r\nContent-Length : 3\r\n\r\nabc", b"abc"),
+        (b"POST /content-length HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", b"abc"),
+        (b"POST /a HTTP/1.1\r\nX-Note: content-length\r\nContent-Length: 3\r\n\r\nabc", b"abc"),
+        (
+            b"POST /a HTTP/1.1\r\nUpgrade-Insecure-Requests: 1\r\nContent-Length: 3\r\n\r\nabc",
+            b"abc",
+        ),
+        (
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"abc",
+        ),
+    ]
+    for request, body in cases:
+        framer = requests_framer()
+        events = framer.feed(request + b"GET /next HTTP/1.1\r\n\r\n")
+        ends = [e for e in events if isinstance(e, MessageEnded)]
+        assert [e.body for e in ends] == [body, b""], request
+        assert not framer.opaque, request
+
+
+def test_a_body_whole_in_one_read_and_one_split_across_reads_are_the_same() -> None:
+    message = b"POST /a HTTP/1.1\r\nContent-Length: 6\r\n\r\nabcdef"
+    whole = requests_framer().feed(message)
+    framer = requests_framer()
+    split = framer.feed(message[:-2]) + framer.feed(message[-2:])
+    assert whole == split
+    assert whole[1] == MessageEnded(body=b"abcdef"[:8], size=6, truncated=False)
+    assert requests_framer().feed(message.replace(b"6", b"9") + b"xyz")[1] == MessageEnded(
+        body=b"abcdefxy", size=9, truncated=True
+    )
+
+
+def test_response_status_lines_read_fast_or_slow_agree() -> None:
+    for start, shown in (
+        (b"HTTP/1.1 200 OK", True),
+        (b"HTTP/1.1 200", True),
+        (b"HTTP/1.0 200 OK", True),
+        (b"HTTP/1.1 103 Early Hints", False),
+        (b"HTTP/1.1 2xx nope", None),
+    ):
+        framer = responses_framer()
+        events = framer.feed(start + b"\r\nContent-Length: 2\r\n\r\nok", deque(["GET"]))
+        if shown is None:
+            assert events == [] and framer.opaque, start
+        elif shown:
+            assert [type(e) for e in events] == [HeadEnded, MessageEnded], start
+        else:
+            assert events == [] and not framer.opaque, start  # interim: not shown
+
+
+def test_a_chunk_line_split_anywhere_and_one_too_long() -> None:
+    body = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = b"a;name=value\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n"
+    for split in range(1, len(chunks)):
+        framer = requests_framer()
+        events = framer.feed(body + chunks[:split]) + framer.feed(chunks[split:])
+        assert events[1:] == [MessageEnded(body=b"01234567", size=10, truncated=True)], split
+    long_line = requests_framer()
+    long_line.feed(body + b"1" * (MAX_CHUNK_LINE + 10))
+    assert long_line.opaque
+    long_split = requests_framer()
+    long_split.feed(body + b"1" * 100)
+    long_split.feed(b"1" * MAX_CHUNK_LINE + b"\r\n")
+    assert long_split.opaque
+
+
+def test_many_chunks_in_one_read_are_all_counted() -> None:
+    chunked = b"".join(b"4\r\nabcd\r\n" for _ in range(20_000)) + b"0\r\n\r\n"
+    framer = requests_framer()
+    events = framer.feed(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+    assert events[1] == MessageEnded(body=b"abcdabcd", size=80_000, truncated=True)
+
+
+def test_sinks_get_the_events_feed_would_return() -> None:
+    got: list[Event] = []
+    framer = MessageFramer(
+        is_response=False,
+        head_limit=1024,
+        body_limit=8,
+        on_head=lambda head: got.append(HeadEnded(head=head)),
+        on_end=lambda body, size, cut: got.append(
+            MessageEnded(body=body, size=size, truncated=cut)
+        ),
+    )
+    assert framer.feed(PIPELINE) == []
+    assert got == requests_framer().feed(PIPELINE)
+
+
+def test_stop_from_a_sink_ends_the_following_at_once() -> None:
+    framer: MessageFramer
+    heads: list[bytes] = []
+
+    def head_seen(head: bytes) -> None:
+        heads.append(head)
+        framer.stop()
+
+    framer = MessageFramer(
+        is_response=False,
+        head_limit=1024,
+        body_limit=8,
+        on_head=head_seen,
+        on_end=lambda body, size, cut: None,
+    )
+    framer.feed(PIPELINE)
+    assert len(heads) == 1 and framer.opaque

@@ -106,3 +106,80 @@ async def test_taps_keep_splices_direct_path_and_still_capture_every_byte() -> N
     (exchange,) = store
     assert exchange.request.head + exchange.request.body == request
     assert exchange.response is not None and exchange.response.head.startswith(b"HTTP/1.1 200")
+
+
+async def test_one_tap_sees_requests_received_and_responses_sent() -> None:
+    # forward's shape: only the edge side is tapped; what is sent through it is the response.
+    store = CaptureStore(10**6)
+    capture = ConnectionCapture(store, tunnel_name="web", remote_addr="x", clock=wall_and_monotonic)
+    client, server = trio.testing.memory_stream_pair()
+    tapped = TapStream(server, capture, capture.request_bytes, sent=capture.response_bytes)
+    request = b"GET /both HTTP/1.1\r\nHost: a\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\n\r\nuntil the end"  # framed by the connection's end
+    with trio.fail_after(10):
+        await client.send_all(request)
+        assert await tapped.receive_some(1000) == request
+        await tapped.send_all(response[:20])
+        await tapped.send_all(memoryview(response)[20:])
+        got = b""
+        while len(got) < len(response):
+            got += await client.receive_some(1000)
+        assert got == response  # unchanged
+        (exchange,) = store
+        assert exchange.response is not None and not exchange.response.complete
+        await tapped.send_eof()  # the response's end
+        assert await client.receive_some(1000) == b""
+    assert exchange.response.complete and exchange.response.body == b"until the end"
+    assert tapped.plain_sender is None  # its sends are watched: splice must not bypass them
+
+
+async def test_one_tap_on_a_spliced_mux_stream_captures_both_ways() -> None:
+    from protocol.adapters.mux import open_mux_session
+    from protocol.adapters.pipe import splice
+    from protocol.wire.session import Role
+
+    store = CaptureStore(10**6)
+    capture = ConnectionCapture(store, tunnel_name="web", remote_addr="x", clock=wall_and_monotonic)
+    requests = [b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % n for n in range(3)]
+    responses = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n%02d" % n for n in range(3)]
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(30):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with (
+            listener,
+            open_mux_session(left, Role.CLIENT) as client,
+            open_mux_session(right, Role.SERVER) as server,
+        ):
+            edge_side = await client.open_stream()
+            await edge_side.send_all(requests[0][:1])
+            agent_side = await server.accept_stream()
+            first = await agent_side.receive_some(1)
+            capture.request_bytes(first)
+            port = listener.socket.getsockname()[1]
+            near = await trio.open_tcp_stream("127.0.0.1", port)
+            upstream = await listener.accept()
+            await near.send_all(first)
+            tapped = TapStream(
+                agent_side, capture, capture.request_bytes, sent=capture.response_bytes
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(splice, tapped, near)
+                await edge_side.send_all(requests[0][1:])
+                for n in range(3):
+                    if n:
+                        await edge_side.send_all(requests[n])
+                    got = b""
+                    while len(got) < len(requests[n]):
+                        got += await upstream.receive_some()
+                    assert got == requests[n]
+                    await upstream.send_all(responses[n])
+                    back = b""
+                    while len(back) < len(responses[n]):
+                        back += await edge_side.receive_some()
+                    assert back == responses[n]
+                await edge_side.aclose()
+                await upstream.aclose()
+    exchanges = list(store)
+    assert [e.request.head for e in exchanges] == requests
+    assert [e.response.body if e.response else None for e in exchanges] == [b"00", b"01", b"02"]
+    assert all(e.response and e.response.complete for e in exchanges)
