@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-The proxy (`edge/http/h1/proxy.py`) relays h11 events between the public client and an upstream
-stream; this module decides what each head becomes on the way through:
+The proxy (`edge/http/h1/proxy.py`) relays requests and responses between the public client and
+an upstream stream (`edge/http/h1/upstream.py` writes the forwarded head and parses the answer);
+this module decides what each head becomes on the way through:
 
 * A request head is checked, routed and rewritten by `prepare_request`: its Host is reduced to
   a routing name (`route_host`); framing h11 accepts but a proxy must not (Content-Length with
@@ -26,7 +27,7 @@ stream; this module decides what each head becomes on the way through:
   HTTP/2 header list (lowercase names, no connection-specific headers, RFC 9113 §8.2.2).
 
 Framing headers (Content-Length, Transfer-Encoding) and Host are never dropped, even when a
-`Connection` header names them: h11 frames the other side from them, so removing one would
+`Connection` header names them: the other side is framed from them, so removing one would
 desynchronise the two sides. The `Connection`/`Upgrade` pair is carried separately and put back
 only for a real upgrade.
 

@@ -3,15 +3,17 @@ stream and its response back, and splicing the two after a 101.
 
 Theory of operation
 -------------------
-Two h11 state machines meet in every exchange. `cc` (a SERVER) parses the public client's
+The client side speaks through `cc`, an h11 SERVER machine that parses the public client's
 requests and frames our responses to it; it lives as long as the client connection, which
 `edge/http/h1/proxy.py` owns. Each agent stream (a stream to an agent, which pipes its bytes
-unchanged to the upstream, the customer's service) has its own `AgentStream.h11` (a CLIENT)
-that frames the requests we forward and parses the answers. Events cross between them
-(`Request` -> `Request`, `Data` -> `Data`, ...) with their heads rewritten by
-`edge/http/headers.py` (the final response head's by `edge.http.seam.client_response_headers`,
-where Traffic Policy's on_http_response phase will run). Framing headers pass unchanged, so h11
-frames the other side the same way (and re-frames a read-until-close response as chunked for an
+unchanged to the upstream, the customer's service) has its own `AgentStream.codec`
+(`edge/http/h1/upstream.py`, no h11): the forwarded head goes out as the bytes the connection
+checked and rewrote (`RequestHead`), body bytes go out as they came (re-chunked if the head
+says chunked), and the upstream's response is parsed strictly (anything a proxy must not pass
+on is an invalid response). The final response head is rewritten by `edge/http/headers.py`
+(through `edge.http.seam.client_response_headers`, where Traffic Policy's on_http_response
+phase runs) and framed for the client by `cc`: framing headers pass unchanged, so h11 frames
+the client's side the same way (and re-frames a read-until-close response as chunked for an
 HTTP/1.1 client, as it must). Trailers are dropped both ways. A policy's compress-response or
 response-body-find-replace (`edge.http.response_body`) runs the body through a `BodyStream`
 and drops Content-Length, so h11 frames the new body chunked (or to the close for HTTP/1.0).
@@ -33,8 +35,8 @@ and drops Content-Length, so h11 frames the new body chunked (or to the close fo
    per connection is bounded by a few reads whatever the body sizes (backpressure). Every read
    or write that moves bytes calls `touch`, which pushes the connection's idle deadline later.
 3. A `101` answer to an upgrade request ends the relay with `Exchange.switched`; `Relay.splice`
-   then forwards h11's unparsed bytes (`trailing_data`) first, and `protocol.adapters.pipe.splice`
-   copies both ways.
+   then forwards both sides' unparsed bytes (`trailing_data`) first, and
+   `protocol.adapters.pipe.splice` copies both ways.
 
 The relay never answers with an error page and never closes a stream: it records what went
 wrong in `Exchange.failure` (a `RelayError` saying which side failed) and the progress flags
@@ -54,6 +56,14 @@ import trio
 
 from edge.config import HttpConfig
 from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
+from edge.http.h1.upstream import (
+    END,
+    NEED_DATA,
+    RequestHead,
+    ResponseHead,
+    UpstreamCodec,
+    UpstreamError,
+)
 from edge.http.headers import response_headers
 from edge.http.response_body import BodyStream
 from edge.http.seam import (
@@ -97,14 +107,14 @@ class Forward:
         self,
         *,
         request: HttpRequest,
-        head: h11.Request,
+        head: RequestHead,
         datas: list[h11.Data],
         complete: bool,
         started: float,
         policy: ResponsePolicy | None = None,
     ) -> None:
         self.request = request  # the request as the seam decided on it
-        self.head = head  # ... as h11 sends it (with Connection/Upgrade for an upgrade)
+        self.head = head  # ... as it goes out (with Connection/Upgrade for an upgrade)
         self.datas = datas  # the body read along with the head
         self.complete = complete  # ... is the whole body
         self.started = started  # when the head was read (for the log)
@@ -112,14 +122,14 @@ class Forward:
 
 
 class AgentStream:
-    """One stream to an agent and the h11 client machine that speaks over it."""
+    """One stream to an agent and the HTTP/1.1 client side that speaks over it."""
 
-    __slots__ = ("h11", "key", "reused", "stream")
+    __slots__ = ("codec", "key", "reused", "stream")
 
     def __init__(self, key: object, stream: trio.abc.HalfCloseableStream, max_head: int) -> None:
         self.key = key  # the HttpRoute.key it serves
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
+        self.codec = UpstreamCodec(max_head)
         self.reused = False  # kept from an earlier exchange (it may have died meanwhile)
 
 
@@ -195,14 +205,14 @@ class Relay:
             await self._relay_concurrent(exchange)
 
     async def splice(self, exchange: Exchange) -> bool:
-        """After a relayed 101: hand over h11's leftovers, then copy raw bytes both ways until
-        both end. Always closes the agent stream (not the client); False if a side failed
-        before the copy began (the client connection should then be aborted)."""
+        """After a relayed 101: hand over the bytes read past the heads, then copy raw bytes
+        both ways until both end. Always closes the agent stream (not the client); False if a
+        side failed before the copy began (the client connection should then be aborted)."""
         agent = exchange.agent
         spliced = False
         try:
             from_client = self.cc.trailing_data[0]
-            from_agent = agent.h11.trailing_data[0]
+            from_agent = agent.codec.trailing_data[0]
             if from_client:
                 await agent.stream.send_all(from_client)
             if from_agent:
@@ -234,11 +244,13 @@ class Relay:
     async def _relay_simple(self, exchange: Exchange) -> None:
         """The whole request is here: send it in one write, then relay the response."""
         agent = exchange.agent
-        uh = agent.h11
-        parts: list[bytes] = [uh.send(exchange.forward.head)]
+        codec = agent.codec
+        parts: list[bytes] = [codec.send_head(exchange.forward.head)]
         for event in exchange.forward.datas:
-            parts.extend(_passthrough(uh, event))
-        parts.append(uh.send(h11.EndOfMessage()))
+            parts.extend(codec.send_body(event.data))
+        end = codec.send_end()
+        if end:
+            parts.append(end)
         try:
             await _send_parts(agent.stream, parts)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -247,27 +259,33 @@ class Relay:
         await self._relay_response(exchange)
 
     async def _relay_concurrent(self, exchange: Exchange) -> None:
-        """The body is still coming: stream it in a second task while relaying the response."""
+        """The body is still coming: stream it in a second task while relaying the response.
+        The head is framed first, so the response is parsed knowing what it answers."""
+        head = exchange.agent.codec.send_head(exchange.forward.head)
+
+        async def relay_request(exchange: Exchange) -> None:
+            await self._relay_request(exchange, head)
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._guard, self._relay_request, exchange, nursery.cancel_scope)
+            nursery.start_soon(self._guard, relay_request, exchange, nursery.cancel_scope)
             await self._guard(self._relay_response, exchange, nursery.cancel_scope)
             if not exchange.request_done:
                 # Answered before the request ended (a 413, say): stop reading it.
                 nursery.cancel_scope.cancel()
 
-    async def _relay_request(self, exchange: Exchange) -> None:
-        """Client -> agent stream: the head, then the body as it arrives. Raises
-        ClientTooSlowError for a body that breaks `self.body`'s limits."""
+    async def _relay_request(self, exchange: Exchange, head: bytes) -> None:
+        """Client -> agent stream: `head` (the request head's bytes), then the body as it
+        arrives. Raises ClientTooSlowError for a body that breaks `self.body`'s limits."""
         rate = exchange.body_rate = BodyRate(self.body, now=trio.current_time())
         with trio.CancelScope(deadline=math.inf) as waiting:
             exchange.body_wait = waiting
-            await self._stream_request(exchange, rate, waiting)
+            await self._stream_request(exchange, head, rate, waiting)
             return
         verdict = rate.verdict(trio.current_time()) or SlowBody.TOO_SLOW
         raise ClientTooSlowError(rate.describe(verdict))
 
     async def _stream_request(
-        self, exchange: Exchange, rate: BodyRate, waiting: trio.CancelScope
+        self, exchange: Exchange, head: bytes, rate: BodyRate, waiting: trio.CancelScope
     ) -> None:
         """`_relay_request`'s loop; `waiting`'s deadline bounds only the reads from the
         client."""
@@ -275,15 +293,17 @@ class Relay:
         client = self.client
         touch = self.touch
         agent = exchange.agent
-        uh = agent.h11
-        parts: list[bytes] = [uh.send(exchange.forward.head)]
+        codec = agent.codec
+        parts: list[bytes] = [head]
         datas = exchange.forward.datas
         ended = False
         while True:
             for event in datas:
-                parts.extend(_passthrough(uh, event))
+                parts.extend(codec.send_body(event.data))
             if ended:
-                parts.append(uh.send(h11.EndOfMessage()))
+                end = codec.send_end()
+                if end:
+                    parts.append(end)
             try:
                 await _send_parts(agent.stream, parts)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -324,27 +344,24 @@ class Relay:
         """Agent stream -> client: 1xx, the head, the body; returns at its end or after a 101."""
         cc = self.cc
         agent = exchange.agent
-        uh = agent.h11
+        codec = agent.codec
         stream = agent.stream
         out: list[bytes] = []
-        ended = False
         rewrite: BodyStream | None = None  # a policy's compress-response or find-replace
         # Nothing of the response is here yet unless an upstream sent more than it framed
-        # last time: read first rather than ask h11 for an event it cannot have.
-        pending, closed = uh.trailing_data
+        # last time: read first rather than ask for an event that cannot be there.
+        pending, closed = codec.trailing_data
         waiting = not pending and not closed
         while True:
             if waiting:
                 waiting = False
-                event: object = h11.NEED_DATA
+                event: object = NEED_DATA
             else:
                 try:
-                    event = uh.next_event()
-                except h11.RemoteProtocolError as exc:
-                    raise AgentStreamError.from_h11(
-                        exc, ended=ended, head_seen=exchange.response_started
-                    ) from exc
-            if event is h11.NEED_DATA:
+                    event = codec.next_event()
+                except UpstreamError as exc:
+                    raise _invalid(exc, codec.ended, exchange.response_started) from exc
+            if event is NEED_DATA:
                 if out:
                     await self._to_client(out)
                     out = []
@@ -355,30 +372,39 @@ class Relay:
                 if data:
                     exchange.received = True
                     self.touch()
-                else:
-                    ended = True
-                uh.receive_data(cast(bytes, data))
+                codec.receive_data(data)
                 continue
             kind = type(event)
-            if kind is h11.Data:
-                data_event = cast(h11.Data, event)
+            if kind is bytes:
+                body = cast(bytes, event)
                 if rewrite is not None:
-                    rewritten = rewrite.feed(data_event.data)
-                    data_event = h11.Data(data=rewritten)
-                if data_event.data:
-                    out.extend(_passthrough(cc, data_event))
-                    exchange.body_bytes += len(data_event.data)
-            elif kind is h11.Response:
-                response = cast(h11.Response, event)
+                    body = rewrite.feed(body)
+                if body:
+                    out.extend(_passthrough(cc, h11.Data(data=body)))
+                    exchange.body_bytes += len(body)
+            elif event is END:
+                if rewrite is not None:
+                    tail = rewrite.finish()
+                    if tail:
+                        out.extend(_passthrough(cc, h11.Data(data=tail)))
+                        exchange.body_bytes += len(tail)
+                out.append(cc.send(h11.EndOfMessage()))
+                await self._to_client(out)
+                exchange.response_done = True
+                return
+            elif kind is ResponseHead:
+                response = cast(ResponseHead, event)
+                status = response.status
+                if status < 200:
+                    if await self._informational(exchange, response, out):
+                        return
+                    continue
                 policy = exchange.forward.policy
                 if policy is None:
                     headers = client_response_headers(response.headers)
                 else:
                     decided = client_response_headers(
-                        response.headers,
-                        policy=policy,
-                        status=response.status_code,
-                        now=time.time(),
+                        response.headers, policy=policy, status=status, now=time.time()
                     )
                     if isinstance(decided, PolicyAnswer):
                         await self._policy_answer(exchange, decided, out)
@@ -391,53 +417,42 @@ class Relay:
                     headers.append((b"Connection", b"close"))
                 out.append(
                     cc.send(
-                        h11.Response(
-                            status_code=response.status_code,
-                            headers=headers,
-                            reason=response.reason,
-                        )
+                        h11.Response(status_code=status, headers=headers, reason=response.reason)
                     )
                 )
                 exchange.response_started = True
-                exchange.status = response.status_code
-            elif kind is h11.EndOfMessage:
-                if rewrite is not None:
-                    tail = rewrite.finish()
-                    if tail:
-                        out.extend(_passthrough(cc, h11.Data(data=tail)))
-                        exchange.body_bytes += len(tail)
-                out.append(cc.send(h11.EndOfMessage()))
-                await self._to_client(out)
-                exchange.response_done = True
-                return
-            elif kind is h11.InformationalResponse:
-                info = cast(h11.InformationalResponse, event)
-                if info.status_code == 101:  # h11 accepts it only as an answer to an upgrade
-                    headers = response_headers(info.headers, upgrade=True)
-                    out.append(
-                        cc.send(
-                            h11.InformationalResponse(
-                                status_code=101, headers=headers, reason=info.reason
-                            )
-                        )
-                    )
-                    await self._to_client(out)
-                    exchange.status = 101
-                    exchange.switched = True
-                    return
-                version = cc.their_http_version
-                if version is not None and version >= b"1.1":  # RFC 9110 §15.2: none to 1.0
-                    headers = response_headers(info.headers, upgrade=False)
-                    out.append(
-                        cc.send(
-                            h11.InformationalResponse(
-                                status_code=info.status_code, headers=headers, reason=info.reason
-                            )
-                        )
-                    )
-                    _continue_body(exchange)
-            else:  # ConnectionClosed or PAUSED cannot come before the response ends
+                exchange.status = status
+            else:  # PAUSED cannot come before the response ends
                 raise AgentStreamError(f"the agent stream ended early ({event!r})")
+
+    async def _informational(
+        self, exchange: Exchange, info: ResponseHead, out: list[bytes]
+    ) -> bool:
+        """Relay a 1xx head (none to an HTTP/1.0 client, RFC 9110 §15.2); True after a 101,
+        which ends the relay (the codec takes a 101 only as an answer to an upgrade)."""
+        cc = self.cc
+        if info.status == 101:
+            headers = response_headers(info.headers, upgrade=True)
+            switch = h11.InformationalResponse(
+                status_code=101, headers=headers, reason=info.reason
+            )
+            out.append(cc.send(switch))
+            await self._to_client(out)
+            exchange.status = 101
+            exchange.switched = True
+            return True
+        version = cc.their_http_version
+        if version is not None and version >= b"1.1":
+            headers = response_headers(info.headers, upgrade=False)
+            out.append(
+                cc.send(
+                    h11.InformationalResponse(
+                        status_code=info.status, headers=headers, reason=info.reason
+                    )
+                )
+            )
+            _continue_body(exchange)
+        return False
 
     async def _policy_answer(
         self, exchange: Exchange, answer: PolicyAnswer, out: list[bytes]
@@ -487,6 +502,15 @@ def take_body(cc: h11.Connection) -> tuple[list[h11.Data], bool]:
             datas.append(event)
             continue
         return datas, True  # EndOfMessage (its trailers, if any, are dropped)
+
+
+def _invalid(exc: UpstreamError, ended: bool, head_seen: bool) -> AgentStreamError:
+    """What the codec's complaint about a response means: the stream ended early (`ended`:
+    its EOF was received), or the bytes were not an acceptable response."""
+    if ended:
+        what = "response" if head_seen else "response head"
+        return AgentStreamError(f"the agent stream ended before a complete {what}")
+    return AgentStreamError(f"invalid response: {exc}")
 
 
 def _continue_body(exchange: Exchange) -> None:

@@ -11,8 +11,9 @@ The proxy is three modules, one concern each:
 * `edge/http/headers.py` decides what heads become on the way through (routing name, framing
   checks, hop-by-hop removal, `X-Forwarded-*`), with no I/O;
 * `edge/http/h1/exchange.py` relays one request/response exchange between the client's h11
-  SERVER machine (`cc`, which lives as long as the connection) and an agent stream's h11
-  CLIENT machine, and splices the two after a 101.
+  SERVER machine (`cc`, which lives as long as the connection) and an agent stream (whose
+  HTTP/1.1 bytes `edge/http/h1/upstream.py` frames and parses), and splices the two after a
+  101.
 
 What a request means is decided in `edge/http/seam.py`, as for HTTP/2: the head becomes an
 `HttpRequest`, `decide` routes it (or answers 404), and every failure becomes its page through
@@ -32,12 +33,12 @@ One request:
    upload is running); the client connection then closes.
 4. A `101` answer to an upgrade request switches both sides to raw bytes (`Relay.splice`).
 
-Agent stream reuse: after an exchange in which both h11 machines finished cleanly (both
-DONE, nothing left over), the stream is kept for the client's next request if that request
-routes to the same endpoint (`HttpRoute.key`) and, for a pool, to the same member while it is
-in the pool and healthy (`edge.http.routing.reusable`; the member is chosen per request, a tie
-going to the kept stream's: `edge.http.routing.keeping`); otherwise it is closed and a new one
-opened. A
+Agent stream reuse: after an exchange in which both messages finished cleanly (the
+upstream keeping its connection, nothing left over), the stream is kept for the client's next
+request if that request routes to the same endpoint (`HttpRoute.key`) and, for a pool, to the
+same member while it is in the pool and healthy (`edge.http.routing.reusable`; the member is
+chosen per request, a tie going to the kept stream's: `edge.http.routing.keeping`); otherwise
+it is closed and a new one opened. A
 kept stream may have been closed meanwhile (a keep-alive timeout there), so a
 request without a body and with a replayable method that fails on a reused stream before any
 response byte is retried once on a new stream (Go's http.Transport does the same).
@@ -120,6 +121,7 @@ from edge.http.h1.exchange import (
     both_done,
     take_body,
 )
+from edge.http.h1.upstream import RequestHead, UnforwardableError
 from edge.http.headers import Headers, RefusedError, head_error_page, prepare_request, raw_head
 from edge.http.policy import ClientConn, upstream_failed
 from edge.http.retry import REPLAYABLE_METHODS, agent_reset, may_move
@@ -527,10 +529,8 @@ class _Connection:
                 datas = [h11.Data(data=route.body)] if route.body else []
             request, policy, route = route.request, route.response, route.route
         try:
-            forward_head = h11.Request(
-                method=parsed.method, target=request.target, headers=request.headers
-            )
-        except h11.LocalProtocolError as exc:  # h11 parsed it, so this is not expected
+            forward_head = RequestHead.of(parsed.method, request.target, request.headers)
+        except UnforwardableError as exc:  # h11 parsed it: only a policy's edit gets here
             refusal = failure_response(Failure.UNFORWARDABLE, limits=self.limits, detail=str(exc))
             await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False)
             return False
@@ -675,17 +675,13 @@ class _Connection:
             self._log_done(exchange)
             return False
         self._log_done(exchange)
-        uh = agent.h11
-        if (
-            exchange.request_sent
-            and uh.our_state is h11.DONE
-            and uh.their_state is h11.DONE
-            and not uh.trailing_data[0]  # an upstream that sent more than it framed
-        ):
-            uh.start_next_cycle()
+        codec = agent.codec
+        # Not kept: an upstream that closes after this response, or sent more than it framed.
+        if exchange.request_sent and codec.reusable:
+            codec.start_next_cycle()
         else:
             self.agent_stream = None
-            clean = exchange.request_sent and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
+            clean = exchange.request_sent and codec.done
             await close_agent_stream(agent.stream, clean=clean)
         if exchange.failure is not None:
             log.debug("http %s: %s", self.peer, exchange.failure)
