@@ -22,6 +22,7 @@ request with a coded 500, never the connection.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -41,6 +42,7 @@ from edge.policy.engine import (
     ForwardInternal,
     HeaderChanges,
     LogRecord,
+    RequestChanges,
     Respond,
     ResponseChanges,
     run_http_request,
@@ -205,7 +207,7 @@ def request_facts(request: HttpRequest) -> RequestFacts:
     target = request.target.decode("latin-1")
     path, _, query = target.partition("?")
     headers = tuple(
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
+        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
     )
     host = request.host
     length: int | None = None
@@ -269,10 +271,8 @@ def request_phase(
         return answer_phase(policy, answer, now=now)
     changes = outcome.changes
     changed = request
-    if changes.headers.removed or changes.headers.added:
-        changed = replace(changed, headers=apply_headers(request.headers, changes.headers))
-    if changes.target is not None:
-        changed = replace(changed, target=changes.target.encode("utf-8"))
+    if changes.headers.removed or changes.headers.added or changes.target is not None:
+        changed = _changed_request(request, changes)
     response = ResponsePolicy(attached, conn, facts, endpoint, outcome.carried)
     if isinstance(outcome, ForwardInternal):
         return PolicyForward(outcome.url, outcome.error, changed, response)
@@ -303,9 +303,11 @@ def response_phase(
         return response_phase(policy.outer, status, inner, now=now, upstream=upstream)
     if upstream:
         record_outcomes(policy.carried.breakers, status=status, now=now)
+    if not policy.attached.compiled.on_http_response:
+        return headers  # an empty phase changes nothing: no facts, no run
     facts = ResponseFacts(
         status=status,
-        headers=tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers),
+        headers=tuple([(name.decode("latin-1"), v.decode("latin-1")) for name, v in headers]),
     )
     outcome = run_http_response(
         policy.attached.compiled,
@@ -325,10 +327,15 @@ def response_phase(
     if changes.removed or changes.added:
         # The body is framed by the upstream's head (or the answer's length): a policy does not
         # change the framing headers, which would make the response unsendable.
-        kept = HeaderChanges(
-            tuple(name for name in changes.removed if name not in _FRAMING),
-            tuple((name, value) for name, value in changes.added if name not in _FRAMING),
-        )
+        if _FRAMING.isdisjoint(changes.removed) and _FRAMING.isdisjoint(
+            [name for name, _ in changes.added]
+        ):
+            kept = changes  # the common case: nothing to drop
+        else:
+            kept = HeaderChanges(
+                tuple([name for name in changes.removed if name not in _FRAMING]),
+                tuple([(name, value) for name, value in changes.added if name not in _FRAMING]),
+            )
         headers = apply_headers(headers, kept)
     if outcome.body:  # compress-response, response-body-find-replace
         return _body_phase(policy, status, headers, outcome)
@@ -371,14 +378,51 @@ def answer_phase(policy: ResponsePolicy, answer: PolicyAnswer, *, now: float) ->
     return replace(answer, headers=decided)
 
 
+#: The field names of the seam's request class, looked up on first use (`_field_names`).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The fields of the dataclass `cls` (the seam's `HttpRequest`), looked up once."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(item.name for item in dataclasses.fields(cls))
+    return names
+
+
+def _changed_request(request: HttpRequest, changes: RequestChanges) -> HttpRequest:
+    """`request` with the policy's header changes and URL rewrite: `dataclasses.replace` at a
+    third of its cost (every field copied as it is, then the two set), once per request."""
+    headers = request.headers
+    if changes.headers.removed or changes.headers.added:
+        headers = apply_headers(headers, changes.headers)
+    target = request.target if changes.target is None else changes.target.encode("utf-8")
+    cls = type(request)
+    new = object.__new__(cls)
+    for name in _field_names(cls):
+        object.__setattr__(new, name, getattr(request, name))
+    object.__setattr__(new, "headers", headers)
+    object.__setattr__(new, "target", target)
+    return new
+
+
 def apply_headers(headers: Headers, changes: HeaderChanges) -> Headers:
     """`headers` with `changes` applied: the removed names dropped, the added ones appended; an
     added Host replaces the request's Host (one Host only, RFC 9110 §7.2)."""
     removed = set(changes.removed)
-    if any(name == "host" for name, _ in changes.added):
-        removed.add("host")
-    kept = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in removed]
-    kept.extend((name.encode("latin-1"), value.encode("utf-8")) for name, value in changes.added)
+    for name, _ in changes.added:
+        if name == "host":
+            removed.add("host")
+    if not removed:
+        kept = list(headers)
+    elif all(name.isascii() for name in removed):
+        # ASCII names (tokens, as validation makes them): bytes.lower() folds the same ASCII
+        # letters, and no other Latin-1 byte lowers to ASCII, so nothing needs decoding
+        wanted = {name.encode("ascii") for name in removed}
+        kept = [(n, v) for n, v in headers if n.lower() not in wanted]
+    else:
+        kept = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in removed]
+    kept += [(name.encode("latin-1"), value.encode("utf-8")) for name, value in changes.added]
     return kept
 
 

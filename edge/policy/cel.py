@@ -53,7 +53,7 @@ from celpy.celparser import CELParseError, CELParser
 from celpy.evaluation import CELEvalError, TranspilerTree, base_functions
 
 from edge.policy import cel_macros, cel_strings
-from edge.policy.cel_fast import Fast, compile_fast
+from edge.policy.cel_fast import Direct, Fast, compile_direct, compile_fast
 from edge.policy.cel_rewrite import method_call, wrap_in_bool
 from edge.policy.cel_run import run
 from edge.policy.errors import (
@@ -395,6 +395,9 @@ class Compiled:
     _runner: celpy.Runner = field(repr=False)
     # The same expression as closures (`edge.policy.cel_fast`), or None: cel-python runs it.
     _fast: Fast | None = field(default=None, repr=False)
+    #: The same over a running phase itself (`edge.policy.cel_fast.compile_direct`), or None;
+    #: `edge.policy.plan` runs it, and this `value` whenever it does not answer.
+    direct: Direct | None = field(default=None, repr=False)
 
     def value(
         self,
@@ -501,7 +504,13 @@ def compile_expression(text: str, *, place: Place | None = None) -> Compiled:
     except RecursionError:
         raise _invalid(text, "nested too deeply", place) from None
     variables = frozenset(checker.variables)
-    return Compiled(text, variables, runner, compile_fast(ast, FUNCTIONS, variables, to_cel))
+    return Compiled(
+        text,
+        variables,
+        runner,
+        compile_fast(ast, FUNCTIONS, variables, to_cel),
+        compile_direct(ast, FUNCTIONS, to_cel),
+    )
 
 
 def _invalid(text: str, why: str, place: Place | None) -> PolicyError:

@@ -29,11 +29,21 @@ request whose policy only asks those never builds the `req`/`res` views (LazyMap
 at all. `DIRECT` lists them; each gives the value the view would give (same text, same CEL type).
 Any other activation (a plain mapping) is read through the views as cel-python reads it.
 
-Pure: no I/O; closures hold no state between evaluations.
+Over the phase itself. `compile_direct` builds the same closures taking the `PhaseRun` instead
+of an activation (the edge's planned runs, `edge.policy.plan`): no activation lookup per leaf,
+and where a fact is only compared or tested (`req.method == 'GET'`, `req.url.path.startsWith(
+'/api')`, `res.status_code >= 500`, `inCidrRange(conn.client_ip, '10.0.0.0/8')`) it is read as
+the facts hold it (`RAW`), with no CEL value made. The header getters read the phase's headers
+as changed so far (`PhaseRun.header_values`). `tests/edge/policy/test_cel_fast.py` holds these
+to cel-python's answers too.
+
+Pure: no I/O; closures hold no state between evaluations, but for the answers of
+`inCidrRange(<fact>, '<literal>')` per address text (a pure function, bounded: `_CIDR_ANSWERS`).
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -41,15 +51,31 @@ from typing import Any, Final
 import lark
 from celpy import celtypes
 
-__all__ = ["Fast", "FastPathError", "compile_fast"]
+from edge.policy.cel_facts import (
+    DIRECT,
+    FALSE,
+    RAW,
+    TRUE,
+    FastPathError,
+    fixed_header_getter,
+    header_getter,
+    phase_run,
+    raw_comparison,
+    remembered_cidr,
+    run_header_getter,
+)
+from edge.policy.cel_facts import boolean as _boolean
+from edge.policy.cel_facts import cel_bool as _cel_bool
+from edge.policy.cel_facts import kind as _kind
+
+__all__ = ["FALSE", "TRUE", "Direct", "Fast", "FastPathError", "compile_direct", "compile_fast"]
 
 #: One compiled expression: the activation (root variables as CEL values) in, a CEL value out.
 Fast = Callable[[Mapping[str, Any]], Any]
-_Node = Callable[[Mapping[str, Any]], Any]
-
-
-class FastPathError(Exception):
-    """Raised by a closure for a case it leaves to cel-python (a type it does not compare)."""
+#: The same over a running phase (`edge.policy.phase.PhaseRun`) itself: its facts read directly,
+#: its views (`PhaseRun.activation`) only for what the facts do not give.
+Direct = Callable[[Any], Any]
+_Node = Callable[[Any], Any]
 
 
 class _UnsupportedError(Exception):
@@ -61,77 +87,22 @@ _INT64: Final = range(-(2**63), 2**63)
 _STRING: Final = re.compile(r"""('[^'\\\n\r]*'|"[^"\\\n\r]*")\Z""")
 _METHODS: Final = frozenset({"startsWith", "endsWith", "contains", "size"})
 _COMPARISONS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
-    "relation_eq": lambda a, b: a == b,
-    "relation_ne": lambda a, b: a != b,
-    "relation_lt": lambda a, b: a < b,
-    "relation_le": lambda a, b: a <= b,
-    "relation_gt": lambda a, b: a > b,
-    "relation_ge": lambda a, b: a >= b,
+    "relation_eq": operator.eq,  # a == b
+    "relation_ne": operator.ne,
+    "relation_lt": operator.lt,
+    "relation_le": operator.le,
+    "relation_gt": operator.gt,
+    "relation_ge": operator.ge,
 }
-_TRUE: Final = celtypes.BoolType(True)
-_FALSE: Final = celtypes.BoolType(False)
-
-
-def _kind(value: object) -> type | None:
-    """The comparison class of a value: str, int or bool; None for anything else.
-
-    bool is tested first: CEL's bool is a Python int subclass, and `true == 1` has no overload
-    in CEL. An unsigned int (`UintType`) is not an int here, nor is a double."""
-    if isinstance(value, bool | celtypes.BoolType):
-        return bool
-    if isinstance(value, str):
-        return str
-    if isinstance(value, int) and not isinstance(value, celtypes.UintType):
-        return int
-    return None
-
-
-def _boolean(value: object) -> bool:
-    if isinstance(value, bool | celtypes.BoolType):
-        return bool(value)
-    raise FastPathError("not a boolean")
-
-
-def _cel_bool(value: bool) -> celtypes.BoolType:
-    return _TRUE if value else _FALSE
-
-
-def _string(value: str) -> celtypes.StringType:
-    return celtypes.StringType(value)
-
-
-#: CEL ints for ports and status codes, made once each: building a celpy IntType wraps a
-#: range check in a new function every time, about as costly as the rest of a comparison.
-_SMALL_INTS: dict[int, celtypes.IntType] = {}
-_SMALL_INT_RANGE: Final = range(65536)
-
-
-def _int(value: int) -> celtypes.IntType:
-    known = _SMALL_INTS.get(value)
-    if known is not None:
-        return known
-    made = celtypes.IntType(value)
-    if value in _SMALL_INT_RANGE:
-        _SMALL_INTS[value] = made
-    return made
-
-
-#: (root, field path) -> how to read it from a running phase (`PhaseRun`) directly. Each must
-#: equal what the view (`edge.policy.activation`) gives for the same facts.
-DIRECT: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
-    ("req", ("method",)): lambda run: _string(run.request.method),
-    ("req", ("host",)): lambda run: _string(run.request.host),
-    ("req", ("version",)): lambda run: _string(run.request.version),
-    ("req", ("url", "path")): lambda run: _string(run.request.path),
-    ("req", ("url", "raw_path")): lambda run: _string(run.request.path),
-    ("req", ("url", "query")): lambda run: _string(run.request.query),
-    ("req", ("url", "scheme")): lambda run: _string(run.request.scheme),
-    ("req", ("url", "uri")): lambda run: _string(run.request.target),
-    ("conn", ("client_ip",)): lambda run: _string(run.conn.client_ip),
-    ("conn", ("client_port",)): lambda run: _int(run.conn.client_port),
-    ("conn", ("server_ip",)): lambda run: _string(run.conn.server_ip),
-    ("conn", ("server_port",)): lambda run: _int(run.conn.server_port),
-    ("res", ("status_code",)): lambda run: _int(run.response.status),
+#: The same comparisons of two strings (any str subclass) as plain Python text: no CEL operator
+#: method in between.
+_STRING_COMPARISONS: Final[Mapping[str, Callable[[str, str], bool]]] = {
+    "relation_eq": str.__eq__,
+    "relation_ne": str.__ne__,
+    "relation_lt": str.__lt__,
+    "relation_le": str.__le__,
+    "relation_gt": str.__gt__,
+    "relation_ge": str.__ge__,
 }
 #: Header getters read straight from the message's header list: (macro, which message, has?).
 _HEADER_MACROS: Final = {
@@ -162,7 +133,7 @@ def compile_fast(
     needs_request, needs_response = "req" in variables, "res" in variables
 
     def entry(activation: Mapping[str, Any]) -> Any:
-        run = _phase_run(activation)
+        run = phase_run(activation)
         if run is not None:
             if (needs_request and run.request is None) or (needs_response and run.response is None):
                 raise FastPathError("a variable this phase does not have")
@@ -175,17 +146,38 @@ def compile_fast(
     return entry
 
 
-def _phase_run(activation: Mapping[str, Any]) -> Any:
-    """The running phase behind `activation`, or None for a plain mapping."""
-    return getattr(activation, "phase_run", None)
+def compile_direct(
+    tree: lark.Tree[Any],
+    functions: Mapping[str, Callable[..., object]],
+    convert: Callable[[object], object],
+) -> Direct | None:
+    """`compile_fast` for a running phase: a closure taking the `PhaseRun` (no activation, no
+    per-leaf test of what it was given), or None if the expression leaves the subset.
+
+    The caller must only use it on a phase that has every root variable the expression names
+    (`Compiled.variables`: a request phase has no `res`, a connection phase no `req`), since
+    cel-python fails on a missing one even where a short circuit skips it. Like the `Fast`
+    closure, it raises (and the caller then asks cel-python) wherever it does not answer."""
+    try:
+        return _Compiler(functions, convert, on_run=True).node(tree)
+    except _UnsupportedError:
+        return None
 
 
 class _Compiler:
+    """Builds the closures. `on_run`: they take the running phase (`compile_direct`), not an
+    activation (`compile_fast`); only the leaves differ."""
+
     def __init__(
-        self, functions: Mapping[str, Callable[..., object]], convert: Callable[[object], object]
+        self,
+        functions: Mapping[str, Callable[..., object]],
+        convert: Callable[[object], object],
+        *,
+        on_run: bool = False,
     ) -> None:
         self.functions = functions
         self.convert = convert
+        self.on_run = on_run
 
     def node(self, tree: object) -> _Node:
         if not isinstance(tree, lark.Tree):
@@ -222,7 +214,7 @@ class _Compiler:
 
         def either(activation: Mapping[str, Any]) -> Any:
             if _boolean(left(activation)):
-                return _TRUE
+                return TRUE
             return _cel_bool(_boolean(right(activation)))
 
         return either
@@ -234,7 +226,7 @@ class _Compiler:
 
         def both(activation: Mapping[str, Any]) -> Any:
             if not _boolean(left(activation)):
-                return _FALSE
+                return FALSE
             return _cel_bool(_boolean(right(activation)))
 
         return both
@@ -255,13 +247,20 @@ class _Compiler:
             constant = _literal_of(right_tree)
         except _UnsupportedError:
             constant = None
+        raw = self._raw(operator_tree.children[0])
+        if raw is not None and constant is not None and _kind(constant) in (str, int):
+            # `req.method == 'GET'` over a running phase: the fact itself, no CEL value made
+            return raw_comparison(raw, compare, constant)
         if constant is not None and _kind(constant) is str:
             # `x == 'GET'`, the commonest shape: one type test, the constant's kind known.
+            text = str.__str__(constant)
+            compare_text = _STRING_COMPARISONS[str(operator_tree.data)]
+
             def with_string(activation: Mapping[str, Any]) -> Any:
                 a = left(activation)
                 if not isinstance(a, str):
                     raise FastPathError("comparison outside the subset")
-                return _TRUE if compare(a, constant) else _FALSE
+                return TRUE if compare_text(a, text) else FALSE
 
             return with_string
         right = self.node(right_tree)
@@ -274,6 +273,17 @@ class _Compiler:
             return _cel_bool(compare(a, b))
 
         return relation
+
+    def _raw(self, tree: object) -> _Node | None:
+        """Over a running phase (`on_run`), the plain-value reader of `tree` if it is a chain
+        `RAW` covers; None otherwise."""
+        if not self.on_run:
+            return None
+        chain = _chain(tree)
+        if chain is None:
+            return None
+        root, *fields = chain
+        return RAW.get((root, tuple(fields)))
 
     def _in(self, item: _Node, container_tree: object) -> _Node:
         values = self._literal_list(container_tree)
@@ -353,10 +363,12 @@ class _Compiler:
         if getter is None:
             return None
         read = getter
+        if self.on_run:
+            return read
         through_views = self._view_chain(root, fields)
 
         def direct(activation: Mapping[str, Any]) -> Any:
-            run = _phase_run(activation)
+            run = phase_run(activation)
             if run is None:
                 return through_views(activation)
             return read(run)
@@ -365,6 +377,15 @@ class _Compiler:
 
     def _view_chain(self, root: str, fields: tuple[str, ...]) -> _Node:
         convert = self.convert
+        if self.on_run:
+
+            def through_run_views(run: Any) -> Any:
+                value: Any = convert(run.activation[root])
+                for name in fields:
+                    value = value.get(name)  # as cel-python's transpiled code reads it
+                return value
+
+            return through_run_views
 
         def through_views(activation: Mapping[str, Any]) -> Any:
             value: Any = convert(activation[root])
@@ -379,7 +400,8 @@ class _Compiler:
         method = str(name_token)
         if method not in _METHODS:
             raise _UnsupportedError(method)
-        receive = self.node(receiver)
+        raw = self._raw(receiver)
+        receive = self.node(receiver) if raw is None else raw
         arguments = [self.node(child) for child in (rest[0].children if rest else ())]
         if method == "size":
             if arguments:
@@ -393,6 +415,17 @@ class _Compiler:
             "endsWith": str.endswith,
             "contains": str.__contains__,
         }[method]
+        fixed = _string_literal(rest[0].children[0]) if raw is not None else None
+        if raw is not None and fixed is not None:
+            # `req.url.path.startsWith('/api')` over a running phase: the fact and the text
+
+            def raw_method(run: Any) -> Any:
+                text = raw(run)
+                if type(text) is not str:
+                    raise FastPathError(f"{method}() outside the subset")
+                return TRUE if test(text, fixed) else FALSE
+
+            return raw_method
 
         def string_method(activation: Mapping[str, Any]) -> Any:
             text, fragment = receive(activation), argument(activation)
@@ -438,6 +471,8 @@ class _Compiler:
         if child.data == "ident":
             name = str(child.children[0])
             convert = self.convert
+            if self.on_run:
+                return lambda run: convert(run.activation[name])
             return lambda activation: convert(activation[name])
         if child.data == "paren_expr":
             return self._single(child.children)
@@ -455,12 +490,27 @@ class _Compiler:
         function = self.functions.get(name)
         if function is None:
             raise _UnsupportedError(name)
+        if name == "inCidrRange" and len(children) == 2 and len(children[1].children) == 2:
+            address_tree, cidr_tree = children[1].children
+            raw = self._raw(address_tree)
+            try:
+                cidr = _literal_of(cidr_tree)
+            except _UnsupportedError:
+                cidr = None
+            if raw is not None and isinstance(cidr, str):
+                return remembered_cidr(function, raw, cidr)
         header = _HEADER_MACROS.get(name)
         if header is not None and len(children) == 2 and len(children[1].children) == 2:
             source, argument = children[1].children
             if _chain(source) == (header[0], "headers"):
+                argument_node = self.node(argument)
+                if self.on_run:
+                    fixed = _string_literal(argument)
+                    if fixed is not None:
+                        return fixed_header_getter(header[0], header[1], fixed.lower())
+                    return run_header_getter(header[0], header[1], argument_node)
                 viewed = self._plain_call(function, children)
-                return _header_getter(header[0], header[1], self.node(argument), viewed)
+                return header_getter(header[0], header[1], argument_node, viewed)
         return self._plain_call(function, children)
 
     def _plain_call(self, function: Callable[..., object], children: list[Any]) -> _Node:
@@ -474,6 +524,15 @@ class _Compiler:
             first, second = arguments
             return lambda activation: function(first(activation), second(activation))
         return lambda activation: function(*(argument(activation) for argument in arguments))
+
+
+def _string_literal(tree: object) -> str | None:
+    """The text of `tree` if it is a string literal of the subset (as plain str), else None."""
+    try:
+        constant = _literal_of(tree)
+    except _UnsupportedError:
+        return None
+    return str.__str__(constant) if _kind(constant) is str else None
 
 
 def _size(operand: _Node) -> _Node:
@@ -500,9 +559,9 @@ def _literal(token: object) -> Any:
     """A CEL constant from its token: decimal ints, true/false, and strings without escapes."""
     text = str(token)
     if text == "true":
-        return _TRUE
+        return TRUE
     if text == "false":
-        return _FALSE
+        return FALSE
     if _INT.match(text):
         value = int(text)
         if value not in _INT64:
@@ -529,26 +588,3 @@ def _chain(tree: object) -> tuple[str, ...] | None:
         else:
             return None
     return None
-
-
-def _header_getter(message: str, has: bool, argument: _Node, viewed: _Node) -> _Node:
-    """`hasReqHeader(n)`/`getReqHeader(n)` (and the Res ones) over the message's header list:
-    names fold case, values in arrival order, as `header_map` groups them."""
-
-    def header(activation: Mapping[str, Any]) -> Any:
-        run = _phase_run(activation)
-        if run is None:
-            return viewed(activation)
-        name = argument(activation)
-        if not isinstance(name, str):
-            raise FastPathError("a header name that is not a string")
-        wanted = name.lower()
-        facts = run.request if message == "req" else run.response
-        headers = facts.headers
-        if has:
-            return _cel_bool(any(key.lower() == wanted for key, _ in headers))
-        return celtypes.ListType(
-            [celtypes.StringType(value) for key, value in headers if key.lower() == wanted]
-        )
-
-    return header

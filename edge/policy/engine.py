@@ -20,7 +20,9 @@ Every outcome carries `logs` (what `log` actions recorded, and any runtime failu
 shell to emit: this module never logs) and `trace` (each rule reached, each expression's value,
 each action and what it did: what `burrow-edge policy test` prints). The edge runs with
 `trace=False`: its outcomes carry an empty trace, and building none is a good part of a rule's
-cost; `Respond.action` still names the action that answered.
+cost; `Respond.action` still names the action that answered. An untraced phase runs planned
+(`edge.policy.plan`: each phase compiled once into closures over the running phase, kept in
+`CompiledPolicy.plans`), with the same outcome as the traced loop here.
 
 Variables. `vars.*` belong to the phase that set them (DOCS set-vars: "Variables defined in each
 of the three phases are scoped to that phase"). Action result variables (`actions.ngrok.*`) of
@@ -38,7 +40,7 @@ Pure: no I/O, no clock (`now` is Unix seconds from the caller), no logging.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
@@ -66,8 +68,7 @@ from edge.policy.actions_jwt import JwtValidationConfig
 from edge.policy.actions_tls import TerminateTlsConfig, run_terminate_tls
 from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
 from edge.policy.breaker import Breaker, run_circuit_breaker
-from edge.policy.cel import Compiled
-from edge.policy.errors import ERR_NGROK_2254, Place, PolicyRuntimeError
+from edge.policy.errors import Place, PolicyRuntimeError
 from edge.policy.forward_internal import (
     ForwardCheck,
     ForwardInternalConfig,
@@ -75,6 +76,21 @@ from edge.policy.forward_internal import (
     run_forward_internal,
 )
 from edge.policy.phase import Answer, Hangup, LogRecord, PhaseRun, plain
+from edge.policy.plan import (
+    ERR_NGROK_2300,
+    Ending,
+    PlannedRule,
+    Runner,
+    evaluate_rule_expression,
+    plan_phase,
+    run_planned,
+)
+from edge.policy.plan import (
+    Failed as _Failed,
+)
+from edge.policy.plan import (
+    fail as _fail,
+)
 from edge.policy.ratelimit import PolicyState
 from edge.policy.run_access import run_basic_auth, run_rate_limit, run_restrict_ips
 from edge.policy.run_body import run_request_body_find_replace, run_verify_webhook
@@ -114,10 +130,6 @@ __all__ = [
     "run_http_response",
     "run_tcp_connect",
 ]
-
-#: ngrok's "internal gateway error" (traffic-policy.md §1): a fault in the engine itself, never
-#: expected; the request fails as a runtime error would, and the record says what broke.
-ERR_NGROK_2300: Final = "ERR_NGROK_2300"
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -262,7 +274,6 @@ def _run_close(run: PhaseRun, config: CloseConnectionConfig, place: Place) -> Ha
     return Hangup("close-connection")
 
 
-Runner = Callable[[PhaseRun, Any, Place], Answer | Hangup | Handoff | None]
 _RUNNERS: Final[Mapping[type, Runner]] = {
     RestrictIpsConfig: run_restrict_ips,
     DenyConfig: run_deny,
@@ -288,26 +299,6 @@ _RUNNERS: Final[Mapping[type, Runner]] = {
 
 
 # --- the rule loop ---------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    code: str
-
-
-Ending = Answer | Hangup | _Failed | Handoff
-
-
-def _fail(run: PhaseRun, error: PolicyRuntimeError) -> _Failed:
-    run.logs.append(
-        LogRecord(
-            run.phase,
-            str(error.place),
-            MappingProxyType({"message": error.message}),
-            error_code=error.code,
-        )
-    )
-    return _Failed(error.code or ERR_NGROK_2300)
-
-
 def _action(run: PhaseRun, action: CompiledAction) -> tuple[Ending | None, ActionTrace | None]:
     """Run one action; its trace only when the run is traced (`PhaseRun.tracing`)."""
     index = action.place.action_index or 0
@@ -333,15 +324,6 @@ def _action(run: PhaseRun, action: CompiledAction) -> tuple[Ending | None, Actio
     return ending, ActionTrace(index, action.type, f"responded {ending.status}")
 
 
-def _evaluate(run: PhaseRun, rule: CompiledRule, number: int, expression: Compiled) -> bool:
-    """One rule expression's truth; `PolicyRuntimeError` (2254, placed) if it fails."""
-    try:
-        return expression.evaluate(run.activation, code=ERR_NGROK_2254)
-    except PolicyRuntimeError as error:  # placed here, so a passing evaluation builds no Place
-        place = rule.place.at_field(f"expressions[{number}]")
-        raise PolicyRuntimeError(error.code or ERR_NGROK_2254, error.problem, place) from None
-
-
 def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace | None]:
     """Run one rule: its expressions in order (the first false one stops it), then its
     actions until one ends the phase. Its trace only when the run is traced (`policy test`);
@@ -350,7 +332,7 @@ def _rule(run: PhaseRun, rule: CompiledRule) -> tuple[Ending | None, RuleTrace |
     expressions: list[ExpressionTrace] = []
     for number, expression in enumerate(rule.expressions):
         try:
-            value = _evaluate(run, rule, number, expression)
+            value = evaluate_rule_expression(run, rule, number, expression)
         except PolicyRuntimeError as error:
             if tracing:
                 expressions.append(ExpressionTrace(expression.text, None, error.problem))
@@ -382,7 +364,11 @@ def _rule_trace(
     return RuleTrace(index, rule.name, tuple(expressions), matched, tuple(actions))
 
 
-def _phase(run: PhaseRun, rules: tuple[CompiledRule, ...]) -> tuple[Ending | None, Trace]:
+def _phase(
+    run: PhaseRun, policy: CompiledPolicy, rules: tuple[CompiledRule, ...]
+) -> tuple[Ending | None, Trace]:
+    if not run.tracing:  # the edge: the planned run (`edge.policy.plan`), no trace
+        return run_planned(run, _planned(policy, run.phase, rules)), Trace(run.phase, ())
     traces: list[RuleTrace] = []
     for rule in rules:
         ending, trace = _rule(run, rule)
@@ -391,6 +377,15 @@ def _phase(run: PhaseRun, rules: tuple[CompiledRule, ...]) -> tuple[Ending | Non
         if ending is not None:
             return ending, Trace(run.phase, tuple(traces))
     return None, Trace(run.phase, tuple(traces))
+
+
+def _planned(
+    policy: CompiledPolicy, phase: str, rules: tuple[CompiledRule, ...]
+) -> tuple[PlannedRule, ...]:
+    planned = policy.plans.get(phase)
+    if planned is None:
+        planned = policy.plans[phase] = plan_phase(rules, phase, _RUNNERS)
+    return planned
 
 
 def _error_response(code: str) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
@@ -457,7 +452,7 @@ def run_tcp_connect(
     forward-internal hands it on (`forward_check` is its check of the target, see
     `edge.policy.forward_internal`)."""
     run = PhaseRun("on_tcp_connect", conn, endpoint, now, state, forward_check=forward_check)
-    ending, trace = _phase(run, policy.on_tcp_connect)
+    ending, trace = _phase(run, policy, policy.on_tcp_connect)
     logs = tuple(run.logs)
     if ending is None:
         return Continue(logs=logs, trace=trace, terminate_tls=run.terminate_tls)
@@ -503,7 +498,7 @@ def run_http_request(
         forward_check=forward_check,
         tracing=trace,
     )
-    ending, account = _phase(run, policy.on_http_request)
+    ending, account = _phase(run, policy, policy.on_http_request)
     carried = _carried(run)
     if ending is None or isinstance(ending, Handoff):
         body = run.request.body if run.request is not None else None
@@ -549,9 +544,10 @@ def run_http_response(
         response=response,
         tracing=trace,
     )
-    if carried is not None:
-        run.results.update(carried.results)
-    ending, account = _phase(run, policy.on_http_response)
+    if carried is not None and carried.results:
+        results = carried.results  # a proxy's copy is its dict's: a fast dict-to-dict update
+        run.results.update(results.copy() if isinstance(results, MappingProxyType) else results)
+    ending, account = _phase(run, policy, policy.on_http_response)
     if ending is None:
         return ResponseChanges(
             headers=_changes(run),

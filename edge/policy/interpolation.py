@@ -30,7 +30,14 @@ from edge.policy.errors import (
     PolicyRuntimeError,
 )
 
-__all__ = ["Expression", "Literal", "Template", "compile_template", "split_template"]
+__all__ = [
+    "Expression",
+    "Literal",
+    "Template",
+    "as_text",
+    "compile_template",
+    "split_template",
+]
 
 _FORBIDDEN_IN_HEADERS: Final = ("\r", "\n", "\0")
 
@@ -140,7 +147,7 @@ class Template:
                     pieces.append(part)
                     continue
                 value = part.value(activation, code=ERR_NGROK_2238, place=place)
-                pieces.append(_as_text(value, part.text, place))
+                pieces.append(as_text(value, part.text, place))
             result = "".join(pieces)
         if header_value and any(char in result for char in _FORBIDDEN_IN_HEADERS):
             if field is not None and place is not None and place.field != field:
@@ -154,7 +161,9 @@ class Template:
         return result
 
 
-def _as_text(value: object, expression: str, place: Place | None) -> str:
+def as_text(value: object, expression: str, place: Place | None) -> str:
+    """A `${...}` value as text (see `Template.render`); `expression` and `place` only name a
+    failure (ERR_NGROK_2238: bytes that are not UTF-8)."""
     if value is None:
         return ""
     if isinstance(value, celtypes.BoolType | bool):

@@ -6,6 +6,14 @@ activation from it lazily: a root variable (`req`, `conn`, ...) is built when an
 first names it, and rebuilt only after an action changed what it shows (`add-headers` on the
 request invalidates `req`, `set-vars` invalidates `vars`).
 
+Deferred header changes. `defer_header` (the planned runs of add-headers and remove-headers,
+`edge.policy.plan`) records a change in `added`/`removed` at once but applies it to the
+message's header tuple only when something next reads it (`headers()`, a view being built,
+`sync_headers()` before any other action), so a phase that changes several headers and reads
+none of them back copies the message once, or never. `header_values` answers the header getters
+with the deferred changes taken into account. A change that cannot wait (a Host in the request,
+or a message whose view is already built) is applied at once, as `add_header` does.
+
 Actions (`edge.policy.run_http`, `edge.policy.run_access`, `edge.policy.engine`) return `None`
 to let the phase go on, or an `Answer` (respond with this status, headers and body) or a
 `Hangup` (close the connection), which ends the phase. A failing CEL expression or template
@@ -154,6 +162,8 @@ class _Activation(Mapping[str, object]):
 
     def _build(self, name: str) -> object:
         run = self._run
+        if name in ("req", "res"):
+            run.sync_headers()
         if name == "conn":
             return conn_view(run.conn)
         if name == "endpoint":
@@ -190,7 +200,7 @@ class _Activation(Mapping[str, object]):
         return len(self._names())
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PhaseRun:
     """The working state of one phase run (one connection, request or response)."""
 
@@ -224,6 +234,9 @@ class PhaseRun:
     tracing: bool = True
     ended_by: str | None = None
     activation: _Activation = field(init=False)
+    # header changes made by `defer_header` and not yet in the message's headers: (lower-case
+    # name, value), a value of None being a removal; applied in order by `sync_headers`
+    deferred: list[tuple[str, str | None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.activation = _Activation(self)
@@ -232,11 +245,11 @@ class PhaseRun:
     def set_result(self, action: str, values: Mapping[str, object]) -> None:
         """Record an action's result variables (the last run of an action type wins)."""
         self.results[action] = dict(values)
-        self.activation.invalidate("actions")
+        self.activation._built.pop("actions", None)  # invalidate("actions"), inline: hot
 
     def set_var(self, name: str, value: object) -> None:
         self.vars[name] = to_cel(value)
-        self.activation.invalidate("vars")
+        self.activation._built.pop("vars", None)  # invalidate("vars"), inline: hot
 
     # --- rendering ----------------------------------------------------------------------------
     def render(
@@ -267,6 +280,8 @@ class PhaseRun:
 
     # --- the message the phase works on -------------------------------------------------------
     def headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers of the message this phase works on, with every change applied."""
+        self.sync_headers()
         if self.response is not None:
             return self.response.headers
         assert self.request is not None
@@ -284,6 +299,60 @@ class PhaseRun:
         else:
             self.request = evolve(self.request, headers=headers, host=host)
             self.activation.invalidate("req")
+
+    def sync_headers(self) -> None:
+        """Apply the deferred header changes to the message's headers (nothing if none)."""
+        deferred = self.deferred
+        if not deferred:
+            return
+        self.deferred = []
+        message = self.response if self.response is not None else self.request
+        assert message is not None
+        headers = list(message.headers)
+        for name, value in deferred:
+            if value is None:
+                headers = [(key, kept) for key, kept in headers if key.lower() != name]
+            else:
+                headers.append((name, value))
+        self._set_headers(tuple(headers), None)
+
+    def header_values(self, message: str, name: str) -> list[str]:
+        """The values of the header `name` (lower-case) of `message` (`req` or `res`) as the
+        phase has changed them so far, in order; KeyError if the phase has no such message."""
+        facts = self.request if message == "req" else self.response
+        if facts is None:
+            raise KeyError(message)
+        values = [value for key, value in facts.headers if key.lower() == name]
+        if self.deferred and (message == "res") == (self.response is not None):
+            for key, value in self.deferred:
+                if key == name:
+                    if value is None:
+                        values = []
+                    else:
+                        values.append(value)
+        return values
+
+    def defer_header(self, name: str, value: str | None) -> bool:
+        """`add_header(name, value)`, or `remove_header(name)` if `value` is None, with the
+        message's headers brought up to date only when next read (see the module's doc).
+        Returns what `remove_header` returns (True for an addition)."""
+        in_request = self.response is None
+        message = "req" if in_request else "res"
+        if (in_request and name == "host") or message in self.activation._built:
+            if value is None:
+                return self.remove_header(name)
+            self.add_header(name, value)
+            return True
+        if value is not None:
+            self.added.append((name, value))
+            self.deferred.append((name, value))
+            return True
+        existed = bool(self.header_values(message, name))
+        if name not in self.removed:
+            self.removed.append(name)
+        self.added = [(key, kept) for key, kept in self.added if key != name]
+        self.deferred.append((name, None))
+        return existed
 
     def remove_header(self, name: str) -> bool:
         """Remove every header `name` (lower-case); True if there was one."""
@@ -305,6 +374,7 @@ class PhaseRun:
         self._set_headers((*self.headers(), (name, value)), host)
 
     def rewrite_target(self, path: str, query: str) -> None:
+        self.sync_headers()
         assert self.request is not None
         self.request = replace(self.request, path=path, query=query)
         self.target = self.request.target

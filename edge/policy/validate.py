@@ -20,8 +20,8 @@ check`, which should show them all at once. Both are pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
 
 from edge.policy.actions import CATALOGUE, ActionConfig, ActionSpec, terminates
 from edge.policy.actions_jwt import JwtValidationConfig
@@ -40,6 +40,9 @@ from edge.policy.errors import (
     PolicyError,
 )
 from edge.policy.fields import ConfigReader
+
+if TYPE_CHECKING:
+    from edge.policy.plan import PlannedRule
 
 __all__ = [
     "PROTOCOLS",
@@ -88,6 +91,11 @@ class CompiledPolicy:
     #: a jwt-validation token in the body): the shells buffer it first. False keeps the body
     #: streaming, at no cost.
     reads_request_body: bool = False
+    #: The phases as the edge's untraced runs execute them (`edge.policy.plan`), by phase
+    #: name: planned on first use by `edge.policy.engine`, then kept with the policy.
+    plans: dict[str, tuple[PlannedRule, ...]] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
 
 def validate(policy: Policy, *, protocol: str) -> CompiledPolicy:

@@ -71,6 +71,25 @@ on_http_request:
     assert decision.request.host == "app.test"  # routing is done; only the forwarded head changes
 
 
+def test_the_changed_request_keeps_every_other_field_as_it_came() -> None:
+    text = """
+on_http_request:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-added: "1"}}
+      - type: url-rewrite
+        config: {from: /old, to: /new}
+"""
+    req = dataclasses.replace(request(), target=b"/old", sni="app.test", version="HTTP/1.0")
+    decision = policed(text, req)
+    assert isinstance(decision, Policed)
+    expected = dataclasses.replace(
+        req, target=b"/new", headers=[*req.headers, (b"x-added", b"1")]
+    )
+    assert decision.request == expected
+    assert req.target == b"/old"  # the seam's request itself is left as it was
+
+
 def test_decide_with_a_policy_answers_a_deny_without_an_error_code() -> None:
     decision = policed("on_http_request: [{actions: [{type: deny, config: {status_code: 403}}]}]")
     assert isinstance(decision, PolicyAnswer)

@@ -155,6 +155,27 @@ EXPRESSIONS = (
     "res.status_code",
     "getReqHeader('x-bench-client')",
     "[1, 'a'] == [1, 'a']",
+    # the shapes the closures over a running phase read from the facts themselves
+    "conn.client_port >= 5000 && conn.client_port == 5555",
+    "conn.server_port != 443",
+    "req.url.path < 'z'",
+    "req.url.path >= '/b'",
+    "req.method == 1",
+    "res.status_code == '200'",
+    "res.status_code > 200",
+    "req.url.query.contains('tag')",
+    "req.url.path.startsWith(req.method)",
+    "req.url.uri.endsWith('b')",
+    "req.host == 'a.example.com'",
+    "getReqHeader('X-BENCH-CLIENT')[0] == 'wrk'",
+    "hasReqHeader('X-Number')",
+    "hasReqHeader(req.method)",
+    "getReqHeader(vars.network)",
+    "size(getReqHeader('cookie')) == 1",
+    "inCidrRange(conn.client_ip, '::1/128')",
+    "inCidrRange(conn.client_ip, 'bogus')",
+    "inCidrRange(req.method, '10.0.0.0/8')",
+    "inCidrRange(conn.client_ip, vars.network)",
 )
 
 #: The expressions of benchmarks/policies/rules10.yml: these must take the fast path.
@@ -237,6 +258,66 @@ def test_on_a_running_phase_the_facts_give_what_the_views_give(text: str) -> Non
             continue
         assert slow[0] == "value", f"{text}: fast path answered {fast[1]!r}, cel-python failed"
         assert fast[1] == slow[1] and type(fast[1]) is type(slow[1]), f"{text}: {fast} {slow}"
+
+
+def _direct_check(text: str, run: PhaseRun, fresh: PhaseRun) -> int:
+    """The direct closure on `run` against cel-python on `fresh`'s views (the same facts and
+    changes): 1 if the closure answered (and agreed), 0 if it left the case to cel-python."""
+    compiled = compile_expression(text)
+    if compiled.direct is None:
+        return 0
+    try:
+        fast: tuple[str, object] = ("value", compiled.direct(run))
+    except Exception as exc:
+        fast = ("fallback", type(exc).__name__)
+    slow = _slow(compiled, fresh.activation)
+    if fast[0] == "fallback":
+        return 0
+    assert slow[0] == "value", f"{text}: direct closure answered {fast[1]!r}, cel-python failed"
+    assert fast[1] == slow[1] and type(fast[1]) is type(slow[1]), f"{text}: {fast} {slow}"
+    return 1
+
+
+@pytest.mark.parametrize("text", EXPRESSIONS)
+def test_direct_closures_give_what_cel_python_gives(text: str) -> None:
+    # `compile_direct`: the closure over the running phase itself (the edge's planned runs,
+    # edge.policy.plan), raw facts where it only compares them. Same value and type as
+    # cel-python on the views, or a fallback, for every set of facts.
+    for given in FACTS:
+        _direct_check(text, _phase_run(**given), _phase_run(**given))
+
+
+def _changed(run: PhaseRun) -> PhaseRun:
+    """`run` with header changes deferred (`PhaseRun.defer_header`), not yet applied."""
+    run.defer_header("x-number", None)
+    run.defer_header("server", None)
+    run.defer_header("x-new", "1")
+    run.defer_header("x-new", "2")
+    return run
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hasResHeader('server')",
+        "hasResHeader('x-new') && getResHeader('x-new')[0] == '1'"
+        " && size(getResHeader('x-new')) == 2",
+        "getResHeader('X-New')[1] == '2'",
+        "hasReqHeader('x-number')",
+        "getReqHeader('x-bench-client')",
+    ],
+)
+def test_direct_header_getters_see_deferred_changes_as_the_views_do(text: str) -> None:
+    # The response phase's own message changes (x-new added twice, server removed); the
+    # request's headers stay as they came. cel-python sees them through rebuilt views.
+    assert _direct_check(text, _changed(_phase_run()), _changed(_phase_run())) == 1
+
+
+def test_benchmark_expressions_take_the_direct_path() -> None:
+    run = _phase_run()
+    for text in BENCH_EXPRESSIONS:
+        assert _direct_check(text, run, _phase_run()) == 1, f"{text} is left to cel-python"
+    assert run.activation._built == {}  # and none of them built a view
 
 
 @pytest.mark.parametrize(

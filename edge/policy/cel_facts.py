@@ -1,0 +1,219 @@
+"""What the fast closures (`edge.policy.cel_fast`) read from a running phase, and answer with.
+
+A closure over a running phase (`edge.policy.phase.PhaseRun`) reads the fields expressions ask
+most straight from the phase's facts: as the CEL value the view would give (`DIRECT`), or, where
+it only compares or tests them, as the facts hold them (`RAW`). The header getters read the
+phase's headers as changed so far (`PhaseRun.header_values`). The closures answer booleans with
+`TRUE` and `FALSE`, and raise `FastPathError` for any case they leave to cel-python.
+
+Pure: no I/O; nothing kept between evaluations but the answers of `inCidrRange(<fact>,
+'<literal>')` per address text (a pure function, bounded by `_CIDR_ANSWERS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from celpy import celtypes
+
+__all__ = [
+    "DIRECT",
+    "FALSE",
+    "RAW",
+    "TRUE",
+    "FastPathError",
+    "boolean",
+    "cel_bool",
+    "fixed_header_getter",
+    "header_getter",
+    "kind",
+    "phase_run",
+    "raw_comparison",
+    "remembered_cidr",
+    "run_header_getter",
+]
+
+_Node = Callable[[Any], Any]
+
+
+class FastPathError(Exception):
+    """Raised by a closure for a case it leaves to cel-python (a type it does not compare)."""
+
+
+_TRUE: Final = celtypes.BoolType(True)
+_FALSE: Final = celtypes.BoolType(False)
+#: The CEL booleans the operators, comparisons and macros of the subset answer with (these two
+#: objects: a caller may test `is TRUE`; a leaf such as `vars.flag` may give another BoolType).
+TRUE: Final = _TRUE
+FALSE: Final = _FALSE
+
+
+def kind(value: object) -> type | None:
+    """The comparison class of a value: str, int or bool; None for anything else.
+
+    bool is tested first: CEL's bool is a Python int subclass, and `true == 1` has no overload
+    in CEL. An unsigned int (`UintType`) is not an int here, nor is a double."""
+    if isinstance(value, bool | celtypes.BoolType):
+        return bool
+    if isinstance(value, str):
+        return str
+    if isinstance(value, int) and not isinstance(value, celtypes.UintType):
+        return int
+    return None
+
+
+def boolean(value: object) -> bool:
+    if isinstance(value, bool | celtypes.BoolType):
+        return bool(value)
+    raise FastPathError("not a boolean")
+
+
+def cel_bool(value: bool) -> celtypes.BoolType:
+    return _TRUE if value else _FALSE
+
+
+def _string(value: str) -> celtypes.StringType:
+    return celtypes.StringType(value)
+
+
+#: CEL ints for ports and status codes, made once each: building a celpy IntType wraps a
+#: range check in a new function every time, about as costly as the rest of a comparison.
+_SMALL_INTS: dict[int, celtypes.IntType] = {}
+_SMALL_INT_RANGE: Final = range(65536)
+
+
+def _int(value: int) -> celtypes.IntType:
+    known = _SMALL_INTS.get(value)
+    if known is not None:
+        return known
+    made = celtypes.IntType(value)
+    if value in _SMALL_INT_RANGE:
+        _SMALL_INTS[value] = made
+    return made
+
+
+#: (root, field path) -> how to read it from a running phase (`PhaseRun`) directly. Each must
+#: equal what the view (`edge.policy.activation`) gives for the same facts.
+DIRECT: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
+    ("req", ("method",)): lambda run: _string(run.request.method),
+    ("req", ("host",)): lambda run: _string(run.request.host),
+    ("req", ("version",)): lambda run: _string(run.request.version),
+    ("req", ("url", "path")): lambda run: _string(run.request.path),
+    ("req", ("url", "raw_path")): lambda run: _string(run.request.path),
+    ("req", ("url", "query")): lambda run: _string(run.request.query),
+    ("req", ("url", "scheme")): lambda run: _string(run.request.scheme),
+    ("req", ("url", "uri")): lambda run: _string(run.request.target),
+    ("conn", ("client_ip",)): lambda run: _string(run.conn.client_ip),
+    ("conn", ("client_port",)): lambda run: _int(run.conn.client_port),
+    ("conn", ("server_ip",)): lambda run: _string(run.conn.server_ip),
+    ("conn", ("server_port",)): lambda run: _int(run.conn.server_port),
+    ("res", ("status_code",)): lambda run: _int(run.response.status),
+}
+#: The fields of `DIRECT` as the facts hold them (a Python str or int, not yet a CEL value), for
+#: the closures over a running phase that only compare or test them (`compile_direct`).
+RAW: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
+    ("req", ("method",)): lambda run: run.request.method,
+    ("req", ("host",)): lambda run: run.request.host,
+    ("req", ("version",)): lambda run: run.request.version,
+    ("req", ("url", "path")): lambda run: run.request.path,
+    ("req", ("url", "raw_path")): lambda run: run.request.path,
+    ("req", ("url", "query")): lambda run: run.request.query,
+    ("req", ("url", "scheme")): lambda run: run.request.scheme,
+    ("req", ("url", "uri")): lambda run: run.request.target,
+    ("conn", ("client_ip",)): lambda run: run.conn.client_ip,
+    ("conn", ("client_port",)): lambda run: run.conn.client_port,
+    ("conn", ("server_ip",)): lambda run: run.conn.server_ip,
+    ("conn", ("server_port",)): lambda run: run.conn.server_port,
+    ("res", ("status_code",)): lambda run: run.response.status,
+}
+#: How many client addresses each `inCidrRange(conn.client_ip, '<literal>')` remembers its
+#: answer for (a pure function of the address text): the same clients come back request after
+#: request; past the bound, new addresses are computed and not kept.
+_CIDR_ANSWERS: Final = 1024
+
+
+def phase_run(activation: Mapping[str, Any]) -> Any:
+    """The running phase behind `activation`, or None for a plain mapping."""
+    return getattr(activation, "phase_run", None)
+
+
+def raw_comparison(raw: _Node, compare: Callable[[Any, Any], bool], constant: Any) -> _Node:
+    """`fact <op> literal` over a running phase, for a string or int literal: the fact as the
+    facts hold it, compared with the literal as plain Python (as CEL compares the two)."""
+    if kind(constant) is str:
+        text = str.__str__(constant)
+
+        def raw_string(run: Any) -> Any:
+            a = raw(run)
+            if type(a) is not str:
+                raise FastPathError("comparison outside the subset")
+            return _TRUE if compare(a, text) else _FALSE
+
+        return raw_string
+    number = int(constant)
+
+    def raw_int(run: Any) -> Any:
+        a = raw(run)
+        if type(a) is not int:
+            raise FastPathError("comparison outside the subset")
+        return _TRUE if compare(a, number) else _FALSE
+
+    return raw_int
+
+
+def remembered_cidr(function: Callable[..., object], raw: _Node, cidr: str) -> _Node:
+    """`inCidrRange(<fact>, '<cidr>')` over a running phase: the macro's answer, remembered
+    for up to `_CIDR_ANSWERS` distinct addresses."""
+    answers: dict[str, Any] = {}
+
+    def in_range(run: Any) -> Any:
+        address = raw(run)
+        answer = answers.get(address)
+        if answer is None:
+            answer = cel_bool(boolean(function(address, cidr)))
+            if type(address) is str and len(answers) < _CIDR_ANSWERS:
+                answers[address] = answer
+        return answer
+
+    return in_range
+
+
+def fixed_header_getter(message: str, has: bool, wanted: str) -> _Node:
+    """`hasReqHeader('name')`/`getReqHeader('name')` (and the Res ones) over a running phase,
+    for a literal name (`wanted`, lower-cased once)."""
+    if has:
+        return lambda run: _TRUE if run.header_values(message, wanted) else _FALSE
+    return lambda run: celtypes.ListType(
+        [celtypes.StringType(value) for value in run.header_values(message, wanted)]
+    )
+
+
+def header_getter(message: str, has: bool, argument: _Node, viewed: _Node) -> _Node:
+    """`hasReqHeader(n)`/`getReqHeader(n)` (and the Res ones) over the message's header list:
+    names fold case, values in arrival order, as `header_map` groups them."""
+    on_run = run_header_getter(message, has, argument)
+
+    def header(activation: Mapping[str, Any]) -> Any:
+        run = phase_run(activation)
+        if run is None:
+            return viewed(activation)
+        return on_run(run)
+
+    return header
+
+
+def run_header_getter(message: str, has: bool, argument: _Node) -> _Node:
+    """The header getter over a running phase: its message's headers as changed so far
+    (`PhaseRun.header_values`, which raises for a message the phase lacks)."""
+
+    def header(run: Any) -> Any:
+        name = argument(run)
+        if not isinstance(name, str):
+            raise FastPathError("a header name that is not a string")
+        values = run.header_values(message, name.lower())
+        if has:
+            return _TRUE if values else _FALSE
+        return celtypes.ListType([celtypes.StringType(value) for value in values])
+
+    return header
