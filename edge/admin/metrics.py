@@ -152,6 +152,10 @@ class EdgeMetrics:
             registry=registry,
         )
         self._endpoint_labels: set[str] = set()
+        # Each (endpoint, status class) counter and proto counter, found once: `labels()` costs
+        # a lock and a lookup per call, and these are bumped per request and per stream.
+        self._http_children: dict[tuple[str, int], Counter] = {}
+        self._opened_children: dict[str, Counter] = {}
 
     def watch(self, *, sessions: Callable[[], int], endpoints: Callable[[], int]) -> None:
         """Read the sessions and endpoints online from these callables at each scrape."""
@@ -161,7 +165,10 @@ class EdgeMetrics:
     # ------------------------------------------------------------------------ counting
 
     def stream_opened(self, proto: str) -> None:
-        self.streams_opened.labels(proto=proto).inc()
+        child = self._opened_children.get(proto)
+        if child is None:
+            child = self._opened_children[proto] = self.streams_opened.labels(proto=proto)
+        child.inc()
         self.streams_open.inc()
 
     def stream_closed(self) -> None:
@@ -191,7 +198,12 @@ class EdgeMetrics:
                 label = "other"
             else:
                 self._endpoint_labels.add(label)
-        self.http_requests.labels(endpoint=label, status=status_class(status)).inc()
+        key = (label, status // 100 if 100 <= status <= 599 else 0)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self.http_requests.labels(endpoint=label, status=status_class(status))
+            self._http_children[key] = child
+        child.inc()
 
     # ------------------------------------------------------------------------ exposing
 

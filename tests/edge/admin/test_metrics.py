@@ -157,3 +157,19 @@ def test_an_on_tcp_connect_refusal_is_counted_under_its_code_or_action() -> None
     assert tcp_close_code("terminate-tls before forward-internal is not supported") == "tcp_closed"
     assert tcp_close_code("") == "tcp_closed"
     assert len(tcp_close_code("x" * 500)) <= 64
+
+
+def test_http_responses_count_per_endpoint_and_class_through_cached_counters() -> None:
+    metrics = EdgeMetrics(max_endpoint_labels=1)
+    for status in (200, 204, 404, 200, 999):
+        metrics.http_response("https://a.example", status)
+    metrics.http_response("https://b.example", 200)  # past the label limit: "other"
+    metrics.stream_opened("tcp")
+    metrics.stream_opened("tcp")
+    got = samples(metrics)
+    name = "burrow_edge_http_requests_total"
+    assert got[(name, (("endpoint", "https://a.example"), ("status", "2xx")))] == 3
+    assert got[(name, (("endpoint", "https://a.example"), ("status", "4xx")))] == 1
+    assert got[(name, (("endpoint", "https://a.example"), ("status", "other")))] == 1
+    assert got[(name, (("endpoint", "other"), ("status", "2xx")))] == 1
+    assert got[("burrow_edge_streams_opened_total", (("proto", "tcp"),))] == 2
