@@ -141,16 +141,24 @@ async def _watch(
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
             receiving[0] = None
-            if reading.cancelled_caught or answered:
+            if reading.cancelled_caught:
                 return
             if not data:  # the client's EOF stays unread: the splice reads it again
                 cancel.cancel()
                 return
+            # A read can complete just as the agent's answer arrives (a socket read returns
+            # what it took even if its scope was cancelled meanwhile): those bytes left the
+            # client's socket, so they are kept for a replay and, unless the stream failed,
+            # sent on it; dropping them would leave the client waiting for an answer to them.
             copy.extend(data)
+            if isinstance(answer, trio.BrokenResourceError):
+                return  # the stream failed: a retry replays `copy`
             try:
                 await stream.send_all(data)  # never cancelled midway: no byte half-sent
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the agent side sees the same failure and reports it
+            if answered:
+                return
             if len(copy) > REPLAY_LIMIT:
                 cancel.cancel()
                 return

@@ -14,6 +14,7 @@ import contextlib
 import http.server
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -288,6 +289,7 @@ def start_agent(edge: Edge, token: str, tmp_path: Path, name: str, config: str) 
         for _ in range(2):  # one Forwarding line per endpoint
             _read_line_matching(agent.proc, FORWARDING, 30)
     except AssertionError as exc:  # say why: the agent's own log
+        agent.kill()  # not left running (and reconnecting) after the test
         log = tmp_path / f"{name}.log"
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
         raise AssertionError(f"{exc}\nagent log:\n{tail}") from None
@@ -315,7 +317,21 @@ def agent_config(edge: Edge, host: str, tcp_port: int, http_port: int, echo_port
     )
 
 
-_next_port = iter(range(23100, 23900, 7))
+def free_tcp_port(edge: Edge) -> int:
+    """A port of `edge`'s tcp range that nothing on this machine holds now, for a tcp://
+    endpoint's URL. Picked at random (not in a fixed order), so that runs going at once,
+    each with its own edge on the same range, seldom try the same port; the edge binds it
+    when the first agent asks."""
+    ports = list(range(edge.port_range[0], edge.port_range[1] + 1))
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError(f"every port of {edge.port_range} is taken")
 
 
 @pytest.fixture
@@ -324,7 +340,7 @@ def pool(pool_edge: Edge, tmp_path: Path, request: pytest.FixtureRequest) -> Ite
     token = edge.credential()
     label = request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
     host = f"pool-{label}.burrow.localhost"
-    tcp_port = next(_next_port)
+    tcp_port = free_tcp_port(edge)
     http = {name: NamedHttp(name) for name in ("a", "b")}
     echo = {name: NamedEcho(name) for name in ("a", "b")}
     agents: dict[str, Agent] = {}
@@ -486,12 +502,9 @@ def test_an_upstream_that_dies_behind_one_member_moves_traffic_to_the_other(pool
     # reset mid-request: ERR_NGROK_3004); once it is gone, every dial fails before any byte
     # reached it, and the request is retried on b: nothing fails.
     assert not web.failures(started_after=died), web.failures(started_after=died)[:3]
-    # KNOWN INTERMITTENT (about 1 run in 10, stop 16's note): one tcp round trip started just
-    # after the upstream's close sometimes hangs until the client's timeout instead of being
-    # moved or failing at once. Not understood yet; at most that one is tolerated, and it is
-    # the first thing the next stop investigates. Any second failure still fails the test.
-    late = db.failures(started_after=died)
-    assert len(late) <= 1, late[:3]
+    # (The edge once dropped a tcp client's "ping" when it read it in the same moment as a's
+    # refusal: the retry on b carried nothing, and the client waited out its timeout.)
+    assert not db.failures(started_after=died), db.failures(started_after=died)[:3]
     assert all(o.started >= dying - REQUEST_TIMEOUT for o in web.failures())
     assert web.shares(started_after=died + 0.1).keys() == {"b"}
     assert db.shares(started_after=died + 0.1).keys() == {"b"}
@@ -555,7 +568,7 @@ def test_the_edge_drains_on_sigterm_and_tells_agents_to_reconnect(tmp_path: Path
     try:
         token = edge.credential()
         host = "drain.burrow.localhost"
-        config = agent_config(edge, host, edge.port_range[0] + 7, http.port, echo.port)
+        config = agent_config(edge, host, free_tcp_port(edge), http.port, echo.port)
         agent = start_agent(edge, token, tmp_path, "agent", config)
         context = ssl.create_default_context(cafile=str(edge.ca_path))
         results: list[str] = []
@@ -628,7 +641,7 @@ def test_an_upstream_dead_behind_one_member_fails_no_http2_request(tmp_path: Pat
     try:
         token = edge.credential()
         host = "pool-http2.burrow.localhost"
-        tcp_port = edge.port_range[0] + 11
+        tcp_port = free_tcp_port(edge)
         for name in ("a", "b"):
             config = agent_config(edge, host, tcp_port, http[name].port, echo[name].port)
             agents[name] = start_agent(edge, token, tmp_path, f"agent-{name}", config)
@@ -692,7 +705,7 @@ def test_the_ngrok_sdk_1_5_pools_with_a_burrow_agent(pool_edge: Edge, tmp_path: 
     edge = pool_edge
     token = edge.credential()
     host = "pool-sdk.burrow.localhost"
-    tcp_port = next(_next_port)
+    tcp_port = free_tcp_port(edge)
     http = {name: NamedHttp(name) for name in ("burrow", "sdk")}
     echo = NamedEcho("burrow")
     agent: Agent | None = None

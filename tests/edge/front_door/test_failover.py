@@ -3,6 +3,7 @@ answering (edge/front_door/failover.py), over real muxado sessions and a real so
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,6 +37,46 @@ async def shout(agent: MuxSession, received: list[bytes]) -> None:
         received.append(bytes(data))
         await stream.send_all(bytes(data).upper())
     await stream.aclose()
+
+
+async def refuse_at_once(agent: MuxSession) -> None:
+    """An agent whose upstream is down and that refuses before reading anything (its dial
+    failed before the client's first bytes reached it)."""
+    stream = await agent.accept_stream()
+    await read_stream_type(stream)
+    stream.reset(ErrorCode.STREAM_REFUSED)
+
+
+class ReadAsRefused(trio.abc.Stream):
+    """The public client's socket, whose first read completes just as the agent's refusal
+    arrives: the read has taken the bytes, and it returns them even though the watch has
+    cancelled it meanwhile (as a trio socket read that found data does). It holds its first
+    read's bytes until that cancellation has happened, so the test does not depend on the
+    scheduler's order."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.held = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.inner.receive_some(max_bytes)
+        if not self.held:
+            self.held = True
+            # -inf once this task's scope is cancelled (the refusal was seen) or the test's
+            # fail_after expired; each pass lets the other tasks run.
+            while trio.current_effective_deadline() != -math.inf:
+                with trio.CancelScope(shield=True):
+                    await trio.lowlevel.checkpoint()
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def listen(agent: MuxSession) -> None:
@@ -99,6 +140,31 @@ async def test_a_refused_connection_is_replayed_on_the_other_member() -> None:
             assert b"".join(received).startswith(b"hello")  # replayed to the second member
             assert answered.first.startswith(b"HELLO")
             assert endpoint.members[0].load.health.failures == 1  # in back-off now
+            await answered.stream.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_bytes_read_as_the_refusal_arrives_are_replayed_not_lost() -> None:
+    """The client's first bytes, taken from its socket in the same moment the first member
+    refused, still reach the second member (they were once dropped: the client then waited
+    for an answer to bytes nobody got, stop 16's intermittent pool hang)."""
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery, pool_of_two() as (endpoint, a, b):
+            received: list[bytes] = []
+            nursery.start_soon(refuse_at_once, a)
+            nursery.start_soon(shout, b, received)
+            near, far = trio.testing.memory_stream_pair()
+            client = ReadAsRefused(near)
+            stream = await endpoint.open_proxy("1.1.1.1:1", first=endpoint.members[0])
+            assert isinstance(stream, PoolStream)
+            await far.send_all(b"ping")
+            answered = await first_answer(client, stream, sent=b"", client_addr="1.1.1.1:1")
+            assert client.held  # the read did complete after the refusal
+            assert answered is not None
+            assert isinstance(answered.stream, PoolStream)
+            assert answered.stream.member is endpoint.members[1]
+            assert received == [b"ping"]
+            assert answered.first == b"PING"
             await answered.stream.aclose()
             nursery.cancel_scope.cancel()
 
