@@ -15,6 +15,7 @@ names the upstream); cancellation propagates. On failure the half-open connectio
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -28,12 +29,14 @@ from protocol.formats.proxy_protocol import SocketAddress
 from protocol.formats.urls import UpstreamURL, format_host_port, is_loopback_name
 
 __all__ = [
+    "SELF_CONNECT_REASON",
     "UPSTREAM_TLS_HANDSHAKE_TIMEOUT",
     "UpstreamError",
     "dial_tcp",
     "display_upstream",
     "open_upstream",
     "proxy_protocol_header",
+    "refuse_self_connect",
     "resolve_host",
     "tls_failure_reason",
 ]
@@ -41,6 +44,8 @@ __all__ = [
 #: An https upstream gets this long to complete its handshake after the TCP connect (a local
 #: service answers in milliseconds; this only stops a stuck one from holding the stream).
 UPSTREAM_TLS_HANDSHAKE_TIMEOUT = 10.0
+#: The strerror of the ConnectionRefusedError a dial that connected to itself raises.
+SELF_CONNECT_REASON = "Connection refused (the connection reached itself: nothing listens there)"
 _LOOPBACK = "127.0.0.1"
 
 
@@ -62,10 +67,12 @@ def resolve_host(host: str) -> str:
 async def dial_tcp(host: str, port: int, *, connect_timeout: float) -> trio.SocketStream:
     """Open a TCP connection with TCP_NODELAY set; `host` goes through `resolve_host`.
 
-    Raises OSError (refused, unreachable, name not found) or trio.TooSlowError.
+    Raises OSError (refused, unreachable, name not found; a connection to itself is refused,
+    see `refuse_self_connect`) or trio.TooSlowError.
     """
     with trio.fail_after(connect_timeout):
         stream = await trio.open_tcp_stream(resolve_host(host), port)
+    await refuse_self_connect(stream)
     # trio already sets TCP_NODELAY on the streams it opens; say so explicitly because the
     # tunnel's latency depends on it (small writes must not wait for Nagle's algorithm).
     try:
@@ -74,6 +81,26 @@ async def dial_tcp(host: str, port: int, *, connect_timeout: float) -> trio.Sock
         await trio.aclose_forcefully(stream)
         raise
     return stream
+
+
+async def refuse_self_connect(stream: trio.SocketStream) -> None:
+    """Close `stream` and raise ConnectionRefusedError if it is connected to itself.
+
+    A dial to a local port where nothing listens can be answered by the dialling socket
+    itself: when the kernel happens to pick that same port as the connection's source port,
+    the SYN meets its own socket (TCP simultaneous open) and the connect succeeds. The
+    "upstream" then echoes whatever it is sent. Its local address equals its peer address;
+    nothing was listening, so the dial fails as refused, as it would have without the
+    coincidence.
+    """
+    sock = stream.socket
+    try:
+        connected_to_itself = sock.getsockname() == sock.getpeername()
+    except OSError:  # already reset: the first read or write reports it
+        return
+    if connected_to_itself:
+        await trio.aclose_forcefully(stream)
+        raise ConnectionRefusedError(errno.ECONNREFUSED, SELF_CONNECT_REASON)
 
 
 def display_upstream(target: UpstreamURL) -> str:

@@ -4,12 +4,21 @@ reads in the log."""
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import pytest
 import trio
 
+from agent import upstream as upstream_module
 from agent.tls_contexts import upstream_context
-from agent.upstream import UpstreamError, display_upstream, open_upstream
+from agent.upstream import (
+    SELF_CONNECT_REASON,
+    UpstreamError,
+    dial_tcp,
+    display_upstream,
+    open_upstream,
+    refuse_self_connect,
+)
 from protocol.formats import proxy_protocol
 from protocol.formats.proxy_protocol import SocketAddress
 from protocol.formats.urls import UpstreamURL
@@ -34,6 +43,104 @@ async def test_a_refused_connection_says_so() -> None:
     target = UpstreamURL("tcp", "127.0.0.1", await free_port())
     with trio.fail_after(5), pytest.raises(UpstreamError, match=r"^cannot connect: .*refused"):
         await open_upstream(target, connect_timeout=2)
+
+
+async def self_connected() -> trio.SocketStream:
+    """A real TCP socket connected to itself: bound to a loopback port, then connected to that
+    same address (TCP simultaneous open with itself), as a dial to a port where nothing
+    listens ends up when the kernel picks that port as the dial's source port."""
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    await sock.connect(sock.getsockname())
+    return trio.SocketStream(sock)
+
+
+async def test_a_socket_connected_to_itself_is_closed_and_refused() -> None:
+    with trio.fail_after(5):
+        stream = await self_connected()
+        assert stream.socket.getsockname() == stream.socket.getpeername()
+        await stream.send_all(b"echo?")  # what such an "upstream" does: it echoes
+        assert await stream.receive_some(5) == b"echo?"
+        with pytest.raises(ConnectionRefusedError) as refused:
+            await refuse_self_connect(stream)
+        assert refused.value.strerror == SELF_CONNECT_REASON
+        assert stream.socket.fileno() == -1  # closed
+
+
+async def test_a_connection_to_a_listener_is_kept() -> None:
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            port = await serve_upstream(nursery, read_all)
+            stream = await dial_tcp("127.0.0.1", port, connect_timeout=2)
+            await refuse_self_connect(stream)  # a real peer: nothing happens
+            assert stream.socket.fileno() != -1
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_dial_that_reaches_itself_fails_as_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`open_upstream` reports such a dial as an unreachable upstream (ERR_NGROK_8012's
+    "connection refused"), never as a working one. The kernel picks the source port, so the
+    dial is made to reach itself here by handing `dial_tcp` a really self-connected socket
+    (the slow test below makes the kernel do it for real)."""
+
+    async def open_tcp_stream(host: str, port: int) -> trio.SocketStream:
+        return await self_connected()
+
+    monkeypatch.setattr(upstream_module.trio, "open_tcp_stream", open_tcp_stream)
+    target = UpstreamURL("tcp", "127.0.0.1", 1)
+    with trio.fail_after(5), pytest.raises(UpstreamError, match=r"^cannot connect: .*refused"):
+        await open_upstream(target, connect_timeout=2)
+
+
+#: Dials of one dead port before giving up on seeing the kernel pick it as the source port:
+#: Linux walks the even ports of the ephemeral range (about 14,000 by default) for one
+#: destination, so this covers the walk several times over.
+SELF_CONNECT_DIALS = 120_000
+
+
+async def free_even_port(low: int, high: int) -> int:
+    """An even port of the ephemeral range that nothing holds: Linux gives bind(port 0) the
+    odd ports and tries the even ones first for connect(), so a dial's source port can be
+    this one."""
+    start = (await free_port()) // 2 * 2
+    for candidate in (*range(start, high + 1, 2), *range(low + low % 2, start, 2)):
+        probe = trio.socket.socket()
+        try:
+            await probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        return candidate
+    raise AssertionError("no free even port in the ephemeral range")
+
+
+@pytest.mark.slow
+async def test_repeated_dials_of_a_dead_port_never_yield_a_self_connected_upstream() -> None:
+    """Dial a loopback port where nothing listens until the kernel, picking that very port as
+    the source port, makes the dial reach itself: `dial_tcp` refuses it like every other dial
+    of that port, and no dial ever returns a stream."""
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    port = await free_even_port(low, high)
+    refused_itself = 0
+    with trio.fail_after(600):
+        for _ in range(SELF_CONNECT_DIALS):
+            try:
+                stream = await dial_tcp("127.0.0.1", port, connect_timeout=2)
+            except ConnectionRefusedError as exc:
+                if exc.strerror == SELF_CONNECT_REASON:
+                    refused_itself += 1
+                    break
+                continue
+            except OSError:
+                continue
+            await stream.aclose()
+            raise AssertionError(f"a dial of dead port {port} returned a connected stream")
+    assert low <= port <= high
+    assert refused_itself == 1, f"the kernel never picked {port} in {SELF_CONNECT_DIALS} dials"
 
 
 async def test_the_proxy_header_is_the_first_thing_on_the_connection() -> None:
