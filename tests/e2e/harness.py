@@ -6,6 +6,7 @@ ready (never a sleep), with a generous timeout that only catches hangs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,16 +29,24 @@ READY_TIMEOUT = 30.0
 def _read_line_matching(
     proc: subprocess.Popen[str], pattern: re.Pattern[str], timeout: float
 ) -> re.Match[str]:
+    """The first line `proc` prints on stdout from now on that matches `pattern`.
+
+    Reads the pipe's descriptor a byte at a time, never through `proc.stdout`'s buffers: a
+    buffered readline takes every line already in the pipe, and select() then waits for more
+    while the next line sits unread in the buffer (an agent that printed its two Forwarding
+    lines at once seemed to print only one). So nothing is left buffered for the next call,
+    or for a test that reads `proc.stdout` itself afterwards."""
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        ready, _, _ = select.select([fd], [], [], 0.2)
         if not ready:
             if proc.poll() is not None:
                 break
             continue
-        line = proc.stdout.readline()
+        line = _read_raw_line(fd)
         if not line:
             break
         seen.append(line)
@@ -48,6 +57,18 @@ def _read_line_matching(
         f"{proc.args!r} did not print {pattern.pattern!r} within {timeout}s "
         f"(exit {proc.poll()}); stdout so far: {''.join(seen)!r}"
     )
+
+
+def _read_raw_line(fd: int) -> str:
+    """One line from `fd` (with its newline; without one at EOF; "" at EOF), read a byte at a
+    time so that nothing past it is consumed."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode(errors="replace")
 
 
 @dataclass
@@ -186,6 +207,7 @@ def log_messages_of(text: str) -> list[str]:
         found = _LOGFMT_MSG.search(line)
         messages.append(json.loads(found.group(1)) if found else line)
     return messages
+
 
 #: The tcp port range of `make_edge`'s edges.
 PORT_RANGE = (21000, 21999)
@@ -328,6 +350,10 @@ class EchoServer:
                 pass
 
     def close(self) -> None:
+        # shutdown() first: close() alone leaves the listener to the thread blocked in
+        # accept(), still taking (and echoing) connections while later tests run.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -108,6 +109,10 @@ class FreezableRelay:
             pass
 
     def close(self) -> None:
+        # shutdown() first: close() alone leaves the listener to the thread blocked in
+        # accept(), which then took connections meant for later tests' servers.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         for s in self.held:
             s.close()

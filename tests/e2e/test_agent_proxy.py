@@ -10,9 +10,11 @@ resolves the connect host: the proxies resolve `localhost` from /etc/hosts.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -72,21 +74,47 @@ def proxied_agent(
 
 
 def assert_serves(edge: Edge, agent: Agent, upstream: HttpUpstream) -> None:
-    result = curl_endpoint(edge, agent.host, ["/through-the-proxy"], "--fail")
+    # A bound well under curl_endpoint's own, so that a hang still shows the diagnostics.
+    result = curl_endpoint(edge, agent.host, ["/through-the-proxy"], "--fail", "--max-time", "30")
     if result.returncode != 0:
-        # An intermittent failure (stop 16) saw the upstream socket answer with the request
-        # itself: show what held the upstream's port, and the agent's log, to tell a loopback
-        # self-connect (nothing listening) from a misrouted byte.
+        # Intermittent failures here (stops 16 and 17) were the upstream connection taken by
+        # a server an earlier test left behind: a thread still in accept() on a listener
+        # closed without shutdown() took it and echoed it (or held it unanswered). Show who
+        # holds the upstream's port, what the upstream served, the agent's log and this
+        # process's threads.
         sockets = subprocess.run(
-            ["ss", "-tanp", f"( sport = :{upstream.port} or dport = :{upstream.port} )"],
+            ["ss", "-tanpe", f"( sport = :{upstream.port} or dport = :{upstream.port} )"],
             capture_output=True,
             text=True,
             check=False,
         ).stdout
         log = agent.log_path.read_text(errors="replace")[-3000:] if agent.log_path.exists() else ""
-        raise AssertionError(f"{result.stderr}\nsockets on the upstream port:\n{sockets}\n{log}")
+        raise AssertionError(
+            f"{result.stderr}\nsockets on the upstream port:\n{sockets}\n"
+            f"GETs the upstream served: {upstream.handled}\n{log}\n"
+            f"this process's threads:\n{thread_stacks()}"
+        )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello from /through-the-proxy\n"
+
+
+def thread_stacks() -> str:
+    """Each live thread of the test process with the innermost frames of its stack and the
+    `self` of each: which of the servers earlier tests left behind are still serving, and
+    on which sockets."""
+    lines = []
+    for ident, innermost in sys._current_frames().items():
+        lines.append(f"thread {ident}:")
+        frame: FrameType | None = innermost
+        for _ in range(4):
+            if frame is None:
+                break
+            owner = frame.f_locals.get("self")
+            shown = repr(owner)[:200] if owner is not None else ""
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} {code.co_name} {shown}")
+            frame = frame.f_back
+    return "\n".join(lines)
 
 
 def wait_for_log(agent: Agent, text: str) -> str:

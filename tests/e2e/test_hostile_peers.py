@@ -10,6 +10,7 @@ own doing; the memory cases (RSS growth) and the stream flood (its own limit) ge
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -115,6 +116,10 @@ class RawPeer:
         return out
 
     def close(self) -> None:
+        # shutdown() first: close() alone leaves a socket blocked in accept() (or recv()) in
+        # its thread, which can then take connections meant for a later test's server.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

@@ -10,6 +10,7 @@ with one from another CA never reaches the upstream, and one with a good certifi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -66,6 +67,10 @@ class RecordingUpstream:
                 self.received.append(data)
 
     def close(self) -> None:
+        # shutdown() first: close() alone leaves a socket blocked in accept() (or recv()) in
+        # its thread, which can then take connections meant for a later test's server.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

@@ -3,6 +3,7 @@ end to end (the edge and the agent only ever see ciphertext)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import os
@@ -114,6 +115,10 @@ class TLSEchoServer:
             pass
 
     def close(self) -> None:
+        # shutdown() first: close() alone leaves a socket blocked in accept() (or recv()) in
+        # its thread, which can then take connections meant for a later test's server.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

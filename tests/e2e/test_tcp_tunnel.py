@@ -6,6 +6,7 @@ its audit events, restart it or need their own heartbeat settings start their ow
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -68,6 +69,10 @@ class HashServer:
             conn.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        # shutdown() first: close() alone leaves a socket blocked in accept() (or recv()) in
+        # its thread, which can then take connections meant for a later test's server.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

@@ -3,6 +3,7 @@ recorder. Threaded, on 127.0.0.1, started and stopped by the tests' fixtures."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
@@ -35,6 +36,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        handled = getattr(self.server, "handled", None)
+        if handled is not None:  # an HttpUpstream's: who asked for what (failure diagnostics)
+            handled.append(f"{self.client_address[0]}:{self.client_address[1]} GET {self.path}")
         path, _, query = self.path.partition("?")
         if path == "/big":
             self._big(int(query.removeprefix("size=")))
@@ -120,6 +124,9 @@ class HttpUpstream:
     def __init__(self, context: ssl.SSLContext | None = None) -> None:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
+        #: "address:port GET path" of each GET served, in order.
+        self.handled: list[str] = []
+        self.server.handled = self.handled  # type: ignore[attr-defined]
         if context is not None:
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
@@ -171,4 +178,8 @@ class ProxyHeaderRecorder:
                 return
 
     def close(self) -> None:
+        # shutdown() first: close() alone leaves the listener to the thread blocked in
+        # accept(), still taking (and echoing) connections while later tests run.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
