@@ -78,7 +78,11 @@ async def first_answer(
                 return Answered(current, b"")
             refused = reset_code(outcome) in _NEVER_SERVED
             endpoint, member = stream.endpoint, stream.member
-            other = endpoint.pick(exclude=(member,)) if refused and not retried else None
+            # Only to a member with the same policy: the connection's on_tcp_connect ran for
+            # this one (`edge.front_door.forwarding.admit_to`), never for the others.
+            other = (
+                endpoint.pick(exclude=(member,), like=member) if refused and not retried else None
+            )
             if other is None:
                 log.info(
                     "endpoint %s: connection from %s failed: %s", endpoint.url, client_addr, outcome

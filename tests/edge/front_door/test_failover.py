@@ -11,8 +11,10 @@ import trio
 import trio.testing
 
 from edge.endpoints.health import HealthPolicy
-from edge.endpoints.registry import Endpoint, EndpointRegistry, Member, PoolStream
+from edge.endpoints.registry import AttachedPolicy, Endpoint, EndpointRegistry, Member, PoolStream
 from edge.front_door.failover import REPLAY_LIMIT, first_answer
+from edge.policy.document import load_policy
+from edge.policy.validate import validate
 from protocol.adapters.mux import MuxSession, read_stream_type
 from protocol.rpc.messages import StreamType
 from protocol.wire.errors import ErrorCode
@@ -88,8 +90,11 @@ async def listen(agent: MuxSession) -> None:
 
 
 @asynccontextmanager
-async def pool_of_two() -> AsyncIterator[tuple[Endpoint, MuxSession, MuxSession]]:
-    """An endpoint pooled over two real mux sessions; yields it and the two agent sides."""
+async def pool_of_two(
+    policy_b: str | None = None,
+) -> AsyncIterator[tuple[Endpoint, MuxSession, MuxSession]]:
+    """An endpoint pooled over two real mux sessions (the second member with Traffic Policy
+    `policy_b`, if given); yields it and the two agent sides."""
     async with mux_pair() as (agent_a, edge_a), mux_pair() as (agent_b, edge_b):
         registry = EndpointRegistry(health_policy=HealthPolicy(backoff=5.0, backoff_max=5.0))
 
@@ -97,7 +102,13 @@ async def pool_of_two() -> AsyncIterator[tuple[Endpoint, MuxSession, MuxSession]
             async def opener(client_addr: str) -> trio.abc.HalfCloseableStream:
                 return await edge.open_typed_stream(StreamType.PROXY)
 
+            text = policy_b if session_id == "ts_b" else None
             return Member(
+                policy=(
+                    None
+                    if text is None
+                    else AttachedPolicy(validate(load_policy(text), protocol="tcp"), text)
+                ),
                 bind_id="tun_1",
                 token="",
                 session_id=session_id,
@@ -197,4 +208,29 @@ async def test_watching_stops_once_the_client_sent_more_than_the_replay_limit() 
             # no answer read, and the splice takes over from there.
             answered = await first_answer(client, stream, sent=b"", client_addr="1.1.1.1:1")
             assert answered is not None and answered.stream is stream
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_connection_never_moves_to_a_member_whose_policy_did_not_run() -> None:
+    """The connection's on_tcp_connect ran for the first member (no policy); the second one
+    restricts who may connect, so the connection is closed rather than moved there."""
+    restrict = (
+        "on_tcp_connect:\n"
+        "  - actions:\n"
+        "      - type: restrict-ips\n"
+        "        config: {allow: [10.0.0.0/8]}\n"
+    )
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery, pool_of_two(restrict) as (endpoint, a, b):
+            received: list[bytes] = []
+            nursery.start_soon(refuse, a)
+            nursery.start_soon(shout, b, received)
+            client, far = trio.testing.memory_stream_pair()
+            stream = await endpoint.open_proxy("1.1.1.1:1", first=endpoint.members[0])
+            assert isinstance(stream, PoolStream)
+            await stream.send_all(b"hello")
+            answered = await first_answer(client, stream, sent=b"hello", client_addr="1.1.1.1:1")
+            assert answered is None
+            assert endpoint.members[1].load.opened == 0 and received == []
+            assert await far.receive_some() == b""
             nursery.cancel_scope.cancel()
