@@ -319,7 +319,8 @@ class PoolStream(trio.abc.HalfCloseableStream):
         deliver = getattr(self._stream, "deliver_to", None)
         if deliver is None:
             return
-        if sink is None or self._confirmed:
+        if sink is None or self._confirmed or len(self.endpoint.members) == 1:
+            # (No pool: nothing chooses by this member's health, so no wrapper per stream.)
             deliver(sink)
             return
         inner = sink
