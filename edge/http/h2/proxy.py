@@ -14,10 +14,11 @@ connection and its tasks, and is the only one that touches the `H2Connection`:
 * One task per request stream runs `edge.http.h2.stream.Exchanger.run`: it routes the request
   (`edge.http.seam.decide`, as HTTP/1.1 does), relays it over an agent stream as HTTP/1.1
   (one the connection kept from an earlier exchange, `edge.http.h2.kept`, else a new one;
-  a sweeper task closes kept ones idle for `AGENT_STREAM_HOLD`) and the response back, or answers an error page (`edge.http.seam.failure_response`). It
-  sends through this connection's `Frames` methods (`send_headers`, `send_body`, `reset`,
-  `acknowledge`, `flush`); when it ends, the connection forgets the stream and gives back the
-  window it still held.
+  a sweeper task closes kept ones idle for `AGENT_STREAM_HOLD`) and the response back, or
+  answers an error page (`edge.http.seam.failure_response`). It sends through this
+  connection's `Frames` methods (`send_headers`, `send_body`, `reset`, `acknowledge`,
+  `flush`); when it ends, the connection forgets the stream and gives back the window it
+  still held.
 * Every h2 call only queues bytes; `flush` sends `data_to_send()` under one lock. That write
   is shielded (a write cancelled half-way would break the TLS stream every stream shares) and
   bounded by `idle_timeout` (a client that takes nothing for that long loses the connection).
