@@ -18,7 +18,7 @@ import logging
 
 import trio
 
-from edge.endpoints.registry import Endpoint
+from edge.endpoints.registry import AttachedPolicy, Endpoint
 from edge.policy.activation import ConnFacts, EndpointFacts
 from edge.policy.phase import LogRecord
 
@@ -63,14 +63,14 @@ def local_address(conn: trio.SocketStream) -> tuple[str, int] | None:
     return str(local[0]), int(local[1])
 
 
-def emit_record(endpoint: Endpoint, record: LogRecord) -> None:
-    """One policy log record as one INFO line: its place (which names the phase, rule and
-    action) and its metadata as JSON; a runtime failure's record also names its code. A `log`
-    action's record is also recorded as an event when the policy has an event log."""
+def emit_record(endpoint: Endpoint, attached: AttachedPolicy, record: LogRecord) -> None:
+    """One record of `attached` (the policy that ran: in a pool, the chosen member's) as one
+    INFO line: its place (which names the phase, rule and action) and its metadata as JSON; a
+    runtime failure's record also names its code. A `log` action's record is also recorded as
+    an event when the policy has an event log."""
     metadata = json.dumps(dict(record.metadata), default=str, sort_keys=True)
     failed = f" failed ({record.error_code})" if record.error_code is not None else ""
     log.info("endpoint %s: policy %s%s: %s", endpoint.url, record.place, failed, metadata)
-    attached = endpoint.policy  # a `log` action's record is also an event (edge.events)
     if record.error_code is None and attached is not None and attached.events is not None:
         attached.events.record_policy_log(
             endpoint_url=endpoint.url,

@@ -113,7 +113,7 @@ async def admit_to(
             forward_check=check,
         )
         for record in outcome.logs:
-            emit_record(current, record)
+            emit_record(current, attached, record)
         if isinstance(outcome, Close):
             log.info(
                 "endpoint %s: connection from %s closed by its traffic policy (%s)",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
 
 from edge.admin.metrics import EdgeMetrics
 from edge.endpoints.registry import AttachedPolicy, Endpoint, Member
+from edge.events import EventLog
 from edge.front_door.connect_policy import conn_facts, endpoint_facts
 from edge.front_door.forwarding import admit
 from edge.front_door.tcp_ports import (
@@ -21,6 +23,7 @@ from edge.front_door.tcp_ports import (
 )
 from edge.policy.document import load_policy
 from edge.policy.validate import validate
+from edge.store import SQLiteStore
 from tests.edge.admin.test_metrics import samples
 from tests.edge.front_door.test_tcp_ports import FakeAgent, receive_exactly
 
@@ -210,3 +213,37 @@ async def test_pick_like_a_member_keeps_to_members_with_the_same_policy() -> Non
     assert {record.pick(like=first) for _ in range(40)} == {first, twin}
     assert record.pick(exclude=(first, twin), like=first) is None
     assert record.pick(like=other) is other
+
+
+async def test_a_pool_members_log_action_is_recorded_with_that_members_event_log(
+    tmp_path: Path,
+) -> None:
+    """The records of the policy that ran (the chosen member's) go to its event log, not to
+    the log of the pool's first member's policy (which has none here)."""
+    logged = (
+        "on_tcp_connect:\n  - actions:\n      - type: log\n        config: {metadata: {m: b}}\n"
+    )
+    agent_a, agent_b = FakeAgent(), FakeAgent()
+    with SQLiteStore.open(tmp_path / "burrow.db") as store, trio.fail_after(BOUND):
+        events = EventLog(store, None)
+        listeners = await open_tcp_endpoint_listeners("127.0.0.1", 0)
+        port = listeners[0].socket.getsockname()[1]
+        plain = endpoint(RESTRICT, port=port, agent=agent_a).members[0]  # no event log
+        with_log = replace(endpoint(logged, port=port, agent=agent_b).members[0], bind_id="tun_2")
+        assert with_log.policy is not None
+        with_log = replace(with_log, policy=replace(with_log.policy, events=events))
+        record = replace(endpoint(None, port=port), members=(plain, with_log))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_tcp_endpoint, listeners, record)
+            while not agent_b.client_addrs:  # until a connection is chosen for member b
+                client = await connect_from("127.0.0.2", port)
+                with trio.move_on_after(0.05):
+                    while not (agent_a.client_addrs or agent_b.client_addrs):
+                        await trio.sleep(0.005)
+                await client.aclose()
+                agent_a.client_addrs.clear()
+            nursery.cancel_scope.cancel()
+        for listener in listeners:
+            await listener.aclose()
+        types = [e.event_type for e in store.list_events()]
+    assert types.count("traffic_policy_log.v0") >= 1
