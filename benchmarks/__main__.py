@@ -39,19 +39,27 @@ from benchmarks.tunnels import (
     Direct,
     H11Server,
     SSHForward,
+    TrioRelay,
     Tunnel,
     TunnelUnavailableError,
 )
 
 EN_DASH = "\u2013"  # ranges print as "min<en dash>max", as in docs/performance tables
 # Ratio columns of the table: (numerator, denominator) tunnel names.
-RATIOS = [("burrow", "ssh"), ("burrow", "direct"), ("burrow", "h11")]
+RATIOS = [("burrow", "ssh"), ("burrow", "direct"), ("burrow", "h11"), ("burrow", "relay")]
 # A 1-minute load average above this before the run means something else is using the CPUs.
 BUSY_LOADAVG = 0.5
 RESULTS_DIR = Path(__file__).parent / "results"
-TUNNEL_LABELS = {"direct": "direct", "ssh": "ssh -L", "h11": "trio+h11", "burrow": "burrow"}
+TUNNEL_LABELS = {
+    "direct": "direct",
+    "ssh": "ssh -L",
+    "h11": "trio+h11",
+    "relay": "trio relay",
+    "burrow": "burrow",
+}
 # Columns of the table are TUNNEL_LABELS; a measure's Burrow endpoint kind fills the "burrow" one.
-# "h11" (a bare trio + h11 server, no tunnel) runs only in measures with `bare_server` (http).
+# "h11" (a bare trio + h11 server, no tunnel) runs only in measures with `bare_server` (http);
+# "relay" (a bare trio TCP relay, one process) only in those with `bare_relay` (http_tcp, latency).
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -231,8 +239,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--tunnels",
         type=_csv(list(TUNNEL_LABELS)),
         default=list(TUNNEL_LABELS),
-        help="columns, comma-separated: direct,ssh,h11,burrow (h11: a bare trio + h11 server, "
-        "in the http measure only)",
+        help="columns, comma-separated: direct,ssh,h11,relay,burrow (h11: a bare trio + h11 "
+        "server, in the http measure only; relay: a bare trio TCP relay, in http_tcp and latency)",
     )
     parser.add_argument(
         "--bytes",
@@ -319,7 +327,11 @@ def _columns(measure: Measure, tunnels: Sequence[str]) -> list[str]:
     """A measure's columns: the selected tunnels, or its policies if Burrow is selected."""
     if measure.policies:
         return list(measure.policies) if "burrow" in tunnels else []
-    return [t for t in tunnels if t != "h11" or measure.bare_server]
+    return [
+        t
+        for t in tunnels
+        if (t != "h11" or measure.bare_server) and (t != "relay" or measure.bare_relay)
+    ]
 
 
 def _variant(name: str, measure: Measure) -> str:
@@ -348,6 +360,8 @@ def _make_tunnel(
         return BurrowTls(port, TLS_HOST, bin_dir=args.burrow_bin, probe=probe)
     if variant == "h11":
         return H11Server(port, probe=probe)
+    if variant == "relay":
+        return TrioRelay(port, probe=probe)
     return Direct(port, probe=probe)
 
 
@@ -592,7 +606,10 @@ def render(
     ]
 
     role_cols = [
-        (t, role) for t in tunnels for role in ("edge", "agent") if t not in ("direct", "h11")
+        (t, role)
+        for t in tunnels
+        for role in ("edge", "agent")
+        if t not in ("direct", "h11", "relay")
     ]
     role_body = []
     for row in rows:

@@ -11,7 +11,8 @@ always be read beside what it cost and whether the generator kept up.
 in the "burrow" column (`burrow tcp`, `burrow http`, `burrow tls`), which programs it runs, and
 how a client reaches the upstream through a given tunnel (`target`). A measure with
 `bare_server` (http) also runs the "h11" column: a bare trio + h11 server answering the small
-body itself, the Python ceiling beside the tunnels. A measure with `policies`
+body itself, the Python ceiling beside the tunnels; one with `bare_relay` (http_tcp, latency)
+also runs the "relay" column, a bare trio TCP relay in one process. A measure with `policies`
 (http_policy) has its own columns instead of direct/ssh/burrow: Burrow's https:// endpoint with
 each Traffic Policy of `POLICIES` (benchmarks/policies/*.yml), or none.
 """
@@ -347,6 +348,9 @@ class Measure:
     # Also runs the bare trio + h11 server column ("h11": `tunnels.H11Server`), which answers
     # the origin's small body itself: only for measures that GET it.
     bare_server: bool = False
+    # Also runs the bare trio TCP relay column ("relay": `tunnels.TrioRelay`, one process, no TLS
+    # or mux): the Python ceiling for the tcp:// request measures.
+    bare_relay: bool = False
 
     def upstream_port(self, up: Upstreams) -> int:
         if self.upstream == "load":
@@ -366,7 +370,7 @@ class Measure:
 MEASURES: dict[str, Measure] = {
     "throughput": Measure(run=throughput),
     "parallel": Measure(run=parallel),
-    "latency": Measure(run=latency),
+    "latency": Measure(run=latency, bare_relay=True),
     "memory": Measure(run=memory),
     "http": Measure(
         run=http,
@@ -379,7 +383,12 @@ MEASURES: dict[str, Measure] = {
     # The same wrk load with a tcp:// endpoint in the burrow column: the tunnel's own request
     # cost, without the edge's TLS and HTTP work.
     "http_tcp": Measure(
-        run=http_tcp, upstream="http", endpoint="tcp", programs=("wrk",), target=plain_or_https
+        run=http_tcp,
+        upstream="http",
+        endpoint="tcp",
+        programs=("wrk",),
+        target=plain_or_https,
+        bare_relay=True,
     ),
     "https_bulk": Measure(
         run=https_bulk, upstream="http", endpoint="https", target=plain_or_https, big_body=True

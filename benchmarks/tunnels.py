@@ -19,6 +19,9 @@ them into "edge" (the server side, which the agent dials) and "agent" (the clien
 - `H11Server`: no tunnel and no upstream: `local_port` is a bare trio + h11 server
   (`benchmarks.h11_origin`) answering the origin's small body itself, the Python ceiling an
   https:// endpoint's request rate is read against. Its one process is the "server" role.
+- `TrioRelay`: a bare trio TCP relay (`benchmarks.trio_relay`) from `local_port` to the upstream,
+  one process, no TLS or mux: the Python ceiling a tcp:// endpoint's request rate and round trip
+  are read against. Its one process is the "server" role.
 
 How "forwarding works" is checked is the caller's `probe` (default: one round trip with the
 load server of `benchmarks.load`; the HTTP measures pass an HTTP request instead).
@@ -225,6 +228,45 @@ class H11Server(Tunnel):
             cwd=Path(__file__).resolve().parent.parent,
         )
         _wait_for_forward(self, self.server, "python -m benchmarks.h11_origin", log)
+
+    def roles(self) -> dict[str, list[int]]:
+        assert self.server is not None
+        return {"server": [self.server.pid]}
+
+    def stop(self) -> None:
+        _stop(self.server)
+
+
+class TrioRelay(Tunnel):
+    """A bare trio TCP relay (`python -m benchmarks.trio_relay`) to the upstream port.
+
+    Its process is the "server" role: what one Python process pays to forward the bytes.
+    """
+
+    name = "relay"
+
+    def __init__(self, upstream_port: int, probe: Probe | None = None) -> None:
+        super().__init__(upstream_port, probe)
+        self.server: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.local_port = free_port()
+        log = self.dir / "relay.log"
+        self.server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.trio_relay",
+                str(self.local_port),
+                str(self.upstream_port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log(log.name),
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        _wait_for_forward(self, self.server, "python -m benchmarks.trio_relay", log)
 
     def roles(self) -> dict[str, list[int]]:
         assert self.server is not None
