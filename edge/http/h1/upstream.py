@@ -18,15 +18,17 @@ through a second h11 machine only to re-encode it cost as much as parsing it. He
   then whatever follows (`trailing_data`: the next response, or after a 101 the upgraded
   protocol's first bytes).
 
-The response parser protects the public client from a hostile or broken upstream, and is
-stricter than h11 where a proxy must be (RFC 9112 §5.2, §6.1, §6.3, §11.2): it refuses
-(`UpstreamError`) a status line other than `HTTP/1.x NNN reason`, a status below 100, bare CR
-or LF line ends, obs-fold continuation lines, header names that are not tokens, values with
-control characters, more than one Content-Length (even equal ones) or one that is not a
-decimal below 2^63, Transfer-Encoding other than one `chunked`, Content-Length with
+The response parser protects the public client from a hostile or broken upstream (RFC 9112
+§5.2, §6.1, §6.3, §11.2): it refuses (`UpstreamError`) a status line other than
+`HTTP/1.x NNN reason`, a status below 100, a bare CR, obs-fold continuation lines, header names
+that are not tokens, values with control characters, a Content-Length that is not a decimal
+below 2^63 or two that differ, Transfer-Encoding other than one `chunked`, Content-Length with
 Transfer-Encoding, a 101 that answers no upgrade request, bad chunk sizes or chunk ends, and a
 head (or chunk-size line, or trailer block) larger than `max_head` bytes, whole or not. Chunk
-extensions and trailers are checked for line structure and dropped.
+extensions and trailers are checked for line structure and dropped. Where the RFC lets a
+recipient be lenient and Go's HTTP client (so ngrok's edge) is, this parser is too, so an
+upstream that works through ngrok works here: a bare LF ends a line (heads, chunk lines,
+trailers), and repeated equal Content-Length fields count as one (the client gets one).
 
 EOF (`receive_data(b"")`) ends a read-to-close body; anywhere else before the response ended
 the next `next_event` raises `UpstreamError`, and `ended` says the stream's end came first.
@@ -97,8 +99,13 @@ _FRAMING_NAME_LENGTHS = frozenset({14, 10, 17})
 #: ... and those `RequestHead.of` looks for (the same, and host, upgrade).
 _REQUEST_NAME_LENGTHS = frozenset({14, 10, 17, 4, 7})
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?")
-#: A LF not after a CR, or a CR not before a LF (a bare CR at the very end may await its LF).
-_BARE_LINE_END = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
+#: A CR not before a LF (a CR at the very end may await its LF).
+_BARE_CR = re.compile(rb"\r(?=[^\n])")
+#: A LF not after a CR: a line end RFC 9112 §2.2 lets a recipient accept (Go's client does).
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+#: The end of a head or trailer block whose lines may end in a bare LF, and any line end.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 # Response parser states.
@@ -229,6 +236,7 @@ class UpstreamCodec:
         "_head",
         "_keep_alive",
         "_left",
+        "_lenient",
         "_max_head",
         "_pos",
         "_request_done",
@@ -249,6 +257,7 @@ class UpstreamCodec:
         self._state = _HEAD
         self._left = 0  # body bytes still due in _LENGTH / _CHUNK_DATA
         self._keep_alive = False
+        self._lenient = False  # the block being read has a bare-LF line end
 
     # ------------------------------------------------------------------------ the request
 
@@ -399,29 +408,60 @@ class UpstreamCodec:
 
     def _need(self, what: str) -> _Sentinel:
         """NEED_DATA, unless the stream ended (then UpstreamError) or `what` (still without
-        its end) is already over the size limit or holds a bare CR or LF."""
+        its end) is already over the size limit or holds a bare CR."""
         buf, pos = self._buf, self._pos
         held = len(buf) - pos
         if held > self._max_head:
             raise UpstreamError(f"{what} larger than {self._max_head} bytes")
-        if _BARE_LINE_END.search(buf, pos + max(self._scanned - 1, 0)) is not None:
-            raise UpstreamError(f"a bare CR or LF in the {what}")
+        if _BARE_CR.search(buf, pos + max(self._scanned - 1, 0)) is not None:
+            raise UpstreamError(f"a bare CR in the {what}")
         if self._eof:
             raise UpstreamError(f"the stream ended within the {what}")
         self._scanned = held
         return NEED_DATA
 
-    def _response_head(self) -> ResponseHead | _Sentinel:
-        end = self._find(b"\r\n\r\n")
-        if end < 0:
-            return self._need("response head")
+    def _block(self, what: str) -> bytes | None:
+        """The next head or trailer block through its empty line, its line ends made CRLF;
+        None when more bytes are needed (`_need`'s checks ran).
+
+        Lines end in CRLF; a bare LF is accepted as a line end too (RFC 9112 §2.2 allows it,
+        and Go's client, hence ngrok, relays such responses). The first bare LF seen switches
+        the block to the slower search for an empty line of either kind.
+        """
         buf, pos = self._buf, self._pos
-        if end + 4 - pos > self._max_head:
-            raise UpstreamError(f"response head larger than {self._max_head} bytes")
-        head = buf[pos : end + 4]
-        if type(head) is not bytes:
-            head = bytes(head)
-        self._advance(end + 4)
+        if not self._lenient:
+            end = self._find(b"\r\n\r\n")
+            if end >= 0:
+                block = buf[pos : end + 4]
+                if type(block) is not bytes:
+                    block = bytes(block)
+                if block.count(b"\n") == block.count(b"\r\n"):  # every line ends in CRLF
+                    if end + 4 - pos > self._max_head:
+                        raise UpstreamError(f"{what} larger than {self._max_head} bytes")
+                    self._advance(end + 4)
+                    return block
+            elif _BARE_LF.search(buf, pos + max(self._scanned - 1, 0)) is None:
+                self._need(what)
+                return None
+            self._lenient = True
+        # The searched bytes held no bare LF, and an empty line of either kind ends in one: it
+        # ends among the new bytes, so it starts at most 2 bytes before them.
+        match = _BLANK_LINE.search(buf, pos + max(self._scanned - 2, 0))
+        if match is None:
+            self._need(what)
+            return None
+        end = match.end()
+        if end - pos > self._max_head:
+            raise UpstreamError(f"{what} larger than {self._max_head} bytes")
+        block = _LINE_END.sub(b"\r\n", buf[pos:end])
+        self._advance(end)
+        self._lenient = False
+        return block
+
+    def _response_head(self) -> ResponseHead | _Sentinel:
+        head = self._block("response head")
+        if head is None:
+            return NEED_DATA
         line_end = head.find(b"\r\n")
         status_line = _STATUS_LINE.fullmatch(head, 0, line_end)
         if status_line is None:
@@ -450,13 +490,15 @@ class UpstreamCodec:
         length: bytes | None = None
         chunked = False
         close = False
+        repeated = False
         for name, value in head.headers.items:
             if len(name) not in _FRAMING_NAME_LENGTHS:
                 continue
             lower = name.lower()
             if lower == b"content-length":
-                if length is not None or not value.isdigit():
-                    raise UpstreamError("a repeated or bad Content-Length")
+                if not value.isdigit() or (length is not None and value != length):
+                    raise UpstreamError("a bad Content-Length, or two that differ")
+                repeated = length is not None
                 length = value
             elif lower == b"transfer-encoding":
                 if chunked or value.lower() != b"chunked":
@@ -466,6 +508,8 @@ class UpstreamCodec:
                 close = close or b"close" in {t.strip().lower() for t in value.split(b",")}
         if chunked and length is not None:
             raise UpstreamError("Content-Length with Transfer-Encoding")
+        if repeated:  # equal values (RFC 9110 §8.6 lets a recipient take one, as Go's client does)
+            head.headers.items = _one_content_length(head.headers.items)
         if length is not None and (len(length) > 19 or int(length) > MAX_CONTENT_LENGTH):
             raise UpstreamError("Content-Length beyond 2^63-1")
         request = self._head
@@ -499,19 +543,20 @@ class UpstreamCodec:
         return data
 
     def _chunk_size(self) -> ResponseHead | bytes | _Sentinel:
-        end = self._find(b"\r\n")
+        end = self._find(b"\n")  # CRLF, or a bare LF (as for head lines)
         if end < 0:
             return self._need("chunk-size line")
-        pos = self._pos
+        buf, pos = self._buf, self._pos
         if end - pos > self._max_head:
             raise UpstreamError(f"chunk-size line larger than {self._max_head} bytes")
-        match = _CHUNK_SIZE.fullmatch(self._buf, pos, end)
+        stop = end - 1 if end > pos and buf[end - 1] == 13 else end
+        match = _CHUNK_SIZE.fullmatch(buf, pos, stop)
         if match is None:
             raise UpstreamError("illegal chunk-size line")
         size = int(match.group(1), 16)
         if size > MAX_CONTENT_LENGTH:
             raise UpstreamError("a chunk beyond 2^63-1 bytes")
-        self._advance(end + 2)
+        self._advance(end + 1)
         if size:
             self._left = size
             self._state = _CHUNK_DATA
@@ -523,6 +568,10 @@ class UpstreamCodec:
         buf, pos = self._buf, self._pos
         ending = buf[pos : pos + 2]
         if ending != b"\r\n":
+            if ending[:1] == b"\n":  # a bare LF (as for head lines)
+                self._advance(pos + 1)
+                self._state = _CHUNK_SIZE_LINE
+                return self.next_event()
             if ending not in (b"", b"\r"):
                 raise UpstreamError("missing CRLF after a chunk")
             if self._eof:
@@ -534,16 +583,28 @@ class UpstreamCodec:
 
     def _trailers(self) -> ResponseHead | bytes | _Sentinel:
         buf, pos = self._buf, self._pos
-        if buf[pos : pos + 2] == b"\r\n":
-            end = pos - 2  # no trailer fields
+        if buf[pos : pos + 2] == b"\r\n":  # no trailer fields
+            self._advance(pos + 2)
+        elif buf[pos : pos + 1] == b"\n":
+            self._advance(pos + 1)
         else:
-            end = self._find(b"\r\n\r\n")
-            if end < 0:
-                return self._need("trailer section")
-            if end + 4 - pos > self._max_head:
-                raise UpstreamError(f"trailer section larger than {self._max_head} bytes")
-            if _IN_FIELDS.fullmatch(buf, pos, end + 2) is None:
+            block = self._block("trailer section")
+            if block is None:
+                return NEED_DATA
+            if _IN_FIELDS.fullmatch(block, 0, len(block) - 2) is None:
                 raise UpstreamError("illegal trailer line")
-        self._advance(end + 4)
         self._state = _DONE
         return END
+
+
+def _one_content_length(items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`items` with only the first of its (equal) Content-Length fields."""
+    kept: list[tuple[bytes, bytes]] = []
+    seen = False
+    for name, value in items:
+        if len(name) == 14 and name.lower() == b"content-length":
+            if seen:
+                continue
+            seen = True
+        kept.append((name, value))
+    return kept

@@ -1955,8 +1955,6 @@ async def test_policy_close_connection_closes_without_an_answer(tmp_path: Path) 
     "reply",
     [
         b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\nok",  # obs-fold
-        b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",  # bare LF line ends
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
         b"2\r\nok\r\n0\r\n\r\n",
@@ -1965,8 +1963,8 @@ async def test_policy_close_connection_closes_without_an_answer(tmp_path: Path) 
     ],
 )
 async def test_a_response_a_proxy_must_not_pass_on_is_502_3004(reply: bytes) -> None:
-    """Smuggling-prone framing, obs-fold, bare LF and a 101 no one asked for never reach the
-    client: the edge answers 502 in their place, and the upstream's head is not relayed."""
+    """Smuggling-prone framing, obs-fold and a 101 no one asked for never reach the client: the
+    edge answers 502 in their place, and the upstream's head is not relayed."""
     async with world() as w:
         await w.upstream("app.test", answering(reply))
         raw = await raw_exchange(
@@ -1977,3 +1975,26 @@ async def test_a_response_a_proxy_must_not_pass_on_is_502_3004(reply: bytes) -> 
         assert response.get("burrow-error-code") == "ERR_NGROK_3004"
         assert b"HTTP/1.1 200" not in raw and b"HTTP/1.1 101" not in raw
         assert b"folded" not in raw and b"Transfer-Encoding" not in raw
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: 1\n\nok",  # bare LF line ends
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",
+    ],
+)
+async def test_a_bare_lf_or_equal_content_lengths_are_relayed_as_ngrok_does(reply: bytes) -> None:
+    """What RFC 9112 lets a recipient accept and Go's client (ngrok's edge) accepts reaches the
+    client, in CRLF lines with one Content-Length."""
+    async with world() as w:
+        await w.upstream("app.test", answering(reply))
+        raw = await raw_exchange(
+            w, b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+        )
+        [response] = parse_responses(raw)
+        assert response.status == 200 and response.body == b"ok"
+        assert response.get("x-a") == "1"
+        assert raw.lower().count(b"content-length: 2\r\n") == 1
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        assert head.count(b"\n") == head.count(b"\r\n")

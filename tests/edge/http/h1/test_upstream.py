@@ -263,9 +263,11 @@ def test_a_101_to_an_upgrade_pauses_with_the_new_protocol_bytes_trailing() -> No
 
 HOSTILE = [
     (b"this is not http\r\n\r\n", "status line"),
-    (b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", "bare"),  # bare LF line ends
-    (b"HTTP/1.1 200 OK\r\nX: a\nY: b\r\n\r\n", "header line|bare"),  # bare LF in the fields
     (b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", "header line|bare"),  # bare CR
+    (b"HTTP/1.1 200 OK\nX: a\rb\n\n", "header line|bare"),  # bare CR in a bare-LF head
+    (b"HTTP/1.1 200 OK\r\r\nContent-Length: 0\r\n\r\n", "status line|bare"),
+    (b"HTTP/1.1 200 OK\nX: a\n folded\nContent-Length: 0\n\n", "obs-fold"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\rok\r\n", "chunk-size|bare"),
     (b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nContent-Length: 0\r\n\r\n", "obs-fold"),
     (b"HTTP/1.1 200 OK\r\nBad Name: a\r\n\r\n", "header line"),
     (b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", "header line"),
@@ -274,7 +276,6 @@ HOSTILE = [
     (b"HTTP/1.1 20 OK\r\n\r\n", "status line"),
     (b"HTTP/1.1 099 Low\r\n\r\n", "status code"),
     (b"HTTP/1.1  200 OK\r\n\r\n", "status line"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", "Content-Length"),
@@ -292,11 +293,87 @@ HOSTILE = [
     (b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\n\r\n", "no upgrade request"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk-size"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", "chunk-size"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello", "bare"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n", "CRLF"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX\r\n\r\n", "trailer"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n", "chunk-size"),
 ]
+
+
+# Lenient as RFC 9112 §2.2 and §6.3 allow and Go's client (ngrok's edge) is: bare-LF line ends
+# anywhere a line ends, and repeated equal Content-Length fields. Each parses to what its CRLF,
+# single-Content-Length twin does.
+LENIENT = [
+    (
+        b"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: 1\n\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok",
+    ),
+    (
+        b"HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 2\r\n\nok",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",
+    ),
+    (  # the empty line comes before a CRLF CRLF in the body: the head ends at the first
+        b"HTTP/1.1 200 OK\nContent-Length: 6\n\nab\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nab\r\n\r\n",
+    ),
+    (
+        b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n3;x=y\nabc\r\n0\nT: v\n\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3\r\nabc\r\n0\r\n\r\n",
+    ),
+    (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ),
+    (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok",
+    ),
+]
+
+
+def _shape(events: list[object]) -> list[object]:
+    """The heads and other events in order, with the body bytes between them joined (how a
+    body is cut into events depends on how its bytes arrived)."""
+    shape: list[object] = []
+    for event in events:
+        if isinstance(event, bytes) and shape and isinstance(shape[-1], bytes):
+            shape[-1] += event
+        elif isinstance(event, ResponseHead):
+            shape.append((event.status, event.reason, event.http_version, event.headers.items))
+        else:
+            shape.append(event)
+    return shape
+
+
+@pytest.mark.parametrize(("lenient", "strict"), LENIENT)
+@pytest.mark.parametrize("split", [None, 1, 7])
+def test_bare_lf_and_equal_content_lengths_parse_as_their_strict_twin(
+    lenient: bytes, strict: bytes, split: int | None
+) -> None:
+    codec, events = parse(lenient, split=split)
+    twin, expected = parse(strict, split=split)
+    assert _shape(events) == _shape(expected)
+    assert events[-1] is END and codec.done and codec.reusable == twin.reusable
+
+
+def test_a_bare_lf_head_larger_than_the_limit_is_refused() -> None:
+    big = b"HTTP/1.1 200 OK\nX: " + b"x" * MAX_HEAD + b"\nContent-Length: 0\n\n"
+    for split in (None, 1024):
+        with pytest.raises(UpstreamError, match="larger than"):
+            parse(big, split=split)
+
+
+def test_the_next_response_after_a_bare_lf_one_is_parsed_strictly_again() -> None:
+    raw = b"HTTP/1.1 200 OK\nContent-Length: 0\n\n"
+    codec, events = parse(raw)
+    assert events[-1] is END
+    codec.start_next_cycle()
+    codec.send_head(GET)
+    codec.send_end()
+    codec.receive_data(b"HTTP/1.1 204 No Content\r\nX: a\r\n\r\n")
+    head = codec.next_event()
+    assert isinstance(head, ResponseHead) and head.status == 204
+    assert head.headers.items == [(b"X", b"a")]
+    assert codec.next_event() is END
 
 
 @pytest.mark.parametrize(("raw", "why"), HOSTILE)
