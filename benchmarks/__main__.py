@@ -59,7 +59,7 @@ TUNNEL_LABELS = {
 }
 # Columns of the table are TUNNEL_LABELS; a measure's Burrow endpoint kind fills the "burrow" one.
 # "h11" (a bare trio + h11 server, no tunnel) runs only in measures with `bare_server` (http);
-# "relay" (a bare trio TCP relay, one process) only in those with `bare_relay` (http_tcp, latency).
+# "relay" (a bare trio TCP relay, one process) only in those with `bare_relay` (the tcp:// ones).
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -240,7 +240,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_csv(list(TUNNEL_LABELS)),
         default=list(TUNNEL_LABELS),
         help="columns, comma-separated: direct,ssh,h11,relay,burrow (h11: a bare trio + h11 "
-        "server, in the http measure only; relay: a bare trio TCP relay, in http_tcp and latency)",
+        "server, in the http measure only; relay: a bare trio TCP relay, in the tcp:// measures)",
     )
     parser.add_argument(
         "--bytes",

@@ -11,7 +11,7 @@ always be read beside what it cost and whether the generator kept up.
 in the "burrow" column (`burrow tcp`, `burrow http`, `burrow tls`), which programs it runs, and
 how a client reaches the upstream through a given tunnel (`target`). A measure with
 `bare_server` (http) also runs the "h11" column: a bare trio + h11 server answering the small
-body itself, the Python ceiling beside the tunnels; one with `bare_relay` (http_tcp, latency)
+body itself, the Python ceiling beside the tunnels; one with `bare_relay` (the tcp:// ones)
 also runs the "relay" column, a bare trio TCP relay in one process. A measure with `policies`
 (http_policy) has its own columns instead of direct/ssh/burrow: Burrow's https:// endpoint with
 each Traffic Policy of `POLICIES` (benchmarks/policies/*.yml), or none.
@@ -349,7 +349,7 @@ class Measure:
     # the origin's small body itself: only for measures that GET it.
     bare_server: bool = False
     # Also runs the bare trio TCP relay column ("relay": `tunnels.TrioRelay`, one process, no TLS
-    # or mux): the Python ceiling for the tcp:// request measures.
+    # or mux): the Python ceiling for the tcp:// measures.
     bare_relay: bool = False
 
     def upstream_port(self, up: Upstreams) -> int:
@@ -368,8 +368,8 @@ class Measure:
 
 
 MEASURES: dict[str, Measure] = {
-    "throughput": Measure(run=throughput),
-    "parallel": Measure(run=parallel),
+    "throughput": Measure(run=throughput, bare_relay=True),
+    "parallel": Measure(run=parallel, bare_relay=True),
     "latency": Measure(run=latency, bare_relay=True),
     "memory": Measure(run=memory),
     "http": Measure(

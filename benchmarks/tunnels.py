@@ -20,8 +20,8 @@ them into "edge" (the server side, which the agent dials) and "agent" (the clien
   (`benchmarks.h11_origin`) answering the origin's small body itself, the Python ceiling an
   https:// endpoint's request rate is read against. Its one process is the "server" role.
 - `TrioRelay`: a bare trio TCP relay (`benchmarks.trio_relay`) from `local_port` to the upstream,
-  one process, no TLS or mux: the Python ceiling a tcp:// endpoint's request rate and round trip
-  are read against. Its one process is the "server" role.
+  one process, no TLS or mux: the Python ceiling a tcp:// endpoint's figures are read against.
+  Its one process is the "server" role.
 
 How "forwarding works" is checked is the caller's `probe` (default: one round trip with the
 load server of `benchmarks.load`; the HTTP measures pass an HTTP request instead).
