@@ -351,12 +351,15 @@ class MuxSession:
         return stream
 
     async def accept_stream(self) -> MuxStream:
-        """The next stream the peer opened; raises BrokenResourceError once the session ends."""
+        """The next stream the peer opened; raises BrokenResourceError once the session ends.
+
+        The checkpoint comes first: nothing may run between finding a stream in the backlog
+        and taking it (the session ending, or another acceptor, could empty it meanwhile)."""
+        await checkpoint()
         while not self._backlog:
             if self.closed.is_set():
                 raise trio.BrokenResourceError(f"mux session ended: {self.error}") from self.error
             await self._accept_lot.park()
-        await checkpoint()
         return self._backlog.popleft()
 
     def go_away(self, code: int = ErrorCode.NO_ERROR, debug: str = "") -> None:

@@ -165,6 +165,30 @@ async def test_peer_goaway_and_transport_eof_fail_streams() -> None:
                 await client.open_stream()
 
 
+async def test_two_acceptors_woken_by_one_stream_take_it_once() -> None:
+    """Every parked acceptor is woken when a stream arrives; the first to run takes it, and the
+    other parks again (it must not find the backlog emptied under it and fail), then takes the
+    next stream."""
+    with trio.fail_after(10):
+        async with mux_pair() as (client, server), trio.open_nursery() as nursery:
+            accepted: list[MuxStream] = []
+
+            async def acceptor() -> None:
+                accepted.append(await server.accept_stream())
+
+            nursery.start_soon(acceptor)
+            nursery.start_soon(acceptor)
+            await trio.testing.wait_all_tasks_blocked()
+            first = await client.open_stream()
+            await first.send_all(b"1")
+            await trio.testing.wait_all_tasks_blocked()
+            assert [s.stream_id for s in accepted] == [first.stream_id]
+            second = await client.open_stream()
+            await second.send_all(b"2")
+            await trio.testing.wait_all_tasks_blocked()
+            assert sorted(s.stream_id for s in accepted) == [first.stream_id, second.stream_id]
+
+
 async def test_accept_backlog_overflow_resets_extra_streams() -> None:
     config = MuxConfig(accept_backlog=2, session=SessionConfig())
     with trio.fail_after(10):
