@@ -4,63 +4,42 @@ Theory of operation: the session accepts the agent's typed streams and handles e
 task. Until Auth succeeds only heartbeats and Auth are served, and Auth must succeed within
 `limits.auth_timeout` of the TCP accept (the TLS handshake counts). Auth fixes the session's
 codec (JSON for ngrok's SDKs, msgpack for Burrow's agent) from the first byte of its body.
-Each bound endpoint runs in its own cancel scope inside the session's nursery, so the session
-ending (transport loss, missed heartbeats, a resuming agent taking over, the edge shutting
-down) releases every endpoint at once: the registry forgets them in the same step in which
-their listeners are cancelled. An agent's GOAWAY (a drain) releases them too, at once, while
-its open streams carry on until it closes the session. A Bind onto a URL already online joins
-its pool when both sides have pooling enabled; a public tcp pool's port belongs to the URL
-(`hub.tcp_ports`), opened by its first member's Bind and closed with its last member.
+Binds, Unbinds and the bound endpoints are `self.endpoints`
+(`edge/tunnels/session_endpoints.py`); each endpoint runs in its own cancel scope inside the
+session's nursery, so the session ending (transport loss, missed heartbeats, a resuming agent
+taking over, the edge shutting down) releases every endpoint at once: the registry forgets them
+in the same step in which their listeners are cancelled. An agent's GOAWAY (a drain) releases
+them too, at once, while its open streams carry on until it closes the session.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 
 import trio
 
-from edge.endpoints.cloud import agent_bind_conflict
-from edge.endpoints.registry import AttachedPolicy, Endpoint, Member, StreamLimitError
-from edge.front_door.forwarding import InternalTargets
-from edge.front_door.tcp_ports import (
-    SharedPort,
-    open_tcp_endpoint_listeners,
-    serve_shared_port,
-)
-from edge.policy.jwks_fetch import jwks_urls, keep_jwks_fresh
 from edge.store import Credential, StoreError
 from edge.tunnels import audit, decisions
-from edge.tunnels.binding import BindRefused
 from edge.tunnels.decisions import AuthAccepted, Refused
 from edge.tunnels.hub import EdgeHub
 from edge.tunnels.remote_ops import OpAnswer, RemoteOp, op_request
-from edge.tunnels.stream_shares import SharedStream, StreamShares
+from edge.tunnels.session_endpoints import RPC_TIMEOUT, SessionEndpoints
 from protocol.adapters.heartbeat import HeartbeatTimeout, answer_heartbeats, send_heartbeats
-from protocol.adapters.mux import MuxSession, MuxStream, read_stream_type, reset_code
+from protocol.adapters.mux import MuxSession, MuxStream, read_stream_type
 from protocol.adapters.rpc import RpcError, call, read_message, read_value, respond
-from protocol.rpc import errcodes
-from protocol.rpc.codec import Codec, encode_proxy_header
+from protocol.rpc.codec import Codec
 from protocol.rpc.messages import (
     BURROW_EDGE_VERSION_PREFIX,
     Auth,
     AuthResp,
     AuthRespExtra,
-    Bind,
-    BindResp,
-    BindRespExtra,
     PatchTunnelStateResp,
-    ProxyHeader,
     SrvInfo,
     SrvInfoResp,
     StartTunnelWithLabelResp,
     StreamType,
-    Unbind,
-    UnbindResp,
     agent_keeps_large_windows,
-    agent_writes_proxy_headers,
 )
 from protocol.wire.errors import ErrorCode, describe
 
@@ -70,13 +49,8 @@ EDGE_VERSION = "0.1.0"
 #: AuthResp.Extra.Version: Burrow's agent reads the "burrow-edge/" prefix as "this edge's
 #: sender keeps credit past 256 KiB", and only then lets its receive windows grow.
 EDGE_VERSION_STRING = f"{BURROW_EDGE_VERSION_PREFIX}{EDGE_VERSION}"
-#: ProxyHeader.EdgeType by endpoint protocol: ngrok's legacy enum (1 TCP, 2 TLS, 3 HTTPS) as
-#: a decimal string; ngrok-rust reads http endpoints' streams the same way as https ones.
-EDGE_TYPES = {"tcp": "1", "tls": "2", "https": "3", "http": "3"}
 #: A stream's 4-byte type must arrive this quickly once the stream is open.
 STREAM_TYPE_TIMEOUT = 10.0
-#: An RPC request body must arrive this quickly once its stream is open.
-RPC_TIMEOUT = 10.0
 #: Streams an unauthenticated peer may hold open (Auth, heartbeat, and a little slack).
 PREAUTH_MAX_STREAMS = 4
 #: An Auth body is about 1 KiB; more than this before authentication is not an Auth.
@@ -99,24 +73,6 @@ UNSUPPORTED_REQUESTS: dict[
 #: How a remote-management request can fail to get an answer (`AgentSession.remote_op`).
 _OP_ERRORS = (RpcError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 
-
-@dataclass(slots=True)
-class _Endpoint:
-    """One endpoint this session serves: the registry's endpoint, this session's member of it,
-    and the tcp listeners it holds (public tcp only)."""
-
-    endpoint: Endpoint
-    member: Member
-    listeners: list[trio.SocketListener]
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    # The background refresh of its policy's JWKS keys (jwt-validation), if it has any.
-    keys_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-
-
-def _raise_if_refused(decision: decisions.Accepted | Refused) -> None:
-    """Turn a Bind check's refusal into the `BindRefused` that `_serve_bind` answers with."""
-    if isinstance(decision, Refused):
-        raise BindRefused(decision.message, decision.code)
 
 
 class AgentSession:
@@ -146,12 +102,8 @@ class AgentSession:
         # Until Auth succeeds a connection may hold only a few streams (Auth, a heartbeat and
         # little else), so an unauthenticated peer cannot make the edge buffer much.
         mux.limit_streams(PREAUTH_MAX_STREAMS)
-        self._endpoints: dict[str, _Endpoint] = {}
-        limits = hub.config.limits
-        #: Each endpoint's proxy streams, capped at its share of the session's streams.
-        self.shares = StreamShares(
-            session_limit=limits.max_streams_per_session, percent=limits.endpoint_stream_percent
-        )
+        #: Its Binds, Unbinds and bound endpoints (`edge.tunnels.session_endpoints`).
+        self.endpoints = SessionEndpoints(self)
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
 
@@ -162,7 +114,7 @@ class AgentSession:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
+                    self._nursery = self.endpoints.nursery = nursery
                     nursery.start_soon(self._enforce_auth_deadline)
                     nursery.start_soon(self._watch_goaway)
                     while True:
@@ -174,7 +126,7 @@ class AgentSession:
                         nursery.start_soon(self._handle_stream, stream)
                     nursery.cancel_scope.cancel()
         finally:
-            self._release_all()
+            self.endpoints.release_all()
             if self.credential is not None:
                 self.hub.unregister(self)
                 self._record_session(stopped=True)
@@ -182,7 +134,7 @@ class AgentSession:
                 "session %s ended (%s): %d endpoints released",
                 self.id,
                 self.stop_reason or "closed",
-                len(self._endpoints),
+                len(self.endpoints),
                 extra={"session": self.id},
             )
 
@@ -198,12 +150,12 @@ class AgentSession:
     @property
     def proxy_streams(self) -> int:
         """Proxy streams open now (public connections and HTTP exchanges in flight)."""
-        return self.shares.total
+        return self.endpoints.shares.total
 
     def stop(self, reason: str) -> None:
         """End the session now (endpoints are released at once; GOAWAY follows)."""
         self.stop_reason = reason
-        self._release_all()
+        self.endpoints.release_all()
         self._scope.cancel()
 
     async def _watch_goaway(self) -> None:
@@ -211,15 +163,15 @@ class AgentSession:
         their pools now, so new connections go to the other members at once, while the streams
         it still serves carry on until it closes the session."""
         await self.mux.goaway_received.wait()
-        if not self._endpoints:
+        if not self.endpoints:
             return
         self.stop_reason = self.stop_reason or self._ended_by_peer()
         log.info(
             "session %s: the agent is draining (GOAWAY); %d endpoints leave their pools",
             self.id,
-            len(self._endpoints),
+            len(self.endpoints),
         )
-        self._release_all()
+        self.endpoints.release_all()
 
     async def _enforce_auth_deadline(self) -> None:
         deadline = self.auth_deadline
@@ -228,7 +180,7 @@ class AgentSession:
         with trio.move_on_at(deadline):
             await self._authenticated.wait()
             return
-        log.warning("session %s from %s: no Auth in time; closing", self.id, self._peer())
+        log.warning("session %s from %s: no Auth in time; closing", self.id, self.peer)
         self.stop("no Auth before the deadline")
 
     async def _handle_stream(self, stream: MuxStream) -> None:
@@ -254,9 +206,9 @@ class AgentSession:
             elif not self._authenticated.is_set():
                 log.warning("session %s: stream type %d before Auth", self.id, stream_type)
             elif stream_type == StreamType.BIND:
-                await self._serve_bind(stream)
+                await self.endpoints.serve_bind(stream)
             elif stream_type == StreamType.UNBIND:
-                await self._serve_unbind(stream)
+                await self.endpoints.serve_unbind(stream)
             elif stream_type == StreamType.SRV_INFO:
                 await self._serve_rpc_srv_info(stream)
             elif stream_type in UNSUPPORTED_REQUESTS:
@@ -323,7 +275,7 @@ class AgentSession:
     async def _refuse_auth_store_failed(self, stream: MuxStream, exc: StoreError) -> None:
         """The store failed while the Auth was checked: the agent gets ERR_NGROK_10000 with a
         message (not a bare GOAWAY), the edge logs one line (not a traceback per attempt)."""
-        log.error("session %s from %s: the store failed at Auth: %s", self.id, self._peer(), exc)
+        log.error("session %s from %s: the store failed at Auth: %s", self.id, self.peer, exc)
         refused = decisions.store_failed()
         self.hub.metrics.refused("auth", refused.code or "")
         assert self.codec is not None  # set from the Auth's first byte, before the store is asked
@@ -351,7 +303,7 @@ class AgentSession:
             address = self.remote[0]
             charged = self.hub.login_throttle.charge_failure(address, now)
             if charged.audit:
-                self._write_event(
+                self.write_event(
                     audit.login_failed(
                         session_id=self.id,
                         auth=auth,
@@ -368,7 +320,7 @@ class AgentSession:
                 log.warning(
                     "session %s from %s: auth refused (%s)",
                     self.id,
-                    self._peer(),
+                    self.peer,
                     code,
                     extra={"session": self.id, "code": code},
                 )
@@ -425,7 +377,7 @@ class AgentSession:
         log.info(
             "session %s from %s authenticated: credential %s, %s %s",
             self.id,
-            self._peer(),
+            self.peer,
             credential.id,
             auth.extra.client_type or "agent",
             auth.extra.version,
@@ -441,259 +393,6 @@ class AgentSession:
         except HeartbeatTimeout as exc:
             log.warning("session %s: %s; dropping it", self.id, exc)
             self.stop(f"heartbeat: {exc}")
-
-    # ---------------------------------------------------------------------------------- bind
-
-    async def _serve_bind(self, stream: MuxStream) -> None:
-        assert self.codec is not None
-        with trio.fail_after(RPC_TIMEOUT):
-            bind, _ = await read_message(stream, Bind, self.codec)
-        try:
-            response = await self._bind(bind)
-        except BindRefused as exc:
-            log.warning(
-                "session %s: bind refused: %s (%s)",
-                self.id,
-                exc.message,
-                exc.code,
-                extra={"session": self.id, "code": exc.code},
-            )
-            self.hub.metrics.refused("bind", exc.code or "")
-            response = BindResp(id=bind.id, proto=bind.proto, opts=bind.opts, error=exc.wire())
-        await respond(stream, response, self.codec)
-
-    async def _bind(self, bind: Bind) -> BindResp:
-        credential, auth = self.credential, self.auth
-        assert credential is not None and auth is not None
-        _raise_if_refused(
-            decisions.check_endpoint_cap(
-                bound=len(self._endpoints),
-                session_limit=self.hub.config.limits.max_endpoints_per_session,
-                credential_limit=credential.max_endpoints,
-            )
-        )
-        _raise_if_refused(
-            decisions.check_options(
-                bind, agent_writes_proxy_headers=agent_writes_proxy_headers(auth)
-            )
-        )
-        target = self.hub.binder.resolve(bind)
-        _raise_if_refused(decisions.check_acl(credential.acl, url=target.url, host=target.host))
-        policy = decisions.decide_policy(bind, target.scheme, binding=target.binding)
-        if isinstance(policy, Refused):
-            raise BindRefused(policy.message, policy.code)
-        previous = self._endpoints.get(bind.id) if bind.id else None
-        if previous is not None and previous.endpoint.url == target.url:
-            # The same bind id asking for its own URL again: replace, don't refuse.
-            self._release(self._endpoints.pop(bind.id))
-        existing = self.hub.registry.lookup(target.url)
-        pooling = bind.extra.pooling_enabled
-        if existing is not None:  # a cloud endpoint's URL: ERR_NGROK_334 naming it and the fix
-            conflict = agent_bind_conflict(existing, url=target.url, pooling_enabled=pooling)
-            if conflict is not None:
-                _raise_if_refused(conflict)
-        _raise_if_refused(
-            decisions.check_not_bound(
-                target.url,
-                online=existing is not None,
-                pooling_enabled=pooling,
-                pool_open=existing is not None and existing.pooling,
-            )
-        )
-        listeners: list[trio.SocketListener] = []
-        if target.scheme == "tcp" and target.binding == "public" and existing is None:
-            assert target.port is not None
-            try:
-                listeners = await open_tcp_endpoint_listeners(
-                    self.hub.config.tcp.bind_host, target.port
-                )
-            except OSError as exc:
-                refused = decisions.port_in_use(target.port, str(exc.strerror))
-                raise BindRefused(refused.message, refused.code) from exc
-        bind_id = bind.id or self.hub.new_id("tun")
-        token = bind.extra.token or self.hub.new_token(24)
-        proto = target.scheme
-
-        async def opener(client_addr: str) -> trio.abc.HalfCloseableStream:
-            return await self.open_proxy(bind_id, proto, client_addr)
-
-        member = Member(
-            bind_id=bind_id,
-            token=token,
-            session_id=self.id,
-            client_id=self.client_id,
-            forwards_to=bind.forwards_to,
-            opener=opener,
-            pooling=pooling,
-            agent_addr=self._peer(),
-            policy=(
-                AttachedPolicy(policy.compiled, policy.text, events=self.hub.events)
-                if policy is not None
-                else None
-            ),
-        )
-        endpoint = Endpoint(
-            url=target.url,
-            proto=proto,
-            binding=target.binding,
-            host=target.host,
-            port=target.port if target.binding == "public" else None,
-            members=(member,),
-            runtime=self.hub.registry.runtime,
-        )
-        old = self._endpoints.pop(bind_id, None)
-        if old is not None:
-            self._release(old)
-        try:
-            endpoint = self.hub.registry.add(endpoint)
-        except KeyError:  # joined a pool that a concurrent Bind closed: defensive
-            for listener in listeners:
-                listener.socket.close()
-            raise BindRefused(
-                f"The endpoint '{target.url}' changed while it was being bound; try again.",
-                errcodes.ERR_NGROK_334,
-            ) from None
-        bound = _Endpoint(endpoint, member, [])
-        self._endpoints[bind_id] = bound
-        if listeners:
-            port = SharedPort(target.url, listeners)
-            self.hub.tcp_ports[target.url] = port
-            assert self._nursery is not None
-            self._nursery.start_soon(self._serve_tcp, port)
-        if member.policy is not None and jwks_urls(member.policy.compiled):
-            assert self._nursery is not None
-            self._nursery.start_soon(self._keep_jwks, bound, member.policy)
-        # http, https and tls endpoints are served by the front door, which finds them in the
-        # registry by Host or SNI. Internal endpoints get no public route at all: only
-        # forward-internal (a Traffic Policy action, `edge.policy.forward_internal`) reaches them.
-        log.info(
-            "session %s bound %s (%s, id %s%s)",
-            self.id,
-            target.url,
-            target.binding,
-            bind_id,
-            ", with a traffic policy" if policy is not None else "",
-            extra={"session": self.id, "endpoint": target.url},
-        )
-        self._write_event(
-            audit.endpoint_bound(
-                credential,
-                session_id=self.id,
-                url=endpoint.url,
-                proto=endpoint.proto,
-                binding=endpoint.binding,
-            )
-        )
-        url = self.hub.public_url(endpoint)
-        opts = dict(bind.opts)
-        if target.scheme == "tcp":
-            opts["Addr"] = url.removeprefix("tcp://")
-        opts["URL"] = url
-        opts.setdefault("ProxyProto", 0)
-        return BindResp(
-            id=bind_id,
-            url=url,
-            proto=target.scheme,
-            opts=opts,
-            extra=BindRespExtra(token=token),
-        )
-
-    async def _serve_tcp(self, port: SharedPort) -> None:
-        """Serve a public tcp port this session's Bind opened, for as long as the endpoint (its
-        pool) is online. Its connections run in the hub's nursery when the server gave one, so
-        they outlive this session (the pool's other members carry them); else in this
-        session's."""
-        limits = self.hub.config.limits
-        internal = InternalTargets(self.hub.registry, limits.forward_internal_max_hops)
-        if self.hub.nursery is None:
-            assert self._nursery is not None
-            await serve_shared_port(
-                port,
-                self.hub.registry,
-                connections=self._nursery,
-                internal=internal,
-                metrics=self.hub.metrics,
-            )
-            return
-        # The accepting itself moves to the hub's nursery too: this session may end first.
-        self.hub.nursery.start_soon(
-            partial(
-                serve_shared_port,
-                port,
-                self.hub.registry,
-                connections=self.hub.nursery,
-                internal=internal,
-                metrics=self.hub.metrics,
-            )
-        )
-
-    async def _keep_jwks(self, bound: _Endpoint, policy: AttachedPolicy) -> None:
-        """Fetch and refresh the policy's JWKS keys in the background until the endpoint is
-        released (`edge.policy.jwks_fetch`); requests never wait for it."""
-        with bound.keys_scope:
-            urls = jwks_urls(policy.compiled)
-            await keep_jwks_fresh(urls, policy.state.jwks, config=self.hub.config.jwks)
-
-    async def open_proxy(
-        self, bind_id: str, proto: str, client_addr: str
-    ) -> trio.abc.HalfCloseableStream:
-        """A proxy stream (type 3) to the agent for one public connection or HTTP exchange to
-        the endpoint bound as `bind_id`, its ProxyHeader written (§8.8); closing it gives its
-        endpoint's share back (`edge.tunnels.stream_shares`).
-        `StreamLimitError` if the endpoint holds its share of the session's streams or the
-        session holds `limits.max_streams_per_session`; `trio.BrokenResourceError` if the
-        session is gone. On cancellation or any error the stream is closed before this raises."""
-        shares = self.shares
-        if not shares.take(bind_id):
-            raise StreamLimitError(
-                f"endpoint {bind_id} holds {shares.per_endpoint} streams, its share of "
-                "limits.max_streams_per_session (limits.endpoint_stream_percent)"
-            )
-        try:
-            stream = await self.mux.open_typed_stream(StreamType.PROXY)
-        except trio.BrokenResourceError as exc:
-            shares.give_back(bind_id)
-            if reset_code(exc) == ErrorCode.STREAMS_EXHAUSTED:
-                raise StreamLimitError(f"the agent session is at its stream limit: {exc}") from exc
-            raise
-        except BaseException:
-            shares.give_back(bind_id)
-            raise
-        shared = SharedStream(stream, shares, bind_id, metrics=self.hub.metrics, proto=proto)
-        header = ProxyHeader(
-            id=bind_id,
-            client_addr=client_addr,
-            proto=proto,
-            edge_type=EDGE_TYPES[proto],
-            passthrough_tls=proto == "tls",
-        )
-        try:
-            await stream.send_all(encode_proxy_header(header, self.codec or Codec.JSON))
-        except BaseException:
-            stream.close_now()
-            await trio.aclose_forcefully(shared)
-            raise
-        return shared
-
-    async def _serve_unbind(self, stream: MuxStream) -> None:
-        assert self.codec is not None
-        with trio.fail_after(RPC_TIMEOUT):
-            unbind, _ = await read_message(stream, Unbind, self.codec)
-        endpoint = self._endpoints.pop(unbind.id, None)
-        if endpoint is None:
-            error = errcodes.format_wire_error(
-                f"No endpoint with id '{unbind.id}' in this session.", errcodes.ERR_NGROK_3209
-            )
-            await respond(stream, UnbindResp(error=error), self.codec)
-            return
-        self._release(endpoint)
-        log.info(
-            "session %s unbound %s",
-            self.id,
-            endpoint.endpoint.url,
-            extra={"session": self.id, "endpoint": endpoint.endpoint.url},
-        )
-        await respond(stream, UnbindResp(), self.codec)
 
     async def _refuse_request(
         self,
@@ -762,7 +461,8 @@ class AgentSession:
             )
         return f"transport closed: {self.mux.error}"
 
-    def _write_event(self, event: audit.AuditEvent) -> None:
+    def write_event(self, event: audit.AuditEvent) -> None:
+        """Record `event` in the edge's event log."""
         self.hub.events.record(event.type, event.obj, principal=event.principal)
 
     def _record_session(self, *, stopped: bool) -> None:
@@ -789,38 +489,9 @@ class AgentSession:
                 ingress_hostname=self.hub.config.connect_host,
                 started_at=started_at,
             )
-        self._write_event(event)
+        self.write_event(event)
 
-    def _release(self, endpoint: _Endpoint) -> None:
-        """Forget the endpoint and free its port now: the listening sockets close in this step
-        (not when its tasks finish unwinding), so the URL can be bound again at once."""
-        url = endpoint.endpoint.url
-        reason = self.stop_reason or "unbound"
-        removed = self.hub.registry.remove(url, endpoint.member, reason=reason)
-        port = self.hub.tcp_ports.get(url)
-        if port is not None and self.hub.registry.lookup(url) is None:  # the pool's last member
-            del self.hub.tcp_ports[url]
-            port.close()
-        if removed:
-            assert self.credential is not None  # nothing is bound before Auth
-            self._write_event(
-                audit.endpoint_unbound(
-                    self.credential,
-                    session_id=self.id,
-                    url=endpoint.endpoint.url,
-                    proto=endpoint.endpoint.proto,
-                    binding=endpoint.endpoint.binding,
-                    reason=self.stop_reason or "unbound",
-                )
-            )
-        endpoint.scope.cancel()
-        endpoint.keys_scope.cancel()
-        for listener in endpoint.listeners:
-            listener.socket.close()
-
-    def _release_all(self) -> None:
-        for endpoint in self._endpoints.values():
-            self._release(endpoint)
-
-    def _peer(self) -> str:
+    @property
+    def peer(self) -> str:
+        """The agent's address as the edge sees it, `ip:port`."""
         return f"{self.remote[0]}:{self.remote[1]}"

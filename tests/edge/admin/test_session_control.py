@@ -31,7 +31,7 @@ from protocol.rpc.messages import (
 )
 from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role
-from tests.edge.tunnels.test_session import _serve_edge
+from tests.edge.tunnels.memory_agent import serve_edge
 
 TIMEOUT = 10
 WHO = "the admin API, key ak_1 (ops)"
@@ -79,7 +79,7 @@ async def connect(
 ) -> AsyncIterator[tuple[AgentSession, Agent, trio.Event]]:
     edge_side, agent_side = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        session, ended = await nursery.start(_serve_edge, hub, edge_side)
+        session, ended = await nursery.start(serve_edge, hub, edge_side)
         async with open_mux_session(agent_side, Role.CLIENT) as mux:
             agent = Agent(mux, asked=[])
             nursery.start_soon(_agent_accepts, agent)

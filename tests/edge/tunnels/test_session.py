@@ -1,17 +1,9 @@
-"""A real `AgentSession` against an in-memory agent: Auth, Bind, proxy streams, Unbind, the
-session's end and resumption, over muxado on `trio.testing` memory streams.
-
-The harness (`connect`) runs the edge side as `edge.server` does (a SERVER mux session and an
-`AgentSession` over it, GOAWAY once the session ends) and the agent side as a CLIENT mux session
-whose accept loop answers the edge's heartbeats and hands proxy streams to the test.
+"""A real `AgentSession` against an in-memory agent (`tests/edge/tunnels/memory_agent.py`):
+Auth, a Bind's proxy stream and its Unbind, the session's end, resumption, failed logins.
+What the session's endpoints do (pools, shares, release) is in test_session_endpoints.py.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import trio
@@ -20,139 +12,25 @@ import trio.testing
 from edge.config import EdgeConfig, LimitsConfig
 from edge.store import SQLiteStore
 from edge.tunnels.hub import EdgeHub
-from edge.tunnels.session import AgentSession
-from protocol.adapters.heartbeat import answer_heartbeats
-from protocol.adapters.mux import MuxSession, MuxStream, open_mux_session, read_stream_type
-from protocol.adapters.rpc import call
+from protocol.adapters.mux import open_mux_session
 from protocol.rpc import errcodes
-from protocol.rpc.codec import Codec, encode, parse_proxy_header
+from protocol.rpc.codec import encode
 from protocol.rpc.messages import (
     Auth,
     AuthExtra,
-    AuthResp,
-    Bind,
-    BindExtra,
-    BindResp,
     ProxyHeader,
     StreamType,
-    Unbind,
-    UnbindResp,
 )
-from protocol.wire.errors import ErrorCode
 from protocol.wire.session import Role
-
-#: Every test here is in memory; none should come near this.
-TIMEOUT = 10
-AGENT_ADDR = ("203.0.113.9", 50123)
-OTHER_ADDR = ("198.51.100.20", 40404)
-CODEC = Codec.MSGPACK
-
-
-@dataclass
-class Connection:
-    """One agent connection: the edge's session, the agent's mux, the proxy streams the edge
-    opened (their type already read), and an event set once the edge's session has ended."""
-
-    session: AgentSession
-    agent: MuxSession
-    proxies: trio.MemoryReceiveChannel[MuxStream]
-    ended: trio.Event
-
-    async def auth(self, token: str, *, client_id: str = "", cookie: str = "") -> AuthResp:
-        request = Auth(
-            version=("2",),
-            client_id=client_id,
-            extra=AuthExtra(authtoken=token, cookie=cookie, version="3.0.0", os="linux"),
-        )
-        return await call(self.agent, StreamType.AUTH, request, AuthResp, CODEC)
-
-    async def bind(self, url: str, *, bind_id: str = "", pooling: bool = False) -> BindResp:
-        proto = url.split("://", 1)[0]
-        request = Bind(
-            id=bind_id,
-            proto=proto,
-            opts={"URL": url},
-            forwards_to="localhost:3000",
-            extra=BindExtra(pooling_enabled=pooling),
-        )
-        return await call(self.agent, StreamType.BIND, request, BindResp, CODEC)
-
-    async def unbind(self, bind_id: str) -> UnbindResp:
-        return await call(self.agent, StreamType.UNBIND, Unbind(id=bind_id), UnbindResp, CODEC)
-
-
-async def _serve_edge(
-    hub: EdgeHub,
-    transport: trio.abc.Stream,
-    remote: tuple[str, int] = AGENT_ADDR,
-    *,
-    task_status: trio.TaskStatus[tuple[AgentSession, trio.Event]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """What `edge.server._serve_agent_connection` does once TLS is up."""
-    async with open_mux_session(transport, Role.SERVER) as mux:
-        session = AgentSession(hub, mux, remote)
-        ended = trio.Event()
-        task_status.started((session, ended))
-        try:
-            await session.run()
-        finally:
-            ended.set()
-        await mux.aclose(ErrorCode.NO_ERROR, session.stop_reason or "session closed")
-
-
-async def _agent_accepts(mux: MuxSession, proxies: trio.MemorySendChannel[MuxStream]) -> None:
-    """The agent's side of edge-opened streams: heartbeats are answered, proxies handed over."""
-    async with trio.open_nursery() as nursery:
-        while True:
-            try:
-                stream = await mux.accept_stream()
-                kind = await read_stream_type(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if kind == StreamType.HEARTBEAT:
-                nursery.start_soon(answer_heartbeats, stream)
-            elif kind == StreamType.PROXY:
-                await proxies.send(stream)
-
-
-@asynccontextmanager
-async def connect(hub: EdgeHub, remote: tuple[str, int] = AGENT_ADDR) -> AsyncIterator[Connection]:
-    edge_side, agent_side = trio.testing.memory_stream_pair()
-    async with trio.open_nursery() as nursery:
-        session, ended = await nursery.start(_serve_edge, hub, edge_side, remote)
-        async with open_mux_session(agent_side, Role.CLIENT) as agent:
-            send, receive = trio.open_memory_channel[MuxStream](16)
-            nursery.start_soon(_agent_accepts, agent, send)
-            yield Connection(session, agent, receive, ended)
-        nursery.cancel_scope.cancel()
-
-
-async def _read_proxy_header(stream: MuxStream) -> ProxyHeader:
-    buf = bytearray()
-    while (parsed := parse_proxy_header(buf, CODEC)) is None:
-        chunk = await stream.receive_some()
-        assert chunk, "the proxy stream ended before its header"
-        buf += chunk
-    header, used = parsed
-    assert used == len(buf)  # nothing but the header was sent yet
-    return header
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    with SQLiteStore.open(tmp_path / "burrow.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def hub(store: SQLiteStore) -> EdgeHub:
-    return EdgeHub(EdgeConfig(), store)
-
-
-@pytest.fixture
-def token(store: SQLiteStore) -> str:
-    _, secret = store.create_credential(description="agent")
-    return secret
+from tests.edge.tunnels.memory_agent import (
+    AGENT_ADDR,
+    CODEC,
+    OTHER_ADDR,
+    TIMEOUT,
+    connect,
+    read_proxy_header,
+    serve_edge,
+)
 
 
 def _event_types(store: SQLiteStore) -> list[str]:
@@ -190,7 +68,7 @@ async def test_auth_bind_proxy_unbind(hub: EdgeHub, store: SQLiteStore, token: s
             # bytes flow both ways.
             edge_stream = await endpoint.open_proxy("198.51.100.7:40000")
             agent_stream = await conn.proxies.receive()
-            header = await _read_proxy_header(agent_stream)
+            header = await read_proxy_header(agent_stream)
             assert header == ProxyHeader(
                 id="tun_app",
                 client_addr="198.51.100.7:40000",
@@ -219,25 +97,6 @@ async def test_auth_bind_proxy_unbind(hub: EdgeHub, store: SQLiteStore, token: s
     ]
     unbound_event = store.list_events(event_type="endpoint_unbound.v0")[0]
     assert unbound_event.object["reason"] == "unbound"
-
-
-async def test_a_second_bind_of_an_online_url_is_334(hub: EdgeHub, token: str) -> None:
-    with trio.fail_after(TIMEOUT):
-        async with connect(hub) as first, connect(hub) as second:
-            await first.auth(token)
-            await second.auth(token)
-            assert (await first.bind("tls://db.example.com")).error == ""
-            refused = await second.bind("tls://db.example.com")
-            assert refused.error == errcodes.format_wire_error(
-                "The tunnel 'tls://db.example.com' is already bound to another tunnel session. "
-                "Either stop the existing endpoint first, or start both endpoints with "
-                "`--pooling-enabled` (`pooling_enabled: true` in the config file) to load "
-                "balance between them.",
-                errcodes.ERR_NGROK_334,
-            )
-            endpoint = hub.registry.lookup("tls://db.example.com")
-            assert endpoint is not None
-            assert [m.session_id for m in endpoint.members] == [first.session.id]
 
 
 @pytest.mark.parametrize(
@@ -281,27 +140,6 @@ async def test_a_revoked_authtoken_is_refused_with_300(
                 errcodes.ERR_NGROK_300,
             )
             await conn.ended.wait()
-
-
-async def test_the_session_end_releases_its_endpoints(
-    hub: EdgeHub, store: SQLiteStore, token: str
-) -> None:
-    with trio.fail_after(TIMEOUT):
-        async with connect(hub) as conn:
-            await conn.auth(token)
-            assert (await conn.bind("https://a.example.com")).error == ""
-            assert (await conn.bind("tls://b.example.com")).error == ""
-            session_id = conn.session.id
-            assert len(hub.registry.held_by(session_id)) == 2
-            await conn.agent.aclose()  # the agent goes away
-            await conn.ended.wait()
-            assert hub.registry.held_by(session_id) == []
-            assert hub.registry.lookup("https://a.example.com") is None
-            assert hub.registry.lookup("tls://b.example.com") is None
-            assert session_id not in hub.sessions
-            assert conn.session.stop_reason.startswith("agent closed the session")
-    reasons = [e.object["reason"] for e in store.list_events(event_type="endpoint_unbound.v0")]
-    assert reasons == [conn.session.stop_reason] * 2
 
 
 async def test_resuming_with_the_right_cookie_takes_over(hub: EdgeHub, token: str) -> None:
@@ -365,7 +203,7 @@ async def test_an_agent_gone_right_after_auth_gets_start_and_stop_events(
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             session, ended = await nursery.start(
-                _serve_edge, hub, trio.StapledStream(edge_out, edge_in)
+                serve_edge, hub, trio.StapledStream(edge_out, edge_in)
             )
             async with open_mux_session(
                 trio.StapledStream(agent_out, agent_in), Role.CLIENT
@@ -508,52 +346,3 @@ async def test_a_revoked_credentials_failed_login_names_it(
     }
     assert token not in repr(event.object)
     assert token.partition("_")[2] not in repr(event.object)
-
-
-async def test_pooled_binds_share_a_url_and_a_goaway_takes_a_member_out_at_once(
-    hub: EdgeHub, token: str
-) -> None:
-    url = "https://app.example.com"
-    with trio.fail_after(TIMEOUT):
-        async with (
-            connect(hub) as first,
-            connect(hub, OTHER_ADDR) as second,
-            connect(hub) as third,
-        ):
-            for conn in (first, second, third):
-                await conn.auth(token)
-            assert (await first.bind(url, pooling=True)).error == ""
-            assert (await second.bind(url, pooling=True)).error == ""
-            endpoint = hub.registry.lookup(url)
-            assert endpoint is not None
-            assert [m.session_id for m in endpoint.members] == [
-                first.session.id,
-                second.session.id,
-            ]
-            assert endpoint.members[1].agent_addr == "198.51.100.20:40404"
-            refused = await third.bind(url)  # no pooling: refused, naming the fix
-            assert errcodes.ERR_NGROK_334 in refused.error
-            assert "--pooling-enabled" in refused.error
-            # The first agent drains: GOAWAY, its session still open.
-            first.agent.go_away(ErrorCode.NO_ERROR, "draining")
-            while len(endpoint.members) != 1:
-                await trio.sleep(0.01)
-                endpoint = hub.registry.lookup(url) or endpoint
-            (left,) = endpoint.members
-            assert left.session_id == second.session.id
-            assert not first.ended.is_set()  # in-flight streams may still finish
-            # New requests go to the remaining member only.
-            route = hub.registry.lookup_public("https", "app.example.com")
-            assert route is not None and {route.pick() for _ in range(10)} == {left}
-
-
-async def test_a_pooled_bind_onto_an_unpooled_endpoint_is_334(hub: EdgeHub, token: str) -> None:
-    url = "tls://db.example.com"
-    with trio.fail_after(TIMEOUT):
-        async with connect(hub) as first, connect(hub) as second:
-            await first.auth(token)
-            await second.auth(token)
-            assert (await first.bind(url)).error == ""
-            refused = await second.bind(url, pooling=True)
-            assert errcodes.ERR_NGROK_334 in refused.error
-            assert "the endpoint already online does not" in refused.error
