@@ -41,8 +41,6 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
-import h11
-
 from edge.config import HttpConfig
 from edge.http.error_pages import ErrorPage, bad_request, method_not_allowed
 
@@ -136,6 +134,25 @@ class RawHeaders(Protocol):
     """h11's header list (not exported by h11): names as the peer spelt them."""
 
     def raw_items(self) -> list[tuple[bytes, bytes]]: ...
+
+
+class RequestFields(RawHeaders, Protocol):
+    """A parsed request's header list (h11's, or `edge.http.h1.client.RequestFields`)."""
+
+    def __len__(self) -> int: ...
+
+
+class ParsedRequest(Protocol):
+    """A parsed request head: an `h11.Request`, or `edge.http.h1.client.Request`."""
+
+    @property
+    def method(self) -> bytes: ...
+    @property
+    def target(self) -> bytes: ...
+    @property
+    def http_version(self) -> bytes: ...
+    @property
+    def headers(self) -> RequestFields: ...
 
 
 class RefusedError(Exception):
@@ -249,7 +266,7 @@ def _content_length_limit(value: bytes, accept: bytes | None) -> None:
 
 
 def prepare_request(
-    request: h11.Request,
+    request: ParsedRequest,
     chunks: Sequence[bytes | bytearray],
     *,
     client_ip: bytes,

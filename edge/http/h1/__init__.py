@@ -1,1 +1,1 @@
-"""HTTP/1.1 clients (h11): the connection and one exchange's relay."""
+"""HTTP/1.1 clients: the connection, its codec (no h11), and one exchange's relay."""

@@ -1,11 +1,12 @@
 """Reading an HTTP/1.1 request body whole, for an endpoint whose Traffic Policy reads bodies
 (`edge.http.body_buffer`: verify-webhook, request-body-find-replace).
 
-`read_body` takes what h11 already parsed along with the head and reads the rest from the
-client: at most `limit` bytes (a Content-Length above it is refused before any byte is read),
-held to the same `BodyLimits` as a streamed body (`edge.http.body_rate`): the wait for each read
-is bounded by `BodyRate.wait`. A client that sent `Expect: 100-continue` is told to go on first
-(the edge, not the upstream, is the one that reads the body now).
+`read_body` takes what the client's codec (`edge/http/h1/client.py`) already parsed along with
+the head and reads the rest from the client: at most `limit` bytes (a Content-Length above it
+is refused before any byte is read), held to the same `BodyLimits` as a streamed body
+(`edge.http.body_rate`): the wait for each read is bounded by `BodyRate.wait`. A client that
+sent `Expect: 100-continue` is told to go on first (the edge, not the upstream, is the one that
+reads the body now).
 
 Errors: `BodyTooLargeError` past `limit`; `ClientTooSlowError` below the minimum rate or over the
 total time; `ClientBodyError` for a body that breaks its framing (a bad chunk, fewer bytes
@@ -17,14 +18,13 @@ of the body is unread). Cancellation propagates.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
 
-import h11
 import trio
 
 from edge.http.body_buffer import BodyTooLargeError, declared_length
 from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
-from edge.http.h1.exchange import READ_SIZE, take_body
+from edge.http.h1.client import ClientCodec, ClientError
+from edge.http.h1.exchange import READ_SIZE
 from edge.http.headers import Headers
 from edge.http.seam import ClientBodyError, ClientGoneError, ClientTooSlowError
 
@@ -32,11 +32,11 @@ __all__ = ["read_body"]
 
 
 async def read_body(
-    cc: h11.Connection,
+    cc: ClientCodec,
     client: trio.abc.Stream,
     *,
     headers: Headers,
-    datas: list[h11.Data],
+    datas: list[bytes],
     complete: bool,
     limit: int,
     limits: BodyLimits,
@@ -47,16 +47,16 @@ async def read_body(
     declared = declared_length(headers)
     if declared is not None and declared > limit:
         raise BodyTooLargeError(f"the request body has {declared} bytes (Content-Length)")
-    parts = [bytes(event.data) for event in datas]
+    parts = list(datas)
     size = sum(map(len, parts))
     if size > limit:
         raise BodyTooLargeError(f"the request body has more than {limit} bytes")
     if complete:
         return b"".join(parts)
-    if cc.they_are_waiting_for_100_continue:
-        continuing = cc.send(h11.InformationalResponse(status_code=100, headers=[]))
+    if cc.waiting_for_100_continue:
+        continuing = cc.send_informational(100, b"", [])
         try:
-            await client.send_all(continuing or b"")
+            await client.send_all(continuing)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ClientGoneError(f"the client connection failed: {exc}") from exc
     rate = BodyRate(limits, now=trio.current_time())
@@ -73,15 +73,15 @@ async def read_body(
             raise ClientGoneError("the client closed its connection mid-body")
         touch()
         rate.received(len(data), trio.current_time())
-        cc.receive_data(cast(bytes, data))
+        cc.receive_data(data)
         try:
-            events, ended = take_body(cc)
-        except h11.RemoteProtocolError as exc:
+            pieces, ended = cc.take_body()
+        except ClientError as exc:
             raise ClientBodyError(f"bad request body: {exc}") from exc
-        for event in events:
-            size += len(event.data)
+        for piece in pieces:
+            size += len(piece)
             if size > limit:
                 raise BodyTooLargeError(f"the request body has more than {limit} bytes")
-            parts.append(bytes(event.data))
+            parts.append(piece)
         if ended:
             return b"".join(parts)

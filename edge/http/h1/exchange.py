@@ -3,24 +3,25 @@ stream and its response back, and splicing the two after a 101.
 
 Theory of operation
 -------------------
-The client side speaks through `cc`, an h11 SERVER machine that parses the public client's
-requests and frames our responses to it; it lives as long as the client connection, which
-`edge/http/h1/proxy.py` owns. Each agent stream (a stream to an agent, which pipes its bytes
-unchanged to the upstream, the customer's service) has its own `AgentStream.codec`
-(`edge/http/h1/upstream.py`, no h11): the forwarded head goes out as the bytes the connection
-checked and rewrote (`RequestHead`), body bytes go out as they came (re-chunked if the head
-says chunked), and the upstream's response is parsed strictly (anything a proxy must not pass
-on is an invalid response). The final response head is rewritten by `edge/http/headers.py`
-(through `edge.http.seam.client_response_headers`, where Traffic Policy's on_http_response
-phase runs) and framed for the client by `cc`: framing headers pass unchanged, so h11 frames
-the client's side the same way (and re-frames a read-until-close response as chunked for an
-HTTP/1.1 client, as it must). Trailers are dropped both ways. A policy's compress-response or
-response-body-find-replace (`edge.http.response_body`) runs the body through a `BodyStream`
-and drops Content-Length, so h11 frames the new body chunked (or to the close for HTTP/1.0).
+The client side speaks through `cc`, a `ClientCodec` (`edge/http/h1/client.py`, no h11) that
+parses the public client's requests and frames our responses to it; it lives as long as the
+client connection, which `edge/http/h1/proxy.py` owns. Each agent stream (a stream to an
+agent, which pipes its bytes unchanged to the upstream, the customer's service) has its own
+`AgentStream.codec` (`edge/http/h1/upstream.py`, no h11): the forwarded head goes out as the
+bytes the connection checked and rewrote (`RequestHead`), body bytes go out as they came
+(re-chunked if the head says chunked), and the upstream's response is parsed strictly
+(anything a proxy must not pass on is an invalid response). The final response head is
+rewritten by `edge/http/headers.py` (through `edge.http.seam.client_response_headers`, where
+Traffic Policy's on_http_response phase runs) and framed for the client by `cc`: framing
+headers pass unchanged, so the client's side is framed the same way (and a read-until-close
+response is re-framed as chunked for an HTTP/1.1 client, as it must be). Trailers are dropped
+both ways. A policy's compress-response or response-body-find-replace
+(`edge.http.response_body`) runs the body through a `BodyStream` and drops Content-Length, so
+`cc` frames the new body chunked (or to the close for HTTP/1.0).
 
 `Relay.run` carries one exchange:
 
-1. If the body h11 already held when the head was read is the whole body (a GET, a small
+1. If the body `cc` already held when the head was read is the whole body (a GET, a small
    POST), the request goes to the agent stream in one write and the response is relayed in the
    same task. Otherwise a second task streams the request body while this one relays the
    response, so an upstream may answer early (a 413 while the upload is running); reading the
@@ -51,11 +52,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-import h11
 import trio
 
 from edge.config import HttpConfig
 from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
+from edge.http.h1.client import ClientCodec, ClientError
 from edge.http.h1.upstream import (
     END,
     NEED_DATA,
@@ -87,8 +88,6 @@ __all__ = [
     "Exchange",
     "Forward",
     "Relay",
-    "both_done",
-    "take_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ class Forward:
         *,
         request: HttpRequest,
         head: RequestHead,
-        datas: list[h11.Data],
+        datas: list[bytes],
         complete: bool,
         started: float,
         policy: ResponsePolicy | None = None,
@@ -180,7 +179,7 @@ class Relay:
     def __init__(
         self,
         *,
-        cc: h11.Connection,
+        cc: ClientCodec,
         client: trio.abc.Stream,
         touch: Callable[[], None],
         peer: str,
@@ -246,8 +245,8 @@ class Relay:
         agent = exchange.agent
         codec = agent.codec
         parts: list[bytes] = [codec.send_head(exchange.forward.head)]
-        for event in exchange.forward.datas:
-            parts.extend(codec.send_body(event.data))
+        for data in exchange.forward.datas:
+            parts.extend(codec.send_body(data))
         end = codec.send_end()
         if end:
             parts.append(end)
@@ -298,8 +297,8 @@ class Relay:
         datas = exchange.forward.datas
         ended = False
         while True:
-            for event in datas:
-                parts.extend(codec.send_body(event.data))
+            for piece in datas:
+                parts.extend(codec.send_body(piece))
             if ended:
                 end = codec.send_end()
                 if end:
@@ -319,7 +318,7 @@ class Relay:
             touch()
             now = trio.current_time()
             # A client waiting for a 100 Continue is not slow: only the total time counts then.
-            continuing = cc.they_are_waiting_for_100_continue
+            continuing = cc.waiting_for_100_continue
             waiting.deadline = rate.hold(now) if continuing else rate.wait(now)
             try:
                 data = await client.receive_some(READ_SIZE)
@@ -331,10 +330,10 @@ class Relay:
                 raise ClientGoneError("the client closed its connection mid-body")
             touch()
             rate.received(len(data), trio.current_time())
-            cc.receive_data(cast(bytes, data))  # h11 appends it to a bytearray
+            cc.receive_data(data)
             try:
-                datas, ended = take_body(cc)
-            except h11.RemoteProtocolError as exc:
+                datas, ended = cc.take_body()
+            except ClientError as exc:
                 raise ClientBodyError(f"bad request body: {exc}") from exc
             if ended:
                 exchange.request_done = True
@@ -380,15 +379,17 @@ class Relay:
                 if rewrite is not None:
                     body = rewrite.feed(body)
                 if body:
-                    out.extend(_passthrough(cc, h11.Data(data=body)))
+                    out.extend(cc.send_data(body))
                     exchange.body_bytes += len(body)
             elif event is END:
                 if rewrite is not None:
                     tail = rewrite.finish()
                     if tail:
-                        out.extend(_passthrough(cc, h11.Data(data=tail)))
+                        out.extend(cc.send_data(tail))
                         exchange.body_bytes += len(tail)
-                out.append(cc.send(h11.EndOfMessage()))
+                end = cc.send_end()
+                if end:
+                    out.append(end)
                 await self._to_client(out)
                 exchange.response_done = True
                 return
@@ -415,11 +416,7 @@ class Relay:
                     headers = decided
                 if not exchange.request_done:
                     headers.append((b"Connection", b"close"))
-                out.append(
-                    cc.send(
-                        h11.Response(status_code=status, headers=headers, reason=response.reason)
-                    )
-                )
+                out.append(cc.send_response(status, response.reason, headers))
                 exchange.response_started = True
                 exchange.status = status
             else:  # PAUSED cannot come before the response ends
@@ -433,24 +430,15 @@ class Relay:
         cc = self.cc
         if info.status == 101:
             headers = response_headers(info.headers, upgrade=True)
-            switch = h11.InformationalResponse(
-                status_code=101, headers=headers, reason=info.reason
-            )
-            out.append(cc.send(switch))
+            out.append(cc.send_informational(101, info.reason, headers))
             await self._to_client(out)
             exchange.status = 101
             exchange.switched = True
             return True
-        version = cc.their_http_version
+        version = cc.http_version
         if version is not None and version >= b"1.1":
             headers = response_headers(info.headers, upgrade=False)
-            out.append(
-                cc.send(
-                    h11.InformationalResponse(
-                        status_code=info.status, headers=headers, reason=info.reason
-                    )
-                )
-            )
+            out.append(cc.send_informational(info.status, info.reason, headers))
             _continue_body(exchange)
         return False
 
@@ -464,13 +452,9 @@ class Relay:
         if not exchange.request_done:
             headers.append((b"Connection", b"close"))
         body = answer.body_for(exchange.forward.head.method)
-        response = h11.Response(status_code=answer.status, headers=headers, reason=answer.phrase)
         try:
-            out.append(cc.send(response))
-            if body:
-                out.append(cc.send(h11.Data(data=body)))
-            out.append(cc.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError as exc:  # validation keeps statuses sendable
+            out.append(cc.send_whole(answer.status, answer.phrase, headers, body))
+        except ClientError as exc:  # validation keeps statuses sendable
             raise AgentStreamError(f"the policy's answer cannot be sent: {exc}") from exc
         exchange.response_started = True
         exchange.status = answer.status
@@ -487,21 +471,7 @@ class Relay:
         self.touch()
 
 
-# ------------------------------------------------------------------------------- h11 helpers
-
-
-def take_body(cc: h11.Connection) -> tuple[list[h11.Data], bool]:
-    """The body events h11 can produce without more bytes, and whether the body ended. Raises
-    h11.RemoteProtocolError for a body that breaks its framing."""
-    datas: list[h11.Data] = []
-    while True:
-        event = cc.next_event()
-        if event is h11.NEED_DATA:
-            return datas, False
-        if type(event) is h11.Data:
-            datas.append(event)
-            continue
-        return datas, True  # EndOfMessage (its trailers, if any, are dropped)
+# ----------------------------------------------------------------------------------- helpers
 
 
 def _invalid(exc: UpstreamError, ended: bool, head_seen: bool) -> AgentStreamError:
@@ -515,22 +485,10 @@ def _invalid(exc: UpstreamError, ended: bool, head_seen: bool) -> AgentStreamErr
 
 def _continue_body(exchange: Exchange) -> None:
     """A 1xx went to the client, which was waiting for a 100 Continue: if the request relay
-    is waiting for its body, the rate counts again from now (h11 has cleared its flag)."""
+    is waiting for its body, the rate counts again from now (`cc` has cleared its flag)."""
     waiting, rate = exchange.body_wait, exchange.body_rate
     if waiting is not None and rate is not None and waiting.deadline != math.inf:
         waiting.deadline = rate.wait(trio.current_time())
-
-
-def both_done(conn: h11.Connection) -> bool:
-    """Both directions of `conn` finished their message: it may start another cycle."""
-    return conn.our_state is h11.DONE and conn.their_state is h11.DONE
-
-
-def _passthrough(conn: h11.Connection, event: h11.Data) -> list[bytes]:
-    """The bytes that frame `event` on `conn`, with the payload object itself among them."""
-    parts = conn.send_with_data_passthrough(event)
-    assert parts is not None  # None only for ConnectionClosed
-    return parts
 
 
 async def _send_parts(stream: trio.abc.SendStream, parts: list[bytes]) -> None:

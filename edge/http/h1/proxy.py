@@ -10,10 +10,10 @@ The proxy is three modules, one concern each:
   lingering close, an abort;
 * `edge/http/headers.py` decides what heads become on the way through (routing name, framing
   checks, hop-by-hop removal, `X-Forwarded-*`), with no I/O;
-* `edge/http/h1/exchange.py` relays one request/response exchange between the client's h11
-  SERVER machine (`cc`, which lives as long as the connection) and an agent stream (whose
-  HTTP/1.1 bytes `edge/http/h1/upstream.py` frames and parses), and splices the two after a
-  101.
+* `edge/http/h1/exchange.py` relays one request/response exchange between the client's codec
+  (`cc`, `edge/http/h1/client.py`: it parses requests and frames responses, and lives as long
+  as the connection) and an agent stream (whose HTTP/1.1 bytes `edge/http/h1/upstream.py`
+  frames and parses), and splices the two after a 101.
 
 What a request means is decided in `edge/http/seam.py`, as for HTTP/2: the head becomes an
 `HttpRequest`, `decide` routes it (or answers 404), and every failure becomes its page through
@@ -25,7 +25,7 @@ One request:
 1. Read a request head from the client (`head_timeout`; after the first request the wait for
    the first byte is `keepalive_timeout`, then `head_timeout` for the rest). Refuse bad
    framing.
-2. Take whatever body h11 already holds, route by Host (an absolute-form target's authority;
+2. Take whatever body `cc` already holds, route by Host (an absolute-form target's authority;
    on TLS, only to the endpoint of the connection's SNI: `seam.decide`), and get an agent
    stream.
 3. Relay the exchange (`Relay.run`): in one task if the whole request is here, else with a
@@ -103,7 +103,6 @@ import time
 from enum import Enum
 from typing import Literal, cast
 
-import h11
 import trio
 
 from edge.admin.metrics import EdgeMetrics, answer_code, endpoint_label
@@ -112,17 +111,10 @@ from edge.http.body_buffer import BodyTooLargeError, BufferBody, decide_with_bod
 from edge.http.body_rate import BodyLimits
 from edge.http.error_pages import ErrorPage
 from edge.http.h1.buffered import read_body
-from edge.http.h1.exchange import (
-    READ_SIZE,
-    AgentStream,
-    Exchange,
-    Forward,
-    Relay,
-    both_done,
-    take_body,
-)
+from edge.http.h1.client import CLOSED, NEED_DATA, ClientCodec, ClientError, Request
+from edge.http.h1.exchange import READ_SIZE, AgentStream, Exchange, Forward, Relay
 from edge.http.h1.upstream import RequestHead, UnforwardableError
-from edge.http.headers import Headers, RefusedError, head_error_page, prepare_request, raw_head
+from edge.http.headers import Headers, RefusedError, head_error_page, prepare_request
 from edge.http.policy import ClientConn, upstream_failed
 from edge.http.retry import REPLAYABLE_METHODS, agent_reset, may_move
 from edge.http.routing import HttpRoute, HttpRouter, keeping, retry_elsewhere, reusable
@@ -198,16 +190,6 @@ async def serve_http(
 # --------------------------------------------------------------------------------- internals
 
 
-class _Head:
-    """A request head as parsed, with the raw bytes it came in (to check framing h11 hides)."""
-
-    __slots__ = ("chunks", "request")
-
-    def __init__(self, request: h11.Request, chunks: list[bytes | bytearray]) -> None:
-        self.request = request
-        self.chunks = chunks
-
-
 class _Phase(Enum):
     """What the connection is waiting for, which says what its deadline passing means."""
 
@@ -242,7 +224,7 @@ class _Connection:
         self.conn = ClientConn(client, client_addr, sni)  # a policy's `conn.*`, on first use
         self.router = router
         self.limits = limits
-        self.cc = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
+        self.cc = ClientCodec(limits.max_head_size)
         self.relay = Relay(
             cc=self.cc,
             client=client,
@@ -397,14 +379,12 @@ class _Connection:
 
     # --------------------------------------------------------------------------- the head
 
-    async def _read_head(self, first: bool) -> _Head | None:
+    async def _read_head(self, first: bool) -> Request | None:
         """The next request head, or None when the client is gone or idle (close quietly).
         Raises RefusedError for a head that is malformed, too large or too slow."""
         cc = self.cc
         limits = self.limits
         leftover = cc.trailing_data[0]  # a pipelined request already read
-        chunks: list[bytes | bytearray] = [leftover] if leftover else []
-        received = len(leftover)
         self.forward = self.exchange = None
         # The first head is due head_timeout after accept (a TLS handshake included); a later
         # one may idle first, then is due head_timeout after its first byte.
@@ -418,24 +398,24 @@ class _Connection:
             head_deadline = 0.0  # set at the first byte
             self._set_deadline(_Phase.IDLE, trio.current_time() + limits.keepalive_timeout)
             self._hold_agent_stream()
-        # With nothing pipelined, read first rather than ask h11 for an event it cannot have.
+        # With nothing pipelined, read first rather than ask `cc` for a head it cannot have.
         waiting = not leftover
         while True:
             if waiting:
                 waiting = False
-                event: object = h11.NEED_DATA
+                event: object = NEED_DATA
             else:
                 try:
-                    event = cc.next_event()
-                except h11.RemoteProtocolError as exc:
+                    event = cc.next_request()
+                except ClientError as exc:
                     if self.client_eof:
                         log.debug("http %s: the client left mid-head: %s", self.peer, exc)
                         return None  # nobody is left to read an answer
-                    status = exc.error_status_hint
+                    status = exc.status_hint
                     raise RefusedError(
                         head_error_page(status, limits.max_head_size), f"bad request head: {exc}"
                     ) from exc
-            if event is h11.NEED_DATA:
+            if event is NEED_DATA:
                 if self.phase is _Phase.HEAD and self.deadline != head_deadline:
                     # Only a head split across reads gets here: its own deadline (408) now.
                     self._set_deadline(_Phase.HEAD, head_deadline)
@@ -450,30 +430,21 @@ class _Connection:
                     self.phase = _Phase.HEAD
                     if not first:
                         head_deadline = trio.current_time() + limits.head_timeout
-                received += len(data)
-                chunks.append(data)
-                cc.receive_data(cast(bytes, data))  # h11 appends it to a bytearray
+                cc.receive_data(data)
                 continue
-            if isinstance(event, h11.Request):
-                if received > limits.max_head_size:
-                    # h11 bounds only an incomplete head; one that came whole in a single read
-                    # is measured here, so the limit holds however the bytes were split.
-                    size = len(raw_head(chunks))
-                    if size > limits.max_head_size:
-                        page = head_error_page(431, limits.max_head_size)
-                        raise RefusedError(page, f"the request head has {size} bytes")
-                return _Head(event, chunks)
-            return None  # ConnectionClosed: the client closed between requests
+            if event is CLOSED:
+                return None  # the client closed between requests
+            return cast(Request, event)
 
     # ------------------------------------------------------------------------ one request
 
-    async def _serve(self, head: _Head) -> bool:
+    async def _serve(self, parsed: Request) -> bool:
         """Answer one request; True if the client connection may carry another."""
         started = trio.current_time()
         try:
             host, accept, headers, upgrade, target = prepare_request(
-                head.request,
-                head.chunks,
+                parsed,
+                (parsed.raw,),
                 client_ip=self.client_ip,
                 scheme=self.scheme_bytes,
                 max_headers=self.limits.max_headers,
@@ -482,10 +453,9 @@ class _Connection:
         except RefusedError as refused:
             await self._refuse(refused.page, refused.reason, accept=refused.accept, keep=False)
             return False
-        head.chunks.clear()  # checked: do not hold a first body piece for the whole exchange
         try:
-            datas, complete = take_body(self.cc)
-        except h11.RemoteProtocolError as exc:
+            datas, complete = self.cc.take_body()
+        except ClientError as exc:
             detail = f"bad request body: {exc}"
             refusal = failure_response(Failure.BAD_BODY, limits=self.limits, detail=detail)
             await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False)
@@ -493,7 +463,6 @@ class _Connection:
         if upgrade is not None and complete:
             headers.append((b"Connection", b"upgrade"))
             headers.append((b"Upgrade", upgrade))
-        parsed = head.request
         request = HttpRequest(
             method=parsed.method,
             target=target,
@@ -526,11 +495,11 @@ class _Connection:
                 log.info("http %s: %s: closed by the policy (%s)", self.peer, host, route.reason)
                 return False
             if route.body is not None:  # read whole for the policy: forward it as it left it
-                datas = [h11.Data(data=route.body)] if route.body else []
+                datas = [route.body] if route.body else []
             request, policy, route = route.request, route.response, route.route
         try:
             forward_head = RequestHead.of(parsed.method, request.target, request.headers)
-        except UnforwardableError as exc:  # h11 parsed it: only a policy's edit gets here
+        except UnforwardableError as exc:  # `cc` parsed it: only a policy's edit gets here
             refusal = failure_response(Failure.UNFORWARDABLE, limits=self.limits, detail=str(exc))
             await self._refuse(refusal.page, refusal.reason, accept=accept, keep=False)
             return False
@@ -605,7 +574,7 @@ class _Connection:
     async def _read_whole_body(
         self,
         pending: BufferBody,
-        datas: list[h11.Data],
+        datas: list[bytes],
         complete: bool,
         *,
         accept: bytes | None,
@@ -690,7 +659,7 @@ class _Connection:
         if not exchange.request_done:
             await self._linger()
             return False
-        return both_done(self.cc)
+        return self.cc.reusable
 
     async def _failed(self, exchange: Exchange, failure: RelayError, forwards_to: str) -> bool:
         """The exchange ended without a whole response: answer with a page if none started."""
@@ -735,8 +704,7 @@ class _Connection:
         log_refusal(log, "http", self.peer, host, page, reason)
         # A request for no endpoint is counted under none, not under its (any) Host.
         self._count(None if page.code == "ERR_NGROK_3200" else host, page.status)
-        cc = self.cc
-        if cc.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if not self.cc.can_respond:
             return False
         # Bounded here (this also runs after the watchdog has stopped), not by the watchdog.
         self._set_deadline(
@@ -752,7 +720,7 @@ class _Connection:
         self._count(host, answer.status)
         if self.metrics is not None and answer.status >= 400:  # a refusal, not a custom answer
             self.metrics.refused("policy", answer_code(answer.status, answer.headers))
-        if self.cc.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if not self.cc.can_respond:
             return False
         self._set_deadline(
             _Phase.CLOSING, trio.current_time() + self.limits.idle_timeout + CLOSE_TIMEOUT
@@ -769,14 +737,8 @@ class _Connection:
         if not keep:
             headers.append((b"Connection", b"close"))
         try:
-            data = b"".join(
-                (
-                    cc.send(h11.Response(status_code=status, headers=headers, reason=reason)),
-                    cc.send(h11.Data(data=body)),
-                    cc.send(h11.EndOfMessage()),
-                )
-            )
-        except h11.LocalProtocolError as exc:
+            data = cc.send_whole(status, reason, headers, body)
+        except ClientError as exc:
             log.debug("http %s: cannot send the %d answer: %s", self.peer, status, exc)
             return False
         sent = False
@@ -792,7 +754,7 @@ class _Connection:
         if not keep:
             await self._linger()
             return False
-        return both_done(cc)
+        return cc.reusable
 
     async def _linger(self) -> None:
         """Half-close, then read and discard what the client still sends, for a moment."""

@@ -4,9 +4,9 @@ and a strict parser of the upstream's response.
 Theory of operation
 -------------------
 The edge relays a public client's request over an agent stream, which the agent pipes
-unchanged to the upstream (the customer's service). The request was parsed and checked by the
-client's h11 SERVER machine and rewritten by `edge/http/headers.py`, so re-validating it
-through a second h11 machine only to re-encode it cost as much as parsing it. Here:
+unchanged to the upstream (the customer's service). The request was parsed and checked on the
+client's side (`edge/http/h1/client.py`) and rewritten by `edge/http/headers.py`, so it is not
+parsed again, only checked once as it is written. Here:
 
 * `RequestHead.of` checks the forwarded head once (method and target characters, every header
   line a token, `:`, a value without CR, LF, NUL or other controls; exactly one Host; framing

@@ -1,8 +1,8 @@
-"""Tests for edge/http/h1/exchange.py: one request/response relay between a client's h11 SERVER
-machine and an agent stream, on trio.testing memory streams (the client connection and the
-agent stream are in-memory pairs; the "upstream" is an h11 server on the agent stream's far
-end). The slow-body limits are also checked through the whole proxy over real sockets, with
-`tests/edge/http/h1/test_proxy.py`'s harness."""
+"""Tests for edge/http/h1/exchange.py: one request/response relay between a client's codec
+(`edge/http/h1/client.py`) and an agent stream, on trio.testing memory streams (the client
+connection and the agent stream are in-memory pairs; the "upstream" is an h11 server on the
+agent stream's far end). The slow-body limits are also checked through the whole proxy over
+real sockets, with `tests/edge/http/h1/test_proxy.py`'s harness."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ import trio.testing
 
 from edge.config import HttpConfig
 from edge.http.body_rate import BodyLimits
-from edge.http.h1.exchange import AgentStream, Exchange, Forward, Relay, both_done, take_body
+from edge.http.h1.client import ClientCodec, Request
+from edge.http.h1.exchange import AgentStream, Exchange, Forward, Relay
 from edge.http.h1.upstream import RequestHead
 from edge.http.seam import AgentStreamError, ClientTooSlowError, HttpRequest
 from tests.edge.http.h1 import test_proxy as proxy
@@ -40,7 +41,7 @@ class World:
     def __init__(self) -> None:
         self.client, proxy_side = trio.testing.memory_stream_pair()
         agent_side, self.upstream = trio.testing.memory_stream_pair()
-        self.cc = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.cc = ClientCodec(MAX_HEAD)
         self.touched = 0
         self.relay = Relay(
             cc=self.cc, client=proxy_side, touch=self._touch, peer="client:1", body=BODY
@@ -53,9 +54,9 @@ class World:
     def forward(self, raw: bytes) -> Forward:
         """What the connection would hand the relay for the request in `raw`."""
         self.cc.receive_data(raw)
-        event = self.cc.next_event()
-        assert isinstance(event, h11.Request)
-        datas, complete = take_body(self.cc)
+        event = self.cc.next_request()
+        assert isinstance(event, Request)
+        datas, complete = self.cc.take_body()
         headers = [(bytes(name), bytes(value)) for name, value in event.headers.raw_items()]
         request = HttpRequest(
             method=event.method,
@@ -170,7 +171,7 @@ async def test_an_agent_stream_that_ends_before_a_response_head_is_an_agent_stre
     assert exchange.request_sent and not exchange.received
     assert not exchange.response_started and not exchange.response_done
     # Nothing went to the client: the connection may still answer with a page.
-    assert world.cc.our_state is h11.SEND_RESPONSE
+    assert world.cc.can_respond
 
 
 async def test_an_early_answer_ends_the_exchange_before_the_request_body() -> None:
@@ -196,16 +197,16 @@ async def test_an_early_answer_ends_the_exchange_before_the_request_body() -> No
     assert (b"connection", b"close") in head.headers  # the rest of the body is not read
 
 
-def test_take_body_returns_what_h11_holds_and_whether_the_body_ended() -> None:
-    cc = h11.Connection(h11.SERVER)
+def test_take_body_returns_what_the_codec_holds_and_whether_the_body_ended() -> None:
+    cc = ClientCodec(MAX_HEAD)
     cc.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabc")
-    assert isinstance(cc.next_event(), h11.Request)
-    datas, ended = take_body(cc)
-    assert [bytes(d.data) for d in datas] == [b"abc"] and not ended
+    assert isinstance(cc.next_request(), Request)
+    datas, ended = cc.take_body()
+    assert datas == [b"abc"] and not ended
     cc.receive_data(b"de")
-    datas, ended = take_body(cc)
-    assert [bytes(d.data) for d in datas] == [b"de"] and ended
-    assert cc.their_state is h11.DONE and not both_done(cc)  # no response sent yet
+    datas, ended = cc.take_body()
+    assert datas == [b"de"] and ended
+    assert cc.request_done and not cc.reusable  # no response sent yet
 
 
 # ------------------------------------------------------------------------ slow request bodies
@@ -234,7 +235,7 @@ async def test_a_silent_body_fails_as_too_slow_after_the_window(
     )
     assert trio.current_time() - began == 1.0  # the window, not the idle timeout
     assert upstream_got and not exchange.request_done and not exchange.response_started
-    assert world.cc.our_state is h11.SEND_RESPONSE  # the connection may still answer 408
+    assert world.cc.can_respond  # the connection may still answer 408
 
 
 async def test_a_body_that_takes_longer_than_the_total_time_fails(

@@ -1893,6 +1893,27 @@ on_http_response:
         assert json.loads(response.body)["target"] == "/seen"
 
 
+async def test_policy_response_headers_cannot_inject_a_line_into_the_head(
+    tmp_path: Path,
+) -> None:
+    """A response header a policy adds from a decoded query parameter holding CR LF: no line
+    of it reaches the client's head (the rendered value is refused, ERR_NGROK_2238:
+    edge.policy.interpolation; the client codec would refuse the head too, see
+    tests/edge/http/h1/test_client.py)."""
+    text = """
+on_http_response:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-echo: "${req.url.query_params['v'][0]}"}}
+"""
+    async with policy_world(tmp_path, text) as (_, _upstream, get):
+        fine = await get("/?v=plain")
+        assert fine.status == 200 and fine.get("x-echo") == "plain"
+        evil = await get("/?v=a%0d%0aSet-Cookie:%20owned=1")
+        assert evil.status == 500
+        assert evil.get("set-cookie") is None and evil.get("x-echo") is None
+
+
 async def test_policy_response_phase_answer_replaces_the_response(tmp_path: Path) -> None:
     """The upstream's body is discarded and its agent stream closed (the leak check), and the
     client's connection carries on."""
