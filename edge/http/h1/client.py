@@ -43,6 +43,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from edge.http.h1.received import append
 from edge.http.h1.request_head import (
     CHUNK_HEADER,
     CHUNKED,
@@ -149,22 +150,7 @@ class ClientCodec:
         if not data:
             self._eof = True
             return
-        buf = self._buf
-        pos = self._pos
-        if pos >= len(buf):  # all parsed: hold the new bytes as they are (no copy)
-            self._buf = data if type(data) is bytes else bytes(data)
-            self._pos = 0
-        elif type(buf) is bytearray:  # appending is amortised O(1), as is dropping a prefix
-            if pos:
-                del buf[:pos]
-                self._pos = 0
-            buf += data
-        else:
-            grown = bytearray(buf)
-            del grown[:pos]
-            grown += data
-            self._buf = grown
-            self._pos = 0
+        self._buf, self._pos = append(self._buf, self._pos, data)
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:

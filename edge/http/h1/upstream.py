@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from edge.http.h1.received import append
 from edge.http.headers import MAX_CONTENT_LENGTH, Headers
 
 __all__ = [
@@ -297,22 +298,7 @@ class UpstreamCodec:
         if not data:
             self._eof = True
             return
-        buf = self._buf
-        pos = self._pos
-        if pos >= len(buf):  # all parsed: hold the new bytes as they are (no copy)
-            self._buf = data if type(data) is bytes else bytes(data)
-            self._pos = 0
-        elif type(buf) is bytearray:  # appending is amortised O(1), as is dropping a prefix
-            if pos:
-                del buf[:pos]
-                self._pos = 0
-            buf += data
-        else:
-            grown = bytearray(buf)
-            del grown[:pos]
-            grown += data
-            self._buf = grown
-            self._pos = 0
+        self._buf, self._pos = append(self._buf, self._pos, data)
 
     @property
     def ended(self) -> bool:
