@@ -152,13 +152,15 @@ async def handle_proxy_stream(
         if route is None:
             log.warning("proxy stream for unknown endpoint id %r; closing it", header.id)
             return
+        client_addr = header.client_addr
+        del found, header  # not kept for the connection's life (thousands may be idle)
         if metrics is None:
-            await _forward(stream, route, header.client_addr, payload, connect_timeout, captures)
+            await _forward(stream, route, client_addr, payload, connect_timeout, captures)
         else:
             metrics.stream_opened(route.name)
             try:
                 await _forward(
-                    stream, route, header.client_addr, payload, connect_timeout, captures, metrics
+                    stream, route, client_addr, payload, connect_timeout, captures, metrics
                 )
             finally:
                 metrics.stream_closed(route.name)

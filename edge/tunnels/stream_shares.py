@@ -63,6 +63,22 @@ class StreamShares:
             self._held.pop(bind_id, None)
 
 
+class _CountedSink:
+    """A direct-path sink counting what it took as received from the agent (slotted: one per
+    proxy stream while it is spliced, thousands at once, so no closure and its cells)."""
+
+    __slots__ = ("_metrics", "_sink")
+
+    def __init__(self, sink: Sink, metrics: EdgeMetrics) -> None:
+        self._sink = sink
+        self._metrics = metrics
+
+    def write(self, data: bytes) -> int:
+        taken = self._sink(data)
+        self._metrics.from_agent(taken)
+        return taken
+
+
 class SharedStream(trio.abc.HalfCloseableStream):
     """A proxy stream that gives its endpoint's share back once closed. Everything else is the
     wrapped stream's own behaviour, errors included (their `__cause__` carries the muxado
@@ -118,14 +134,7 @@ class SharedStream(trio.abc.HalfCloseableStream):
         if sink is None or metrics is None:
             deliver(sink)
             return
-        inner = sink
-
-        def counted(data: bytes) -> int:
-            taken = inner(data)
-            metrics.from_agent(taken)
-            return taken
-
-        deliver(counted)
+        deliver(_CountedSink(sink, metrics).write)
 
     async def send_eof(self) -> None:
         await self._stream.send_eof()

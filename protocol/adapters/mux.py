@@ -29,9 +29,17 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 import trio
-from trio.lowlevel import ParkingLot, checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import (
+    Abort,
+    ParkingLot,
+    Task,
+    checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
 
-from protocol.adapters.conflict import ConflictDetector
 from protocol.adapters.tls import TLSStream
 from protocol.wire.errors import (
     ErrorCode,
@@ -65,6 +73,8 @@ SEND_CHUNK = 256 * 1024
 GOAWAY_FLUSH_TIMEOUT = 0.25
 
 _TYPE = struct.Struct(">I")
+_RECEIVING = "another task is already receiving on this stream"
+_SENDING = "another task is already sending on this stream"
 
 #: A non-blocking writer the reader task may hand a stream's data to (`MuxStream.deliver_to`):
 #: takes bytes, returns how many it wrote at once.
@@ -94,24 +104,45 @@ class MuxStream(trio.abc.HalfCloseableStream):
     if data was left unread, it resets the stream at once instead, as TCP does.
     """
 
+    # Slots, and one waiting task per direction instead of a ParkingLot each: an idle stream
+    # (thousands of them per session) then holds no instance dict and no lot objects.
+    __slots__ = (
+        "_chunks",
+        "_closed",
+        "_eof",
+        "_eof_sent",
+        "_error",
+        "_receiver",
+        "_receiving",
+        "_sender",
+        "_sending",
+        "_session",
+        "_sink",
+        "stream_id",
+        "stream_type",
+    )
+
     def __init__(self, session: MuxSession, stream_id: int, stream_type: int | None = None) -> None:
         self._session = session
         self.stream_id = stream_id
         #: The typed-stream type, once known (set by `open_typed_stream`/`read_stream_type`).
         self.stream_type = stream_type
-        self._chunks: deque[bytes | memoryview] = deque()
+        #: Data read and not yet taken by `receive_some`; None while there is none (a deque
+        #: costs 0.7 KiB, and most streams hold nothing most of the time).
+        self._chunks: deque[bytes | memoryview] | None = None
         self._eof = False
         self._error: BaseException | None = None
         self._closed = False
         self._eof_sent = False
-        self._recv_lot = ParkingLot()
-        self._send_lot = ParkingLot()
-        self._recv_busy = ConflictDetector("another task is already receiving on this stream")
-        self._send_busy = ConflictDetector("another task is already sending on this stream")
-        #: Where the reader task may write arriving data itself (`deliver_to`), and whether a
-        #: task is parked in `receive_some` (only then has everything read been passed on).
+        #: The task parked in `receive_some` (only then has everything read been passed on),
+        #: and the one parked in a send waiting for window; at most one of each, since a
+        #: second receiver or sender is refused (BusyResourceError) while one is inside.
+        self._receiver: Task | None = None
+        self._sender: Task | None = None
+        self._receiving = False
+        self._sending = False
+        #: Where the reader task may write arriving data itself (`deliver_to`).
         self._sink: Sink | None = None
-        self._recv_parked = False
 
     def __repr__(self) -> str:
         return f"<MuxStream {self.stream_id}>"
@@ -131,33 +162,64 @@ class MuxStream(trio.abc.HalfCloseableStream):
 
     def _feed(self, data: bytes) -> None:
         sink = self._sink
-        if sink is not None and self._recv_parked and not self._chunks:
+        if sink is not None and self._receiver is not None and not self._chunks:
             taken = sink(data)
             if taken:
                 self._session._acknowledge(self.stream_id, taken)
                 if taken >= len(data):
                     return
                 data = data[taken:]
-        self._chunks.append(data)
-        self._recv_lot.unpark_all()
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = deque()
+        chunks.append(data)
+        self._wake_receiver()
 
     def _feed_eof(self) -> None:
         self._eof = True
-        self._recv_lot.unpark_all()
+        self._wake_receiver()
 
     def _fail(self, error: BaseException) -> None:
         if self._error is None:
             self._error = error
-        self._recv_lot.unpark_all()
-        self._send_lot.unpark_all()
+        self._wake_receiver()
+        self._wake_sender()
 
     def _window_opened(self) -> None:
-        self._send_lot.unpark_all()
+        self._wake_sender()
+
+    # ------------------------------------------------------------------------------ waiting
+
+    def _wake_receiver(self) -> None:
+        task = self._receiver
+        if task is not None:
+            self._receiver = None
+            reschedule(task)
+
+    def _wake_sender(self) -> None:
+        task = self._sender
+        if task is not None:
+            self._sender = None
+            reschedule(task)
+
+    # A parked task sleeps in `wait_task_rescheduled` until a `_wake_*` call; cancelled, it
+    # just stops waiting (these aborts forget it).
+
+    def _abort_receive(self, _: object) -> Abort:
+        self._receiver = None
+        return Abort.SUCCEEDED
+
+    def _abort_send(self, _: object) -> Abort:
+        self._sender = None
+        return Abort.SUCCEEDED
 
     # ---------------------------------------------------------------------------- receiving
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        with self._recv_busy:
+        if self._receiving:
+            raise trio.BusyResourceError(_RECEIVING)
+        self._receiving = True
+        try:
             if max_bytes is not None:
                 max_bytes = operator.index(max_bytes)
                 if max_bytes < 1:
@@ -166,30 +228,38 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 raise trio.ClosedResourceError("this stream was closed")
             if not self._chunks and not self._eof and self._error is None:
                 while not self._chunks and not self._eof and self._error is None:
-                    self._recv_parked = True
-                    try:
-                        await self._recv_lot.park()
-                    finally:
-                        self._recv_parked = False
+                    self._receiver = current_task()
+                    await wait_task_rescheduled(self._abort_receive)
                     if self._closed:
                         raise trio.ClosedResourceError("this stream was closed")
             else:
                 await checkpoint()
-            if self._chunks:
-                chunk = self._chunks.popleft()
+            chunks = self._chunks
+            if chunks:
+                chunk = chunks.popleft()
                 if max_bytes is not None and len(chunk) > max_bytes:
-                    self._chunks.appendleft(memoryview(chunk)[max_bytes:])
+                    chunks.appendleft(memoryview(chunk)[max_bytes:])
                     chunk = memoryview(chunk)[:max_bytes]
+                elif not chunks:
+                    self._chunks = None
                 self._session._acknowledge(self.stream_id, len(chunk))
                 return bytes(chunk) if isinstance(chunk, memoryview) else chunk
             if self._error is not None:
                 raise trio.BrokenResourceError(str(self._error)) from self._error
             return b""
+        finally:
+            self._receiving = False
 
     # ------------------------------------------------------------------------------ sending
 
+    def _enter_send(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError(_SENDING)
+        self._sending = True
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with self._send_busy:
+        self._enter_send()
+        try:
             self._check_sendable()
             session = self._session
             view = memoryview(data)
@@ -210,21 +280,29 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     offset += taken
                     await session._write_soon()
                 else:
-                    await self._send_lot.park()
+                    self._sender = current_task()
+                    await wait_task_rescheduled(self._abort_send)
+        finally:
+            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        with self._send_busy:
+        self._enter_send()
+        try:
             self._check_sendable()
             await checkpoint()
             while self._session._conn.send_window(self.stream_id) == 0:
                 self._check_sendable()
                 if self._session._conn.stream_state(self.stream_id) is StreamState.CLOSED:
                     return
-                await self._send_lot.park()
+                self._sender = current_task()
+                await wait_task_rescheduled(self._abort_send)
             await self._session._wait_outbound_room()
+        finally:
+            self._sending = False
 
     async def send_eof(self) -> None:
-        with self._send_busy:
+        self._enter_send()
+        try:
             if self._closed:
                 raise trio.ClosedResourceError("this stream was closed")
             await checkpoint()
@@ -240,6 +318,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 raise trio.BrokenResourceError(str(exc)) from exc
             self._session._kick()
             self._session._forget_if_closed(self.stream_id)
+        finally:
+            self._sending = False
 
     def _check_sendable(self) -> None:
         if self._closed:
@@ -261,9 +341,9 @@ class MuxStream(trio.abc.HalfCloseableStream):
         if self._closed:
             return
         self._closed = True
-        self._chunks.clear()
-        self._recv_lot.unpark_all()
-        self._send_lot.unpark_all()
+        self._chunks = None
+        self._wake_receiver()
+        self._wake_sender()
         session = self._session
         session._streams.pop(self.stream_id, None)
         if session._conn.stream_state(self.stream_id) is StreamState.CLOSED:
@@ -278,9 +358,9 @@ class MuxStream(trio.abc.HalfCloseableStream):
             return
         self._closed = True
         unread = bool(self._chunks)
-        self._chunks.clear()
-        self._recv_lot.unpark_all()
-        self._send_lot.unpark_all()
+        self._chunks = None
+        self._wake_receiver()
+        self._wake_sender()
         self._session._close_stream(self, abort=unread)
 
 

@@ -534,3 +534,19 @@ async def test_many_streams_over_tls_over_real_tcp() -> None:
                 async with trio.open_nursery() as clients:
                     for i in range(50):
                         clients.start_soon(client_one, client, i)
+
+
+async def test_an_idle_stream_holds_no_instance_dict_and_no_queue() -> None:
+    """A session may hold thousands of idle streams: a stream has no instance dict, and its
+    queue of unread data exists only while some data is unread."""
+    with trio.fail_after(10):
+        async with mux_pair() as (client, server):
+            mine = await client.open_stream()
+            await mine.send_all(b"one")
+            await mine.send_all(b"two")
+            theirs = await server.accept_stream()
+            assert not hasattr(theirs, "__dict__")
+            await trio.testing.wait_all_tasks_blocked()
+            assert theirs._chunks  # unread data is queued
+            assert await receive_exactly(theirs, 6) == b"onetwo"
+            assert theirs._chunks is None  # all read: no queue kept

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from protocol.adapters.mux import open_mux_session
-from protocol.adapters.pipe import COPY_CHUNK, splice
+from protocol.adapters.pipe import COPY_CHUNK, _SocketReader, splice
 from protocol.wire.session import Role
 
 # Big enough that each direction takes several COPY_CHUNK reads and fills socket buffers.
@@ -231,3 +231,78 @@ async def test_mux_stream_to_socket_small_messages_and_bulk_arrive_whole() -> No
     sent = sum(len(b"ping %d" % i) for i in range(50)) + len(bulk)
     answered = sum(len(b"pong %d" % i) for i in range(50)) + len(reply)
     assert result == [(sent, answered)]
+
+
+# ---- reading a plain socket: wait first after a short read, read at once after a full one ----
+
+
+async def test_a_socket_read_after_a_short_one_waits_for_readability_first() -> None:
+    """After a read that came back short the socket is most likely drained, so the next read
+    waits for readability first (a checkpoint) instead of meeting EAGAIN; after a full read
+    it reads at once, without a checkpoint, as a bulk transfer wants."""
+    with trio.fail_after(10):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with listener:
+            writer, source = await tcp_pair(listener)
+            reader = _SocketReader(source)
+            await writer.send_all(b"a" * 250)
+            assert await reader.receive(100) == b"a" * 100  # full
+            with trio.testing.assert_no_checkpoints():
+                assert await reader.receive(100) == b"a" * 100  # full again: read at once
+            assert await reader.receive(100) == b"a" * 50  # short: drained
+            await writer.send_all(b"b" * 10)  # on loopback it is readable at once
+            with trio.testing.assert_checkpoints():
+                assert await reader.receive(100) == b"b" * 10
+            await writer.send_eof()
+            assert await reader.receive(100) == b""
+            await writer.aclose()
+            await source.aclose()
+
+
+async def test_a_socket_read_waiting_for_data_can_be_cancelled_or_closed() -> None:
+    """A read waiting for data: cancelled, it loses nothing (the data sent afterwards is read
+    next); its socket closed under it, it raises ClosedResourceError."""
+    with trio.fail_after(10):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with listener:
+            writer, source = await tcp_pair(listener)
+            reader = _SocketReader(source)
+            with trio.move_on_after(0.05) as scope:
+                await reader.receive(100)
+            assert scope.cancelled_caught
+            await writer.send_all(b"after")
+            assert await reader.receive(100) == b"after"
+            errors: list[BaseException] = []
+
+            async def blocked() -> None:
+                try:
+                    await reader.receive(100)
+                except trio.ClosedResourceError as exc:
+                    errors.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(blocked)
+                await trio.testing.wait_all_tasks_blocked()
+                await source.aclose()
+            assert len(errors) == 1
+            await writer.aclose()
+
+
+async def test_an_idle_splice_runs_one_child_task() -> None:
+    """Thousands of idle connections each sit in a splice: one direction runs in the caller's
+    task, so a splice adds one task, not two."""
+    with trio.fail_after(10):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with listener:
+            client, near = await tcp_pair(listener)
+            far, upstream = await tcp_pair(listener)
+            before = trio.lowlevel.current_statistics().tasks_living
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(splice, near, far)
+                await trio.testing.wait_all_tasks_blocked()
+                assert trio.lowlevel.current_statistics().tasks_living == before + 2
+                await client.send_eof()
+                await upstream.send_eof()
+            assert await client.receive_some() == b""
+            await client.aclose()
+            await upstream.aclose()

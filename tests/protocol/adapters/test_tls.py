@@ -521,3 +521,34 @@ async def test_send_now_on_a_full_socket_keeps_the_rest_for_flush(
                 digest, count = await _receive_and_hash(server)
     assert count == sent + 4
     assert digest == expected
+
+
+async def test_a_transport_read_after_a_short_one_waits_for_readability_first(
+    client_ctx: ssl.SSLContext,
+) -> None:
+    """Over a socket: after a read that came back short (the socket is most likely drained),
+    the next transport read waits for readability first rather than meeting EAGAIN; after a
+    full one it reads again at once, without a checkpoint, as bulk transfers want."""
+    with trio.fail_after(10):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with listeners[0] as listener:
+            port = listener.socket.getsockname()[1]
+            client_sock = await trio.open_tcp_stream("127.0.0.1", port)
+            server_sock = await listener.accept()
+            client = TLSStream(client_sock, client_ctx, server_hostname=HOSTNAME)
+            server = TLSStream(
+                server_sock, _server_context(), server_side=True, max_receive_chunk=64
+            )
+            async with client, server:
+                await _handshake_both(client, server)
+                await client.send_all(b"a" * 1000)  # about 1 KiB of ciphertext, read 64 at a time
+                assert len(await server._receive_transport()) == 64
+                with trio.testing.assert_no_checkpoints():
+                    assert len(await server._receive_transport()) == 64  # after a full read
+                assert not server._transport_yielded
+                while len(await server._receive_transport()) == 64:
+                    pass  # up to the short read that drained the socket
+                await client.send_all(b"b")  # on loopback the ciphertext is there at once
+                with trio.testing.assert_checkpoints():
+                    assert await server._receive_transport()
+                assert server._transport_yielded
