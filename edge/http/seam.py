@@ -30,7 +30,7 @@ decided here, once, for both:
 | INVALID_RESPONSE     | 502    | ERR_NGROK_3004 | EOF, another reset or non-HTTP bytes          |
 | RESPONSE_TIMEOUT     | 504    | BURROW_*       | nothing moved for `idle_timeout`, no response |
 | BAD_BODY             | 400    | BURROW_*       | a request body that breaks its framing        |
-| UNFORWARDABLE        | 400    | BURROW_*       | a head h11 will not write to the agent stream |
+| UNFORWARDABLE        | 400    | BURROW_*       | a head `RequestHead.of` will not forward      |
 | HEAD_TIMEOUT         | 408    | BURROW_*       | the request head was not whole in time        |
 | BODY_TIMEOUT         | 408    | BURROW_*       | the body came below `body_min_rate` or took   |
 |                      |        |                | longer than `body_timeout` (`body_rate.py`)   |
@@ -63,7 +63,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal, overload
 
-import h11
 import trio
 
 from edge.config import HttpConfig
@@ -279,17 +278,6 @@ class AgentStreamError(RelayError):
     agent pipes the upstream's bytes unchanged, so this is often the upstream's doing; a reset
     raised from a stream error carries the agent's code, see `failure_kind`.)"""
 
-    @classmethod
-    def from_h11(
-        cls, exc: h11.RemoteProtocolError, *, ended: bool, head_seen: bool
-    ) -> AgentStreamError:
-        """What h11's complaint about a response means: the stream ended early (`ended`: its
-        EOF was fed to h11), or the bytes were not HTTP."""
-        if ended:
-            what = "response" if head_seen else "response head"
-            return cls(f"the agent stream ended before a complete {what}")
-        return cls(f"invalid response: {exc}")
-
 
 class Failure(Enum):
     """What went wrong with a request, as far as the client's answer goes."""
@@ -340,7 +328,7 @@ def failure_response(
 ) -> Refusal:
     """The answer to `failure`: its page (status, error code, body) and the reason to log.
     `host` is the request's routing name, `forwards_to` the endpoint's upstream as its agent
-    described it, `detail` what the relay or h11 said (logged for the failures that have one)."""
+    described it, `detail` what the relay or a codec said (logged where there is one)."""
     if failure is Failure.NO_ENDPOINT:
         return _endpoint_offline(host)
     if failure is Failure.AGENT_UNREACHABLE:

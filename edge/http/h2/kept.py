@@ -4,10 +4,11 @@ for a connection that runs many requests at once.
 Theory of operation. Over HTTP/1.1 the edge keeps the agent stream of a finished exchange for
 the client's next request to the same endpoint (`edge.http.h1.proxy`). An HTTP/2 connection
 runs its requests side by side, each in its own task, so it keeps a small set instead: after an
-exchange in which both h11 machines finished cleanly, `keep` files the stream under its route's
-key; `take` hands a kept stream to a request routed to the same endpoint (and, for a pool, to
-the same member while it is healthy: `edge.http.routing.reusable`), newest first. Without
-this every HTTP/2 request opened a new agent stream, and the agent a new upstream connection.
+exchange its `UpstreamCodec` calls `reusable` (both messages whole, the connection kept, nothing
+left over), `keep` files the stream under its route's key; `take` hands a kept stream to a
+request routed to the same endpoint (and, for a pool, to the same member while it is healthy:
+`edge.http.routing.reusable`), newest first. Without this every HTTP/2 request opened a new
+agent stream, and the agent a new upstream connection.
 
 Bounds. At most `MAX_KEPT` streams are kept (a browser's burst of 30 requests leaves 8; the rest
 close), and each for at most `hold` seconds (`edge.http.h1.proxy.AGENT_STREAM_HOLD`): `sweep`,

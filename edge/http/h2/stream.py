@@ -11,21 +11,18 @@ never touches the `H2Connection`: every HTTP/2 frame it sends goes through the c
 
 `Exchanger.run` answers one stream: translate the head (`edge.http.headers.translate_h2_request`:
 Host from `:authority`, the same hop-by-hop and `X-Forwarded-*` rules as HTTP/1.1) into the
-seam's `HttpRequest`, decide on it as HTTP/1.1 does (`edge.http.seam.decide`), take an agent
-stream the connection kept from an earlier exchange to the same endpoint or open a new one
-(`edge.http.h2.kept`, `HttpRoute.open_agent_stream`), write the request with an h11 CLIENT
-machine (the body framed by the request's Content-Length, else chunked), and relay the response
-back as HTTP/2 headers and DATA frames. After an exchange that both h11 machines finished
-cleanly the agent stream is kept for the connection's next request (at most
+seam's `HttpRequest`, decide on it as HTTP/1.1 does (`edge.http.seam.decide`), check the head
+once as the HTTP/1.1 request that goes out (`edge.http.h1.upstream.RequestHead`: the body
+framed by the request's Content-Length, else chunked), take an agent stream the connection kept
+from an earlier exchange to the same endpoint or open a new one (`edge.http.h2.kept`,
+`HttpRoute.open_agent_stream`), and relay (`edge.http.h2.relay.AgentRelay`: the request out,
+the response parsed by a fresh `UpstreamCodec`, the same strict parser HTTP/1.1 clients get,
+and sent back as HTTP/2 headers and DATA frames with flow control both ways). After an exchange
+the codec calls `reusable` (both messages whole, the upstream keeps its connection, nothing
+unframed left over) the agent stream is kept for the connection's next request (at most
 `edge.http.h2.kept.MAX_KEPT`, each for `AGENT_STREAM_HOLD`); otherwise it is closed. A bodiless
 request with a replayable method that fails on a kept stream before any response byte (its
 upstream connection closed meanwhile) is sent once more on a new stream.
-
-Flow control. Request bodies: the task acknowledges (`Frames.acknowledge`) only what its agent
-stream has taken, so an upload runs at the upstream's pace. Response bodies: the task reads at
-most `READ_SIZE` from its agent stream, hands it to `Frames.send_body` (which sends DATA frames
-as the client's windows allow, waiting for WINDOW_UPDATE), and reads again only once it all
-went out.
 
 Errors the edge answers itself, as HTTP/2 responses on the stream (the failure -> page mapping:
 `edge.http.seam.failure_response`; pages: `edge.http.error_pages`):
@@ -37,9 +34,11 @@ Errors the edge answers itself, as HTTP/2 responses on the stream (the failure -
 | opening the agent stream failed or took longer than `idle_timeout`| 502    | ERR_NGROK_3200 |
 | the agent reset the stream STREAM_REFUSED before a response head  | 502    | ERR_NGROK_8012 |
 | EOF, another reset, or non-HTTP bytes before a whole response head| 502    | ERR_NGROK_3004 |
+| a response head a proxy must not pass on (`edge.http.h1.upstream`)| 502    | ERR_NGROK_3004 |
 | nothing moved on the stream for `idle_timeout` before a response  | 504    | BURROW_*       |
 | a missing or bad :authority, Content-Length values that disagree  | 400    | BURROW_*       |
 | a Content-Length above 2^63-1, a :path not `/...` (or `*`: OPTIONS)| 400   | BURROW_*       |
+| a head HTTP/1.1 cannot carry (`RequestHead.of` refuses it)        | 400    | BURROW_*       |
 | more than `max_headers` header fields                             | 431    | BURROW_*       |
 | a request body that breaks its Content-Length                     | 400    | BURROW_*       |
 | a request body below `body_min_rate`, or over `body_timeout`      | 408    | BURROW_*       |
@@ -78,36 +77,31 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol, cast
+from typing import Protocol
 
-import h11
 import trio
 from h2.errors import ErrorCodes
 
 from edge.admin.metrics import EdgeMetrics, answer_code, endpoint_label
 from edge.config import HttpConfig
 from edge.http.body_buffer import BodyTooLargeError, BufferBody, decide_with_body, too_large
-from edge.http.body_rate import BodyLimits, BodyRate, SlowBody
+from edge.http.body_rate import BodyLimits
 from edge.http.error_pages import ErrorPage
-from edge.http.h1.exchange import READ_SIZE
 from edge.http.h1.proxy import AGENT_STREAM_HOLD
+from edge.http.h1.upstream import RequestHead, UnforwardableError, UpstreamCodec
 from edge.http.h2.buffered import read_body
 from edge.http.h2.kept import KeptStreams
+from edge.http.h2.relay import AgentRelay
 from edge.http.headers import (
     Headers,
     RefusedError,
-    h2_response_fields,
-    h2_response_headers,
     translate_h2_request,
 )
 from edge.http.policy import ClientConn, upstream_failed
-from edge.http.response_body import BodyStream
 from edge.http.retry import REPLAYABLE_METHODS, agent_reset, may_move
 from edge.http.routing import HttpRouter, retry_elsewhere
 from edge.http.seam import (
     AgentStreamError,
-    ClientBodyError,
     ClientGoneError,
     ClientTooSlowError,
     Failure,
@@ -117,9 +111,6 @@ from edge.http.seam import (
     PolicyClose,
     Refusal,
     RelayError,
-    ResponsePolicy,
-    RewrittenResponse,
-    client_response_headers,
     close_agent_stream,
     decide,
     error_response,
@@ -238,6 +229,7 @@ class Exchanger:
         "limits",
         "metrics",
         "peer",
+        "relay",
         "router",
         "sni",
     )
@@ -265,6 +257,7 @@ class Exchanger:
         # Agent streams of finished exchanges, for the next requests (`sweep` runs in the
         # connection's nursery, `close_all` when it ends: `edge.http.h2.proxy`).
         self.kept = KeptStreams(hold=AGENT_STREAM_HOLD)
+        self.relay = AgentRelay(frames, peer=peer, limits=limits)
 
     async def run(self, stream: H2Stream) -> None:
         """Answer one request: route it, relay it over an agent stream (a kept one, else a new
@@ -324,21 +317,15 @@ class Exchanger:
                 stream.chunks = [route.body] if route.body else []
             request, policy, route = route.request, route.response, route.route
         limits = self.limits
+        try:
+            head = RequestHead.of(request.method, request.target, request.headers)
+        except UnforwardableError as exc:  # a field h2 took that HTTP/1.1 cannot carry
+            refusal = failure_response(Failure.UNFORWARDABLE, limits=limits, detail=str(exc))
+            await self._refuse(stream, refusal.page, refusal.reason, accept=accept)
+            return
         moved = False  # retried once on another pool member already
         fresh = False  # retried on a new stream after a kept one failed
         while True:
-            uh = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_head_size)
-            try:
-                head = uh.send(
-                    h11.Request(
-                        method=request.method, target=request.target, headers=request.headers
-                    )
-                )
-            except h11.LocalProtocolError as exc:
-                refusal = failure_response(Failure.UNFORWARDABLE, limits=limits, detail=str(exc))
-                await self._refuse(stream, refusal.page, refusal.reason, accept=accept)
-                return
-            assert head is not None
             # A kept stream first (`edge.http.h2.kept`), unless this is a retry.
             agent = None if moved or fresh else await self.kept.take(route)
             reused = agent is not None
@@ -357,24 +344,17 @@ class Exchanger:
                 return
             failure: RelayError | None = None
             clean = keep = False
+            codec = UpstreamCodec(limits.max_head_size)  # a kept stream has nothing pending
             try:
                 with stream.phase() as timer:
                     try:
-                        await self._relay(stream, agent, uh, head, policy)
+                        await self.relay.run(stream, agent, codec, head, policy)
                     except RelayError as exc:
                         failure = exc
-                clean = (
-                    stream.response_done
-                    and stream.request_sent
-                    and uh.their_state in (h11.DONE, h11.MUST_CLOSE)
-                )
-                # Both machines done with nothing left over: the stream may carry another.
-                keep = (
-                    clean
-                    and uh.our_state is h11.DONE
-                    and uh.their_state is h11.DONE
-                    and uh.trailing_data == (b"", False)
-                )
+                clean = stream.response_done and stream.request_sent and codec.done
+                # Both messages whole, the upstream keeps the connection and sent nothing
+                # more: the stream may carry another exchange.
+                keep = clean and codec.reusable
             finally:
                 if stream.response_started:  # counted even if the client resets the stream now
                     self._count(request.host, stream.status)
@@ -527,201 +507,6 @@ class Exchanger:
         elif not stream.ended:
             await self.frames.reset(stream, ErrorCodes.NO_ERROR)
 
-    # ----------------------------------------------------------------------------- relaying
-
-    async def _relay(
-        self,
-        stream: H2Stream,
-        agent: trio.abc.HalfCloseableStream,
-        uh: h11.Connection,
-        head: bytes,
-        policy: ResponsePolicy | None,
-    ) -> None:
-        """Relay the request and its response (`policy`: the endpoint's Traffic Policy's
-        response phase, if it has one); raises RelayError for what went wrong. A response may
-        come before the request ended (the request is then cut short)."""
-        if not stream.body:
-            try:
-                end = uh.send(h11.EndOfMessage())
-            except h11.LocalProtocolError as exc:  # a Content-Length above 0, and no body
-                raise ClientBodyError(f"bad request body: {exc}") from exc
-            try:
-                await agent.send_all(head + end)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise AgentStreamError(f"sending the request failed: {exc}") from exc
-            stream.request_sent = True
-            stream.touch()
-            await self._relay_response(stream, agent, uh, policy)
-            return
-        failures: list[RelayError] = []
-        async with trio.open_nursery() as nursery:
-
-            async def guard(relay: Callable[[], Awaitable[None]]) -> None:
-                try:
-                    await relay()
-                except RelayError as exc:
-                    failures.append(exc)
-                    nursery.cancel_scope.cancel()
-
-            nursery.start_soon(guard, lambda: self._relay_request(stream, agent, uh, head))
-            await guard(lambda: self._relay_response(stream, agent, uh, policy))
-            if not stream.request_done:
-                nursery.cancel_scope.cancel()  # answered before the request ended
-        if failures:
-            raise failures[0]
-
-    async def _relay_request(
-        self,
-        stream: H2Stream,
-        agent: trio.abc.HalfCloseableStream,
-        uh: h11.Connection,
-        head: bytes,
-    ) -> None:
-        """Client -> agent stream: the head, then the body as it arrives, acknowledged to the
-        client only once the agent stream took it. Raises ClientTooSlowError for a body that
-        breaks `BodyLimits`."""
-        rate = BodyRate(BodyLimits.of(self.limits), now=trio.current_time())
-        parts: list[bytes] = [head]
-        while True:
-            chunks, stream.chunks = stream.chunks, []
-            taken = stream.held
-            ended = stream.ended
-            rate.received(sum(map(len, chunks)), trio.current_time())
-            try:
-                for chunk in chunks:
-                    parts.extend(_data(uh, chunk))
-                if ended:
-                    parts.append(uh.send(h11.EndOfMessage()))
-            except h11.LocalProtocolError as exc:  # more or less than its Content-Length
-                raise ClientBodyError(f"bad request body: {exc}") from exc
-            try:
-                await agent.send_all(b"".join(parts) if len(parts) != 1 else parts[0])
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                # Leave the verdict to the response side: the upstream may have answered
-                # already (and closed), or its reset tells why it is gone.
-                log.debug(
-                    "http2 %s: the agent stream stopped taking the request: %s", self.peer, exc
-                )
-                return
-            stream.touch()
-            if taken:
-                stream.held -= taken
-                self.frames.acknowledge(stream.id, taken)
-                await self.frames.flush()
-            if ended:
-                stream.request_done = stream.request_sent = True
-                return
-            parts = []
-            while not stream.chunks and not stream.ended:
-                now = trio.current_time()
-                # A client waiting for a 100 Continue is not slow: only the total time counts.
-                deadline = rate.hold(now) if stream.continuing else rate.wait(now)
-                stream.arrived = trio.Event()
-                with trio.move_on_at(deadline) as waiting:
-                    await stream.arrived.wait()
-                if waiting.cancelled_caught:
-                    verdict = rate.verdict(trio.current_time()) or SlowBody.TOO_SLOW
-                    raise ClientTooSlowError(rate.describe(verdict))
-
-    async def _relay_response(
-        self,
-        stream: H2Stream,
-        agent: trio.abc.HalfCloseableStream,
-        uh: h11.Connection,
-        policy: ResponsePolicy | None,
-    ) -> None:
-        """Agent stream -> client: 1xx heads, the head, the body; returns at the response's end
-        (or once a Traffic Policy's answer replaced the response: the upstream's body is then
-        never read, and the unfinished agent stream is closed, not reused)."""
-        pending: Headers | None = None  # a head not sent yet: it may carry END_STREAM
-        ended = False
-        rewrite: BodyStream | None = None  # a policy's compress-response or find-replace
-        while True:
-            try:
-                event = uh.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise AgentStreamError.from_h11(
-                    exc, ended=ended, head_seen=bool(stream.status)
-                ) from exc
-            if event is h11.NEED_DATA:
-                if pending is not None:
-                    await self._send_final_headers(stream, pending)
-                    pending = None
-                try:
-                    data = await agent.receive_some(READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise AgentStreamError(f"the agent stream failed: {exc}") from exc
-                if data:
-                    stream.touch()
-                else:
-                    ended = True
-                uh.receive_data(cast(bytes, data))
-                continue
-            kind = type(event)
-            if kind is h11.Data:
-                if pending is not None:
-                    await self._send_final_headers(stream, pending)
-                    pending = None
-                payload = cast(h11.Data, event).data
-                if rewrite is not None:
-                    payload = rewrite.feed(payload)
-                if payload:
-                    await self.frames.send_body(stream, payload)
-                    stream.body_bytes += len(payload)
-            elif kind is h11.Response:
-                response = cast(h11.Response, event)
-                stream.status = response.status_code
-                if policy is None:
-                    headers = client_response_headers(response.headers)
-                else:
-                    decided = client_response_headers(
-                        response.headers, policy=policy, status=stream.status, now=time.time()
-                    )
-                    if isinstance(decided, PolicyAnswer):
-                        log.info("http2 %s: %d from %s", self.peer, decided.status, decided.reason)
-                        stream.status = decided.status
-                        fields = h2_response_fields(decided.status, list(decided.headers))
-                        body = decided.body_for(b"")
-                        await self._send_final_headers(stream, fields, end_stream=not body)
-                        if body:
-                            await self.frames.send_body(stream, body, end_stream=True)
-                        stream.body_bytes += len(body)
-                        stream.response_done = True
-                        return
-                    if isinstance(decided, RewrittenResponse):
-                        rewrite = decided.start(self.limits.max_buffered_response_body)
-                        decided = decided.headers
-                    headers = decided
-                pending = h2_response_fields(response.status_code, headers)
-            elif kind is h11.EndOfMessage:
-                tail = rewrite.finish() if rewrite is not None else b""
-                stream.body_bytes += len(tail)
-                if pending is not None:
-                    await self._send_final_headers(stream, pending, end_stream=not tail)
-                    if tail:
-                        await self.frames.send_body(stream, tail, end_stream=True)
-                else:
-                    await self.frames.send_body(stream, tail, end_stream=True)
-                stream.response_done = True
-                return
-            elif kind is h11.InformationalResponse:
-                info = cast(h11.InformationalResponse, event)
-                if info.status_code == 101:
-                    raise AgentStreamError("the upstream switched protocols, which HTTP/2 cannot")
-                informational = h2_response_headers(info.status_code, info.headers)
-                await self.frames.send_headers(stream, informational)
-                if stream.continuing:  # the body may come now: count its rate again
-                    stream.continuing = False
-                    stream.arrived.set()
-            else:  # ConnectionClosed or PAUSED cannot come before the response ends
-                raise AgentStreamError(f"the agent stream ended early ({event!r})")
-
-    async def _send_final_headers(
-        self, stream: H2Stream, headers: Headers, *, end_stream: bool = False
-    ) -> None:
-        await self.frames.send_headers(stream, headers, end_stream=end_stream)
-        stream.response_started = True
-
     def _count(self, host: str | None, status: int) -> None:
         if self.metrics is not None:
             self.metrics.http_response(endpoint_label("https", host), status)
@@ -747,10 +532,3 @@ def _expects_continue(headers: Headers) -> bool:
         name.lower() == b"expect" and value.strip().lower() == b"100-continue"
         for name, value in headers
     )
-
-
-def _data(uh: h11.Connection, chunk: bytes) -> list[bytes]:
-    """The bytes that frame `chunk` on `uh`, the chunk itself among them (no copy)."""
-    parts = uh.send_with_data_passthrough(h11.Data(data=chunk))
-    assert parts is not None  # None only for ConnectionClosed
-    return parts

@@ -247,16 +247,6 @@ def test_failure_kind_tells_which_answer_a_relay_error_gets() -> None:
     assert failure_kind(RelayError("anything else")) is Failure.INVALID_RESPONSE
 
 
-def test_agent_stream_error_from_h11_says_whether_the_stream_ended() -> None:
-    exc = h11.RemoteProtocolError("illegal status line", 400)
-    early = AgentStreamError.from_h11(exc, ended=True, head_seen=False)
-    assert str(early) == "the agent stream ended before a complete response head"
-    late = AgentStreamError.from_h11(exc, ended=True, head_seen=True)
-    assert str(late) == "the agent stream ended before a complete response"
-    garbage = AgentStreamError.from_h11(exc, ended=False, head_seen=False)
-    assert str(garbage) == "invalid response: illegal status line"
-
-
 # ------------------------------------------------------------------ rendering and logging
 
 
