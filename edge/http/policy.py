@@ -14,6 +14,13 @@ connection, once per connection, on first use: `ClientConn`), runs `on_http_requ
   not an edge error page: it carries no `Burrow-Error-Code` unless a runtime failure made it;
 * `PolicyClose`: close the client's connection (HTTP/1.1) or reset the stream (HTTP/2).
 
+Both phases run through the engine's untraced entry points for the edge
+(`run_http_request_edits`, `run_http_response_edits`): in the common case they hand back the
+finished phase run itself, and its header edits, URL rewrite and result variables are applied
+from it directly, with no outcome object in between. The request is copied only when the
+policy changed it, the response phase is skipped when the policy has none, and the endpoint's
+facts come made from the route (`edge.http.routing`), once per endpoint.
+
 The engine never logs; its records (`log` actions and runtime failures) are logged here, one
 INFO line each (WARNING for a runtime failure, which the operator must fix), naming the
 endpoint URL, the phase and rule, and the metadata. Nothing here raises: the engine fails one
@@ -26,6 +33,7 @@ import dataclasses
 import functools
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
@@ -40,19 +48,19 @@ from edge.policy.engine import (
     Carried,
     Close,
     ForwardInternal,
-    HeaderChanges,
     LogRecord,
-    RequestChanges,
     Respond,
-    ResponseChanges,
-    run_http_request,
-    run_http_response,
+    carried_by,
+    run_http_request_edits,
+    run_http_response_edits,
 )
 from edge.policy.forward_internal import ForwardCheck
+from edge.policy.phase import PhaseRun
 
 if TYPE_CHECKING:
     from edge.http.routing import HttpRoute
     from edge.http.seam import HttpRequest
+    from edge.policy.run_response_body import BodyStep
 
 __all__ = [
     "ClientConn",
@@ -248,7 +256,7 @@ def request_phase(
     facts = request_facts(request)
     if body is not None:
         facts = replace(facts, body=body, content_length=len(body))
-    outcome = run_http_request(
+    outcome = run_http_request_edits(  # untraced: the edge needs no `policy test` account
         attached.compiled,
         conn,
         facts,
@@ -256,8 +264,15 @@ def request_phase(
         now=now,
         state=attached.state,
         forward_check=forward_check,
-        trace=False,  # the edge needs the outcome, not `policy test`'s account of it
     )
+    if isinstance(outcome, PhaseRun):  # forward, the body as it came (the common case)
+        if outcome.logs:
+            _log_records(tuple(outcome.logs), endpoint.url, attached.events)
+        changed = request
+        if outcome.removed or outcome.added or outcome.target is not None:
+            changed = _changed_request(request, outcome.removed, outcome.added, outcome.target)
+        response = ResponsePolicy(attached, conn, facts, endpoint, carried_by(outcome))
+        return Policed(route, changed, response)
     _log_records(outcome.logs, endpoint.url, attached.events)
     if isinstance(outcome, Close):
         return PolicyClose(outcome.reason)
@@ -272,7 +287,8 @@ def request_phase(
     changes = outcome.changes
     changed = request
     if changes.headers.removed or changes.headers.added or changes.target is not None:
-        changed = _changed_request(request, changes)
+        headers = changes.headers
+        changed = _changed_request(request, headers.removed, headers.added, changes.target)
     response = ResponsePolicy(attached, conn, facts, endpoint, outcome.carried)
     if isinstance(outcome, ForwardInternal):
         return PolicyForward(outcome.url, outcome.error, changed, response)
@@ -301,7 +317,7 @@ def response_phase(
             )
             return after if isinstance(after, PolicyAnswer) else inner.then(after)
         return response_phase(policy.outer, status, inner, now=now, upstream=upstream)
-    if upstream:
+    if upstream and policy.carried.breakers:
         record_outcomes(policy.carried.breakers, status=status, now=now)
     if not policy.attached.compiled.on_http_response:
         return headers  # an empty phase changes nothing: no facts, no run
@@ -309,7 +325,7 @@ def response_phase(
         status=status,
         headers=tuple([(name.decode("latin-1"), v.decode("latin-1")) for name, v in headers]),
     )
-    outcome = run_http_response(
+    outcome = run_http_response_edits(  # untraced, as the request phase
         policy.attached.compiled,
         policy.conn,
         policy.request,
@@ -318,37 +334,33 @@ def response_phase(
         now=now,
         state=policy.attached.state,
         carried=policy.carried,
-        trace=False,
     )
-    _log_records(outcome.logs, policy.endpoint.url, policy.attached.events)
+    if outcome.logs:
+        _log_records(tuple(outcome.logs), policy.endpoint.url, policy.attached.events)
     if isinstance(outcome, Respond):
         return _answer(outcome)
-    changes = outcome.headers
-    if changes.removed or changes.added:
+    removed, added = outcome.removed, outcome.added
+    if removed or added:
         # The body is framed by the upstream's head (or the answer's length): a policy does not
         # change the framing headers, which would make the response unsendable.
-        if _FRAMING.isdisjoint(changes.removed) and _FRAMING.isdisjoint(
-            [name for name, _ in changes.added]
+        if not _FRAMING.isdisjoint(removed) or not _FRAMING.isdisjoint(
+            [name for name, _ in added]
         ):
-            kept = changes  # the common case: nothing to drop
-        else:
-            kept = HeaderChanges(
-                tuple([name for name in changes.removed if name not in _FRAMING]),
-                tuple([(name, value) for name, value in changes.added if name not in _FRAMING]),
-            )
-        headers = apply_headers(headers, kept)
-    if outcome.body:  # compress-response, response-body-find-replace
-        return _body_phase(policy, status, headers, outcome)
+            removed = [name for name in removed if name not in _FRAMING]
+            added = [(name, value) for name, value in added if name not in _FRAMING]
+        headers = apply_headers(headers, removed, added)
+    if outcome.body_steps:  # compress-response, response-body-find-replace
+        return _body_phase(policy, status, headers, tuple(outcome.body_steps))
     return headers
 
 
 def _body_phase(
-    policy: ResponsePolicy, status: int, headers: Headers, outcome: ResponseChanges
+    policy: ResponsePolicy, status: int, headers: Headers, steps: tuple[BodyStep, ...]
 ) -> Headers | RewrittenResponse:
     """The head after the body actions (`edge.http.response_body`), and the rewrite to run the
     body through when they change it."""
     plan = plan_body(
-        outcome.body,
+        steps,
         method=policy.request.method,
         status=status,
         request_headers=policy.request.headers,
@@ -390,13 +402,18 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _changed_request(request: HttpRequest, changes: RequestChanges) -> HttpRequest:
+def _changed_request(
+    request: HttpRequest,
+    removed: Sequence[str],
+    added: Sequence[tuple[str, str]],
+    new_target: str | None,
+) -> HttpRequest:
     """`request` with the policy's header changes and URL rewrite: `dataclasses.replace` at a
     third of its cost (every field copied as it is, then the two set), once per request."""
     headers = request.headers
-    if changes.headers.removed or changes.headers.added:
-        headers = apply_headers(headers, changes.headers)
-    target = request.target if changes.target is None else changes.target.encode("utf-8")
+    if removed or added:
+        headers = apply_headers(headers, removed, added)
+    target = request.target if new_target is None else new_target.encode("utf-8")
     cls = type(request)
     new = object.__new__(cls)
     for name in _field_names(cls):
@@ -406,23 +423,26 @@ def _changed_request(request: HttpRequest, changes: RequestChanges) -> HttpReque
     return new
 
 
-def apply_headers(headers: Headers, changes: HeaderChanges) -> Headers:
-    """`headers` with `changes` applied: the removed names dropped, the added ones appended; an
-    added Host replaces the request's Host (one Host only, RFC 9110 §7.2)."""
-    removed = set(changes.removed)
-    for name, _ in changes.added:
+def apply_headers(
+    headers: Headers, removals: Sequence[str], added: Sequence[tuple[str, str]]
+) -> Headers:
+    """`headers` with a phase's changes (`HeaderChanges`) applied: the `removals` dropped (by
+    lower-case name), the `added` ones appended; an added Host replaces the request's Host
+    (one Host only, RFC 9110 §7.2)."""
+    removed = set(removals)
+    for name, _ in added:
         if name == "host":
             removed.add("host")
     if not removed:
         kept = list(headers)
-    elif all(name.isascii() for name in removed):
+    elif "".join(removed).isascii():  # every name ASCII: one test of them all
         # ASCII names (tokens, as validation makes them): bytes.lower() folds the same ASCII
         # letters, and no other Latin-1 byte lowers to ASCII, so nothing needs decoding
         wanted = {name.encode("ascii") for name in removed}
         kept = [(n, v) for n, v in headers if n.lower() not in wanted]
     else:
         kept = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in removed]
-    kept += [(name.encode("latin-1"), value.encode("utf-8")) for name, value in changes.added]
+    kept += [(name.encode("latin-1"), value.encode("utf-8")) for name, value in added]
     return kept
 
 

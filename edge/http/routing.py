@@ -2,7 +2,9 @@
 
 `HttpRouter.route` is the one lookup both HTTP/1.1 and HTTP/2 make (through
 `edge.http.seam.decide`); the `HttpRoute` it returns is the endpoint, and its
-`open_agent_stream` is the one place the edge opens an agent stream for an HTTP request.
+`open_agent_stream` is the one place the edge opens an agent stream for an HTTP request. A
+route is made per request, but the `endpoint.*` facts a Traffic Policy reads
+(`HttpRoute.endpoint_facts`) are made once per endpoint and shared (`_endpoint_facts`).
 
 Names: an *agent stream* is the proxy stream the edge opens to the endpoint's agent over its
 muxado session; the *upstream* is the customer's service behind the agent, which the agent
@@ -31,8 +33,9 @@ member.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import trio
 
@@ -146,13 +149,7 @@ class _EndpointRoute:
 
     def endpoint_facts(self) -> EndpointFacts:
         endpoint = self.endpoint
-        default = 443 if endpoint.proto == "https" else 80
-        return EndpointFacts(
-            url=endpoint.url,
-            host=endpoint.host,
-            port=endpoint.port if endpoint.port is not None else _url_port(endpoint.url, default),
-            protocol=endpoint.proto,
-        )
+        return _endpoint_facts(endpoint.url, endpoint.host, endpoint.port, endpoint.proto)
 
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
         return await self.endpoint.open_proxy(client_addr, first=self.member)
@@ -214,6 +211,24 @@ def retry_elsewhere(stream: trio.abc.HalfCloseableStream) -> bool:
         isinstance(stream, PoolStream)
         and stream.refused_early
         and stream.endpoint.alternative(stream.member)
+    )
+
+
+#: How many endpoints' `endpoint.*` facts are kept made (`_endpoint_facts`): a route is made
+#: per request, but its endpoint's facts only change with the endpoint, so each policed request
+#: would otherwise build the same frozen facts again. Past the bound the oldest are made anew.
+_ENDPOINT_FACTS_KEPT: Final = 1024
+
+
+@functools.lru_cache(maxsize=_ENDPOINT_FACTS_KEPT)
+def _endpoint_facts(url: str, host: str, port: int | None, proto: str) -> EndpointFacts:
+    """The endpoint as a policy sees it, made once per distinct endpoint (frozen: shared)."""
+    default = 443 if proto == "https" else 80
+    return EndpointFacts(
+        url=url,
+        host=host,
+        port=port if port is not None else _url_port(url, default),
+        protocol=proto,
     )
 
 

@@ -5,6 +5,7 @@ Theory of operation. The shell calls one entry point per phase with the facts it
 
     run_tcp_connect(policy, conn, ...)                        -> Continue | Close
     run_http_request(policy, conn, request, ...)              -> Forward | Respond | Close
+                                                                 | ForwardInternal
     run_http_response(policy, conn, request, response, ...)   -> ResponseChanges | Respond
 
 Rules run in order. A rule applies when all its expressions are true (evaluated in order, the
@@ -22,7 +23,21 @@ each action and what it did: what `burrow-edge policy test` prints). The edge ru
 `trace=False`: its outcomes carry an empty trace, and building none is a good part of a rule's
 cost; `Respond.action` still names the action that answered. An untraced phase runs planned
 (`edge.policy.plan`: each phase compiled once into closures over the running phase, kept in
-`CompiledPolicy.plans`), with the same outcome as the traced loop here.
+`CompiledPolicy.plans`), with the same outcome as the traced loop here. The outcomes are
+`edge.policy.outcomes`' frozen values (re-exported here); an untraced one shares its parts
+where it can (one empty `Trace` per phase, one `HeaderChanges()` for no change, one `Carried`
+for nothing carried, the run's result variables shown rather than copied).
+
+The edge's own entry points. The HTTP shell (`edge.http.policy`) calls
+
+    run_http_request_edits(...)    -> PhaseRun | Forward | Respond | Close | ForwardInternal
+    run_http_response_edits(...)   -> PhaseRun | Respond
+
+which run the planned phase and, in the common case (the request forwarded with its body as
+it came; the response kept), return the finished `PhaseRun` instead of building the outcome:
+its `removed`, `added`, `target`, `logs`, `body_steps` and `carried_by(run)` are the fields of
+the `Forward` or `ResponseChanges` it stands for (`tests/edge/policy/test_plan.py` holds the two
+to the traced run). Any other ending is the outcome `trace=False` gives.
 
 Variables. `vars.*` belong to the phase that set them (DOCS set-vars: "Variables defined in each
 of the three phases are scoped to that phase"). Action result variables (`actions.ngrok.*`) of
@@ -41,9 +56,8 @@ Pure: no I/O, no clock (`now` is Unix seconds from the caller), no logging.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 from edge.policy.actions import (
     AddHeadersConfig,
@@ -67,13 +81,29 @@ from edge.policy.actions_breaker import CircuitBreakerConfig
 from edge.policy.actions_jwt import JwtValidationConfig
 from edge.policy.actions_tls import TerminateTlsConfig, run_terminate_tls
 from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
-from edge.policy.breaker import Breaker, run_circuit_breaker
+from edge.policy.breaker import run_circuit_breaker
 from edge.policy.errors import Place, PolicyRuntimeError
 from edge.policy.forward_internal import (
     ForwardCheck,
     ForwardInternalConfig,
     Handoff,
     run_forward_internal,
+)
+from edge.policy.outcomes import (
+    ActionTrace,
+    Carried,
+    Close,
+    Continue,
+    ExpressionTrace,
+    Forward,
+    ForwardInternal,
+    HeaderChanges,
+    RequestChanges,
+    Respond,
+    ResponseChanges,
+    RuleTrace,
+    Trace,
+    carried_by,
 )
 from edge.policy.phase import Answer, Hangup, LogRecord, PhaseRun, plain
 from edge.policy.plan import (
@@ -104,7 +134,6 @@ from edge.policy.run_http import (
 )
 from edge.policy.run_jwt import run_jwt_validation
 from edge.policy.run_response_body import (
-    BodyStep,
     run_compress_response,
     run_response_body_find_replace,
 )
@@ -126,133 +155,21 @@ __all__ = [
     "ResponseChanges",
     "RuleTrace",
     "Trace",
+    "carried_by",
     "run_http_request",
+    "run_http_request_edits",
     "run_http_response",
+    "run_http_response_edits",
     "run_tcp_connect",
 ]
 
 
-# --- outcomes --------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ExpressionTrace:
-    text: str
-    value: bool | None  # None: the evaluation failed (see `error`)
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ActionTrace:
-    index: int
-    type: str
-    result: str  # "continued", "responded 403", "closed", "failed ERR_NGROK_2238: ..."
-
-
-@dataclass(frozen=True, slots=True)
-class RuleTrace:
-    index: int
-    name: str
-    expressions: tuple[ExpressionTrace, ...]  # only those evaluated (the first false stops)
-    matched: bool
-    actions: tuple[ActionTrace, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Trace:
-    phase: str
-    rules: tuple[RuleTrace, ...]  # the rules reached, in order
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderChanges:
-    """Apply as: remove every header named in `removed`, then append `added` in order."""
-
-    removed: tuple[str, ...] = ()  # lower-case names
-    added: tuple[tuple[str, str], ...] = ()  # lower-case names; values never hold CR/LF/NUL
-
-
-@dataclass(frozen=True, slots=True)
-class RequestChanges:
-    headers: HeaderChanges = HeaderChanges()
-    target: str | None = None  # url-rewrite's new `path?query`; None: unchanged
-    body: bytes | None = None  # request-body-find-replace's new body; None: unchanged
-
-
-@dataclass(frozen=True, slots=True)
-class Carried:
-    """What the request phase leaves to the response phase: action result variables."""
-
-    results: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    #: the circuit breakers the request passed: the shell reports the upstream's outcome to
-    #: them (`edge.policy.breaker.record_outcomes`)
-    breakers: tuple[Breaker, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Continue:
-    """on_tcp_connect: let the connection through (and if `terminate_tls` is set, the edge
-    terminates its TLS with that action's context and forwards plaintext)."""
-
-    logs: tuple[LogRecord, ...]
-    trace: Trace
-    terminate_tls: TerminateTlsConfig | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Close:
-    """Close the client's connection without an answer."""
-
-    reason: str  # the action that closed it, or the failing error code
-    logs: tuple[LogRecord, ...]
-    trace: Trace
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ForwardInternal:
-    """forward-internal: hand the connection (on_tcp_connect) or the request (on_http_request,
-    `changes` applied) to the internal endpoint `url`, whose own policy runs next; or, when
-    `error` is set (a failed forward with `on_error: halt`), fail with that (code, message)."""
-
-    url: str
-    error: tuple[str, str] | None
-    logs: tuple[LogRecord, ...]
-    trace: Trace
-    changes: RequestChanges = RequestChanges()
-    carried: Carried = Carried()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Forward:
-    """on_http_request: forward the request upstream with `changes` applied."""
-
-    changes: RequestChanges
-    carried: Carried
-    logs: tuple[LogRecord, ...]
-    trace: Trace
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Respond:
-    """Answer the client with this response instead of (or in place of) the upstream's."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    logs: tuple[LogRecord, ...]
-    trace: Trace
-    carried: Carried = Carried()
-    error_code: str | None = None  # set when a runtime failure made this answer
-    action: str | None = None  # the type of the action that answered (None: a failure)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResponseChanges:
-    """on_http_response: send the upstream's response with `headers` changes applied, and its
-    body through `body` (compress-response, response-body-find-replace), in the order they ran."""
-
-    headers: HeaderChanges
-    logs: tuple[LogRecord, ...]
-    trace: Trace
-    body: tuple[BodyStep, ...] = ()
+#: The trace of every untraced run (frozen, so one per phase serves them all), and the
+#: outcomes' parts for a phase that changed nothing: made once, not per request.
+_UNTRACED: Final[Mapping[str, Trace]] = {
+    phase: Trace(phase, ()) for phase in ("on_tcp_connect", "on_http_request", "on_http_response")
+}
+_NO_HEADER_CHANGES: Final = HeaderChanges()
 
 
 # --- actions that need only the phase --------------------------------------------------------
@@ -368,7 +285,7 @@ def _phase(
     run: PhaseRun, policy: CompiledPolicy, rules: tuple[CompiledRule, ...]
 ) -> tuple[Ending | None, Trace]:
     if not run.tracing:  # the edge: the planned run (`edge.policy.plan`), no trace
-        return run_planned(run, _planned(policy, run.phase, rules)), Trace(run.phase, ())
+        return run_planned(run, _planned(policy, run.phase, rules)), _UNTRACED[run.phase]
     traces: list[RuleTrace] = []
     for rule in rules:
         ending, trace = _rule(run, rule)
@@ -419,11 +336,9 @@ def _respond(ending: Answer | _Failed, run: PhaseRun, trace: Trace, carried: Car
 
 
 def _changes(run: PhaseRun) -> HeaderChanges:
+    if not run.removed and not run.added:
+        return _NO_HEADER_CHANGES
     return HeaderChanges(tuple(run.removed), tuple(run.added))
-
-
-def _carried(run: PhaseRun) -> Carried:
-    return Carried(MappingProxyType(dict(run.results)), tuple(run.breakers))
 
 
 def _handoff(ending: Handoff, forward: Forward) -> ForwardInternal:
@@ -499,7 +414,44 @@ def run_http_request(
         tracing=trace,
     )
     ending, account = _phase(run, policy, policy.on_http_request)
-    carried = _carried(run)
+    return _request_outcome(run, ending, account, request)
+
+
+def run_http_request_edits(
+    policy: CompiledPolicy,
+    conn: ConnFacts,
+    request: RequestFacts,
+    *,
+    endpoint: EndpointFacts,
+    now: float,
+    state: PolicyState,
+    forward_check: ForwardCheck | None = None,
+) -> PhaseRun | Forward | Respond | Close | ForwardInternal:
+    """The edge's `run_http_request(trace=False)`, with its commonest outcome left unbuilt:
+    when the phase lets the request through with its body unchanged, the finished `PhaseRun`
+    itself, whose `removed`, `added` and `target` are `Forward.changes`, `logs` its log
+    records, and `carried_by(run)` its `Forward.carried`. Otherwise (a new body, an answer, a
+    close, a forward-internal): the outcome `run_http_request(trace=False)` gives."""
+    run = PhaseRun(
+        "on_http_request",
+        conn,
+        endpoint,
+        now,
+        state,
+        request=request,
+        forward_check=forward_check,
+        tracing=False,
+    )
+    ending = run_planned(run, _planned(policy, "on_http_request", policy.on_http_request))
+    if ending is None and (run.request is None or run.request.body is request.body):
+        return run
+    return _request_outcome(run, ending, _UNTRACED["on_http_request"], request)
+
+
+def _request_outcome(
+    run: PhaseRun, ending: Ending | None, account: Trace, request: RequestFacts
+) -> Forward | Respond | Close | ForwardInternal:
+    carried = carried_by(run)
     if ending is None or isinstance(ending, Handoff):
         body = run.request.body if run.request is not None else None
         forward = Forward(
@@ -534,6 +486,50 @@ def run_http_response(
     No response-phase action closes the connection (validation refuses close-connection and
     deny there), so the result is header changes or a replacement response.
     """
+    run = _response_run(conn, request, response, endpoint, now, state, carried, trace)
+    ending, account = _phase(run, policy, policy.on_http_response)
+    if ending is None:
+        return ResponseChanges(
+            headers=_changes(run),
+            logs=tuple(run.logs),
+            trace=account,
+            body=tuple(run.body_steps),
+        )
+    return _response_ending(ending, run, account, carried)
+
+
+def run_http_response_edits(
+    policy: CompiledPolicy,
+    conn: ConnFacts,
+    request: RequestFacts,
+    response: ResponseFacts,
+    *,
+    endpoint: EndpointFacts,
+    now: float,
+    state: PolicyState,
+    carried: Carried | None = None,
+) -> PhaseRun | Respond:
+    """The edge's `run_http_response(trace=False)`, with its commonest outcome left unbuilt:
+    when the phase keeps the response, the finished `PhaseRun` itself, whose `removed` and
+    `added` are `ResponseChanges.headers`, `logs` its log records and `body_steps` its
+    `ResponseChanges.body`. A replacement response: the `Respond`."""
+    run = _response_run(conn, request, response, endpoint, now, state, carried, False)
+    ending = run_planned(run, _planned(policy, "on_http_response", policy.on_http_response))
+    if ending is None:
+        return run
+    return _response_ending(ending, run, _UNTRACED["on_http_response"], carried)
+
+
+def _response_run(
+    conn: ConnFacts,
+    request: RequestFacts,
+    response: ResponseFacts,
+    endpoint: EndpointFacts,
+    now: float,
+    state: PolicyState,
+    carried: Carried | None,
+    trace: bool,
+) -> PhaseRun:
     run = PhaseRun(
         "on_http_response",
         conn,
@@ -547,14 +543,12 @@ def run_http_response(
     if carried is not None and carried.results:
         results = carried.results  # a proxy's copy is its dict's: a fast dict-to-dict update
         run.results.update(results.copy() if isinstance(results, MappingProxyType) else results)
-    ending, account = _phase(run, policy, policy.on_http_response)
-    if ending is None:
-        return ResponseChanges(
-            headers=_changes(run),
-            logs=tuple(run.logs),
-            trace=account,
-            body=tuple(run.body_steps),
-        )
+    return run
+
+
+def _response_ending(
+    ending: Ending, run: PhaseRun, account: Trace, carried: Carried | None
+) -> Respond:
     if isinstance(ending, Hangup | Handoff):  # unreachable for a validated policy; fail safe
         ending = _Failed(ERR_NGROK_2300)
     return _respond(ending, run, account, carried or Carried())

@@ -2,9 +2,15 @@
 
 `PhaseRun` holds what a running phase knows (the facts, `vars.*` set so far, the action result
 variables, the header changes and URL rewrite made so far, the log records) and builds the CEL
-activation from it lazily: a root variable (`req`, `conn`, ...) is built when an expression
-first names it, and rebuilt only after an action changed what it shows (`add-headers` on the
-request invalidates `req`, `set-vars` invalidates `vars`).
+activation from it lazily: the activation itself when first asked (`PhaseRun.activation`; a
+planned phase whose expressions all read the facts directly never makes one), and in it a root
+variable (`req`, `conn`, ...) when an expression first names it, rebuilt only after an action
+changed what it shows (`add-headers` on the request invalidates `req`, `set-vars` `vars`).
+
+Header lookups. `header_values` (the header getters, remove-headers' "was there one") folds a
+message's header names to lower case on first use and keeps them while the message's header
+tuple is the same object (every change makes a new tuple, so stale names are never read); a
+lookup is then a test of that tuple, and a loop only for a name that is there more than once.
 
 Deferred header changes. `defer_header` (the planned runs of add-headers and remove-headers,
 `edge.policy.plan`) records a change in `added`/`removed` at once but applies it to the
@@ -25,7 +31,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -200,9 +206,13 @@ class _Activation(Mapping[str, object]):
         return len(self._names())
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, init=False)
 class PhaseRun:
-    """The working state of one phase run (one connection, request or response)."""
+    """The working state of one phase run (one connection, request or response).
+
+    Made once per phase and request, so its `__init__` is written out (plain assignments and
+    literals: about half the cost of the generated one with its default factories); the
+    fields below and their defaults are what it sets."""
 
     phase: str
     conn: ConnFacts
@@ -233,23 +243,79 @@ class PhaseRun:
     # and the tests trace); `ended_by` is the type of the action that ended the phase.
     tracing: bool = True
     ended_by: str | None = None
-    activation: _Activation = field(init=False)
+    # the CEL activation (`activation`), made when first asked: a phase whose expressions all
+    # read the facts directly (`edge.policy.plan`) never makes one
+    built_activation: _Activation | None = field(init=False, default=None)
     # header changes made by `defer_header` and not yet in the message's headers: (lower-case
     # name, value), a value of None being a removal; applied in order by `sync_headers`
     deferred: list[tuple[str, str | None]] = field(init=False, default_factory=list)
+    # `header_values`' lower-case names of a message's headers, by message, with the header
+    # tuple they are of: a header change makes a new tuple, so the names are made anew
+    lowered_names: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = field(
+        init=False, default_factory=dict
+    )
 
-    def __post_init__(self) -> None:
-        self.activation = _Activation(self)
+    def __init__(
+        self,
+        phase: str,
+        conn: ConnFacts,
+        endpoint: EndpointFacts,
+        now: float,
+        state: PolicyState,
+        request: RequestFacts | None = None,
+        response: ResponseFacts | None = None,
+        *,
+        forward_check: Callable[[str], tuple[str, str] | None] | None = None,
+        tracing: bool = True,
+    ) -> None:
+        self.phase = phase
+        self.conn = conn
+        self.endpoint = endpoint
+        self.now = now
+        self.state = state
+        self.request = request
+        self.response = response
+        self.results = {}
+        self.vars = {}
+        self.removed = []
+        self.added = []
+        self.target = None
+        self.logs = []
+        self.body_steps = []
+        self.forward_check = forward_check
+        self.terminate_tls = None
+        self.breakers = []
+        self.tracing = tracing
+        self.ended_by = None
+        self.built_activation = None
+        self.deferred = []
+        self.lowered_names = {}
+
+    @property
+    def activation(self) -> _Activation:
+        """The root variables as CEL values, for cel-python and the views."""
+        activation = self.built_activation
+        if activation is None:
+            activation = self.built_activation = _Activation(self)
+        return activation
 
     # --- results and vars ---------------------------------------------------------------------
     def set_result(self, action: str, values: Mapping[str, object]) -> None:
         """Record an action's result variables (the last run of an action type wins)."""
         self.results[action] = dict(values)
-        self.activation._built.pop("actions", None)  # invalidate("actions"), inline: hot
+        if self.built_activation is not None:
+            self.built_activation._built.pop("actions", None)  # invalidate("actions"), inline
+
+    def keep_result(self, action: str, values: dict[str, object]) -> None:
+        """`set_result` taking `values` as it is (the caller gives it up): no copy."""
+        self.results[action] = values
+        if self.built_activation is not None:
+            self.built_activation._built.pop("actions", None)
 
     def set_var(self, name: str, value: object) -> None:
         self.vars[name] = to_cel(value)
-        self.activation._built.pop("vars", None)  # invalidate("vars"), inline: hot
+        if self.built_activation is not None:
+            self.built_activation._built.pop("vars", None)  # invalidate("vars"), inline
 
     # --- rendering ----------------------------------------------------------------------------
     def render(
@@ -288,17 +354,21 @@ class PhaseRun:
         return self.request.headers
 
     def _set_headers(self, headers: tuple[tuple[str, str], ...], host: str | None) -> None:
+        activation = self.built_activation
         if self.response is not None:
             self.response = evolve(self.response, headers=headers)
-            self.activation.headers_changed("res")
+            if activation is not None:
+                activation.headers_changed("res")
             return
         assert self.request is not None
         if host is None:
             self.request = evolve(self.request, headers=headers)
-            self.activation.headers_changed("req")
+            if activation is not None:
+                activation.headers_changed("req")
         else:
             self.request = evolve(self.request, headers=headers, host=host)
-            self.activation.invalidate("req")
+            if activation is not None:
+                activation.invalidate("req")
 
     def sync_headers(self) -> None:
         """Apply the deferred header changes to the message's headers (nothing if none)."""
@@ -316,20 +386,37 @@ class PhaseRun:
                 headers.append((name, value))
         self._set_headers(tuple(headers), None)
 
-    def header_values(self, message: str, name: str) -> list[str]:
+    def header_values(self, message: str, name: str) -> Sequence[str]:
         """The values of the header `name` (lower-case) of `message` (`req` or `res`) as the
-        phase has changed them so far, in order; KeyError if the phase has no such message."""
+        phase has changed them so far, in order (the caller must not change them); KeyError if
+        the phase has no such message."""
         facts = self.request if message == "req" else self.response
         if facts is None:
             raise KeyError(message)
-        values = [value for key, value in facts.headers if key.lower() == name]
+        headers = facts.headers
+        known = self.lowered_names.get(message)
+        if known is not None and known[0] is headers:
+            lowered = known[1]
+        else:
+            lowered = tuple([key.lower() for key, _ in headers])
+            self.lowered_names[message] = (headers, lowered)
+        values: Sequence[str]
+        if name not in lowered:  # the names tested at C speed: absent headers cost no loop
+            values = ()
+        elif lowered.count(name) == 1:
+            values = (headers[lowered.index(name)][1],)
+        else:
+            pairs = zip(lowered, headers, strict=True)
+            values = [value for key, (_, value) in pairs if key == name]
         if self.deferred and (message == "res") == (self.response is not None):
-            for key, value in self.deferred:
+            changed = list(values)
+            for key, change in self.deferred:
                 if key == name:
-                    if value is None:
-                        values = []
+                    if change is None:
+                        changed = []
                     else:
-                        values.append(value)
+                        changed.append(change)
+            return changed
         return values
 
     def defer_header(self, name: str, value: str | None) -> bool:
@@ -338,7 +425,10 @@ class PhaseRun:
         Returns what `remove_header` returns (True for an addition)."""
         in_request = self.response is None
         message = "req" if in_request else "res"
-        if (in_request and name == "host") or message in self.activation._built:
+        activation = self.built_activation
+        if (in_request and name == "host") or (
+            activation is not None and message in activation._built
+        ):
             if value is None:
                 return self.remove_header(name)
             self.add_header(name, value)
@@ -378,4 +468,5 @@ class PhaseRun:
         assert self.request is not None
         self.request = replace(self.request, path=path, query=query)
         self.target = self.request.target
-        self.activation.invalidate("req")
+        if self.built_activation is not None:
+            self.built_activation.invalidate("req")

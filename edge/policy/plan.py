@@ -15,11 +15,16 @@ first untraced run of a phase plans it (`plan_phase`, kept in `CompiledPolicy.pl
   planned versions (`_add_headers`, `_remove_headers`, `_set_vars`) that render their strings
   through the direct closures and change headers with `PhaseRun.defer_header`; each falls back
   to the engine's own rendering (`PhaseRun.render`, `PhaseRun.typed`) for a string it cannot
-  render, so a failure has the same code, message and place. Every other action runs the
-  engine's runner after `PhaseRun.sync_headers`, so it sees the headers as changed so far.
+  render, so a failure has the same code, message and place. A header value without `${...}`
+  is checked once, here, for what a header may not hold (`_fixed_value`), and then used as it
+  is. Every other action runs the engine's runner after `PhaseRun.sync_headers`, so it sees
+  the headers as changed so far.
 
-`run_planned` then gives the same ending, the same changes, variables, result variables and log
-records as the engine's traced loop, and builds a `Place` only on a failure.
+`PlannedRule.checks` and `PlannedRule.steps` hold the tests numbered and the actions unpacked,
+so the loop reads tuples. `run_planned` then gives the same ending, the same changes, variables,
+result variables and log records as the engine's traced loop, and builds a `Place` only on a
+failure. The `PhaseRun` it runs on makes its CEL activation only if something asks for it (an
+expression or string the direct closures leave to cel-python, or an action reading views).
 
 Pure: no I/O, no clock.
 """
@@ -121,6 +126,10 @@ class PlannedRule:
     #: each expression with its direct closure (None: it always runs on the activation)
     tests: tuple[tuple[Direct | None, Compiled], ...]
     actions: tuple[PlannedAction, ...]
+    #: `tests` numbered, and `actions` unpacked, as `run_planned` reads them (made once here,
+    #: not per request): (number, direct, expression); (runner, config, place, planned, type)
+    checks: tuple[tuple[int, Direct | None, Compiled], ...] = ()
+    steps: tuple[tuple[Runner, Any, Place, bool, str], ...] = ()
 
 
 def plan_phase(
@@ -135,7 +144,12 @@ def plan_phase(
             for expression in rule.expressions
         )
         actions = tuple(_plan_action(action, runners, available) for action in rule.actions)
-        planned.append(PlannedRule(rule, tests, actions))
+        checks = tuple((number, direct, test) for number, (direct, test) in enumerate(tests))
+        steps = tuple(
+            (step.runner, step.action.config, step.action.place, step.planned, step.action.type)
+            for step in actions
+        )
+        planned.append(PlannedRule(rule, tests, actions, checks, steps))
     return tuple(planned)
 
 
@@ -156,7 +170,7 @@ def run_planned(run: PhaseRun, rules: tuple[PlannedRule, ...]) -> Ending | None:
     """Run the planned rules as the engine's loop runs them (untraced): the ending, or None
     when every rule ran without ending the phase."""
     for planned in rules:
-        for number, (direct, expression) in enumerate(planned.tests):
+        for number, direct, expression in planned.checks:
             value: object = None
             if direct is not None:
                 try:
@@ -177,21 +191,18 @@ def run_planned(run: PhaseRun, rules: tuple[PlannedRule, ...]) -> Ending | None:
             if not truth:
                 break
         else:
-            for step in planned.actions:
-                action = step.action
-                if not step.planned:
+            for runner, config, place, is_planned, action_type in planned.steps:
+                if not is_planned:
                     run.sync_headers()
                 try:
-                    ending = step.runner(run, action.config, action.place)
+                    ending = runner(run, config, place)
                 except PolicyRuntimeError as error:
                     return fail(run, error)
                 except Exception as exc:  # an engine bug must fail one request, not the edge
-                    internal = PolicyRuntimeError(
-                        ERR_NGROK_2300, f"internal error: {exc!r}", action.place
-                    )
+                    internal = PolicyRuntimeError(ERR_NGROK_2300, f"internal error: {exc!r}", place)
                     return fail(run, internal)
                 if ending is not None:
-                    run.ended_by = action.type
+                    run.ended_by = action_type
                     return ending
     return None
 
@@ -220,7 +231,10 @@ def _renderer(template: Template, available: frozenset[str]) -> Render | None:
 
         def render_one(run: PhaseRun) -> str | None:
             try:
-                return as_text(only(run), "", None)
+                value = only(run)
+                if type(value) is celtypes.StringType:  # as `as_text` gives it, one test
+                    return str(value)
+                return as_text(value, "", None)
             except Exception:
                 return None
 
@@ -240,28 +254,44 @@ def _renderer(template: Template, available: frozenset[str]) -> Render | None:
 
 
 def _add_headers(config: AddHeadersConfig, available: frozenset[str]) -> Runner:
+    # (name, template, renderer, the text itself if the template is a fixed one a header may
+    # hold: checked here once, not per request)
     items = tuple(
-        (name, template, _renderer(template, available)) for name, template in config.headers
+        (name, template, _renderer(template, available), _fixed_value(template))
+        for name, template in config.headers
     )
 
     def add_headers(run: PhaseRun, config: AddHeadersConfig, place: Place) -> None:
         added: dict[str, str] = {}
-        for name, template, render in items:
-            value = render(run) if render is not None else None
-            if value is None or "\r" in value or "\n" in value or "\0" in value:
-                # the engine's rendering: its error, if it fails, with its place
-                field = f"config.headers.{name}"
-                value = run.render(template, place, field=field, header_value=True)
+        for name, template, render, fixed in items:
+            value: str | None
+            if fixed is not None:
+                value = fixed
+            else:
+                value = render(run) if render is not None else None
+                if value is None or "\r" in value or "\n" in value or "\0" in value:
+                    # the engine's rendering: its error, if it fails, with its place
+                    field = f"config.headers.{name}"
+                    value = run.render(template, place, field=field, header_value=True)
             run.defer_header(name, value)
             added[name] = value
-        run.set_result("add_headers", {"headers_added": added})
+        run.keep_result("add_headers", {"headers_added": added})
 
     return add_headers
 
 
+def _fixed_value(template: Template) -> str | None:
+    """The text of a template without `${...}` if a header value may hold it (no CR, LF or
+    NUL: the engine's rendering refuses those, so they are left to it), else None."""
+    if not template.is_static:
+        return None
+    text = template.render({})
+    return None if "\r" in text or "\n" in text or "\0" in text else text
+
+
 def _remove_headers(run: PhaseRun, config: RemoveHeadersConfig, place: Place) -> None:
     removed = [name for name in config.headers if run.defer_header(name, None)]
-    run.set_result("remove_headers", {"headers_removed": removed})
+    run.keep_result("remove_headers", {"headers_removed": removed})
 
 
 def _set_vars(config: SetVarsConfig, available: frozenset[str]) -> Runner:

@@ -12,7 +12,8 @@ import pytest
 
 from edge.endpoints.registry import AttachedPolicy
 from edge.events import POLICY_LOG_EVENT, EventLog
-from edge.http.policy import upstream_failed
+from edge.http.headers import Headers, response_headers
+from edge.http.policy import request_facts, upstream_failed
 from edge.http.seam import (
     HttpRequest,
     Policed,
@@ -22,10 +23,20 @@ from edge.http.seam import (
     client_response_headers,
     decide,
 )
+from edge.policy.activation import ConnFacts, ResponseFacts
 from edge.policy.document import load_policy
+from edge.policy.engine import (
+    Forward,
+    HeaderChanges,
+    Respond,
+    run_http_request,
+    run_http_response,
+)
+from edge.policy.ratelimit import PolicyState
 from edge.policy.validate import validate
 from edge.store import SQLiteStore
 from tests.edge.http.test_seam import NOW, Route, Router, on_connection, request
+from tests.edge.policy.test_plan import POLICIES
 
 
 class PolicyRoute(Route):
@@ -83,9 +94,7 @@ on_http_request:
     req = dataclasses.replace(request(), target=b"/old", sni="app.test", version="HTTP/1.0")
     decision = policed(text, req)
     assert isinstance(decision, Policed)
-    expected = dataclasses.replace(
-        req, target=b"/new", headers=[*req.headers, (b"x-added", b"1")]
-    )
+    expected = dataclasses.replace(req, target=b"/new", headers=[*req.headers, (b"x-added", b"1")])
     assert decision.request == expected
     assert req.target == b"/old"  # the seam's request itself is left as it was
 
@@ -354,3 +363,123 @@ on_http_response:
         },
     ]
     assert all(event.principal is None for event in events)
+
+
+# ------------------------------------------------------------------ the edge's fast path, checked
+# The seam runs the engine's untraced entry points and applies what the finished phase leaves
+# (`run_http_request_edits`, `run_http_response_edits`). Each policy here runs through the seam
+# and, beside it, through the traced engine (`burrow-edge policy test`'s run) with its outcome
+# applied by the plain rules written out below: the forwarded request and the client's response
+# headers must be the same.
+_SHELL_POLICIES = {
+    name: POLICIES[name]
+    for name in ("bench10", "bench3", "endpoint and interpolation", "headers", "vars", "fallbacks")
+}
+# a URL rewrite and a Host replaced on the forwarded request, framing headers in the response
+_SHELL_POLICIES["rewrite"] = """
+on_http_request:
+  - actions:
+      - type: url-rewrite
+        config: {from: "/small", to: "/big"}
+      - type: add-headers
+        config: {headers: {host: other.test, x-path: "${req.url.path}"}}
+on_http_response:
+  - actions:
+      - type: remove-headers
+        config: {headers: [content-length, server]}
+      - type: add-headers
+        config: {headers: {content-length: "9", x-url: "${actions.ngrok.url_rewrite.url}"}}
+"""
+
+
+def _applied(headers: Headers, changes: HeaderChanges) -> Headers:
+    """The reference: drop every header named in `removed` (and Host if one is added), then
+    append `added`, names folded to lower case for the comparison."""
+    gone = set(changes.removed) | {name for name, _ in changes.added if name == "host"}
+    kept = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in gone]
+    return kept + [(n.encode("latin-1"), v.encode("utf-8")) for n, v in changes.added]
+
+
+@pytest.mark.parametrize("name", _SHELL_POLICIES)
+@pytest.mark.parametrize("status", [200, 502])
+@pytest.mark.parametrize("extra", [(), ((b"X-Bench-Client", b"wrk"), (b"X-Keep", b"1"))])
+@pytest.mark.parametrize("client", ["127.0.0.1", "203.0.113.9"])
+def test_the_seam_applies_the_policy_as_the_traced_engine_decides(
+    name: str, status: int, extra: tuple[tuple[bytes, bytes], ...], client: str
+) -> None:
+    text = _SHELL_POLICIES[name]
+    base = request()
+    req = dataclasses.replace(
+        base,
+        target=b"/small?a=1",
+        headers=[*base.headers, (b"User-Agent", b"curl/8.5"), *extra],
+        client_addr=f"{client}:5000",
+    )
+    decision = policed(text, req)
+    raw = h11.Response(
+        status_code=status,
+        headers=[("Server", "nginx"), ("Content-Type", "text/plain"), ("Content-Length", "5")],
+    ).headers
+    # the reference: the traced engine on the same facts
+    compiled = validate(load_policy(text), protocol="https")
+    facts = request_facts(req)
+    conn = ConnFacts(
+        client_ip=client, client_port=5000, server_ip="", server_port=0, sni="app.test"
+    )
+    endpoint = Route().endpoint_facts()
+    state = PolicyState()
+    first = run_http_request(compiled, conn, facts, endpoint=endpoint, now=NOW, state=state)
+    if not isinstance(first, Forward):
+        assert isinstance(decision, PolicyAnswer), (first, decision)
+        return
+    assert isinstance(decision, Policed)
+    assert decision.request.headers == _applied(req.headers, first.changes.headers)
+    target = first.changes.target
+    assert decision.request.target == (req.target if target is None else target.encode())
+    cleaned = response_headers(raw, upgrade=False)
+    second = run_http_response(
+        compiled,
+        conn,
+        facts,
+        ResponseFacts(
+            status=status,
+            headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in cleaned),
+        ),
+        endpoint=endpoint,
+        now=NOW,
+        state=state,
+        carried=first.carried,
+    )
+    got = client_response_headers(raw, policy=decision.response, status=status, now=NOW)
+    if isinstance(second, Respond):
+        assert isinstance(got, PolicyAnswer) and got.status == second.status
+        return
+    framing = {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
+    kept = HeaderChanges(
+        tuple(n for n in second.headers.removed if n not in framing),
+        tuple((n, v) for n, v in second.headers.added if n not in framing),
+    )
+    assert got == _applied(cleaned, kept)
+
+
+def test_the_seam_differential_sees_the_changes_it_compares() -> None:
+    # Not vacuous: the benchmark policy changes both the forwarded request and the response.
+    base = request()
+    req = dataclasses.replace(
+        base,
+        target=b"/small",
+        headers=[*base.headers, (b"X-Bench-Client", b"wrk")],
+        client_addr="127.0.0.1:5000",
+    )
+    decision = policed(POLICIES["bench10"], req)
+    assert isinstance(decision, Policed)
+    assert decision.request.headers == [
+        (b"Host", b"app.test"),
+        (b"X-Bench-Client", b"wrk"),
+        (b"x-bench-route", b"small"),
+        (b"x-bench-client-name", b"wrk"),
+        (b"x-bench-network", b"loopback"),
+    ]
+    raw = h11.Response(status_code=200, headers=[("Server", "nginx"), ("X-Other", "1")]).headers
+    got = client_response_headers(raw, policy=decision.response, status=200, now=NOW)
+    assert got == [(b"X-Other", b"1"), (b"x-bench-policy", b"rules10")]

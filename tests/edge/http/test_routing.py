@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -241,3 +242,27 @@ def test_keeping_passes_a_plain_router_or_stream_through() -> None:
     assert keeping(router, None) is router
     left, _right = trio.testing.memory_stream_pair()
     assert keeping(router, left) is router  # not a pool's stream
+
+
+def test_a_routes_endpoint_facts_are_made_once_per_endpoint_and_follow_its_fields() -> None:
+    registry = EndpointRegistry()
+    https = endpoint("https://a.example.com")
+    plain = dataclasses.replace(endpoint("http://b.example.com"), port=8080)
+    registry.add(https)
+    registry.add(plain)
+    router = EndpointRouter(registry)
+    first, again = router.route("a.example.com", "https"), router.route("a.example.com", "https")
+    assert first is not None and again is not None and first is not again  # a route per request
+    facts = first.endpoint_facts()
+    assert (facts.url, facts.host, facts.port, facts.protocol) == (
+        "https://a.example.com",
+        "a.example.com",
+        443,
+        "https",
+    )
+    assert again.endpoint_facts() is facts  # made once, not per request
+    other = router.route("b.example.com", "http")
+    assert other is not None
+    assert other.endpoint_facts().port == 8080  # the port it holds: another endpoint's facts
+    assert other.endpoint_facts().url == "http://b.example.com"
+    assert other.endpoint_facts().protocol == "http"

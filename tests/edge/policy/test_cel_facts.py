@@ -21,6 +21,7 @@ from edge.policy.cel_facts import (
     RAW,
     TRUE,
     FastPathError,
+    fixed_header_getter,
     raw_comparison,
     remembered_cidr,
 )
@@ -106,3 +107,29 @@ def test_remembered_cidr_answers_are_the_macros_and_bounded() -> None:
     assert in_range(None) is TRUE
     assert in_range(None) is TRUE
     assert len(calls) == count + 2
+
+
+def test_header_getters_answer_cel_strings_as_the_constructor_makes_them() -> None:
+    run = PhaseRun(
+        "on_http_request",
+        CONN,
+        ENDPOINT,
+        1.0,
+        PolicyState(),
+        request=RequestFacts(
+            method="GET",
+            scheme="https",
+            host="a",
+            path="/",
+            headers=(("X-A", "one"), ("x-a", "two"), ("X-B", "")),
+        ),
+    )
+    got = fixed_header_getter("req", False, "x-a")(run)
+    assert type(got) is celtypes.ListType
+    assert got == celtypes.ListType([celtypes.StringType("one"), celtypes.StringType("two")])
+    assert all(type(value) is celtypes.StringType for value in got)
+    assert repr(got[0]) == repr(celtypes.StringType("one"))
+    empty = fixed_header_getter("req", False, "x-b")(run)
+    assert empty == [""] and type(empty[0]) is celtypes.StringType
+    assert fixed_header_getter("req", False, "x-none")(run) == []
+    assert fixed_header_getter("req", True, "x-b")(run) is TRUE

@@ -7,6 +7,7 @@ Each `PhaseRun` here is built as `edge.policy.engine` builds one: phase name, fa
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 
 import pytest
@@ -261,3 +262,31 @@ def test_plain_turns_cel_values_into_plain_python() -> None:
 )
 def test_text_of_writes_values_as_interpolation_does(value: object, text: str) -> None:
     assert text_of(value) == text
+
+
+def test_a_new_run_sets_every_field_to_its_declared_default() -> None:
+    # `PhaseRun.__init__` is written out by hand: a field added later must be set there too.
+    run = request_run()
+    given = {"phase", "conn", "endpoint", "now", "state", "request"}
+    for item in dataclasses.fields(PhaseRun):
+        value = getattr(run, item.name)  # AttributeError: a slot __init__ left unset
+        if item.name in given:
+            continue
+        if item.default_factory is not dataclasses.MISSING:
+            expected = item.default_factory()
+            assert value == expected and type(value) is type(expected), item.name
+        else:
+            assert value == item.default, item.name
+    other = request_run()
+    assert run.results is not other.results and run.added is not other.added  # fresh, unshared
+
+
+def test_the_activation_is_made_only_when_asked_and_header_names_follow_changes() -> None:
+    run = request_run()
+    assert run.header_values("req", "x-trace-id") == ("abc",)
+    assert run.built_activation is None  # a lookup makes no activation
+    run.add_header("x-trace-id", "def")  # a new header tuple: the names are folded anew
+    assert list(run.header_values("req", "x-trace-id")) == ["abc", "def"]
+    assert run.header_values("req", "x-absent") == ()
+    assert run.activation["req"] is run.activation["req"]  # made once asked, then kept
+    assert run.built_activation is not None

@@ -17,7 +17,18 @@ from typing import Any
 import pytest
 
 from edge.policy.activation import ConnFacts, RequestFacts, ResponseFacts
-from edge.policy.engine import Trace, run_http_request, run_http_response
+from edge.policy.engine import (
+    Forward,
+    HeaderChanges,
+    RequestChanges,
+    ResponseChanges,
+    Trace,
+    carried_by,
+    run_http_request,
+    run_http_request_edits,
+    run_http_response,
+    run_http_response_edits,
+)
 from edge.policy.phase import PhaseRun
 from edge.policy.plan import plan_phase, run_planned
 from edge.policy.ratelimit import PolicyState
@@ -151,6 +162,42 @@ on_http_response:
       - type: custom-response
         config: {status_code: 503, body: "${res.status_code}"}
 """,
+    # endpoint.* (read through the views: the activation made on demand), and header values
+    # interpolated into add-headers in both phases; the response phase reads res.* and req.*
+    "endpoint and interpolation": """
+on_http_request:
+  - expressions: ["endpoint.host.endsWith('.example.com')", "endpoint.port == 443"]
+    actions:
+      - type: add-headers
+        config:
+          headers:
+            x-endpoint: "${endpoint.url} (${endpoint.protocol})"
+            x-ua: "${getReqHeader('user-agent')[0]}"
+            x-all-ua: "${getReqHeader('user-agent')}"
+            x-fixed: fixed
+  - expressions: ["getReqHeader('x-ua')[0] == getReqHeader('user-agent')[0]"]
+    actions:
+      - type: set-vars
+        config: {vars: [{ua: "${getReqHeader('x-ua')[0]}"}]}
+on_http_response:
+  - expressions: ["res.status_code < 500 && hasResHeader('content-type')"]
+    actions:
+      - type: add-headers
+        config:
+          headers:
+            x-type: "${getResHeader('content-type')[0]}"
+            x-status: "${res.status_code}"
+            x-path: "${req.url.path}"
+            x-added: "${actions.ngrok.add_headers.headers_added['x-ua']}"
+      - type: remove-headers
+        config: {headers: [content-type, x-absent]}
+      - type: add-headers
+        config: {headers: {x-after: "${hasResHeader('content-type')}-${size(res.headers)}"}}
+  - expressions: ["res.status_code >= 500"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-error: "${res.status_code} on ${endpoint.host}"}}
+""",
 }
 
 REQUESTS = (
@@ -173,6 +220,25 @@ RESPONSES = (
 def _untraced(outcome: Any) -> Any:
     """The outcome with its trace emptied (the traced run's is what `policy test` prints)."""
     return dataclasses.replace(outcome, trace=Trace(outcome.trace.phase, ()))
+
+
+def _from_edits(edits: Any, response: bool) -> Any:
+    """The outcome an `*_edits` entry point stands for: a finished run as the `Forward` or
+    `ResponseChanges` it leaves unbuilt (any other outcome as it is)."""
+    if not isinstance(edits, PhaseRun):
+        return _untraced(edits)
+    changes = HeaderChanges(tuple(edits.removed), tuple(edits.added))
+    trace = Trace(edits.phase, ())
+    if response:
+        return ResponseChanges(
+            headers=changes, logs=tuple(edits.logs), trace=trace, body=tuple(edits.body_steps)
+        )
+    return Forward(
+        changes=RequestChanges(changes, edits.target),
+        carried=carried_by(edits),
+        logs=tuple(edits.logs),
+        trace=trace,
+    )
 
 
 def _both_ways(text: str, conn: ConnFacts, req: RequestFacts, res: ResponseFacts) -> None:
@@ -199,6 +265,15 @@ def _both_ways(text: str, conn: ConnFacts, req: RequestFacts, res: ResponseFacts
     traced, planned = results
     assert planned[0] == traced[0]
     assert planned[1] == traced[1]
+    # the edge's entry points (`edge.http.policy` runs these), on a fresh state too
+    state = PolicyState()
+    first = run_http_request_edits(compiled, conn, req, endpoint=ENDPOINT, now=NOW, state=state)
+    carried = carried_by(first) if isinstance(first, PhaseRun) else getattr(first, "carried", None)
+    second = run_http_response_edits(
+        compiled, conn, req, res, endpoint=ENDPOINT, now=NOW, state=state, carried=carried
+    )
+    assert _from_edits(first, response=False) == traced[0]
+    assert _from_edits(second, response=True) == traced[1]
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -255,10 +330,58 @@ def test_the_benchmark_policy_runs_without_views_or_fallbacks() -> None:
     run = PhaseRun("on_http_request", LOOPBACK, ENDPOINT, NOW, PolicyState(), request=req)
     planned = plan_phase(compiled.on_http_request, "on_http_request", {})
     assert run_planned(run, planned) is None
-    assert run.activation._built == {}  # no view of req, conn, vars or actions was built
+    assert run.built_activation is None  # no activation, so no view of req, conn, vars...
     assert run.added == [
         ("x-bench-route", "small"),
         ("x-bench-client-name", "wrk"),
         ("x-bench-network", "loopback"),
     ]
     assert run.request is req  # the request's headers were never copied
+
+
+def test_the_edges_entry_points_leave_the_changes_in_the_finished_run() -> None:
+    # Not vacuous: the policy above really changes both messages on the edge's path, reading
+    # endpoint.*, req.*, res.* and the request phase's result variables on the way.
+    compiled = policy(POLICIES["endpoint and interpolation"])
+    state = PolicyState()
+    first = run_http_request_edits(
+        compiled, LOOPBACK, REQUESTS[0], endpoint=ENDPOINT, now=NOW, state=state
+    )
+    assert isinstance(first, PhaseRun)
+    assert first.added == [
+        ("x-endpoint", "https://api.example.com (https)"),
+        ("x-ua", "curl/8.5"),
+        ("x-all-ua", '["curl/8.5"]'),
+        ("x-fixed", "fixed"),
+    ]
+    assert first.vars == {"ua": "curl/8.5"}
+    assert first.target is None and first.removed == [] and first.logs == []
+    second = run_http_response_edits(
+        compiled,
+        LOOPBACK,
+        REQUESTS[0],
+        RESPONSES[0],
+        endpoint=ENDPOINT,
+        now=NOW,
+        state=state,
+        carried=carried_by(first),
+    )
+    assert isinstance(second, PhaseRun)
+    assert second.removed == ["content-type", "x-absent"]
+    assert second.added == [
+        ("x-type", "text/plain"),
+        ("x-status", "200"),
+        ("x-path", "/"),
+        ("x-added", "curl/8.5"),
+        ("x-after", "false-5"),
+    ]
+    # an ending is still the outcome the untraced engine gives
+    failed = run_http_request_edits(
+        policy(POLICIES["non-boolean"]),
+        CONN,
+        REQUESTS[0],
+        endpoint=ENDPOINT,
+        now=NOW,
+        state=PolicyState(),
+    )
+    assert getattr(failed, "error_code", None) == "ERR_NGROK_2254"
