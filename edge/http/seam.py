@@ -278,6 +278,18 @@ class AgentStreamError(RelayError):
     agent pipes the upstream's bytes unchanged, so this is often the upstream's doing; a reset
     raised from a stream error carries the agent's code, see `failure_kind`.)"""
 
+    @classmethod
+    def from_upstream(
+        cls, exc: Exception, *, ended: bool, head_seen: bool
+    ) -> AgentStreamError:
+        """What the upstream codec's complaint (`edge.http.h1.upstream.UpstreamError`) about a
+        response means: the agent stream ended early (`ended`: its EOF was received), or the
+        bytes were not an acceptable response."""
+        if ended:
+            what = "response" if head_seen else "response head"
+            return cls(f"the agent stream ended before a complete {what}")
+        return cls(f"invalid response: {exc}")
+
 
 class Failure(Enum):
     """What went wrong with a request, as far as the client's answer goes."""

@@ -359,7 +359,9 @@ class Relay:
                 try:
                     event = codec.next_event()
                 except UpstreamError as exc:
-                    raise _invalid(exc, codec.ended, exchange.response_started) from exc
+                    raise AgentStreamError.from_upstream(
+                        exc, ended=codec.ended, head_seen=exchange.response_started
+                    ) from exc
             if event is NEED_DATA:
                 if out:
                     await self._to_client(out)
@@ -472,15 +474,6 @@ class Relay:
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def _invalid(exc: UpstreamError, ended: bool, head_seen: bool) -> AgentStreamError:
-    """What the codec's complaint about a response means: the stream ended early (`ended`:
-    its EOF was received), or the bytes were not an acceptable response."""
-    if ended:
-        what = "response" if head_seen else "response head"
-        return AgentStreamError(f"the agent stream ended before a complete {what}")
-    return AgentStreamError(f"invalid response: {exc}")
 
 
 def _continue_body(exchange: Exchange) -> None:

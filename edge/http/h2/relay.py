@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # edge.http.h2.stream imports this module
     from edge.http.h1.upstream import RequestHead
     from edge.http.h2.stream import Frames, H2Stream
 
-__all__ = ["AgentRelay", "invalid_response"]
+__all__ = ["AgentRelay"]
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class AgentRelay:
                 event = codec.next_event()
             except UpstreamError as exc:
                 ended, head_seen = codec.ended, bool(stream.status)
-                raise invalid_response(exc, ended=ended, head_seen=head_seen) from exc
+                raise AgentStreamError.from_upstream(exc, ended=ended, head_seen=head_seen) from exc
             if event is NEED_DATA:
                 if pending is not None:
                     await self._send_final_headers(stream, pending)
@@ -294,12 +294,3 @@ class AgentRelay:
     ) -> None:
         await self.frames.send_headers(stream, headers, end_stream=end_stream)
         stream.response_started = True
-
-
-def invalid_response(exc: UpstreamError, *, ended: bool, head_seen: bool) -> AgentStreamError:
-    """What the codec's complaint about a response means: the agent stream ended early
-    (`ended`: its EOF was received), or the bytes were not an acceptable response."""
-    if ended:
-        what = "response" if head_seen else "response head"
-        return AgentStreamError(f"the agent stream ended before a complete {what}")
-    return AgentStreamError(f"invalid response: {exc}")

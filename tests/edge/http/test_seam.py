@@ -12,6 +12,7 @@ import trio
 
 from edge.config import HttpConfig
 from edge.endpoints.registry import AttachedPolicy, StreamLimitError
+from edge.http.h1.upstream import UpstreamError
 from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
@@ -326,3 +327,13 @@ def test_a_503_is_logged_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
         log_refusal(logger, "http", "192.0.2.1:5", "app.test", refusal.page, refusal.reason)
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert "503 BURROW_ENDPOINT_AT_CAPACITY" in caplog.records[0].getMessage()
+
+
+def test_an_upstream_codec_complaint_says_whether_the_stream_ended() -> None:
+    exc = UpstreamError("illegal status line")
+    early = AgentStreamError.from_upstream(exc, ended=True, head_seen=False)
+    assert str(early) == "the agent stream ended before a complete response head"
+    late = AgentStreamError.from_upstream(exc, ended=True, head_seen=True)
+    assert str(late) == "the agent stream ended before a complete response"
+    garbage = AgentStreamError.from_upstream(exc, ended=False, head_seen=False)
+    assert str(garbage) == "invalid response: illegal status line"

@@ -15,8 +15,6 @@ import trio
 from h2.errors import ErrorCodes
 
 from edge.config import CertificateFiles
-from edge.http.h1.upstream import UpstreamError
-from edge.http.h2.relay import invalid_response
 from protocol.formats.units import KiB
 from tests.edge.http.h1.test_proxy import Reply, answering, echo_headers, header
 from tests.edge.http.h2 import test_proxy as harness
@@ -150,16 +148,6 @@ async def test_a_response_that_ends_early_is_502_before_its_head_and_a_reset_aft
             started = await client.fetch("GET", "/")
             assert started.status == 200 and started.reset == ErrorCodes.INTERNAL_ERROR
             assert not started.ended and bytes(started.body) in (b"", b"ok")
-
-
-def test_invalid_response_says_whether_the_stream_ended() -> None:
-    exc = UpstreamError("illegal status line")
-    early = invalid_response(exc, ended=True, head_seen=False)
-    assert str(early) == "the agent stream ended before a complete response head"
-    late = invalid_response(exc, ended=True, head_seen=True)
-    assert str(late) == "the agent stream ended before a complete response"
-    garbage = invalid_response(exc, ended=False, head_seen=False)
-    assert str(garbage) == "invalid response: illegal status line"
 
 
 # ------------------------------------------------------------------------------ the request
