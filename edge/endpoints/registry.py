@@ -107,13 +107,17 @@ class Member:
     def gone(self) -> bool:
         return self.load.health.is_gone
 
-    def same_policy(self, other: Member) -> bool:
-        """True when `other` runs the same Traffic Policy document (or both run none): a
-        connection whose policy ran for this member may go to `other` instead."""
+    def same_connect_policy(self, other: Member) -> bool:
+        """True when `other` runs the same `on_tcp_connect` rules (or neither runs any): a
+        connection this member's `on_tcp_connect` let in may go to `other` instead. (The other
+        phases run per request on whichever member takes it, so only this one matters; for a
+        tcp:// or tls:// endpoint it is the whole policy.)"""
         mine, theirs = self.policy, other.policy
-        if mine is None or theirs is None:
-            return mine is theirs
-        return mine is theirs or mine.text == theirs.text
+        if mine is theirs:
+            return True
+        rules = mine.compiled.source.on_tcp_connect if mine is not None else ()
+        others = theirs.compiled.source.on_tcp_connect if theirs is not None else ()
+        return rules == others
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +172,16 @@ class Endpoint:
         """The member a new connection or request goes to (`edge.endpoints.health.choose`),
         never one in `exclude` or one that is gone; None if there is none. `keep` is the member
         whose agent stream the client connection holds, if any: it wins a tie. With `like`,
-        only a member with the same Traffic Policy as `like` (`Member.same_policy`): a
-        connection whose `on_tcp_connect` ran for `like` goes to no member whose own policy did
-        not run."""
+        only a member with the same `on_tcp_connect` rules as `like`
+        (`Member.same_connect_policy`): a connection `like`'s `on_tcp_connect` let in goes to
+        no member whose own rules would not have."""
         members = self.members
         if not members:
             return None
         if like is not None:
-            exclude = (*exclude, *(m for m in members if not like.same_policy(m)))
+            unlike = tuple(m for m in members if not like.same_connect_policy(m))
+            if unlike:
+                exclude = (*exclude, *unlike)
         if len(members) == 1 and not exclude:  # the common case: no pool
             only = members[0]
             return None if only.gone else only

@@ -159,13 +159,16 @@ async def admit(
     *,
     sni: str | None = None,
     metrics: EdgeMetrics | None = None,
-) -> bool | TerminateTlsConfig:
+) -> tuple[bool | TerminateTlsConfig, Member | None]:
     """`on_tcp_connect` for an https:// endpoint's connection, before its TLS handshake: True
-    (go on) or False (closed; the caller must not use it). No internal tls/tcp endpoint can
-    take an https:// connection, so a forward-internal fails (`on_error: continue` goes on to
-    the next rule, as anywhere else)."""
-    _, _, admitted = await admit_to(conn, endpoint, peer, sni=sni, metrics=metrics)
-    return admitted
+    (go on) or False (closed; the caller must not use it), and the member whose rules decided
+    (None if the endpoint has no live member): the connection's requests must go only to
+    members with the same rules (`edge.http.routing.EndpointRouter.admitted`), also when it had
+    none (a member that joins with restrict-ips must not serve a connection nobody checked).
+    No internal tls/tcp endpoint can take an https:// connection, so a forward-internal fails
+    (`on_error: continue` goes on to the next rule, as anywhere else)."""
+    _, member, admitted = await admit_to(conn, endpoint, peer, sni=sni, metrics=metrics)
+    return admitted, member
 
 
 def _unavailable(url: str) -> tuple[str, str]:

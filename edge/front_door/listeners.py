@@ -248,11 +248,16 @@ class FrontDoor:
             return
         if isinstance(decided, Terminate):
             # on_tcp_connect runs before the handshake: a closed connection gets no TLS at all.
-            if decided.endpoint is not None and not await admit(
-                conn, decided.endpoint, peer, sni=sni, metrics=self.metrics
-            ):
-                return
-            await self._terminate_https(conn, peer, decided.host, data, deadline)
+            router = self.http_router
+            if decided.endpoint is not None:
+                admitted, admitted_by = await admit(
+                    conn, decided.endpoint, peer, sni=sni, metrics=self.metrics
+                )
+                if not admitted:
+                    return
+                if admitted_by is not None:  # its requests go only where those rules hold
+                    router = router.admitted(decided.endpoint.url, admitted_by)
+            await self._terminate_https(conn, peer, decided.host, data, deadline, router)
             return
         log.info(
             "TLS connection from %s for %s: no endpoint; unrecognized_name",
@@ -310,6 +315,7 @@ class FrontDoor:
         sni: str,
         data: bytearray,
         deadline: float,
+        router: EndpointRouter,
     ) -> None:
         context = self.certs.context_for(sni)
         if context is None:
@@ -337,13 +343,13 @@ class FrontDoor:
             await serve_http2(
                 stream,
                 client_addr=peer,
-                router=self.http_router,
+                router=router,
                 limits=self.config.http,
                 sni=sni,
                 metrics=self.metrics,
             )
             return
-        await self._serve_http(stream, peer, "https", sni)
+        await self._serve_http(stream, peer, "https", sni, router)
 
     # ------------------------------------------------------------------------ HTTP port
 
@@ -354,7 +360,7 @@ class FrontDoor:
             await trio.aclose_forcefully(conn)
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        await self._serve_http(conn, peer, "http", None)
+        await self._serve_http(conn, peer, "http", None, self.http_router)
 
     async def _serve_http(
         self,
@@ -362,12 +368,13 @@ class FrontDoor:
         peer: tuple[str, int],
         scheme: Literal["http", "https"],
         sni: str | None,
+        router: EndpointRouter,
     ) -> None:
         await serve_http(
             stream,
             client_addr=peer,
             scheme=scheme,
-            router=self.http_router,
+            router=router,
             limits=self.config.http,
             sni=sni,
             metrics=self.metrics,

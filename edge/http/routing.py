@@ -13,7 +13,9 @@ dials and pipes the agent stream's bytes to.
 Pools. A route to a pool pins the member it picked (`Endpoint.pick`: healthy members, power of
 two choices), so the Traffic Policy that runs is that member's (ngrok picks the member first,
 then runs its policy) and the request goes to it; opening its agent stream falls back to
-another member if that fails (`Endpoint.open_proxy`).
+another member if that fails (`Endpoint.open_proxy`). An https:// connection's router is
+`EndpointRouter.admitted` by the member whose `on_tcp_connect` rules let it in: the endpoint's
+requests on it go only to members with those same rules.
 
 Keeping an agent stream to a pool. Each request is still balanced on its own: the member is
 chosen per request as for a new one (power of two choices over the streams each member holds,
@@ -90,7 +92,7 @@ class EndpointRouter:
     for forward-internal (`edge.http.forwarding.InternalRouter`), internal http/https
     endpoints by their canonical URL, with the chain limit `max_forward_hops`."""
 
-    __slots__ = ("_registry", "max_forward_hops")
+    __slots__ = ("_admitted_by", "_admitted_to", "_registry", "max_forward_hops")
 
     def __init__(
         self,
@@ -100,6 +102,19 @@ class EndpointRouter:
     ) -> None:
         self._registry = registry
         self.max_forward_hops = max_forward_hops
+        self._admitted_to = ""  # the endpoint URL whose on_tcp_connect let the connection in
+        self._admitted_by: Member | None = None  # ... and the member whose rules those were
+
+    def admitted(self, url: str, member: Member) -> EndpointRouter:
+        """The router for one connection that `member`'s `on_tcp_connect` rules let in to
+        endpoint `url` (no rules count too): that endpoint's requests go only to members with
+        the same rules (`Endpoint.pick(like=...)`), never to one whose own `on_tcp_connect`
+        would have been another check (in a pool whose members' policies differ: a rolling
+        update adding restrict-ips, say). With none left, the endpoint is offline to it."""
+        router = EndpointRouter(self._registry, max_forward_hops=self.max_forward_hops)
+        router._admitted_to = url
+        router._admitted_by = member
+        return router
 
     def route(self, host: str, scheme: str, *, keep: Member | None = None) -> HttpRoute | None:
         """As `HttpRouter.route`; `keep` is the pool member whose agent stream the client
@@ -107,8 +122,9 @@ class EndpointRouter:
         endpoint = self._registry.lookup_public(scheme, host)
         if endpoint is None:
             return None
-        member = endpoint.pick(keep=keep)
-        return None if member is None else _EndpointRoute(endpoint, member)
+        like = self._admitted_by if endpoint.url == self._admitted_to else None
+        member = endpoint.pick(keep=keep, like=like)
+        return None if member is None else _EndpointRoute(endpoint, member, like)
 
     def route_internal(self, url: str, *, keep: Member | None = None) -> HttpRoute | None:
         """The online internal http/https endpoint serving the canonical URL `url` (the exact
@@ -134,6 +150,8 @@ class _EndpointRoute:
 
     endpoint: Endpoint
     member: Member
+    # Only members with this one's on_tcp_connect rules may take the request (`admitted`).
+    like: Member | None = None
 
     @property
     def key(self) -> object:
@@ -152,7 +170,7 @@ class _EndpointRoute:
         return _endpoint_facts(endpoint.url, endpoint.host, endpoint.port, endpoint.proto)
 
     async def open_agent_stream(self, client_addr: str) -> trio.abc.HalfCloseableStream:
-        return await self.endpoint.open_proxy(client_addr, first=self.member)
+        return await self.endpoint.open_proxy(client_addr, first=self.member, like=self.like)
 
 
 @dataclass(frozen=True, slots=True)

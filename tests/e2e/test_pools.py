@@ -760,3 +760,74 @@ def test_the_ngrok_sdk_1_5_pools_with_a_burrow_agent(pool_edge: Edge, tmp_path: 
         for server in http.values():
             server.close()
         echo.close()
+
+
+def https_member_config(edge: Edge, host: str, http_port: int, policy: str | None) -> str:
+    """One pooled https:// endpoint to `http_port`, with `policy` (YAML flow) if given."""
+    return (
+        "version: 3\n"
+        "agent:\n"
+        f"  connect_url: {edge.connect_url}\n"
+        f"  connect_cas: {edge.ca_path}\n"
+        "  web_addr: false\n"
+        "endpoints:\n"
+        "  - name: web\n"
+        f"    url: https://{host}\n"
+        "    pooling_enabled: true\n"
+        f"    upstream: {{url: 'http://127.0.0.1:{http_port}'}}\n"
+        + (f"    traffic_policy: {policy}\n" if policy is not None else "")
+    )
+
+
+def test_an_https_connection_is_served_only_by_members_whose_on_tcp_connect_let_it_in(
+    pool_edge: Edge, tmp_path: Path
+) -> None:
+    """In a pool whose members' on_tcp_connect rules differ (a rolling update adding
+    restrict-ips), each https:// connection is checked by the rules of the member chosen for it,
+    and all its requests then go to members with those same rules: a client the restricting
+    member would refuse never has a request served by it, whichever member let it in."""
+    edge = pool_edge
+    token = edge.credential()
+    host = "pool-pinned.burrow.localhost"
+    http = {name: NamedHttp(name) for name in ("a", "b")}
+    only_office = (
+        "{on_tcp_connect: [{actions: [{type: restrict-ips, config: {allow: [127.0.0.2/32]}}]}]}"
+    )
+    agents: list[Agent] = []
+    try:
+        for name, policy in (("a", only_office), ("b", None)):
+            path = tmp_path / f"agent-{name}.yml"
+            path.write_text(https_member_config(edge, host, http[name].port, policy))
+            env = dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+            agent = Agent(
+                ["start", "--all", "--config", str(path), "--authtoken", token, "--log", "stderr"],
+                env,
+                tmp_path / f"agent-{name}.log",
+            )
+            agent.start(wait=False)
+            agents.append(agent)
+            assert agent.proc is not None
+            _read_line_matching(agent.proc, FORWARDING, 30)
+        served: dict[str, Counter[str]] = {"127.0.0.2": Counter(), "127.0.0.3": Counter()}
+        closed = Counter[str]()
+        for attempt in range(16):
+            source = "127.0.0.3" if attempt % 2 else "127.0.0.2"
+            # --fail-early: a refused first connection ends the run (no second connection).
+            done = curl_endpoint(edge, host, ["/"] * 10, "--interface", source, "--fail-early")
+            if done.returncode != 0:  # a's rules were chosen and refused the outsider
+                assert source == "127.0.0.3" and done.stdout == "", (source, done)
+                closed[source] += 1
+                continue
+            answers = Counter(done.stdout)
+            assert sum(answers.values()) == 10, (done.stdout, done.stderr)
+            # One connection, one set of rules: every request went to one kind of member.
+            assert len(answers) == 1, (source, answers)
+            served[source] += answers
+        assert served["127.0.0.3"]["a"] == 0  # never the member that refuses it
+        assert closed["127.0.0.3"] + served["127.0.0.3"]["b"] // 10 == 8
+        assert served["127.0.0.2"]["a"] + served["127.0.0.2"]["b"] == 80
+    finally:
+        for agent in agents:
+            agent.kill()
+        for server in http.values():
+            server.close()

@@ -106,7 +106,9 @@ async def test_admit_lets_an_allowed_address_through_and_closes_the_rest(
             conn = await listener.accept()
             peer = peer_address(conn)
             assert peer is not None
-            results[source] = await admit(conn, record, peer, sni="db.example.com")
+            results[source], admitted_by = await admit(conn, record, peer, sni="db.example.com")
+            # the member whose on_tcp_connect ran (the router keeps the requests with it)
+            assert admitted_by is record.members[0]
             if results[source]:
                 await conn.send_all(b"welcome")
                 assert await receive_exactly(client, 7) == b"welcome"
@@ -132,7 +134,7 @@ async def test_no_policy_admits_without_reading_anything() -> None:
         port = listener.socket.getsockname()[1]
         client = await connect_from("127.0.0.3", port)
         conn = await listener.accept()
-        assert await admit(conn, record, ("127.0.0.3", 1)) is True
+        assert await admit(conn, record, ("127.0.0.3", 1)) == (True, record.members[0])
         await conn.aclose()
         await client.aclose()
         await listener.aclose()
@@ -179,7 +181,7 @@ async def test_a_pool_runs_the_chosen_members_own_policy_and_never_crosses_it() 
         strict = replace(endpoint(RESTRICT, port=port, agent=strict_agent).members[0])
         loose = replace(endpoint(None, port=port, agent=open_agent).members[0], bind_id="tun_2")
         record = replace(endpoint(None, port=port), members=(strict, loose))
-        assert not strict.same_policy(loose) and loose.same_policy(loose)
+        assert not strict.same_connect_policy(loose) and loose.same_connect_policy(loose)
         refused = 0
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve_tcp_endpoint, listeners, record)
@@ -204,12 +206,12 @@ async def test_a_pool_runs_the_chosen_members_own_policy_and_never_crosses_it() 
     assert len(open_agent.client_addrs) == 24 - refused
 
 
-async def test_pick_like_a_member_keeps_to_members_with_the_same_policy() -> None:
+async def test_pick_like_a_member_keeps_to_members_with_the_same_connect_policy() -> None:
     first = endpoint(RESTRICT).members[0]
     twin = replace(endpoint(RESTRICT).members[0], bind_id="tun_2")  # same document, own state
     other = replace(endpoint(None).members[0], bind_id="tun_3")
     record = replace(endpoint(None), members=(first, twin, other))
-    assert first.same_policy(twin) and not first.same_policy(other)
+    assert first.same_connect_policy(twin) and not first.same_connect_policy(other)
     assert {record.pick(like=first) for _ in range(40)} == {first, twin}
     assert record.pick(exclude=(first, twin), like=first) is None
     assert record.pick(like=other) is other

@@ -6,6 +6,7 @@ import dataclasses
 import random
 from collections import Counter
 
+import pytest
 import trio
 import trio.testing
 
@@ -91,8 +92,19 @@ def test_route_internal_finds_online_internal_http_endpoints_exact_then_wildcard
     assert EndpointRouter(registry).max_forward_hops == 5  # limits.forward_internal_max_hops
 
 
-def pooled_member(session_id: str, opened: list[str], policy: AttachedPolicy | None) -> Member:
+def pooled_member(
+    session_id: str,
+    opened: list[str],
+    policy: AttachedPolicy | None,
+    *,
+    refusing: set[str] | None = None,
+) -> Member:
+    """A pool member whose agent streams are memory streams; with its session id in `refusing`,
+    opening one fails as a gone session's does."""
+
     async def opener(client_addr: str) -> trio.abc.HalfCloseableStream:
+        if refusing is not None and session_id in refusing:
+            raise trio.BrokenResourceError("the agent's session is gone")
         opened.append(session_id)
         left, _right = trio.testing.memory_stream_pair()
         return left
@@ -266,3 +278,69 @@ def test_a_routes_endpoint_facts_are_made_once_per_endpoint_and_follow_its_field
     assert other.endpoint_facts().port == 8080  # the port it holds: another endpoint's facts
     assert other.endpoint_facts().url == "http://b.example.com"
     assert other.endpoint_facts().protocol == "http"
+
+
+RESTRICTED = "on_tcp_connect: [{actions: [{type: restrict-ips, config: {allow: [127.0.0.2/32]}}]}]"
+#: The same on_tcp_connect rules in another document (its HTTP phases run per request anyway).
+RESTRICTED_AND_MARKED = (
+    RESTRICTED + "\non_http_response: [{actions: [{type: add-headers, "
+    "config: {headers: {x-v: '2'}}}]}]"
+)
+
+
+async def test_an_admitted_connection_goes_only_to_members_with_the_admitting_policy() -> None:
+    """A connection one pool member's on_tcp_connect let in is served only by members with the
+    same on_tcp_connect rules (whatever their HTTP phases): the member without them gets none
+    of its requests, nor a fallback stream; other endpoints and other connections are balanced
+    as before."""
+    registry = EndpointRegistry(rng=random.Random(7))
+    opened: list[str] = []
+    url = "https://app.example.com"
+    strict = AttachedPolicy(validate(load_policy(RESTRICTED), protocol="https"), RESTRICTED)
+    marked = AttachedPolicy(
+        validate(load_policy(RESTRICTED_AND_MARKED), protocol="https"), RESTRICTED_AND_MARKED
+    )
+    refusing: set[str] = set()
+    members = {}
+    for session_id, attached in (("ts_a", strict), ("ts_b", None), ("ts_c", marked)):
+        member = pooled_member(session_id, opened, attached, refusing=refusing)
+        members[session_id] = member
+        registry.add(
+            Endpoint(
+                url=url,
+                proto="https",
+                host="app.example.com",
+                members=(member,),
+                runtime=registry.runtime,
+            )
+        )
+    registry.add(endpoint("https://other.example.com"))
+    base = EndpointRouter(registry)
+    admitted = base.admitted(url, members["ts_a"])
+    picked = set()
+    for _ in range(40):
+        route = admitted.route("app.example.com", "https")
+        assert route is not None
+        picked.add(route.member.session_id)  # type: ignore[attr-defined]
+        kept = keeping(admitted, None).route("app.example.com", "https")
+        assert kept is not None and kept.member.session_id != "ts_b"  # type: ignore[attr-defined]
+    assert picked == {"ts_a", "ts_c"}  # the member with the same rules still shares the load
+    assert admitted.route("other.example.com", "https") is not None  # another endpoint: as ever
+    assert {base.route("app.example.com", "https").member.session_id for _ in range(40)} == {  # type: ignore[union-attr]
+        "ts_a",
+        "ts_b",
+        "ts_c",
+    }
+    # A failed open falls back only to a member with the same policy.
+    members["ts_c"].load.health = gone(HEALTHY, "its session ended")
+    route = admitted.route("app.example.com", "https")
+    assert route is not None and route.member.session_id == "ts_a"  # type: ignore[attr-defined]
+
+    refusing.add("ts_a")
+    with trio.fail_after(5), pytest.raises(trio.BrokenResourceError):
+        await route.open_agent_stream("1.1.1.1:1")
+    assert "ts_b" not in opened
+    # With no member of that policy left, the endpoint is offline to this connection only.
+    members["ts_a"].load.health = gone(HEALTHY, "its session ended")
+    assert admitted.route("app.example.com", "https") is None
+    assert base.route("app.example.com", "https") is not None
