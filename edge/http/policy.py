@@ -19,7 +19,9 @@ Both phases run through the engine's untraced entry points for the edge
 finished phase run itself, and its header edits, URL rewrite and result variables are applied
 from it directly, with no outcome object in between. The request is copied only when the
 policy changed it, the response phase is skipped when the policy has none, and the endpoint's
-facts come made from the route (`edge.http.routing`), once per endpoint.
+facts come made from the route (`edge.http.routing`), once per endpoint. Header names are
+decoded and folded to lower case once per distinct name (`_decoded`, a bounded table); the
+folded names go to the phase (its header lookups fold none) and back to `apply_headers`.
 
 The engine never logs; its records (`log` actions and runtime failures) are logged here, one
 INFO line each (WARNING for a runtime failure, which the operator must fix), naming the
@@ -210,22 +212,53 @@ class Policed:
     body: bytes | None = None
 
 
+#: How many distinct header names `_decoded` keeps decoded and folded: clients and origins send
+#: the same few dozen names request after request; past the bound a new name is decoded anew
+#: and not kept, so a client sending ever new names cannot grow the table.
+_KNOWN_NAMES: Final = 512
+#: Header names as the facts show them (Latin-1) and folded to lower case, by their bytes.
+_NAMES: dict[bytes, tuple[str, str]] = {}
+
+
+def _decoded(headers: Headers) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """`headers` as the facts hold them (names and values decoded as Latin-1, in order), and
+    their names folded to lower case (`str.lower()` of each decoded name), in the same order."""
+    names = _NAMES
+    pairs: list[tuple[str, str]] = []
+    lowered: list[str] = []
+    for name, value in headers:
+        known = names.get(name)
+        if known is None:
+            text = name.decode("latin-1")
+            known = (text, text.lower())
+            if len(names) < _KNOWN_NAMES:
+                names[bytes(name)] = known
+        pairs.append((known[0], value.decode("latin-1")))
+        lowered.append(known[1])
+    return tuple(pairs), tuple(lowered)
+
+
 def request_facts(request: HttpRequest) -> RequestFacts:
     """`req.*` from the seam's request (the headers as they will be forwarded)."""
+    return _request_facts(request)[0]
+
+
+def _request_facts(request: HttpRequest) -> tuple[RequestFacts, tuple[str, ...]]:
+    """`request_facts`, and the request's header names folded to lower case, in order."""
     target = request.target.decode("latin-1")
     path, _, query = target.partition("?")
-    headers = tuple(
-        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
-    )
+    headers, lowered = _decoded(request.headers)
     host = request.host
     length: int | None = None
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == "host":
-            host = value
-        elif lowered == "content-length" and value.isdigit():
-            length = int(value)
-    return RequestFacts(
+    if "content-length" in lowered or lowered.count("host") > 1:
+        for name, (_, value) in zip(lowered, headers, strict=True):  # the last one wins
+            if name == "host":
+                host = value
+            elif name == "content-length" and value.isdigit():
+                length = int(value)
+    elif "host" in lowered:  # the commonest case: one Host, no length
+        host = headers[lowered.index("host")][1]
+    facts = RequestFacts(
         method=request.method.decode("latin-1"),
         scheme=request.scheme,
         host=host,
@@ -235,6 +268,7 @@ def request_facts(request: HttpRequest) -> RequestFacts:
         content_length=length,
         version=request.version,
     )
+    return facts, lowered
 
 
 def request_phase(
@@ -253,7 +287,7 @@ def request_phase(
     `Policed.body`."""
     endpoint = route.endpoint_facts()
     conn = request.conn.facts() if request.conn is not None else _unknown_conn(request)
-    facts = request_facts(request)
+    facts, lowered = _request_facts(request)
     if body is not None:
         facts = replace(facts, body=body, content_length=len(body))
     outcome = run_http_request_edits(  # untraced: the edge needs no `policy test` account
@@ -264,13 +298,16 @@ def request_phase(
         now=now,
         state=attached.state,
         forward_check=forward_check,
+        lowered=lowered,
     )
     if isinstance(outcome, PhaseRun):  # forward, the body as it came (the common case)
         if outcome.logs:
             _log_records(tuple(outcome.logs), endpoint.url, attached.events)
         changed = request
         if outcome.removed or outcome.added or outcome.target is not None:
-            changed = _changed_request(request, outcome.removed, outcome.added, outcome.target)
+            changed = _changed_request(
+                request, outcome.removed, outcome.added, outcome.target, lowered
+            )
         response = ResponsePolicy(attached, conn, facts, endpoint, carried_by(outcome))
         return Policed(route, changed, response)
     _log_records(outcome.logs, endpoint.url, attached.events)
@@ -288,7 +325,9 @@ def request_phase(
     changed = request
     if changes.headers.removed or changes.headers.added or changes.target is not None:
         headers = changes.headers
-        changed = _changed_request(request, headers.removed, headers.added, changes.target)
+        changed = _changed_request(
+            request, headers.removed, headers.added, changes.target, lowered
+        )
     response = ResponsePolicy(attached, conn, facts, endpoint, outcome.carried)
     if isinstance(outcome, ForwardInternal):
         return PolicyForward(outcome.url, outcome.error, changed, response)
@@ -321,10 +360,8 @@ def response_phase(
         record_outcomes(policy.carried.breakers, status=status, now=now)
     if not policy.attached.compiled.on_http_response:
         return headers  # an empty phase changes nothing: no facts, no run
-    facts = ResponseFacts(
-        status=status,
-        headers=tuple([(name.decode("latin-1"), v.decode("latin-1")) for name, v in headers]),
-    )
+    decoded, lowered = _decoded(headers)
+    facts = ResponseFacts(status=status, headers=decoded)
     outcome = run_http_response_edits(  # untraced, as the request phase
         policy.attached.compiled,
         policy.conn,
@@ -334,6 +371,7 @@ def response_phase(
         now=now,
         state=policy.attached.state,
         carried=policy.carried,
+        lowered=lowered,
     )
     if outcome.logs:
         _log_records(tuple(outcome.logs), policy.endpoint.url, policy.attached.events)
@@ -348,7 +386,7 @@ def response_phase(
         ):
             removed = [name for name in removed if name not in _FRAMING]
             added = [(name, value) for name, value in added if name not in _FRAMING]
-        headers = apply_headers(headers, removed, added)
+        headers = apply_headers(headers, removed, added, lowered)
     if outcome.body_steps:  # compress-response, response-body-find-replace
         return _body_phase(policy, status, headers, tuple(outcome.body_steps))
     return headers
@@ -407,12 +445,14 @@ def _changed_request(
     removed: Sequence[str],
     added: Sequence[tuple[str, str]],
     new_target: str | None,
+    lowered: tuple[str, ...] | None = None,
 ) -> HttpRequest:
     """`request` with the policy's header changes and URL rewrite: `dataclasses.replace` at a
-    third of its cost (every field copied as it is, then the two set), once per request."""
+    third of its cost (every field copied as it is, then the two set), once per request.
+    `lowered`: its header names folded to lower case, if known (`apply_headers`)."""
     headers = request.headers
     if removed or added:
-        headers = apply_headers(headers, removed, added)
+        headers = apply_headers(headers, removed, added, lowered)
     target = request.target if new_target is None else new_target.encode("utf-8")
     cls = type(request)
     new = object.__new__(cls)
@@ -424,17 +464,26 @@ def _changed_request(
 
 
 def apply_headers(
-    headers: Headers, removals: Sequence[str], added: Sequence[tuple[str, str]]
+    headers: Headers,
+    removals: Sequence[str],
+    added: Sequence[tuple[str, str]],
+    lowered: Sequence[str] | None = None,
 ) -> Headers:
     """`headers` with a phase's changes (`HeaderChanges`) applied: the `removals` dropped (by
     lower-case name), the `added` ones appended; an added Host replaces the request's Host
-    (one Host only, RFC 9110 §7.2)."""
-    removed = set(removals)
+    (one Host only, RFC 9110 §7.2). `lowered`, if given, is each header's name decoded as
+    Latin-1 and folded to lower case, in order (`_decoded`): the names are then not folded
+    again."""
+    appended = [(name.encode("latin-1"), value.encode("utf-8")) for name, value in added]
+    removed: set[str] | None = set(removals) if removals else None
     for name, _ in added:
         if name == "host":
-            removed.add("host")
-    if not removed:
-        kept = list(headers)
+            removed = {*removed, "host"} if removed else {"host"}
+            break
+    if removed is None:
+        return [*headers, *appended]
+    if lowered is not None:
+        kept = [pair for pair, name in zip(headers, lowered, strict=True) if name not in removed]
     elif "".join(removed).isascii():  # every name ASCII: one test of them all
         # ASCII names (tokens, as validation makes them): bytes.lower() folds the same ASCII
         # letters, and no other Latin-1 byte lowers to ASCII, so nothing needs decoding
@@ -442,7 +491,7 @@ def apply_headers(
         kept = [(n, v) for n, v in headers if n.lower() not in wanted]
     else:
         kept = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in removed]
-    kept += [(name.encode("latin-1"), value.encode("utf-8")) for name, value in added]
+    kept += appended
     return kept
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "cel_bool",
     "fixed_header_getter",
     "header_getter",
+    "header_value_at",
     "kind",
     "phase_run",
     "raw_comparison",
@@ -63,8 +64,11 @@ def kind(value: object) -> type | None:
     return None
 
 
+_BOOLEANS: Final = (bool, celtypes.BoolType)
+
+
 def boolean(value: object) -> bool:
-    if isinstance(value, bool | celtypes.BoolType):
+    if isinstance(value, _BOOLEANS):
         return bool(value)
     raise FastPathError("not a boolean")
 
@@ -200,6 +204,18 @@ def fixed_header_getter(message: str, has: bool, wanted: str) -> _Node:
     if has:
         return lambda run: _TRUE if run.header_values(message, wanted) else _FALSE
     return lambda run: _strings(run.header_values(message, wanted))
+
+
+def header_value_at(message: str, wanted: str, position: int) -> _Node:
+    """`getReqHeader('name')[position]` (or the Res one) over a running phase, for a literal
+    name (`wanted`, lower-cased once) and a non-negative literal position: the value the list
+    would hold there, without the list; IndexError (left to cel-python) past its end."""
+
+    def value_at(run: Any) -> Any:
+        value = run.header_values(message, wanted)[position]
+        return _new_string(_STRING, value) if type(value) is str else _string(value)
+
+    return value_at
 
 
 def header_getter(message: str, has: bool, argument: _Node, viewed: _Node) -> _Node:

@@ -16,11 +16,13 @@ literals, ...), which then runs on cel-python alone.
 Exactness. A closure never decides a case where CEL's answer could differ from Python's: it
 compares only a string with a string, an int with an int or a bool with a bool (CEL has no
 `1 == true`), indexes only with a non-negative literal, and takes `&&`, `||`, `!` and `?:` only
-over booleans. Anything else, and any exception at all (a missing map key, a macro refusing its
-input, a lazy field failing), raises out of the closure, and the caller evaluates the expression
-with cel-python instead, which gives the value or the error it always gave. So the fast path can
-only answer what cel-python would answer, faster; `tests/edge/policy/test_cel_fast.py` checks
-that against cel-python over a few thousand expressions.
+over booleans. Literals and field chains are read from the tree by `edge.policy.cel_tree`,
+which never takes a one-element list literal for its element. Anything else, and any
+exception at all (a missing map key, a macro refusing its input, a lazy field failing), raises
+out of the closure, and the caller evaluates the expression with cel-python instead, which
+gives the value or the error it always gave. So the fast path can only answer what cel-python
+would answer, faster; `tests/edge/policy/test_cel_fast.py` checks that against cel-python
+over a few thousand expressions.
 
 Facts, not views. On a running phase (an activation with a `phase_run`: `edge.policy.phase`)
 the fields expressions read most (`req.method`, `req.url.path`, `conn.client_ip`,
@@ -44,7 +46,6 @@ Pure: no I/O; closures hold no state between evaluations, but for the answers of
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -59,6 +60,7 @@ from edge.policy.cel_facts import (
     FastPathError,
     fixed_header_getter,
     header_getter,
+    header_value_at,
     phase_run,
     raw_comparison,
     remembered_cidr,
@@ -67,6 +69,12 @@ from edge.policy.cel_facts import (
 from edge.policy.cel_facts import boolean as _boolean
 from edge.policy.cel_facts import cel_bool as _cel_bool
 from edge.policy.cel_facts import kind as _kind
+from edge.policy.cel_tree import PASS_THROUGH as _PASS_THROUGH
+from edge.policy.cel_tree import UnsupportedError as _UnsupportedError
+from edge.policy.cel_tree import chain as _chain
+from edge.policy.cel_tree import literal as _literal
+from edge.policy.cel_tree import literal_of as _literal_of
+from edge.policy.cel_tree import string_literal as _string_literal
 
 __all__ = ["FALSE", "TRUE", "Direct", "Fast", "FastPathError", "compile_direct", "compile_fast"]
 
@@ -78,13 +86,6 @@ Direct = Callable[[Any], Any]
 _Node = Callable[[Any], Any]
 
 
-class _UnsupportedError(Exception):
-    """Compile time: the expression leaves the subset; cel-python runs it alone."""
-
-
-_INT: Final = re.compile(r"-?[0-9]+\Z")
-_INT64: Final = range(-(2**63), 2**63)
-_STRING: Final = re.compile(r"""('[^'\\\n\r]*'|"[^"\\\n\r]*")\Z""")
 _METHODS: Final = frozenset({"startsWith", "endsWith", "contains", "size"})
 _COMPARISONS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
     "relation_eq": operator.eq,  # a == b
@@ -213,9 +214,13 @@ class _Compiler:
         left, right = self.node(children[0]), self.node(children[1])
 
         def either(activation: Mapping[str, Any]) -> Any:
-            if _boolean(left(activation)):
+            first = left(activation)  # TRUE and FALSE tested by identity first: no type test
+            if first is TRUE or (first is not FALSE and _boolean(first)):
                 return TRUE
-            return _cel_bool(_boolean(right(activation)))
+            second = right(activation)
+            if second is TRUE or second is FALSE:
+                return second
+            return _cel_bool(_boolean(second))
 
         return either
 
@@ -225,9 +230,13 @@ class _Compiler:
         left, right = self.node(children[0]), self.node(children[1])
 
         def both(activation: Mapping[str, Any]) -> Any:
-            if not _boolean(left(activation)):
+            first = left(activation)  # TRUE and FALSE tested by identity first: no type test
+            if first is FALSE or (first is not TRUE and not _boolean(first)):
                 return FALSE
-            return _cel_bool(_boolean(right(activation)))
+            second = right(activation)
+            if second is TRUE or second is FALSE:
+                return second
+            return _cel_bool(_boolean(second))
 
         return both
 
@@ -313,7 +322,9 @@ class _Compiler:
 
     def _literal_list(self, tree: object) -> list[Any] | None:
         """The constants of `[lit, lit, ...]` if `tree` is a list literal, else None."""
-        while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data != "list_lit":
+        while isinstance(tree, lark.Tree) and tree.data in _PASS_THROUGH:
+            if len(tree.children) != 1:
+                return None
             tree = tree.children[0]
         if not isinstance(tree, lark.Tree) or tree.data != "list_lit":
             return None
@@ -331,7 +342,12 @@ class _Compiler:
         operand = self.node(operand_tree)
 
         def negate(activation: Mapping[str, Any]) -> Any:
-            return _cel_bool(not _boolean(operand(activation)))
+            value = operand(activation)
+            if value is TRUE:
+                return FALSE
+            if value is FALSE:
+                return TRUE
+            return _cel_bool(not _boolean(value))
 
         return negate
 
@@ -437,8 +453,12 @@ class _Compiler:
 
     def _member_index(self, children: list[Any]) -> _Node:
         receiver, index_tree = children
-        receive = self.node(receiver)
         literal = _literal_of(index_tree)
+        getter = self._fixed_getter(receiver)
+        if getter is not None and _kind(literal) is int and literal >= 0:
+            # `getReqHeader('x-name')[0]` over a running phase: the one value, no list made
+            return header_value_at(getter[0], getter[1], int(literal))
+        receive = self.node(receiver)
         if isinstance(literal, celtypes.StringType):
             key: object = literal
 
@@ -460,6 +480,28 @@ class _Compiler:
             return container[position]
 
         return by_position
+
+    def _fixed_getter(self, tree: object) -> tuple[str, str] | None:
+        """Over a running phase (`on_run`), `(message, lower-case name)` if `tree` is nothing
+        but `getReqHeader('<literal>')` or `getResHeader('<literal>')` (as `_call` would
+        compile to `fixed_header_getter`); None otherwise."""
+        if not self.on_run:
+            return None
+        while isinstance(tree, lark.Tree) and tree.data != "dot_ident_arg":
+            if tree.data not in _PASS_THROUGH or len(tree.children) != 1:
+                return None
+            tree = tree.children[0]
+        if not isinstance(tree, lark.Tree) or len(tree.children) != 2:
+            return None
+        name = str(tree.children[0])
+        header = _HEADER_MACROS.get(name)
+        if header is None or header[1] or name not in self.functions:
+            return None
+        arguments = tree.children[1].children
+        if len(arguments) != 2 or _chain(arguments[0]) != (header[0], "headers"):
+            return None
+        fixed = _string_literal(arguments[1])
+        return None if fixed is None else (header[0], fixed.lower())
 
     def _primary(self, children: list[Any]) -> _Node:
         (child,) = children
@@ -526,15 +568,6 @@ class _Compiler:
         return lambda activation: function(*(argument(activation) for argument in arguments))
 
 
-def _string_literal(tree: object) -> str | None:
-    """The text of `tree` if it is a string literal of the subset (as plain str), else None."""
-    try:
-        constant = _literal_of(tree)
-    except _UnsupportedError:
-        return None
-    return str.__str__(constant) if _kind(constant) is str else None
-
-
 def _size(operand: _Node) -> _Node:
     def size(activation: Mapping[str, Any]) -> Any:
         value = operand(activation)
@@ -543,48 +576,3 @@ def _size(operand: _Node) -> _Node:
         return celtypes.IntType(len(value))
 
     return size
-
-
-def _literal_of(tree: object) -> Any:
-    while isinstance(tree, lark.Tree) and tree.data != "literal":
-        if len(tree.children) != 1:
-            raise _UnsupportedError("not a literal")
-        tree = tree.children[0]
-    if not isinstance(tree, lark.Tree):
-        raise _UnsupportedError("not a literal")
-    return _literal(tree.children[0])
-
-
-def _literal(token: object) -> Any:
-    """A CEL constant from its token: decimal ints, true/false, and strings without escapes."""
-    text = str(token)
-    if text == "true":
-        return TRUE
-    if text == "false":
-        return FALSE
-    if _INT.match(text):
-        value = int(text)
-        if value not in _INT64:
-            raise _UnsupportedError("an int literal out of range")
-        return celtypes.IntType(value)
-    if _STRING.match(text) and not (text.startswith("'''") or text.startswith('"""')):
-        return celtypes.StringType(text[1:-1])
-    raise _UnsupportedError(f"literal {text}")
-
-
-def _chain(tree: object) -> tuple[str, ...] | None:
-    """`("req", "url", "path")` if `tree` is nothing but `req.url.path` (a root variable and
-    field names), else None."""
-    names: list[str] = []
-    while isinstance(tree, lark.Tree):
-        if tree.data == "member_dot" and len(tree.children) == 2:
-            names.append(str(tree.children[1]))
-            tree = tree.children[0]
-        elif tree.data == "ident" and len(tree.children) == 1:
-            names.append(str(tree.children[0]))
-            return tuple(reversed(names))
-        elif len(tree.children) == 1:
-            tree = tree.children[0]
-        else:
-            return None
-    return None

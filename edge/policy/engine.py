@@ -426,12 +426,16 @@ def run_http_request_edits(
     now: float,
     state: PolicyState,
     forward_check: ForwardCheck | None = None,
+    lowered: tuple[str, ...] | None = None,
 ) -> PhaseRun | Forward | Respond | Close | ForwardInternal:
     """The edge's `run_http_request(trace=False)`, with its commonest outcome left unbuilt:
     when the phase lets the request through with its body unchanged, the finished `PhaseRun`
     itself, whose `removed`, `added` and `target` are `Forward.changes`, `logs` its log
     records, and `carried_by(run)` its `Forward.carried`. Otherwise (a new body, an answer, a
-    close, a forward-internal): the outcome `run_http_request(trace=False)` gives."""
+    close, a forward-internal): the outcome `run_http_request(trace=False)` gives.
+
+    `lowered`: the request's header names folded to lower case, in order, if the caller has
+    them (`PhaseRun.known_names`: the header getters then fold none)."""
     run = PhaseRun(
         "on_http_request",
         conn,
@@ -442,6 +446,8 @@ def run_http_request_edits(
         forward_check=forward_check,
         tracing=False,
     )
+    if lowered is not None:
+        run.known_names("req", request.headers, lowered)
     ending = run_planned(run, _planned(policy, "on_http_request", policy.on_http_request))
     if ending is None and (run.request is None or run.request.body is request.body):
         return run
@@ -508,12 +514,16 @@ def run_http_response_edits(
     now: float,
     state: PolicyState,
     carried: Carried | None = None,
+    lowered: tuple[str, ...] | None = None,
 ) -> PhaseRun | Respond:
     """The edge's `run_http_response(trace=False)`, with its commonest outcome left unbuilt:
     when the phase keeps the response, the finished `PhaseRun` itself, whose `removed` and
     `added` are `ResponseChanges.headers`, `logs` its log records and `body_steps` its
-    `ResponseChanges.body`. A replacement response: the `Respond`."""
+    `ResponseChanges.body`. A replacement response: the `Respond`. `lowered`: the response's
+    header names folded to lower case, as `run_http_request_edits` takes the request's."""
     run = _response_run(conn, request, response, endpoint, now, state, carried, False)
+    if lowered is not None:
+        run.known_names("res", response.headers, lowered)
     ending = run_planned(run, _planned(policy, "on_http_response", policy.on_http_response))
     if ending is None:
         return run
@@ -541,8 +551,8 @@ def _response_run(
         tracing=trace,
     )
     if carried is not None and carried.results:
-        results = carried.results  # a proxy's copy is its dict's: a fast dict-to-dict update
-        run.results.update(results.copy() if isinstance(results, MappingProxyType) else results)
+        results = carried.results  # a proxy's copy is a new dict of its dict's: the run's own
+        run.results = results.copy() if isinstance(results, MappingProxyType) else dict(results)
     return run
 
 

@@ -11,6 +11,7 @@ Header lookups. `header_values` (the header getters, remove-headers' "was there 
 message's header names to lower case on first use and keeps them while the message's header
 tuple is the same object (every change makes a new tuple, so stale names are never read); a
 lookup is then a test of that tuple, and a loop only for a name that is there more than once.
+A caller that folded the names while building the facts hands them over (`known_names`).
 
 Deferred header changes. `defer_header` (the planned runs of add-headers and remove-headers,
 `edge.policy.plan`) records a change in `added`/`removed` at once but applies it to the
@@ -386,6 +387,14 @@ class PhaseRun:
                 headers.append((name, value))
         self._set_headers(tuple(headers), None)
 
+    def known_names(
+        self, message: str, headers: tuple[tuple[str, str], ...], lowered: tuple[str, ...]
+    ) -> None:
+        """Give `header_values` the lower-case names of `message`'s (`req` or `res`) header
+        tuple `headers`, in order, as the caller folded them while building the facts: the
+        first header lookup then folds none. `lowered` must be `key.lower()` of each name."""
+        self.lowered_names[message] = (headers, lowered)
+
     def header_values(self, message: str, name: str) -> Sequence[str]:
         """The values of the header `name` (lower-case) of `message` (`req` or `res`) as the
         phase has changed them so far, in order (the caller must not change them); KeyError if
@@ -409,14 +418,17 @@ class PhaseRun:
             pairs = zip(lowered, headers, strict=True)
             values = [value for key, (_, value) in pairs if key == name]
         if self.deferred and (message == "res") == (self.response is not None):
-            changed = list(values)
+            changed: list[str] | None = None  # copied only if a deferred change is this name's
             for key, change in self.deferred:
                 if key == name:
                     if change is None:
                         changed = []
+                    elif changed is None:
+                        changed = [*values, change]
                     else:
                         changed.append(change)
-            return changed
+            if changed is not None:
+                return changed
         return values
 
     def defer_header(self, name: str, value: str | None) -> bool:

@@ -17,8 +17,10 @@ first untraced run of a phase plans it (`plan_phase`, kept in `CompiledPolicy.pl
   to the engine's own rendering (`PhaseRun.render`, `PhaseRun.typed`) for a string it cannot
   render, so a failure has the same code, message and place. A header value without `${...}`
   is checked once, here, for what a header may not hold (`_fixed_value`), and then used as it
-  is. Every other action runs the engine's runner after `PhaseRun.sync_headers`, so it sees
-  the headers as changed so far.
+  is; an add-headers whose values are all fixed (and no Host) records its changes in one go
+  while the message's view is unbuilt, as `defer_header` would one by one. Every other action
+  runs the engine's runner after `PhaseRun.sync_headers`, so it sees the headers as changed
+  so far.
 
 `PlannedRule.checks` and `PlannedRule.steps` hold the tests numbered and the actions unpacked,
 so the loop reads tuples. `run_planned` then gives the same ending, the same changes, variables,
@@ -277,7 +279,24 @@ def _add_headers(config: AddHeadersConfig, available: frozenset[str]) -> Runner:
             added[name] = value
         run.keep_result("add_headers", {"headers_added": added})
 
-    return add_headers
+    fixed = tuple((name, value) for name, _, _, value in items if value is not None)
+    if len(fixed) != len(items) or any(name == "host" for name, _ in fixed):
+        return add_headers
+
+    def add_fixed(run: PhaseRun, config: AddHeadersConfig, place: Place) -> None:
+        # Every value fixed, no Host: while the message's view is not built, each
+        # `defer_header` would only record its change, so the changes are recorded at once.
+        activation = run.built_activation
+        if activation is not None and ("req" if run.response is None else "res") in (
+            activation._built
+        ):
+            return add_headers(run, config, place)
+        run.added.extend(fixed)
+        run.deferred.extend(fixed)
+        run.keep_result("add_headers", {"headers_added": dict(fixed)})
+        return None
+
+    return add_fixed
 
 
 def _fixed_value(template: Template) -> str | None:

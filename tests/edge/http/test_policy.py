@@ -13,7 +13,14 @@ import pytest
 from edge.endpoints.registry import AttachedPolicy
 from edge.events import POLICY_LOG_EVENT, EventLog
 from edge.http.headers import Headers, response_headers
-from edge.http.policy import request_facts, upstream_failed
+from edge.http.policy import (
+    _KNOWN_NAMES,
+    _NAMES,
+    _decoded,
+    _request_facts,
+    request_facts,
+    upstream_failed,
+)
 from edge.http.seam import (
     HttpRequest,
     Policed,
@@ -23,7 +30,7 @@ from edge.http.seam import (
     client_response_headers,
     decide,
 )
-from edge.policy.activation import ConnFacts, ResponseFacts
+from edge.policy.activation import ConnFacts, RequestFacts, ResponseFacts
 from edge.policy.document import load_policy
 from edge.policy.engine import (
     Forward,
@@ -373,7 +380,15 @@ on_http_response:
 # headers must be the same.
 _SHELL_POLICIES = {
     name: POLICIES[name]
-    for name in ("bench10", "bench3", "endpoint and interpolation", "headers", "vars", "fallbacks")
+    for name in (
+        "bench10",
+        "bench3",
+        "endpoint and interpolation",
+        "headers",
+        "vars",
+        "fallbacks",
+        "fixed headers",
+    )
 }
 # a URL rewrite and a Host replaced on the forwarded request, framing headers in the response
 _SHELL_POLICIES["rewrite"] = """
@@ -392,6 +407,79 @@ on_http_response:
 """
 
 
+# the request's own facts read back (Host, length, a header's first value), request headers
+# removed whatever their case, and response headers removed by a name that is there twice
+_SHELL_POLICIES["facts"] = """
+on_http_request:
+  - actions:
+      - type: add-headers
+        config:
+          headers:
+            x-facts: "${req.host} ${req.content_length} ${getReqHeader('x-keep')[0]}"
+            x-ua: "${getReqHeader('user-agent')[0]}"
+      - type: remove-headers
+        config: {headers: [x-bench-client, x-keep]}
+on_http_response:
+  - actions:
+      - type: remove-headers
+        config: {headers: [content-type, x-twice]}
+      - type: add-headers
+        config: {headers: {x-seen: "${getReqHeader('x-keep')[0]}"}}
+"""
+
+
+def _reference_facts(request: HttpRequest) -> RequestFacts:
+    """The reference for `request_facts`, written out plainly: every header decoded, the last
+    Host and the last all-digit Content-Length (by folded name) taken."""
+    path, _, query = request.target.decode("latin-1").partition("?")
+    headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers)
+    host, length = request.host, None
+    for name, value in headers:
+        if name.lower() == "host":
+            host = value
+        elif name.lower() == "content-length" and value.isdigit():
+            length = int(value)
+    return RequestFacts(
+        method=request.method.decode("latin-1"),
+        scheme=request.scheme,
+        host=host,
+        path=path if path.startswith("/") else "/" + path,
+        query=query,
+        headers=headers,
+        content_length=length,
+        version=request.version,
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"Host", b"app.test")],
+        [(b"HOST", b"one.test"), (b"x-a", b"1"), (b"host", b"two.test")],
+        [(b"Content-Length", b"12"), (b"Host", b"app.test")],
+        [(b"content-length", b"12"), (b"CONTENT-LENGTH", b"x"), (b"Content-Length", b"7")],
+        [(b"Content-Length", b"7"), (b"Content-Length", b"nope")],
+        [(b"\xc0-Name", b"\xe9t\xe9"), (b"X-\xdc", b"1"), (b"Host", b"h.test")],
+    ],
+)
+def test_request_facts_are_what_the_plain_reading_gives(headers: Headers) -> None:
+    req = dataclasses.replace(request(), target=b"small?a=1", headers=headers)
+    assert request_facts(req) == _reference_facts(req)
+    # and the names the phase is given, folded as `header_values` folds them
+    facts, lowered = _request_facts(req)
+    assert lowered == tuple(name.lower() for name, _ in facts.headers)
+
+
+def test_the_decoded_header_names_are_kept_up_to_a_bound() -> None:
+    before = len(_NAMES)
+    names = [(b"X-Unseen-%d" % number, b"v") for number in range(_KNOWN_NAMES + 10)]
+    decoded, lowered = _decoded(names)
+    assert decoded[-1] == (f"X-Unseen-{_KNOWN_NAMES + 9}", "v")
+    assert lowered[-1] == f"x-unseen-{_KNOWN_NAMES + 9}"
+    assert before <= len(_NAMES) == _KNOWN_NAMES
+
+
 def _applied(headers: Headers, changes: HeaderChanges) -> Headers:
     """The reference: drop every header named in `removed` (and Host if one is added), then
     append `added`, names folded to lower case for the comparison."""
@@ -402,7 +490,14 @@ def _applied(headers: Headers, changes: HeaderChanges) -> Headers:
 
 @pytest.mark.parametrize("name", _SHELL_POLICIES)
 @pytest.mark.parametrize("status", [200, 502])
-@pytest.mark.parametrize("extra", [(), ((b"X-Bench-Client", b"wrk"), (b"X-Keep", b"1"))])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),
+        ((b"X-Bench-Client", b"wrk"), (b"X-Keep", b"1")),
+        ((b"x-keep", b"2"), (b"HOST", b"app.test"), (b"Content-Length", b"0"), (b"X-KEEP", b"3")),
+    ],
+)
 @pytest.mark.parametrize("client", ["127.0.0.1", "203.0.113.9"])
 def test_the_seam_applies_the_policy_as_the_traced_engine_decides(
     name: str, status: int, extra: tuple[tuple[bytes, bytes], ...], client: str
@@ -418,11 +513,17 @@ def test_the_seam_applies_the_policy_as_the_traced_engine_decides(
     decision = policed(text, req)
     raw = h11.Response(
         status_code=status,
-        headers=[("Server", "nginx"), ("Content-Type", "text/plain"), ("Content-Length", "5")],
+        headers=[
+            ("Server", "nginx"),
+            ("X-Twice", "1"),
+            ("Content-Type", "text/plain"),
+            ("x-twice", "2"),
+            ("Content-Length", "5"),
+        ],
     ).headers
     # the reference: the traced engine on the same facts
     compiled = validate(load_policy(text), protocol="https")
-    facts = request_facts(req)
+    facts = _reference_facts(req)
     conn = ConnFacts(
         client_ip=client, client_port=5000, server_ip="", server_port=0, sni="app.test"
     )

@@ -176,6 +176,24 @@ EXPRESSIONS = (
     "inCidrRange(conn.client_ip, 'bogus')",
     "inCidrRange(req.method, '10.0.0.0/8')",
     "inCidrRange(conn.client_ip, vars.network)",
+    # `getReqHeader('<literal>')[<n>]` read without the list (`cel_facts.header_value_at`)
+    "getReqHeader('x-bench-client')[0]",
+    "getReqHeader('x-bench-client')[1]",
+    "(getReqHeader('X-Number'))[0]",
+    "getResHeader('server')[0]",
+    "[getReqHeader('x-bench-client')][0]",
+    "[getReqHeader('x-bench-client')][0][0] == 'wrk'",
+    # a one-element list is not its element: CEL has no `'GET' == ['GET']`
+    "req.method == ['GET']",
+    "conn.client_port == [5555]",
+    "getReqHeader('x-bench-client')[[0]]",
+    "getReqHeader(['x-bench-client'])[0]",
+    "hasReqHeader(['x-bench-client'])",
+    "inCidrRange(conn.client_ip, ['127.0.0.0/8'])",
+    "inCidrRange([conn.client_ip], '127.0.0.0/8')",
+    "[req.url.path].startsWith('/')",
+    "req.method in [['GET']]",
+    "req.method in ['GET', 'POST']",
 )
 
 #: The expressions of benchmarks/policies/rules10.yml: these must take the fast path.

@@ -200,6 +200,35 @@ on_http_response:
 """,
 }
 
+# add-headers with fixed values only (recorded in one go), before and after the message's
+# view is built (then one by one, as the view must show them), in both phases
+POLICIES["fixed headers"] = """
+on_http_request:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-zero: "0", x-zero-b: "b"}}
+  - expressions:
+      - "size(actions.ngrok.add_headers.headers_added) == 2 && hasReqHeader('x-zero-b')"
+      - "size(req.headers) > 0 && hasReqHeader('x-zero')"
+    actions:
+      - type: add-headers
+        config: {headers: {x-one: "1", x-two: "2", x-one-more: "1"}}
+  - expressions: ["req.headers['x-one'] == ['1'] && hasReqHeader('x-two')"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-three: "${size(req.headers)}"}}
+on_http_response:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-r: "1"}}
+  - expressions: ["res.headers['x-r'] == ['1']"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-r2: "2", x-r3: "3"}}
+      - type: add-headers
+        config: {headers: {x-r4: "${size(res.headers)}-${actions.ngrok.add_headers}"}}
+"""
+
 REQUESTS = (
     request(),
     request(
