@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from edge.http.h1.received import append
+from edge.http.h1.received import NEED_DATA, Sentinel, append
 from edge.http.h1.request_head import (
     CHUNK_HEADER,
     CHUNKED,
@@ -72,20 +72,8 @@ __all__ = [
 ]
 
 
-class _Sentinel:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-#: `next_request`: more bytes are needed.
-NEED_DATA: Final = _Sentinel("NEED_DATA")
 #: `next_request`: the client closed the connection between requests.
-CLOSED: Final = _Sentinel("CLOSED")
+CLOSED: Final = Sentinel("CLOSED")
 
 #: Response field lines the framing looks at, found in the written block.
 _RESPONSE_SPECIAL = re.compile(
@@ -168,7 +156,7 @@ class ClientCodec:
         """The request's body was read to its end."""
         return self._theirs == _R_DONE
 
-    def next_request(self) -> Request | _Sentinel:
+    def next_request(self) -> Request | Sentinel:
         """The next request head, `NEED_DATA`, or `CLOSED` (EOF between requests). Raises
         ClientError for a head that is malformed or too large, or EOF within one."""
         assert self._theirs == _R_HEAD, "a request is already under way"

@@ -10,7 +10,25 @@ amortised O(1) per byte, never a copy of everything held per read.
 
 from __future__ import annotations
 
-__all__ = ["append"]
+from typing import Final
+
+__all__ = ["NEED_DATA", "Sentinel", "append"]
+
+
+class Sentinel:
+    """A named marker a codec returns instead of a parsed thing (`NEED_DATA`, `END`, ...)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: What a codec's next_* returns when more bytes are needed before anything else can be said.
+NEED_DATA: Final = Sentinel("NEED_DATA")
 
 
 def append(

@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from edge.http.h1.received import append
+from edge.http.h1.received import NEED_DATA, Sentinel, append
 from edge.http.headers import MAX_CONTENT_LENGTH, Headers
 
 __all__ = [
@@ -56,22 +56,10 @@ __all__ = [
 ]
 
 
-class _Sentinel:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-#: `next_event`: more bytes are needed before anything else can be said.
-NEED_DATA: Final = _Sentinel("NEED_DATA")
 #: `next_event`: the response ended (trailers, if any, dropped).
-END: Final = _Sentinel("END")
+END: Final = Sentinel("END")
 #: `next_event` after the end or after a 101: nothing more is parsed until `start_next_cycle`.
-PAUSED: Final = _Sentinel("PAUSED")
+PAUSED: Final = Sentinel("PAUSED")
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 _METHOD = re.compile(_TOKEN)
@@ -338,7 +326,7 @@ class UpstreamCodec:
         self._state = _HEAD
         self._keep_alive = False
 
-    def next_event(self) -> ResponseHead | bytes | _Sentinel:
+    def next_event(self) -> ResponseHead | bytes | Sentinel:
         """The next thing the bytes say: a `ResponseHead`, body bytes, `END`, `NEED_DATA`, or
         `PAUSED` (after `END` or a 101). Raises UpstreamError for bytes that are not an
         acceptable response, or an end (EOF) before the response's."""
@@ -392,7 +380,7 @@ class UpstreamCodec:
         skip = max(self._scanned - len(end_mark) + 1, 0)
         return self._buf.find(end_mark, self._pos + skip)
 
-    def _need(self, what: str) -> _Sentinel:
+    def _need(self, what: str) -> Sentinel:
         """NEED_DATA, unless the stream ended (then UpstreamError) or `what` (still without
         its end) is already over the size limit or holds a bare CR."""
         buf, pos = self._buf, self._pos
@@ -444,7 +432,7 @@ class UpstreamCodec:
         self._lenient = False
         return block
 
-    def _response_head(self) -> ResponseHead | _Sentinel:
+    def _response_head(self) -> ResponseHead | Sentinel:
         head = self._block("response head")
         if head is None:
             return NEED_DATA
@@ -513,7 +501,7 @@ class UpstreamCodec:
             self._keep_alive = False
             self._state = _TO_CLOSE
 
-    def _counted(self, state: int) -> bytes | _Sentinel:
+    def _counted(self, state: int) -> bytes | Sentinel:
         """Body bytes of a Content-Length body or a chunk."""
         held = len(self._buf) - self._pos
         if not held:
@@ -528,7 +516,7 @@ class UpstreamCodec:
             self._state = _ENDING if state == _LENGTH else _CHUNK_END
         return data
 
-    def _chunk_size(self) -> ResponseHead | bytes | _Sentinel:
+    def _chunk_size(self) -> ResponseHead | bytes | Sentinel:
         end = self._find(b"\n")  # CRLF, or a bare LF (as for head lines)
         if end < 0:
             return self._need("chunk-size line")
@@ -550,7 +538,7 @@ class UpstreamCodec:
             self._state = _TRAILERS
         return self.next_event()
 
-    def _chunk_end(self) -> ResponseHead | bytes | _Sentinel:
+    def _chunk_end(self) -> ResponseHead | bytes | Sentinel:
         buf, pos = self._buf, self._pos
         ending = buf[pos : pos + 2]
         if ending != b"\r\n":
@@ -567,7 +555,7 @@ class UpstreamCodec:
         self._state = _CHUNK_SIZE_LINE
         return self.next_event()
 
-    def _trailers(self) -> ResponseHead | bytes | _Sentinel:
+    def _trailers(self) -> ResponseHead | bytes | Sentinel:
         buf, pos = self._buf, self._pos
         if buf[pos : pos + 2] == b"\r\n":  # no trailer fields
             self._advance(pos + 2)

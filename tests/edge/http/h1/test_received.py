@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edge.http.h1.received import append
+from edge.http.h1 import client, upstream
+from edge.http.h1.received import NEED_DATA, append
 
 
 def test_a_read_after_everything_was_parsed_is_held_as_it_came() -> None:
@@ -32,3 +33,8 @@ def test_a_trickled_message_is_not_copied_whole_per_read() -> None:
             first = first or buf
             assert buf is first  # the same object all along: appended to, never rebuilt
     assert bytes(buf) == b"GET /long-target HTTP/1.1\r\n"
+
+
+def test_both_codecs_say_need_data_with_the_one_marker() -> None:
+    assert client.NEED_DATA is NEED_DATA is upstream.NEED_DATA
+    assert repr(NEED_DATA) == "NEED_DATA"
