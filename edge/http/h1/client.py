@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from edge.http.h1.received import NEED_DATA, Sentinel, append
+from edge.http.h1.received import NEED_DATA, Received, Sentinel
 from edge.http.h1.request_head import (
     CHUNK_HEADER,
     CHUNKED,
@@ -89,23 +89,18 @@ _S_IDLE, _S_BODY, _S_DONE, _S_SWITCHED, _S_ERROR = range(5)
 _W_LENGTH, _W_CHUNKED, _W_TO_CLOSE = range(3)
 
 
-class ClientCodec:
+class ClientCodec(Received):
     """One client connection's HTTP/1.1 server side: request events in, response bytes out,
     one exchange at a time (`start_next_cycle` between them)."""
 
     __slots__ = (
-        "_buf",
         "_discard",
-        "_eof",
         "_keep_alive",
         "_left",
-        "_max_head",
         "_method",
         "_ours",
         "_out_left",
-        "_pos",
         "_proposed",
-        "_scanned",
         "_theirs",
         "_version",
         "_writer",
@@ -113,11 +108,7 @@ class ClientCodec:
     )
 
     def __init__(self, max_head: int) -> None:
-        self._max_head = max_head  # the largest head (whole or not), chunk line, trailers
-        self._buf: bytes | bytearray = b""  # received; parsed up to _pos
-        self._pos = 0
-        self._scanned = 0  # unparsed bytes already searched for the end awaited
-        self._eof = False
+        super().__init__(max_head)  # the largest head (whole or not), chunk line, trailers
         self._theirs = _R_HEAD
         self._left = 0  # request body bytes still due (_R_LENGTH / _R_CHUNK_DATA)
         self._discard = b""  # what is left to see of a chunk's CRLF
@@ -132,19 +123,6 @@ class ClientCodec:
         self.waiting_for_100_continue = False
 
     # ----------------------------------------------------------------------------- input
-
-    def receive_data(self, data: bytes | bytearray) -> None:
-        """Bytes from the client; `b""` is its end."""
-        if not data:
-            self._eof = True
-            return
-        self._buf, self._pos = append(self._buf, self._pos, data)
-
-    @property
-    def trailing_data(self) -> tuple[bytes, bool]:
-        """Bytes received and not parsed, and whether EOF came."""
-        rest = self._buf[self._pos :]
-        return (rest if type(rest) is bytes else bytes(rest)), self._eof
 
     @property
     def http_version(self) -> bytes | None:
@@ -269,21 +247,8 @@ class ClientCodec:
 
     # ------------------------------------------------------------------------- parsing
 
-    def _advance(self, to: int) -> None:
-        if to >= len(self._buf):
-            self._buf = b""
-            self._pos = 0
-        else:
-            self._pos = to
-        self._scanned = 0
-
     def _take(self, count: int) -> bytes:
-        buf, pos = self._buf, self._pos
-        if pos == 0 and count == len(buf) and type(buf) is bytes:
-            data = buf
-        else:
-            data = bytes(buf[pos : pos + count])
-        self._advance(pos + count)
+        data = super()._take(count)
         if data:
             self.waiting_for_100_continue = False
         return data

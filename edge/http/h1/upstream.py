@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from edge.http.h1.received import NEED_DATA, Sentinel, append
+from edge.http.h1.received import NEED_DATA, Received, Sentinel
 from edge.http.headers import MAX_CONTENT_LENGTH, Headers
 
 __all__ = [
@@ -215,31 +215,22 @@ class RequestHead:
         return cls(method, target, encoded, framing, upgrade and connection_upgrade)
 
 
-class UpstreamCodec:
+class UpstreamCodec(Received):
     """One agent stream's HTTP/1.1 client side: request bytes out, response events in, one
     exchange at a time (`start_next_cycle` between them)."""
 
     __slots__ = (
-        "_buf",
-        "_eof",
         "_head",
         "_keep_alive",
         "_left",
         "_lenient",
-        "_max_head",
-        "_pos",
         "_request_done",
         "_request_left",
-        "_scanned",
         "_state",
     )
 
     def __init__(self, max_head: int) -> None:
-        self._max_head = max_head  # the largest response head, chunk-size line, trailer block
-        self._buf: bytes | bytearray = b""  # received; parsed up to _pos
-        self._pos = 0
-        self._scanned = 0  # unparsed bytes already searched for the line end awaited
-        self._eof = False
+        super().__init__(max_head)  # the largest response head, chunk-size line, trailer block
         self._head: RequestHead | None = None
         self._request_left = _NO_BODY
         self._request_done = False
@@ -281,23 +272,10 @@ class UpstreamCodec:
 
     # ----------------------------------------------------------------------- the response
 
-    def receive_data(self, data: bytes | bytearray) -> None:
-        """Bytes from the agent stream; `b""` is its end."""
-        if not data:
-            self._eof = True
-            return
-        self._buf, self._pos = append(self._buf, self._pos, data)
-
     @property
     def ended(self) -> bool:
         """The agent stream's end has been received."""
         return self._eof
-
-    @property
-    def trailing_data(self) -> tuple[bytes, bool]:
-        """Bytes received and not parsed (after the end or a 101), and whether EOF came."""
-        rest = self._buf[self._pos :]
-        return (rest if type(rest) is bytes else bytes(rest)), self._eof
 
     @property
     def done(self) -> bool:
@@ -354,25 +332,6 @@ class UpstreamCodec:
         return PAUSED
 
     # ----------------------------------------------------------------------------- parsing
-
-    def _advance(self, to: int) -> None:
-        """Mark the bytes before `to` parsed (a new search for a line end starts there)."""
-        if to >= len(self._buf):
-            self._buf = b""
-            self._pos = 0
-        else:
-            self._pos = to
-        self._scanned = 0
-
-    def _take(self, count: int) -> bytes:
-        """The next `count` unparsed bytes (the received object itself if that is all)."""
-        buf, pos = self._buf, self._pos
-        if pos == 0 and count == len(buf) and type(buf) is bytes:
-            data = buf
-        else:
-            data = bytes(buf[pos : pos + count])
-        self._advance(pos + count)
-        return data
 
     def _find(self, end_mark: bytes) -> int:
         """Where `end_mark` starts among the unparsed bytes, or -1; each byte is searched once
