@@ -40,13 +40,20 @@ from benchmarks.tunnels import (
     H11Server,
     SSHForward,
     TrioRelay,
+    TrioRelayPair,
     Tunnel,
     TunnelUnavailableError,
 )
 
 EN_DASH = "\u2013"  # ranges print as "min<en dash>max", as in docs/performance tables
 # Ratio columns of the table: (numerator, denominator) tunnel names.
-RATIOS = [("burrow", "ssh"), ("burrow", "direct"), ("burrow", "h11"), ("burrow", "relay")]
+RATIOS = [
+    ("burrow", "ssh"),
+    ("burrow", "direct"),
+    ("burrow", "h11"),
+    ("burrow", "relay"),
+    ("burrow", "relay2"),
+]
 # A 1-minute load average above this before the run means something else is using the CPUs.
 BUSY_LOADAVG = 0.5
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -55,11 +62,13 @@ TUNNEL_LABELS = {
     "ssh": "ssh -L",
     "h11": "trio+h11",
     "relay": "trio relay",
+    "relay2": "2 trio relays",
     "burrow": "burrow",
 }
 # Columns of the table are TUNNEL_LABELS; a measure's Burrow endpoint kind fills the "burrow" one.
 # "h11" (a bare trio + h11 server, no tunnel) runs only in measures with `bare_server` (http);
-# "relay" (a bare trio TCP relay, one process) only in those with `bare_relay` (the tcp:// ones).
+# "relay" (a bare trio TCP relay, one process) and "relay2" (two of them in a chain: two processes,
+# as a tunnel has) only in those with `bare_relay` (the tcp:// ones).
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -239,8 +248,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--tunnels",
         type=_csv(list(TUNNEL_LABELS)),
         default=list(TUNNEL_LABELS),
-        help="columns, comma-separated: direct,ssh,h11,relay,burrow (h11: a bare trio + h11 "
-        "server, in the http measure only; relay: a bare trio TCP relay, in the tcp:// measures)",
+        help="columns, comma-separated: direct,ssh,h11,relay,relay2,burrow (h11: a bare trio + "
+        "h11 server, in the http measure only; relay: a bare trio TCP relay, relay2: two in a "
+        "chain, in the tcp:// measures)",
     )
     parser.add_argument(
         "--bytes",
@@ -330,7 +340,8 @@ def _columns(measure: Measure, tunnels: Sequence[str]) -> list[str]:
     return [
         t
         for t in tunnels
-        if (t != "h11" or measure.bare_server) and (t != "relay" or measure.bare_relay)
+        if (t != "h11" or measure.bare_server)
+        and (t not in ("relay", "relay2") or measure.bare_relay)
     ]
 
 
@@ -362,6 +373,8 @@ def _make_tunnel(
         return H11Server(port, probe=probe)
     if variant == "relay":
         return TrioRelay(port, probe=probe)
+    if variant == "relay2":
+        return TrioRelayPair(port, probe=probe)
     return Direct(port, probe=probe)
 
 

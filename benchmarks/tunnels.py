@@ -276,6 +276,52 @@ class TrioRelay(Tunnel):
         _stop(self.server)
 
 
+class TrioRelayPair(Tunnel):
+    """Two bare trio relays in a chain: the client's relay dials a second one, which dials the
+    upstream. Two Python processes pass each message on, as a tunnel's edge and agent do, but
+    with nothing else in them: no TLS, no mux frames. The floor for any two-process tunnel
+    written on trio; its tail latency shows what a second process on the path costs on a
+    machine with as many cores as this benchmark keeps busy.
+    """
+
+    name = "relay2"
+
+    def __init__(self, upstream_port: int, probe: Probe | None = None) -> None:
+        super().__init__(upstream_port, probe)
+        self.outer: subprocess.Popen[str] | None = None
+        self.inner: subprocess.Popen[str] | None = None
+
+    def _relay(self, port: int, upstream_port: int, log: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.trio_relay", str(port), str(upstream_port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log(log),
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+
+    def start(self) -> None:
+        inner_port = free_port()
+        self.local_port = free_port()
+        self.inner = self._relay(inner_port, self.upstream_port, "inner.log")
+        self.outer = self._relay(self.local_port, inner_port, "outer.log")
+        # The probe crosses both, so it passes only once the inner one listens too.
+        _wait_for_forward(
+            self, self.outer, "python -m benchmarks.trio_relay (outer)", self.dir / "outer.log"
+        )
+        if self.inner.poll() is not None:
+            raise TunnelUnavailableError(f"inner trio relay exited{_tail(self.dir / 'inner.log')}")
+
+    def roles(self) -> dict[str, list[int]]:
+        assert self.outer is not None and self.inner is not None
+        return {"edge": [self.outer.pid], "agent": [self.inner.pid]}
+
+    def stop(self) -> None:
+        _stop(self.outer)
+        _stop(self.inner)
+
+
 class SSHForward(Tunnel):
     """OpenSSH `ssh -L` through a private sshd running as the current user."""
 
