@@ -65,8 +65,8 @@ from agent.config import (
     EndpointSettings,
     Secret,
     default_config_path,
-    load_config,
 )
+from agent.config_load import load_config
 from agent.console import (
     Console,
     ConsoleReporter,

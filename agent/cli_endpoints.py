@@ -18,8 +18,8 @@ from agent.config import (
     AgentTLSTermination,
     EndpointSettings,
     UpstreamSettings,
-    read_policy_file,
 )
+from agent.config_endpoints import read_policy_file
 from agent.errors import UsageError
 from agent.tls_contexts import TLSMaterialError, termination_context, upstream_context
 from protocol.formats.urls import (

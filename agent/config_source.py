@@ -8,7 +8,7 @@ top. Each key path remembers its origin (`Where`: file and line, or the environm
 
     /etc/burrow/burrow.yml:7: endpoints[1].upstream.urll: unknown key; did you mean url?
 
-Validating the merged values is `agent.config`'s job; this module only reads and locates them.
+Validating the merged values is `agent.config_load`'s job; this module only reads and locates them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each reader takes the `SourceMap` (where every key path came from), the mapping, the key path of
 that mapping and the key, and returns the value or a default for a missing (null) one; a value of
 the wrong type raises `ConfigError` naming the file, line and key path, and saying what was found
-(`describe`). `agent.config` builds the settings dataclasses with these.
+(`describe`). `agent.config_load` and `agent.config_endpoints` build the settings with these.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ ngrok still accepts a v2-style `tunnels:` map (name -> tunnel) in a v3 file, nex
 so: each tunnel read becomes a note (`burrow config check` and `start` print them) that names
 the endpoint it became and asks to move it to `endpoints:`.
 
-A tunnel maps to a v3 endpoint mapping, which `agent.config` then validates as any endpoint (so
-the same URL and upstream rules, and errors that point at the tunnel's lines):
+A tunnel maps to a v3 endpoint mapping, which `agent.config_endpoints` then validates as any
+endpoint (so the same URL and upstream rules, and errors that point at the tunnel's lines):
 
     proto: http|tcp|tls          the URL's scheme (http: https://, unless schemes/bind_tls say http)
     addr                         upstream.url
@@ -86,8 +86,9 @@ def with_legacy_tunnels(
     read_endpoint: Callable[[SourceMap, object, KeyPath], E],
 ) -> tuple[tuple[E, ...], tuple[str, ...]]:
     """`endpoints` plus one endpoint per tunnel of `value` (the merged `tunnels:`), and the
-    notes to print. `read_endpoint` validates a v3 endpoint mapping (agent.config's). Raises
-    ConfigError for a tunnel that cannot be mapped or is invalid."""
+    notes to print. `read_endpoint` validates a v3 endpoint mapping
+    (agent.config_endpoints'). Raises ConfigError for a tunnel that cannot be mapped or is
+    invalid."""
     tunnels = read_mapping(ctx, value, ("tunnels",))
     taken = {endpoint.name for endpoint in endpoints}
     added: list[E] = []

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TextIO, TypeVar
 
-from agent.config import load_config
+from agent.config_load import load_config
 from agent.errors import AgentError
 from agent.service_unit import (
     SERVICE_NAME,

@@ -37,7 +37,7 @@ import pytest
 
 from agent.cli import _parser as agent_parser
 from agent.config import DEFAULT_WEB_ADDR
-from edge.config import load_edge_config
+from edge.config_file import load_edge_config
 from tests.e2e.harness import BIN, make_edge
 
 ROOT = Path(__file__).resolve().parent.parent

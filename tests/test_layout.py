@@ -42,11 +42,11 @@ CROSS_CUTTING: dict[str, str] = {
         "where a container tool works"
     ),
     "tests/edge/admin/test_bootstrap.py": (
-        "edge/cli/main.py's offline bootstrap of the admin API (init, the first API key) "
+        "edge/cli/api_keys.py's offline bootstrap of the admin API (init, the first API key) "
         "against a real store and admin listener"
     ),
     "tests/edge/admin/test_cli_credentials.py": (
-        "edge/cli/main.py's credential and service-user commands through the real admin API"
+        "edge/cli/credentials.py's and service_users.py's commands through the real admin API"
     ),
     "tests/protocol/wire/test_session_properties.py": (
         "Hypothesis properties of protocol/wire/session.py (STYLE.md 23), apart from the "

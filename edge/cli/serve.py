@@ -25,7 +25,8 @@ from typing import TextIO
 import trio
 
 from edge.certs.ca import DevCA
-from edge.config import EdgeConfig, load_edge_config
+from edge.config import EdgeConfig
+from edge.config_file import load_edge_config
 from edge.server import (
     EdgeAddresses,
     ListenError,

@@ -50,9 +50,13 @@ Layout. `edge.store` re-exports the public names below; the code lives in one mo
     schema.py    MIGRATIONS; creating the file, opening and configuring the connection (busy
                  timeout, WAL), checking its integrity and migrating it
     base.py      Store, the interface
-    sqlite.py    SQLiteStore, the SQLite backend
+    sqlite.py    SQLiteStore, the SQLite backend: the lock, transactions, ids, token checks
     rows.py      the SQLite backend's column lists, row decoding, timestamp text, WHERE filters
+    credentials.py      the SQLite backend's credential rows (SQL, tombstones, token lookups)
+    service_users.py    the SQLite backend's service user rows (SQL, the delete cascade)
+    api_keys.py         the SQLite backend's API key rows (SQL, the token lookup)
     cloud_endpoints.py  the SQLite backend's cloud endpoint rows (checks, SQL, decoding)
+    events.py           the SQLite backend's audit events (checks, encoding, SQL, paging)
     checks.py    the checks a value passes before the SQLite backend stores it
 """
 

@@ -1,4 +1,10 @@
-"""`SQLiteStore`: the `Store` on one SQLite file, one connection guarded by a lock."""
+"""`SQLiteStore`: the `Store` on one SQLite file, one connection guarded by a lock.
+
+The store is the shell around the SQL: it checks values, makes ids, secrets and timestamps,
+verifies tokens, and holds the lock (and, for writes that read first, one transaction) around
+each call. The SQL for each kind of record is a module of its own: `edge.store.credentials`,
+`service_users`, `api_keys`, `cloud_endpoints` and `events`.
+"""
 
 from __future__ import annotations
 
@@ -11,31 +17,22 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from edge.store import api_keys as _api_keys
 from edge.store import cloud_endpoints as _cloud
+from edge.store import credentials as _credentials
+from edge.store import events as _events
+from edge.store import service_users as _service_users
 from edge.store.base import Store
-from edge.store.checks import (
-    _check_acl,
-    _check_limit,
-    _check_name,
-    _check_name_free,
-    _check_owner,
-    _check_text,
-    _event_json,
-)
-from edge.store.errors import NotFoundError, StoreError
+from edge.store.checks import _check_acl, _check_limit, _check_name, _check_text
+from edge.store.errors import StoreError
 from edge.store.records import (
-    _EVENT_TYPE_MAX_LENGTH,
-    _EVENT_TYPE_RE,
     DEFAULT_ACCOUNT_ID,
     DESCRIPTION_MAX_BYTES,
-    EVENT_LIST_MAX,
-    EVENT_MAX_BYTES,
     METADATA_MAX_BYTES,
     UNSET,
     ApiKey,
@@ -47,17 +44,7 @@ from edge.store.records import (
     ServiceUser,
     Unset,
 )
-from edge.store.rows import (
-    _API_KEY_COLUMNS,
-    _CREDENTIAL_COLUMNS,
-    _EVENT_COLUMNS,
-    _SERVICE_USER_COLUMNS,
-    _api_key_from_row,
-    _credential_from_row,
-    _event_from_row,
-    _filters,
-    _service_user_from_row,
-)
+from edge.store.rows import _api_key_from_row, _credential_from_row
 from edge.store.schema import open_connection
 from edge.store.tokens import (
     _DUMMY_HASH,
@@ -72,7 +59,6 @@ from edge.store.tokens import (
     SERVICE_USER_ID_PREFIX,
     _hash_secret,
 )
-from edge.timestamps import rfc3339, rfc3339_micro
 
 
 def _utc_now() -> datetime:
@@ -134,6 +120,8 @@ class SQLiteStore(Store):
             row = connection.execute("PRAGMA user_version").fetchone()
         return int(row[0])
 
+    # --- credentials (SQL in edge.store.credentials) --------------------------------------------
+
     def create_credential(
         self,
         *,
@@ -164,38 +152,11 @@ class SQLiteStore(Store):
             max_endpoints=max_endpoints,
         )
         with self._transaction() as connection:
-            _check_owner(connection, owner_id, account_id, "credential")
-            try:
-                connection.execute(
-                    "INSERT INTO credentials (id, account_id, created_at, description, metadata,"
-                    " acl, token_hash, active, owner_id, max_sessions, max_endpoints)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
-                    (
-                        credential.id,
-                        account_id,
-                        rfc3339(credential.created_at),
-                        description,
-                        metadata,
-                        json.dumps(list(rules)),
-                        _hash_secret(secret),
-                        owner_id,
-                        max_sessions,
-                        max_endpoints,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(
-                    f"cannot create a credential in account {account_id!r}: {exc}"
-                ) from exc
+            _credentials.insert(connection, credential, _hash_secret(secret))
         return credential, f"{id_part}_{secret}"
 
     def authenticate(self, token: str) -> Credential | None:
-        row = self._verify_token(
-            token,
-            CREDENTIAL_ID_PREFIX,
-            f"SELECT {_CREDENTIAL_COLUMNS}, c.token_hash, owner.active FROM credentials AS c"
-            " LEFT JOIN service_users AS owner ON owner.id = c.owner_id WHERE c.id = ?",
-        )
+        row = self._verify_token(token, CREDENTIAL_ID_PREFIX, _credentials.AUTHENTICATE_QUERY)
         if row is None:
             return None
         credential = _credential_from_row(row[:-2])
@@ -206,14 +167,7 @@ class SQLiteStore(Store):
         if not isinstance(active, bool):
             raise StoreError(f"credential active must be true or false, not {active!r}")
         with self._transaction() as connection:
-            connection.execute(
-                "UPDATE credentials SET active = ? WHERE id = ?", (int(active), credential_id)
-            )
-            row = connection.execute(
-                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c WHERE c.id = ?",
-                (credential_id,),
-            ).fetchone()
-        return None if row is None else _credential_from_row(row)
+            return _credentials.set_active(connection, credential_id, active)
 
     def update_credential(
         self,
@@ -238,97 +192,46 @@ class SQLiteStore(Store):
         if not isinstance(max_endpoints, Unset):
             _check_limit("credential max_endpoints", max_endpoints)
         with self._transaction() as connection:
-            row = connection.execute(
-                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c WHERE c.id = ?",
-                (credential_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            current = _credential_from_row(row)
-            updated = replace(
-                current,
-                description=current.description if description is None else description,
-                metadata=current.metadata if metadata is None else metadata,
-                acl=current.acl if rules is None else rules,
-                active=current.active if active is None else active,
-                max_sessions=(
-                    current.max_sessions if isinstance(max_sessions, Unset) else max_sessions
-                ),
-                max_endpoints=(
-                    current.max_endpoints if isinstance(max_endpoints, Unset) else max_endpoints
-                ),
+            return _credentials.update(
+                connection,
+                credential_id,
+                description=description,
+                metadata=metadata,
+                rules=rules,
+                active=active,
+                max_sessions=max_sessions,
+                max_endpoints=max_endpoints,
             )
-            connection.execute(
-                "UPDATE credentials SET description = ?, metadata = ?, acl = ?, active = ?,"
-                " max_sessions = ?, max_endpoints = ? WHERE id = ?",
-                (
-                    updated.description,
-                    updated.metadata,
-                    json.dumps(list(updated.acl)),
-                    int(updated.active),
-                    updated.max_sessions,
-                    updated.max_endpoints,
-                    credential_id,
-                ),
-            )
-        return updated
 
     def get_credential(self, credential_id: str) -> Credential | None:
         with self._locked() as connection:
-            row = connection.execute(
-                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c WHERE c.id = ?",
-                (credential_id,),
-            ).fetchone()
-        return None if row is None else _credential_from_row(row)
+            return _credentials.select(connection, credential_id)
 
     def list_credentials(
         self, *, account_id: str | None = None, owner_id: str | None = None
     ) -> list[Credential]:
-        # rowid order is insertion order, which stays exact when two rows share a created_at.
-        where, params = _filters(("c.account_id", account_id), ("c.owner_id", owner_id))
         with self._locked() as connection:
-            rows = connection.execute(
-                f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials AS c{where} ORDER BY c.rowid DESC",
-                params,
-            ).fetchall()
-        return [_credential_from_row(row) for row in rows]
+            return _credentials.select_all(connection, account_id, owner_id)
 
     def delete_credential(self, credential_id: str) -> bool:
         with self._transaction() as connection:
-            _tombstone(connection, "WHERE id = ?", (credential_id,), self._now())
-            cursor = connection.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
-        return cursor.rowcount > 0
+            return _credentials.delete(connection, credential_id, self._now())
 
     def revoked_credential_id(self, token: str) -> str | None:
-        row = self._verify_token(
-            token,
-            CREDENTIAL_ID_PREFIX,
-            "SELECT c.id, c.token_hash, NULL FROM credentials AS c"
-            " LEFT JOIN service_users AS owner ON owner.id = c.owner_id"
-            " WHERE c.id = ? AND (c.active = 0 OR owner.active = 0)"
-            " UNION ALL SELECT id, token_hash, NULL FROM revoked_credentials WHERE id = ?",
-            repeat=2,
-        )
+        row = self._verify_token(token, CREDENTIAL_ID_PREFIX, _credentials.REVOKED_QUERY, repeat=2)
         return None if row is None else str(row[0])
 
     def usable_credentials(self, credential_ids: Collection[str]) -> set[str]:
         ids = list(set(credential_ids))
         usable: set[str] = set()
-        for start in range(0, len(ids), 500):  # SQLite's variable limit is 999 at the least
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
+        for start in range(0, len(ids), _credentials.USABLE_CHUNK):
+            chunk = ids[start : start + _credentials.USABLE_CHUNK]
             with self._locked() as connection:
-                rows = connection.execute(
-                    "SELECT c.id FROM credentials AS c"
-                    " LEFT JOIN service_users AS owner ON owner.id = c.owner_id"
-                    f" WHERE c.id IN ({marks}) AND c.active = 1"
-                    " AND (owner.id IS NULL OR owner.active = 1)",
-                    chunk,
-                ).fetchall()
-            usable.update(str(r[0]) for r in rows)
+                found = _credentials.usable(connection, chunk)
+            usable.update(found)
         return usable
 
-    # --- service users -------------------------------------------------------------------------
+    # --- service users (SQL in edge.store.service_users) ----------------------------------------
 
     def create_service_user(
         self, name: str, *, active: bool = True, account_id: str = DEFAULT_ACCOUNT_ID
@@ -344,41 +247,16 @@ class SQLiteStore(Store):
             created_at=self._now(),
         )
         with self._transaction() as connection:
-            _check_name_free(connection, account_id, name)
-            try:
-                connection.execute(
-                    "INSERT INTO service_users (id, account_id, name, active, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        service_user.id,
-                        account_id,
-                        name,
-                        int(active),
-                        rfc3339(service_user.created_at),
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(
-                    f"cannot create a service user in account {account_id!r}: {exc}"
-                ) from exc
+            _service_users.insert(connection, service_user)
         return service_user
 
     def get_service_user(self, service_user_id: str) -> ServiceUser | None:
         with self._locked() as connection:
-            row = connection.execute(
-                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users WHERE id = ?",
-                (service_user_id,),
-            ).fetchone()
-        return None if row is None else _service_user_from_row(row)
+            return _service_users.select(connection, service_user_id)
 
     def list_service_users(self, *, account_id: str | None = None) -> list[ServiceUser]:
-        where, params = _filters(("account_id", account_id))
         with self._locked() as connection:
-            rows = connection.execute(
-                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users{where} ORDER BY rowid DESC",
-                params,
-            ).fetchall()
-        return [_service_user_from_row(row) for row in rows]
+            return _service_users.select_all(connection, account_id)
 
     def update_service_user(
         self, service_user_id: str, *, name: str | None = None, active: bool | None = None
@@ -388,50 +266,13 @@ class SQLiteStore(Store):
         if active is not None and not isinstance(active, bool):
             raise StoreError(f"service user active must be true or false, not {active!r}")
         with self._transaction() as connection:
-            row = connection.execute(
-                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users WHERE id = ?",
-                (service_user_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            current = _service_user_from_row(row)
-            if name is not None and name != current.name:
-                _check_name_free(connection, current.account_id, name)
-            updated = replace(
-                current,
-                name=current.name if name is None else name,
-                active=current.active if active is None else active,
-            )
-            connection.execute(
-                "UPDATE service_users SET name = ?, active = ? WHERE id = ?",
-                (updated.name, int(updated.active), service_user_id),
-            )
-        return updated
+            return _service_users.update(connection, service_user_id, name=name, active=active)
 
     def delete_service_user(self, service_user_id: str) -> DeletedServiceUser | None:
         with self._transaction() as connection:
-            row = connection.execute(
-                f"SELECT {_SERVICE_USER_COLUMNS} FROM service_users WHERE id = ?",
-                (service_user_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            credential_ids = connection.execute(
-                "SELECT id FROM credentials WHERE owner_id = ? ORDER BY rowid", (service_user_id,)
-            ).fetchall()
-            api_key_ids = connection.execute(
-                "SELECT id FROM api_keys WHERE owner_id = ? ORDER BY rowid", (service_user_id,)
-            ).fetchall()
-            _tombstone(connection, "WHERE owner_id = ?", (service_user_id,), self._now())
-            # ON DELETE CASCADE removes the credentials and API keys in the same statement.
-            connection.execute("DELETE FROM service_users WHERE id = ?", (service_user_id,))
-        return DeletedServiceUser(
-            service_user=_service_user_from_row(row),
-            credential_ids=tuple(str(r[0]) for r in credential_ids),
-            api_key_ids=tuple(str(r[0]) for r in api_key_ids),
-        )
+            return _service_users.delete(connection, service_user_id, self._now())
 
-    # --- API keys ------------------------------------------------------------------------------
+    # --- API keys (SQL in edge.store.api_keys) -------------------------------------------------
 
     def create_api_key(
         self,
@@ -453,34 +294,11 @@ class SQLiteStore(Store):
             owner_id=owner_id,
         )
         with self._transaction() as connection:
-            _check_owner(connection, owner_id, account_id, "API key")
-            try:
-                connection.execute(
-                    "INSERT INTO api_keys (id, account_id, created_at, description, metadata,"
-                    " owner_id, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        api_key.id,
-                        account_id,
-                        rfc3339(api_key.created_at),
-                        description,
-                        metadata,
-                        owner_id,
-                        _hash_secret(secret),
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(
-                    f"cannot create an API key in account {account_id!r}: {exc}"
-                ) from exc
+            _api_keys.insert(connection, api_key, _hash_secret(secret))
         return api_key, f"{id_part}_{secret}"
 
     def authenticate_api_key(self, token: str) -> ApiKey | None:
-        row = self._verify_token(
-            token,
-            API_KEY_ID_PREFIX,
-            f"SELECT {_API_KEY_COLUMNS}, k.token_hash, owner.active FROM api_keys AS k"
-            " LEFT JOIN service_users AS owner ON owner.id = k.owner_id WHERE k.id = ?",
-        )
+        row = self._verify_token(token, API_KEY_ID_PREFIX, _api_keys.AUTHENTICATE_QUERY)
         if row is None or (row[-1] is not None and not row[-1]):
             return None
         return _api_key_from_row(row[:-2])
@@ -497,45 +315,23 @@ class SQLiteStore(Store):
         if metadata is not None:
             _check_text("API key metadata", metadata, METADATA_MAX_BYTES)
         with self._transaction() as connection:
-            row = connection.execute(
-                f"SELECT {_API_KEY_COLUMNS} FROM api_keys AS k WHERE k.id = ?", (api_key_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            current = _api_key_from_row(row)
-            updated = replace(
-                current,
-                description=current.description if description is None else description,
-                metadata=current.metadata if metadata is None else metadata,
+            return _api_keys.update(
+                connection, api_key_id, description=description, metadata=metadata
             )
-            connection.execute(
-                "UPDATE api_keys SET description = ?, metadata = ? WHERE id = ?",
-                (updated.description, updated.metadata, api_key_id),
-            )
-        return updated
 
     def get_api_key(self, api_key_id: str) -> ApiKey | None:
         with self._locked() as connection:
-            row = connection.execute(
-                f"SELECT {_API_KEY_COLUMNS} FROM api_keys AS k WHERE k.id = ?", (api_key_id,)
-            ).fetchone()
-        return None if row is None else _api_key_from_row(row)
+            return _api_keys.select(connection, api_key_id)
 
     def list_api_keys(
         self, *, account_id: str | None = None, owner_id: str | None = None
     ) -> list[ApiKey]:
-        where, params = _filters(("k.account_id", account_id), ("k.owner_id", owner_id))
         with self._locked() as connection:
-            rows = connection.execute(
-                f"SELECT {_API_KEY_COLUMNS} FROM api_keys AS k{where} ORDER BY k.rowid DESC",
-                params,
-            ).fetchall()
-        return [_api_key_from_row(row) for row in rows]
+            return _api_keys.select_all(connection, account_id, owner_id)
 
     def delete_api_key(self, api_key_id: str) -> bool:
         with self._locked() as connection:
-            cursor = connection.execute("DELETE FROM api_keys WHERE id = ?", (api_key_id,))
-        return cursor.rowcount > 0
+            return _api_keys.delete(connection, api_key_id)
 
     # --- cloud endpoints (SQL in edge.store.cloud_endpoints) ----------------------------------
 
@@ -619,7 +415,7 @@ class SQLiteStore(Store):
         with self._transaction() as connection:
             return _cloud.delete(connection, endpoint_id)
 
-    # --- events --------------------------------------------------------------------------------
+    # --- events (SQL in edge.store.events) ------------------------------------------------------
 
     def append_event(
         self,
@@ -629,23 +425,7 @@ class SQLiteStore(Store):
         principal: JsonObject | None,
         account_id: str = DEFAULT_ACCOUNT_ID,
     ) -> Event:
-        if not isinstance(event_type, str) or not (
-            len(event_type) <= _EVENT_TYPE_MAX_LENGTH and _EVENT_TYPE_RE.fullmatch(event_type)
-        ):
-            raise StoreError(
-                f"event type {event_type!r} is not of the form 'name.v0' (lower-case letters, "
-                "digits and '_', then a version), e.g. 'agent_session_start.v0'"
-            )
-        object_json = _event_json("object", object)
-        principal_json = None if principal is None else _event_json("principal", principal)
-        size = len(object_json) + len(principal_json or "")
-        if size > EVENT_MAX_BYTES:
-            raise StoreError(
-                f"event {event_type} is {size} bytes of JSON; the limit is {EVENT_MAX_BYTES}"
-            )
-        principal_id = None if principal is None else principal.get("id")
-        if principal_id is not None and not isinstance(principal_id, str):
-            raise StoreError(f"event principal id must be a string, not {principal_id!r}")
+        object_json, principal_json, principal_id = _events.encode(event_type, object, principal)
         event = Event(
             id=EVENT_ID_PREFIX + self._new_id(),
             account_id=account_id,
@@ -655,24 +435,13 @@ class SQLiteStore(Store):
             object=json.loads(object_json),
         )
         with self._locked() as connection:
-            try:
-                connection.execute(
-                    "INSERT INTO events (id, account_id, event_type, timestamp, principal_id,"
-                    " principal, object) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        event.id,
-                        account_id,
-                        event_type,
-                        rfc3339_micro(event.timestamp),
-                        principal_id,
-                        principal_json,
-                        object_json,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(
-                    f"cannot record an event in account {account_id!r}: {exc}"
-                ) from exc
+            _events.insert(
+                connection,
+                event,
+                principal_id=principal_id,
+                principal_json=principal_json,
+                object_json=object_json,
+            )
         return event
 
     def list_events(
@@ -684,29 +453,16 @@ class SQLiteStore(Store):
         principal_id: str | None = None,
         account_id: str | None = None,
     ) -> list[Event]:
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, int)
-            or not 1 <= limit <= EVENT_LIST_MAX
-        ):
-            raise StoreError(f"event limit must be from 1 to {EVENT_LIST_MAX}, not {limit!r}")
-        where, params = _filters(
-            ("event_type", event_type), ("principal_id", principal_id), ("account_id", account_id)
-        )
+        _events.check_limit(limit)
         with self._locked() as connection:
-            if before_id is not None:
-                cursor_row = connection.execute(
-                    "SELECT seq FROM events WHERE id = ?", (before_id,)
-                ).fetchone()
-                if cursor_row is None:
-                    raise NotFoundError(f"no event {before_id!r} to list events before")
-                where += (" AND" if where else " WHERE") + " seq < ?"
-                params = (*params, cursor_row[0])
-            rows = connection.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY seq DESC LIMIT ?",
-                (*params, limit),
-            ).fetchall()
-        return [_event_from_row(row) for row in rows]
+            return _events.select_page(
+                connection,
+                limit=limit,
+                before_id=before_id,
+                event_type=event_type,
+                principal_id=principal_id,
+                account_id=account_id,
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -794,14 +550,3 @@ class SQLiteStore(Store):
         if not hmac.compare_digest(offered, stored) or row is None:
             return None
         return tuple(row)
-
-
-def _tombstone(
-    connection: sqlite3.Connection, where: str, params: tuple[object, ...], now: datetime
-) -> None:
-    """Remember the credentials about to be deleted (id and token hash) as revoked."""
-    connection.execute(
-        "INSERT OR REPLACE INTO revoked_credentials (id, account_id, token_hash, revoked_at)"
-        f" SELECT id, account_id, token_hash, ? FROM credentials {where}",
-        (rfc3339(now), *params),
-    )

@@ -12,7 +12,7 @@ import pytest
 
 from agent.cli import run
 from agent.cli_config import ConfigEditError, set_agent_key, yaml_scalar
-from agent.config import load_config
+from agent.config_load import load_config
 
 
 def _run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

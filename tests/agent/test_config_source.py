@@ -1,7 +1,7 @@
 """agent/config_source.py: reading files, merging them, the BURROW_* overrides, and errors that
 name the file and line a value came from.
 
-The first tests load through `agent.config.load_config`, the way the agent reads its files; the
+The first tests load through `agent.config_load.load_config`, the way the agent reads its files; the
 rest call this module's functions directly.
 """
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, Secret, load_config
+from agent.config import AgentConfig, Secret
+from agent.config_load import load_config
 from agent.config_source import (
     ENV_OVERRIDES,
     ConfigError,

@@ -1,5 +1,5 @@
 """The deprecated `tunnels:` map (agent/legacy_tunnels.py), loaded from real files through
-`agent.config.load_config`; refusals are fixtures in configs/invalid/tunnels_*.yml."""
+`agent.config_load.load_config`; refusals are fixtures in configs/invalid/tunnels_*.yml."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import run
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, ConfigError
+from agent.config_load import load_config
 
 PEM = Path(__file__).parent / "configs" / "pem"
 

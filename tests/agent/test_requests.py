@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli_endpoints import http_endpoint, tcp_endpoint, tls_endpoint
-from agent.config import AgentSettings, EndpointSettings, Secret, load_config
+from agent.config import AgentSettings, EndpointSettings, Secret
+from agent.config_load import load_config
 from agent.errors import AgentError
 from agent.requests import (
     AGENT_VERSION,

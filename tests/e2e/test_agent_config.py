@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config
+from agent.config_load import load_config
 from tests.e2e.harness import Agent, EchoServer, Edge, make_edge, roundtrip
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -31,8 +31,8 @@ import pytest
 import trustme
 import yaml
 
-from agent.config import load_config
-from edge.config import load_edge_config
+from agent.config_load import load_config
+from edge.config_file import load_edge_config
 from tests.e2e.harness import (
     BIN,
     CURL_TIMEOUT,

@@ -23,7 +23,7 @@ from typing import Any
 import trio
 import trustme
 
-from agent.config import load_config
+from agent.config_load import load_config
 from agent.session import Agent, Reporter
 from edge.config import AdminConfig, EdgeConfig, ListenConfig, TlsConfig
 from edge.server import EdgeAddresses, prepare_data_dir, serve_edge

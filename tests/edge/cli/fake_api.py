@@ -1,6 +1,7 @@
 """A tiny stdlib HTTP server on 127.0.0.1 standing in for the edge's admin API: it answers canned
 ngrok-shaped JSON and records every request (method, path, query, headers, JSON body). Shared
-by the tests of edge/cli/api_client.py and edge/cli/main.py."""
+by the tests of edge/cli/api_client.py and of the commands (edge/cli/main.py and the modules it
+dispatches to)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ import pytest
 import trio
 import trustme
 
-from edge.config import ConfigError, JwksConfig, load_edge_config
+from edge.config import JwksConfig
+from edge.config_file import ConfigError, load_edge_config
 from edge.policy.document import load_policy
 from edge.policy.jwk import JwksCache
 from edge.policy.jwks_fetch import (

@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.certs.ca import CertError, DevCA, normalise_hostname
-from edge.config import EdgeConfig, parse_host, parse_hostname
+from edge.config import EdgeConfig
+from edge.config_values import parse_host, parse_hostname
 from edge.endpoints.registry import EndpointRegistry
 from edge.front_door.clienthello import ClientHelloError, parse_client_hello
 from edge.tunnels.acl import AclError, RuleKind, parse_acl
