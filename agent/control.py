@@ -1,6 +1,6 @@
 """What the agent does when the edge asks it to stop, restart or update (ngrok.md §7 "Remote
 management", §8.6 types 4-6): the answer to send and how the session then ends. Pure: the
-session (`agent.session`) reads the request, sends `Decision.response`, then acts.
+session (`agent.session_tasks`) reads the request, sends `Decision.response`, then acts.
 
 * Stop: answered "" (done); the agent then closes its session and exits with status 0, after
   a notice naming who stopped it (the edge's Burrow-only `Message`, e.g. "the admin API, key

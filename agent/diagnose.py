@@ -9,7 +9,7 @@ and prints a verdict for each, so the first failing layer names the problem:
 2. **TCP**: a connection opens, through `proxy_url` or the environment's proxy when one applies
    (`agent.proxy_dial.dial_edge_transport`, exactly as the agent dials).
 3. **TLS**: the handshake completes and the edge's chain verifies against `connect_cas` and the
-   connect host name (`agent.session.edge_tls_context`, as the agent checks it).
+   connect host name (`agent.edge_dial.edge_tls_context`, as the agent checks it).
 4. **Authentication**: a muxado session opens, Auth with the authtoken is accepted, and the
    session is closed again (GOAWAY): no endpoint is bound.
 
@@ -33,11 +33,11 @@ from typing import Any, TextIO, TypeVar
 import trio
 
 from agent.config import AgentSettings, Secret
+from agent.edge_dial import edge_tls_context, wrap_edge_tls
 from agent.errors import AgentError
 from agent.proxy_dial import dial_edge_transport
 from agent.proxy_url import ProxyURLError, choose_proxy
 from agent.requests import HostInfo, ResumeState, build_auth
-from agent.session import edge_tls_context, wrap_edge_tls
 from agent.upstream import resolve_host
 from protocol.adapters import rpc
 from protocol.adapters.mux import open_mux_session

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import trio
 
 from agent.inspector.capture import ConnectionCapture
-from protocol.adapters.mux import Sink
+from protocol.adapters.mux_stream import Sink
 
 __all__ = ["TapStream", "wall_and_monotonic"]
 

@@ -1,7 +1,7 @@
 """The admin API's cloud endpoints: ngrok's `POST /endpoints` body and `PATCH /endpoints/{id}`,
 checked, stored, and put online (or taken offline) on the running edge.
 
-`CloudEndpointApi` does the work for the handlers in `edge.admin.routes`, in one order for
+`CloudEndpointApi` does the work for the handlers in `edge.admin.live_routes`, in one order for
 every change: parse the body (400 naming the field), plan the endpoint against the running
 edge (`CloudEndpoints.plan`: URL, binding, Traffic Policy, a URL already online; nothing
 changes), write the store, then change the registry. A refusal at any step leaves the store
@@ -33,7 +33,7 @@ from edge.tunnels.decisions import Refused
 
 __all__ = ["CREATE_FIELDS", "UPDATE_FIELDS", "CloudEndpointApi"]
 
-#: A body field's parser, as `edge.admin.routes` takes them: (name, JSON value) -> value.
+#: A body field's parser, as `edge.admin.live_routes` takes them: (name, JSON value) -> value.
 Field = Callable[[str, object], object]
 
 

@@ -38,7 +38,8 @@ from edge.endpoints.health import Candidate, HealthPolicy, MemberHealth
 from edge.events import EventLog
 from edge.policy.ratelimit import PolicyState
 from edge.policy.validate import CompiledPolicy
-from protocol.adapters.mux import Sink, reset_code
+from protocol.adapters.mux import reset_code
+from protocol.adapters.mux_stream import Sink
 from protocol.wire.errors import ErrorCode
 
 #: How many released endpoints remember their URL for a resuming agent (by bind token).

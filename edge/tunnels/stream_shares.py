@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from protocol.adapters.mux import Sink
+from protocol.adapters.mux_stream import Sink
 
 if TYPE_CHECKING:
     from edge.admin.metrics import EdgeMetrics

@@ -32,7 +32,7 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
-from protocol.adapters.mux import Sink
+from protocol.adapters.mux_stream import Sink
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,9 @@ call at about 17 us each, which caps one connection near 0.9 GB/s with the recei
 CPU (docs: reference/performance.md, "What this means for the trio tunnel"). Here one
 transport read of up to `max_receive_chunk` bytes is followed by `SSLObject.read` in a loop
 until OpenSSL wants more input, so one `receive_some` returns every record that arrived.
+The synchronous steps against the BIOs (decrypting, encrypting, the plaintext buffer, the
+stream's state and what the handshake agreed) are in its base class,
+`protocol.adapters.tls_records.TLSRecordLayer`; this module holds the I/O around them.
 
 What this class does not do, and why it can stay simple:
 
@@ -48,13 +51,13 @@ from __future__ import annotations
 import operator
 import os
 import ssl
-from enum import Enum
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Generic, TypeVar
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
 from protocol.adapters.conflict import ConflictDetector
+from protocol.adapters.tls_records import TLSRecordLayer, TLSState
 
 __all__ = [
     "DEFAULT_MAX_RECEIVE_CHUNK",
@@ -69,19 +72,11 @@ DEFAULT_MAX_RECEIVE_CHUNK = 256 * 1024
 #: `send_all`; larger ones go out in slices so the ciphertext held at once stays bounded.
 #: Writes of 64 KiB or more are what matters for throughput (728 MB/s at 16 KiB, 1,080 at 64).
 DEFAULT_MAX_SEND_CHUNK = 1024 * 1024
-#: Largest plaintext in one TLS record (RFC 8446 5.1); OpenSSL may hold one partial record.
-_MAX_RECORD_PLAINTEXT = 16 * 1024
 
 T_Stream = TypeVar("T_Stream", bound=trio.abc.Stream)
 
 
-class _State(Enum):
-    OK = "ok"
-    BROKEN = "broken"
-    CLOSED = "closed"
-
-
-class TLSStream(trio.abc.Stream, Generic[T_Stream]):
+class TLSStream(TLSRecordLayer, trio.abc.Stream, Generic[T_Stream]):
     """TLS 1.2/1.3 over `transport_stream`, client or server side.
 
     Args:
@@ -132,7 +127,7 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         self._max_send_chunk = max_send_chunk
         self._https_compatible = https_compatible
 
-        self._state = _State.OK
+        self._state = TLSState.OK
         self._handshake_done = False
         self._handshake_lock = trio.Lock()
         # Held while taking bytes out of `_outgoing` and putting them on the transport.
@@ -170,58 +165,6 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
             "another task is currently receiving data on this TLSStream"
         )
 
-    # ---- information about the connection ---------------------------------------------
-
-    @property
-    def ssl_object(self) -> ssl.SSLObject:
-        """The underlying `ssl.SSLObject`, for anything not forwarded below."""
-        return self._ssl
-
-    @property
-    def server_side(self) -> bool:
-        return self._ssl.server_side
-
-    def selected_alpn_protocol(self) -> str | None:
-        """The ALPN protocol agreed in the handshake, or None (also before the handshake)."""
-        return self._ssl.selected_alpn_protocol()
-
-    @overload
-    def getpeercert(self, binary_form: Literal[False] = False) -> dict[str, Any] | None: ...
-    @overload
-    def getpeercert(self, binary_form: Literal[True]) -> bytes | None: ...
-    def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
-        """The peer's certificate as `ssl.SSLObject.getpeercert` returns it (None before the
-        handshake, or when the peer sent none; an empty dict if it was not verified)."""
-        if binary_form:
-            return self._ssl.getpeercert(True)
-        return self._ssl.getpeercert(False)
-
-    def version(self) -> str | None:
-        """The negotiated protocol, such as "TLSv1.3", or None before the handshake."""
-        return self._ssl.version()
-
-    def cipher(self) -> tuple[str, str, int] | None:
-        return self._ssl.cipher()
-
-    # ---- error translation ------------------------------------------------------------
-
-    def _check_status(self) -> None:
-        if self._state is _State.CLOSED:
-            raise trio.ClosedResourceError("this TLSStream was closed")
-        if self._state is _State.BROKEN:
-            raise trio.BrokenResourceError("this TLSStream is broken by an earlier error")
-
-    def _fail(self, message: str) -> trio.BrokenResourceError | trio.ClosedResourceError:
-        """Mark the stream broken and build the error to raise (`from` the cause).
-
-        An error caused by our own `aclose` (the transport was closed under a blocked call)
-        reads as `ClosedResourceError`, as trio's streams do.
-        """
-        if self._state is _State.CLOSED:
-            return trio.ClosedResourceError("this TLSStream was closed")
-        self._state = _State.BROKEN
-        return trio.BrokenResourceError(message)
-
     # ---- transport I/O ----------------------------------------------------------------
 
     async def _send_outgoing_locked(self) -> None:
@@ -252,8 +195,8 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
             raise self._fail(f"TLS transport failed while sending: {exc!r}") from exc
         except BaseException:
             # Cancelled (or anything else) part-way: an unknown prefix of a record went out.
-            if self._state is _State.OK:
-                self._state = _State.BROKEN
+            if self._state is TLSState.OK:
+                self._state = TLSState.BROKEN
             raise
 
     async def _receive_transport(self) -> bytes | bytearray:
@@ -311,8 +254,8 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
             try:
                 await self._handshake()
             except BaseException:
-                if self._state is _State.OK:
-                    self._state = _State.BROKEN
+                if self._state is TLSState.OK:
+                    self._state = TLSState.BROKEN
                 raise
 
     async def _handshake(self) -> None:
@@ -410,67 +353,6 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
                 else:
                     self._transport_eof = True
 
-    def _drain_incoming(self) -> bool:
-        """Decrypt every complete record in the incoming BIO into `_plaintext`.
-
-        Returns True if that changed anything the receive loop must look at (new plaintext,
-        `close_notify`, or an error), False if OpenSSL needs more ciphertext first.
-        """
-        ssl_object = self._ssl
-        incoming = self._incoming
-        capacity = incoming.pending + ssl_object.pending() + _MAX_RECORD_PLAINTEXT
-        buffer = bytearray(capacity)
-        view = memoryview(buffer)
-        filled = 0
-        changed = False
-        try:
-            while filled < capacity:
-                target = view[filled:]
-                try:
-                    # With a buffer, read() returns a count; typeshed says bytes.
-                    count: int = ssl_object.read(capacity - filled, target)  # type: ignore[assignment]
-                finally:
-                    # An SSLError keeps the call's arguments alive in its traceback; the
-                    # buffer must have no exports left for the resize below.
-                    target.release()
-                if count == 0:
-                    # close_notify: CPython returns 0 rather than raising SSLZeroReturnError
-                    # unless we had already sent our own close_notify.
-                    self._close_notify_received = True
-                    changed = True
-                    break
-                filled += count
-                if not incoming.pending and not ssl_object.pending():
-                    break  # nothing left to decrypt: skip the read that would only fail
-        except ssl.SSLWantReadError:
-            pass
-        except ssl.SSLZeroReturnError:
-            self._close_notify_received = True
-            changed = True
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            self._receive_error = exc
-            changed = True
-        finally:
-            view.release()
-        if filled:
-            del buffer[filled:]
-            self._plaintext = buffer
-            self._plaintext_pos = 0
-            changed = True
-        return changed
-
-    def _take_plaintext(self, max_bytes: int | None) -> bytearray:
-        buffer = self._plaintext
-        start = self._plaintext_pos
-        available = len(buffer) - start
-        if max_bytes is None or max_bytes >= available:
-            self._plaintext = bytearray()
-            self._plaintext_pos = 0
-            return buffer if start == 0 else buffer[start:]
-        end = start + max_bytes
-        self._plaintext_pos = end
-        return buffer[start:end]
-
     # ---- sending ----------------------------------------------------------------------
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -507,17 +389,6 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
                     finally:
                         lock.release()
 
-    def _encrypt(self, chunk: memoryview) -> None:
-        try:
-            written = self._ssl.write(chunk)
-        except ssl.SSLWantReadError as exc:
-            raise self._fail("TLS renegotiation is not supported") from exc
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            raise self._fail(f"TLS error while sending: {exc}") from exc
-        # Memory BIOs grow without bound, so OpenSSL takes the whole buffer in one call.
-        if written != len(chunk):  # pragma: no cover
-            raise self._fail(f"TLS short write ({written} of {len(chunk)} bytes)")
-
     # ---- sending without waiting (for the mux's own writes) ----------------------------
 
     def can_send_now(self) -> bool:
@@ -526,7 +397,7 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         written without an await)."""
         return (
             self._handshake_done
-            and self._state is _State.OK
+            and self._state is TLSState.OK
             and not self._send_lock.locked()
             and not self._unsent
             and self._socket is not None
@@ -591,16 +462,16 @@ class TLSStream(trio.abc.Stream, Generic[T_Stream]):
         cancelled, the transport is still closed (forcefully). Tasks blocked in other calls
         on this stream get `trio.ClosedResourceError`.
         """
-        if self._state is _State.CLOSED:
+        if self._state is TLSState.CLOSED:
             await checkpoint()
             return
         send_close_notify = (
-            self._state is _State.OK
+            self._state is TLSState.OK
             and self._handshake_done
             and not self._https_compatible
             and not self._send_lock.locked()
         )
-        self._state = _State.CLOSED
+        self._state = TLSState.CLOSED
         if not send_close_notify:
             await self.transport_stream.aclose()
             return

@@ -1,22 +1,10 @@
 """The typed-stream RPC messages of ngrok's agent protocol, and the ProxyHeader.
 
-Theory of operation
--------------------
-Every message is a frozen, keyword-only dataclass with snake_case attributes. Each field names
-its wire key in `metadata={"wire": ...}` (ngrok-go's spelling, which is what `to_wire` emits).
-`_wire_message` runs once per class, when the class is defined: it reads the fields and their
-annotations and builds a small table of per-field decode/encode functions, so `to_wire` and
-`from_wire` do no reflection per call.
-
-Decoding follows Go's `encoding/json`, the most lenient peer we must accept:
-
-* keys match without regard to case (Go sends `Authtoken`, Rust `AuthToken`);
-* unknown keys are ignored (newer peers add fields);
-* a missing key, or a JSON null, leaves the field at its default;
-* a value of the wrong type raises `RpcDecodeError` naming the field (`Auth.Extra.OS`).
-
-Values are checked cheaply by kind: str, int (int64 range; a bool is not an int), bool, lists,
-objects. Free-form members (`Bind.Opts`, `Unbind.Extra`) are passed through as decoded.
+Every message is a frozen, keyword-only dataclass with snake_case attributes whose fields name
+their wire keys (ngrok-go's spelling); `protocol.rpc.schema` turns them into wire maps and back,
+decoding as leniently as Go's `encoding/json` (its docstring has the rules). `to_wire`,
+`from_wire`, `Message` and `RpcDecodeError` are importable from here too, as every user of the
+messages needs them.
 
 Where ngrok-go and ngrok-rust differ on the wire
 ------------------------------------------------
@@ -36,13 +24,20 @@ Where ngrok-go and ngrok-rust differ on the wire
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType, NoneType, UnionType
-from typing import Any, ClassVar, TypeVar
+from types import MappingProxyType
+from typing import Any
+
+from protocol.rpc.schema import (
+    Message,
+    RpcDecodeError,
+    from_wire,
+    to_wire,
+    wire_key,
+    wire_message,
+)
 
 __all__ = [
     "PROTOCOL_VERSIONS",
@@ -84,9 +79,6 @@ __all__ = [
 #: Protocol versions an agent offers in `Auth.Version`, most preferred first (ngrok-go's list).
 PROTOCOL_VERSIONS: tuple[str, ...] = ("3", "2")
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
-
 
 class StreamType(enum.IntEnum):
     """The 4-byte type written first on every typed stream; the numbers are fixed forever."""
@@ -105,528 +97,305 @@ class StreamType(enum.IntEnum):
     HEARTBEAT = 0xFFFFFFFF
 
 
-class RpcDecodeError(ValueError):
-    """An RPC body or ProxyHeader that cannot be decoded.
-
-    `field` is the dotted wire path of the offending value (`"Auth.Extra.OS"`), or `None` when
-    the fault is in the framing or the encoding rather than in one field.
-    """
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-# --- the per-class wire table -------------------------------------------------------------
-
-_Decode = Callable[[object, str], object]
-_Encode = Callable[[Any], object]
-
-
-@dataclass(frozen=True, slots=True)
-class _WireField:
-    attr: str
-    wire: str
-    decode: _Decode  # (non-null wire value, dotted path) -> Python value, or RpcDecodeError
-    encode: _Encode  # Python value -> wire value
-    omit_none: bool  # leave the key out when the value is None (PatchTunnelState)
-
-
-@dataclass(frozen=True, slots=True)
-class _WireTable:
-    fields: tuple[_WireField, ...]
-    by_key: Mapping[str, _WireField]  # lower-cased wire names and aliases
-
-
-class Message:
-    """Base of every RPC message; `_wire_message` fills in `_wire` when the class is defined."""
-
-    __slots__ = ()
-    _wire: ClassVar[_WireTable]
-
-
-M = TypeVar("M", bound=Message)
-
-
-def _wire(name: str, *aliases: str, omit_none: bool = False) -> dict[str, object]:
-    """Field metadata: the wire key ngrok-go sends, other spellings accepted on decode."""
-    return {"wire": name, "aliases": aliases, "omit_none": omit_none}
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _wrong(where: str, expected: str, value: object) -> RpcDecodeError:
-    return RpcDecodeError(f"{where}: expected {expected}, got {_kind(value)}", field=where)
-
-
-def _decode_str(value: object, where: str) -> object:
-    if type(value) is str:
-        return value
-    raise _wrong(where, "a string", value)
-
-
-def _decode_int(value: object, where: str) -> object:
-    if type(value) is int:
-        if _INT64_MIN <= value <= _INT64_MAX:
-            return value
-        raise RpcDecodeError(f"{where}: integer {value} is out of the int64 range", field=where)
-    raise _wrong(where, "an integer", value)
-
-
-def _decode_bool(value: object, where: str) -> object:
-    if type(value) is bool:
-        return value
-    raise _wrong(where, "a boolean", value)
-
-
-def _decode_any(value: object, where: str) -> object:
-    return value
-
-
-def _identity(value: Any) -> object:
-    return value
-
-
-def _decode_object(value: object, where: str) -> object:
-    if type(value) is dict:
-        return value
-    raise _wrong(where, "an object", value)
-
-
-def _to_list(value: Any) -> object:
-    return list(value)
-
-
-def _copy_dict(value: Any) -> object:
-    return dict(value)
-
-
-def _str_map_decoder(value: object, where: str) -> object:
-    if type(value) is not dict:
-        raise _wrong(where, "an object", value)
-    for key, item in value.items():
-        if type(key) is not str or type(item) is not str:
-            raise _wrong(f"{where}[{key!r}]", "a string", item)
-    return value
-
-
-_SCALARS: Mapping[object, _Decode] = MappingProxyType(
-    {str: _decode_str, int: _decode_int, bool: _decode_bool, Any: _decode_any}
-)
-
-
-def _list_codec(item_type: object, owner: str) -> tuple[_Decode, _Encode]:
-    item_decode, item_encode = _codec_for(item_type, owner)
-
-    def decode(value: object, where: str) -> object:
-        if type(value) is not list:
-            raise _wrong(where, "an array", value)
-        return tuple(item_decode(item, f"{where}[{index}]") for index, item in enumerate(value))
-
-    if item_encode is _identity:
-        return decode, _to_list
-
-    def encode(value: Any) -> object:
-        return [item_encode(item) for item in value]
-
-    return decode, encode
-
-
-def _message_codec(cls: type[Message]) -> tuple[_Decode, _Encode]:
-    def decode(value: object, where: str) -> object:
-        return _decode_message(cls, value, where)
-
-    return decode, to_wire
-
-
-def _codec_for(tp: object, owner: str) -> tuple[_Decode, _Encode]:
-    """The decode/encode pair for one annotation; called once per field at class definition."""
-    if tp in _SCALARS:
-        return _SCALARS[tp], _identity
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is UnionType and len(args) == 2 and NoneType in args:
-        # `X | None`: None never reaches the decoder (null means "the default", which is None).
-        inner = args[0] if args[1] is NoneType else args[1]
-        inner_decode, inner_encode = _codec_for(inner, owner)
-        if inner_encode is _identity:
-            return inner_decode, _identity
-
-        def encode_optional(value: Any) -> object:
-            return None if value is None else inner_encode(value)
-
-        return inner_decode, encode_optional
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return _list_codec(args[0], owner)
-    if origin is dict and args == (str, str):
-        return _str_map_decoder, _copy_dict
-    if origin is dict and args == (str, Any):
-        return _decode_object, _copy_dict
-    if isinstance(tp, type) and issubclass(tp, Message):
-        return _message_codec(tp)
-    raise TypeError(f"{owner}: no wire codec for annotation {tp!r}")
-
-
-def _wire_message(cls: type[M]) -> type[M]:
-    """Build `cls._wire` from the dataclass fields; a class decorator, applied once."""
-    hints = typing.get_type_hints(cls)
-    fields: list[_WireField] = []
-    by_key: dict[str, _WireField] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # cls is a dataclass here
-        wire = f.metadata["wire"]
-        decode, encode = _codec_for(hints[f.name], f"{cls.__name__}.{f.name}")
-        entry = _WireField(f.name, wire, decode, encode, bool(f.metadata["omit_none"]))
-        fields.append(entry)
-        for key in (wire, *f.metadata["aliases"]):
-            by_key[key.lower()] = entry
-    cls._wire = _WireTable(tuple(fields), MappingProxyType(by_key))
-    return cls
-
-
-def _decode_message(cls: type[M], obj: object, where: str) -> M:
-    if type(obj) is not dict:
-        raise _wrong(where, "an object", obj)
-    by_key = cls._wire.by_key
-    kwargs: dict[str, object] = {}
-    for key, value in obj.items():
-        if value is None or type(key) is not str:
-            continue  # null means "the default"; non-string msgpack keys are never ours
-        entry = by_key.get(key.lower())
-        if entry is not None:
-            kwargs[entry.attr] = entry.decode(value, f"{where}.{entry.wire}")
-    return cls(**kwargs)
-
-
-def from_wire(cls: type[M], obj: object) -> M:
-    """Build a `cls` from a decoded JSON object / msgpack map.
-
-    Keys match case-insensitively; unknown keys are ignored; missing keys and nulls give the
-    default. Raises `RpcDecodeError` (naming the field) for a value of the wrong type, or when
-    `obj` is not a dict at all.
-    """
-    return _decode_message(cls, obj, cls.__name__)
-
-
-def to_wire(msg: Message) -> dict[str, object]:
-    """The message as a dict with ngrok-go's key names, nested messages as nested dicts."""
-    out: dict[str, object] = {}
-    for entry in type(msg)._wire.fields:
-        value = getattr(msg, entry.attr)
-        if value is None and entry.omit_none:
-            continue
-        out[entry.wire] = entry.encode(value)
-    return out
-
-
 # --- nested objects -----------------------------------------------------------------------
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Fingerprint(Message):
     """ngrok-go's `AuthExtra.Fingerprint`; unused by ngrok, carried for completeness."""
 
-    m: tuple[str, ...] = field(default=(), metadata=_wire("M"))
-    d: tuple[str, ...] = field(default=(), metadata=_wire("D"))
+    m: tuple[str, ...] = field(default=(), metadata=wire_key("M"))
+    d: tuple[str, ...] = field(default=(), metadata=wire_key("D"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AgentVersionDeprecated(Message):
     """`AuthRespExtra.DeprecationWarning`: the agent should update by `next_date`."""
 
-    next_min: str = field(default="", metadata=_wire("NextMin"))
-    next_date: str = field(default="", metadata=_wire("NextDate"))  # RFC 3339 (Go time.Time)
-    msg: str = field(default="", metadata=_wire("Msg"))
+    next_min: str = field(default="", metadata=wire_key("NextMin"))
+    next_date: str = field(default="", metadata=wire_key("NextDate"))  # RFC 3339 (Go time.Time)
+    msg: str = field(default="", metadata=wire_key("Msg"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ConnectAddress(Message):
     """One entry of `AuthRespExtra.ConnectAddresses`: where else the agent may connect."""
 
-    region: str = field(default="", metadata=_wire("Region"))
-    server_addr: str = field(default="", metadata=_wire("ServerAddr"))
+    region: str = field(default="", metadata=wire_key("Region"))
+    server_addr: str = field(default="", metadata=wire_key("ServerAddr"))
 
 
 # --- Auth (type 0) ------------------------------------------------------------------------
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AuthExtra(Message):
     """Everything the agent says about itself when it authenticates."""
 
-    os: str = field(default="", metadata=_wire("OS"))
-    arch: str = field(default="", metadata=_wire("Arch"))
-    authtoken: str = field(default="", metadata=_wire("Authtoken"), repr=False)
-    version: str = field(default="", metadata=_wire("Version"))
-    hostname: str = field(default="", metadata=_wire("Hostname"))
-    user_agent: str = field(default="", metadata=_wire("UserAgent"))
-    metadata: str = field(default="", metadata=_wire("Metadata"))
-    cookie: str = field(default="", metadata=_wire("Cookie"), repr=False)
-    heartbeat_interval: int = field(default=0, metadata=_wire("HeartbeatInterval"))  # ns
-    heartbeat_tolerance: int = field(default=0, metadata=_wire("HeartbeatTolerance"))  # ns
-    fingerprint: Fingerprint | None = field(default=None, metadata=_wire("Fingerprint"))
+    os: str = field(default="", metadata=wire_key("OS"))
+    arch: str = field(default="", metadata=wire_key("Arch"))
+    authtoken: str = field(default="", metadata=wire_key("Authtoken"), repr=False)
+    version: str = field(default="", metadata=wire_key("Version"))
+    hostname: str = field(default="", metadata=wire_key("Hostname"))
+    user_agent: str = field(default="", metadata=wire_key("UserAgent"))
+    metadata: str = field(default="", metadata=wire_key("Metadata"))
+    cookie: str = field(default="", metadata=wire_key("Cookie"), repr=False)
+    heartbeat_interval: int = field(default=0, metadata=wire_key("HeartbeatInterval"))  # ns
+    heartbeat_tolerance: int = field(default=0, metadata=wire_key("HeartbeatTolerance"))  # ns
+    fingerprint: Fingerprint | None = field(default=None, metadata=wire_key("Fingerprint"))
     # None: the agent is too old to say; "": supported; otherwise why it is not supported.
     update_unsupported_error: str | None = field(
-        default=None, metadata=_wire("UpdateUnsupportedError")
+        default=None, metadata=wire_key("UpdateUnsupportedError")
     )
-    stop_unsupported_error: str | None = field(default=None, metadata=_wire("StopUnsupportedError"))
+    stop_unsupported_error: str | None = field(
+        default=None, metadata=wire_key("StopUnsupportedError")
+    )
     restart_unsupported_error: str | None = field(
-        default=None, metadata=_wire("RestartUnsupportedError")
+        default=None, metadata=wire_key("RestartUnsupportedError")
     )
-    proxy_type: str = field(default="", metadata=_wire("ProxyType"))
-    mutual_tls: bool = field(default=False, metadata=_wire("MutualTLS"))
-    service_run: bool = field(default=False, metadata=_wire("ServiceRun"))
-    config_version: str = field(default="", metadata=_wire("ConfigVersion"))
-    custom_interface: bool = field(default=False, metadata=_wire("CustomInterface"))
-    custom_cas: bool = field(default=False, metadata=_wire("CustomCAs"))
-    client_type: str = field(default="", metadata=_wire("ClientType"))
-    leg_number: int = field(default=0, metadata=_wire("LegNumber"))  # uint32 in Go
+    proxy_type: str = field(default="", metadata=wire_key("ProxyType"))
+    mutual_tls: bool = field(default=False, metadata=wire_key("MutualTLS"))
+    service_run: bool = field(default=False, metadata=wire_key("ServiceRun"))
+    config_version: str = field(default="", metadata=wire_key("ConfigVersion"))
+    custom_interface: bool = field(default=False, metadata=wire_key("CustomInterface"))
+    custom_cas: bool = field(default=False, metadata=wire_key("CustomCAs"))
+    client_type: str = field(default="", metadata=wire_key("ClientType"))
+    leg_number: int = field(default=0, metadata=wire_key("LegNumber"))  # uint32 in Go
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Auth(Message):
     """Agent → edge, type 0. `client_id` is the previous session's id on reconnect."""
 
-    version: tuple[str, ...] = field(default=(), metadata=_wire("Version"))
-    client_id: str = field(default="", metadata=_wire("ClientId"))
-    extra: AuthExtra = field(default_factory=AuthExtra, metadata=_wire("Extra"))
+    version: tuple[str, ...] = field(default=(), metadata=wire_key("Version"))
+    client_id: str = field(default="", metadata=wire_key("ClientId"))
+    extra: AuthExtra = field(default_factory=AuthExtra, metadata=wire_key("Extra"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AuthRespExtra(Message):
     """What the edge tells an authenticated agent."""
 
-    version: str = field(default="", metadata=_wire("Version"))
-    region: str = field(default="", metadata=_wire("Region"))
-    cookie: str = field(default="", metadata=_wire("Cookie"), repr=False)
-    account_name: str = field(default="", metadata=_wire("AccountName"))
-    session_duration: int = field(default=0, metadata=_wire("SessionDuration"))  # seconds
-    plan_name: str = field(default="", metadata=_wire("PlanName"))
-    banner: str = field(default="", metadata=_wire("Banner"))
+    version: str = field(default="", metadata=wire_key("Version"))
+    region: str = field(default="", metadata=wire_key("Region"))
+    cookie: str = field(default="", metadata=wire_key("Cookie"), repr=False)
+    account_name: str = field(default="", metadata=wire_key("AccountName"))
+    session_duration: int = field(default=0, metadata=wire_key("SessionDuration"))  # seconds
+    plan_name: str = field(default="", metadata=wire_key("PlanName"))
+    banner: str = field(default="", metadata=wire_key("Banner"))
     deprecation_warning: AgentVersionDeprecated | None = field(
-        default=None, metadata=_wire("DeprecationWarning")
+        default=None, metadata=wire_key("DeprecationWarning")
     )
     connect_addresses: tuple[ConnectAddress, ...] = field(
-        default=(), metadata=_wire("ConnectAddresses")
+        default=(), metadata=wire_key("ConnectAddresses")
     )
-    agent_session_id: str = field(default="", metadata=_wire("AgentSessionID"))
+    agent_session_id: str = field(default="", metadata=wire_key("AgentSessionID"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AuthResp(Message):
     """Edge → agent reply to Auth. A non-empty `error` refuses the session."""
 
-    version: str = field(default="", metadata=_wire("Version"))
-    client_id: str = field(default="", metadata=_wire("ClientId"))
-    error: str = field(default="", metadata=_wire("Error"))
-    extra: AuthRespExtra = field(default_factory=AuthRespExtra, metadata=_wire("Extra"))
+    version: str = field(default="", metadata=wire_key("Version"))
+    client_id: str = field(default="", metadata=wire_key("ClientId"))
+    error: str = field(default="", metadata=wire_key("Error"))
+    extra: AuthRespExtra = field(default_factory=AuthRespExtra, metadata=wire_key("Extra"))
 
 
 # --- Bind (type 1) and Unbind (type 2) ----------------------------------------------------
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BindExtra(Message):
     """Endpoint metadata that rides along with a Bind."""
 
-    name: str = field(default="", metadata=_wire("Name"))
-    token: str = field(default="", metadata=_wire("Token"), repr=False)
-    ip_policy_ref: str = field(default="", metadata=_wire("IPPolicyRef"))
-    metadata: str = field(default="", metadata=_wire("Metadata"))
-    description: str = field(default="", metadata=_wire("Description"))
-    bindings: tuple[str, ...] = field(default=(), metadata=_wire("Bindings"))
-    pooling_enabled: bool = field(default=False, metadata=_wire("PoolingEnabled", "AllowsPooling"))
+    name: str = field(default="", metadata=wire_key("Name"))
+    token: str = field(default="", metadata=wire_key("Token"), repr=False)
+    ip_policy_ref: str = field(default="", metadata=wire_key("IPPolicyRef"))
+    metadata: str = field(default="", metadata=wire_key("Metadata"))
+    description: str = field(default="", metadata=wire_key("Description"))
+    bindings: tuple[str, ...] = field(default=(), metadata=wire_key("Bindings"))
+    pooling_enabled: bool = field(
+        default=False, metadata=wire_key("PoolingEnabled", "AllowsPooling")
+    )
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Bind(Message):
     """Agent → edge, type 1. `opts` is the per-proto options object (`{"URL": ..., ...}`)."""
 
-    id: str = field(default="", metadata=_wire("Id"))
-    proto: str = field(default="", metadata=_wire("Proto"))
-    forwards_to: str = field(default="", metadata=_wire("ForwardsTo"))
-    forwards_proto: str = field(default="", metadata=_wire("ForwardsProto"))
-    opts: dict[str, Any] = field(default_factory=dict, metadata=_wire("Opts"))
-    extra: BindExtra = field(default_factory=BindExtra, metadata=_wire("Extra"))
+    id: str = field(default="", metadata=wire_key("Id"))
+    proto: str = field(default="", metadata=wire_key("Proto"))
+    forwards_to: str = field(default="", metadata=wire_key("ForwardsTo"))
+    forwards_proto: str = field(default="", metadata=wire_key("ForwardsProto"))
+    opts: dict[str, Any] = field(default_factory=dict, metadata=wire_key("Opts"))
+    extra: BindExtra = field(default_factory=BindExtra, metadata=wire_key("Extra"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BindRespExtra(Message):
-    token: str = field(default="", metadata=_wire("Token"), repr=False)
-    tunnel_id: str = field(default="", metadata=_wire("TunnelID"))
+    token: str = field(default="", metadata=wire_key("Token"), repr=False)
+    tunnel_id: str = field(default="", metadata=wire_key("TunnelID"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BindResp(Message):
     """Edge → agent reply to Bind; the agent routes proxy streams by `id`."""
 
-    id: str = field(default="", metadata=_wire("Id"))
-    url: str = field(default="", metadata=_wire("URL"))
-    proto: str = field(default="", metadata=_wire("Proto"))
-    opts: dict[str, Any] = field(default_factory=dict, metadata=_wire("Opts"))
-    error: str = field(default="", metadata=_wire("Error"))
-    extra: BindRespExtra = field(default_factory=BindRespExtra, metadata=_wire("Extra"))
+    id: str = field(default="", metadata=wire_key("Id"))
+    url: str = field(default="", metadata=wire_key("URL"))
+    proto: str = field(default="", metadata=wire_key("Proto"))
+    opts: dict[str, Any] = field(default_factory=dict, metadata=wire_key("Opts"))
+    error: str = field(default="", metadata=wire_key("Error"))
+    extra: BindRespExtra = field(default_factory=BindRespExtra, metadata=wire_key("Extra"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Unbind(Message):
     """Agent → edge, type 2. `extra` is application-defined (Go sends null)."""
 
-    id: str = field(default="", metadata=_wire("Id"))
-    extra: Any = field(default=None, metadata=_wire("Extra"))
+    id: str = field(default="", metadata=wire_key("Id"))
+    extra: Any = field(default=None, metadata=wire_key("Extra"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class UnbindResp(Message):
-    error: str = field(default="", metadata=_wire("Error"))
-    extra: Any = field(default=None, metadata=_wire("Extra"))
+    error: str = field(default="", metadata=wire_key("Error"))
+    extra: Any = field(default=None, metadata=wire_key("Extra"))
 
 
 # --- labeled tunnels (type 7, legacy Edges) and PatchTunnelState (type 10) ----------------
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StartTunnelWithLabel(Message):
-    labels: dict[str, str] = field(default_factory=dict, metadata=_wire("Labels"))
-    forwards_to: str = field(default="", metadata=_wire("ForwardsTo"))
-    forwards_proto: str = field(default="", metadata=_wire("ForwardsProto"))
-    metadata: str = field(default="", metadata=_wire("Metadata"))
+    labels: dict[str, str] = field(default_factory=dict, metadata=wire_key("Labels"))
+    forwards_to: str = field(default="", metadata=wire_key("ForwardsTo"))
+    forwards_proto: str = field(default="", metadata=wire_key("ForwardsProto"))
+    metadata: str = field(default="", metadata=wire_key("Metadata"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StartTunnelWithLabelResp(Message):
-    id: str = field(default="", metadata=_wire("Id"))
-    error: str = field(default="", metadata=_wire("Error"))
+    id: str = field(default="", metadata=wire_key("Id"))
+    error: str = field(default="", metadata=wire_key("Error"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PatchTunnelState(Message):
     """Agent → edge, type 10. A field left at None is omitted and stays unchanged."""
 
-    tunnel_id: str = field(default="", metadata=_wire("TunnelId"))
-    name: str | None = field(default=None, metadata=_wire("Name", omit_none=True))
-    description: str | None = field(default=None, metadata=_wire("Description", omit_none=True))
-    metadata: str | None = field(default=None, metadata=_wire("Metadata", omit_none=True))
+    tunnel_id: str = field(default="", metadata=wire_key("TunnelId"))
+    name: str | None = field(default=None, metadata=wire_key("Name", omit_none=True))
+    description: str | None = field(default=None, metadata=wire_key("Description", omit_none=True))
+    metadata: str | None = field(default=None, metadata=wire_key("Metadata", omit_none=True))
     pooling_enabled: bool | None = field(
-        default=None, metadata=_wire("PoolingEnabled", omit_none=True)
+        default=None, metadata=wire_key("PoolingEnabled", omit_none=True)
     )
     traffic_policy: str | None = field(
-        default=None, metadata=_wire("TrafficPolicy", omit_none=True)
+        default=None, metadata=wire_key("TrafficPolicy", omit_none=True)
     )
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PatchTunnelStateResp(Message):
-    error: str = field(default="", metadata=_wire("Error"))
+    error: str = field(default="", metadata=wire_key("Error"))
 
 
 # --- edge → agent commands (types 4, 5, 6, 9) ---------------------------------------------
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Restart(Message):
     """Edge → agent, type 4: restart yourself. `message` (a Burrow extension, absent from the
     wire when None; ngrok's agents ignore it) says who asked, for the agent to show."""
 
-    message: str | None = field(default=None, metadata=_wire("Message", omit_none=True))
+    message: str | None = field(default=None, metadata=wire_key("Message", omit_none=True))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RestartResp(Message):
-    error: str = field(default="", metadata=_wire("Error"))
+    error: str = field(default="", metadata=wire_key("Error"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Stop(Message):
     """Edge → agent, type 5: stop yourself. `message` (a Burrow extension, absent from the
     wire when None; ngrok's agents ignore it) says who asked, for the agent to show."""
 
-    message: str | None = field(default=None, metadata=_wire("Message", omit_none=True))
+    message: str | None = field(default=None, metadata=wire_key("Message", omit_none=True))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StopResp(Message):
-    error: str = field(default="", metadata=_wire("Error"))
+    error: str = field(default="", metadata=wire_key("Error"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Update(Message):
     """Edge → agent, type 6: update to `version` (empty: the latest)."""
 
-    version: str = field(default="", metadata=_wire("Version"))
-    permit_major_version: bool = field(default=False, metadata=_wire("PermitMajorVersion"))
+    version: str = field(default="", metadata=wire_key("Version"))
+    permit_major_version: bool = field(default=False, metadata=wire_key("PermitMajorVersion"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class UpdateResp(Message):
-    error: str = field(default="", metadata=_wire("Error"))
+    error: str = field(default="", metadata=wire_key("Error"))
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StopTunnel(Message):
     """Edge → agent, type 9: close tunnel `id` and show `message` / `error_code` to the user."""
 
-    id: str = field(default="", metadata=_wire("Id"))
-    message: str = field(default="", metadata=_wire("Message"))
-    error_code: str = field(default="", metadata=_wire("ErrorCode"))
+    id: str = field(default="", metadata=wire_key("Id"))
+    message: str = field(default="", metadata=wire_key("Message"))
+    error_code: str = field(default="", metadata=wire_key("ErrorCode"))
 
 
 # --- SrvInfo (type 8) ---------------------------------------------------------------------
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SrvInfo(Message):
     """Agent → edge, type 8: which region am I connected to?"""
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SrvInfoResp(Message):
-    region: str = field(default="", metadata=_wire("Region"))
+    region: str = field(default="", metadata=wire_key("Region"))
 
 
 # --- proxy streams (type 3) ---------------------------------------------------------------
 
 
-@_wire_message
+@wire_message
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProxyHeader(Message):
     """Edge → agent, first on every proxy stream (after an int64 LE length; see codec.py).
@@ -635,11 +404,11 @@ class ProxyHeader(Message):
     undefined. `passthrough_tls` is true when the bytes that follow are still TLS-encrypted.
     """
 
-    id: str = field(default="", metadata=_wire("Id"))
-    client_addr: str = field(default="", metadata=_wire("ClientAddr"))
-    proto: str = field(default="", metadata=_wire("Proto"))
-    edge_type: str = field(default="", metadata=_wire("EdgeType"))
-    passthrough_tls: bool = field(default=False, metadata=_wire("PassthroughTLS"))
+    id: str = field(default="", metadata=wire_key("Id"))
+    client_addr: str = field(default="", metadata=wire_key("ClientAddr"))
+    proto: str = field(default="", metadata=wire_key("Proto"))
+    edge_type: str = field(default="", metadata=wire_key("EdgeType"))
+    passthrough_tls: bool = field(default=False, metadata=wire_key("PassthroughTLS"))
 
 
 #: Request and response message class for each RPC stream type (None: no response body).

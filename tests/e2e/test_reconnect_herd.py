@@ -28,8 +28,9 @@ import trio
 
 from agent.cli_endpoints import http_endpoint
 from agent.config import AgentSettings, Secret
+from agent.edge_dial import edge_tls_context, wrap_edge_tls
 from agent.requests import HostInfo
-from agent.session import Agent, Reporter, edge_tls_context, wrap_edge_tls
+from agent.session import Agent, Reporter
 from tests.e2e.harness import PORT_RANGE, Edge
 from tests.e2e.upstreams import HttpUpstream
 

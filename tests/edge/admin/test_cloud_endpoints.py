@@ -22,7 +22,7 @@ from edge.endpoints.registry import Endpoint, EndpointRegistry, Member
 from edge.events import EventLog
 from edge.store import SQLiteStore
 from edge.tunnels.binding import BindResolver
-from tests.edge.admin.test_routes import BASE, Client, FakeLive
+from tests.edge.admin.harness import BASE, Client, FakeLive
 
 ANSWER = json.dumps(
     {"on_http_request": [{"actions": [{"type": "custom-response", "config": {"body": "one"}}]}]}

@@ -13,58 +13,22 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-import trustme
 
 from protocol.adapters.tls import TLSStream
-
-HOSTNAME = "burrow-test.example.org"
-CA = trustme.CA()
-SERVER_CERT = CA.issue_cert(HOSTNAME)
-OTHER_CA = trustme.CA()
-OTHER_CERT = OTHER_CA.issue_cert(HOSTNAME)
-
-AnyStream = trio.abc.Stream
-
-
-def _server_context(cert: trustme.LeafCert = SERVER_CERT) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    # Let OpenSSL report a ragged EOF, so the trio.SSLStream peers stay strict too.
-    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    cert.configure_cert(ctx)
-    ctx.set_alpn_protocols(["burrow/1", "h2"])
-    return ctx
-
-
-def _client_context(version: str = "tls13", ca: trustme.CA = CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    ca.configure_trust(ctx)
-    ctx.set_alpn_protocols(["burrow/1"])
-    if version == "tls12":
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
+from tests.protocol.adapters.tls_pairs import (
+    HOSTNAME,
+    OTHER_CERT,
+    AnyStream,
+    client_context,
+    handshake_both,
+    server_context,
+    tls_pair,
+)
 
 
 @pytest.fixture(params=["tls13", "tls12"])
 def client_ctx(request: pytest.FixtureRequest) -> ssl.SSLContext:
-    return _client_context(request.param)
-
-
-def _pair(
-    client_ctx: ssl.SSLContext,
-    client_transport: AnyStream,
-    server_transport: AnyStream,
-    **kwargs: Any,
-) -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
-    client = TLSStream(client_transport, client_ctx, server_hostname=HOSTNAME, **kwargs)
-    server = TLSStream(server_transport, _server_context(), server_side=True, **kwargs)
-    return client, server
-
-
-async def _handshake_both(*streams: TLSStream[AnyStream]) -> None:
-    async with trio.open_nursery() as nursery:
-        for stream in streams:
-            nursery.start_soon(stream.do_handshake)
+    return client_context(request.param)
 
 
 # ---- trio's generic stream conformance checks ---------------------------------------
@@ -74,16 +38,16 @@ async def _handshake_both(*streams: TLSStream[AnyStream]) -> None:
 async def test_check_two_way_stream(client_ctx: ssl.SSLContext, https_compatible: bool) -> None:
     async def stream_maker() -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
         client_transport, server_transport = trio.testing.memory_stream_pair()
-        return _pair(
+        return tls_pair(
             client_ctx, client_transport, server_transport, https_compatible=https_compatible
         )
 
     async def clogged_stream_maker() -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
         client_transport, server_transport = trio.testing.lockstep_stream_pair()
-        client, server = _pair(client_ctx, client_transport, server_transport)
+        client, server = tls_pair(client_ctx, client_transport, server_transport)
         # As in trio's test_SSLStream_generic: a handshake started inside receive_some
         # would itself block on the clogged transport, so do it up front.
-        await _handshake_both(client, server)
+        await handshake_both(client, server)
         return client, server
 
     with trio.fail_after(30):
@@ -93,39 +57,11 @@ async def test_check_two_way_stream(client_ctx: ssl.SSLContext, https_compatible
 # ---- behaviour over in-memory transports --------------------------------------------
 
 
-async def test_receive_returns_many_records_per_call(client_ctx: ssl.SSLContext) -> None:
-    client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, server = _pair(client_ctx, client_transport, server_transport)
-    payload = os.urandom(200 * 1024)  # 13 records of 16 KiB
-    with trio.fail_after(10):
-        await _handshake_both(client, server)
-        await client.send_all(payload)
-        received = await server.receive_some()
-        # trio.SSLStream would return one 16 KiB record here.
-        assert received == payload
-
-
-async def test_max_bytes_keeps_leftover(client_ctx: ssl.SSLContext) -> None:
-    client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, server = _pair(client_ctx, client_transport, server_transport)
-    payload = os.urandom(100_000)
-    with trio.fail_after(10):
-        await _handshake_both(client, server)
-        await client.send_all(payload)
-        await client.aclose()
-        pieces = []
-        while chunk := await server.receive_some(7_000):
-            assert len(chunk) <= 7_000
-            pieces.append(bytes(chunk))
-        assert b"".join(pieces) == payload
-        assert await server.receive_some(10) == b""
-
-
 async def test_cancelled_receive_loses_nothing(client_ctx: ssl.SSLContext) -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, server = _pair(client_ctx, client_transport, server_transport)
+    client, server = tls_pair(client_ctx, client_transport, server_transport)
     with trio.fail_after(10):
-        await _handshake_both(client, server)
+        await handshake_both(client, server)
         await client.send_all(b"a" * 50_000)
         assert await server.receive_some(10) == b"a" * 10
         with trio.CancelScope() as scope:
@@ -143,7 +79,7 @@ async def test_large_send_is_sliced(client_ctx: ssl.SSLContext) -> None:
     client = TLSStream(
         client_transport, client_ctx, server_hostname=HOSTNAME, max_send_chunk=20_000
     )
-    server = TLSStream(server_transport, _server_context(), server_side=True)
+    server = TLSStream(server_transport, server_context(), server_side=True)
     payload = memoryview(os.urandom(100_003))
     received = bytearray()
 
@@ -159,30 +95,11 @@ async def test_large_send_is_sliced(client_ctx: ssl.SSLContext) -> None:
     assert received == payload
 
 
-async def test_alpn_and_peer_certificate(client_ctx: ssl.SSLContext) -> None:
-    client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, server = _pair(client_ctx, client_transport, server_transport)
-    assert client.selected_alpn_protocol() is None
-    with trio.fail_after(10):
-        await _handshake_both(client, server)
-    assert client.selected_alpn_protocol() == "burrow/1"
-    assert server.selected_alpn_protocol() == "burrow/1"
-    cert = client.getpeercert()
-    assert cert is not None
-    assert ("DNS", HOSTNAME) in cert["subjectAltName"]
-    assert isinstance(client.getpeercert(binary_form=True), bytes)
-    assert server.getpeercert() is None  # no client certificate
-    assert server.server_side and not client.server_side
-    expected = "TLSv1.2" if client_ctx.maximum_version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3"
-    assert client.version() == server.version() == expected
-    assert client.cipher() is not None
-
-
 async def test_ragged_eof_is_broken_by_default(client_ctx: ssl.SSLContext) -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, server = _pair(client_ctx, client_transport, server_transport)
+    client, server = tls_pair(client_ctx, client_transport, server_transport)
     with trio.fail_after(10):
-        await _handshake_both(client, server)
+        await handshake_both(client, server)
         await client.send_all(b"hello")
         await client.transport_stream.aclose()  # no close_notify
         assert await server.receive_some() == b"hello"
@@ -194,9 +111,9 @@ async def test_ragged_eof_is_broken_by_default(client_ctx: ssl.SSLContext) -> No
 
 async def test_ragged_eof_is_eof_when_https_compatible(client_ctx: ssl.SSLContext) -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, server = _pair(client_ctx, client_transport, server_transport, https_compatible=True)
+    client, server = tls_pair(client_ctx, client_transport, server_transport, https_compatible=True)
     with trio.fail_after(10):
-        await _handshake_both(client, server)
+        await handshake_both(client, server)
         await client.send_all(b"hello")
         await client.transport_stream.aclose()
         assert await server.receive_some() == b"hello"
@@ -206,7 +123,7 @@ async def test_ragged_eof_is_eof_when_https_compatible(client_ctx: ssl.SSLContex
 
 async def test_eof_during_handshake_is_broken(client_ctx: ssl.SSLContext) -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, _ = _pair(client_ctx, client_transport, server_transport)
+    client, _ = tls_pair(client_ctx, client_transport, server_transport)
     with trio.fail_after(10):
         await server_transport.send_stream.aclose()  # the client will read EOF
         with pytest.raises(trio.BrokenResourceError, match="closed the connection"):
@@ -220,7 +137,7 @@ async def test_eof_during_handshake_is_broken(client_ctx: ssl.SSLContext) -> Non
 
 async def test_garbage_during_handshake_is_broken() -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
-    server = TLSStream(server_transport, _server_context(), server_side=True)
+    server = TLSStream(server_transport, server_context(), server_side=True)
     with trio.fail_after(10):
         await client_transport.send_all(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
         with pytest.raises(trio.BrokenResourceError) as info:
@@ -228,24 +145,9 @@ async def test_garbage_during_handshake_is_broken() -> None:
     assert isinstance(info.value.__cause__, ssl.SSLError)
 
 
-async def test_garbage_after_handshake_is_broken(client_ctx: ssl.SSLContext) -> None:
-    client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, server = _pair(client_ctx, client_transport, server_transport)
-    with trio.fail_after(10):
-        await _handshake_both(client, server)
-        await client.send_all(b"fine")
-        # Garbage on the wire: a well-framed application-data record that fails its MAC,
-        # then pure junk.
-        await client_transport.send_all(b"\x17\x03\x03\x00\x20" + b"\x00" * 32 + b"junk" * 50)
-        assert await server.receive_some() == b"fine"
-        with pytest.raises(trio.BrokenResourceError) as info:
-            await server.receive_some()
-    assert isinstance(info.value.__cause__, ssl.SSLError)
-
-
 async def test_aclose_before_handshake_and_twice(client_ctx: ssl.SSLContext) -> None:
     client_transport, server_transport = trio.testing.memory_stream_pair()
-    client, _ = _pair(client_ctx, client_transport, server_transport)
+    client, _ = tls_pair(client_ctx, client_transport, server_transport)
     with trio.fail_after(10):
         await client.aclose()
         await client.aclose()
@@ -267,11 +169,11 @@ Wrap = Callable[[trio.SocketStream], AnyStream]
 
 
 def _ours_server(stream: trio.SocketStream) -> AnyStream:
-    return TLSStream(stream, _server_context(), server_side=True)
+    return TLSStream(stream, server_context(), server_side=True)
 
 
 def _trio_server(stream: trio.SocketStream) -> AnyStream:
-    return trio.SSLStream(stream, _server_context(), server_side=True)
+    return trio.SSLStream(stream, server_context(), server_side=True)
 
 
 def _ours_client(ctx: ssl.SSLContext) -> Wrap:
@@ -367,7 +269,7 @@ async def _receive_and_hash(stream: AnyStream) -> tuple[str, int]:
     ("client_kind", "server_kind"), [("ours", "ours"), ("ours", "trio"), ("trio", "ours")]
 )
 async def test_64_mib_over_tcp_sha256(client_kind: str, server_kind: str) -> None:
-    ctx = _client_context("tls13")
+    ctx = client_context("tls13")
     wrap_client = _ours_client(ctx) if client_kind == "ours" else _trio_client(ctx)
     wrap_server = _ours_server if server_kind == "ours" else _trio_server
     total = 64 * 1024 * 1024
@@ -413,20 +315,20 @@ async def _handshake_expecting_failure(client: AnyStream, server: AnyStream) -> 
 async def test_bad_certificate_fails_handshake(server_kind: str) -> None:
     # The server presents a certificate from a CA the client does not trust.
     def wrap_server(stream: trio.SocketStream) -> AnyStream:
-        ctx = _server_context(OTHER_CERT)
+        ctx = server_context(OTHER_CERT)
         if server_kind == "ours":
             return TLSStream(stream, ctx, server_side=True)
         return trio.SSLStream(stream, ctx, server_side=True)
 
     with trio.fail_after(10):
-        async with _tcp_pair(_ours_client(_client_context()), wrap_server) as (client, server):
+        async with _tcp_pair(_ours_client(client_context()), wrap_server) as (client, server):
             error = await _handshake_expecting_failure(client, server)
     assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
 
 
 async def test_wrong_hostname_fails_handshake() -> None:
     def wrap_client(stream: trio.SocketStream) -> AnyStream:
-        return TLSStream(stream, _client_context(), server_hostname="elsewhere.example.org")
+        return TLSStream(stream, client_context(), server_hostname="elsewhere.example.org")
 
     with trio.fail_after(10):
         async with _tcp_pair(wrap_client, _ours_server) as (client, server):
@@ -453,9 +355,7 @@ async def test_initial_data_is_read_before_the_transport(client_ctx: ssl.SSLCont
         nursery.start_soon(client.do_handshake)
         hello = await server_transport.receive_some(65536)
         assert hello[:1] == b"\x16"  # a TLS handshake record
-        server = TLSStream(
-            server_transport, _server_context(), server_side=True, initial_data=hello
-        )
+        server = TLSStream(server_transport, server_context(), server_side=True, initial_data=hello)
         await server.do_handshake()
     await client.send_all(b"ping")
     assert await server.receive_some(10) == b"ping"
@@ -474,7 +374,7 @@ async def test_check_two_way_stream_over_tcp(client_ctx: ssl.SSLContext) -> None
         async def stream_maker() -> tuple[TLSStream[AnyStream], TLSStream[AnyStream]]:
             client_sock = await trio.open_tcp_stream("127.0.0.1", port)
             server_sock = await listener.accept()
-            return _pair(client_ctx, client_sock, server_sock)
+            return tls_pair(client_ctx, client_sock, server_sock)
 
         with trio.fail_after(30):
             await trio.testing.check_two_way_stream(stream_maker, None)
@@ -483,13 +383,13 @@ async def test_check_two_way_stream_over_tcp(client_ctx: ssl.SSLContext) -> None
 async def test_send_now_writes_at_once_only_over_a_socket(client_ctx: ssl.SSLContext) -> None:
     with trio.fail_after(10):
         left, right = trio.testing.memory_stream_pair()
-        client, server = _pair(client_ctx, left, right)
-        await _handshake_both(client, server)
+        client, server = tls_pair(client_ctx, left, right)
+        await handshake_both(client, server)
         assert not client.can_send_now()  # a memory stream has no socket to write
         async with _tcp_pair(_ours_client(client_ctx), _ours_server) as (tcp_client, tcp_server):
             assert isinstance(tcp_client, TLSStream) and isinstance(tcp_server, TLSStream)
             assert not tcp_client.can_send_now()  # before the handshake
-            await _handshake_both(tcp_client, tcp_server)
+            await handshake_both(tcp_client, tcp_server)
             assert tcp_client.can_send_now()
             assert tcp_client.send_now(b"hello")
             assert await tcp_server.receive_some() == b"hello"
@@ -505,7 +405,7 @@ async def test_send_now_on_a_full_socket_keeps_the_rest_for_flush(
     with trio.fail_after(30):
         async with _tcp_pair(_ours_client(client_ctx), _ours_server) as (client, server):
             assert isinstance(client, TLSStream) and isinstance(server, TLSStream)
-            await _handshake_both(client, server)
+            await handshake_both(client, server)
             sent = 0
             while client.send_now(block):
                 sent += len(block)
@@ -541,10 +441,10 @@ async def test_a_transport_read_after_a_short_one_waits_for_readability_first(
             server_sock = await listener.accept()
             client = TLSStream(client_sock, client_ctx, server_hostname=HOSTNAME)
             server = TLSStream(
-                server_sock, _server_context(), server_side=True, max_receive_chunk=64
+                server_sock, server_context(), server_side=True, max_receive_chunk=64
             )
             async with client, server:
-                await _handshake_both(client, server)
+                await handshake_both(client, server)
                 await client.send_all(b"a" * 1000)  # about 1 KiB of ciphertext, read 64 at a time
                 assert len(await server._receive_transport()) == 64
                 with trio.testing.assert_no_checkpoints():
