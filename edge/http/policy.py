@@ -2,9 +2,9 @@
 
 Theory of operation. `edge.http.seam.decide` calls `request_phase` once it knows the endpoint
 and only when the endpoint has a policy (`HttpRoute.policy`); the no-policy path never comes
-here. It builds the engine's facts from the seam's `HttpRequest` (`ConnFacts` from the
-connection, once per connection, on first use: `ClientConn`), runs `on_http_request`
-(`edge.policy.engine.run_http_request`) and turns the outcome into one of:
+here. It builds the engine's facts from the seam's `HttpRequest` (`edge.http.policy_facts`;
+`ConnFacts` from the connection, once per connection, on first use: `ClientConn`), runs
+`on_http_request` (`edge.policy.engine.run_http_request`) and turns the outcome into one of:
 
 * `Policed`: forward the request with the policy's header changes and URL rewrite applied,
   and run `on_http_response` on the upstream's final response head (`response_phase`, from
@@ -20,8 +20,12 @@ finished phase run itself, and its header edits, URL rewrite and result variable
 from it directly, with no outcome object in between. The request is copied only when the
 policy changed it, the response phase is skipped when the policy has none, and the endpoint's
 facts come made from the route (`edge.http.routing`), once per endpoint. Header names are
-decoded and folded to lower case once per distinct name (`_decoded`, a bounded table); the
-folded names go to the phase (its header lookups fold none) and back to `apply_headers`.
+decoded and folded to lower case once per distinct name (`decoded_headers`, a bounded table);
+the folded names go to the phase (its header lookups fold none) and back to `apply_headers`.
+The request phase's result variables are carried to the response phase only when it can read
+them (`CompiledPolicy.response_reads_results`), and the per-request frozen values (the facts,
+`ResponsePolicy` and `Policed`: `_new_policed`) are built by their slots (`slot_setters`), at
+a third of the cost of their keyword constructors.
 
 The engine never logs; its records (`log` actions and runtime failures) are logged here, one
 INFO line each (WARNING for a runtime failure, which the operator must fix), naming the
@@ -31,7 +35,6 @@ request with a coded 500, never the connection.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -43,8 +46,16 @@ from typing import TYPE_CHECKING, Final
 from edge.endpoints.registry import AttachedPolicy
 from edge.events import EventLog
 from edge.http.headers import Headers
+from edge.http.policy_facts import (
+    ClientConn,
+    decoded_headers,
+    new_response_facts,
+    request_facts_and_names,
+    slot_setters,
+    unknown_conn,
+)
 from edge.http.response_body import RewrittenResponse, plan_body
-from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts
 from edge.policy.breaker import record_outcomes
 from edge.policy.engine import (
     Carried,
@@ -57,6 +68,7 @@ from edge.policy.engine import (
     run_http_response_edits,
 )
 from edge.policy.forward_internal import ForwardCheck
+from edge.policy.outcomes import NOTHING_CARRIED
 from edge.policy.phase import PhaseRun
 
 if TYPE_CHECKING:
@@ -87,60 +99,6 @@ _FRAMING: Final = frozenset(
 
 #: Statuses whose responses have no body (RFC 9110 §15.3.5, §15.4.5).
 _NO_BODY: Final = frozenset({204, 304})
-
-
-class ClientConn:
-    """What a client connection knows about itself, as the policy's `conn.*` facts: built on
-    the first request that needs them (a request to an endpoint with a policy), then kept.
-
-    `server` and the TLS fields are read from the stream the shell serves (a `TLSStream` the
-    edge terminated, over a socket): nothing is looked up for an endpoint without a policy."""
-
-    __slots__ = ("_client", "_facts", "_sni", "_stream")
-
-    def __init__(self, stream: object, client: tuple[str, int], sni: str | None) -> None:
-        self._stream = stream
-        self._client = client
-        self._sni = sni
-        self._facts: ConnFacts | None = None
-
-    def facts(self) -> ConnFacts:
-        facts = self._facts
-        if facts is None:
-            facts = self._facts = self._build()
-            self._stream = None  # not needed again
-        return facts
-
-    def _build(self) -> ConnFacts:
-        stream = self._stream
-        tls_version = tls_cipher = None
-        version = getattr(stream, "version", None)
-        if callable(version):
-            text = version()  # "TLSv1.3"
-            if isinstance(text, str):
-                tls_version = text.removeprefix("TLSv")
-            cipher = getattr(stream, "cipher", None)
-            described = cipher() if callable(cipher) else None
-            if isinstance(described, tuple) and described:
-                tls_cipher = str(described[0])
-            stream = getattr(stream, "transport_stream", None)
-        server_ip, server_port = "", 0
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            try:
-                name = sock.getsockname()
-                server_ip, server_port = str(name[0]), int(name[1])
-            except (OSError, IndexError, TypeError, ValueError):
-                pass
-        return ConnFacts(
-            client_ip=self._client[0],
-            client_port=self._client[1],
-            server_ip=server_ip,
-            server_port=server_port,
-            sni=self._sni,
-            tls_version=tls_version,
-            tls_cipher=tls_cipher,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,63 +170,39 @@ class Policed:
     body: bytes | None = None
 
 
-#: How many distinct header names `_decoded` keeps decoded and folded: clients and origins send
-#: the same few dozen names request after request; past the bound a new name is decoded anew
-#: and not kept, so a client sending ever new names cannot grow the table.
-_KNOWN_NAMES: Final = 512
-#: Header names as the facts show them (Latin-1) and folded to lower case, by their bytes.
-_NAMES: dict[bytes, tuple[str, str]] = {}
+_new: Final = object.__new__
+_SET_ATTACHED, _SET_CONN, _SET_REQUEST, _SET_ENDPOINT, _SET_CARRIED, _SET_OUTER = slot_setters(
+    ResponsePolicy, ("attached", "conn", "request", "endpoint", "carried", "outer")
+)
+_SET_ROUTE, _SET_FORWARDED, _SET_RESPONSE, _SET_NEW_BODY = slot_setters(
+    Policed, ("route", "request", "response", "body")
+)
 
 
-def _decoded(headers: Headers) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """`headers` as the facts hold them (names and values decoded as Latin-1, in order), and
-    their names folded to lower case (`str.lower()` of each decoded name), in the same order."""
-    names = _NAMES
-    pairs: list[tuple[str, str]] = []
-    lowered: list[str] = []
-    for name, value in headers:
-        known = names.get(name)
-        if known is None:
-            text = name.decode("latin-1")
-            known = (text, text.lower())
-            if len(names) < _KNOWN_NAMES:
-                names[bytes(name)] = known
-        pairs.append((known[0], value.decode("latin-1")))
-        lowered.append(known[1])
-    return tuple(pairs), tuple(lowered)
-
-
-def request_facts(request: HttpRequest) -> RequestFacts:
-    """`req.*` from the seam's request (the headers as they will be forwarded)."""
-    return _request_facts(request)[0]
-
-
-def _request_facts(request: HttpRequest) -> tuple[RequestFacts, tuple[str, ...]]:
-    """`request_facts`, and the request's header names folded to lower case, in order."""
-    target = request.target.decode("latin-1")
-    path, _, query = target.partition("?")
-    headers, lowered = _decoded(request.headers)
-    host = request.host
-    length: int | None = None
-    if "content-length" in lowered or lowered.count("host") > 1:
-        for name, (_, value) in zip(lowered, headers, strict=True):  # the last one wins
-            if name == "host":
-                host = value
-            elif name == "content-length" and value.isdigit():
-                length = int(value)
-    elif "host" in lowered:  # the commonest case: one Host, no length
-        host = headers[lowered.index("host")][1]
-    facts = RequestFacts(
-        method=request.method.decode("latin-1"),
-        scheme=request.scheme,
-        host=host,
-        path=path if path.startswith("/") else "/" + path,
-        query=query,
-        headers=headers,
-        content_length=length,
-        version=request.version,
-    )
-    return facts, lowered
+def _new_policed(
+    route: HttpRoute,
+    request: HttpRequest,
+    attached: AttachedPolicy,
+    conn: ConnFacts,
+    facts: RequestFacts,
+    endpoint: EndpointFacts,
+    carried: Carried,
+) -> Policed:
+    """`Policed(route, request, ResponsePolicy(attached, conn, facts, endpoint, carried))`,
+    the common ending of a request phase, at a third of the cost of the two constructors."""
+    response = _new(ResponsePolicy)
+    _SET_ATTACHED(response, attached)
+    _SET_CONN(response, conn)
+    _SET_REQUEST(response, facts)
+    _SET_ENDPOINT(response, endpoint)
+    _SET_CARRIED(response, carried)
+    _SET_OUTER(response, None)
+    policed = _new(Policed)
+    _SET_ROUTE(policed, route)
+    _SET_FORWARDED(policed, request)
+    _SET_RESPONSE(policed, response)
+    _SET_NEW_BODY(policed, None)
+    return policed
 
 
 def request_phase(
@@ -286,8 +220,8 @@ def request_phase(
     policy that reads bodies (`edge.http.body_buffer`); a body the policy rewrote comes back in
     `Policed.body`."""
     endpoint = route.endpoint_facts()
-    conn = request.conn.facts() if request.conn is not None else _unknown_conn(request)
-    facts, lowered = _request_facts(request)
+    conn = request.conn.facts() if request.conn is not None else unknown_conn(request)
+    facts, lowered = request_facts_and_names(request)
     if body is not None:
         facts = replace(facts, body=body, content_length=len(body))
     outcome = run_http_request_edits(  # untraced: the edge needs no `policy test` account
@@ -308,8 +242,14 @@ def request_phase(
             changed = _changed_request(
                 request, outcome.removed, outcome.added, outcome.target, lowered
             )
-        response = ResponsePolicy(attached, conn, facts, endpoint, carried_by(outcome))
-        return Policed(route, changed, response)
+        compiled = attached.compiled
+        if compiled.response_reads_results:
+            carried = carried_by(outcome)
+        elif outcome.breakers:  # the results could not be seen: the breakers only
+            carried = Carried(breakers=tuple(outcome.breakers))
+        else:
+            carried = NOTHING_CARRIED
+        return _new_policed(route, changed, attached, conn, facts, endpoint, carried)
     _log_records(outcome.logs, endpoint.url, attached.events)
     if isinstance(outcome, Close):
         return PolicyClose(outcome.reason)
@@ -360,8 +300,8 @@ def response_phase(
         record_outcomes(policy.carried.breakers, status=status, now=now)
     if not policy.attached.compiled.on_http_response:
         return headers  # an empty phase changes nothing: no facts, no run
-    decoded, lowered = _decoded(headers)
-    facts = ResponseFacts(status=status, headers=decoded)
+    decoded, lowered = decoded_headers(headers)
+    facts = new_response_facts(status, decoded)
     outcome = run_http_response_edits(  # untraced, as the request phase
         policy.attached.compiled,
         policy.conn,
@@ -428,18 +368,6 @@ def answer_phase(policy: ResponsePolicy, answer: PolicyAnswer, *, now: float) ->
     return replace(answer, headers=decided)
 
 
-#: The field names of the seam's request class, looked up on first use (`_field_names`).
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _field_names(cls: type) -> tuple[str, ...]:
-    """The fields of the dataclass `cls` (the seam's `HttpRequest`), looked up once."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(item.name for item in dataclasses.fields(cls))
-    return names
-
-
 def _changed_request(
     request: HttpRequest,
     removed: Sequence[str],
@@ -447,20 +375,14 @@ def _changed_request(
     new_target: str | None,
     lowered: tuple[str, ...] | None = None,
 ) -> HttpRequest:
-    """`request` with the policy's header changes and URL rewrite: `dataclasses.replace` at a
-    third of its cost (every field copied as it is, then the two set), once per request.
+    """`request` with the policy's header changes and URL rewrite (`HttpRequest.with_head`),
+    once per request the policy changes.
     `lowered`: its header names folded to lower case, if known (`apply_headers`)."""
     headers = request.headers
     if removed or added:
         headers = apply_headers(headers, removed, added, lowered)
     target = request.target if new_target is None else new_target.encode("utf-8")
-    cls = type(request)
-    new = object.__new__(cls)
-    for name in _field_names(cls):
-        object.__setattr__(new, name, getattr(request, name))
-    object.__setattr__(new, "headers", headers)
-    object.__setattr__(new, "target", target)
-    return new
+    return request.with_head(headers, target)
 
 
 def apply_headers(
@@ -472,7 +394,7 @@ def apply_headers(
     """`headers` with a phase's changes (`HeaderChanges`) applied: the `removals` dropped (by
     lower-case name), the `added` ones appended; an added Host replaces the request's Host
     (one Host only, RFC 9110 §7.2). `lowered`, if given, is each header's name decoded as
-    Latin-1 and folded to lower case, in order (`_decoded`): the names are then not folded
+    Latin-1 and folded to lower case, in order (`decoded_headers`): the names are then not folded
     again."""
     appended = [(name.encode("latin-1"), value.encode("utf-8")) for name, value in added]
     removed: set[str] | None = set(removals) if removals else None
@@ -482,7 +404,11 @@ def apply_headers(
             break
     if removed is None:
         return [*headers, *appended]
-    if lowered is not None:
+    if lowered is not None and len(removed) == 1 and lowered.count(only := next(iter(removed))) < 2:
+        kept = list(headers)  # one name to drop, there once or not at all (the commonest case)
+        if only in lowered:
+            del kept[lowered.index(only)]
+    elif lowered is not None:
         kept = [pair for pair, name in zip(headers, lowered, strict=True) if name not in removed]
     elif "".join(removed).isascii():  # every name ASCII: one test of them all
         # ASCII names (tokens, as validation makes them): bytes.lower() folds the same ASCII
@@ -522,18 +448,6 @@ def upstream_failed(policy: ResponsePolicy, *, now: float) -> None:
     while current is not None:
         record_outcomes(current.carried.breakers, status=None, now=now)
         current = current.outer
-
-
-def _unknown_conn(request: HttpRequest) -> ConnFacts:
-    """Facts from the request alone, for a shell that passed no `ClientConn`."""
-    host, _, port = request.client_addr.rpartition(":")
-    return ConnFacts(
-        client_ip=host.strip("[]"),
-        client_port=int(port) if port.isdigit() else 0,
-        server_ip="",
-        server_port=0,
-        sni=request.sni,
-    )
 
 
 def _log_records(

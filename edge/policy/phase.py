@@ -452,7 +452,9 @@ class PhaseRun:
         existed = bool(self.header_values(message, name))
         if name not in self.removed:
             self.removed.append(name)
-        self.added = [(key, kept) for key, kept in self.added if key != name]
+        added = self.added
+        if added and any(key == name for key, _ in added):  # else: nothing to drop, no copy
+            self.added = [(key, kept) for key, kept in added if key != name]
         self.deferred.append((name, None))
         return existed
 

@@ -23,7 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from edge.policy.actions import CATALOGUE, ActionConfig, ActionSpec, terminates
+from edge.policy.actions import (
+    CATALOGUE,
+    ActionConfig,
+    ActionSpec,
+    AddHeadersConfig,
+    RemoveHeadersConfig,
+    terminates,
+)
 from edge.policy.actions_jwt import JwtValidationConfig
 from edge.policy.cel import Compiled, compile_expression
 from edge.policy.document import Action, Policy, Rule
@@ -91,6 +98,11 @@ class CompiledPolicy:
     #: a jwt-validation token in the body): the shells buffer it first. False keeps the body
     #: streaming, at no cost.
     reads_request_body: bool = False
+    #: `on_http_response` may read the request phase's result variables (`actions.ngrok.*`),
+    #: so the shell carries them to it. False when it cannot: it is empty, or it only adds and
+    #: removes headers and no expression or header value of it names `actions`
+    #: (`_response_reads_results`); the shell then carries none (they could not be seen).
+    response_reads_results: bool = True
     #: The phases as the edge's untraced runs execute them (`edge.policy.plan`), by phase
     #: name: planned on first use by `edge.policy.engine`, then kept with the policy.
     plans: dict[str, tuple[PlannedRule, ...]] = field(
@@ -111,6 +123,28 @@ def check(policy: Policy, *, protocol: str) -> tuple[PolicyError, ...]:
     checker = _Checker(protocol, stop_at_first=False)
     checker.run(policy)
     return tuple(checker.errors)
+
+
+def _response_reads_results(rules: tuple[CompiledRule, ...]) -> bool:
+    """Whether a response phase of `rules` may read `actions.ngrok.*`: True unless every
+    action of it is add-headers or remove-headers (whose runs read no other variables) and
+    neither its expressions nor its header values name `actions`. (Any other action may read
+    them through templates of its own: it is assumed to.)"""
+    named: set[str] = set()
+    for rule in rules:
+        for expression in rule.expressions:
+            named |= expression.variables
+        for action in rule.actions:
+            config = action.config
+            if isinstance(config, RemoveHeadersConfig):
+                continue
+            if not isinstance(config, AddHeadersConfig):
+                return True
+            for _, template in config.headers:
+                for part in template.parts:
+                    if not isinstance(part, str):
+                        named |= part.variables
+    return "actions" in named
 
 
 class _Checker:
@@ -157,7 +191,11 @@ class _Checker:
             for action in rule.actions
         )
         return CompiledPolicy(
-            protocol=self.protocol, source=policy, reads_request_body=reads_body, **phases
+            protocol=self.protocol,
+            source=policy,
+            reads_request_body=reads_body,
+            response_reads_results=_response_reads_results(phases.get("on_http_response", ())),
+            **phases,
         )
 
     def phase(self, phase: str, rules: tuple[Rule, ...]) -> tuple[CompiledRule, ...]:

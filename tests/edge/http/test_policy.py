@@ -14,11 +14,10 @@ from edge.endpoints.registry import AttachedPolicy
 from edge.events import POLICY_LOG_EVENT, EventLog
 from edge.http.headers import Headers, response_headers
 from edge.http.policy import (
-    _KNOWN_NAMES,
-    _NAMES,
-    _decoded,
-    _request_facts,
-    request_facts,
+    ResponsePolicy,
+    _changed_request,
+    _new_policed,
+    apply_headers,
     upstream_failed,
 )
 from edge.http.seam import (
@@ -30,9 +29,10 @@ from edge.http.seam import (
     client_response_headers,
     decide,
 )
-from edge.policy.activation import ConnFacts, RequestFacts, ResponseFacts
+from edge.policy.activation import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
 from edge.policy.document import load_policy
 from edge.policy.engine import (
+    Carried,
     Forward,
     HeaderChanges,
     Respond,
@@ -42,6 +42,7 @@ from edge.policy.engine import (
 from edge.policy.ratelimit import PolicyState
 from edge.policy.validate import validate
 from edge.store import SQLiteStore
+from tests.edge.http.test_policy_facts import reference_facts
 from tests.edge.http.test_seam import NOW, Route, Router, on_connection, request
 from tests.edge.policy.test_plan import POLICIES
 
@@ -104,6 +105,32 @@ on_http_request:
     expected = dataclasses.replace(req, target=b"/new", headers=[*req.headers, (b"x-added", b"1")])
     assert decision.request == expected
     assert req.target == b"/old"  # the seam's request itself is left as it was
+
+
+def test_the_changed_request_is_what_replace_gives_for_every_kind_of_change() -> None:
+    req = dataclasses.replace(request(), sni="app.test", version="HTTP/1.0")
+    lowered = tuple(name.decode("latin-1").lower() for name, _ in req.headers)
+    changed = _changed_request(req, ["host"], [("x-a", "1")], "/new?q", lowered)
+    assert changed == dataclasses.replace(
+        req, target=b"/new?q", headers=[(b"x-a", b"1")]  # Host was the only header
+    )
+    kept_target = _changed_request(req, [], [("x-b", "2")], None)
+    assert kept_target == dataclasses.replace(req, headers=[*req.headers, (b"x-b", b"2")])
+    assert type(kept_target) is HttpRequest
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        kept_target.target = b"/"  # type: ignore[misc]
+
+
+def test_the_response_state_is_built_as_its_constructors_build_it() -> None:
+    facts = RequestFacts(method="GET", scheme="https", host="app.test", path="/")
+    policy = attached("on_http_request: []")
+    conn = ConnFacts(client_ip="1.2.3.4", client_port=5, server_ip="", server_port=0)
+    endpoint = EndpointFacts(url="https://app.test", host="app.test", port=443, protocol="https")
+    route, req, carried = Route(), request(), Carried()
+    made = _new_policed(route, req, policy, conn, facts, endpoint, carried)
+    assert made == Policed(route, req, ResponsePolicy(policy, conn, facts, endpoint, carried))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.body = b""  # type: ignore[misc]
 
 
 def test_decide_with_a_policy_answers_a_deny_without_an_error_code() -> None:
@@ -267,6 +294,39 @@ on_http_response:
     assert headers == [(b"Content-Length", b"5"), (b"x-new", b"1")]
 
 
+CARRY = """
+on_http_request:
+  - actions:
+      - type: circuit-breaker
+        config: {error_threshold: 0.5, volume_threshold: 2, window_duration: 10s,
+                 tripped_duration: 5s}
+      - type: add-headers
+        config: {headers: {x-a: "1"}}
+on_http_response:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-b: "%s"}}
+      - type: remove-headers
+        config: {headers: [server]}
+"""
+
+
+def test_the_response_phase_gets_the_result_variables_only_if_it_can_read_them() -> None:
+    raw = h11.Response(status_code=200, headers=[("Server", "x"), ("Content-Length", "0")]).headers
+    blind = policed(CARRY % "${req.method}")
+    assert isinstance(blind, Policed)
+    assert dict(blind.response.carried.results) == {}  # nothing there could see them
+    assert len(blind.response.carried.breakers) == 1  # the breaker still hears the outcome
+    headers = client_response_headers(raw, policy=blind.response, status=200, now=NOW)
+    assert headers == [(b"Content-Length", b"0"), (b"x-b", b"GET")]
+    reading = policed(CARRY % "${actions.ngrok.add_headers.headers_added['x-a']}")
+    assert isinstance(reading, Policed)
+    assert reading.response.carried.results["add_headers"] == {"headers_added": {"x-a": "1"}}
+    assert len(reading.response.carried.breakers) == 1
+    headers = client_response_headers(raw, policy=reading.response, status=200, now=NOW)
+    assert headers == [(b"Content-Length", b"0"), (b"x-b", b"1")]
+
+
 BREAKER = """
 on_http_request:
   - actions:
@@ -428,64 +488,35 @@ on_http_response:
 """
 
 
-def _reference_facts(request: HttpRequest) -> RequestFacts:
-    """The reference for `request_facts`, written out plainly: every header decoded, the last
-    Host and the last all-digit Content-Length (by folded name) taken."""
-    path, _, query = request.target.decode("latin-1").partition("?")
-    headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers)
-    host, length = request.host, None
-    for name, value in headers:
-        if name.lower() == "host":
-            host = value
-        elif name.lower() == "content-length" and value.isdigit():
-            length = int(value)
-    return RequestFacts(
-        method=request.method.decode("latin-1"),
-        scheme=request.scheme,
-        host=host,
-        path=path if path.startswith("/") else "/" + path,
-        query=query,
-        headers=headers,
-        content_length=length,
-        version=request.version,
-    )
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        [],
-        [(b"Host", b"app.test")],
-        [(b"HOST", b"one.test"), (b"x-a", b"1"), (b"host", b"two.test")],
-        [(b"Content-Length", b"12"), (b"Host", b"app.test")],
-        [(b"content-length", b"12"), (b"CONTENT-LENGTH", b"x"), (b"Content-Length", b"7")],
-        [(b"Content-Length", b"7"), (b"Content-Length", b"nope")],
-        [(b"\xc0-Name", b"\xe9t\xe9"), (b"X-\xdc", b"1"), (b"Host", b"h.test")],
-    ],
-)
-def test_request_facts_are_what_the_plain_reading_gives(headers: Headers) -> None:
-    req = dataclasses.replace(request(), target=b"small?a=1", headers=headers)
-    assert request_facts(req) == _reference_facts(req)
-    # and the names the phase is given, folded as `header_values` folds them
-    facts, lowered = _request_facts(req)
-    assert lowered == tuple(name.lower() for name, _ in facts.headers)
-
-
-def test_the_decoded_header_names_are_kept_up_to_a_bound() -> None:
-    before = len(_NAMES)
-    names = [(b"X-Unseen-%d" % number, b"v") for number in range(_KNOWN_NAMES + 10)]
-    decoded, lowered = _decoded(names)
-    assert decoded[-1] == (f"X-Unseen-{_KNOWN_NAMES + 9}", "v")
-    assert lowered[-1] == f"x-unseen-{_KNOWN_NAMES + 9}"
-    assert before <= len(_NAMES) == _KNOWN_NAMES
-
-
 def _applied(headers: Headers, changes: HeaderChanges) -> Headers:
     """The reference: drop every header named in `removed` (and Host if one is added), then
     append `added`, names folded to lower case for the comparison."""
     gone = set(changes.removed) | {name for name, _ in changes.added if name == "host"}
     kept = [(n, v) for n, v in headers if n.decode("latin-1").lower() not in gone]
     return kept + [(n.encode("latin-1"), v.encode("utf-8")) for n, v in changes.added]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"Server", b"a"), (b"X-A", b"1")],
+        [(b"X-A", b"1"), (b"SERVER", b"a"), (b"X-B", b"2")],
+        [(b"server", b"a"), (b"X-A", b"1"), (b"Server", b"b")],
+        [(b"X-A", b"1"), (b"\xc0-Name", b"x")],
+    ],
+)
+@pytest.mark.parametrize("removed", [(), ("server",), ("server", "x-a"), ("x-none",)])
+@pytest.mark.parametrize("added", [(), (("x-new", "1"),), (("host", "h.test"),)])
+def test_apply_headers_drops_and_appends_as_the_plain_reading_does(
+    headers: Headers, removed: tuple[str, ...], added: tuple[tuple[str, str], ...]
+) -> None:
+    expected = _applied(headers, HeaderChanges(removed, added))
+    before = list(headers)
+    lowered = tuple(name.decode("latin-1").lower() for name, _ in headers)
+    assert apply_headers(headers, removed, added, lowered) == expected
+    assert apply_headers(headers, removed, added) == expected
+    assert headers == before  # the headers given are left as they were
 
 
 @pytest.mark.parametrize("name", _SHELL_POLICIES)
@@ -523,7 +554,7 @@ def test_the_seam_applies_the_policy_as_the_traced_engine_decides(
     ).headers
     # the reference: the traced engine on the same facts
     compiled = validate(load_policy(text), protocol="https")
-    facts = _reference_facts(req)
+    facts = reference_facts(req)
     conn = ConnFacts(
         client_ip=client, client_port=5000, server_ip="", server_port=0, sni="app.test"
     )

@@ -3,6 +3,7 @@ HTTP versions share. Pure: values in, values out (no sockets, no clock)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -13,6 +14,7 @@ import trio
 from edge.config import HttpConfig
 from edge.endpoints.registry import AttachedPolicy, StreamLimitError
 from edge.http.h1.upstream import UpstreamError
+from edge.http.policy import ClientConn
 from edge.http.seam import (
     AgentStreamError,
     ClientBodyError,
@@ -73,6 +75,28 @@ def request(host: str = "app.test", scheme: str = "https") -> HttpRequest:
 
 
 # ----------------------------------------------------------------------------- the decision
+
+
+def test_a_request_with_another_head_keeps_every_other_field() -> None:
+    conn = ClientConn(None, ("198.51.100.7", 4000), "app.test")
+    req = HttpRequest(
+        method=b"PUT",
+        target=b"/old",
+        host="app.test",
+        scheme="http",
+        headers=[(b"Host", b"app.test")],
+        accept=b"application/json",
+        client_addr="198.51.100.7:4000",
+        sni="app.test",
+        conn=conn,
+        version="HTTP/1.0",
+    )
+    changed = req.with_head([(b"X-New", b"1")], b"/new?q")
+    assert changed == dataclasses.replace(req, headers=[(b"X-New", b"1")], target=b"/new?q")
+    assert changed.conn is conn
+    assert req.target == b"/old"  # the request itself is left as it was
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.target = b"/"  # type: ignore[misc]
 
 
 def test_decide_forwards_to_the_endpoint_for_the_host_and_scheme() -> None:

@@ -199,3 +199,34 @@ on_http_response:
     assert caught.value.code == ERR_NGROK_2201
     codes = [error.code for error in check(policy, protocol="https")]
     assert codes == ["ERR_NGROK_2201", "ERR_NGROK_2200", "ERR_NGROK_2215", "ERR_NGROK_2202"]
+
+
+@pytest.mark.parametrize(
+    ("response_phase", "reads"),
+    [
+        ("[]", False),
+        ("[{actions: [{type: remove-headers, config: {headers: [server]}}]}]", False),
+        (
+            "[{expressions: ['res.status_code == 200'], actions: [{type: add-headers,"
+            " config: {headers: {x-a: '${req.method}-1'}}}]}]",
+            False,
+        ),
+        (
+            "[{actions: [{type: add-headers,"
+            " config: {headers: {x-a: '${actions.ngrok.add_headers.headers_added}'}}}]}]",
+            True,
+        ),
+        (
+            "[{expressions: ['has(actions.ngrok.url_rewrite)'],"
+            " actions: [{type: remove-headers, config: {headers: [server]}}]}]",
+            True,
+        ),
+        ("[{actions: [{type: log, config: {metadata: {a: b}}}]}]", True),
+        ("[{actions: [{type: custom-response, config: {status_code: 200}}]}]", True),
+    ],
+)
+def test_the_response_phase_reads_the_result_variables_unless_it_cannot(
+    response_phase: str, reads: bool
+) -> None:
+    text = f"on_http_request: []\non_http_response: {response_phase}\n"
+    assert validate(load_policy(text), protocol="https").response_reads_results is reads
