@@ -27,6 +27,11 @@ them (`CompiledPolicy.response_reads_results`), and the per-request frozen value
 `ResponsePolicy` and `Policed`: `_new_policed`) are built by their slots (`slot_setters`), at
 a third of the cost of their keyword constructors.
 
+A phase that only edits headers, and whose result variables nothing can read, runs light
+(`edge.policy.light`: no `PhaseRun`, no result dicts, the response's headers decoded only if
+an expression or value reads them); where the light run gives up (whatever the planned run
+would leave to cel-python, or fail), the phase runs in full, from the start.
+
 The engine never logs; its records (`log` actions and runtime failures) are logged here, one
 INFO line each (WARNING for a runtime failure, which the operator must fix), naming the
 endpoint URL, the phase and rule, and the metadata. Nothing here raises: the engine fails one
@@ -68,6 +73,7 @@ from edge.policy.engine import (
     run_http_response_edits,
 )
 from edge.policy.forward_internal import ForwardCheck
+from edge.policy.light import LightRun, light_plan, run_light
 from edge.policy.outcomes import NOTHING_CARRIED
 from edge.policy.phase import PhaseRun
 
@@ -224,6 +230,14 @@ def request_phase(
     facts, lowered = request_facts_and_names(request)
     if body is not None:
         facts = replace(facts, body=body, content_length=len(body))
+    light = light_plan(attached.compiled, "on_http_request")
+    if light is not None:  # header edits only, nothing to carry (`edge.policy.light`)
+        run = LightRun(conn, facts, lowered)
+        if run_light(light, run):
+            changed = request
+            if run.removed or run.added:
+                changed = _changed_request(request, run.removed, run.added, None, lowered)
+            return _new_policed(route, changed, attached, conn, facts, endpoint, NOTHING_CARRIED)
     outcome = run_http_request_edits(  # untraced: the edge needs no `policy test` account
         attached.compiled,
         conn,
@@ -298,8 +312,20 @@ def response_phase(
         return response_phase(policy.outer, status, inner, now=now, upstream=upstream)
     if upstream and policy.carried.breakers:
         record_outcomes(policy.carried.breakers, status=status, now=now)
-    if not policy.attached.compiled.on_http_response:
+    compiled = policy.attached.compiled
+    if not compiled.on_http_response:
         return headers  # an empty phase changes nothing: no facts, no run
+    light = light_plan(compiled, "on_http_response")
+    if light is not None:  # header edits only (`edge.policy.light`): headers decoded if read
+        run = LightRun(
+            policy.conn,
+            policy.request,
+            None,
+            new_response_facts(status, ()),
+            functools.partial(decoded_headers, headers),
+        )
+        if run_light(light, run):
+            return _edited(headers, run.removed, run.added, run.response_lowered)
     decoded, lowered = decoded_headers(headers)
     facts = new_response_facts(status, decoded)
     outcome = run_http_response_edits(  # untraced, as the request phase
@@ -317,7 +343,20 @@ def response_phase(
         _log_records(tuple(outcome.logs), policy.endpoint.url, policy.attached.events)
     if isinstance(outcome, Respond):
         return _answer(outcome)
-    removed, added = outcome.removed, outcome.added
+    headers = _edited(headers, outcome.removed, outcome.added, lowered)
+    if outcome.body_steps:  # compress-response, response-body-find-replace
+        return _body_phase(policy, status, headers, tuple(outcome.body_steps))
+    return headers
+
+
+def _edited(
+    headers: Headers,
+    removed: Sequence[str],
+    added: Sequence[tuple[str, str]],
+    lowered: Sequence[str] | None,
+) -> Headers:
+    """The response head `headers` with a response phase's header changes, but for the
+    framing headers. `lowered`: its names folded to lower case, if known (`apply_headers`)."""
     if removed or added:
         # The body is framed by the upstream's head (or the answer's length): a policy does not
         # change the framing headers, which would make the response unsendable.
@@ -327,8 +366,6 @@ def response_phase(
             removed = [name for name in removed if name not in _FRAMING]
             added = [(name, value) for name, value in added if name not in _FRAMING]
         headers = apply_headers(headers, removed, added, lowered)
-    if outcome.body_steps:  # compress-response, response-body-find-replace
-        return _body_phase(policy, status, headers, tuple(outcome.body_steps))
     return headers
 
 

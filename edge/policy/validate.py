@@ -49,6 +49,7 @@ from edge.policy.errors import (
 from edge.policy.fields import ConfigReader
 
 if TYPE_CHECKING:
+    from edge.policy.light import LightPhase
     from edge.policy.plan import PlannedRule
 
 __all__ = [
@@ -106,6 +107,11 @@ class CompiledPolicy:
     #: The phases as the edge's untraced runs execute them (`edge.policy.plan`), by phase
     #: name: planned on first use by `edge.policy.engine`, then kept with the policy.
     plans: dict[str, tuple[PlannedRule, ...]] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
+    #: The phases planned light (`edge.policy.light`: header edits only), by phase name, None
+    #: for a phase that cannot run light: planned on first use by the shell, then kept.
+    light: dict[str, LightPhase | None] = field(
         init=False, default_factory=dict, compare=False, repr=False
     )
 

@@ -18,6 +18,8 @@ from edge.http.policy import (
     _changed_request,
     _new_policed,
     apply_headers,
+    request_phase,
+    response_phase,
     upstream_failed,
 )
 from edge.http.seam import (
@@ -615,3 +617,101 @@ def test_the_seam_differential_sees_the_changes_it_compares() -> None:
     raw = h11.Response(status_code=200, headers=[("Server", "nginx"), ("X-Other", "1")]).headers
     got = client_response_headers(raw, policy=decision.response, status=200, now=NOW)
     assert got == [(b"X-Other", b"1"), (b"x-bench-policy", b"rules10")]
+
+
+# -------------------------------------------------------------- light runs (edge.policy.light)
+_BENCH_POLICIES = Path(__file__).resolve().parents[3] / "benchmarks" / "policies"
+_LIGHT_POLICIES = {
+    "bench10": (_BENCH_POLICIES / "rules10.yml").read_text(),
+    "headers read and edited": """
+on_http_request:
+  - expressions: ["hasReqHeader('x-keep') && req.method == 'GET'"]
+    actions:
+      - type: remove-headers
+        config: {headers: [x-keep]}
+      - type: add-headers
+        config: {headers: {x-keep: "again", x-client: "${conn.client_ip}"}}
+on_http_response:
+  - expressions: ["hasResHeader('server') && res.status_code == 200"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-server: "${getResHeader('server')[0]}"}}
+      - type: remove-headers
+        config: {headers: [server, content-length, x-absent]}
+      - type: add-headers
+        config: {headers: {x-req: "${getReqHeader('x-keep')[0]}"}}
+""",
+    # gives up: a header value with CR/LF (the full run's 2238), a missing variable (2254)
+    "header injection": """
+on_http_request:
+  - actions:
+      - type: add-headers
+        config: {headers: {x-echo: "${getReqHeader('x-keep')[0]}"}}
+on_http_response:
+  - expressions: ["vars.missing == 'x'"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-never: "1"}}
+""",
+}
+_LIGHT_REQUESTS = {
+    "plain": request(),
+    "kept": dataclasses.replace(
+        request(), headers=[(b"Host", b"app.test"), (b"X-Keep", b"1"), (b"X-Bench-Client", b"w")]
+    ),
+    "evil": dataclasses.replace(
+        request(), headers=[(b"Host", b"app.test"), (b"X-Keep", b"a\r\nb: c")]
+    ),
+}
+
+
+def _phases(text: str, req: HttpRequest, *, light: bool) -> tuple[object, object]:
+    """The request phase's decision and the response phase's head on an upstream response,
+    run light where the policy allows (`light`) or only ever in full."""
+    policy = attached(text)
+    if not light:
+        policy.compiled.light.update(on_http_request=None, on_http_response=None)
+    route = PolicyRoute(text)
+    decided = request_phase(req, route, policy, now=NOW)
+    if not isinstance(decided, Policed):
+        return decided, None
+    head = [(b"Server", b"nginx"), (b"Content-Length", b"5"), (b"X-Other", b"1")]
+    return dataclasses.replace(decided, route=None, response=None), response_phase(
+        decided.response, 200, head, now=NOW
+    )
+
+
+@pytest.mark.parametrize("name", sorted(_LIGHT_POLICIES))
+@pytest.mark.parametrize("req", sorted(_LIGHT_REQUESTS))
+def test_a_light_run_changes_the_messages_as_the_full_run_does(name: str, req: str) -> None:
+    text, message = _LIGHT_POLICIES[name], _LIGHT_REQUESTS[req]
+    assert _phases(text, message, light=True) == _phases(text, message, light=False)
+
+
+def test_the_light_differential_sees_changes_and_failures() -> None:
+    # Not vacuous: the light runs above change both messages, and fail as the full run does.
+    text = _LIGHT_POLICIES["headers read and edited"]
+    decided, head = _phases(text, _LIGHT_REQUESTS["kept"], light=True)
+    assert isinstance(decided, Policed)
+    assert decided.request.headers == [
+        (b"Host", b"app.test"),
+        (b"X-Bench-Client", b"w"),
+        (b"x-keep", b"again"),
+        (b"x-client", b"203.0.113.9"),
+    ]
+    assert head == [
+        (b"Content-Length", b"5"),
+        (b"X-Other", b"1"),
+        (b"x-server", b"nginx"),
+        (b"x-req", b"1"),  # the request as it came: the phase reads its facts
+    ]
+    policy = attached(text)
+    request_phase(_LIGHT_REQUESTS["kept"], PolicyRoute(text), policy, now=NOW)
+    assert policy.compiled.light["on_http_request"] is not None  # it did run light
+    failed, _ = _phases(_LIGHT_POLICIES["header injection"], _LIGHT_REQUESTS["evil"], light=True)
+    assert isinstance(failed, PolicyAnswer) and failed.status == 500
+    assert (b"Burrow-Error-Code", b"ERR_NGROK_2238") in failed.headers
+    _, head = _phases(_LIGHT_POLICIES["header injection"], _LIGHT_REQUESTS["kept"], light=True)
+    assert isinstance(head, PolicyAnswer) and (b"Burrow-Error-Code", b"ERR_NGROK_2254") in (
+        head.headers
+    )

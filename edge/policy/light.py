@@ -1,0 +1,312 @@
+"""The edge's light run of a phase that only edits headers and sets variables.
+
+Many policies' phases do no more than add and remove headers (and set variables for them),
+under expressions that read the request, the response and the connection. Run planned
+(`edge.policy.plan`), such a phase still pays for what nothing can see: a `PhaseRun` with its
+dozen containers, a result dict per action, each header's value decoded, a lookup per removed
+header to say whether it was there (`actions.ngrok.remove_headers.headers_removed`). So a phase
+is also planned light (`light_plan`, kept in `CompiledPolicy.light`) when
+
+* every action is add-headers, remove-headers or set-vars, and none names the Host header in
+  `on_http_request` (an added Host also changes `req.host`: left to the full run);
+* every expression, header value and variable value reads the facts through direct closures
+  (`edge.policy.cel_fast`) and names only `conn`, `req`, `res` and `vars`, so no CEL
+  activation should be needed;
+* nothing can read the phase's result variables: no expression or string of the phase names
+  `actions`, and, for `on_http_request`, the response phase does not read them
+  (`CompiledPolicy.response_reads_results`); a light run keeps none.
+
+`run_light` runs such a phase on a `LightRun`, which offers the closures the same reads a
+`PhaseRun` does (the facts, `vars`, `header_values` of the headers as changed so far), and
+records the header changes exactly as `PhaseRun.defer_header` would (`removed`, `added`). It
+gives up (returns False) wherever the planned run would leave anything to cel-python or to
+the engine's rendering: a closure that raised or answered no boolean, a string it could not
+render or that a header may not hold, a variable the phase lacks. Nothing a light run does is
+seen outside it (no state, no log, no breaker), so the caller then runs the phase again, in
+full, from the start, and gets exactly the planned run's outcome, error or answer. A phase
+that keeps giving up (`GIVE_UP_LIMIT` runs in a row: its closures read a field only the views
+have, say) is then run in full only, so it does not pay for both runs on every request.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from celpy import celtypes
+
+from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsConfig
+from edge.policy.cel import to_cel
+from edge.policy.cel_facts import FALSE, TRUE
+from edge.policy.cel_fast import Direct
+from edge.policy.plan import _MISSING, _PHASE_VARIABLES, _fixed_value, _renderer, _typed
+
+if TYPE_CHECKING:
+    from edge.policy.activation import ConnFacts, RequestFacts, ResponseFacts
+    from edge.policy.validate import CompiledPolicy, CompiledRule
+
+__all__ = ["LightPhase", "LightRun", "light_plan", "run_light"]
+
+#: What the planned run takes as an expression's answer (anything else goes to cel-python)
+_BOOLEANS: Final = (bool, celtypes.BoolType)
+
+#: (name, fixed text or None, renderer or None) per added header
+_Added = tuple[tuple[str, str | None, Callable[[Any], str | None] | None], ...]
+#: (name, getter) per variable: the getter gives `_MISSING` where it cannot
+_Vars = tuple[tuple[str, Callable[[Any], object]], ...]
+
+
+class LeftToFullRunError(Exception):
+    """A light run met what only the full run can do (raised inside the closures)."""
+
+
+#: The root variables the direct closures read without a CEL activation (`edge.policy.cel_facts`
+#: DIRECT, the header getters, `vars.*`): an expression or string naming another (`endpoint`,
+#: `time`, `actions`) would make every light run give up, so its phase is not planned light.
+_LIGHT_VARIABLES: Final = frozenset({"conn", "req", "res", "vars"})
+#: How many light runs of a phase may give up in a row before the policy stops running it
+#: light: a phase whose closures read what only the full run has (`req.headers`, say) gives
+#: up on every request and would pay for both runs; a few requests a light run cannot answer
+#: (a header value with CR/LF) reset nothing for the others.
+GIVE_UP_LIMIT: Final = 32
+
+
+@dataclass(slots=True)
+class LightPhase:
+    """A phase planned light: per rule, its expressions' direct closures and its steps
+    (`("fixed", ((name, value), ...))` for an add-headers of fixed values only,
+    `("add", _Added)`, `("remove", names)`, `("vars", _Vars)`). `misses`: its light runs
+    that gave up since the last that did not (`GIVE_UP_LIMIT`); the one mutable field."""
+
+    rules: tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...]
+    misses: int = 0
+
+
+class LightRun:
+    """What a light run's closures read (as they read a `PhaseRun`) and what it changed.
+
+    `request`/`response`: the facts; `request_lowered`, if known, the request's header names
+    folded to lower case, in order. The response's `headers` are not read here (they may be
+    left empty): its header values come from `response_headers`, a function giving them
+    decoded and their names folded to lower case, called on the first read of a response
+    header, if any (`response_lowered` then holds those names)."""
+
+    __slots__ = (
+        "_lowered",
+        "_response_headers",
+        "added",
+        "conn",
+        "deferred",
+        "removed",
+        "request",
+        "response",
+        "vars",
+    )
+
+    def __init__(
+        self,
+        conn: ConnFacts,
+        request: RequestFacts,
+        request_lowered: tuple[str, ...] | None = None,
+        response: ResponseFacts | None = None,
+        response_headers: Callable[[], tuple[tuple[tuple[str, str], ...], tuple[str, ...]]]
+        | None = None,
+    ) -> None:
+        self.conn = conn
+        self.request = request
+        self.response = response
+        self.vars: dict[str, object] = {}
+        self.added: list[tuple[str, str]] = []
+        self.removed: list[str] = []
+        # the changes in order, (lower-case name, value or None for a removal), as
+        # `PhaseRun.deferred` holds them: what `header_values` shows on top of the message
+        self.deferred: list[tuple[str, str | None]] = []
+        self._lowered: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
+        if request_lowered is not None:
+            self._lowered["req"] = (request.headers, request_lowered)
+        self._response_headers = response_headers
+
+    @property
+    def activation(self) -> object:
+        """A light run has none: whatever asks for it is left to the full run."""
+        raise LeftToFullRunError("the CEL activation")
+
+    def header_values(self, message: str, name: str) -> Sequence[str]:
+        """`PhaseRun.header_values`: the values of the header `name` (lower-case) of `message`
+        (`req` or `res`) as the phase has changed them so far; KeyError if the phase has no
+        such message."""
+        known = self._lowered.get(message)
+        if known is None:
+            if message == "req":
+                headers = self.request.headers
+                known = (headers, tuple([key.lower() for key, _ in headers]))
+            elif message == "res" and self._response_headers is not None:
+                known = self._response_headers()
+            else:
+                raise KeyError(message)
+            self._lowered[message] = known
+        headers, lowered = known
+        values: Sequence[str]
+        if name not in lowered:
+            values = ()
+        elif lowered.count(name) == 1:
+            values = (headers[lowered.index(name)][1],)
+        else:
+            values = [
+                value for key, (_, value) in zip(lowered, headers, strict=True) if key == name
+            ]
+        if self.deferred and (message == "res") == (self.response is not None):
+            changed: list[str] | None = None
+            for key, change in self.deferred:
+                if key == name:
+                    if change is None:
+                        changed = []
+                    elif changed is None:
+                        changed = [*values, change]
+                    else:
+                        changed.append(change)
+            if changed is not None:
+                return changed
+        return values
+
+    @property
+    def response_lowered(self) -> tuple[str, ...] | None:
+        """The response's header names folded to lower case, if a read decoded them."""
+        known = self._lowered.get("res")
+        return None if known is None else known[1]
+
+    def remove(self, name: str) -> None:
+        """`PhaseRun.defer_header(name, None)`, but for its answer (which nothing reads)."""
+        if name not in self.removed:
+            self.removed.append(name)
+        added = self.added
+        if added and any(key == name for key, _ in added):
+            self.added = [(key, kept) for key, kept in added if key != name]
+        self.deferred.append((name, None))
+
+
+def light_plan(policy: CompiledPolicy, phase: str) -> LightPhase | None:
+    """`phase` of `policy` planned light, or None if it cannot run light (see the module's
+    doc); planned on first use, then kept with the policy. None too once its light runs gave
+    up `GIVE_UP_LIMIT` times in a row: the phase then runs in full for the policy's life."""
+    cache = policy.light
+    if phase in cache:
+        known = cache[phase]
+        if known is not None and known.misses >= GIVE_UP_LIMIT:
+            known = cache[phase] = None
+        return known
+    rules: tuple[CompiledRule, ...] = getattr(policy, phase)
+    planned = None
+    if phase != "on_http_request" or not policy.response_reads_results:
+        planned = _plan(rules, phase)
+    cache[phase] = planned
+    return planned
+
+
+def _plan(rules: tuple[CompiledRule, ...], phase: str) -> LightPhase | None:
+    available = _PHASE_VARIABLES[phase] & _LIGHT_VARIABLES
+    in_request = phase == "on_http_request"
+    planned: list[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]]] = []
+    for rule in rules:
+        checks: list[Direct] = []
+        for expression in rule.expressions:
+            if expression.direct is None or not expression.variables <= available:
+                return None
+            checks.append(expression.direct)
+        steps: list[tuple[str, Any]] = []
+        for action in rule.actions:
+            config = action.config
+            if isinstance(config, AddHeadersConfig):
+                added = []
+                for name, template in config.headers:
+                    if in_request and name == "host":
+                        return None
+                    fixed = _fixed_value(template)
+                    render = None if fixed is not None else _renderer(template, available)
+                    if fixed is None and render is None:
+                        return None
+                    added.append((name, fixed, render))
+                if all(fixed is not None for _, fixed, _ in added):
+                    steps.append(("fixed", tuple((name, fixed) for name, fixed, _ in added)))
+                else:
+                    steps.append(("add", tuple(added)))
+            elif isinstance(config, RemoveHeadersConfig):
+                if in_request and "host" in config.headers:
+                    return None
+                steps.append(("remove", tuple(config.headers)))
+            elif isinstance(config, SetVarsConfig):
+                values = []
+                for name, value in config.vars:
+                    get = _typed(value, available)
+                    if get is None:  # its closures read only `available`, or there are none
+                        return None
+                    values.append((name, get))
+                steps.append(("vars", tuple(values)))
+            else:
+                return None
+        planned.append((tuple(checks), tuple(steps)))
+    return LightPhase(tuple(planned))
+
+
+def run_light(phase: LightPhase, run: LightRun) -> bool:
+    """Run `phase` on `run` as the planned run would: True with `run.removed` and `run.added`
+    its header changes, or False where it gave up (the caller runs the phase in full)."""
+    if _run(phase.rules, run):
+        if phase.misses:
+            phase.misses = 0
+        return True
+    phase.misses += 1
+    return False
+
+
+def _run(
+    rules: tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...], run: LightRun
+) -> bool:
+    for checks, steps in rules:
+        for direct in checks:
+            try:
+                value = direct(run)
+            except Exception:  # left to cel-python by the planned run: the full run's
+                return False
+            if value is TRUE:
+                continue
+            if value is FALSE:
+                break
+            if not isinstance(value, _BOOLEANS):  # left to cel-python by the planned run
+                return False
+            if not value:
+                break
+        else:
+            if not _steps(steps, run):
+                return False
+    return True
+
+
+def _steps(steps: tuple[tuple[str, Any], ...], run: LightRun) -> bool:
+    """Run a matched rule's actions on `run`: False where the light run gives up."""
+    for kind, items in steps:
+        if kind == "fixed":  # add-headers of fixed values only: recorded at once
+            run.added.extend(items)
+            run.deferred.extend(items)
+        elif kind == "add":
+            for name, fixed, render in items:
+                text = fixed
+                if text is None:
+                    text = render(run)
+                    if text is None or "\r" in text or "\n" in text or "\0" in text:
+                        return False  # the engine's rendering, and its error: the full run's
+                run.added.append((name, text))
+                run.deferred.append((name, text))
+        elif kind == "remove":
+            for name in items:
+                run.remove(name)
+        else:
+            for name, get in items:
+                result = get(run)
+                if result is _MISSING:
+                    return False
+                run.vars[name] = to_cel(result)
+    return True
