@@ -42,7 +42,7 @@ from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsCo
 from edge.policy.cel import to_cel
 from edge.policy.cel_facts import FALSE, TRUE
 from edge.policy.cel_fast import Direct
-from edge.policy.plan import _MISSING, _PHASE_VARIABLES, _fixed_value, _renderer, _typed
+from edge.policy.plan import MISSING, PHASE_VARIABLES, fixed_value, template_renderer, typed_getter
 
 if TYPE_CHECKING:
     from edge.policy.activation import ConnFacts, RequestFacts, ResponseFacts
@@ -55,7 +55,7 @@ _BOOLEANS: Final = (bool, celtypes.BoolType)
 
 #: (name, fixed text or None, renderer or None) per added header
 _Added = tuple[tuple[str, str | None, Callable[[Any], str | None] | None], ...]
-#: (name, getter) per variable: the getter gives `_MISSING` where it cannot
+#: (name, getter) per variable: the getter gives `MISSING` where it cannot
 _Vars = tuple[tuple[str, Callable[[Any], object]], ...]
 
 
@@ -207,7 +207,7 @@ def light_plan(policy: CompiledPolicy, phase: str) -> LightPhase | None:
 
 
 def _plan(rules: tuple[CompiledRule, ...], phase: str) -> LightPhase | None:
-    available = _PHASE_VARIABLES[phase] & _LIGHT_VARIABLES
+    available = PHASE_VARIABLES[phase] & _LIGHT_VARIABLES
     in_request = phase == "on_http_request"
     planned: list[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]]] = []
     for rule in rules:
@@ -224,8 +224,8 @@ def _plan(rules: tuple[CompiledRule, ...], phase: str) -> LightPhase | None:
                 for name, template in config.headers:
                     if in_request and name == "host":
                         return None
-                    fixed = _fixed_value(template)
-                    render = None if fixed is not None else _renderer(template, available)
+                    fixed = fixed_value(template)
+                    render = None if fixed is not None else template_renderer(template, available)
                     if fixed is None and render is None:
                         return None
                     added.append((name, fixed, render))
@@ -240,7 +240,7 @@ def _plan(rules: tuple[CompiledRule, ...], phase: str) -> LightPhase | None:
             elif isinstance(config, SetVarsConfig):
                 values = []
                 for name, value in config.vars:
-                    get = _typed(value, available)
+                    get = typed_getter(value, available)
                     if get is None:  # its closures read only `available`, or there are none
                         return None
                     values.append((name, get))
@@ -306,7 +306,7 @@ def _steps(steps: tuple[tuple[str, Any], ...], run: LightRun) -> bool:
         else:
             for name, get in items:
                 result = get(run)
-                if result is _MISSING:
+                if result is MISSING:
                     return False
                 run.vars[name] = to_cel(result)
     return True

@@ -16,7 +16,7 @@ first untraced run of a phase plans it (`plan_phase`, kept in `CompiledPolicy.pl
   through the direct closures and change headers with `PhaseRun.defer_header`; each falls back
   to the engine's own rendering (`PhaseRun.render`, `PhaseRun.typed`) for a string it cannot
   render, so a failure has the same code, message and place. A header value without `${...}`
-  is checked once, here, for what a header may not hold (`_fixed_value`), and then used as it
+  is checked once, here, for what a header may not hold (`fixed_value`), and then used as it
   is; an add-headers whose values are all fixed (and no Host) records its changes in one go
   while the message's view is unbuilt, as `defer_header` would one by one. Every other action
   runs the engine's runner after `PhaseRun.sync_headers`, so it sees the headers as changed
@@ -52,6 +52,8 @@ from edge.policy.validate import CompiledAction, CompiledRule
 
 __all__ = [
     "ERR_NGROK_2300",
+    "MISSING",
+    "PHASE_VARIABLES",
     "Ending",
     "Failed",
     "PlannedAction",
@@ -59,8 +61,11 @@ __all__ = [
     "Runner",
     "evaluate_rule_expression",
     "fail",
+    "fixed_value",
     "plan_phase",
     "run_planned",
+    "template_renderer",
+    "typed_getter",
 ]
 
 #: ngrok's "internal gateway error" (traffic-policy.md §1): a fault in the engine itself, never
@@ -71,12 +76,12 @@ Runner = Callable[[PhaseRun, Any, Place], Answer | Hangup | Handoff | None]
 
 #: The root variables each phase has (`edge.policy.phase._Activation`): a direct closure runs
 #: only where all the variables its expression names are there.
-_PHASE_VARIABLES: Final[Mapping[str, frozenset[str]]] = {
+PHASE_VARIABLES: Final[Mapping[str, frozenset[str]]] = {
     "on_tcp_connect": frozenset({"conn", "endpoint", "time", "vars", "actions"}),
     "on_http_request": frozenset({"conn", "endpoint", "time", "vars", "actions", "req"}),
     "on_http_response": frozenset({"conn", "endpoint", "time", "vars", "actions", "req", "res"}),
 }
-_MISSING: Final = object()
+MISSING: Final = object()
 _BOOLEANS: Final = (bool, celtypes.BoolType)
 
 
@@ -138,7 +143,7 @@ def plan_phase(
     rules: tuple[CompiledRule, ...], phase: str, runners: Mapping[type, Runner]
 ) -> tuple[PlannedRule, ...]:
     """The rules of `phase` planned; `runners` are the engine's, by config type."""
-    available = _PHASE_VARIABLES[phase]
+    available = PHASE_VARIABLES[phase]
     planned: list[PlannedRule] = []
     for rule in rules:
         tests = tuple(
@@ -213,7 +218,7 @@ def run_planned(run: PhaseRun, rules: tuple[PlannedRule, ...]) -> Ending | None:
 Render = Callable[[PhaseRun], str | None]
 
 
-def _renderer(template: Template, available: frozenset[str]) -> Render | None:
+def template_renderer(template: Template, available: frozenset[str]) -> Render | None:
     """`template` rendered through direct closures (None from the closure: it could not, and
     `PhaseRun.render` must), or None if some part has no direct closure."""
     parts: list[str | Direct] = []
@@ -259,7 +264,7 @@ def _add_headers(config: AddHeadersConfig, available: frozenset[str]) -> Runner:
     # (name, template, renderer, the text itself if the template is a fixed one a header may
     # hold: checked here once, not per request)
     items = tuple(
-        (name, template, _renderer(template, available), _fixed_value(template))
+        (name, template, template_renderer(template, available), fixed_value(template))
         for name, template in config.headers
     )
 
@@ -299,7 +304,7 @@ def _add_headers(config: AddHeadersConfig, available: frozenset[str]) -> Runner:
     return add_fixed
 
 
-def _fixed_value(template: Template) -> str | None:
+def fixed_value(template: Template) -> str | None:
     """The text of a template without `${...}` if a header value may hold it (no CR, LF or
     NUL: the engine's rendering refuses those, so they are left to it), else None."""
     if not template.is_static:
@@ -316,20 +321,20 @@ def _remove_headers(run: PhaseRun, config: RemoveHeadersConfig, place: Place) ->
 def _set_vars(config: SetVarsConfig, available: frozenset[str]) -> Runner:
     items: list[tuple[str, object, Callable[[PhaseRun], object] | None]] = []
     for name, value in config.vars:
-        items.append((name, value, _typed(value, available)))
+        items.append((name, value, typed_getter(value, available)))
 
     def set_vars(run: PhaseRun, config: SetVarsConfig, place: Place) -> None:
         for name, value, get in items:
-            result = get(run) if get is not None else _MISSING
-            if result is _MISSING:
+            result = get(run) if get is not None else MISSING
+            if result is MISSING:
                 result = run.typed(value, place.at_field(f"config.vars.{name}"))
             run.set_var(name, result)
 
     return set_vars
 
 
-def _typed(value: object, available: frozenset[str]) -> Callable[[PhaseRun], object] | None:
-    """`PhaseRun.typed(value)` as a closure giving `_MISSING` where it cannot, or None if it
+def typed_getter(value: object, available: frozenset[str]) -> Callable[[PhaseRun], object] | None:
+    """`PhaseRun.typed(value)` as a closure giving `MISSING` where it cannot, or None if it
     never can (maps and lists, strings with an expression that has no direct closure)."""
     if isinstance(value, Mapping | tuple | list):
         return None
@@ -347,18 +352,18 @@ def _typed(value: object, available: frozenset[str]) -> Callable[[PhaseRun], obj
             try:
                 return direct(run)
             except Exception:
-                return _MISSING
+                return MISSING
 
         return one
     if value.is_static:
         converted = to_cel(value.render({}))  # its text, as `PhaseRun.set_var` stores it
         return lambda run: converted
-    render = _renderer(value, available)
+    render = template_renderer(value, available)
     if render is None:
         return None
 
     def rendered(run: PhaseRun) -> object:
         text = render(run)
-        return _MISSING if text is None else text
+        return MISSING if text is None else text
 
     return rendered
