@@ -42,6 +42,7 @@ from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsCo
 from edge.policy.cel import to_cel
 from edge.policy.cel_facts import FALSE, TRUE
 from edge.policy.cel_fast import Direct
+from edge.policy.phase import current_values
 from edge.policy.plan import MISSING, PHASE_VARIABLES, fixed_value, template_renderer, typed_getter
 
 if TYPE_CHECKING:
@@ -149,28 +150,8 @@ class LightRun:
                 raise KeyError(message)
             self._lowered[message] = known
         headers, lowered = known
-        values: Sequence[str]
-        if name not in lowered:
-            values = ()
-        elif lowered.count(name) == 1:
-            values = (headers[lowered.index(name)][1],)
-        else:
-            values = [
-                value for key, (_, value) in zip(lowered, headers, strict=True) if key == name
-            ]
-        if self.deferred and (message == "res") == (self.response is not None):
-            changed: list[str] | None = None
-            for key, change in self.deferred:
-                if key == name:
-                    if change is None:
-                        changed = []
-                    elif changed is None:
-                        changed = [*values, change]
-                    else:
-                        changed.append(change)
-            if changed is not None:
-                return changed
-        return values
+        pending = self.deferred if (message == "res") == (self.response is not None) else ()
+        return current_values(headers, lowered, name, pending)
 
     @property
     def response_lowered(self) -> tuple[str, ...] | None:

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from edge.policy.breaker import Breaker
     from edge.policy.run_response_body import BodyStep
 
-__all__ = ["Answer", "Hangup", "LogRecord", "PhaseRun", "plain", "text_of"]
+__all__ = ["Answer", "Hangup", "LogRecord", "PhaseRun", "current_values", "plain", "text_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +206,39 @@ class _Activation(Mapping[str, object]):
     def __len__(self) -> int:
         return len(self._names())
 
+
+
+def current_values(
+    headers: Sequence[tuple[str, str]],
+    lowered: Sequence[str],
+    name: str,
+    deferred: Sequence[tuple[str, str | None]],
+) -> Sequence[str]:
+    """The values of the header `name` (lower-case) in `headers` (their names folded in
+    `lowered`, in order), with the phase's `deferred` changes to it applied: (name, value)
+    added, (name, None) removed, in the order they were made. The caller must not change the
+    result."""
+    values: Sequence[str]
+    if name not in lowered:  # the names tested at C speed: absent headers cost no loop
+        values = ()
+    elif lowered.count(name) == 1:
+        values = (headers[lowered.index(name)][1],)
+    else:
+        pairs = zip(lowered, headers, strict=True)
+        values = [value for key, (_, value) in pairs if key == name]
+    if deferred:
+        changed: list[str] | None = None  # copied only if a deferred change is this name's
+        for key, change in deferred:
+            if key == name:
+                if change is None:
+                    changed = []
+                elif changed is None:
+                    changed = [*values, change]
+                else:
+                    changed.append(change)
+        if changed is not None:
+            return changed
+    return values
 
 @dataclass(eq=False, slots=True, init=False)
 class PhaseRun:
@@ -409,27 +442,8 @@ class PhaseRun:
         else:
             lowered = tuple([key.lower() for key, _ in headers])
             self.lowered_names[message] = (headers, lowered)
-        values: Sequence[str]
-        if name not in lowered:  # the names tested at C speed: absent headers cost no loop
-            values = ()
-        elif lowered.count(name) == 1:
-            values = (headers[lowered.index(name)][1],)
-        else:
-            pairs = zip(lowered, headers, strict=True)
-            values = [value for key, (_, value) in pairs if key == name]
-        if self.deferred and (message == "res") == (self.response is not None):
-            changed: list[str] | None = None  # copied only if a deferred change is this name's
-            for key, change in self.deferred:
-                if key == name:
-                    if change is None:
-                        changed = []
-                    elif changed is None:
-                        changed = [*values, change]
-                    else:
-                        changed.append(change)
-            if changed is not None:
-                return changed
-        return values
+        pending = self.deferred if (message == "res") == (self.response is not None) else ()
+        return current_values(headers, lowered, name, pending)
 
     def defer_header(self, name: str, value: str | None) -> bool:
         """`add_header(name, value)`, or `remove_header(name)` if `value` is None, with the
