@@ -18,6 +18,7 @@ from typing import Any, Final
 from celpy import celtypes
 
 __all__ = [
+    "BOOLEANS",
     "DIRECT",
     "FALSE",
     "RAW",
@@ -64,11 +65,12 @@ def kind(value: object) -> type | None:
     return None
 
 
-_BOOLEANS: Final = (bool, celtypes.BoolType)
+#: What CEL answers as a boolean: a Python bool from the direct closures, or cel-python's.
+BOOLEANS: Final = (bool, celtypes.BoolType)
 
 
 def boolean(value: object) -> bool:
-    if isinstance(value, _BOOLEANS):
+    if isinstance(value, BOOLEANS):
         return bool(value)
     raise FastPathError("not a boolean")
 

@@ -36,11 +36,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from celpy import celtypes
-
 from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsConfig
 from edge.policy.cel import to_cel
-from edge.policy.cel_facts import FALSE, TRUE
+from edge.policy.cel_facts import BOOLEANS, FALSE, TRUE
 from edge.policy.cel_fast import Direct
 from edge.policy.phase import current_values
 from edge.policy.plan import MISSING, PHASE_VARIABLES, fixed_value, template_renderer, typed_getter
@@ -51,8 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LightPhase", "LightRun", "light_plan", "run_light"]
 
-#: What the planned run takes as an expression's answer (anything else goes to cel-python)
-_BOOLEANS: Final = (bool, celtypes.BoolType)
 
 #: (name, fixed text or None, renderer or None) per added header
 _Added = tuple[tuple[str, str | None, Callable[[Any], str | None] | None], ...]
@@ -256,7 +252,7 @@ def _run(
                 continue
             if value is FALSE:
                 break
-            if not isinstance(value, _BOOLEANS):  # left to cel-python by the planned run
+            if not isinstance(value, BOOLEANS):  # left to cel-python by the planned run
                 return False
             if not value:
                 break

@@ -42,7 +42,7 @@ from celpy import celtypes
 
 from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsConfig
 from edge.policy.cel import Compiled, to_cel
-from edge.policy.cel_facts import FALSE, TRUE
+from edge.policy.cel_facts import BOOLEANS, FALSE, TRUE
 from edge.policy.cel_fast import Direct
 from edge.policy.errors import ERR_NGROK_2254, Place, PolicyRuntimeError
 from edge.policy.forward_internal import Handoff
@@ -82,7 +82,6 @@ PHASE_VARIABLES: Final[Mapping[str, frozenset[str]]] = {
     "on_http_response": frozenset({"conn", "endpoint", "time", "vars", "actions", "req", "res"}),
 }
 MISSING: Final = object()
-_BOOLEANS: Final = (bool, celtypes.BoolType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +187,7 @@ def run_planned(run: PhaseRun, rules: tuple[PlannedRule, ...]) -> Ending | None:
                 continue
             if value is FALSE:
                 break
-            if isinstance(value, _BOOLEANS):
+            if isinstance(value, BOOLEANS):
                 truth = bool(value)
             else:
                 try:
