@@ -67,8 +67,33 @@ on_http_response:
       - type: add-headers
         config: {headers: {x-done: "${res.status_code}", x-ua: "${getReqHeader('user-agent')[0]}"}}
 """,
+    # A NUL copied into a header: the engine's rendering refuses it, so the light run gives up.
+    "light nul value": """
+on_http_request:
+  - expressions: ["hasReqHeader('x-nul')"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-copied: "${getReqHeader('x-nul')[0]}"}}
+""",
+    # Booleans that are CEL values but not the closures' TRUE and FALSE (set-vars keeps them).
+    "light boolean vars": """
+on_http_request:
+  - actions:
+      - type: set-vars
+        config: {vars: [{yes_flag: true}, {no_flag: false}]}
+  - expressions: ["vars.yes_flag"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-yes: "1"}}
+  - expressions: ["vars.no_flag"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-no: "1"}}
+""",
 }
 ALL = {**POLICIES, **LIGHT}
+# A request with a NUL in a header value (the policies above copy it into another header).
+NUL_REQUEST = request("/", headers=(("X-Nul", "a\x00b"),))
 
 
 def _light_request(
@@ -101,7 +126,7 @@ def _light_response(
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
-@pytest.mark.parametrize("req", REQUESTS, ids=["get", "post", "bench"])
+@pytest.mark.parametrize("req", [*REQUESTS, NUL_REQUEST], ids=["get", "post", "bench", "nul"])
 @pytest.mark.parametrize("res", RESPONSES, ids=["200", "502"])
 @pytest.mark.parametrize("conn", [CONN, LOOPBACK], ids=["remote", "loopback"])
 def test_a_light_run_gives_the_planned_runs_changes_or_gives_up(
@@ -163,6 +188,11 @@ def test_the_differential_covers_light_runs_that_change_and_that_give_up() -> No
     for name in ("failing template", "failing set-vars"):
         done, _ = _light_request(ALL[name], CONN, REQUESTS[0])
         assert done is False, name
+    done, _ = _light_request(LIGHT["light nul value"], CONN, NUL_REQUEST)
+    assert done is False
+    done, run = _light_request(LIGHT["light boolean vars"], CONN, req)
+    assert done is True and run is not None
+    assert run.added == [("x-yes", "1")]
 
 
 def test_the_benchmark_policy_runs_light_in_both_phases() -> None:
