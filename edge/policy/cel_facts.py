@@ -12,6 +12,7 @@ Pure: no I/O; nothing kept between evaluations but the answers of `inCidrRange(<
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -22,6 +23,8 @@ __all__ = [
     "DIRECT",
     "FALSE",
     "RAW",
+    "RAW_SOURCE",
+    "RECIPES",
     "TRUE",
     "FastPathError",
     "boolean",
@@ -148,6 +151,44 @@ RAW: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
     ("conn", ("server_port",)): lambda run: run.conn.server_port,
     ("res", ("status_code",)): lambda run: run.response.status,
 }
+#: Each `RAW` reader's attribute path on a running phase (`run.<path>`), for the checks the
+#: light run writes out in line (`edge.policy.light`).
+_RAW_PATHS: Final = {
+    ("req", ("method",)): "request.method",
+    ("req", ("host",)): "request.host",
+    ("req", ("version",)): "request.version",
+    ("req", ("url", "path")): "request.path",
+    ("req", ("url", "raw_path")): "request.path",
+    ("req", ("url", "query")): "request.query",
+    ("req", ("url", "scheme")): "request.scheme",
+    ("req", ("url", "uri")): "request.target",
+    ("conn", ("client_ip",)): "conn.client_ip",
+    ("conn", ("client_port",)): "conn.client_port",
+    ("conn", ("server_ip",)): "conn.server_ip",
+    ("conn", ("server_port",)): "conn.server_port",
+    ("res", ("status_code",)): "response.status",
+}
+if _RAW_PATHS.keys() != RAW.keys():
+    raise TypeError("every RAW reader needs its path in _RAW_PATHS, and only those")
+#: The `RAW` readers, each to its attribute path.
+RAW_SOURCE: Final[Mapping[Callable[[Any], Any], str]] = {
+    RAW[key]: path for key, path in _RAW_PATHS.items()
+}
+#: How some closures over a running phase compute their answer, for code that writes a check
+#: out in line instead of calling its closure (`edge.policy.light`); weak, so a policy's
+#: closures go with it. Each recipe is a tuple whose first item names its kind:
+#:
+#: * `("compare", raw, op, constant, kind)`: `_TRUE if op(raw(run), constant) else _FALSE`
+#:   where `type(raw(run)) is kind` (str or int), else it raises (`raw_comparison`);
+#: * `("method", raw, test, fixed)`: the same with `test(text, fixed)` of a str (`startsWith`,
+#:   `endsWith`, `contains` of a fact: `edge.policy.cel_fast`);
+#: * `("cidr", raw, answers)`: `answers.get(raw(run))` when remembered (`remembered_cidr`);
+#: * `("has_header", message, name)`: `_TRUE if run.header_values(message, name) else _FALSE`;
+#: * `("and", left, right)`, `("not", operand)`: CEL's `&&` and `!` of two closures
+#:   (`edge.policy.cel_fast`).
+RECIPES: Final[weakref.WeakKeyDictionary[Callable[[Any], Any], tuple[Any, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 #: How many client addresses each `inCidrRange(conn.client_ip, '<literal>')` remembers its
 #: answer for (a pure function of the address text): the same clients come back request after
 #: request; past the bound, new addresses are computed and not kept.
@@ -171,6 +212,7 @@ def raw_comparison(raw: _Node, compare: Callable[[Any, Any], bool], constant: An
                 raise FastPathError("comparison outside the subset")
             return _TRUE if compare(a, text) else _FALSE
 
+        RECIPES[raw_string] = ("compare", raw, compare, text, str)
         return raw_string
     number = int(constant)
 
@@ -180,6 +222,7 @@ def raw_comparison(raw: _Node, compare: Callable[[Any, Any], bool], constant: An
             raise FastPathError("comparison outside the subset")
         return _TRUE if compare(a, number) else _FALSE
 
+    RECIPES[raw_int] = ("compare", raw, compare, number, int)
     return raw_int
 
 
@@ -197,6 +240,7 @@ def remembered_cidr(function: Callable[..., object], raw: _Node, cidr: str) -> _
                 answers[address] = answer
         return answer
 
+    RECIPES[in_range] = ("cidr", raw, answers)
     return in_range
 
 
@@ -204,7 +248,12 @@ def fixed_header_getter(message: str, has: bool, wanted: str) -> _Node:
     """`hasReqHeader('name')`/`getReqHeader('name')` (and the Res ones) over a running phase,
     for a literal name (`wanted`, lower-cased once)."""
     if has:
-        return lambda run: _TRUE if run.header_values(message, wanted) else _FALSE
+
+        def has_header(run: Any) -> Any:
+            return _TRUE if run.header_values(message, wanted) else _FALSE
+
+        RECIPES[has_header] = ("has_header", message, wanted)
+        return has_header
     return lambda run: _strings(run.header_values(message, wanted))
 
 

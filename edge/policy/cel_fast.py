@@ -56,6 +56,7 @@ from edge.policy.cel_facts import (
     DIRECT,
     FALSE,
     RAW,
+    RECIPES,
     TRUE,
     FastPathError,
     fixed_header_getter,
@@ -238,6 +239,7 @@ class _Compiler:
                 return second
             return _cel_bool(_boolean(second))
 
+        RECIPES[both] = ("and", left, right)
         return both
 
     def _relation(self, children: list[Any]) -> _Node:
@@ -349,6 +351,7 @@ class _Compiler:
                 return TRUE
             return _cel_bool(not _boolean(value))
 
+        RECIPES[negate] = ("not", operand)
         return negate
 
     def _member_dot(self, children: list[Any]) -> _Node:
@@ -441,6 +444,7 @@ class _Compiler:
                     raise FastPathError(f"{method}() outside the subset")
                 return TRUE if test(text, fixed) else FALSE
 
+            RECIPES[raw_method] = ("method", raw, test, fixed)
             return raw_method
 
         def string_method(activation: Mapping[str, Any]) -> Any:

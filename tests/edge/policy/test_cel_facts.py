@@ -1,12 +1,14 @@
 """edge/policy/cel_facts.py: what the fast closures read from a running phase.
 
 Every `DIRECT` reader gives what the view gives (same text, same CEL type) and every `RAW`
-reader the same value as plain Python; the remembered `inCidrRange` answers stay the macro's
-and stay bounded; a raw comparison refuses (leaves to cel-python) a fact of another type.
+reader the same value as plain Python, as its attribute path does; the remembered
+`inCidrRange` answers stay the macro's and stay bounded; a raw comparison refuses (leaves to
+cel-python) a fact of another type.
 """
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from edge.policy.cel_facts import (
     DIRECT,
     FALSE,
     RAW,
+    RAW_SOURCE,
     TRUE,
     FastPathError,
     fixed_header_getter,
@@ -73,6 +76,14 @@ def test_raw_readers_give_the_same_value_as_plain_python(key: tuple[str, tuple[s
     assert type(raw) in (str, int)
     assert raw == DIRECT[key](_run())
     assert set(RAW) <= set(DIRECT)
+
+
+@pytest.mark.parametrize("key", sorted(RAW))
+def test_each_raw_readers_path_reads_what_it_reads(key: tuple[str, tuple[str, ...]]) -> None:
+    # The light run writes `run.<path>` in place of calling the reader (edge.policy.light).
+    path = RAW_SOURCE[RAW[key]]
+    assert attrgetter(path)(_run()) == RAW[key](_run())
+    assert len(RAW_SOURCE) == len(RAW)
 
 
 def test_a_raw_comparison_answers_for_its_type_and_refuses_another() -> None:

@@ -90,6 +90,72 @@ on_http_request:
       - type: add-headers
         config: {headers: {x-no: "1"}}
 """,
+    # Each comparison and string test the light run writes out in line, true and false
+    # across the requests and responses of the differential.
+    "light comparisons": """
+on_http_request:
+  - expressions: ["req.url.path < '/small'"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-lt: "1"}}
+  - expressions: ["req.url.path <= '/small'"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-le: "1"}}
+  - expressions: ["req.url.path > '/small'"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-gt: "1"}}
+  - expressions: ["req.url.path >= '/small'"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-ge: "1"}}
+  - expressions: ["req.method != 'GET'"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-ne: "1"}}
+  - expressions: ["req.url.path.endsWith('/old')"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-ends: "1"}}
+  - expressions: ["req.url.path.contains('mal')"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-contains: "1"}}
+  - expressions: ["!req.url.path.startsWith('/abc')"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-not-starts: "1"}}
+  - expressions: ["conn.client_port >= 1024 && req.method == 'GET'"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-port: "1"}}
+on_http_response:
+  - expressions: ["res.status_code < 200"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-lt: "1"}}
+  - expressions: ["res.status_code <= 200"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-le: "1"}}
+  - expressions: ["res.status_code > 200"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-gt: "1"}}
+  - expressions: ["res.status_code >= 502"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-ge: "1"}}
+  - expressions: ["res.status_code != 502"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-ne: "1"}}
+  - expressions: ["!(res.status_code == 200)"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-not: "1"}}
+""",
 }
 ALL = {**POLICIES, **LIGHT}
 # A request with a NUL in a header value (the policies above copy it into another header).
@@ -188,6 +254,10 @@ def test_the_differential_covers_light_runs_that_change_and_that_give_up() -> No
     for name in ("failing template", "failing set-vars"):
         done, _ = _light_request(ALL[name], CONN, REQUESTS[0])
         assert done is False, name
+    done, run = _light_request(LIGHT["light comparisons"], CONN, REQUESTS[2])  # GET /small
+    assert done is True and run is not None
+    expected = ["x-le", "x-ge", "x-contains", "x-not-starts", "x-port"]
+    assert [name for name, _ in run.added] == expected
     done, _ = _light_request(LIGHT["light nul value"], CONN, NUL_REQUEST)
     assert done is False
     done, run = _light_request(LIGHT["light boolean vars"], CONN, req)
