@@ -440,6 +440,14 @@ def apply_headers(
     Loops rather than comprehensions where a phase's changes are a name or two: in Python
     3.11 each comprehension is a call, and on the edge, run once per request between others,
     every call's code is likely out of the CPU's caches."""
+    if not removals:  # only additions (the commonest request edit): one copy, appended to
+        result = list(headers)
+        for name, value in added:
+            if name == "host":
+                break
+            result.append((name.encode("latin-1"), value.encode("utf-8")))
+        else:
+            return result
     appended: Headers = []
     removed: set[str] | None = set(removals) if removals else None
     for name, value in added:

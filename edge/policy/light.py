@@ -177,8 +177,10 @@ class LightRun:
         if name not in self.removed:
             self.removed.append(name)
         added = self.added
-        if added and any(key == name for key, _ in added):
-            self.added = [(key, kept) for key, kept in added if key != name]
+        for key, _ in added:  # a loop, not a generator: most runs have added a name or none
+            if key == name:
+                self.added = [(key, kept) for key, kept in added if key != name]
+                break
         self.deferred.append((name, None))
 
 
