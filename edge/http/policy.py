@@ -52,7 +52,9 @@ from edge.endpoints.registry import AttachedPolicy
 from edge.events import EventLog
 from edge.http.headers import Headers
 from edge.http.policy_facts import (
+    BARE_RESPONSES,
     ClientConn,
+    bare_response_facts,
     decoded_headers,
     new_response_facts,
     request_facts_and_names,
@@ -317,12 +319,11 @@ def response_phase(
         return headers  # an empty phase changes nothing: no facts, no run
     light = light_plan(compiled, "on_http_response")
     if light is not None:  # header edits only (`edge.policy.light`): headers decoded if read
+        facts = BARE_RESPONSES.get(status)
+        if facts is None:
+            facts = bare_response_facts(status)
         run = LightRun(
-            policy.conn,
-            policy.request,
-            None,
-            new_response_facts(status, ()),
-            functools.partial(decoded_headers, headers),
+            policy.conn, policy.request, None, facts, functools.partial(decoded_headers, headers)
         )
         if run_light(light, run):
             return _edited(headers, run.removed, run.added, run.response_lowered)

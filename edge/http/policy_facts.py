@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from edge.http.seam import HttpRequest
 
 __all__ = [
+    "BARE_RESPONSES",
     "KNOWN_NAMES",
     "NAMES",
     "ClientConn",
+    "bare_response_facts",
     "decoded_headers",
     "new_request_facts",
     "new_response_facts",
@@ -168,6 +170,20 @@ def new_response_facts(status: int, headers: tuple[tuple[str, str], ...]) -> Res
     _SET_STATUS(facts, status)
     _SET_RES_HEADERS(facts, headers)
     _SET_RES_LENGTH(facts, None)
+    return facts
+
+
+#: `ResponseFacts` with no headers, by status (`bare_response_facts`).
+BARE_RESPONSES: dict[int, ResponseFacts] = {}
+
+
+def bare_response_facts(status: int) -> ResponseFacts:
+    """`ResponseFacts(status=status, headers=())`: a light run's response facts (it reads the
+    headers through a function). Frozen, so one per status (100-999, all a codec passes)
+    serves every response; kept in `BARE_RESPONSES`."""
+    facts = new_response_facts(status, ())
+    if 100 <= status <= 999:
+        BARE_RESPONSES[status] = facts
     return facts
 
 

@@ -116,6 +116,7 @@ class LightRun:
         "deferred",
         "removed",
         "request",
+        "request_lowered",
         "response",
         "vars",
     )
@@ -131,6 +132,7 @@ class LightRun:
     ) -> None:
         self.conn = conn
         self.request = request
+        self.request_lowered = request_lowered
         self.response = response
         self.vars: dict[str, object] = {}
         self.added: list[tuple[str, str]] = []
@@ -245,7 +247,7 @@ def _plan(rules: tuple[CompiledRule, ...], phase: str) -> LightPhase | None:
                 return None
         planned.append((tuple(checks), tuple(steps)))
     rules_planned = tuple(planned)
-    return LightPhase(rules_planned, _written_out(rules_planned))
+    return LightPhase(rules_planned, _written_out(rules_planned, in_request))
 
 
 def run_light(phase: LightPhase, run: LightRun) -> bool:
@@ -259,43 +261,55 @@ def run_light(phase: LightPhase, run: LightRun) -> bool:
     return False
 
 
-def _written_out(
-    rules: tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...],
-) -> Callable[[LightRun], bool]:
-    """`rules` as one function of a `LightRun`: per rule, its checks in order (a closure that
-    raised or answered no boolean gives up; false ends the rule), then its steps (a rendered
-    value a header may not hold, or a variable whose value cannot be had, gives up).
+class _Source:
+    """The function `_written_out` is writing: its globals (`bind`), which phase it runs,
+    and the header names its steps so far change (a later check of one reads the change)."""
 
-    Only this skeleton is source text; every closure, name and value of the policy is a global
-    of the function, bound by a generated identifier (`bind`)."""
-    bound: dict[str, Any] = {
-        "TRUE": TRUE,
-        "FALSE": FALSE,
-        "BOOLEANS": BOOLEANS,
-        "MISSING": MISSING,
-        "to_cel": to_cel,
-    }
+    def __init__(self, in_request: bool) -> None:
+        self.in_request = in_request
+        self.touched: set[str] = set()
+        self.bound: dict[str, Any] = {
+            "TRUE": TRUE,
+            "FALSE": FALSE,
+            "BOOLEANS": BOOLEANS,
+            "MISSING": MISSING,
+            "to_cel": to_cel,
+        }
 
-    def bind(value: object) -> str:
-        name = f"_{len(bound)}"
-        bound[name] = value
+    def bind(self, value: object) -> str:
+        """A new global of the function holding `value`: its name."""
+        name = f"_{len(self.bound)}"
+        self.bound[name] = value
         return name
 
+
+def _written_out(
+    rules: tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...], in_request: bool
+) -> Callable[[LightRun], bool]:
+    """`rules` (of `on_http_request` if `in_request`) as one function of a `LightRun`: per
+    rule, its checks in order (a closure that raised or answered no boolean gives up; false
+    ends the rule), then its steps (a rendered value a header may not hold, or a variable
+    whose value cannot be had, gives up).
+
+    Only this skeleton is source text; every closure, name and value of the policy is a global
+    of the function, bound by a generated identifier (`_Source.bind`)."""
+    source = _Source(in_request)
     lines = ["def light_run(run):"]
     for checks, steps in rules:
         lines.append("    while True:  # one rule: `break` ends it")
         for direct in checks:
-            lines += _check_lines(direct, bind)
+            lines += _check_lines(direct, source)
         for kind, items in steps:
-            lines += _step_lines(kind, items, bind)
+            lines += _step_lines(kind, items, source)
         lines.append("        break")
     lines.append("    return True")
+    bound = source.bound
     exec(compile("\n".join(lines), "<light run>", "exec"), bound)  # the skeleton only: above
     function: Callable[[LightRun], bool] = bound["light_run"]
     return function
 
 
-def _check_lines(direct: Direct, bind: Callable[[object], str]) -> list[str]:
+def _check_lines(direct: Direct, source: _Source) -> list[str]:
     """The source of one check of a rule, for `_written_out`: on through when true, `break`
     when false, `return False` (give up) where its closure would raise or answer no boolean.
 
@@ -304,14 +318,14 @@ def _check_lines(direct: Direct, bind: Callable[[object], str]) -> list[str]:
     turn (CEL's `&&` is false if its left is; a side that raises gives up either way)."""
     recipe = RECIPES.get(direct)
     if recipe is not None and recipe[0] == "and":
-        return _check_lines(recipe[1], bind) + _check_lines(recipe[2], bind)
-    inline = _condition(direct, bind)
+        return _check_lines(recipe[1], source) + _check_lines(recipe[2], source)
+    inline = _condition(direct, source)
     if inline is not None:
         setup, condition = inline
         return [*setup, f"        if not ({condition}):", "            break"]
     return [
         "        try:",
-        f"            value = {bind(direct)}(run)",
+        f"            value = {source.bind(direct)}(run)",
         "        except Exception:",
         "            return False",
         "        if value is not TRUE:",
@@ -341,7 +355,7 @@ _TESTS: Final[dict[object, str]] = {
 }
 
 
-def _condition(direct: Direct, bind: Callable[[object], str]) -> tuple[list[str], str] | None:
+def _condition(direct: Direct, source: _Source) -> tuple[list[str], str] | None:
     """For a closure whose recipe is written out in line, the lines that set `value` (giving
     up where the closure would raise) and a Python condition, true exactly where the closure
     answers TRUE (each of these answers only TRUE or FALSE); None for any other closure."""
@@ -350,23 +364,27 @@ def _condition(direct: Direct, bind: Callable[[object], str]) -> tuple[list[str]
         return None
     kind = recipe[0]
     if kind == "not":
-        inner = _condition(recipe[1], bind)
+        inner = _condition(recipe[1], source)
         return None if inner is None else (inner[0], f"not ({inner[1]})")
     if kind == "compare":
         _, raw, compare, constant, of = recipe
         path, symbol = RAW_SOURCE.get(raw), _OPERATORS.get(compare)
         if path is None or symbol is None or of not in (str, int):
             return None
-        return _read(path, of.__name__), f"value {symbol} {bind(constant)}"
+        return _read(path, of.__name__), f"value {symbol} {source.bind(constant)}"
     if kind == "method":
         _, raw, test, fixed = recipe
         path, form = RAW_SOURCE.get(raw), _TESTS.get(test)
         if path is None or form is None:
             return None
-        return _read(path, "str"), form.format(bind(fixed))
+        return _read(path, "str"), form.format(source.bind(fixed))
     if kind == "has_header":
         _, message, name = recipe
-        read = f"run.header_values({bind(message)}, {bind(name)})"
+        if message == "req" and source.in_request and name not in source.touched:
+            # no step of the phase so far changes it: present in the request's names as they
+            # came (`request_lowered`; a run without them gives up on the None)
+            return _guarded(f"value = {source.bind(name)} in run.request_lowered"), "value"
+        read = f"run.header_values({source.bind(message)}, {source.bind(name)})"
         return [*_guarded(f"value = {read}")], "value"
     if kind == "cidr":
         _, raw, answers = recipe
@@ -374,9 +392,9 @@ def _condition(direct: Direct, bind: Callable[[object], str]) -> tuple[list[str]
         if path is None:
             return None
         setup = _guarded(
-            f"value = {bind(answers)}.get(run.{path})",
+            f"value = {source.bind(answers)}.get(run.{path})",
             "if value is None:",
-            f"    value = {bind(direct)}(run)",
+            f"    value = {source.bind(direct)}(run)",
         )
         return setup, "value is TRUE"
     return None
@@ -398,35 +416,38 @@ def _guarded(*statements: str) -> list[str]:
     return ["        try:", *body, "        except Exception:", "            return False"]
 
 
-def _step_lines(kind: str, items: Any, bind: Callable[[object], str]) -> list[str]:
+def _step_lines(kind: str, items: Any, source: _Source) -> list[str]:
     """The source of one step of a matched rule (`LightPhase.rules`), for `_written_out`."""
     if kind == "fixed":  # add-headers of fixed values only: recorded at once
-        pairs = bind(items)
+        source.touched.update(name for name, _ in items)
+        pairs = source.bind(items)
         return [f"        run.added.extend({pairs})", f"        run.deferred.extend({pairs})"]
     lines: list[str] = []
     if kind == "add":
         for name, fixed, render in items:
+            source.touched.add(name)
             if fixed is not None:
-                pair = bind((name, fixed))
+                pair = source.bind((name, fixed))
                 lines.append(f"        run.added.append({pair})")
                 lines.append(f"        run.deferred.append({pair})")
                 continue
             lines += [
-                f"        text = {bind(render)}(run)",
+                f"        text = {source.bind(render)}(run)",
                 '        if text is None or "\\r" in text or "\\n" in text or "\\0" in text:',
                 "            return False",  # the engine's rendering, and its error: the full run's
-                f"        pair = ({bind(name)}, text)",
+                f"        pair = ({source.bind(name)}, text)",
                 "        run.added.append(pair)",
                 "        run.deferred.append(pair)",
             ]
     elif kind == "remove":
-        lines += [f"        run.remove({bind(name)})" for name in items]
+        source.touched.update(items)
+        lines += [f"        run.remove({source.bind(name)})" for name in items]
     else:
         for name, get in items:
             lines += [
-                f"        result = {bind(get)}(run)",
+                f"        result = {source.bind(get)}(run)",
                 "        if result is MISSING:",
                 "            return False",
-                f"        run.vars[{bind(name)}] = to_cel(result)",
+                f"        run.vars[{source.bind(name)}] = to_cel(result)",
             ]
     return lines

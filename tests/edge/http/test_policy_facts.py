@@ -9,8 +9,10 @@ import pytest
 
 from edge.http.headers import Headers
 from edge.http.policy_facts import (
+    BARE_RESPONSES,
     KNOWN_NAMES,
     NAMES,
+    bare_response_facts,
     decoded_headers,
     new_request_facts,
     new_response_facts,
@@ -99,3 +101,12 @@ def test_a_builder_that_misses_a_field_is_refused_at_import() -> None:
         slot_setters(ResponseFacts, ("status", "headers"))
     with pytest.raises(TypeError, match="its builder sets"):
         slot_setters(ResponseFacts, ("headers", "status", "content_length"))
+
+
+def test_bare_response_facts_are_one_per_status_and_only_for_real_statuses() -> None:
+    first = bare_response_facts(299)
+    assert first == ResponseFacts(status=299, headers=())
+    assert BARE_RESPONSES[299] is first
+    assert bare_response_facts(299) == first
+    assert bare_response_facts(1000) == ResponseFacts(status=1000, headers=())
+    assert 1000 not in BARE_RESPONSES  # a status no codec passes is made, not kept

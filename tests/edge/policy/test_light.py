@@ -155,6 +155,10 @@ on_http_response:
     actions:
       - type: add-headers
         config: {headers: {x-not: "1"}}
+  - expressions: ["hasReqHeader('x-keep')"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-req-keep: "1"}}
 """,
 }
 ALL = {**POLICIES, **LIGHT}
