@@ -29,6 +29,7 @@ __all__ = [
     "FastPathError",
     "boolean",
     "cel_bool",
+    "cel_string",
     "fixed_header_getter",
     "header_getter",
     "header_value_at",
@@ -92,6 +93,10 @@ def _string(value: str) -> celtypes.StringType:
     if type(value) is str:
         return _new_string(_STRING, value)
     return celtypes.StringType(value)
+
+
+#: `_string`, for code that writes a closure's work out in line (`edge.policy.light`).
+cel_string: Final = _string
 
 
 def _strings(values: Iterable[str]) -> celtypes.ListType:
@@ -184,8 +189,15 @@ RAW_SOURCE: Final[Mapping[Callable[[Any], Any], str]] = {
 #:   `endsWith`, `contains` of a fact: `edge.policy.cel_fast`);
 #: * `("cidr", raw, answers)`: `answers.get(raw(run))` when remembered (`remembered_cidr`);
 #: * `("has_header", message, name)`: `_TRUE if run.header_values(message, name) else _FALSE`;
-#: * `("and", left, right)`, `("not", operand)`: CEL's `&&` and `!` of two closures
-#:   (`edge.policy.cel_fast`).
+#: * `("header_at", message, name, position)`: `run.header_values(message, name)[position]`
+#:   as a CEL string (`header_value_at`);
+#: * `("and", left, right)`, `("not", operand)`: CEL's `&&` and `!` of two closures; `("var",
+#:   name)`: `run.vars[name]`; `("string_compare", left, compare, text)`: `_TRUE if compare(
+#:   left(run), text) else _FALSE` where `left(run)` is a str, else it raises
+#:   (`edge.policy.cel_fast`);
+#: * `("constant", value)`: `value`, a CEL value; `("or_missing", direct)`: `direct(run)`,
+#:   MISSING where it raises; `("text_of", direct)`: `direct(run)` as a header's text, None
+#:   where it raises (`edge.policy.plan`'s set-vars and template closures).
 RECIPES: Final[weakref.WeakKeyDictionary[Callable[[Any], Any], tuple[Any, ...]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -266,6 +278,7 @@ def header_value_at(message: str, wanted: str, position: int) -> _Node:
         value = run.header_values(message, wanted)[position]
         return _new_string(_STRING, value) if type(value) is str else _string(value)
 
+    RECIPES[value_at] = ("header_at", message, wanted, position)
     return value_at
 
 

@@ -273,6 +273,7 @@ class _Compiler:
                     raise FastPathError("comparison outside the subset")
                 return TRUE if compare_text(a, text) else FALSE
 
+            RECIPES[with_string] = ("string_compare", left, compare_text, text)
             return with_string
         right = self.node(right_tree)
 
@@ -379,6 +380,7 @@ class _Compiler:
         if getter is None and root == "vars" and len(fields) == 1:
             (name,) = fields
             getter = lambda run: run.vars[name]  # noqa: E731  # set_var keeps CEL values
+            RECIPES[getter] = ("var", name)
         if getter is None:
             return None
         read = getter

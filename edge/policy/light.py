@@ -30,12 +30,14 @@ have, say) is then run in full only, so it does not pay for both runs on every r
 One function per phase. A light phase is planned once and run on every request, so its rules
 are written out as the source of one Python function (`_written_out`), as `dataclasses` writes
 out `__init__`: a block per rule, the steps' appends in line, no loop over rules, checks and
-step kinds at run time. A check calls its expression's closure, unless the closure's recipe
-(`cel_facts.RECIPES`: a fact compared with or tested against a literal, a header's presence,
-a remembered CIDR answer, their `!`, and a top-level `&&` as two checks) is written out in
-line, doing what the closure does without the calls. On the edge, where a request finds
-little of this code in the CPU's caches, calls are what a phase costs most; together this is
-about a third of the 10-rule benchmark policy's light runs. The source is the same skeleton
+step kinds at run time. A check, a variable's value and a header's rendered value call their
+closures, unless a closure's recipe (`cel_facts.RECIPES`) is one written out in line, doing
+what the closure does without the calls: a fact compared with or tested against a literal, a
+request header's presence or first value (when no earlier step of the phase changed it), a
+variable, a remembered CIDR answer, `!` of these, a top-level `&&` as two checks, a constant
+variable. On the edge, where a request finds little of this code in the CPU's caches, calls
+are what a phase costs most: the 10-rule benchmark policy's request phase now runs with none
+but C calls. The source is the same skeleton
 for every policy: the closures, names and values of the policy are bound as globals of the
 function (`_0`, `_1`, ...), never written into its text; operators and attribute paths come
 from this module's and `cel_facts`' own tables.
@@ -50,10 +52,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from celpy import celtypes
+
 from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsConfig
 from edge.policy.cel import to_cel
-from edge.policy.cel_facts import BOOLEANS, FALSE, RAW_SOURCE, RECIPES, TRUE
+from edge.policy.cel_facts import BOOLEANS, FALSE, RAW_SOURCE, RECIPES, TRUE, cel_string
 from edge.policy.cel_fast import Direct
+from edge.policy.interpolation import as_text
 from edge.policy.phase import current_values
 from edge.policy.plan import MISSING, PHASE_VARIABLES, fixed_value, template_renderer, typed_getter
 
@@ -386,6 +391,17 @@ def _condition(direct: Direct, source: _Source) -> tuple[list[str], str] | None:
             return _guarded(f"value = {source.bind(name)} in run.request_lowered"), "value"
         read = f"run.header_values({source.bind(message)}, {source.bind(name)})"
         return [*_guarded(f"value = {read}")], "value"
+    if kind == "string_compare":
+        _, left, compare, text = recipe
+        reads = _value(left, source)
+        if reads is None:
+            return None
+        setup = [
+            *_guarded(*reads),
+            "        if not isinstance(value, str):",
+            "            return False",
+        ]
+        return setup, f"{source.bind(compare)}(value, {source.bind(text)})"
     if kind == "cidr":
         _, raw, answers = recipe
         path = RAW_SOURCE.get(raw)
@@ -397,6 +413,29 @@ def _condition(direct: Direct, source: _Source) -> tuple[list[str], str] | None:
             f"    value = {source.bind(direct)}(run)",
         )
         return setup, "value is TRUE"
+    return None
+
+
+def _value(direct: Direct, source: _Source) -> list[str] | None:
+    """For a closure whose CEL value can be read in line, the statements setting `value` to
+    it (raising where the closure raises; the caller guards them); None otherwise."""
+    recipe = RECIPES.get(direct)
+    if recipe is None:
+        return None
+    if recipe[0] == "var":
+        return [f"value = run.vars[{source.bind(recipe[1])}]"]
+    if recipe[0] == "header_at":
+        _, message, name, position = recipe
+        if message != "req" or not source.in_request or name in source.touched or position:
+            return None
+        # the first value of a header no step changed: as the request's names came
+        first = f"run.request.headers[run.request_lowered.index({source.bind(name)})][1]"
+        made = source.bind(str.__new__), source.bind(celtypes.StringType)
+        return [
+            f"value = {first}",
+            f"value = {made[0]}({made[1]}, value) if type(value) is str"
+            f" else {source.bind(cel_string)}(value)",
+        ]
     return None
 
 
@@ -431,8 +470,9 @@ def _step_lines(kind: str, items: Any, source: _Source) -> list[str]:
                 lines.append(f"        run.added.append({pair})")
                 lines.append(f"        run.deferred.append({pair})")
                 continue
+            text_lines = _text(render, source)
             lines += [
-                f"        text = {source.bind(render)}(run)",
+                *text_lines,
                 '        if text is None or "\\r" in text or "\\n" in text or "\\0" in text:',
                 "            return False",  # the engine's rendering, and its error: the full run's
                 f"        pair = ({source.bind(name)}, text)",
@@ -444,10 +484,45 @@ def _step_lines(kind: str, items: Any, source: _Source) -> list[str]:
         lines += [f"        run.remove({source.bind(name)})" for name in items]
     else:
         for name, get in items:
-            lines += [
-                f"        result = {source.bind(get)}(run)",
-                "        if result is MISSING:",
-                "            return False",
-                f"        run.vars[{source.bind(name)}] = to_cel(result)",
-            ]
+            lines += _set_var_lines(name, get, source)
     return lines
+
+
+def _text(render: Callable[[Any], str | None], source: _Source) -> list[str]:
+    """Lines setting `text` to what `render` (a header value's renderer) gives, None where it
+    cannot; in line for a renderer of one expression whose value can be read in line."""
+    recipe = RECIPES.get(render)
+    read = _value(recipe[1], source) if recipe is not None and recipe[0] == "text_of" else None
+    if read is None:
+        return [f"        text = {source.bind(render)}(run)"]
+    string, as_text_of = source.bind(celtypes.StringType), source.bind(as_text)
+    return [
+        "        try:",
+        *[f"            {statement}" for statement in read],
+        f"            if type(value) is {string}:",  # as the renderer: one test, else as_text
+        "                text = str(value)",
+        "            else:",
+        f'                text = {as_text_of}(value, "", None)',
+        "        except Exception:",
+        "            text = None",
+    ]
+
+
+def _set_var_lines(name: str, get: Callable[[Any], object], source: _Source) -> list[str]:
+    """The source of one variable of a set-vars step: in line where its getter is a constant
+    or one expression whose value can be read in line (a CEL value: `to_cel` keeps it)."""
+    target = f"run.vars[{source.bind(name)}]"
+    recipe = RECIPES.get(get)
+    if recipe is not None and recipe[0] == "constant":
+        return [f"        {target} = {source.bind(to_cel(recipe[1]))}"]
+    if recipe is not None and recipe[0] == "or_missing":
+        inner = RECIPES.get(recipe[1])
+        reads = _value(recipe[1], source)
+        if reads is not None and inner is not None and inner[0] == "header_at":  # a CEL string
+            return [*_guarded(*reads), f"        {target} = value"]
+    return [
+        f"        result = {source.bind(get)}(run)",
+        "        if result is MISSING:",
+        "            return False",
+        f"        {target} = to_cel(result)",
+    ]

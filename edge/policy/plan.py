@@ -42,7 +42,7 @@ from celpy import celtypes
 
 from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsConfig
 from edge.policy.cel import Compiled, to_cel
-from edge.policy.cel_facts import BOOLEANS, FALSE, TRUE
+from edge.policy.cel_facts import BOOLEANS, FALSE, RECIPES, TRUE
 from edge.policy.cel_fast import Direct
 from edge.policy.errors import ERR_NGROK_2254, Place, PolicyRuntimeError
 from edge.policy.forward_internal import Handoff
@@ -244,6 +244,7 @@ def template_renderer(template: Template, available: frozenset[str]) -> Render |
             except Exception:
                 return None
 
+        RECIPES[render_one] = ("text_of", only)
         return render_one
     pieces = tuple(parts)
 
@@ -303,6 +304,16 @@ def _add_headers(config: AddHeadersConfig, available: frozenset[str]) -> Runner:
     return add_fixed
 
 
+def _constant(value: object) -> Callable[[PhaseRun], object]:
+    """A getter of `value` (a CEL value) whatever the run."""
+
+    def constant(run: PhaseRun) -> object:
+        return value
+
+    RECIPES[constant] = ("constant", value)
+    return constant
+
+
 def fixed_value(template: Template) -> str | None:
     """The text of a template without `${...}` if a header value may hold it (no CR, LF or
     NUL: the engine's rendering refuses those, so they are left to it), else None."""
@@ -339,7 +350,7 @@ def typed_getter(value: object, available: frozenset[str]) -> Callable[[PhaseRun
         return None
     if not isinstance(value, Template):
         converted = to_cel(value)  # what `PhaseRun.set_var` stores: made once here
-        return lambda run: converted
+        return _constant(converted)
     parts = value.parts
     if len(parts) == 1 and isinstance(parts[0], Compiled):
         expression = parts[0]
@@ -353,10 +364,11 @@ def typed_getter(value: object, available: frozenset[str]) -> Callable[[PhaseRun
             except Exception:
                 return MISSING
 
+        RECIPES[one] = ("or_missing", direct)
         return one
     if value.is_static:
         converted = to_cel(value.render({}))  # its text, as `PhaseRun.set_var` stores it
-        return lambda run: converted
+        return _constant(converted)
     render = template_renderer(value, available)
     if render is None:
         return None
