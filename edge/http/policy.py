@@ -75,7 +75,7 @@ from edge.policy.engine import (
     run_http_response_edits,
 )
 from edge.policy.forward_internal import ForwardCheck
-from edge.policy.light import LightRun, light_plan, run_light
+from edge.policy.light import LightRun, light_plan
 from edge.policy.outcomes import NOTHING_CARRIED
 from edge.policy.phase import PhaseRun
 
@@ -232,13 +232,21 @@ def request_phase(
     facts, lowered = request_facts_and_names(request)
     if body is not None:
         facts = replace(facts, body=body, content_length=len(body))
-    light = light_plan(attached.compiled, "on_http_request")
+    planned = attached.compiled.light  # planned once (`light_plan`), then read here
+    light = (
+        planned["on_http_request"]
+        if "on_http_request" in planned
+        else light_plan(attached.compiled, "on_http_request")
+    )
     if light is not None:  # header edits only, nothing to carry (`edge.policy.light`)
         run = LightRun(conn, facts, lowered)
-        if run_light(light, run):
+        if light.run(run):
             changed = request
             if run.removed or run.added:
-                changed = _changed_request(request, run.removed, run.added, None, lowered)
+                changed = request.with_head(
+                    apply_headers(request.headers, run.removed, run.added, lowered),
+                    request.target,
+                )
             return _new_policed(route, changed, attached, conn, facts, endpoint, NOTHING_CARRIED)
     outcome = run_http_request_edits(  # untraced: the edge needs no `policy test` account
         attached.compiled,
@@ -317,7 +325,12 @@ def response_phase(
     compiled = policy.attached.compiled
     if not compiled.on_http_response:
         return headers  # an empty phase changes nothing: no facts, no run
-    light = light_plan(compiled, "on_http_response")
+    planned = compiled.light
+    light = (
+        planned["on_http_response"]
+        if "on_http_response" in planned
+        else light_plan(compiled, "on_http_response")
+    )
     if light is not None:  # header edits only (`edge.policy.light`): headers decoded if read
         facts = BARE_RESPONSES.get(status)
         if facts is None:
@@ -325,7 +338,7 @@ def response_phase(
         run = LightRun(
             policy.conn, policy.request, None, facts, functools.partial(decoded_headers, headers)
         )
-        if run_light(light, run):
+        if light.run(run):
             return _edited(headers, run.removed, run.added, run.response_lowered)
     decoded, lowered = decoded_headers(headers)
     facts = new_response_facts(status, decoded)

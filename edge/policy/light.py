@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from celpy import celtypes
@@ -99,9 +99,20 @@ class LightPhase:
     (`GIVE_UP_LIMIT`); the one mutable field."""
 
     rules: tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...]
+    #: the policy's light phases (`CompiledPolicy.light`), and this one's name there
+    cache: dict[str, LightPhase | None] = field(compare=False, repr=False)
+    phase: str
     #: `rules` written out as one function (`_written_out`): True, or False where it gave up
-    run: Callable[[LightRun], bool]
+    run: Callable[[LightRun], bool] = field(init=False, compare=False, repr=False)
     misses: int = 0
+
+    def gave_up(self) -> bool:
+        """Count a light run that gave up (False, for the run to answer); at `GIVE_UP_LIMIT`
+        in a row the phase leaves the cache's light plans: it runs in full from then on."""
+        self.misses += 1
+        if self.misses >= GIVE_UP_LIMIT:
+            self.cache[self.phase] = None
+        return False
 
 
 class LightRun:
@@ -197,19 +208,21 @@ def light_plan(policy: CompiledPolicy, phase: str) -> LightPhase | None:
     up `GIVE_UP_LIMIT` times in a row: the phase then runs in full for the policy's life."""
     cache = policy.light
     if phase in cache:
-        known = cache[phase]
-        if known is not None and known.misses >= GIVE_UP_LIMIT:
-            known = cache[phase] = None
-        return known
+        return cache[phase]
     rules: tuple[CompiledRule, ...] = getattr(policy, phase)
     planned = None
     if phase != "on_http_request" or not policy.response_reads_results:
-        planned = _plan(rules, phase)
+        steps = _plan(rules, phase)
+        if steps is not None:
+            planned = LightPhase(steps, cache, phase)
+            planned.run = _written_out(steps, planned)
     cache[phase] = planned
     return planned
 
 
-def _plan(rules: tuple[CompiledRule, ...], phase: str) -> LightPhase | None:
+def _plan(
+    rules: tuple[CompiledRule, ...], phase: str
+) -> tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...] | None:
     available = PHASE_VARIABLES[phase] & _LIGHT_VARIABLES
     in_request = phase == "on_http_request"
     planned: list[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]]] = []
@@ -251,29 +264,25 @@ def _plan(rules: tuple[CompiledRule, ...], phase: str) -> LightPhase | None:
             else:
                 return None
         planned.append((tuple(checks), tuple(steps)))
-    rules_planned = tuple(planned)
-    return LightPhase(rules_planned, _written_out(rules_planned, in_request))
+    return tuple(planned)
 
 
 def run_light(phase: LightPhase, run: LightRun) -> bool:
     """Run `phase` on `run` as the planned run would: True with `run.removed` and `run.added`
     its header changes, or False where it gave up (the caller runs the phase in full)."""
-    if phase.run(run):
-        if phase.misses:
-            phase.misses = 0
-        return True
-    phase.misses += 1
-    return False
+    return phase.run(run)
 
 
 class _Source:
     """The function `_written_out` is writing: its globals (`bind`), which phase it runs,
     and the header names its steps so far change (a later check of one reads the change)."""
 
-    def __init__(self, in_request: bool) -> None:
+    def __init__(self, in_request: bool, phase: LightPhase) -> None:
         self.in_request = in_request
         self.touched: set[str] = set()
         self.bound: dict[str, Any] = {
+            "_phase": phase,
+            "_gave_up": phase.gave_up,
             "TRUE": TRUE,
             "FALSE": FALSE,
             "BOOLEANS": BOOLEANS,
@@ -289,16 +298,16 @@ class _Source:
 
 
 def _written_out(
-    rules: tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...], in_request: bool
+    rules: tuple[tuple[tuple[Direct, ...], tuple[tuple[str, Any], ...]], ...], phase: LightPhase
 ) -> Callable[[LightRun], bool]:
-    """`rules` (of `on_http_request` if `in_request`) as one function of a `LightRun`: per
-    rule, its checks in order (a closure that raised or answered no boolean gives up; false
-    ends the rule), then its steps (a rendered value a header may not hold, or a variable
-    whose value cannot be had, gives up).
+    """`rules` of `phase` as one function of a `LightRun`: per rule, its checks in order (a
+    closure that raised or answered no boolean gives up; false ends the rule), then its steps
+    (a rendered value a header may not hold, or a variable whose value cannot be had, gives
+    up). Giving up is counted (`LightPhase.gave_up`); a run to the end resets the count.
 
     Only this skeleton is source text; every closure, name and value of the policy is a global
     of the function, bound by a generated identifier (`_Source.bind`)."""
-    source = _Source(in_request)
+    source = _Source(phase.phase == "on_http_request", phase)
     lines = ["def light_run(run):"]
     for checks, steps in rules:
         lines.append("    while True:  # one rule: `break` ends it")
@@ -307,7 +316,7 @@ def _written_out(
         for kind, items in steps:
             lines += _step_lines(kind, items, source)
         lines.append("        break")
-    lines.append("    return True")
+    lines += ["    if _phase.misses:", "        _phase.misses = 0", "    return True"]
     bound = source.bound
     exec(compile("\n".join(lines), "<light run>", "exec"), bound)  # the skeleton only: above
     function: Callable[[LightRun], bool] = bound["light_run"]
@@ -316,7 +325,7 @@ def _written_out(
 
 def _check_lines(direct: Direct, source: _Source) -> list[str]:
     """The source of one check of a rule, for `_written_out`: on through when true, `break`
-    when false, `return False` (give up) where its closure would raise or answer no boolean.
+    when false, give up (`_gave_up()`) where its closure would raise or answer no boolean.
 
     The closure is called, unless its recipe (`cel_facts.RECIPES`) is one written out in line
     here, with what the closure does and no call: a top-level `&&` is its two sides checked in
@@ -332,12 +341,12 @@ def _check_lines(direct: Direct, source: _Source) -> list[str]:
         "        try:",
         f"            value = {source.bind(direct)}(run)",
         "        except Exception:",
-        "            return False",
+        "            return _gave_up()",
         "        if value is not TRUE:",
         "            if value is FALSE:",
         "                break",
         "            if not isinstance(value, BOOLEANS):",
-        "                return False",
+        "                return _gave_up()",
         "            if not value:",
         "                break",
     ]
@@ -399,7 +408,7 @@ def _condition(direct: Direct, source: _Source) -> tuple[list[str], str] | None:
         setup = [
             *_guarded(*reads),
             "        if not isinstance(value, str):",
-            "            return False",
+            "            return _gave_up()",
         ]
         return setup, f"{source.bind(compare)}(value, {source.bind(text)})"
     if kind == "cidr":
@@ -445,14 +454,14 @@ def _read(path: str, of: str) -> list[str]:
     return [
         *_guarded(f"value = run.{path}"),
         f"        if type(value) is not {of}:",
-        "            return False",
+        "            return _gave_up()",
     ]
 
 
 def _guarded(*statements: str) -> list[str]:
-    """`statements` giving up (`return False`) on any exception, as a raising closure does."""
+    """`statements` giving up (`_gave_up()`) on any exception, as a raising closure does."""
     body = [f"            {statement}" for statement in statements]
-    return ["        try:", *body, "        except Exception:", "            return False"]
+    return ["        try:", *body, "        except Exception:", "            return _gave_up()"]
 
 
 def _step_lines(kind: str, items: Any, source: _Source) -> list[str]:
@@ -473,8 +482,9 @@ def _step_lines(kind: str, items: Any, source: _Source) -> list[str]:
             text_lines = _text(render, source)
             lines += [
                 *text_lines,
+                # the engine's rendering, and its error: the full run's
                 '        if text is None or "\\r" in text or "\\n" in text or "\\0" in text:',
-                "            return False",  # the engine's rendering, and its error: the full run's
+                "            return _gave_up()",
                 f"        pair = ({source.bind(name)}, text)",
                 "        run.added.append(pair)",
                 "        run.deferred.append(pair)",
@@ -523,6 +533,6 @@ def _set_var_lines(name: str, get: Callable[[Any], object], source: _Source) -> 
     return [
         f"        result = {source.bind(get)}(run)",
         "        if result is MISSING:",
-        "            return False",
+        "            return _gave_up()",
         f"        {target} = to_cel(result)",
     ]
