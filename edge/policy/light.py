@@ -125,8 +125,8 @@ class LightRun:
     header, if any (`response_lowered` then holds those names)."""
 
     __slots__ = (
-        "_lowered",
         "_response_headers",
+        "_response_known",
         "added",
         "conn",
         "deferred",
@@ -156,10 +156,9 @@ class LightRun:
         # the changes in order, (lower-case name, value or None for a removal), as
         # `PhaseRun.deferred` holds them: what `header_values` shows on top of the message
         self.deferred: list[tuple[str, str | None]] = []
-        self._lowered: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
-        if request_lowered is not None:
-            self._lowered["req"] = (request.headers, request_lowered)
         self._response_headers = response_headers
+        # the response's headers and folded names, once a read asked `_response_headers`
+        self._response_known: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] | None = None
 
     @property
     def activation(self) -> object:
@@ -170,24 +169,25 @@ class LightRun:
         """`PhaseRun.header_values`: the values of the header `name` (lower-case) of `message`
         (`req` or `res`) as the phase has changed them so far; KeyError if the phase has no
         such message."""
-        known = self._lowered.get(message)
-        if known is None:
-            if message == "req":
-                headers = self.request.headers
-                known = (headers, tuple([key.lower() for key, _ in headers]))
-            elif message == "res" and self._response_headers is not None:
-                known = self._response_headers()
-            else:
-                raise KeyError(message)
-            self._lowered[message] = known
-        headers, lowered = known
+        if message == "req":
+            headers = self.request.headers
+            lowered = self.request_lowered
+            if lowered is None:
+                lowered = self.request_lowered = tuple([key.lower() for key, _ in headers])
+        elif message == "res" and self._response_headers is not None:
+            known = self._response_known
+            if known is None:
+                known = self._response_known = self._response_headers()
+            headers, lowered = known
+        else:
+            raise KeyError(message)
         pending = self.deferred if (message == "res") == (self.response is not None) else ()
         return current_values(headers, lowered, name, pending)
 
     @property
     def response_lowered(self) -> tuple[str, ...] | None:
         """The response's header names folded to lower case, if a read decoded them."""
-        known = self._lowered.get("res")
+        known = self._response_known
         return None if known is None else known[1]
 
     def remove(self, name: str) -> None:
