@@ -232,6 +232,9 @@ def request_phase(
     facts, lowered = request_facts_and_names(request)
     if body is not None:
         facts = replace(facts, body=body, content_length=len(body))
+    if not attached.compiled.on_http_request and not attached.compiled.response_reads_results:
+        # a policy of the response only: nothing to run here, nothing to carry
+        return _new_policed(route, request, attached, conn, facts, endpoint, NOTHING_CARRIED)
     planned = attached.compiled.light  # planned once (`light_plan`), then read here
     light = (
         planned["on_http_request"]

@@ -14,7 +14,6 @@ from edge.http.policy_facts import (
     NAMES,
     bare_response_facts,
     decoded_headers,
-    new_request_facts,
     new_response_facts,
     request_facts,
     request_facts_and_names,
@@ -78,8 +77,19 @@ def test_the_decoded_header_names_are_kept_up_to_a_bound() -> None:
 
 
 def test_the_fast_builders_make_what_the_constructors_make() -> None:
-    headers = (("Host", "app.test"), ("X-A", "1"))
-    facts = new_request_facts("GET", "https", "app.test", "/p", "q=1", headers, 3, "HTTP/2.0")
+    headers = (("Host", "app.test"), ("X-A", "1"), ("Content-Length", "3"))
+    req = HttpRequest(
+        method=b"GET",
+        target=b"/p?q=1",
+        host="app.test",
+        scheme="https",
+        headers=[(name.encode(), value.encode()) for name, value in headers],
+        accept=None,
+        client_addr="203.0.113.9:5000",
+        sni="app.test",
+        version="HTTP/2.0",
+    )
+    facts = request_facts(req)
     assert facts == RequestFacts(
         method="GET",
         scheme="https",
