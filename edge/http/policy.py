@@ -29,8 +29,9 @@ a third of the cost of their keyword constructors.
 
 A phase that only edits headers, and whose result variables nothing can read, runs light
 (`edge.policy.light`: no `PhaseRun`, no result dicts, the response's headers decoded only if
-an expression or value reads them); where the light run gives up (whatever the planned run
-would leave to cel-python, or fail), the phase runs in full, from the start.
+an expression or value reads them; a response phase of the status alone reuses its changes
+by status); where the light run gives up (whatever the planned run would leave to
+cel-python, or fail), the phase runs in full, from the start.
 
 The engine never logs; its records (`log` actions and runtime failures) are logged here, one
 INFO line each (WARNING for a runtime failure, which the operator must fix), naming the
@@ -335,6 +336,11 @@ def response_phase(
         else light_plan(compiled, "on_http_response")
     )
     if light is not None:  # header edits only (`edge.policy.light`): headers decoded if read
+        known = light.by_status  # a phase that reads the status alone: its changes, by status
+        if known is not None:
+            changes = known.get(status)
+            if changes is not None:
+                return _edited(headers, changes[0], changes[1], None)
         facts = BARE_RESPONSES.get(status)
         if facts is None:
             facts = bare_response_facts(status)
@@ -342,6 +348,8 @@ def response_phase(
             policy.conn, policy.request, None, facts, functools.partial(decoded_headers, headers)
         )
         if light.run(run):
+            if known is not None:
+                light.remember(status, run)
             return _edited(headers, run.removed, run.added, run.response_lowered)
     decoded, lowered = decoded_headers(headers)
     facts = new_response_facts(status, decoded)

@@ -29,6 +29,9 @@ have, say) is then run in full only, so it does not pay for both runs on every r
 
 Each light phase is written out once as one Python function (`edge.policy.light_source`),
 which counts its own misses (`LightPhase.gave_up`): the shell calls `LightPhase.run` directly.
+A response phase whose function reads nothing but the status (add a header on 200s, drop
+Server) keeps its changes by status (`LightPhase.by_status`): the shell applies them without
+a run for a status it has seen.
 
 Pure: no I/O, no clock.
 """
@@ -41,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from edge.policy.actions import AddHeadersConfig, RemoveHeadersConfig, SetVarsConfig
 from edge.policy.cel_fast import Direct
-from edge.policy.light_source import Rules, written_out
+from edge.policy.light_source import Rules, reads_only_status, source, written_out
 from edge.policy.phase import current_values
 from edge.policy.plan import PHASE_VARIABLES, fixed_value, template_renderer, typed_getter
 
@@ -79,7 +82,9 @@ class LightPhase:
     (`("fixed", ((name, value), ...))` for an add-headers of fixed values only,
     `("add", _Added)`, `("remove", names)`, `("vars", _Vars)`), and the same rules as the
     function that runs them. `misses`: its light runs that gave up since the last that did not
-    (`GIVE_UP_LIMIT`); the one mutable field."""
+    (`GIVE_UP_LIMIT`). `by_status`: for a response phase whose function reads nothing but the
+    status (`light_source.reads_only_status`), what its runs changed, by status, once a run
+    for that status went to the end (`remember`); None for any other phase."""
 
     rules: Rules
     #: the policy's light phases (`CompiledPolicy.light`), and this one's name there
@@ -89,6 +94,16 @@ class LightPhase:
     #: where it gave up
     run: Callable[[LightRun], bool] = field(init=False, compare=False, repr=False)
     misses: int = 0
+    by_status: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def remember(self, status: int, run: LightRun) -> None:
+        """Keep what `run` (which went to the end, for `status`) changed, if this phase's
+        changes depend on the status alone: every later run for it would change the same.
+        Statuses 100-999 only (all a codec passes): the table stays bounded."""
+        if self.by_status is not None and 100 <= status <= 999:
+            self.by_status[status] = (tuple(run.removed), tuple(run.added))
 
     def gave_up(self) -> bool:
         """Count a light run that gave up (False, for the run to answer); at `GIVE_UP_LIMIT`
@@ -199,7 +214,10 @@ def light_plan(policy: CompiledPolicy, phase: str) -> LightPhase | None:
         steps = _plan(rules, phase)
         if steps is not None:
             planned = LightPhase(steps, cache, phase)
-            planned.run = written_out(steps, planned)
+            text, bound = source(steps, planned)
+            planned.run = written_out(text, bound)
+            if phase == "on_http_response" and reads_only_status(text):
+                planned.by_status = {}
     cache[phase] = planned
     return planned
 

@@ -12,7 +12,9 @@ finds little of this code in the CPU's caches, calls are what a phase costs most
 benchmarks/README.md): the 10-rule benchmark policy's request phase runs with none but C calls.
 
 The function gives up where its closures would raise or answer no boolean, as `light` says,
-counting it (`LightPhase.gave_up`); a run to the end resets the count.
+counting it (`LightPhase.gave_up`); a run to the end resets the count. Its text also says what
+it reads (`reads_only_status`): a response phase that reads nothing but the status changes the
+same for every response of a status, so the shell reuses its changes (`LightPhase.by_status`).
 
 Safe by construction: the source is the same skeleton for every policy. The closures, names
 and values of the policy are bound as globals of the function (`_0`, `_1`, ...), never written
@@ -25,6 +27,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,7 +42,7 @@ from edge.policy.plan import MISSING
 if TYPE_CHECKING:
     from edge.policy.light import LightPhase, LightRun
 
-__all__ = ["Rules", "source", "written_out"]
+__all__ = ["Rules", "reads_only_status", "source", "written_out"]
 
 #: A light phase's rules: per rule, its expressions' direct closures and its steps
 #: (`LightPhase.rules`).
@@ -70,21 +73,21 @@ class _Source:
         return name
 
 
-def written_out(rules: Rules, phase: LightPhase) -> Callable[[LightRun], bool]:
-    """`rules` of `phase` as one function of a `LightRun`: per rule, its checks in order (a
-    closure that raised or answered no boolean gives up; false ends the rule), then its steps
-    (a rendered value a header may not hold, or a variable whose value cannot be had, gives
-    up). Giving up is counted (`LightPhase.gave_up`); a run to the end resets the count."""
-    text, bound = source(rules, phase)
+def written_out(text: str, bound: dict[str, Any]) -> Callable[[LightRun], bool]:
+    """The function of `source` text `text` with its globals `bound`."""
     exec(compile(text, "<light run>", "exec"), bound)  # the skeleton only: see the module doc
     function: Callable[[LightRun], bool] = bound["light_run"]
     return function
 
 
 def source(rules: Rules, phase: LightPhase) -> tuple[str, dict[str, Any]]:
-    """The source of `written_out`'s function, `light_run`, and the globals it runs with:
-    every closure, name and value of the policy is one of them, bound by a generated
-    identifier (`_Source.bind`); none is written into the text."""
+    """`rules` of `phase` as the source of one function of a `LightRun`, `light_run`, and the
+    globals it runs with (every closure, name and value of the policy is one of them, bound by
+    a generated identifier, `_Source.bind`; none is written into the text). Per rule, its
+    checks in order (a closure that raised or answered no boolean gives up; false ends the
+    rule), then its steps (a rendered value a header may not hold, or a variable whose value
+    cannot be had, gives up). Giving up is counted (`LightPhase.gave_up`); a run to the end
+    resets the count."""
     written = _Source(phase.phase == "on_http_request", phase)
     lines = ["def light_run(run):"]
     for checks, steps in rules:
@@ -96,6 +99,41 @@ def source(rules: Rules, phase: LightPhase) -> tuple[str, dict[str, Any]]:
         lines.append("        break")
     lines += ["    if _phase.misses:", "        _phase.misses = 0", "    return True"]
     return "\n".join(lines), written.bound
+
+
+#: What a written-out function may do with its run and still read nothing but the response's
+#: status: read that, record its changes (`added`, `deferred`, `remove`), and set variables
+#: (a line starting `run.vars[...] = `, from a constant: any read shows as another `run.`).
+_STATUS_ONLY: Final = frozenset(
+    {
+        "run.response.status",
+        "run.added.append",
+        "run.added.extend",
+        "run.deferred.append",
+        "run.deferred.extend",
+        "run.remove",
+    }
+)
+
+
+def reads_only_status(text: str) -> bool:
+    """Whether the function of `source` text `text` reads nothing of its run but the
+    response's status, and calls none of the policy's closures (which could read anything):
+    its changes are then a function of the status. Read from the text itself, so a form
+    written out later that reads more cannot be missed."""
+    for line in text.splitlines()[1:]:  # past `def light_run(run):`
+        statement = line.strip()
+        if re.search(r"\(run\)", statement):
+            return False
+        for read in re.findall(r"\brun\.[\w.]+", statement):
+            if read in _STATUS_ONLY:
+                continue
+            if read == "run.vars" and statement.startswith("run.vars[") and "run." not in (
+                statement.partition("=")[2]
+            ):
+                continue  # a variable set to a constant
+            return False
+    return True
 
 
 def _check_lines(direct: Direct, source: _Source) -> list[str]:

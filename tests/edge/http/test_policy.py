@@ -715,3 +715,71 @@ def test_the_light_differential_sees_changes_and_failures() -> None:
     assert isinstance(head, PolicyAnswer) and (b"Burrow-Error-Code", b"ERR_NGROK_2254") in (
         head.headers
     )
+
+
+_STATUS_ONLY = """
+on_http_response:
+  - expressions: ["res.status_code == 200"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-ok: "1"}}
+  - expressions: ["res.status_code >= 500"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-failed: "1"}}
+  - actions:
+      - type: remove-headers
+        config: {headers: [server, x-ok]}
+"""
+_READS_THE_HEADERS = """
+on_http_response:
+  - expressions: ["res.status_code == 200 && hasResHeader('x-mark')"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-marked: "1"}}
+"""
+
+
+def test_a_response_phase_of_the_status_alone_repeats_its_changes_by_status() -> None:
+    policy = attached(_STATUS_ONLY)
+    decided = request_phase(request(), PolicyRoute(_STATUS_ONLY), policy, now=NOW)
+    assert isinstance(decided, Policed)
+    head = [(b"Server", b"nginx"), (b"Content-Length", b"5")]
+    expected = {
+        200: [(b"Content-Length", b"5")],
+        502: [(b"Content-Length", b"5"), (b"x-failed", b"1")],
+        404: [(b"Content-Length", b"5")],
+    }
+    for _ in range(2):  # run, then from what the runs left
+        for status, want in expected.items():
+            assert response_phase(decided.response, status, list(head), now=NOW) == want
+    light = policy.compiled.light["on_http_response"]
+    assert light is not None and light.by_status is not None
+    assert sorted(light.by_status) == [200, 404, 502]
+    assert light.by_status[200] == (("server", "x-ok"), ())  # x-ok added, then removed
+    # the same as the full run, every time
+    full = attached(_STATUS_ONLY)
+    full.compiled.light.update(on_http_request=None, on_http_response=None)
+    again = request_phase(request(), PolicyRoute(_STATUS_ONLY), full, now=NOW)
+    assert isinstance(again, Policed)
+    for status, want in expected.items():
+        assert response_phase(again.response, status, list(head), now=NOW) == want
+    # a status no codec passes is answered, not kept
+    assert response_phase(decided.response, 1000, list(head), now=NOW) == expected[502]
+    assert 1000 not in light.by_status
+
+
+def test_a_response_phase_that_reads_more_than_the_status_runs_every_time() -> None:
+    policy = attached(_READS_THE_HEADERS)
+    decided = request_phase(request(), PolicyRoute(_READS_THE_HEADERS), policy, now=NOW)
+    assert isinstance(decided, Policed)
+    marked = [(b"X-Mark", b"1")]
+    assert response_phase(decided.response, 200, marked, now=NOW) == [
+        (b"X-Mark", b"1"),
+        (b"x-marked", b"1"),
+    ]
+    assert response_phase(decided.response, 200, [(b"X-Other", b"1")], now=NOW) == [
+        (b"X-Other", b"1")
+    ]
+    light = policy.compiled.light["on_http_response"]
+    assert light is not None and light.by_status is None

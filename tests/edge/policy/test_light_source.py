@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from edge.policy.light import LightRun, light_plan
-from edge.policy.light_source import source
+from edge.policy.light_source import reads_only_status, source
 from tests.edge.policy.engine_helpers import CONN, policy, request
 from tests.edge.policy.test_plan import LOOPBACK, POLICIES, REQUESTS
 
@@ -101,3 +103,33 @@ def test_a_request_without_its_folded_names_gives_up_rather_than_guess() -> None
     req = request("/small", headers=(("X-Bench-Client", "wrk"),))
     assert plan.run(LightRun(LOOPBACK, req)) is False
     assert plan.misses == 1
+
+
+@pytest.mark.parametrize(
+    ("rule", "only"),
+    [
+        ('{expressions: ["res.status_code == 200"], actions: [{type: remove-headers, '
+         "config: {headers: [server]}}]}", True),
+        ("{actions: [{type: set-vars, config: {vars: [{a: '1'}]}}, "
+         '{type: add-headers, config: {headers: {x-a: "1"}}}]}', True),
+        ('{expressions: ["res.status_code == 200 && req.method == \'GET\'"], actions: '
+         '[{type: add-headers, config: {headers: {x-a: "1"}}}]}', False),
+        ('{actions: [{type: add-headers, config: {headers: {x-m: "${req.method}"}}}]}', False),
+        ('{expressions: ["inCidrRange(conn.client_ip, \'10.0.0.0/8\')"], actions: '
+         '[{type: add-headers, config: {headers: {x-a: "1"}}}]}', False),
+        ('{expressions: ["hasResHeader(\'server\')"], actions: '
+         '[{type: add-headers, config: {headers: {x-a: "1"}}}]}', False),
+        ("{actions: [{type: set-vars, config: {vars: [{a: '1'}]}}]}, "
+         '{expressions: ["vars.a == \'1\'"], actions: '
+         '[{type: add-headers, config: {headers: {x-a: "1"}}}]}', False),
+    ],
+)
+def test_a_response_phase_reads_only_the_status_when_its_text_says_so(
+    rule: str, only: bool
+) -> None:
+    compiled = policy(f"on_http_response: [{rule}]")
+    plan = light_plan(compiled, "on_http_response")
+    assert plan is not None
+    text, _ = source(plan.rules, plan)
+    assert reads_only_status(text) is only, text
+    assert (plan.by_status is not None) is only
