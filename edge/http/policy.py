@@ -53,7 +53,6 @@ from edge.endpoints.registry import AttachedPolicy
 from edge.events import EventLog
 from edge.http.headers import Headers
 from edge.http.policy_facts import (
-    BARE_RESPONSES,
     ClientConn,
     bare_response_facts,
     decoded_headers,
@@ -236,21 +235,13 @@ def request_phase(
     if not attached.compiled.on_http_request and not attached.compiled.response_reads_results:
         # a policy of the response only: nothing to run here, nothing to carry
         return _new_policed(route, request, attached, conn, facts, endpoint, NOTHING_CARRIED)
-    planned = attached.compiled.light  # planned once (`light_plan`), then read here
-    light = (
-        planned["on_http_request"]
-        if "on_http_request" in planned
-        else light_plan(attached.compiled, "on_http_request")
-    )
+    light = light_plan(attached.compiled, "on_http_request")
     if light is not None:  # header edits only, nothing to carry (`edge.policy.light`)
         run = LightRun(conn, facts, lowered)
         if light.run(run):
             changed = request
             if run.removed or run.added:
-                changed = request.with_head(
-                    apply_headers(request.headers, run.removed, run.added, lowered),
-                    request.target,
-                )
+                changed = _changed_request(request, run.removed, run.added, None, lowered)
             return _new_policed(route, changed, attached, conn, facts, endpoint, NOTHING_CARRIED)
     outcome = run_http_request_edits(  # untraced: the edge needs no `policy test` account
         attached.compiled,
@@ -329,23 +320,19 @@ def response_phase(
     compiled = policy.attached.compiled
     if not compiled.on_http_response:
         return headers  # an empty phase changes nothing: no facts, no run
-    planned = compiled.light
-    light = (
-        planned["on_http_response"]
-        if "on_http_response" in planned
-        else light_plan(compiled, "on_http_response")
-    )
+    light = light_plan(compiled, "on_http_response")
     if light is not None:  # header edits only (`edge.policy.light`): headers decoded if read
         known = light.by_status  # a phase that reads the status alone: its changes, by status
         if known is not None:
             changes = known.get(status)
             if changes is not None:
                 return _edited(headers, changes[0], changes[1], None)
-        facts = BARE_RESPONSES.get(status)
-        if facts is None:
-            facts = bare_response_facts(status)
         run = LightRun(
-            policy.conn, policy.request, None, facts, functools.partial(decoded_headers, headers)
+            policy.conn,
+            policy.request,
+            None,
+            bare_response_facts(status),
+            functools.partial(decoded_headers, headers),
         )
         if light.run(run):
             if known is not None:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from edge.http.seam import HttpRequest
 
 __all__ = [
-    "BARE_RESPONSES",
     "KNOWN_NAMES",
     "NAMES",
     "ClientConn",
@@ -149,16 +148,18 @@ def new_response_facts(status: int, headers: tuple[tuple[str, str], ...]) -> Res
 
 
 #: `ResponseFacts` with no headers, by status (`bare_response_facts`).
-BARE_RESPONSES: dict[int, ResponseFacts] = {}
+_BARE_RESPONSES: dict[int, ResponseFacts] = {}
 
 
 def bare_response_facts(status: int) -> ResponseFacts:
     """`ResponseFacts(status=status, headers=())`: a light run's response facts (it reads the
     headers through a function). Frozen, so one per status (100-999, all a codec passes)
-    serves every response; kept in `BARE_RESPONSES`."""
-    facts = new_response_facts(status, ())
-    if 100 <= status <= 999:
-        BARE_RESPONSES[status] = facts
+    serves every response."""
+    facts = _BARE_RESPONSES.get(status)
+    if facts is None:
+        facts = new_response_facts(status, ())
+        if 100 <= status <= 999:
+            _BARE_RESPONSES[status] = facts
     return facts
 
 

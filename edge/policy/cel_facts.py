@@ -23,6 +23,7 @@ __all__ = [
     "DIRECT",
     "FALSE",
     "RAW",
+    "RAW_PATHS",
     "RAW_SOURCE",
     "RECIPES",
     "TRUE",
@@ -87,7 +88,7 @@ _STRING: Final = celtypes.StringType
 _new_string: Final = str.__new__
 
 
-def _string(value: str) -> celtypes.StringType:
+def cel_string(value: str) -> celtypes.StringType:
     """`celtypes.StringType(value)`: for a str (what the facts hold), the str made directly as
     that constructor makes it, without its Python-level type tests (a third of the cost)."""
     if type(value) is str:
@@ -95,14 +96,13 @@ def _string(value: str) -> celtypes.StringType:
     return celtypes.StringType(value)
 
 
-#: `_string`, for code that writes a closure's work out in line (`edge.policy.light`).
-cel_string: Final = _string
-
-
 def _strings(values: Iterable[str]) -> celtypes.ListType:
-    """A CEL list of CEL strings (`getReqHeader`'s answer), each made as `_string` makes it."""
+    """A CEL list of CEL strings (`getReqHeader`'s answer), each made as `cel_string` makes it."""
     return celtypes.ListType(
-        [_new_string(_STRING, value) if type(value) is str else _string(value) for value in values]
+        [
+            _new_string(_STRING, value) if type(value) is str else cel_string(value)
+            for value in values
+        ]
     )
 
 
@@ -125,40 +125,23 @@ def _int(value: int) -> celtypes.IntType:
 #: (root, field path) -> how to read it from a running phase (`PhaseRun`) directly. Each must
 #: equal what the view (`edge.policy.activation`) gives for the same facts.
 DIRECT: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
-    ("req", ("method",)): lambda run: _string(run.request.method),
-    ("req", ("host",)): lambda run: _string(run.request.host),
-    ("req", ("version",)): lambda run: _string(run.request.version),
-    ("req", ("url", "path")): lambda run: _string(run.request.path),
-    ("req", ("url", "raw_path")): lambda run: _string(run.request.path),
-    ("req", ("url", "query")): lambda run: _string(run.request.query),
-    ("req", ("url", "scheme")): lambda run: _string(run.request.scheme),
-    ("req", ("url", "uri")): lambda run: _string(run.request.target),
-    ("conn", ("client_ip",)): lambda run: _string(run.conn.client_ip),
+    ("req", ("method",)): lambda run: cel_string(run.request.method),
+    ("req", ("host",)): lambda run: cel_string(run.request.host),
+    ("req", ("version",)): lambda run: cel_string(run.request.version),
+    ("req", ("url", "path")): lambda run: cel_string(run.request.path),
+    ("req", ("url", "raw_path")): lambda run: cel_string(run.request.path),
+    ("req", ("url", "query")): lambda run: cel_string(run.request.query),
+    ("req", ("url", "scheme")): lambda run: cel_string(run.request.scheme),
+    ("req", ("url", "uri")): lambda run: cel_string(run.request.target),
+    ("conn", ("client_ip",)): lambda run: cel_string(run.conn.client_ip),
     ("conn", ("client_port",)): lambda run: _int(run.conn.client_port),
-    ("conn", ("server_ip",)): lambda run: _string(run.conn.server_ip),
+    ("conn", ("server_ip",)): lambda run: cel_string(run.conn.server_ip),
     ("conn", ("server_port",)): lambda run: _int(run.conn.server_port),
     ("res", ("status_code",)): lambda run: _int(run.response.status),
 }
-#: The fields of `DIRECT` as the facts hold them (a Python str or int, not yet a CEL value), for
-#: the closures over a running phase that only compare or test them (`compile_direct`).
-RAW: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
-    ("req", ("method",)): lambda run: run.request.method,
-    ("req", ("host",)): lambda run: run.request.host,
-    ("req", ("version",)): lambda run: run.request.version,
-    ("req", ("url", "path")): lambda run: run.request.path,
-    ("req", ("url", "raw_path")): lambda run: run.request.path,
-    ("req", ("url", "query")): lambda run: run.request.query,
-    ("req", ("url", "scheme")): lambda run: run.request.scheme,
-    ("req", ("url", "uri")): lambda run: run.request.target,
-    ("conn", ("client_ip",)): lambda run: run.conn.client_ip,
-    ("conn", ("client_port",)): lambda run: run.conn.client_port,
-    ("conn", ("server_ip",)): lambda run: run.conn.server_ip,
-    ("conn", ("server_port",)): lambda run: run.conn.server_port,
-    ("res", ("status_code",)): lambda run: run.response.status,
-}
-#: Each `RAW` reader's attribute path on a running phase (`run.<path>`), for the checks the
-#: light run writes out in line (`edge.policy.light`).
-_RAW_PATHS: Final = {
+#: The fields of `DIRECT` as the facts hold them (a Python str or int, not yet a CEL value):
+#: each one's attribute path on a running phase (`run.<path>`).
+RAW_PATHS: Final[Mapping[tuple[str, tuple[str, ...]], str]] = {
     ("req", ("method",)): "request.method",
     ("req", ("host",)): "request.host",
     ("req", ("version",)): "request.version",
@@ -173,11 +156,23 @@ _RAW_PATHS: Final = {
     ("conn", ("server_port",)): "conn.server_port",
     ("res", ("status_code",)): "response.status",
 }
-if _RAW_PATHS.keys() != RAW.keys():
-    raise TypeError("every RAW reader needs its path in _RAW_PATHS, and only those")
+
+
+def _reader(path: str) -> Callable[[Any], Any]:
+    """`lambda run: run.<path>`, written out for a path of `RAW_PATHS` (never input): the
+    attribute loads themselves, cheaper than `operator.attrgetter` with the caches cold."""
+    reader: Callable[[Any], Any] = eval(f"lambda run: run.{path}")
+    return reader
+
+
+#: `RAW_PATHS` as readers, for the closures over a running phase that only compare or test
+#: the fields (`compile_direct`).
+RAW: Final[Mapping[tuple[str, tuple[str, ...]], Callable[[Any], Any]]] = {
+    key: _reader(path) for key, path in RAW_PATHS.items()
+}
 #: The `RAW` readers, each to its attribute path.
 RAW_SOURCE: Final[Mapping[Callable[[Any], Any], str]] = {
-    RAW[key]: path for key, path in _RAW_PATHS.items()
+    RAW[key]: path for key, path in RAW_PATHS.items()
 }
 #: How some closures over a running phase compute their answer, for code that writes a check
 #: out in line instead of calling its closure (`edge.policy.light`); weak, so a policy's
@@ -276,7 +271,7 @@ def header_value_at(message: str, wanted: str, position: int) -> _Node:
 
     def value_at(run: Any) -> Any:
         value = run.header_values(message, wanted)[position]
-        return _new_string(_STRING, value) if type(value) is str else _string(value)
+        return _new_string(_STRING, value) if type(value) is str else cel_string(value)
 
     RECIPES[value_at] = ("header_at", message, wanted, position)
     return value_at

@@ -16,7 +16,7 @@ is also planned light (`light_plan`, kept in `CompiledPolicy.light`) when
   `actions`, and, for `on_http_request`, the response phase does not read them
   (`CompiledPolicy.response_reads_results`); a light run keeps none.
 
-`run_light` runs such a phase on a `LightRun`, which offers the closures the same reads a
+`LightPhase.run` runs such a phase on a `LightRun`, which offers the closures the same reads a
 `PhaseRun` does (the facts, `vars`, `header_values` of the headers as changed so far), and
 records the header changes exactly as `PhaseRun.defer_header` would (`removed`, `added`). It
 gives up (returns False) wherever the planned run would leave anything to cel-python or to
@@ -28,7 +28,7 @@ that keeps giving up (`GIVE_UP_LIMIT` runs in a row: its closures read a field o
 have, say) is then run in full only, so it does not pay for both runs on every request.
 
 Each light phase is written out once as one Python function (`edge.policy.light_source`),
-which counts its own misses (`LightPhase.gave_up`): the shell calls `LightPhase.run` directly.
+which counts its own misses (`LightPhase.gave_up`): the shell calls `LightPhase.run`.
 A response phase whose function reads nothing but the status (add a header on 200s, drop
 Server) keeps its changes by status (`LightPhase.by_status`): the shell applies them without
 a run for a status it has seen.
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from edge.policy.activation import ConnFacts, RequestFacts, ResponseFacts
     from edge.policy.validate import CompiledPolicy, CompiledRule
 
-__all__ = ["LightPhase", "LightRun", "light_plan", "run_light"]
+__all__ = ["LightPhase", "LightRun", "light_plan"]
 
 
 #: (name, fixed text or None, renderer or None) per added header
@@ -87,9 +87,6 @@ class LightPhase:
     for that status went to the end (`remember`); None for any other phase."""
 
     rules: Rules
-    #: the policy's light phases (`CompiledPolicy.light`), and this one's name there
-    cache: dict[str, LightPhase | None] = field(compare=False, repr=False)
-    phase: str
     #: `rules` written out as one function (`light_source.written_out`): True, or False
     #: where it gave up
     run: Callable[[LightRun], bool] = field(init=False, compare=False, repr=False)
@@ -106,11 +103,9 @@ class LightPhase:
             self.by_status[status] = (tuple(run.removed), tuple(run.added))
 
     def gave_up(self) -> bool:
-        """Count a light run that gave up (False, for the run to answer); at `GIVE_UP_LIMIT`
-        in a row the phase leaves the cache's light plans: it runs in full from then on."""
+        """Count a light run that gave up: False, for the run to answer (`light_plan` stops
+        planning the phase light at `GIVE_UP_LIMIT` in a row)."""
         self.misses += 1
-        if self.misses >= GIVE_UP_LIMIT:
-            self.cache[self.phase] = None
         return False
 
 
@@ -207,14 +202,17 @@ def light_plan(policy: CompiledPolicy, phase: str) -> LightPhase | None:
     up `GIVE_UP_LIMIT` times in a row: the phase then runs in full for the policy's life."""
     cache = policy.light
     if phase in cache:
-        return cache[phase]
+        known = cache[phase]
+        if known is not None and known.misses >= GIVE_UP_LIMIT:
+            known = cache[phase] = None
+        return known
     rules: tuple[CompiledRule, ...] = getattr(policy, phase)
     planned = None
     if phase != "on_http_request" or not policy.response_reads_results:
         steps = _plan(rules, phase)
         if steps is not None:
-            planned = LightPhase(steps, cache, phase)
-            text, bound = source(steps, planned)
+            planned = LightPhase(steps)
+            text, bound = source(steps, planned, in_request=phase == "on_http_request")
             planned.run = written_out(text, bound)
             if phase == "on_http_response" and reads_only_status(text):
                 planned.by_status = {}
@@ -265,9 +263,3 @@ def _plan(rules: tuple[CompiledRule, ...], phase: str) -> Rules | None:
                 return None
         planned.append((tuple(checks), tuple(steps)))
     return tuple(planned)
-
-
-def run_light(phase: LightPhase, run: LightRun) -> bool:
-    """Run `phase` on `run` as the planned run would: True with `run.removed` and `run.added`
-    its header changes, or False where it gave up (the caller runs the phase in full)."""
-    return phase.run(run)

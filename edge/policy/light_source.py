@@ -53,7 +53,7 @@ class _Source:
     """The function `written_out` is writing: its globals (`bind`), which phase it runs,
     and the header names its steps so far change (a later check of one reads the change)."""
 
-    def __init__(self, in_request: bool, phase: LightPhase) -> None:
+    def __init__(self, phase: LightPhase, *, in_request: bool) -> None:
         self.in_request = in_request
         self.touched: set[str] = set()
         self.bound: dict[str, Any] = {
@@ -80,15 +80,15 @@ def written_out(text: str, bound: dict[str, Any]) -> Callable[[LightRun], bool]:
     return function
 
 
-def source(rules: Rules, phase: LightPhase) -> tuple[str, dict[str, Any]]:
-    """`rules` of `phase` as the source of one function of a `LightRun`, `light_run`, and the
-    globals it runs with (every closure, name and value of the policy is one of them, bound by
-    a generated identifier, `_Source.bind`; none is written into the text). Per rule, its
-    checks in order (a closure that raised or answered no boolean gives up; false ends the
-    rule), then its steps (a rendered value a header may not hold, or a variable whose value
-    cannot be had, gives up). Giving up is counted (`LightPhase.gave_up`); a run to the end
-    resets the count."""
-    written = _Source(phase.phase == "on_http_request", phase)
+def source(rules: Rules, phase: LightPhase, *, in_request: bool) -> tuple[str, dict[str, Any]]:
+    """`rules` of `phase` (`on_http_request` if `in_request`) as the source of one function
+    of a `LightRun`, `light_run`, and the globals it runs with (every closure, name and value
+    of the policy is one of them, bound by a generated identifier, `_Source.bind`; none is
+    written into the text). Per rule, its checks in order (a closure that raised or answered
+    no boolean gives up; false ends the rule), then its steps (a rendered value a header may
+    not hold, or a variable whose value cannot be had, gives up). Giving up is counted
+    (`LightPhase.gave_up`); a run to the end resets the count."""
+    written = _Source(phase, in_request=in_request)
     lines = ["def light_run(run):"]
     for checks, steps in rules:
         lines.append("    while True:  # one rule: `break` ends it")

@@ -15,7 +15,7 @@ import pytest
 
 from edge.policy.activation import ConnFacts, RequestFacts, ResponseFacts
 from edge.policy.engine import run_http_request_edits, run_http_response_edits
-from edge.policy.light import GIVE_UP_LIMIT, LightRun, light_plan, run_light
+from edge.policy.light import GIVE_UP_LIMIT, LightRun, light_plan
 from edge.policy.outcomes import carried_by
 from edge.policy.phase import PhaseRun
 from edge.policy.ratelimit import PolicyState
@@ -175,7 +175,7 @@ def _light_request(
     if plan is None:
         return None, None
     run = LightRun(conn, req, tuple(key.lower() for key, _ in req.headers))
-    return run_light(plan, run), run
+    return plan.run(run), run
 
 
 def _light_response(
@@ -192,7 +192,7 @@ def _light_response(
 
     facts = ResponseFacts(status=res.status, headers=())  # light runs read headers by `decode`
     run = LightRun(conn, req, None, facts, decode)
-    return run_light(plan, run), run
+    return plan.run(run), run
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -381,7 +381,7 @@ def test_a_phase_that_keeps_giving_up_runs_in_full_from_then_on() -> None:
 
     def once(req: RequestFacts) -> bool:
         run = LightRun(CONN, req, tuple(key.lower() for key, _ in req.headers))
-        return run_light(plan, run)
+        return plan.run(run)
 
     for _ in range(GIVE_UP_LIMIT - 1):
         assert once(evil) is False

@@ -55,7 +55,7 @@ def test_no_policy_text_is_written_into_the_source() -> None:
     for phase in ("on_http_request", "on_http_response"):
         plan = light_plan(compiled, phase)
         assert plan is not None, phase  # planned light: written out
-        text, bound = source(plan.rules, plan)
+        text, bound = source(plan.rules, plan, in_request=phase == "on_http_request")
         for fragment in FRAGMENTS:
             assert fragment not in text, (phase, fragment)
         # names in the text are the skeleton's and the bound globals, nothing else
@@ -83,7 +83,7 @@ def test_the_benchmark_policys_request_phase_calls_no_closure() -> None:
     compiled = policy(POLICIES["bench10"])
     plan = light_plan(compiled, "on_http_request")
     assert plan is not None
-    text, _ = source(plan.rules, plan)
+    text, _ = source(plan.rules, plan, in_request=True)
     lines = text.splitlines()
     calls = [at for at, line in enumerate(lines) if re.search(r"_\d+\(run\)", line)]
     assert len(calls) == 2, text  # the two inCidrRange checks
@@ -130,6 +130,6 @@ def test_a_response_phase_reads_only_the_status_when_its_text_says_so(
     compiled = policy(f"on_http_response: [{rule}]")
     plan = light_plan(compiled, "on_http_response")
     assert plan is not None
-    text, _ = source(plan.rules, plan)
+    text, _ = source(plan.rules, plan, in_request=False)
     assert reads_only_status(text) is only, text
     assert (plan.by_status is not None) is only
